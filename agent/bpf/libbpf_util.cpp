@@ -1,0 +1,41 @@
+#include "agent/bpf/libbpf_util.h"
+
+#include <cstdarg>
+#include <cstdio>
+
+#include "agent/util/logging.h"
+
+namespace hostscope::bpf {
+
+Result<Link> attach_program(bpf_program* prog) {
+  bpf_link* l = bpf_program__attach(prog);
+  if (!l) return errorf_errno(errno, "bpf program {} ({}) attach failed", bpf_program__name(prog),
+                              bpf_program__section_name(prog));
+  return Link(l);
+}
+
+std::vector<uint64_t> read_percpu_counters(int map_fd, uint32_t n) {
+  std::vector<uint64_t> sums(n, 0);
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return sums;
+  std::vector<uint64_t> vals(static_cast<size_t>(ncpu));
+  for (uint32_t i = 0; i < n; i++) {
+    if (bpf_map_lookup_elem(map_fd, &i, vals.data()) != 0) continue;
+    for (auto v : vals) sums[i] += v;
+  }
+  return sums;
+}
+
+static int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
+  char buf[1024];
+  int n = vsnprintf(buf, sizeof(buf), fmt, args);
+  if (n > 0 && buf[std::min<int>(n, sizeof(buf) - 1) - 1] == '\n') buf[std::min<int>(n, sizeof(buf) - 1) - 1] = 0;
+  // libbpf warns about things we handle ourselves (a probe that falls back); keep those at debug too, our own
+  // message says what degrades.
+  spdlog::debug("libbpf: {}", buf);
+  return 0;
+}
+
+void route_libbpf_logs() { libbpf_set_print(libbpf_print); }
+
+}  // namespace hostscope::bpf

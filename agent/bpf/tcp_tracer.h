@@ -1,0 +1,54 @@
+#pragma once
+// Loads and attaches bpf/tcp_lifecycle.bpf.c. Prefers BTF-typed tracepoints; falls back to classic
+// tracepoints when the kernel cannot load or attach them, and says what degrades.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/util/result.h"
+
+namespace hostscope::bpf {
+
+enum class AttachMode { Auto, Btf, Classic };
+std::string_view to_string(AttachMode m);
+
+struct TcpTracerOptions {
+  AttachMode mode = AttachMode::Auto;
+  uint32_t socket_table_size = 65536;    // tcp_socks LRU entries: connections tracked at once
+  uint32_t ring_bytes = 8u << 20;        // ring buffer size (power of two, page multiple)
+  uint64_t wakeup_bytes = 64u << 10;     // wake the reader when this much is queued (0: every event)
+  bool emit_opens = true;                // emit open events (close events are always emitted)
+};
+
+struct KernelCounters {
+  uint64_t ringbuf_dropped = 0, events = 0, socket_table_full = 0, close_untracked = 0, accept_unresolved = 0,
+           goid_read_failed = 0;
+};
+
+class TcpTracer {
+ public:
+  static Result<std::unique_ptr<TcpTracer>> start(const TcpTracerOptions& opts);
+  ~TcpTracer();
+  TcpTracer(const TcpTracer&) = delete;
+  TcpTracer& operator=(const TcpTracer&) = delete;
+
+  int events_fd() const;
+  int go_procs_fd() const;
+  int socket_table_fd() const;
+  AttachMode mode() const { return mode_; }
+  // Human-readable notes on what is degraded on this kernel (empty when everything is on).
+  const std::vector<std::string>& degraded() const { return degraded_; }
+  KernelCounters counters() const;
+  uint32_t socket_table_size() const { return table_size_; }
+
+  struct Impl;  // the skeleton and its links
+
+ private:
+  TcpTracer() = default;
+  std::unique_ptr<Impl> impl_;
+  AttachMode mode_ = AttachMode::Auto;
+  std::vector<std::string> degraded_;
+  uint32_t table_size_ = 0;
+};
+
+}  // namespace hostscope::bpf

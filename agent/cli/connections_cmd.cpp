@@ -1,0 +1,135 @@
+// `hostscope connections`: one line per finished connection (tcplife style), or JSON lines.
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+
+#include "agent/bpf/tcp_tracer.h"
+#include "agent/cli/commands.h"
+#include "agent/cli/signals.h"
+#include "agent/events/filter.h"
+#include "agent/events/format.h"
+#include "agent/pipeline/tcp_reader.h"
+#include "agent/util/logging.h"
+
+namespace hostscope::cli {
+
+namespace {
+
+struct ConnectionsOptions {
+  std::string output = "table";
+  events::ConnectionFilter filter;
+  std::string attach = "auto";
+  double duration_s = 0;
+  uint64_t count = 0;
+  uint32_t socket_table = 65536;
+  uint32_t ring_mb = 8;
+};
+
+// Writes all of buf to fd; false on error (EPIPE when the reader of our output went away).
+bool write_all(int fd, const char* p, size_t n) {
+  while (n) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += w;
+    n -= size_t(w);
+  }
+  return true;
+}
+
+int run_connections(const ConnectionsOptions& o) {
+  bpf::TcpTracerOptions topts;
+  topts.mode = o.attach == "btf" ? bpf::AttachMode::Btf : o.attach == "classic" ? bpf::AttachMode::Classic : bpf::AttachMode::Auto;
+  topts.emit_opens = o.filter.opens;
+  topts.socket_table_size = o.socket_table;
+  topts.ring_bytes = o.ring_mb << 20;
+
+  block_shutdown_signals();
+  auto tracer = bpf::TcpTracer::start(topts);
+  if (!tracer) {
+    spdlog::error("{}", tracer.error().str());
+    if (geteuid() != 0) spdlog::error("hostscope needs root (CAP_BPF, CAP_PERFMON) to load its BPF programs");
+    return 1;
+  }
+  const bool json = o.output == "json";
+  std::atomic<bool> output_failed{false};
+  std::atomic<uint64_t> shown{0};
+  fmt::memory_buffer buf;
+  if (!json) {
+    events::append_table_header(buf);
+    write_all(1, buf.data(), buf.size());
+    buf.clear();
+  }
+
+  auto sink = [&](std::span<const events::ConnectionEvent> batch) {
+    if (output_failed.load(std::memory_order_relaxed)) return;
+    uint64_t n = 0;
+    for (const auto& e : batch) {
+      if (!o.filter.match(e)) continue;
+      if (o.count && shown.load(std::memory_order_relaxed) + n >= o.count) break;
+      json ? events::append_json(buf, e) : events::append_table_row(buf, e);
+      n++;
+    }
+    if (buf.size() && !write_all(1, buf.data(), buf.size())) output_failed = true;
+    buf.clear();
+    shown.fetch_add(n, std::memory_order_relaxed);
+  };
+
+  bpf::KernelCounters last{};
+  std::mutex health_mu;
+  auto health = [&](const bpf::KernelCounters& c) {
+    std::lock_guard lk(health_mu);
+    if (c.ringbuf_dropped > last.ringbuf_dropped)
+      spdlog::warn("lost {} events (ring buffer full; {} lost in total)", c.ringbuf_dropped - last.ringbuf_dropped,
+                   c.ringbuf_dropped);
+    if (c.socket_table_full > last.socket_table_full)
+      spdlog::warn("socket table full: {} connections not tracked", c.socket_table_full - last.socket_table_full);
+    last = c;
+  };
+
+  pipeline::TcpReader reader(**tracer, sink, health);
+  if (auto st = reader.start(); !st) {
+    spdlog::error("{}", st.error().str());
+    return 1;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.duration_s);
+  wait_for_shutdown([&] {
+    return output_failed.load() || (o.count && shown.load() >= o.count) ||
+           (o.duration_s > 0 && std::chrono::steady_clock::now() >= deadline);
+  });
+  reader.stop();
+  auto c = (*tracer)->counters();
+  fmt::print(stderr,
+             "hostscope: {} events shown, {} received, {} lost (ring buffer full), {} untracked closes, "
+             "{} socket-table inserts failed\n",
+             shown.load(), reader.delivered(), c.ringbuf_dropped, c.close_untracked, c.socket_table_full);
+  return 0;
+}
+
+}  // namespace
+
+void register_connections(CLI::App& app, const GlobalOptions& g, int& exit_code) {
+  auto o = std::make_shared<ConnectionsOptions>();
+  auto* cmd = app.add_subcommand("connections", "Show TCP connections as they close (and open, with --opens)");
+  cmd->add_option("-o,--output", o->output, "Output format")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
+  cmd->add_flag("--opens", o->filter.opens, "Also print a line when a connection opens");
+  cmd->add_option("--pid", o->filter.pids, "Only connections owned by these pids");
+  cmd->add_option("--comm", o->filter.comm, "Only connections owned by this command name");
+  cmd->add_option("--port", o->filter.ports, "Only connections with this local or remote port");
+  cmd->add_flag("--failed-only", o->filter.failed_only, "Only refused, timed-out, failed or reset connections");
+  cmd->add_option("--attach", o->attach, "Kernel hooks: auto (tp_btf, else classic), btf, classic")
+      ->check(CLI::IsMember({"auto", "btf", "classic"}))
+      ->capture_default_str();
+  cmd->add_option("--duration", o->duration_s, "Stop after this many seconds (0: until interrupted)");
+  cmd->add_option("--count", o->count, "Stop after this many lines");
+  cmd->add_option("--socket-table", o->socket_table, "Connections tracked at once in the kernel")->capture_default_str();
+  cmd->add_option("--ring-mb", o->ring_mb, "Kernel ring buffer size in MiB (power of two)")
+      ->check(CLI::IsMember({1, 2, 4, 8, 16, 32, 64, 128}))
+      ->capture_default_str();
+  cmd->callback([o, &exit_code] { exit_code = run_connections(*o); });
+}
+
+}  // namespace hostscope::cli

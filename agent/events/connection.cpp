@@ -1,0 +1,128 @@
+#include "agent/events/connection.h"
+
+#include <arpa/inet.h>
+#include <linux/types.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "tcp_lifecycle.h"
+
+namespace hostscope::events {
+
+static_assert(sizeof(hs_tcp_event) == 152, "hs_tcp_event layout changed: update decode() and docs/events.md");
+static_assert(offsetof(hs_tcp_event, saddr) == 100);
+
+std::string_view to_string(Kind k) { return k == Kind::Open ? "open" : "close"; }
+
+std::string_view to_string(Role r) {
+  switch (r) {
+    case Role::Active: return "active";
+    case Role::Passive: return "passive";
+    default: return "unknown";
+  }
+}
+
+std::string_view to_string(Outcome o) {
+  switch (o) {
+    case Outcome::Closed: return "closed";
+    case Outcome::ResetSent: return "reset_sent";
+    case Outcome::ResetReceived: return "reset_received";
+    case Outcome::Refused: return "refused";
+    case Outcome::TimedOut: return "timed_out";
+    case Outcome::Failed: return "failed";
+    default: return "";
+  }
+}
+
+std::optional<Outcome> outcome_from_string(std::string_view s) {
+  for (auto o : {Outcome::Closed, Outcome::ResetSent, Outcome::ResetReceived, Outcome::Refused, Outcome::TimedOut,
+                 Outcome::Failed})
+    if (to_string(o) == s) return o;
+  return std::nullopt;
+}
+
+size_t IpAddr::format(char* out, size_t cap) const {
+  if (cap < INET6_ADDRSTRLEN) return 0;
+  if (!inet_ntop(family == 6 ? AF_INET6 : AF_INET, bytes.data(), out, socklen_t(cap))) return 0;
+  return std::strlen(out);
+}
+
+std::string IpAddr::str() const {
+  char buf[INET6_ADDRSTRLEN];
+  size_t n = format(buf, sizeof(buf));
+  return std::string(buf, n);
+}
+
+std::optional<IpAddr> IpAddr::parse(std::string_view s) {
+  std::string z(s);
+  IpAddr a;
+  if (inet_pton(AF_INET, z.c_str(), a.bytes.data()) == 1) {
+    a.family = 4;
+    return a;
+  }
+  if (inet_pton(AF_INET6, z.c_str(), a.bytes.data()) == 1) {
+    a.family = 6;
+    return a;
+  }
+  return std::nullopt;
+}
+
+std::string_view ConnectionEvent::comm_view() const { return std::string_view(comm.data(), strnlen(comm.data(), comm.size())); }
+
+// ::ffff:a.b.c.d
+static bool is_v4_mapped(const uint8_t* a) {
+  static constexpr uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return std::memcmp(a, prefix, sizeof(prefix)) == 0;
+}
+
+static IpAddr make_addr(uint16_t family, const uint8_t* raw, bool as_v4) {
+  IpAddr a;
+  if (family == AF_INET6 && !as_v4) {
+    a.family = 6;
+    std::memcpy(a.bytes.data(), raw, 16);
+  } else {
+    a.family = 4;
+    std::memcpy(a.bytes.data(), family == AF_INET6 ? raw + 12 : raw, 4);
+  }
+  return a;
+}
+
+ConnectionEvent decode(const hs_tcp_event& r, int64_t realtime_offset_ns) {
+  ConnectionEvent e;
+  e.ts_ns = uint64_t(int64_t(r.ts_ns) + realtime_offset_ns);
+  e.sock_id = r.sock_id;
+  e.kind = r.kind == HS_EV_OPEN ? Kind::Open : Kind::Close;
+  e.role = r.role <= HS_ROLE_PASSIVE ? Role(r.role) : Role::Unknown;
+  e.outcome = r.outcome <= HS_OUT_FAILED ? Outcome(r.outcome) : Outcome::Failed;
+  if (e.kind == Kind::Open) e.outcome = Outcome::None;
+  e.owner_known = r.flags & HS_F_OWNER;
+  e.open_seen = r.flags & HS_F_OPEN_SEEN;
+  e.established = r.flags & HS_F_ESTABLISHED;
+  if (e.owner_known) {
+    e.pid = r.pid;
+    e.tid = r.tid;
+    std::memcpy(e.comm.data(), r.comm, sizeof(r.comm));
+    e.comm.back() = 0;
+    e.cgroup_id = r.cgroup_id;
+  }
+  e.netns = r.netns;
+  // A v6 socket talking to a v4 peer carries both ends as v4-mapped; show it as the IPv4 connection it is.
+  bool v4 = r.family == AF_INET6 && is_v4_mapped(r.daddr) && (is_v4_mapped(r.saddr) || std::all_of(r.saddr, r.saddr + 16, [](uint8_t b) { return b == 0; }));
+  e.saddr = make_addr(r.family, r.saddr, v4);
+  e.daddr = make_addr(r.family, r.daddr, v4);
+  e.sport = r.sport;
+  e.dport = r.dport;
+  if (e.kind == Kind::Close && e.open_seen && r.open_ts_ns && r.ts_ns >= r.open_ts_ns) e.duration_ns = r.ts_ns - r.open_ts_ns;
+  if (e.role == Role::Active && e.open_seen && r.established_ts_ns >= r.open_ts_ns && r.established_ts_ns)
+    e.connect_latency_ns = r.established_ts_ns - r.open_ts_ns;
+  e.bytes_sent = r.bytes_sent;
+  e.bytes_received = r.bytes_received;
+  e.srtt_us = r.srtt_us;
+  e.retransmits = r.retransmits;
+  e.sk_err = r.sk_err;
+  if (r.flags & HS_F_GOID) e.goid = r.goid;
+  return e;
+}
+
+}  // namespace hostscope::events

@@ -1,0 +1,108 @@
+#include "agent/events/format.h"
+
+#include <time.h>
+
+namespace hostscope::events {
+
+void append_rfc3339(fmt::memory_buffer& out, uint64_t ts_ns) {
+  time_t secs = time_t(ts_ns / 1'000'000'000ull);
+  struct tm tm{};
+  gmtime_r(&secs, &tm);
+  fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts_ns % 1'000'000'000ull);
+}
+
+void append_json_escaped(fmt::memory_buffer& out, std::string_view s) {
+  static constexpr char hex[] = "0123456789abcdef";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(char(c));
+    } else if (c < 0x20 || c >= 0x7f) {
+      // comm and paths are bytes, not UTF-8: escape everything outside printable ASCII so the line stays valid JSON.
+      const char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+      out.append(esc, esc + 6);
+    } else {
+      out.push_back(char(c));
+    }
+  }
+}
+
+static void append_addr(fmt::memory_buffer& out, const IpAddr& a) {
+  char buf[64];
+  size_t n = a.format(buf, sizeof(buf));
+  out.append(buf, buf + n);
+}
+
+void append_json(fmt::memory_buffer& out, const ConnectionEvent& e, const EventIdentity* id) {
+  auto it = std::back_inserter(out);
+  out.append(std::string_view(R"({"ts":")"));
+  append_rfc3339(out, e.ts_ns);
+  fmt::format_to(it, R"(","event":"{}","role":"{}","pid":{},"tid":{},"comm":")", to_string(e.kind), to_string(e.role),
+                 e.pid, e.tid);
+  append_json_escaped(out, e.comm_view());
+  fmt::format_to(it, R"(","cgroup_id":{},"netns":{},"family":{},"saddr":")", e.cgroup_id, e.netns,
+                 e.saddr.family == 6 ? 6 : 4);
+  append_addr(out, e.saddr);
+  fmt::format_to(it, R"(","sport":{},"daddr":")", e.sport);
+  append_addr(out, e.daddr);
+  fmt::format_to(it, R"(","dport":{},"duration_ms":)", e.dport);
+  if (e.duration_ns)
+    fmt::format_to(it, "{:.3f}", double(*e.duration_ns) / 1e6);
+  else
+    out.append(std::string_view("null"));
+  out.append(std::string_view(",\"connect_latency_us\":"));
+  if (e.connect_latency_ns)
+    fmt::format_to(it, "{}", *e.connect_latency_ns / 1000);
+  else
+    out.append(std::string_view("null"));
+  fmt::format_to(it, R"(,"bytes_sent":{},"bytes_received":{},"srtt_us":{},"retransmits":{},"outcome":)", e.bytes_sent,
+                 e.bytes_received, e.srtt_us, e.retransmits);
+  if (e.kind == Kind::Close)
+    fmt::format_to(it, R"("{}")", to_string(e.outcome));
+  else
+    out.append(std::string_view("null"));
+  if (e.goid) fmt::format_to(it, R"(,"goid":{})", *e.goid);
+  if (id) {
+    if (!id->service.empty()) {
+      out.append(std::string_view(R"(,"service":")"));
+      append_json_escaped(out, id->service);
+      out.push_back('"');
+    }
+    if (id->peer_pid) fmt::format_to(it, R"(,"peer_pid":{})", *id->peer_pid);
+    if (!id->peer_service.empty()) {
+      out.append(std::string_view(R"(,"peer_service":")"));
+      append_json_escaped(out, id->peer_service);
+      out.push_back('"');
+    }
+  }
+  out.append(std::string_view("}\n"));
+}
+
+void append_table_header(fmt::memory_buffer& out) {
+  fmt::format_to(std::back_inserter(out), "{:<8} {:>7} {:<15} {:<7} {:<22} {:<22} {:>9} {:>9} {:>9} {:>8} {}\n",
+                 "TIME", "PID", "COMM", "ROLE", "LOCAL", "REMOTE", "TX_B", "RX_B", "MS", "LAT_US", "OUTCOME");
+}
+
+static std::string endpoint(const IpAddr& a, uint16_t port) {
+  return a.family == 6 ? fmt::format("[{}]:{}", a.str(), port) : fmt::format("{}:{}", a.str(), port);
+}
+
+void append_table_row(fmt::memory_buffer& out, const ConnectionEvent& e, const EventIdentity* id) {
+  time_t secs = time_t(e.ts_ns / 1'000'000'000ull);
+  struct tm tm{};
+  localtime_r(&secs, &tm);
+  std::string comm(e.comm_view());
+  for (auto& c : comm)
+    if (c < 0x20 || c >= 0x7f) c = '?';
+  auto ms = e.duration_ns ? fmt::format("{:.3f}", double(*e.duration_ns) / 1e6) : std::string("-");
+  auto lat = e.connect_latency_ns ? fmt::format("{}", *e.connect_latency_ns / 1000) : std::string("-");
+  auto outcome = e.kind == Kind::Open ? std::string_view("open") : to_string(e.outcome);
+  fmt::format_to(std::back_inserter(out), "{:02}:{:02}:{:02} {:>7} {:<15} {:<7} {:<22} {:<22} {:>9} {:>9} {:>9} {:>8} {}",
+                 tm.tm_hour, tm.tm_min, tm.tm_sec, e.pid, comm, to_string(e.role), endpoint(e.saddr, e.sport),
+                 endpoint(e.daddr, e.dport), e.bytes_sent, e.bytes_received, ms, lat, outcome);
+  if (id && !id->service.empty()) fmt::format_to(std::back_inserter(out), " {}", id->service);
+  out.push_back('\n');
+}
+
+}  // namespace hostscope::events

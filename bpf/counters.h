@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Kernel-side counters: one per-CPU array slot per reason something was dropped or missed.
+ * Shared by every BPF object (each has its own `counters` map) and read by the agent's health code. */
+#ifndef HOSTSCOPE_BPF_COUNTERS_H
+#define HOSTSCOPE_BPF_COUNTERS_H
+
+enum hs_counter {
+  HS_CNT_RB_DROPPED = 0,    /* ring buffer reserve failed: event lost */
+  HS_CNT_EVENTS = 1,        /* events submitted */
+  HS_CNT_SOCK_TABLE_FULL = 2, /* socket table insert failed */
+  HS_CNT_CLOSE_UNTRACKED = 3, /* close of a socket not in the table (opened before start, or evicted) */
+  HS_CNT_ACCEPT_NO_SOCK = 4,  /* accept() returned an fd we could not resolve to a socket */
+  HS_CNT_GOID_READ_FAIL = 5,  /* reading a goroutine id from a Go thread failed */
+  HS_CNT_PROC_TABLE_FULL = 6, /* process table insert failed */
+  HS_CNT_MAX = 8,
+};
+
+#endif
