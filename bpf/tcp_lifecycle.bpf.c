@@ -100,10 +100,16 @@ static __always_inline void event__emit_open(struct sock* sk, const struct sock_
   rb__submit(&tcp_events, e);
 }
 
-static __always_inline __u8 close__outcome(__u8 flags, __u32 sk_err) {
+/* How the connection ended. An application's abortive close (SO_LINGER 0, or close() with unread data) moves
+ * the socket to CLOSE *before* tcp_send_active_reset() fires its tracepoint, so a direct jump to CLOSE from a
+ * synchronized state, with no reset received and no error, is that abort: this end sent the RST. */
+static __always_inline __u8 close__outcome(__u8 flags, __u32 sk_err, int oldstate) {
   if (flags & HS_F_ESTABLISHED) {
-    if (flags & HS_F_RST_SENT) return HS_OUT_RESET_SENT;
     if (flags & HS_F_RST_RECV) return HS_OUT_RESET_RECEIVED;
+    if (flags & HS_F_RST_SENT) return HS_OUT_RESET_SENT;
+    if (sk_err == ETIMEDOUT) return HS_OUT_TIMED_OUT;
+    if (!sk_err && (oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT || oldstate == TCP_FIN_WAIT1))
+      return HS_OUT_RESET_SENT;
     return HS_OUT_CLOSED;
   }
   if (sk_err == ECONNREFUSED || (flags & HS_F_RST_RECV)) return HS_OUT_REFUSED;
@@ -140,7 +146,7 @@ static __always_inline void event__emit_close(struct sock* sk, const struct sock
   e->retransmits = BPF_CORE_READ(tp, total_retrans);
   e->sk_err = BPF_CORE_READ(sk, sk_err);
   e->oldstate = oldstate;
-  e->outcome = close__outcome(e->flags, e->sk_err);
+  e->outcome = close__outcome(e->flags, e->sk_err, oldstate);
   rb__submit(&tcp_events, e);
 }
 

@@ -26,6 +26,19 @@ std::vector<uint64_t> read_percpu_counters(int map_fd, uint32_t n) {
   return sums;
 }
 
+uint64_t prog_recursion_misses(const bpf_object* obj) {
+  uint64_t total = 0;
+  bpf_program* p;
+  bpf_object__for_each_program(p, obj) {
+    int fd = bpf_program__fd(p);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    __u32 len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) total += info.recursion_misses;
+  }
+  return total;
+}
+
 static int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
   char buf[1024];
   int n = vsnprintf(buf, sizeof(buf), fmt, args);

@@ -73,6 +73,10 @@ Result<Link> attach_program(bpf_program* prog);
 // Sum of a per-CPU array of __u64 counters (the kernel's `counters` map).
 std::vector<uint64_t> read_percpu_counters(int map_fd, uint32_t n);
 
+// Sum of bpf_prog_info.recursion_misses over the loaded programs of an object: invocations the kernel skipped
+// because the same program was already running on that CPU (events lost before any of our code ran).
+uint64_t prog_recursion_misses(const bpf_object* obj);
+
 // Route libbpf's own messages into spdlog (debug level unless they are warnings).
 void route_libbpf_logs();
 

@@ -133,6 +133,7 @@ KernelCounters TcpTracer::counters() const {
   c.close_untracked = v[HS_CNT_CLOSE_UNTRACKED];
   c.accept_unresolved = v[HS_CNT_ACCEPT_NO_SOCK];
   c.goid_read_failed = v[HS_CNT_GOID_READ_FAIL];
+  c.prog_recursion_misses = prog_recursion_misses(impl_->skel->obj);
   return c;
 }
 

@@ -16,13 +16,14 @@ struct TcpTracerOptions {
   AttachMode mode = AttachMode::Auto;
   uint32_t socket_table_size = 65536;    // tcp_socks LRU entries: connections tracked at once
   uint32_t ring_bytes = 8u << 20;        // ring buffer size (power of two, page multiple)
-  uint64_t wakeup_bytes = 64u << 10;     // wake the reader when this much is queued (0: every event)
+  uint64_t wakeup_bytes = 0;             // wake the reader when this much is queued (0: never; it polls)
   bool emit_opens = true;                // emit open events (close events are always emitted)
 };
 
 struct KernelCounters {
   uint64_t ringbuf_dropped = 0, events = 0, socket_table_full = 0, close_untracked = 0, accept_unresolved = 0,
            goid_read_failed = 0;
+  uint64_t prog_recursion_misses = 0;  // invocations the kernel skipped because the program was already running on that CPU
 };
 
 class TcpTracer {

@@ -85,6 +85,9 @@ int run_connections(const ConnectionsOptions& o) {
     if (c.ringbuf_dropped > last.ringbuf_dropped)
       spdlog::warn("lost {} events (ring buffer full; {} lost in total)", c.ringbuf_dropped - last.ringbuf_dropped,
                    c.ringbuf_dropped);
+    if (c.prog_recursion_misses > last.prog_recursion_misses)
+      spdlog::warn("kernel skipped {} hook runs (program re-entered on the same CPU; events lost)",
+                   c.prog_recursion_misses - last.prog_recursion_misses);
     if (c.socket_table_full > last.socket_table_full)
       spdlog::warn("socket table full: {} connections not tracked", c.socket_table_full - last.socket_table_full);
     last = c;
@@ -103,9 +106,10 @@ int run_connections(const ConnectionsOptions& o) {
   reader.stop();
   auto c = (*tracer)->counters();
   fmt::print(stderr,
-             "hostscope: {} events shown, {} received, {} lost (ring buffer full), {} untracked closes, "
-             "{} socket-table inserts failed\n",
-             shown.load(), reader.delivered(), c.ringbuf_dropped, c.close_untracked, c.socket_table_full);
+             "hostscope: {} events shown, {} received, {} lost (ring buffer full), {} lost (hook re-entered), "
+             "{} untracked closes, {} socket-table inserts failed\n",
+             shown.load(), reader.delivered(), c.ringbuf_dropped, c.prog_recursion_misses, c.close_untracked,
+             c.socket_table_full);
   return 0;
 }
 

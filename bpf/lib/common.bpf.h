@@ -18,9 +18,11 @@
 #define ECONNREFUSED 111
 #define ETIMEDOUT 110
 
-/* Ring buffer wake-up threshold in bytes, set by the agent before load. 0 wakes the reader on every event;
- * otherwise the reader is woken only when this much data is waiting and drains on its own poll timer,
- * which keeps wake-ups (and their context switches) off the per-event path. */
+/* Ring buffer wake-up threshold in bytes, set by the agent before load; 0 (the default) never wakes the reader,
+ * which drains on its own short poll timer. Why not wake per event: a wake-up is an irq_work self-IPI raised
+ * from inside this program; softirqs run on that interrupt's exit, re-enter the same TCP hooks on this CPU, and
+ * the kernel skips a program that is already running there (counted as recursion misses). On loopback that
+ * loses events under load, so wake-ups stay off the per-event path. */
 const volatile __u64 hs_wakeup_bytes = 0;
 
 struct {
@@ -43,9 +45,8 @@ static __always_inline void* rb__reserve(void* rb, __u64 size) {
 }
 
 static __always_inline void rb__submit(void* rb, void* e) {
-  __u64 flags = 0;
-  if (hs_wakeup_bytes)
-    flags = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= hs_wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+  __u64 flags = BPF_RB_NO_WAKEUP;
+  if (hs_wakeup_bytes && bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= hs_wakeup_bytes) flags = BPF_RB_FORCE_WAKEUP;
   bpf_ringbuf_submit(e, flags);
   counter__inc(HS_CNT_EVENTS);
 }

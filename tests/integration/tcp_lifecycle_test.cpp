@@ -1,0 +1,341 @@
+// Privileged integration tests of bpf/tcp_lifecycle.bpf.c: the real programs, real connections between real
+// processes (hs_peer), over loopback and between network namespaces joined by a veth pair.
+// Every field of every event is checked against what the peers themselves report.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "support/event_collector.h"
+
+using namespace hostscope;
+using namespace hostscope::testing;
+using events::ConnectionEvent;
+using events::Kind;
+using events::Outcome;
+using events::Role;
+
+namespace {
+
+std::string peer_bin() {
+  const char* p = std::getenv("HS_PEER");
+  return p ? p : "hs_peer";
+}
+
+uint64_t own_netns() { return inode_of("/proc/self/ns/net"); }
+
+// cgroup v2 id of a process: the inode of its cgroup directory in the cgroup2 mount.
+uint64_t cgroup_id_of(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/cgroup");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("0::", 0) == 0) {
+      for (const char* root : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}) {
+        uint64_t ino = inode_of(std::string(root) + line.substr(3));
+        if (ino) return ino;
+      }
+    }
+  return 0;
+}
+
+struct Peer {
+  std::unique_ptr<Child> child;
+  int port = 0;
+};
+
+std::vector<std::string> with_prefix(const std::vector<std::string>& prefix, std::vector<std::string> argv) {
+  std::vector<std::string> out = prefix;
+  out.insert(out.end(), argv.begin(), argv.end());
+  return out;
+}
+
+Peer start_server(const std::string& addr, uint64_t bytes, long count, bool linger0 = false,
+                  const std::vector<std::string>& prefix = {}) {
+  std::vector<std::string> argv = {peer_bin(), "server", addr, "0", std::to_string(bytes), std::to_string(count)};
+  if (linger0) argv.push_back("linger0");
+  Peer p;
+  p.child = std::make_unique<Child>(with_prefix(prefix, argv));
+  auto l = p.child->line();
+  if (l && l->rfind("READY ", 0) == 0) p.port = std::stoi(l->substr(6));
+  return p;
+}
+
+// Runs a client to completion; returns the local ports it reported (empty when connect failed).
+struct ClientRun {
+  pid_t pid = 0;
+  std::vector<int> ports;
+  std::string error;
+  int status = -1;
+};
+ClientRun run_client(const std::string& addr, int port, uint64_t bytes, std::vector<std::string> extra = {},
+                     const std::vector<std::string>& prefix = {}) {
+  std::vector<std::string> argv = {peer_bin(), "client", addr, std::to_string(port), std::to_string(bytes)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  Child c(with_prefix(prefix, argv));
+  ClientRun r;
+  r.pid = c.pid();
+  while (auto l = c.line()) {
+    if (l->rfind("LOCAL ", 0) == 0) r.ports.push_back(std::stoi(l->substr(6)));
+    if (l->rfind("ERROR ", 0) == 0) r.error = l->substr(6);
+  }
+  r.status = c.wait();
+  return r;
+}
+
+auto close_of(int sport, int dport) {
+  return [=](const ConnectionEvent& e) { return e.kind == Kind::Close && e.sport == sport && e.dport == dport; };
+}
+auto open_of(int sport, int dport) {
+  return [=](const ConnectionEvent& e) { return e.kind == Kind::Open && e.sport == sport && e.dport == dport; };
+}
+
+void expect_owner(const ConnectionEvent& e, pid_t pid, const char* comm) {
+  EXPECT_TRUE(e.owner_known);
+  EXPECT_EQ(e.pid, uint32_t(pid));
+  EXPECT_EQ(e.tid, uint32_t(pid));  // single-threaded peers
+  EXPECT_EQ(e.comm_view(), comm);
+  EXPECT_EQ(e.cgroup_id, cgroup_id_of(getpid()));  // peers inherit the test's cgroup and exit before we look
+}
+
+#define HS_START_COLLECTOR(var, ...)                        \
+  HS_REQUIRE_ROOT();                                        \
+  EventCollector var{__VA_ARGS__};                          \
+  ASSERT_TRUE(var.error().empty()) << var.error();
+
+// N bytes each way over a real connection; both ends fully checked.
+void exchange_and_check(EventCollector& col, const std::string& addr, int family, uint64_t n) {
+  auto server = start_server(addr, n, 1);
+  ASSERT_GT(server.port, 0) << "server did not start";
+  auto client = run_client(addr, server.port, n);
+  ASSERT_EQ(client.status, 0) << client.error;
+  ASSERT_EQ(client.ports.size(), 1u);
+  ASSERT_EQ(server.child->wait(), 0);
+  int cport = client.ports[0];
+
+  auto active = col.wait_for(1, close_of(cport, server.port));
+  auto passive = col.wait_for(1, close_of(server.port, cport));
+  ASSERT_EQ(active.size(), 1u) << "client close event missing";
+  ASSERT_EQ(passive.size(), 1u) << "server close event missing";
+  auto ip = events::IpAddr::parse(addr == "::1" ? "::1" : "127.0.0.1");
+
+  const auto& a = active[0];
+  EXPECT_EQ(a.role, Role::Active);
+  expect_owner(a, client.pid, "hs-client");
+  EXPECT_EQ(a.saddr.family, family);
+  EXPECT_EQ(a.saddr, *ip);
+  EXPECT_EQ(a.daddr, *ip);
+  EXPECT_EQ(a.bytes_sent, n);
+  EXPECT_EQ(a.bytes_received, n);
+  EXPECT_EQ(a.outcome, Outcome::Closed);
+  EXPECT_TRUE(a.connect_latency_ns.has_value());
+  EXPECT_TRUE(a.duration_ns.has_value());
+  EXPECT_GE(*a.duration_ns, a.connect_latency_ns.value_or(0));
+  EXPECT_GT(a.srtt_us, 0u);
+  EXPECT_EQ(a.retransmits, 0u);
+  EXPECT_EQ(a.netns, own_netns());
+  EXPECT_FALSE(a.goid.has_value());
+
+  const auto& p = passive[0];
+  EXPECT_EQ(p.role, Role::Passive);
+  expect_owner(p, server.child->pid(), "hs-server");
+  EXPECT_EQ(p.saddr, *ip);
+  EXPECT_EQ(p.daddr, *ip);
+  EXPECT_EQ(p.bytes_sent, n);
+  EXPECT_EQ(p.bytes_received, n);
+  EXPECT_EQ(p.outcome, Outcome::Closed);
+  EXPECT_FALSE(p.connect_latency_ns.has_value());
+  EXPECT_TRUE(p.duration_ns.has_value());
+  EXPECT_EQ(p.netns, own_netns());
+  EXPECT_NE(a.sock_id, p.sock_id);
+
+  // Open events: one per side, same owners, and the same socket ids as the closes.
+  auto ao = col.wait_for(1, open_of(cport, server.port));
+  auto po = col.wait_for(1, open_of(server.port, cport));
+  ASSERT_EQ(ao.size(), 1u);
+  ASSERT_EQ(po.size(), 1u);
+  expect_owner(ao[0], client.pid, "hs-client");
+  expect_owner(po[0], server.child->pid(), "hs-server");
+  EXPECT_EQ(ao[0].sock_id, a.sock_id);
+  EXPECT_EQ(po[0].sock_id, p.sock_id);
+  EXPECT_LE(ao[0].ts_ns, a.ts_ns);
+}
+
+class TcpLifecycleModes : public ::testing::TestWithParam<bpf::AttachMode> {};
+
+TEST_P(TcpLifecycleModes, Ipv4LoopbackExchangeHasExactOwnersTupleAndBytes) {
+  bpf::TcpTracerOptions o;
+  o.mode = GetParam();
+  HS_START_COLLECTOR(col, o);
+  EXPECT_EQ(col.tracer().mode(), GetParam());
+  exchange_and_check(col, "127.0.0.1", 4, 100000);
+}
+
+INSTANTIATE_TEST_SUITE_P(AttachModes, TcpLifecycleModes,
+                         ::testing::Values(bpf::AttachMode::Btf, bpf::AttachMode::Classic),
+                         [](const auto& info) { return std::string(bpf::to_string(info.param) == "tp_btf" ? "tp_btf" : "classic"); });
+
+TEST(TcpLifecycle, Ipv6LoopbackExchange) {
+  HS_START_COLLECTOR(col);
+  exchange_and_check(col, "::1", 6, 7777);
+}
+
+TEST(TcpLifecycle, SmallAndEmptyPayloadsAreExact) {
+  HS_START_COLLECTOR(col);
+  exchange_and_check(col, "127.0.0.1", 4, 1);
+}
+
+TEST(TcpLifecycle, V4MappedIpv6IsShownAsIpv4) {
+  HS_START_COLLECTOR(col);
+  auto server = start_server("::", 10, 1);
+  ASSERT_GT(server.port, 0);
+  auto client = run_client("::ffff:127.0.0.1", server.port, 10);
+  ASSERT_EQ(client.status, 0) << client.error;
+  auto a = col.wait_for(1, close_of(client.ports.at(0), server.port));
+  auto p = col.wait_for(1, close_of(server.port, client.ports.at(0)));
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(p.size(), 1u);
+  for (auto* e : {&a[0], &p[0]}) {
+    EXPECT_EQ(e->saddr.str(), "127.0.0.1");
+    EXPECT_EQ(e->daddr.str(), "127.0.0.1");
+    EXPECT_EQ(e->saddr.family, 4);
+    EXPECT_EQ(e->bytes_sent, 10u);
+  }
+}
+
+TEST(TcpLifecycle, ConnectToClosedPortIsRefused) {
+  HS_START_COLLECTOR(col);
+  // A port nobody listens on: bind an ephemeral port and release it.
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+  socklen_t len = sizeof(sa);
+  getsockname(s, reinterpret_cast<sockaddr*>(&sa), &len);
+  int port = ntohs(sa.sin_port);
+  close(s);
+
+  auto client = run_client("127.0.0.1", port, 0);
+  EXPECT_EQ(client.status, 3);
+  auto ev = col.wait_for(1, [&](const ConnectionEvent& e) {
+    return e.kind == Kind::Close && e.dport == port && e.pid == uint32_t(client.pid);
+  });
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].outcome, Outcome::Refused);
+  EXPECT_EQ(ev[0].role, Role::Active);
+  expect_owner(ev[0], client.pid, "hs-client");
+  EXPECT_FALSE(ev[0].connect_latency_ns.has_value());
+  EXPECT_EQ(ev[0].bytes_sent, 0u);
+  EXPECT_EQ(ev[0].daddr.str(), "127.0.0.1");
+}
+
+TEST(TcpLifecycle, AbortiveCloseIsResetSentAndResetReceived) {
+  HS_START_COLLECTOR(col);
+  auto server = start_server("127.0.0.1", 64, 1);
+  ASSERT_GT(server.port, 0);
+  auto client = run_client("127.0.0.1", server.port, 64, {"linger0"});
+  ASSERT_EQ(client.status, 0) << client.error;
+  server.child->wait();
+  auto a = col.wait_for(1, close_of(client.ports.at(0), server.port));
+  auto p = col.wait_for(1, close_of(server.port, client.ports.at(0)));
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(a[0].outcome, Outcome::ResetSent);
+  EXPECT_EQ(p[0].outcome, Outcome::ResetReceived);
+  EXPECT_EQ(a[0].bytes_sent, 64u);
+  EXPECT_EQ(p[0].bytes_received, 64u);
+  expect_owner(p[0], server.child->pid(), "hs-server");
+}
+
+// Two namespaces joined by a veth pair: a real (non-loopback) path, per-namespace netns inodes, and a
+// blackholed port (DROP in the server namespace) for the timed-out outcome.
+TEST(TcpLifecycle, NetnsVethExchangeAndBlackholedConnectTimesOut) {
+  HS_START_COLLECTOR(col);
+  Netns a("a"), b("b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::string va = "hsa" + std::to_string(getpid() % 100000), vb = "hsb" + std::to_string(getpid() % 100000);
+  ASSERT_EQ(sh("ip link add " + va + " netns " + a.name() + " type veth peer name " + vb + " netns " + b.name()).status, 0);
+  ASSERT_EQ(sh(a.exec("ip addr add 10.213.7.1/24 dev " + va)).status, 0);
+  ASSERT_EQ(sh(b.exec("ip addr add 10.213.7.2/24 dev " + vb)).status, 0);
+  sh(a.exec("ip link set " + va + " up"));
+  sh(b.exec("ip link set " + vb + " up"));
+  ASSERT_EQ(sh(b.exec("iptables -A INPUT -p tcp --dport 9 -j DROP")).status, 0);
+
+  auto server = start_server("10.213.7.2", 5000, 1, false, {"ip", "netns", "exec", b.name()});
+  ASSERT_GT(server.port, 0);
+  auto client = run_client("10.213.7.2", server.port, 5000, {}, {"ip", "netns", "exec", a.name()});
+  ASSERT_EQ(client.status, 0) << client.error;
+  auto ac = col.wait_for(1, close_of(client.ports.at(0), server.port));
+  auto pc = col.wait_for(1, close_of(server.port, client.ports.at(0)));
+  ASSERT_EQ(ac.size(), 1u);
+  ASSERT_EQ(pc.size(), 1u);
+  EXPECT_EQ(ac[0].netns, a.inode());
+  EXPECT_EQ(pc[0].netns, b.inode());
+  EXPECT_EQ(ac[0].saddr.str(), "10.213.7.1");
+  EXPECT_EQ(ac[0].daddr.str(), "10.213.7.2");
+  EXPECT_EQ(pc[0].saddr.str(), "10.213.7.2");
+  EXPECT_EQ(ac[0].bytes_sent, 5000u);
+  EXPECT_EQ(pc[0].bytes_received, 5000u);
+  expect_owner(ac[0], client.pid, "hs-client");
+  expect_owner(pc[0], server.child->pid(), "hs-server");
+
+  // TCP_SYNCNT=1: one retry, gives up after about 3 s.
+  auto blackholed = run_client("10.213.7.2", 9, 0, {"syncnt=1"}, {"ip", "netns", "exec", a.name()});
+  EXPECT_EQ(blackholed.status, 3);
+  auto t = col.wait_for(1, [&](const ConnectionEvent& e) { return e.kind == Kind::Close && e.dport == 9 && e.pid == uint32_t(blackholed.pid); });
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].outcome, Outcome::TimedOut);
+  EXPECT_EQ(t[0].netns, a.inode());
+  EXPECT_EQ(t[0].daddr.str(), "10.213.7.2");
+}
+
+// Thousands of connections open at the same time: every one must be reported on both ends, none missing.
+TEST(TcpLifecycle, ThousandsOfConcurrentConnectionsNoneMissing) {
+  HS_START_COLLECTOR(col);
+  const long n = 3000;
+  auto server = start_server("127.0.0.1", 0, n);
+  ASSERT_GT(server.port, 0);
+  auto client = run_client("127.0.0.1", server.port, 0, {"concurrent=" + std::to_string(n)});
+  ASSERT_EQ(client.status, 0) << client.error;
+  ASSERT_EQ(long(client.ports.size()), n);
+  ASSERT_EQ(server.child->wait(), 0);
+  std::set<int> want(client.ports.begin(), client.ports.end());
+  ASSERT_EQ(long(want.size()), n);
+
+  auto is_active = [&](const ConnectionEvent& e) { return e.kind == Kind::Close && e.dport == server.port && want.count(e.sport); };
+  auto is_passive = [&](const ConnectionEvent& e) { return e.kind == Kind::Close && e.sport == server.port && want.count(e.dport); };
+  auto act = col.wait_for(size_t(n), is_active, std::chrono::seconds(30));
+  auto pas = col.wait_for(size_t(n), is_passive, std::chrono::seconds(30));
+  std::set<int> seen_a, seen_p;
+  for (auto& e : act) {
+    seen_a.insert(e.sport);
+    EXPECT_EQ(e.pid, uint32_t(client.pid));
+  }
+  for (auto& e : pas) {
+    seen_p.insert(e.dport);
+    EXPECT_EQ(e.pid, uint32_t(server.child->pid()));
+  }
+  EXPECT_EQ(seen_a, want);
+  EXPECT_EQ(seen_p, want);
+  EXPECT_EQ(long(act.size()), n);
+  EXPECT_EQ(long(pas.size()), n);
+  auto c = col.tracer().counters();
+  EXPECT_EQ(c.socket_table_full, 0u);
+  if (long(act.size()) != n) {
+    size_t any = col.matching([&](const ConnectionEvent& e) { return e.dport == server.port || e.sport == server.port; }).size();
+    ADD_FAILURE() << "events touching the server port: " << any << ", untracked closes: " << c.close_untracked
+                  << ", events: " << c.events << ", recursion misses: " << c.prog_recursion_misses;
+    std::map<std::string, int> kinds;
+    for (auto& e : col.matching([&](const ConnectionEvent& e) { return e.dport == server.port || e.sport == server.port; }))
+      kinds[std::string(events::to_string(e.kind)) + "/" + std::string(events::to_string(e.role)) + "/" + std::string(events::to_string(e.outcome))]++;
+    for (auto& [k, v] : kinds) ADD_FAILURE() << k << ": " << v;
+  }
+  EXPECT_EQ(col.tracer().counters().ringbuf_dropped, 0u);
+}
+
+}  // namespace
