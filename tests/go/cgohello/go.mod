@@ -1,0 +1,3 @@
+module example.com/hostscope/cgohello
+
+go 1.19

@@ -1,0 +1,3 @@
+module example.com/hostscope/hello
+
+go 1.19
