@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine (packages, build) and runs every test tier:
+#   1. unit tests (no root)                         ctest -L unit
+#   2. privileged integration tests (root + BPF)    ctest -L privileged   (fail, never skip, under CI=true)
+#   3. the unit tests again under ASan+UBSan        build-asan
+#   4. a short libFuzzer run of every fuzz target   build-fuzz (clang-16)
+# Env: FUZZ_SECONDS (default 30 per target), SKIP_ASAN=1, SKIP_FUZZ=1 for quicker local runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+status=0
+ctest --test-dir build -L unit -j"$(nproc)" --output-on-failure || status=1
+# Privileged tests share kernel state (BPF hooks, netns, iptables): one at a time.
+ctest --test-dir build -L privileged -j1 --output-on-failure || status=1
+
+if [ "${SKIP_ASAN:-0}" != 1 ]; then
+  BUILD_DIR=build-asan BUILD_TYPE=Debug CMAKE_ARGS="-DHOSTSCOPE_SANITIZE=ON" bash scripts/setup.sh
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan -L unit -j"$(nproc)" --output-on-failure || status=1
+fi
+
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  CC=clang-16 CXX=clang++-16 cmake -S . -B build-fuzz -G Ninja -DHOSTSCOPE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build build-fuzz -j"$(nproc)"
+  for f in build-fuzz/tests/fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    name=$(basename "$f"); area=${name#fuzz_}
+    work=$(mktemp -d)
+    seeds=tests/fuzz/corpus/$area
+    echo "fuzz: $name for ${FUZZ_SECONDS:-30}s"
+    if ! "$f" -max_total_time="${FUZZ_SECONDS:-30}" -print_final_stats=1 -artifact_prefix="$work/" "$work" \
+         $( [ -d "$seeds" ] && echo "$seeds" ) > "$work/log" 2>&1; then
+      tail -50 "$work/log"; echo "fuzz: $name FAILED (artifacts in $work)"; status=1
+    else
+      grep -E 'stat::number_of_executed_units' "$work/log" || true
+      rm -rf "$work"
+    fi
+  done
+fi
+
+exit $status
