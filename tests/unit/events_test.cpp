@@ -1,0 +1,232 @@
+// Decoding, filtering and formatting of TCP lifecycle events (no root, no BPF).
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "agent/events/connection.h"
+#include "agent/events/filter.h"
+#include "agent/events/format.h"
+#include "tcp_lifecycle.h"
+
+using namespace hostscope::events;
+
+namespace {
+
+hs_tcp_event raw_v4_close() {
+  hs_tcp_event r{};
+  r.ts_ns = 5'000'000'000;
+  r.sock_id = 42;
+  r.open_ts_ns = 1'000'000'000;
+  r.established_ts_ns = 1'000'250'000;
+  r.cgroup_id = 7;
+  r.bytes_sent = 100;
+  r.bytes_received = 2000;
+  r.pid = 1234;
+  r.tid = 1235;
+  r.netns = 4026531840u;
+  r.srtt_us = 55;
+  r.retransmits = 3;
+  r.family = 2;  // AF_INET
+  r.sport = 40000;
+  r.dport = 443;
+  r.kind = HS_EV_CLOSE;
+  r.role = HS_ROLE_ACTIVE;
+  r.outcome = HS_OUT_CLOSED;
+  r.flags = HS_F_OWNER | HS_F_OPEN_SEEN | HS_F_ESTABLISHED;
+  inet_pton(AF_INET, "10.1.2.3", r.saddr);
+  inet_pton(AF_INET, "93.184.216.34", r.daddr);
+  std::strcpy(r.comm, "curl");
+  return r;
+}
+
+TEST(Decode, ActiveCloseCarriesEveryField) {
+  auto e = decode(raw_v4_close(), 1'000'000'000'000);
+  EXPECT_EQ(e.ts_ns, 1'005'000'000'000u);
+  EXPECT_EQ(e.kind, Kind::Close);
+  EXPECT_EQ(e.role, Role::Active);
+  EXPECT_EQ(e.outcome, Outcome::Closed);
+  EXPECT_EQ(e.pid, 1234u);
+  EXPECT_EQ(e.tid, 1235u);
+  EXPECT_EQ(e.comm_view(), "curl");
+  EXPECT_EQ(e.cgroup_id, 7u);
+  EXPECT_EQ(e.saddr.str(), "10.1.2.3");
+  EXPECT_EQ(e.daddr.str(), "93.184.216.34");
+  EXPECT_EQ(e.saddr.family, 4);
+  EXPECT_EQ(*e.duration_ns, 4'000'000'000u);
+  EXPECT_EQ(*e.connect_latency_ns, 250'000u);
+  EXPECT_EQ(e.bytes_sent, 100u);
+  EXPECT_EQ(e.bytes_received, 2000u);
+  EXPECT_FALSE(e.goid.has_value());
+}
+
+TEST(Decode, UnknownOwnerNeverShowsAPid) {
+  auto r = raw_v4_close();
+  r.flags = HS_F_ESTABLISHED;  // opened before hostscope started; pid fields are not trustworthy
+  auto e = decode(r, 0);
+  EXPECT_EQ(e.pid, 0u);
+  EXPECT_EQ(e.comm_view(), "");
+  EXPECT_FALSE(e.duration_ns.has_value());
+  EXPECT_FALSE(e.connect_latency_ns.has_value());
+}
+
+TEST(Decode, V4MappedIpv6BecomesIpv4AndRealIpv6Stays) {
+  auto r = raw_v4_close();
+  r.family = 10;  // AF_INET6
+  std::memset(r.saddr, 0, 16);
+  std::memset(r.daddr, 0, 16);
+  inet_pton(AF_INET6, "::ffff:127.0.0.1", r.saddr);
+  inet_pton(AF_INET6, "::ffff:10.0.0.9", r.daddr);
+  auto e = decode(r, 0);
+  EXPECT_EQ(e.saddr.family, 4);
+  EXPECT_EQ(e.saddr.str(), "127.0.0.1");
+  EXPECT_EQ(e.daddr.str(), "10.0.0.9");
+
+  inet_pton(AF_INET6, "fd00::1", r.saddr);
+  inet_pton(AF_INET6, "2001:db8::2", r.daddr);
+  e = decode(r, 0);
+  EXPECT_EQ(e.saddr.family, 6);
+  EXPECT_EQ(e.daddr.str(), "2001:db8::2");
+}
+
+TEST(Decode, GoroutineAndPassiveLatency) {
+  auto r = raw_v4_close();
+  r.role = HS_ROLE_PASSIVE;
+  r.flags |= HS_F_GOID;
+  r.goid = 77;
+  auto e = decode(r, 0);
+  EXPECT_EQ(e.role, Role::Passive);
+  EXPECT_FALSE(e.connect_latency_ns.has_value());  // only the side that called connect() has one
+  EXPECT_EQ(*e.goid, 77u);
+}
+
+TEST(Decode, OutOfRangeEnumsAreSafe) {
+  auto r = raw_v4_close();
+  r.role = 9;
+  r.outcome = 200;
+  auto e = decode(r, 0);
+  EXPECT_EQ(e.role, Role::Unknown);
+  EXPECT_EQ(e.outcome, Outcome::Failed);
+}
+
+TEST(Format, JsonLineHasTheDocumentedFieldsAndValues) {
+  auto e = decode(raw_v4_close(), 0);
+  fmt::memory_buffer b;
+  append_json(b, e);
+  std::string line(b.data(), b.size());
+  ASSERT_EQ(line.back(), '\n');
+  auto j = nlohmann::json::parse(line);
+  for (auto k : {"ts", "event", "role", "pid", "tid", "comm", "cgroup_id", "netns", "family", "saddr", "sport", "daddr",
+                 "dport", "duration_ms", "connect_latency_us", "bytes_sent", "bytes_received", "srtt_us", "retransmits",
+                 "outcome"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_EQ(j["ts"], "1970-01-01T00:00:05.000000000Z");
+  EXPECT_EQ(j["event"], "close");
+  EXPECT_EQ(j["role"], "active");
+  EXPECT_EQ(j["pid"], 1234);
+  EXPECT_EQ(j["comm"], "curl");
+  EXPECT_EQ(j["family"], 4);
+  EXPECT_EQ(j["saddr"], "10.1.2.3");
+  EXPECT_EQ(j["sport"], 40000);
+  EXPECT_EQ(j["daddr"], "93.184.216.34");
+  EXPECT_EQ(j["dport"], 443);
+  EXPECT_DOUBLE_EQ(j["duration_ms"].get<double>(), 4000.0);
+  EXPECT_EQ(j["connect_latency_us"], 250);
+  EXPECT_EQ(j["bytes_sent"], 100);
+  EXPECT_EQ(j["bytes_received"], 2000);
+  EXPECT_EQ(j["srtt_us"], 55);
+  EXPECT_EQ(j["retransmits"], 3);
+  EXPECT_EQ(j["outcome"], "closed");
+  EXPECT_FALSE(j.contains("goid"));
+  EXPECT_FALSE(j.contains("service"));
+}
+
+TEST(Format, JsonOpenHasNullOutcomeAndIdentityFields) {
+  auto r = raw_v4_close();
+  r.kind = HS_EV_OPEN;
+  r.flags |= HS_F_GOID;
+  r.goid = 9;
+  auto e = decode(r, 0);
+  EventIdentity id{"checkout", 4321u, "payments"};
+  fmt::memory_buffer b;
+  append_json(b, e, &id);
+  auto j = nlohmann::json::parse(std::string(b.data(), b.size()));
+  EXPECT_EQ(j["event"], "open");
+  EXPECT_TRUE(j["outcome"].is_null());
+  EXPECT_TRUE(j["duration_ms"].is_null());
+  EXPECT_EQ(j["goid"], 9);
+  EXPECT_EQ(j["service"], "checkout");
+  EXPECT_EQ(j["peer_pid"], 4321);
+  EXPECT_EQ(j["peer_service"], "payments");
+}
+
+TEST(Format, HostileCommStaysValidJson) {
+  auto r = raw_v4_close();
+  const char evil[16] = {'"', '\\', '\n', '\x01', '\xff', '}', 'x', 0};
+  std::memcpy(r.comm, evil, sizeof(evil));
+  auto e = decode(r, 0);
+  fmt::memory_buffer b;
+  append_json(b, e);
+  auto j = nlohmann::json::parse(std::string(b.data(), b.size()));
+  EXPECT_EQ(j["comm"].get<std::string>(), std::string("\"\\\n\x01\xc3\xbf}x"));
+}
+
+TEST(Format, TableRowShowsOutcomeAndBracketsIpv6) {
+  auto r = raw_v4_close();
+  r.family = 10;
+  inet_pton(AF_INET6, "fd00::1", r.saddr);
+  inet_pton(AF_INET6, "fd00::2", r.daddr);
+  r.outcome = HS_OUT_REFUSED;
+  auto e = decode(r, 0);
+  fmt::memory_buffer b;
+  append_table_header(b);
+  append_table_row(b, e);
+  std::string s(b.data(), b.size());
+  EXPECT_NE(s.find("[fd00::1]:40000"), std::string::npos) << s;
+  EXPECT_NE(s.find("[fd00::2]:443"), std::string::npos);
+  EXPECT_NE(s.find("refused"), std::string::npos);
+  EXPECT_NE(s.find("OUTCOME"), std::string::npos);
+}
+
+TEST(Filter, MatchesPidCommPortAndFailures) {
+  auto e = decode(raw_v4_close(), 0);
+  ConnectionFilter f;
+  EXPECT_TRUE(f.match(e));
+  f.pids = {1};
+  EXPECT_FALSE(f.match(e));
+  f.pids = {1, 1234};
+  EXPECT_TRUE(f.match(e));
+  f.comm = "wget";
+  EXPECT_FALSE(f.match(e));
+  f.comm = "curl";
+  f.ports = {443};
+  EXPECT_TRUE(f.match(e));
+  f.ports = {80};
+  EXPECT_FALSE(f.match(e));
+  f.ports = {40000};  // local port matches too
+  EXPECT_TRUE(f.match(e));
+  f.failed_only = true;
+  EXPECT_FALSE(f.match(e));
+  e.outcome = Outcome::TimedOut;
+  EXPECT_TRUE(f.match(e));
+}
+
+TEST(Filter, OpensOnlyWithTheFlag) {
+  auto r = raw_v4_close();
+  r.kind = HS_EV_OPEN;
+  auto e = decode(r, 0);
+  ConnectionFilter f;
+  EXPECT_FALSE(f.match(e));
+  f.opens = true;
+  EXPECT_TRUE(f.match(e));
+}
+
+TEST(IpAddr, ParseRoundTrip) {
+  EXPECT_EQ(IpAddr::parse("192.168.1.1")->str(), "192.168.1.1");
+  EXPECT_EQ(IpAddr::parse("2001:db8::1")->str(), "2001:db8::1");
+  EXPECT_FALSE(IpAddr::parse("300.1.1.1").has_value());
+  EXPECT_FALSE(IpAddr::parse("").has_value());
+}
+
+}  // namespace
