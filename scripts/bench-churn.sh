@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Loopback connection churn with and without hostscope, side by side; writes the result into docs/benchmarks.md
+# between the markers for the given agent mode.
+# Usage: scripts/bench-churn.sh [connections|daemon] [rounds] [seconds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-connections}; rounds=${2:-5}; seconds=${3:-5}
+case "$mode" in
+  connections) args="connections -o json" ;;
+  daemon) args="agent --config tests/bench/agent-bench.yaml" ;;
+  *) echo "unknown mode $mode" >&2; exit 2 ;;
+esac
+[ -x build/hs_bench_churn ] || bash scripts/setup.sh
+out=$(mktemp)
+./build/hs_bench_churn --hostscope ./build/hostscope --rounds "$rounds" --seconds "$seconds" --agent-args "$args" --markdown "$out"
+cmd="scripts/bench-churn.sh $mode $rounds $seconds"
+section=$(printf '<!-- churn:%s -->\nCommand: `%s` (%s, %s, kernel %s, %s cores)\n\n%s\n<!-- /churn:%s -->' \
+  "$mode" "$cmd" "$(date -u +%Y-%m-%d)" "$(git describe --always --dirty 2>/dev/null || echo unknown)" "$(uname -r)" "$(nproc)" "$(cat "$out")" "$mode")
+python3 - "$mode" "$section" <<'PY'
+import re, sys
+mode, section = sys.argv[1], sys.argv[2]
+p = 'docs/benchmarks.md'
+s = open(p).read()
+pat = re.compile(r'<!-- churn:%s -->.*?<!-- /churn:%s -->' % (mode, mode), re.S)
+s = pat.sub(lambda m: section, s) if pat.search(s) else s + '\n' + section + '\n'
+open(p, 'w').write(s)
+PY
+rm -f "$out"
+echo "updated docs/benchmarks.md ($mode)"
