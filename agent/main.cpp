@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   cli::register_version(app, exit_code);
   cli::register_connections(app, g, exit_code);
+  cli::register_agent(app, g, exit_code);
   app.parse_complete_callback([&] { init_logging(g.verbosity); });
   try {
     app.parse(argc, argv);

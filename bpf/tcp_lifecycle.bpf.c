@@ -223,7 +223,8 @@ static __always_inline int handle_accept_exit(long ret) {
   struct socket* sock = BPF_CORE_READ(f, private_data);
   if (!sock) goto miss;
   struct sock* sk = BPF_CORE_READ(sock, sk);
-  if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP) goto miss;
+  if (!sk) goto miss;
+  if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP) return 0; /* accept() on a Unix or other socket */
 
   __u64 key = (__u64)sk;
   struct sock_info* si = bpf_map_lookup_elem(&tcp_socks, &key);

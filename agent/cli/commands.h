@@ -11,5 +11,6 @@ struct GlobalOptions {
 // Each register_* adds a subcommand whose callback sets `exit_code`.
 void register_version(CLI::App& app, int& exit_code);
 void register_connections(CLI::App& app, const GlobalOptions& g, int& exit_code);
+void register_agent(CLI::App& app, const GlobalOptions& g, int& exit_code);
 
 }  // namespace hostscope::cli

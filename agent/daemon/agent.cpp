@@ -1,0 +1,95 @@
+#include "agent/daemon/agent.h"
+
+#include <filesystem>
+
+#include "agent/events/filter.h"
+#include "agent/util/logging.h"
+#include "hostscope_version.h"
+
+namespace hostscope::daemon {
+
+Result<Config> load_agent_config(const std::string& path, bool missing_ok) {
+  std::error_code ec;
+  if (missing_ok && !std::filesystem::exists(path, ec)) {
+    spdlog::info("config {} not found: using defaults", path);
+    auto c = parse_config("", "(defaults)");
+    return c;
+  }
+  return load_config(path);
+}
+
+Agent::Agent(Config cfg) : cfg_(std::move(cfg)) {
+  pipeline_ = std::make_unique<Pipeline>(cfg_, make_default_resolver(cfg_, nullptr));
+}
+
+Agent::~Agent() { stop(); }
+
+Status Agent::start() {
+  if (auto st = pipeline_->start(); !st) return st;
+  ApiServer::Options o;
+  o.socket_path = cfg_.api.socket;
+  o.group = cfg_.api.group;
+  o.max_request_bytes = cfg_.api.max_request_bytes;
+  o.max_clients = cfg_.api.max_clients;
+  o.stream_queue = cfg_.api.stream_queue;
+  api_ = std::make_unique<ApiServer>(o);
+  register_api();
+  return api_->start();
+}
+
+void Agent::stop() {
+  if (api_) api_->stop();
+  if (pipeline_) pipeline_->stop();
+}
+
+namespace {
+
+// Reads a filter for the connection stream from API params; wrong types are client errors.
+events::ConnectionFilter stream_filter(const nlohmann::json& p) {
+  events::ConnectionFilter f;
+  try {
+    f.opens = p.value("opens", false);
+    f.failed_only = p.value("failed_only", false);
+    f.comm = p.value("comm", std::string());
+    if (p.contains("pids")) f.pids = p["pids"].get<std::vector<uint32_t>>();
+    if (p.contains("ports")) f.ports = p["ports"].get<std::vector<uint16_t>>();
+  } catch (const nlohmann::json::exception& e) {
+    throw ApiError(std::string("bad stream parameters: ") + e.what());
+  }
+  return f;
+}
+
+}  // namespace
+
+void Agent::register_api() {
+  api_->handle("health", [this](const nlohmann::json&) {
+    auto j = pipeline_->health().to_json();
+    auto c = api_->counters();
+    j["api"] = {{"requests", c.requests},
+                {"bad_requests", c.bad_requests},
+                {"rejected_clients", c.rejected_clients},
+                {"stream_lines_dropped", c.stream_lines_dropped},
+                {"streams_active", c.streams_active}};
+    j["version"] = HOSTSCOPE_VERSION;
+    j["node"] = cfg_.node_name;
+    return j;
+  });
+  api_->handle("services", [this](const nlohmann::json&) { return pipeline_->services_json(); });
+  register_topology_api(*api_, *pipeline_, cfg_);
+  api_->stream("connections", [this](const nlohmann::json& p, std::shared_ptr<StreamQueue> q) {
+    auto f = std::make_shared<events::ConnectionFilter>(stream_filter(p));
+    uint64_t id = pipeline_->subscribe(
+        [f, q](std::span<const events::ConnectionEvent> batch, std::span<const ResolvedEvent> ids) {
+          fmt::memory_buffer b;
+          for (size_t i = 0; i < batch.size(); i++) {
+            if (!f->match(batch[i])) continue;
+            b.clear();
+            append_event_json(b, batch[i], ids[i]);
+            q->push(std::string(b.data(), b.size()));
+          }
+        });
+    return [this, id] { pipeline_->unsubscribe(id); };
+  });
+}
+
+}  // namespace hostscope::daemon

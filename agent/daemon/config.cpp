@@ -1,0 +1,169 @@
+#include "agent/daemon/config.h"
+
+#include "agent/topology/networks.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace hostscope::daemon {
+
+namespace {
+
+class Checker {
+ public:
+  explicit Checker(std::string file) : file_(std::move(file)) {}
+
+  void error(const YAML::Node& n, const std::string& msg) {
+    auto m = n.Mark();
+    errors_.push_back(m.is_null() ? fmt::format("{}: {}", file_, msg)
+                                  : fmt::format("{}:{}:{}: {}", file_, m.line + 1, m.column + 1, msg));
+  }
+
+  // A mapping whose keys must all be known; returns false (and records) when it is not a map.
+  bool map(const YAML::Node& n, const std::string& where, const std::set<std::string>& known) {
+    if (!n.IsMap()) {
+      error(n, fmt::format("{} must be a mapping", where));
+      return false;
+    }
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      auto key = it->first.as<std::string>("");
+      if (!known.count(key)) {
+        std::string list;
+        for (auto& k : known) list += (list.empty() ? "" : ", ") + k;
+        error(it->first, fmt::format("unknown key '{}' in {} (known keys: {})", key, where, list));
+      }
+    }
+    return true;
+  }
+
+  template <typename T>
+  void get(const YAML::Node& parent, const char* key, T& out, const std::string& where) {
+    auto n = parent[key];
+    if (!n) return;
+    try {
+      out = n.as<T>();
+    } catch (const YAML::Exception&) {
+      error(n, fmt::format("{}.{} has the wrong type", where, key));
+    }
+  }
+
+  void range(const YAML::Node& parent, const char* key, uint32_t v, uint32_t lo, uint32_t hi, const std::string& where) {
+    if (parent[key] && (v < lo || v > hi)) error(parent[key], fmt::format("{}.{} must be between {} and {}", where, key, lo, hi));
+  }
+
+  bool ok() const { return errors_.empty(); }
+  std::string joined() const {
+    std::string s;
+    for (auto& e : errors_) s += (s.empty() ? "" : "\n") + e;
+    return s;
+  }
+
+ private:
+  std::string file_;
+  std::vector<std::string> errors_;
+};
+
+// The topology's own CIDR parser, so a network the config accepts is one the topology can use.
+std::string cidr_error(const std::string& s) {
+  auto r = topology::Cidr::parse(s);
+  return r ? std::string() : r.error().str();
+}
+
+}  // namespace
+
+Result<Config> parse_config(const std::string& text, const std::string& name) {
+  Config c;
+  c.source = name;
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  c.node_name = host;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    return errorf("{}:{}:{}: invalid YAML: {}", name, e.mark.line + 1, e.mark.column + 1, e.msg);
+  }
+  c.raw = root;
+  if (!root || root.IsNull()) return c;  // empty file: all defaults
+  Checker ck(name);
+  if (!ck.map(root, "the configuration",
+              {"node_name", "kernel", "api", "topology", "networks", "identity", "service_rules", "metrics", "events", "policy"}))
+    return errorf("{}", ck.joined());
+
+  ck.get(root, "node_name", c.node_name, "config");
+  if (auto k = root["kernel"]; k && ck.map(k, "kernel", {"attach", "socket_table_size", "ring_buffer_mb"})) {
+    ck.get(k, "attach", c.kernel.attach, "kernel");
+    if (k["attach"] && c.kernel.attach != "auto" && c.kernel.attach != "btf" && c.kernel.attach != "classic")
+      ck.error(k["attach"], "kernel.attach must be one of auto, btf, classic");
+    ck.get(k, "socket_table_size", c.kernel.socket_table_size, "kernel");
+    ck.range(k, "socket_table_size", c.kernel.socket_table_size, 1024, 4u << 20, "kernel");
+    ck.get(k, "ring_buffer_mb", c.kernel.ring_buffer_mb, "kernel");
+    uint32_t mb = c.kernel.ring_buffer_mb;
+    if (k["ring_buffer_mb"] && (mb == 0 || mb > 1024 || (mb & (mb - 1))))
+      ck.error(k["ring_buffer_mb"], "kernel.ring_buffer_mb must be a power of two from 1 to 1024");
+  }
+  if (auto a = root["api"]; a && ck.map(a, "api", {"socket", "group", "max_request_bytes", "max_clients", "stream_queue"})) {
+    ck.get(a, "socket", c.api.socket, "api");
+    ck.get(a, "group", c.api.group, "api");
+    ck.get(a, "max_request_bytes", c.api.max_request_bytes, "api");
+    ck.range(a, "max_request_bytes", c.api.max_request_bytes, 256, 1u << 20, "api");
+    ck.get(a, "max_clients", c.api.max_clients, "api");
+    ck.range(a, "max_clients", c.api.max_clients, 1, 1024, "api");
+    ck.get(a, "stream_queue", c.api.stream_queue, "api");
+    ck.range(a, "stream_queue", c.api.stream_queue, 16, 1u << 20, "api");
+  }
+  if (auto t = root["topology"]; t && ck.map(t, "topology", {"max_edges", "max_nodes", "idle_expiry_seconds", "anomalies"})) {
+    ck.get(t, "max_edges", c.topology.max_edges, "topology");
+    ck.range(t, "max_edges", c.topology.max_edges, 16, 10'000'000, "topology");
+    ck.get(t, "max_nodes", c.topology.max_nodes, "topology");
+    ck.range(t, "max_nodes", c.topology.max_nodes, 16, 10'000'000, "topology");
+    ck.get(t, "idle_expiry_seconds", c.topology.idle_expiry_seconds, "topology");
+  }
+  if (auto n = root["networks"]; n) {
+    if (!n.IsMap()) {
+      ck.error(n, "networks must map a name to a list of CIDRs");
+    } else {
+      for (auto it = n.begin(); it != n.end(); ++it) {
+        auto nm = it->first.as<std::string>("");
+        std::vector<std::string> cidrs;
+        if (it->second.IsScalar()) cidrs.push_back(it->second.as<std::string>());
+        else if (it->second.IsSequence())
+          for (auto v : it->second) {
+            if (!v.IsScalar()) {
+              ck.error(v, fmt::format("networks.{}: each entry must be a CIDR", nm));
+              continue;
+            }
+            if (auto e = cidr_error(v.as<std::string>()); !e.empty()) ck.error(v, fmt::format("networks.{}: {}", nm, e));
+            cidrs.push_back(v.as<std::string>());
+          }
+        else ck.error(it->second, fmt::format("networks.{} must be a CIDR or a list of CIDRs", nm));
+        if (it->second.IsScalar())
+          if (auto e = cidr_error(cidrs.back()); !e.empty()) ck.error(it->second, fmt::format("networks.{}: {}", nm, e));
+        c.networks[nm] = cidrs;
+      }
+    }
+  }
+  if (auto i = root["identity"]; i && ck.map(i, "identity", {"kubelet_root", "max_processes"})) {
+    ck.get(i, "kubelet_root", c.identity.kubelet_root, "identity");
+    ck.get(i, "max_processes", c.identity.max_processes, "identity");
+    ck.range(i, "max_processes", c.identity.max_processes, 64, 4u << 20, "identity");
+  }
+  c.service_rules = root["service_rules"];
+  if (!ck.ok()) return errorf("{}", ck.joined());
+  return c;
+}
+
+Result<Config> load_config(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) return errorf_errno(errno, "config {} open failed", path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  if (ss.str().size() > (4u << 20)) return errorf("config {}: larger than 4 MiB", path);
+  return parse_config(ss.str(), path);
+}
+
+}  // namespace hostscope::daemon

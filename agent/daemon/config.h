@@ -1,0 +1,58 @@
+#pragma once
+// The agent's configuration file (/etc/hostscope/config.yaml). Every key is documented in docs/config.md with its
+// default. Loading validates everything and reports each problem as file:line:column; a file with any error is
+// rejected whole.
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "agent/util/result.h"
+
+namespace hostscope::daemon {
+
+inline constexpr const char* kDefaultConfigPath = "/etc/hostscope/config.yaml";
+inline constexpr const char* kDefaultSocketPath = "/run/hostscope/hostscope.sock";
+
+struct Config {
+  std::string source;  // file the config came from ("" for defaults)
+  std::string node_name;
+
+  struct Kernel {
+    std::string attach = "auto";  // auto | btf | classic
+    uint32_t socket_table_size = 65536;
+    uint32_t ring_buffer_mb = 8;
+  } kernel;
+
+  struct Api {
+    std::string socket = kDefaultSocketPath;
+    std::string group = "hostscope";
+    uint32_t max_request_bytes = 64 * 1024;
+    uint32_t max_clients = 16;
+    uint32_t stream_queue = 8192;  // events buffered per streaming client before it starts losing them
+  } api;
+
+  struct Topology {
+    uint32_t max_edges = 20000;
+    uint32_t max_nodes = 5000;
+    uint32_t idle_expiry_seconds = 600;
+  } topology;
+
+  std::map<std::string, std::vector<std::string>> networks;  // name -> CIDRs
+
+  struct Identity {
+    std::string kubelet_root = "/";
+    uint32_t max_processes = 32768;
+  } identity;
+
+  YAML::Node service_rules;  // validated by identity::load_service_rules
+  YAML::Node raw;            // the whole document, for sections owned by other components (policy, metrics)
+};
+
+// Parses and validates; errors name file:line:column. `name` is used in messages.
+Result<Config> parse_config(const std::string& text, const std::string& name);
+Result<Config> load_config(const std::string& path);
+
+}  // namespace hostscope::daemon

@@ -1,0 +1,177 @@
+#include "agent/daemon/pipeline.h"
+
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
+#include "agent/util/clock.h"
+#include "agent/util/logging.h"
+
+namespace hostscope::daemon {
+
+namespace {
+
+class CommResolver : public IdentityResolver {
+ public:
+  ResolvedEvent resolve(const events::ConnectionEvent& e) override {
+    ResolvedEvent r;
+    r.local.pid = e.pid;
+    r.local.service = e.owner_known ? std::string(e.comm_view()) : std::string();
+    return r;
+  }
+};
+
+std::vector<events::IpAddr> host_addresses() {
+  std::vector<events::IpAddr> out;
+  ifaddrs* ifa = nullptr;
+  if (getifaddrs(&ifa) != 0) return out;
+  for (auto* i = ifa; i; i = i->ifa_next) {
+    if (!i->ifa_addr) continue;
+    events::IpAddr a;
+    if (i->ifa_addr->sa_family == AF_INET) {
+      a.family = 4;
+      std::memcpy(a.bytes.data(), &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, 4);
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      a.family = 6;
+      std::memcpy(a.bytes.data(), &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, 16);
+    } else {
+      continue;
+    }
+    out.push_back(a);
+  }
+  freeifaddrs(ifa);
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<IdentityResolver> make_comm_resolver() { return std::make_unique<CommResolver>(); }
+
+nlohmann::json Health::to_json() const {
+  return {
+      {"attach_mode", attach_mode},
+      {"degraded", degraded},
+      {"events_delivered", events_delivered},
+      {"kernel",
+       {{"events", kernel.events},
+        {"lost_ringbuf", kernel.ringbuf_dropped},
+        {"lost_reentry", kernel.prog_recursion_misses},
+        {"socket_table_full", kernel.socket_table_full},
+        {"close_untracked", kernel.close_untracked},
+        {"accept_unresolved", kernel.accept_unresolved},
+        {"goid_read_failed", kernel.goid_read_failed}}},
+      {"subscribers", subscribers},
+      {"subscriber_lines_dropped", subscriber_lines_dropped},
+      {"topology",
+       {{"events", topology.events},
+        {"stitched", topology.stitched},
+        {"dropped", topology.dropped},
+        {"edges_expired", topology.edges_expired},
+        {"edges_evicted", topology.edges_evicted},
+        {"connections_evicted", topology.connections_evicted},
+        {"node_overflow", topology.node_overflow},
+        {"anomalies", topology.anomalies}}},
+  };
+}
+
+Pipeline::Pipeline(const Config& cfg, std::unique_ptr<IdentityResolver> resolver)
+    : cfg_(cfg), resolver_(resolver ? std::move(resolver) : make_comm_resolver()) {
+  topology::TopologyConfig tc;
+  tc.max_edges = cfg.topology.max_edges;
+  tc.max_nodes = cfg.topology.max_nodes;
+  tc.edge_idle_timeout_ns = uint64_t(cfg.topology.idle_expiry_seconds) * 1'000'000'000ull;
+  if (auto nm = topology::NetworkMap::build(cfg.networks)) tc.networks = std::move(*nm);
+  else spdlog::error("networks: {}", nm.error().str());  // parse_config already validated every CIDR
+  topo_ = std::make_unique<topology::Topology>(tc, clock_ns(CLOCK_REALTIME));
+  topo_->set_local_addresses(host_addresses());
+}
+
+Pipeline::~Pipeline() { stop(); }
+
+Status Pipeline::start() {
+  bpf::TcpTracerOptions o;
+  o.mode = cfg_.kernel.attach == "btf" ? bpf::AttachMode::Btf
+           : cfg_.kernel.attach == "classic" ? bpf::AttachMode::Classic
+                                             : bpf::AttachMode::Auto;
+  o.socket_table_size = cfg_.kernel.socket_table_size;
+  o.ring_bytes = cfg_.kernel.ring_buffer_mb << 20;
+  o.emit_opens = true;
+  auto t = bpf::TcpTracer::start(o);
+  if (!t) return t.error();
+  tracer_ = std::move(*t);
+  resolver_->start();
+  reader_ = std::make_unique<pipeline::TcpReader>(
+      *tracer_, [this](std::span<const events::ConnectionEvent> b) { on_batch(b); },
+      [this](const bpf::KernelCounters& c) {
+        std::lock_guard lk(health_mu_);
+        if (c.ringbuf_dropped > last_kernel_.ringbuf_dropped)
+          spdlog::warn("lost {} events (ring buffer full)", c.ringbuf_dropped - last_kernel_.ringbuf_dropped);
+        if (c.prog_recursion_misses > last_kernel_.prog_recursion_misses)
+          spdlog::warn("kernel skipped {} hook runs (events lost)", c.prog_recursion_misses - last_kernel_.prog_recursion_misses);
+        last_kernel_ = c;
+      });
+  return reader_->start();
+}
+
+void Pipeline::stop() {
+  if (reader_) reader_->stop();
+  reader_.reset();
+  if (resolver_) resolver_->stop();
+}
+
+void Pipeline::on_batch(std::span<const events::ConnectionEvent> batch) {
+  uint64_t now = clock_ns(CLOCK_REALTIME);
+  resolved_.clear();
+  items_.clear();
+  resolved_.reserve(batch.size());
+  for (const auto& e : batch) resolved_.push_back(resolver_->resolve(e));
+  for (size_t i = 0; i < batch.size(); i++)
+    items_.push_back({&batch[i], &resolved_[i].local, resolved_[i].peer ? &*resolved_[i].peer : nullptr});
+  topo_->ingest_batch(items_, now);
+  if (now - last_tick_ns_.load() >= 1'000'000'000ull) {
+    topo_->tick(now);
+    last_tick_ns_ = now;
+  }
+  std::lock_guard lk(subs_mu_);
+  for (auto& [id, s] : subs_) s(batch, resolved_);
+}
+
+topology::TopologySnapshot Pipeline::snapshot(const topology::SnapshotFilter& f) const {
+  return topo_->snapshot(clock_ns(CLOCK_REALTIME), f);
+}
+
+Health Pipeline::health() const {
+  Health h;
+  if (tracer_) {
+    h.kernel = tracer_->counters();
+    h.attach_mode = std::string(bpf::to_string(tracer_->mode()));
+    h.degraded = tracer_->degraded();
+  }
+  if (reader_) h.events_delivered = reader_->delivered();
+  h.topology = topo_->counters();
+  std::lock_guard lk(subs_mu_);
+  h.subscribers = subs_.size();
+  return h;
+}
+
+uint64_t Pipeline::subscribe(EventSubscriber s) {
+  std::lock_guard lk(subs_mu_);
+  subs_[next_sub_] = std::move(s);
+  return next_sub_++;
+}
+
+void Pipeline::unsubscribe(uint64_t id) {
+  std::lock_guard lk(subs_mu_);
+  subs_.erase(id);
+}
+
+void append_event_json(fmt::memory_buffer& out, const events::ConnectionEvent& e, const ResolvedEvent& r) {
+  events::EventIdentity id;
+  id.service = r.local.service;
+  if (r.peer) {
+    if (r.peer->pid) id.peer_pid = r.peer->pid;
+    id.peer_service = r.peer->service;
+  }
+  events::append_json(out, e, &id);
+}
+
+}  // namespace hostscope::daemon

@@ -1,0 +1,86 @@
+#pragma once
+// The one event path of the agent: kernel -> reader -> identity -> topology -> outputs. Used by the daemon
+// (`hostscope agent`) and, in-process, by CLI commands when no daemon is running (embedded mode).
+// Outputs read snapshots or subscribe to the event stream; they never reach back into the reader.
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "agent/bpf/tcp_tracer.h"
+#include "agent/daemon/config.h"
+#include "agent/events/connection.h"
+#include "agent/events/format.h"
+#include "agent/pipeline/tcp_reader.h"
+#include "agent/topology/topology.h"
+
+namespace hostscope::daemon {
+
+// Identity of the local owner of an event, and of the local peer when the other end is on this host.
+struct ResolvedEvent {
+  topology::Endpoint local;
+  std::optional<topology::Endpoint> peer;
+};
+class IdentityResolver {
+ public:
+  virtual ~IdentityResolver() = default;
+  virtual void start() {}
+  virtual void stop() {}
+  // Called in the reader thread for every event: must be cheap (cache lookups only).
+  virtual ResolvedEvent resolve(const events::ConnectionEvent& e) = 0;
+  virtual nlohmann::json services_json() { return nlohmann::json::array(); }
+  virtual nlohmann::json health_json() { return nlohmann::json::object(); }
+};
+
+// Fallback resolver: the service is the owner's comm (used until the process table knows more).
+std::unique_ptr<IdentityResolver> make_comm_resolver();
+
+struct Health {
+  bpf::KernelCounters kernel;
+  std::string attach_mode;
+  std::vector<std::string> degraded;
+  uint64_t events_delivered = 0;
+  uint64_t subscribers = 0;
+  uint64_t subscriber_lines_dropped = 0;
+  topology::TopologyCounters topology;
+  nlohmann::json to_json() const;
+};
+
+class Pipeline {
+ public:
+  using EventSubscriber = std::function<void(std::span<const events::ConnectionEvent>, std::span<const ResolvedEvent>)>;
+
+  Pipeline(const Config& cfg, std::unique_ptr<IdentityResolver> resolver);
+  ~Pipeline();
+  Status start();
+  void stop();
+
+  topology::TopologySnapshot snapshot(const topology::SnapshotFilter& f = {}) const;
+  Health health() const;
+  nlohmann::json services_json() { return resolver_->services_json(); }
+  // Subscribers run in the reader thread after each batch; keep them cheap (format and enqueue).
+  uint64_t subscribe(EventSubscriber s);
+  void unsubscribe(uint64_t id);
+
+ private:
+  void on_batch(std::span<const events::ConnectionEvent> batch);
+
+  Config cfg_;
+  std::unique_ptr<IdentityResolver> resolver_;
+  std::unique_ptr<bpf::TcpTracer> tracer_;
+  std::unique_ptr<pipeline::TcpReader> reader_;
+  std::unique_ptr<topology::Topology> topo_;
+  std::vector<ResolvedEvent> resolved_;
+  std::vector<topology::IngestItem> items_;
+  mutable std::mutex subs_mu_;
+  std::map<uint64_t, EventSubscriber> subs_;
+  uint64_t next_sub_ = 1;
+  std::atomic<uint64_t> last_tick_ns_{0};
+  mutable std::mutex health_mu_;
+  bpf::KernelCounters last_kernel_;
+};
+
+// JSON line (docs/events.md schema) for one resolved event.
+void append_event_json(fmt::memory_buffer& out, const events::ConnectionEvent& e, const ResolvedEvent& r);
+
+}  // namespace hostscope::daemon
