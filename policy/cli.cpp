@@ -1,0 +1,194 @@
+#include "policy/cli.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "policy/analysis.h"
+#include "policy/compiler.h"
+#include "policy/evaluator.h"
+#include "policy/iptables.h"
+#include "policy/loader.h"
+
+namespace hostscope::policy {
+namespace {
+
+struct Options {
+  std::string dir, context_file, state_dir = "/var/lib/hostscope/policy", variant = "iptables", netns;
+  bool no_ipv6 = false, json = false;
+  int keep = 5;
+  size_t ipset_threshold = 8;
+  int audit_nflog = -1, log_nflog = 100;
+  std::function<Context()> provider;
+};
+
+[[noreturn]] void fail(int code, const std::string& msg) {
+  if (!msg.empty()) std::cerr << msg << "\n";
+  throw CLI::RuntimeError(code);
+}
+
+Context context(const Options& o) {
+  if (!o.context_file.empty()) {
+    std::ifstream f(o.context_file);
+    if (!f) fail(2, fmt::format("policy context file {} open failed", o.context_file));
+    try {
+      return context_from_json(nlohmann::json::parse(f));
+    } catch (const nlohmann::json::exception& e) {
+      fail(2, fmt::format("policy context file {} parse failed: {}", o.context_file, e.what()));
+    }
+  }
+  return o.provider ? o.provider() : Context{};
+}
+
+LoadResult load(const Options& o) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(o.dir, ec)) fail(2, fmt::format("policy directory {} does not exist", o.dir));
+  return load_dir(o.dir);
+}
+
+void print_diagnostics(const Diagnostics& d) {
+  size_t errors = 0, warnings = 0;
+  for (const auto& x : d) {
+    std::cout << x.str() << "\n";
+    (x.severity == Severity::Error ? errors : warnings)++;
+  }
+  std::cout << fmt::format("{} error(s), {} warning(s)\n", errors, warnings);
+}
+
+Ir compiled(const Options& o) {
+  auto loaded = load(o);
+  CompileOptions co;
+  co.ipset_threshold = o.ipset_threshold;
+  auto c = compile(loaded, context(o), co);
+  if (!c.ok()) {
+    print_diagnostics(c.diagnostics);
+    fail(1, "policy set does not validate; nothing was changed");
+  }
+  for (const auto& d : c.diagnostics) std::cerr << d.str() << "\n";
+  return std::move(*c.ir);
+}
+
+IptablesBackend backend(const Options& o) {
+  IptablesOptions io;
+  io.variant = o.variant;
+  io.state_dir = o.state_dir;
+  io.keep_generations = o.keep;
+  io.ipv6 = !o.no_ipv6;
+  io.render.audit_nflog_group = o.audit_nflog;
+  io.render.log_nflog_group = o.log_nflog;
+  if (!o.netns.empty()) io.command_prefix = {"ip", "netns", "exec", o.netns};
+  return IptablesBackend(io);
+}
+
+}  // namespace
+
+void register_policy_command(CLI::App& app) { register_policy_command(app, {}); }
+
+void register_policy_command(CLI::App& app, std::function<Context()> provider) {
+  auto o = std::make_shared<Options>();
+  o->provider = std::move(provider);
+  auto* policy = app.add_subcommand("policy", "Policy as code: lint, test, plan, apply, rollback, status, flush");
+  policy->require_subcommand(1);
+  auto common = [o](CLI::App* c, bool needs_dir, bool backend_opts) {
+    if (needs_dir) c->add_option("DIR", o->dir, "Directory of *.yaml policy files")->required();
+    c->add_option("--context", o->context_file, "JSON file with the service catalogue and named networks");
+    if (!backend_opts) return;
+    c->add_option("--state-dir", o->state_dir, "Where applied generations are kept")->capture_default_str();
+    c->add_option("--iptables", o->variant, "iptables flavour: iptables (system default), nft or legacy")
+        ->check(CLI::IsMember({"iptables", "nft", "legacy"}))
+        ->capture_default_str();
+    c->add_option("--netns", o->netns, "Run the iptables tools inside this network namespace");
+    c->add_flag("--no-ipv6", o->no_ipv6, "Leave ip6tables alone");
+    c->add_option("--keep", o->keep, "Generations kept for rollback")->capture_default_str();
+    c->add_option("--ipset-threshold", o->ipset_threshold, "Peer lists longer than this become ipsets")->capture_default_str();
+    c->add_option("--audit-nflog-group", o->audit_nflog, "Also NFLOG audit would-deny packets to this group");
+    c->add_option("--log-nflog-group", o->log_nflog, "NFLOG group for `action: log`")->capture_default_str();
+  };
+
+  auto* lint_cmd = policy->add_subcommand("lint", "Check a policy directory; exit 1 on errors");
+  common(lint_cmd, true, false);
+  lint_cmd->callback([o] {
+    auto report = lint(load(*o), context(*o));
+    print_diagnostics(report.diagnostics);
+    if (!report.ok()) fail(1, "");
+  });
+
+  auto* test_cmd = policy->add_subcommand("test", "Run PolicyTest cases against the reference evaluator");
+  common(test_cmd, true, false);
+  test_cmd->callback([o] {
+    auto loaded = load(*o);
+    auto ctx = context(*o);
+    auto c = compile(loaded, ctx);
+    if (!c.ok()) {
+      print_diagnostics(c.diagnostics);
+      fail(1, "policy set does not validate");
+    }
+    size_t failed = 0;
+    auto results = run_policy_tests(loaded.set, *c.ir, ctx);
+    for (const auto& r : results) {
+      std::cout << fmt::format("{} {}: {}{}\n", r.passed ? "PASS" : "FAIL", r.loc.str(), r.case_name,
+                               r.passed ? "" : " — " + r.detail);
+      failed += r.passed ? 0 : 1;
+    }
+    std::cout << fmt::format("{} passed, {} failed\n", results.size() - failed, failed);
+    if (failed) fail(1, "");
+  });
+
+  auto* plan_cmd = policy->add_subcommand("plan", "Show what apply would change");
+  common(plan_cmd, true, true);
+  plan_cmd->callback([o] {
+    auto ir = compiled(*o);
+    auto p = backend(*o).plan(ir);
+    if (!p) fail(1, p.error());
+    std::cout << p->text();
+  });
+
+  auto* apply_cmd = policy->add_subcommand("apply", "Compile and install atomically");
+  common(apply_cmd, true, true);
+  apply_cmd->callback([o] {
+    auto ir = compiled(*o);
+    auto r = backend(*o).apply(ir);
+    if (!r) fail(1, "policy apply failed; the previous generation stays in force: " + r.error());
+    std::cout << r->plan.text() << fmt::format("applied generation {} ({} rules)\n", r->generation, r->rules);
+  });
+
+  auto* rollback_cmd = policy->add_subcommand("rollback", "Re-apply the previous generation");
+  common(rollback_cmd, false, true);
+  rollback_cmd->callback([o] {
+    auto r = backend(*o).rollback();
+    if (!r) fail(1, r.error());
+    std::cout << r->plan.text() << fmt::format("rolled back to generation {}\n", r->generation);
+  });
+
+  auto* status_cmd = policy->add_subcommand("status", "Applied generation, counters, drift");
+  common(status_cmd, false, true);
+  status_cmd->add_flag("--json", o->json, "Machine-readable output");
+  status_cmd->callback([o] {
+    auto s = backend(*o).status();
+    if (!s) fail(1, s.error());
+    if (!o->json) {
+      std::cout << s->text();
+      return;
+    }
+    nlohmann::json j = {{"generation", s->generation}, {"source_hash", s->source_hash}, {"modes", s->modes},
+                        {"drift", s->drift}, {"drift_details", s->drift_details},
+                        {"audit_would_deny_packets", s->audit_would_deny_packets}, {"rules", nlohmann::json::array()}};
+    for (const auto& c : s->counters)
+      j["rules"].push_back({{"family", to_string(c.family)}, {"chain", c.chain}, {"tag", c.tag}, {"owner", c.owner},
+                            {"what", c.what}, {"target", c.target}, {"mode", c.mode}, {"packets", c.packets}, {"bytes", c.bytes}});
+    std::cout << j.dump(2) << "\n";
+  });
+
+  auto* flush_cmd = policy->add_subcommand("flush", "Remove everything hostscope installed, nothing else");
+  common(flush_cmd, false, true);
+  flush_cmd->callback([o] {
+    auto r = backend(*o).flush();
+    if (!r) fail(1, r.error());
+    std::cout << "removed hostscope chains, jump rules and ipsets\n";
+  });
+}
+
+}  // namespace hostscope::policy

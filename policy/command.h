@@ -1,0 +1,27 @@
+#pragma once
+// Running external tools (iptables-restore, iptables-save, ipset). An interface so unit tests can
+// fake the kernel side and integration tests can prefix `ip netns exec <ns>`.
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace hostscope::policy {
+
+struct CommandResult {
+  int exit_code = -1;  // -1: could not run
+  std::string out, err;
+  bool ok() const { return exit_code == 0; }
+};
+
+class CommandRunner {
+ public:
+  virtual ~CommandRunner() = default;
+  virtual CommandResult run(const std::vector<std::string>& argv, const std::string& input) = 0;
+};
+
+// fork/exec with pipes; output capped at 256 MiB per stream.
+std::shared_ptr<CommandRunner> make_process_runner();
+
+std::string join_command(const std::vector<std::string>& argv);
+
+}  // namespace hostscope::policy

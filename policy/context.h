@@ -1,0 +1,44 @@
+#pragma once
+// What the policy library needs to know about the node, passed in by the caller (the agent builds
+// it from its identity layer and config) so the library never calls into the agent.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace hostscope::policy {
+
+struct ServiceInfo {
+  std::string name;
+  // Local processes of the service (cgroup v2 paths relative to the cgroup2 root, e.g.
+  // "/system.slice/web.service"). Egress compiles to `-m cgroup --path` on OUTPUT.
+  std::vector<std::string> cgroups;
+  // Addresses the service owns that the node routes (pods, containers): IPs or CIDRs.
+  std::vector<std::string> addresses;
+  // Ports the local processes listen on; ingress to local processes is scoped by these because
+  // the cgroup match cannot see the receiving socket on INPUT.
+  std::vector<uint16_t> ports;
+  std::string go_module, k8s_namespace, workload, exe;
+};
+
+struct Context {
+  std::vector<ServiceInfo> services;
+  // Named networks from the agent config: name -> CIDRs.
+  std::map<std::string, std::vector<std::string>> networks;
+  const ServiceInfo* find_service(const std::string& name) const {
+    for (const auto& s : services)
+      if (s.name == name) return &s;
+    return nullptr;
+  }
+};
+
+}  // namespace hostscope::policy
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace hostscope::policy {
+// {"services":[{"name":"web","cgroups":["/web"],"addresses":["10.0.0.2"],"ports":[80],
+//   "go_module":"","namespace":"","workload":"","exe":""}], "networks":{"office":["192.0.2.0/24"]}}
+// Throws nlohmann::json::exception on a malformed document.
+Context context_from_json(const nlohmann::json& j);
+}  // namespace hostscope::policy

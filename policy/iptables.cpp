@@ -1,0 +1,644 @@
+#include "policy/iptables.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace hostscope::policy {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kJumpTag = "hostscope:jump";
+constexpr Hook kHooks[] = {Hook::Input, Hook::Output, Hook::Forward};
+const char* builtin_chain(Hook h) { return h == Hook::Input ? "INPUT" : h == Hook::Output ? "OUTPUT" : "FORWARD"; }
+
+std::string ports_arg(const std::vector<PortRange>& ports) {
+  std::string s;
+  for (const auto& p : ports) s += (s.empty() ? "" : ",") + p.to_string(':');
+  return s;
+}
+
+// Extracts the value of `--comment` from a rule line (quoted or bare).
+std::string comment_of(const std::string& line) {
+  auto pos = line.find("--comment ");
+  if (pos == std::string::npos) return "";
+  pos += 10;
+  if (pos < line.size() && line[pos] == '"') {
+    auto end = line.find('"', pos + 1);
+    return end == std::string::npos ? "" : line.substr(pos + 1, end - pos - 1);
+  }
+  auto end = line.find(' ', pos);
+  return line.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+}
+
+std::string chain_of(const std::string& line) {
+  // "-A CHAIN ..." / "-I CHAIN ..."
+  if (line.size() < 4) return "";
+  auto end = line.find(' ', 3);
+  return line.substr(3, end == std::string::npos ? std::string::npos : end - 3);
+}
+
+std::string jump_target(const std::string& line) {
+  auto pos = line.find(" -j ");
+  if (pos == std::string::npos) return "";
+  auto end = line.find(' ', pos + 4);
+  return line.substr(pos + 4, end == std::string::npos ? std::string::npos : end - pos - 4);
+}
+
+bool is_our_chain(const std::string& c) { return c.rfind(kChainPrefix, 0) == 0; }
+
+bool is_our_set(const std::string& n) {
+  static const std::regex re("^hs-[0-9a-f]{16}(-t)?$");
+  return std::regex_match(n, re);
+}
+
+std::string now_iso() {
+  auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+std::string render_rule(const std::string& chain, const IrRule& r, Family f, const RenderOptions& o) {
+  const IrMatch& m = r.match;
+  std::string s = "-A " + chain;
+  if (m.src) s += " -s " + m.src->to_string();
+  if (m.dst) s += " -d " + m.dst->to_string();
+  if (m.proto != Protocol::Any) s += fmt::format(" -p {}", to_string(m.proto));
+  if (!m.cgroup.empty()) s += fmt::format(" -m cgroup --path \"{}\"", m.cgroup);
+  if (!m.src_set.empty()) s += fmt::format(" -m set --match-set {} src", m.src_set);
+  if (!m.dst_set.empty()) s += fmt::format(" -m set --match-set {} dst", m.dst_set);
+  if (m.dports.size() == 1) s += fmt::format(" -m {} --dport {}", to_string(m.proto), m.dports[0].to_string(':'));
+  else if (!m.dports.empty()) s += fmt::format(" -m multiport --dports {}", ports_arg(m.dports));
+  if (m.established) s += " -m conntrack --ctstate RELATED,ESTABLISHED";
+  s += fmt::format(" -m comment --comment \"{}\"", r.tag());
+  auto prefix = [](const char* p, const std::string& owner) { return (p + owner).substr(0, 63); };
+  switch (r.target) {
+    case IrTarget::Return: s += " -j RETURN"; break;
+    case IrTarget::Drop: s += " -j DROP"; break;
+    case IrTarget::Reject:
+      if (m.proto == Protocol::Tcp) s += " -j REJECT --reject-with tcp-reset";
+      else s += f == Family::V4 ? " -j REJECT --reject-with icmp-port-unreachable" : " -j REJECT --reject-with icmp6-port-unreachable";
+      break;
+    case IrTarget::Log:
+      s += fmt::format(" -j NFLOG --nflog-group {} --nflog-prefix \"{}\"", o.log_nflog_group, prefix("hs:", r.owner));
+      break;
+    case IrTarget::Audit:  // counts (and optionally logs) what enforce mode would drop, then continues
+      if (o.audit_nflog_group >= 0)
+        s += fmt::format(" -j NFLOG --nflog-group {} --nflog-prefix \"{}\"", o.audit_nflog_group, prefix("hs-audit:", r.owner));
+      break;
+    case IrTarget::Jump: s += " -j " + r.jump; break;
+  }
+  return s;
+}
+
+RenderedTable render(const IrTable& t, const RenderOptions& o) {
+  RenderedTable out;
+  out.family = t.family;
+  for (const auto& c : t.chains) {
+    out.chains.push_back(c.name);
+    for (const auto& r : c.rules) out.rules.push_back(render_rule(c.name, r, t.family, o));
+  }
+  const char* fam = t.family == Family::V4 ? "inet" : "inet6";
+  for (const auto& s : t.sets) {
+    // Created under a temporary name and swapped in, so a set that already exists (e.g. changed by
+    // hand) gets exactly these members in one step.
+    size_t maxelem = std::max<size_t>(65536, s.members.size());
+    out.ipsets += fmt::format("create {} hash:net family {} maxelem {}\n", s.name, fam, maxelem);
+    out.ipsets += fmt::format("create {}-t hash:net family {} maxelem {}\nflush {}-t\n", s.name, fam, maxelem, s.name);
+    for (const auto& m : s.members) out.ipsets += fmt::format("add {}-t {}\n", s.name, m.to_string());
+    out.ipsets += fmt::format("swap {}-t {}\ndestroy {}-t\n", s.name, s.name, s.name);
+    out.set_names.push_back(s.name);
+  }
+  return out;
+}
+
+bool SavedTable::is_ours(const std::string& chain) const { return is_our_chain(chain); }
+
+std::vector<std::string> SavedTable::our_chains() const {
+  std::vector<std::string> v;
+  for (const auto& c : chains)
+    if (is_our_chain(c)) v.push_back(c);
+  return v;
+}
+
+std::vector<std::string> SavedTable::our_lines() const {
+  std::vector<std::string> v;
+  for (const auto& r : rules)
+    if (is_our_chain(r.chain)) v.push_back(r.line);
+  return v;
+}
+
+std::vector<SavedRule> SavedTable::jumps_to_us() const {
+  std::vector<SavedRule> v;
+  for (const auto& r : rules)
+    if (!is_our_chain(r.chain) && is_our_chain(jump_target(r.line))) v.push_back(r);
+  return v;
+}
+
+SavedTable parse_save(const std::string& text) {
+  SavedTable t;
+  std::istringstream in(text);
+  std::string line;
+  bool in_filter = false;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    if (line[0] == '*') {
+      in_filter = line == "*filter";
+      continue;
+    }
+    if (!in_filter) continue;
+    if (line == "COMMIT") {
+      in_filter = false;
+      continue;
+    }
+    if (line[0] == ':') {
+      t.chains.push_back(line.substr(1, line.find(' ') - 1));
+      continue;
+    }
+    SavedRule r;
+    if (line[0] == '[') {
+      unsigned long long p = 0, b = 0;
+      if (std::sscanf(line.c_str(), "[%llu:%llu]", &p, &b) == 2) {
+        r.packets = p;
+        r.bytes = b;
+      }
+      auto sp = line.find("] ");
+      if (sp == std::string::npos) continue;
+      line = line.substr(sp + 2);
+    }
+    if (line.rfind("-A ", 0) != 0) continue;
+    r.chain = chain_of(line);
+    r.line = line;
+    auto c = comment_of(line);
+    if (c.rfind("hostscope:", 0) == 0) r.tag = c;
+    t.rules.push_back(std::move(r));
+  }
+  return t;
+}
+
+Plan make_plan(const SavedTable& installed, const RenderedTable& next) {
+  Plan plan;
+  std::map<std::string, std::vector<std::string>> old_lines, new_lines;
+  for (const auto& r : installed.rules)
+    if (is_our_chain(r.chain)) old_lines[r.chain].push_back(r.line);
+  for (const auto& l : next.rules) new_lines[chain_of(l)].push_back(l);
+  auto tags = [](const std::vector<std::string>& v) {
+    std::set<std::string> s;
+    for (const auto& l : v) s.insert(comment_of(l));
+    return s;
+  };
+  auto installed_chains = installed.our_chains();
+  std::vector<std::string> all = next.chains;
+  for (const auto& c : installed_chains)
+    if (std::find(all.begin(), all.end(), c) == all.end()) all.push_back(c);
+  for (const auto& chain : all) {
+    ChainDiff d;
+    d.family = next.family;
+    d.chain = chain;
+    bool was = std::find(installed_chains.begin(), installed_chains.end(), chain) != installed_chains.end();
+    bool will = std::find(next.chains.begin(), next.chains.end(), chain) != next.chains.end();
+    d.state = !was ? ChainDiff::State::Created : !will ? ChainDiff::State::Deleted : ChainDiff::State::Changed;
+    auto old_tags = tags(old_lines[chain]);
+    auto new_tags = tags(new_lines[chain]);
+    for (const auto& l : old_lines[chain]) {
+      auto c = comment_of(l);
+      if (c.rfind("hostscope:", 0) != 0 || !new_tags.count(c)) d.removed.push_back(l);
+    }
+    for (const auto& l : new_lines[chain])
+      if (!old_tags.count(comment_of(l))) d.added.push_back(l);
+    if (d.state != ChainDiff::State::Changed || !d.added.empty() || !d.removed.empty()) plan.chains.push_back(std::move(d));
+  }
+  for (auto h : kHooks) {
+    bool present = false;
+    for (const auto& j : installed.jumps_to_us())
+      present = present || (j.chain == builtin_chain(h) && jump_target(j.line) == hook_chain(h));
+    if (!present) plan.jumps_to_add.push_back(fmt::format("{} {} -> {}", to_string(next.family), builtin_chain(h), hook_chain(h)));
+  }
+  return plan;
+}
+
+std::string Plan::text() const {
+  if (empty()) return "no changes\n";
+  std::string s;
+  size_t added = 0, removed = 0;
+  for (const auto& d : chains) {
+    const char* state = d.state == ChainDiff::State::Created ? " (new chain)" : d.state == ChainDiff::State::Deleted ? " (chain removed)" : "";
+    s += fmt::format("{} {}{}: +{} -{}\n", to_string(d.family), d.chain, state, d.added.size(), d.removed.size());
+    for (const auto& l : d.removed) s += "  - " + l + "\n";
+    for (const auto& l : d.added) s += "  + " + l + "\n";
+    added += d.added.size();
+    removed += d.removed.size();
+  }
+  for (const auto& j : jumps_to_add) s += "jump rule to add: " + j + "\n";
+  s += fmt::format("{} rules added, {} removed, {} jump rules added\n", added, removed, jumps_to_add.size());
+  return s;
+}
+
+std::string BackendStatus::text() const {
+  std::string s;
+  if (generation == 0) s += "generation: none applied\n";
+  else s += fmt::format("generation: {}\nsource hash: {}\n", generation, source_hash);
+  for (const auto& [p, m] : modes) s += fmt::format("policy {}: {}\n", p, m);
+  s += fmt::format("drift: {}\n", drift ? "yes" : "no");
+  for (const auto& d : drift_details) s += "  " + d + "\n";
+  s += fmt::format("audit would-deny packets: {}\n", audit_would_deny_packets);
+  s += fmt::format("{:<5} {:<28} {:<20} {:<8} {:>10} {:>12}  {}\n", "fam", "chain", "owner", "target", "packets", "bytes", "rule");
+  for (const auto& c : counters)
+    s += fmt::format("{:<5} {:<28} {:<20} {:<8} {:>10} {:>12}  {}\n", c.family == Family::V4 ? "ipv4" : "ipv6", c.chain, c.owner,
+                     c.target, c.packets, c.bytes, c.what);
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend
+
+struct IptablesBackend::Generation {
+  int number = 0;
+  int parent = 0;  // the generation that was in force when this one was applied (rollback target)
+  std::string created, source_hash;
+  std::map<std::string, std::string> modes;
+  RenderedTable v4, v6;
+  json index = json::object();  // tag -> rule description
+  std::vector<std::string> observed_v4, observed_v6;  // our chains as read back after install
+  const RenderedTable& table(Family f) const { return f == Family::V4 ? v4 : v6; }
+  std::vector<std::string>& observed(Family f) { return f == Family::V4 ? observed_v4 : observed_v6; }
+  const std::vector<std::string>& observed(Family f) const { return f == Family::V4 ? observed_v4 : observed_v6; }
+};
+
+namespace {
+
+json table_json(const RenderedTable& t) {
+  return {{"chains", t.chains}, {"rules", t.rules}, {"ipsets", t.ipsets}, {"set_names", t.set_names}};
+}
+RenderedTable table_from(const json& j, Family f) {
+  RenderedTable t;
+  t.family = f;
+  t.chains = j.at("chains").get<std::vector<std::string>>();
+  t.rules = j.at("rules").get<std::vector<std::string>>();
+  t.ipsets = j.at("ipsets").get<std::string>();
+  t.set_names = j.at("set_names").get<std::vector<std::string>>();
+  return t;
+}
+
+// Our chains as they are: rules of HOSTSCOPE-* chains plus jumps into them.
+std::vector<std::string> observe(const SavedTable& t) {
+  auto v = t.our_lines();
+  for (const auto& j : t.jumps_to_us()) v.push_back(j.line);
+  return v;
+}
+
+Outcome write_file_atomic(const fs::path& p, const std::string& text) {
+  auto tmp = p;
+  tmp += ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) return Failure{fmt::format("policy state file {} open for write failed", tmp.string())};
+    f << text;
+    f.flush();
+    if (!f) return Failure{fmt::format("policy state file {} write failed", tmp.string())};
+  }
+  std::error_code ec;
+  fs::rename(tmp, p, ec);
+  if (ec) return Failure{fmt::format("policy state file {} rename failed: {}", p.string(), ec.message())};
+  return Done{};
+}
+
+}  // namespace
+
+IptablesBackend::IptablesBackend(IptablesOptions o, std::shared_ptr<CommandRunner> runner)
+    : o_(std::move(o)), run_(runner ? std::move(runner) : make_process_runner()) {}
+
+std::vector<Family> IptablesBackend::families() const {
+  if (o_.ipv6) return {Family::V4, Family::V6};
+  return {Family::V4};
+}
+
+std::vector<std::string> IptablesBackend::cmd(Family f, const char* tool) const {
+  std::string bin = f == Family::V4 ? "iptables" : "ip6tables";
+  if (o_.variant == "nft") bin += "-nft";
+  else if (o_.variant == "legacy") bin += "-legacy";
+  bin += std::string("-") + tool;
+  auto v = o_.command_prefix;
+  v.push_back(bin);
+  return v;
+}
+
+Expected<SavedTable> IptablesBackend::save(Family f) {
+  auto argv = cmd(f, "save");
+  argv.insert(argv.end(), {"-c", "-t", "filter"});
+  auto r = run_->run(argv, "");
+  if (!r.ok()) return Failure{fmt::format("{} failed (exit {}): {}", join_command(argv), r.exit_code, r.err)};
+  return parse_save(r.out);
+}
+
+Outcome IptablesBackend::install_family(const Generation& g, Family f, Plan* plan) {
+  auto saved = save(f);
+  if (!saved) return Failure{saved.error()};
+  const RenderedTable& next = g.table(f);
+  if (plan) {
+    auto p = make_plan(*saved, next);
+    plan->chains.insert(plan->chains.end(), p.chains.begin(), p.chains.end());
+    plan->jumps_to_add.insert(plan->jumps_to_add.end(), p.jumps_to_add.begin(), p.jumps_to_add.end());
+  }
+  if (!next.ipsets.empty()) {
+    auto argv = o_.command_prefix;
+    argv.insert(argv.end(), {"ipset", "-exist", "restore"});
+    auto r = run_->run(argv, next.ipsets);
+    if (!r.ok()) return Failure{fmt::format("ipset restore ({}) failed (exit {}): {}", to_string(f), r.exit_code, r.err)};
+  }
+  // Declaring a chain with --noflush flushes exactly that chain; nothing else in the table changes.
+  std::string text = "*filter\n";
+  std::vector<std::string> stale;
+  for (const auto& c : next.chains) text += ":" + c + " - [0:0]\n";
+  for (const auto& c : saved->our_chains())
+    if (std::find(next.chains.begin(), next.chains.end(), c) == next.chains.end()) {
+      stale.push_back(c);
+      text += ":" + c + " - [0:0]\n";
+    }
+  for (const auto& l : next.rules) text += l + "\n";
+  auto jumps = saved->jumps_to_us();
+  for (auto h : kHooks) {
+    bool present = std::any_of(jumps.begin(), jumps.end(), [&](const SavedRule& j) {
+      return j.chain == builtin_chain(h) && jump_target(j.line) == hook_chain(h);
+    });
+    if (!present) text += fmt::format("-I {} 1 -m comment --comment \"{}\" -j {}\n", builtin_chain(h), kJumpTag, hook_chain(h));
+  }
+  // A stale chain may still be jumped to from a built-in chain only if someone else added that.
+  for (const auto& j : jumps)
+    if (std::find(stale.begin(), stale.end(), jump_target(j.line)) != stale.end()) text += "-D" + j.line.substr(2) + "\n";
+  for (const auto& c : stale) text += "-X " + c + "\n";
+  text += "COMMIT\n";
+  auto argv = cmd(f, "restore");
+  argv.insert(argv.end(), {"--wait=10", "--noflush"});
+  auto r = run_->run(argv, text);
+  if (!r.ok()) return Failure{fmt::format("{} ({}) failed (exit {}): {}", join_command(argv), to_string(f), r.exit_code, r.err)};
+  return Done{};
+}
+
+Outcome IptablesBackend::install(const Generation& g, Plan* plan) {
+  auto fams = families();
+  for (size_t i = 0; i < fams.size(); ++i) {
+    auto r = install_family(g, fams[i], plan);
+    if (r) continue;
+    // Families already switched go back to what was in force before (the current generation).
+    int cur = current();
+    for (size_t k = 0; k < i; ++k) {
+      auto prev = cur > 0 ? load_generation(cur) : Expected<Generation>(Failure{"none"});
+      if (prev) (void)install_family(*prev, fams[k], nullptr);
+      else (void)flush_family(fams[k]);
+    }
+    return r;
+  }
+  return Done{};
+}
+
+Expected<Plan> IptablesBackend::plan(const Ir& ir) {
+  Plan plan;
+  for (auto f : families()) {
+    auto saved = save(f);
+    if (!saved) return Failure{saved.error()};
+    auto p = make_plan(*saved, render(ir.table(f), o_.render));
+    plan.chains.insert(plan.chains.end(), p.chains.begin(), p.chains.end());
+    plan.jumps_to_add.insert(plan.jumps_to_add.end(), p.jumps_to_add.begin(), p.jumps_to_add.end());
+  }
+  return plan;
+}
+
+Expected<ApplyReport> IptablesBackend::apply(const Ir& ir) {
+  Generation g;
+  auto gens = generations();
+  g.number = gens.empty() ? 1 : gens.back() + 1;
+  g.parent = current();
+  g.created = now_iso();
+  g.source_hash = ir.source_hash;
+  for (const auto& [p, m] : ir.policy_modes) g.modes[p] = to_string(m);
+  g.v4 = render(ir.v4, o_.render);
+  g.v6 = render(ir.v6, o_.render);
+  for (const IrTable* t : {&ir.v4, &ir.v6})
+    for (const auto& c : t->chains)
+      for (const auto& r : c.rules)
+        g.index[r.tag()] = {{"chain", c.name}, {"owner", r.owner}, {"what", r.what}, {"target", to_string(r.target)},
+                            {"mode", to_string(r.mode)}};
+  ApplyReport rep;
+  rep.generation = g.number;
+  rep.rules = g.v4.rules.size() + (o_.ipv6 ? g.v6.rules.size() : 0);
+  if (auto r = install(g, &rep.plan); !r) return Failure{r.error()};
+  for (auto f : families()) {
+    auto saved = save(f);
+    if (saved) g.observed(f) = observe(*saved);
+  }
+  if (auto r = store_generation(g); !r) return Failure{r.error()};
+  if (auto r = set_current(g.number); !r) return Failure{r.error()};
+  prune();
+  auto keep = g.v4.set_names;
+  keep.insert(keep.end(), g.v6.set_names.begin(), g.v6.set_names.end());
+  destroy_stale_sets(keep);
+  return rep;
+}
+
+Expected<ApplyReport> IptablesBackend::rollback() {
+  int cur = current();
+  int target = 0;
+  if (cur == 0) {  // after a flush: put the last applied generation back
+    auto gens = generations();
+    if (!gens.empty()) target = gens.back();
+  } else {
+    auto g = load_generation(cur);
+    if (!g) return Failure{g.error()};
+    target = g->parent;
+  }
+  if (target == 0 || !fs::exists(fs::path(o_.state_dir) / fmt::format("gen-{}.json", target)))
+    return Failure{fmt::format("policy rollback failed: generation {} has no earlier generation kept in {}", cur, o_.state_dir)};
+  auto g = load_generation(target);
+  if (!g) return Failure{g.error()};
+  ApplyReport rep;
+  rep.generation = target;
+  rep.rules = g->v4.rules.size() + (o_.ipv6 ? g->v6.rules.size() : 0);
+  if (auto r = install(*g, &rep.plan); !r) return Failure{r.error()};
+  for (auto f : families()) {
+    auto saved = save(f);
+    if (saved) g->observed(f) = observe(*saved);
+  }
+  if (auto r = store_generation(*g); !r) return Failure{r.error()};
+  if (auto r = set_current(target); !r) return Failure{r.error()};
+  auto keep = g->v4.set_names;
+  keep.insert(keep.end(), g->v6.set_names.begin(), g->v6.set_names.end());
+  destroy_stale_sets(keep);
+  return rep;
+}
+
+Expected<BackendStatus> IptablesBackend::status() {
+  BackendStatus st;
+  st.generation = current();
+  std::optional<Generation> g;
+  if (st.generation > 0) {
+    auto lg = load_generation(st.generation);
+    if (!lg) return Failure{lg.error()};
+    g = std::move(*lg);
+    st.source_hash = g->source_hash;
+    st.modes = g->modes;
+  }
+  for (auto f : families()) {
+    auto saved = save(f);
+    if (!saved) return Failure{saved.error()};
+    for (const auto& r : saved->rules) {
+      if (!is_our_chain(r.chain) || r.tag.empty()) continue;
+      RuleCounter c;
+      c.family = f;
+      c.chain = r.chain;
+      c.tag = r.tag;
+      c.packets = r.packets;
+      c.bytes = r.bytes;
+      if (g && g->index.contains(r.tag)) {
+        const auto& i = g->index[r.tag];
+        c.owner = i.value("owner", "");
+        c.what = i.value("what", "");
+        c.target = i.value("target", "");
+        c.mode = i.value("mode", "");
+      } else {
+        c.what = "(not in the applied generation)";
+      }
+      if (c.target == "AUDIT") st.audit_would_deny_packets += c.packets;
+      st.counters.push_back(std::move(c));
+    }
+    auto now = observe(*saved);
+    std::vector<std::string> expected = g ? g->observed(f) : std::vector<std::string>{};
+    if (now != expected) {
+      st.drift = true;
+      std::set<std::string> a(now.begin(), now.end()), b(expected.begin(), expected.end());
+      size_t shown = 0;
+      for (const auto& l : expected)
+        if (!a.count(l) && shown++ < 10) st.drift_details.push_back(fmt::format("{} missing: {}", to_string(f), l));
+      for (const auto& l : now)
+        if (!b.count(l) && shown++ < 10) st.drift_details.push_back(fmt::format("{} unexpected: {}", to_string(f), l));
+      if (shown == 0) st.drift_details.push_back(fmt::format("{}: rules of our chains are out of order", to_string(f)));
+    }
+  }
+  return st;
+}
+
+Outcome IptablesBackend::flush_family(Family f) {
+  auto saved = save(f);
+  if (!saved) return Failure{saved.error()};
+  auto ours = saved->our_chains();
+  auto jumps = saved->jumps_to_us();
+  if (ours.empty() && jumps.empty()) return Done{};
+  std::string text = "*filter\n";
+  for (const auto& j : jumps) text += "-D" + j.line.substr(2) + "\n";
+  for (const auto& c : ours) text += ":" + c + " - [0:0]\n";
+  for (const auto& c : ours) text += "-X " + c + "\n";
+  text += "COMMIT\n";
+  auto argv = cmd(f, "restore");
+  argv.insert(argv.end(), {"--wait=10", "--noflush"});
+  auto r = run_->run(argv, text);
+  if (!r.ok()) return Failure{fmt::format("{} ({}) flush failed (exit {}): {}", join_command(argv), to_string(f), r.exit_code, r.err)};
+  return Done{};
+}
+
+Outcome IptablesBackend::flush() {
+  for (auto f : families())
+    if (auto r = flush_family(f); !r) return r;
+  destroy_stale_sets({});
+  if (fs::exists(o_.state_dir)) return set_current(0);
+  return Done{};
+}
+
+void IptablesBackend::destroy_stale_sets(const std::vector<std::string>& keep) {
+  auto argv = o_.command_prefix;
+  argv.insert(argv.end(), {"ipset", "list", "-n"});
+  auto r = run_->run(argv, "");
+  if (!r.ok()) return;  // no ipset support: then we never created any
+  std::istringstream in(r.out);
+  std::string name;
+  while (std::getline(in, name)) {
+    if (!is_our_set(name) || std::find(keep.begin(), keep.end(), name) != keep.end()) continue;
+    auto d = o_.command_prefix;
+    d.insert(d.end(), {"ipset", "destroy", name});
+    (void)run_->run(d, "");  // still referenced by someone else's rule: leave it
+  }
+}
+
+// ---- generations on disk: <state_dir>/gen-<N>.json and <state_dir>/current
+
+std::vector<int> IptablesBackend::generations() const {
+  std::vector<int> v;
+  std::error_code ec;
+  for (fs::directory_iterator it(o_.state_dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    int n = 0;
+    auto name = it->path().filename().string();
+    if (std::sscanf(name.c_str(), "gen-%d.json", &n) == 1 && n > 0 && name == fmt::format("gen-{}.json", n)) v.push_back(n);
+  }
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+int IptablesBackend::current() const {
+  std::ifstream f(fs::path(o_.state_dir) / "current");
+  int n = 0;
+  if (f >> n) return n;
+  return 0;
+}
+
+Outcome IptablesBackend::set_current(int n) const { return write_file_atomic(fs::path(o_.state_dir) / "current", fmt::format("{}\n", n)); }
+
+Outcome IptablesBackend::store_generation(const Generation& g) const {
+  std::error_code ec;
+  fs::create_directories(o_.state_dir, ec);
+  if (ec) return Failure{fmt::format("policy state directory {} create failed: {}", o_.state_dir, ec.message())};
+  json j = {{"generation", g.number}, {"parent", g.parent}, {"created", g.created}, {"source_hash", g.source_hash}, {"modes", g.modes},
+            {"ipv4", table_json(g.v4)}, {"ipv6", table_json(g.v6)}, {"index", g.index},
+            {"observed_ipv4", g.observed_v4}, {"observed_ipv6", g.observed_v6}};
+  return write_file_atomic(fs::path(o_.state_dir) / fmt::format("gen-{}.json", g.number), j.dump(1));
+}
+
+Expected<IptablesBackend::Generation> IptablesBackend::load_generation(int n) const {
+  auto path = fs::path(o_.state_dir) / fmt::format("gen-{}.json", n);
+  std::ifstream f(path);
+  if (!f) return Failure{fmt::format("policy generation {} open failed", path.string())};
+  try {
+    json j = json::parse(f);
+    Generation g;
+    g.number = j.at("generation").get<int>();
+    g.parent = j.value("parent", 0);
+    g.created = j.value("created", "");
+    g.source_hash = j.value("source_hash", "");
+    g.modes = j.value("modes", std::map<std::string, std::string>{});
+    g.v4 = table_from(j.at("ipv4"), Family::V4);
+    g.v6 = table_from(j.at("ipv6"), Family::V6);
+    g.index = j.value("index", json::object());
+    g.observed_v4 = j.value("observed_ipv4", std::vector<std::string>{});
+    g.observed_v6 = j.value("observed_ipv6", std::vector<std::string>{});
+    return g;
+  } catch (const json::exception& e) {
+    return Failure{fmt::format("policy generation {} parse failed: {}", path.string(), e.what())};
+  }
+}
+
+void IptablesBackend::prune() const {
+  auto gens = generations();
+  int cur = current();
+  int parent = 0;
+  if (auto g = load_generation(cur)) parent = g->parent;
+  int keep = std::max(1, o_.keep_generations);
+  for (size_t i = 0; i + static_cast<size_t>(keep) < gens.size(); ++i) {
+    if (gens[i] == cur || gens[i] == parent) continue;  // keep what rollback needs
+    std::error_code ec;
+    fs::remove(fs::path(o_.state_dir) / fmt::format("gen-{}.json", gens[i]), ec);
+  }
+}
+
+}  // namespace hostscope::policy

@@ -1,0 +1,135 @@
+#pragma once
+// iptables backend: renders the IR into our own chains and installs them atomically with one
+// `iptables-restore --noflush` per table and family. It only ever touches chains named
+// HOSTSCOPE-*, the jump rules to them it installs (tagged "hostscope:jump") and ipsets named
+// hs-<16 hex>.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "policy/command.h"
+#include "policy/expected.h"
+#include "policy/ir.h"
+
+namespace hostscope::policy {
+
+struct RenderOptions {
+  int log_nflog_group = 100;    // `action: log`
+  int audit_nflog_group = -1;   // audit would-deny rules also NFLOG here when >= 0 (counters always)
+};
+
+// Our part of one family's filter table, as rule lines "-A CHAIN ...".
+struct RenderedTable {
+  Family family = Family::V4;
+  std::vector<std::string> chains;  // every chain we own, hook chains first
+  std::vector<std::string> rules;
+  std::string ipsets;               // `ipset restore` input (create + swap), may be empty
+  std::vector<std::string> set_names;
+};
+RenderedTable render(const IrTable& t, const RenderOptions& o = {});
+std::string render_rule(const std::string& chain, const IrRule& r, Family f, const RenderOptions& o);
+
+// Parsed `iptables-save -c -t filter` output.
+struct SavedRule {
+  std::string chain;
+  std::string line;  // "-A CHAIN ..." without counters
+  uint64_t packets = 0, bytes = 0;
+  std::string tag;   // "hostscope:<owner>:<hash>" when present
+};
+struct SavedTable {
+  std::vector<std::string> chains;  // all chains declared, in order
+  std::vector<SavedRule> rules;
+  bool is_ours(const std::string& chain) const;
+  std::vector<std::string> our_chains() const;
+  std::vector<std::string> our_lines() const;     // rules of our chains, in order
+  std::vector<SavedRule> jumps_to_us() const;     // rules in other chains jumping into ours
+};
+SavedTable parse_save(const std::string& text);
+
+// What apply would change, per chain, keyed by the rule tags (the hash covers the rule's content).
+struct ChainDiff {
+  Family family = Family::V4;
+  std::string chain;
+  enum class State { Changed, Created, Deleted } state = State::Changed;
+  std::vector<std::string> added, removed;
+};
+struct Plan {
+  std::vector<ChainDiff> chains;
+  std::vector<std::string> jumps_to_add;  // "ipv4 INPUT -> HOSTSCOPE-INPUT"
+  bool empty() const { return chains.empty() && jumps_to_add.empty(); }
+  std::string text() const;
+};
+Plan make_plan(const SavedTable& installed, const RenderedTable& next);
+
+struct IptablesOptions {
+  std::string variant = "iptables";  // "iptables" (system default), "nft" or "legacy"
+  std::vector<std::string> command_prefix;  // e.g. {"ip", "netns", "exec", "hs-t-1"}
+  std::string state_dir = "/var/lib/hostscope/policy";
+  int keep_generations = 5;
+  bool ipv6 = true;
+  RenderOptions render;
+};
+
+struct RuleCounter {
+  Family family = Family::V4;
+  std::string chain, tag, owner, what;
+  std::string target;  // RETURN, DROP, REJECT, LOG, AUDIT, JUMP
+  std::string mode;    // enforce | audit
+  uint64_t packets = 0, bytes = 0;
+};
+
+struct BackendStatus {
+  int generation = 0;  // 0 = nothing applied (or flushed)
+  std::string source_hash;
+  std::map<std::string, std::string> modes;  // policy -> enforce | audit
+  std::vector<RuleCounter> counters;
+  bool drift = false;
+  std::vector<std::string> drift_details;
+  // Sum of packets counted by audit rules (traffic that enforce mode would have dropped).
+  uint64_t audit_would_deny_packets = 0;
+  std::string text() const;
+};
+
+struct ApplyReport {
+  int generation = 0;
+  size_t rules = 0;
+  Plan plan;  // what changed
+};
+
+class IptablesBackend {
+ public:
+  explicit IptablesBackend(IptablesOptions o, std::shared_ptr<CommandRunner> runner = nullptr);
+
+  Expected<Plan> plan(const Ir& ir);
+  // Atomic per table: on any failure the previous generation stays (or is put back) in force.
+  Expected<ApplyReport> apply(const Ir& ir);
+  Expected<ApplyReport> rollback();
+  Expected<BackendStatus> status();
+  // Removes our jump rules, our chains and our ipsets; nothing else.
+  Outcome flush();
+
+  const IptablesOptions& options() const { return o_; }
+
+ private:
+  struct Generation;
+  std::vector<Family> families() const;
+  std::vector<std::string> cmd(Family f, const char* tool) const;
+  Expected<SavedTable> save(Family f);
+  Outcome install(const Generation& g, Plan* plan);
+  Outcome install_family(const Generation& g, Family f, Plan* plan);
+  Outcome flush_family(Family f);
+  Expected<Generation> load_generation(int n) const;
+  Outcome store_generation(const Generation& g) const;
+  std::vector<int> generations() const;
+  int current() const;
+  Outcome set_current(int n) const;
+  void prune() const;
+  void destroy_stale_sets(const std::vector<std::string>& keep);
+
+  IptablesOptions o_;
+  std::shared_ptr<CommandRunner> run_;
+};
+
+}  // namespace hostscope::policy

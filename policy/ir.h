@@ -1,0 +1,76 @@
+#pragma once
+// Backend-independent intermediate representation: per address family, ordered chains of atomic
+// rules (one rule = one match and one target), shaped after netfilter's chain traversal so the
+// reference evaluator and every backend agree on one meaning.
+//
+// Traversal: each hook chain (INPUT/OUTPUT/FORWARD) is walked top to bottom; Return ends the
+// current chain; Jump walks another chain and continues after it; Drop/Reject end everything;
+// Log and Audit record and continue; falling off a hook chain means hostscope lets the packet pass.
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "policy/model.h"
+#include "policy/net.h"
+
+namespace hostscope::policy {
+
+enum class Hook { Input, Output, Forward };
+const char* to_string(Hook h);
+// Names of our chains; per-subject chains are "HOSTSCOPE-P-<16 hex>".
+const char* hook_chain(Hook h);
+inline constexpr const char* kChainPrefix = "HOSTSCOPE-";
+
+enum class IrTarget { Return, Drop, Reject, Log, Audit, Jump };
+const char* to_string(IrTarget t);
+
+struct IrMatch {
+  std::optional<Cidr> src, dst;
+  std::string src_set, dst_set;  // ipset names (peer sets larger than the threshold)
+  Protocol proto = Protocol::Any;
+  std::vector<PortRange> dports;  // empty = any; requires proto tcp or udp
+  std::string cgroup;             // cgroup v2 path of the sending socket; empty = any
+  bool established = false;       // conntrack ESTABLISHED,RELATED
+  bool operator==(const IrMatch&) const = default;
+};
+
+struct IrRule {
+  IrMatch match;
+  IrTarget target = IrTarget::Return;
+  std::string jump;   // chain name when target == Jump
+  std::string owner;  // policy name, or "hs.conntrack" / "hs.failsafe" / "hs.dispatch"
+  Mode mode = Mode::Enforce;
+  std::string what;  // human description: "egress rule 2 (deny)", "default deny", ...
+  std::string hash;  // 12 hex digits, stable for identical content, unique within a table
+  std::string tag() const { return "hostscope:" + owner + ":" + hash; }
+};
+
+struct IrChain {
+  std::string name;
+  std::vector<IrRule> rules;
+};
+
+struct IrSet {
+  std::string name;  // "hs-<16 hex of family + members>"
+  Family family = Family::V4;
+  std::vector<Cidr> members;
+};
+
+struct IrTable {
+  Family family = Family::V4;
+  std::vector<IrChain> chains;  // hook chains first (INPUT, OUTPUT, FORWARD), then subject chains
+  std::vector<IrSet> sets;
+  const IrChain* find(const std::string& name) const;
+  const IrSet* find_set(const std::string& name) const;
+  size_t rule_count() const;
+};
+
+struct Ir {
+  IrTable v4{Family::V4, {}, {}}, v6{Family::V6, {}, {}};
+  std::string source_hash;
+  std::map<std::string, Mode> policy_modes;  // policy name -> mode
+  const IrTable& table(Family f) const { return f == Family::V4 ? v4 : v6; }
+};
+
+}  // namespace hostscope::policy

@@ -1,0 +1,6 @@
+# Policy library unit tests (no root): loader + lint messages, compiler golden output, reference
+# evaluator truth tables, plan diff, backend flow against a fake iptables, CLI exit codes.
+hs_test(NAME policy_lint_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_lint_test.cpp LIBS hs_policy LABELS unit)
+target_compile_definitions(policy_lint_test PRIVATE HOSTSCOPE_TESTDATA="${CMAKE_CURRENT_LIST_DIR}/policy_testdata")
+hs_test(NAME policy_compile_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_compile_test.cpp LIBS hs_policy LABELS unit)
+target_compile_definitions(policy_compile_test PRIVATE HOSTSCOPE_TESTDATA="${CMAKE_CURRENT_LIST_DIR}/policy_testdata")

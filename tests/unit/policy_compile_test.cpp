@@ -1,0 +1,349 @@
+// Compiler golden output, reference evaluator truth tables, plan diff, and the backend's
+// apply/rollback/status/flush flow against a fake iptables.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "policy/compiler.h"
+#include "policy/evaluator.h"
+#include "policy/iptables.h"
+#include "policy/loader.h"
+
+namespace hostscope::policy {
+namespace {
+
+Context catalogue() {
+  Context c;
+  c.services.push_back({"web", {"/web"}, {"10.1.0.2"}, {80}, "", "", "", ""});
+  c.services.push_back({"db", {}, {"10.1.0.3", "fd00::3"}, {}, "", "", "", ""});
+  c.services.push_back({"cache", {"/cache"}, {}, {}, "", "", "", ""});
+  c.networks["office"] = {"192.0.2.0/24", "198.51.100.0/24"};
+  return c;
+}
+
+Ir must_compile(const std::string& yaml, CompileOptions opts = {}) {
+  auto c = compile(load_text(yaml, "t.yaml"), catalogue(), opts);
+  std::string diags;
+  for (const auto& d : c.diagnostics) diags += d.str() + "\n";
+  EXPECT_TRUE(c.ok()) << diags;
+  return c.ok() ? *c.ir : Ir{};
+}
+
+const char* kWeb = R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: web}
+subject: {service: web}
+default: {egress: deny, ingress: deny}
+egress:
+  - action: allow
+    peers: [{service: db}]
+    ports: [5432]
+    protocol: tcp
+  - action: reject
+    peers: [{network: office}]
+ingress:
+  - action: allow
+    peers: [{cidr: 10.1.0.0/16}]
+    ports: [80]
+)";
+
+TEST(PolicyCompile, GoldenIptablesV4) {
+  auto ir = must_compile(kWeb);
+  auto r = render(ir.v4);
+  std::string text;
+  for (const auto& l : r.rules) text += l + "\n";
+  // Hashes are part of the golden output on purpose: they must be stable across builds.
+  EXPECT_EQ(text, R"(-A HOSTSCOPE-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "hostscope:hs.conntrack:dc09dcb9d205" -j RETURN
+-A HOSTSCOPE-INPUT -s 10.1.0.2/32 -m comment --comment "hostscope:hs.dispatch:1f997d009b0a" -j HOSTSCOPE-P-fc686b4e7270e88c
+-A HOSTSCOPE-INPUT -p tcp -m tcp --dport 80 -m comment --comment "hostscope:hs.dispatch:eb8c89cfd291" -j HOSTSCOPE-P-5ee697295ee5f165
+-A HOSTSCOPE-INPUT -p udp -m udp --dport 80 -m comment --comment "hostscope:hs.dispatch:d815e585f274" -j HOSTSCOPE-P-5ee697295ee5f165
+-A HOSTSCOPE-OUTPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "hostscope:hs.conntrack:f763d2e489ad" -j RETURN
+-A HOSTSCOPE-OUTPUT -m cgroup --path "/web" -m comment --comment "hostscope:hs.dispatch:6ec1da6179d8" -j HOSTSCOPE-P-fc686b4e7270e88c
+-A HOSTSCOPE-OUTPUT -d 10.1.0.2/32 -m comment --comment "hostscope:hs.dispatch:275a59437eae" -j HOSTSCOPE-P-5ee697295ee5f165
+-A HOSTSCOPE-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "hostscope:hs.conntrack:c45d57b39343" -j RETURN
+-A HOSTSCOPE-FORWARD -s 10.1.0.2/32 -m comment --comment "hostscope:hs.dispatch:fe10fa8acc39" -j HOSTSCOPE-P-fc686b4e7270e88c
+-A HOSTSCOPE-FORWARD -d 10.1.0.2/32 -m comment --comment "hostscope:hs.dispatch:529d28b16d66" -j HOSTSCOPE-P-5ee697295ee5f165
+-A HOSTSCOPE-P-fc686b4e7270e88c -p tcp -m multiport --dports 179,2379,2380,5473,6443,6666,6667 -m comment --comment "hostscope:hs.failsafe:ff31b29f3c47" -j RETURN
+-A HOSTSCOPE-P-fc686b4e7270e88c -p udp -m multiport --dports 53,67 -m comment --comment "hostscope:hs.failsafe:70bd8b094ddd" -j RETURN
+-A HOSTSCOPE-P-fc686b4e7270e88c -d 10.1.0.3/32 -p tcp -m tcp --dport 5432 -m comment --comment "hostscope:web:0dd38f1dcb11" -j RETURN
+-A HOSTSCOPE-P-fc686b4e7270e88c -d 192.0.2.0/24 -m comment --comment "hostscope:web:e287f3affbad" -j REJECT --reject-with icmp-port-unreachable
+-A HOSTSCOPE-P-fc686b4e7270e88c -d 198.51.100.0/24 -m comment --comment "hostscope:web:d98e22aa282f" -j REJECT --reject-with icmp-port-unreachable
+-A HOSTSCOPE-P-fc686b4e7270e88c -m comment --comment "hostscope:web:0aae798f3ac7" -j DROP
+-A HOSTSCOPE-P-5ee697295ee5f165 -p tcp -m multiport --dports 22,179,2379,2380,5473,6443,6666,6667 -m comment --comment "hostscope:hs.failsafe:f19e043edaf1" -j RETURN
+-A HOSTSCOPE-P-5ee697295ee5f165 -p udp -m udp --dport 68 -m comment --comment "hostscope:hs.failsafe:acdf1d93ec48" -j RETURN
+-A HOSTSCOPE-P-5ee697295ee5f165 -s 10.1.0.0/16 -p tcp -m tcp --dport 80 -m comment --comment "hostscope:web:4723fd509571" -j RETURN
+-A HOSTSCOPE-P-5ee697295ee5f165 -s 10.1.0.0/16 -p udp -m udp --dport 80 -m comment --comment "hostscope:web:722321339a0a" -j RETURN
+-A HOSTSCOPE-P-5ee697295ee5f165 -m comment --comment "hostscope:web:cd8193a8fd32" -j DROP
+)");
+}
+
+// A truth table over the reference evaluator: (from, to, port, proto) -> verdict.
+struct Row {
+  Endpoint from, to;
+  uint16_t port;
+  Protocol proto;
+  Verdict want;
+};
+
+Endpoint local(const std::string& cg) { return {std::nullopt, cg, true}; }
+Endpoint addr(const char* a) { return {parse_ip(a), "", false}; }
+Endpoint local_dst() { return {std::nullopt, "", true}; }
+
+TEST(PolicyEvaluator, TruthTableEnforce) {
+  auto ir = must_compile(kWeb);
+  std::vector<Row> rows = {
+      // egress of the local web processes (cgroup /web) on OUTPUT
+      {local("/web"), addr("10.1.0.3"), 5432, Protocol::Tcp, Verdict::Allow},
+      {local("/web/worker"), addr("10.1.0.3"), 5432, Protocol::Tcp, Verdict::Allow},  // cgroup descendants match
+      {local("/web"), addr("10.1.0.3"), 5432, Protocol::Udp, Verdict::Deny},
+      {local("/web"), addr("10.1.0.3"), 5433, Protocol::Tcp, Verdict::Deny},
+      {local("/web"), addr("192.0.2.9"), 443, Protocol::Tcp, Verdict::Deny},  // reject counts as deny
+      {local("/web"), addr("192.0.2.9"), 53, Protocol::Udp, Verdict::Allow},   // failsafe: DNS out
+      {local("/web"), addr("8.8.8.8"), 6443, Protocol::Tcp, Verdict::Allow},   // failsafe: API server
+      {local("/other"), addr("8.8.8.8"), 443, Protocol::Tcp, Verdict::Allow},  // not selected
+      // egress of the web address (routed) on FORWARD
+      {addr("10.1.0.2"), addr("10.1.0.3"), 5432, Protocol::Tcp, Verdict::Allow},
+      {addr("10.1.0.2"), addr("10.9.9.9"), 80, Protocol::Tcp, Verdict::Deny},
+      // ingress to web: address on FORWARD, local port 80 on INPUT
+      {addr("10.1.7.7"), addr("10.1.0.2"), 80, Protocol::Tcp, Verdict::Allow},
+      {addr("10.2.7.7"), addr("10.1.0.2"), 80, Protocol::Tcp, Verdict::Deny},
+      {addr("10.2.7.7"), addr("10.1.0.2"), 22, Protocol::Tcp, Verdict::Allow},  // failsafe: ssh in
+      {addr("10.1.7.7"), local_dst(), 80, Protocol::Tcp, Verdict::Allow},
+      {addr("10.2.7.7"), local_dst(), 80, Protocol::Tcp, Verdict::Deny},
+      {addr("10.2.7.7"), local_dst(), 8080, Protocol::Tcp, Verdict::Allow},  // not web's port
+  };
+  for (const auto& r : rows) {
+    Trace t;
+    auto v = evaluate_connection(ir, r.from, r.to, r.proto, r.port, &t);
+    std::string path;
+    for (auto& s : t.steps) path += "\n  " + s;
+    EXPECT_EQ(to_string(v), std::string(to_string(r.want)))
+        << (r.from.local ? r.from.cgroup : to_string(*r.from.address)) << " -> "
+        << (r.to.address ? to_string(*r.to.address) : "local") << ":" << r.port << "/" << to_string(r.proto) << path;
+  }
+}
+
+TEST(PolicyEvaluator, AuditModeAndFailsafeOff) {
+  std::string y = R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: cache}
+subject: {service: cache}
+mode: audit
+failsafe: false
+default: {egress: deny}
+egress:
+  - action: allow
+    ports: [6379]
+    protocol: tcp
+)";
+  auto ir = must_compile(y);
+  EXPECT_EQ(evaluate_connection(ir, local("/cache"), addr("10.0.0.1"), Protocol::Tcp, 6379), Verdict::Allow);
+  EXPECT_EQ(evaluate_connection(ir, local("/cache"), addr("10.0.0.1"), Protocol::Tcp, 80), Verdict::AuditWouldDeny);
+  EXPECT_EQ(evaluate_connection(ir, local("/cache"), addr("10.0.0.1"), Protocol::Udp, 53), Verdict::AuditWouldDeny);
+  auto r = render(ir.v4);
+  EXPECT_THAT(r.rules, ::testing::Contains(::testing::HasSubstr("-m comment --comment \"hostscope:cache:")));
+  for (const auto& l : r.rules) EXPECT_EQ(l.find("-j DROP"), std::string::npos) << l;  // audit never drops
+  y.replace(y.find("mode: audit"), 11, "mode: enforce");
+  ir = must_compile(y);
+  EXPECT_EQ(evaluate_connection(ir, local("/cache"), addr("10.0.0.1"), Protocol::Udp, 53), Verdict::Deny);  // failsafe off
+}
+
+TEST(PolicyEvaluator, IpsetsForLargePeerListsAndIpv6) {
+  auto ir = must_compile(kWeb, CompileOptions{1});
+  ASSERT_EQ(ir.v4.sets.size(), 1u);
+  EXPECT_EQ(ir.v4.sets[0].members.size(), 2u);  // office
+  auto r = render(ir.v4);
+  EXPECT_THAT(r.ipsets, ::testing::HasSubstr("swap " + ir.v4.sets[0].name + "-t " + ir.v4.sets[0].name));
+  EXPECT_THAT(r.rules, ::testing::Contains(::testing::HasSubstr("-m set --match-set " + ir.v4.sets[0].name + " dst")));
+  EXPECT_EQ(evaluate_connection(ir, local("/web"), addr("198.51.100.7"), Protocol::Tcp, 443), Verdict::Deny);
+  EXPECT_EQ(evaluate_connection(ir, local("/web"), addr("203.0.113.7"), Protocol::Tcp, 443), Verdict::Deny);  // default deny
+  // db has an IPv6 address: the v6 table allows it, v4-only peers (office) are absent there.
+  EXPECT_EQ(evaluate_connection(ir, local("/web"), addr("fd00::3"), Protocol::Tcp, 5432), Verdict::Allow);
+  auto r6 = render(ir.v6);
+  EXPECT_THAT(r6.rules, ::testing::Contains(::testing::HasSubstr("-d fd00::3/128")));
+  for (const auto& l : r6.rules) EXPECT_EQ(l.find("192.0.2"), std::string::npos);
+}
+
+TEST(PolicyEvaluator, PolicyTestsRunAgainstEvaluator) {
+  std::string y = std::string(kWeb) + R"(---
+apiVersion: hostscope.io/v1
+kind: PolicyTest
+metadata: {name: web-tests}
+cases:
+  - {from: web, to: db, port: 5432, expect: allow}
+  - {from: web, to: db, port: 5432, protocol: udp, expect: deny}
+  - {from: web, to: 192.0.2.1, port: 80, expect: allow}
+)";
+  auto loaded = load_text(y, "t.yaml");
+  auto c = compile(loaded, catalogue());
+  ASSERT_TRUE(c.ok());
+  auto res = run_policy_tests(loaded.set, *c.ir, catalogue());
+  ASSERT_EQ(res.size(), 3u);
+  EXPECT_TRUE(res[0].passed) << res[0].detail;
+  EXPECT_TRUE(res[1].passed) << res[1].detail;
+  EXPECT_FALSE(res[2].passed);  // office is rejected
+  EXPECT_THAT(res[2].detail, ::testing::HasSubstr("expected allow, got deny"));
+}
+
+TEST(PolicyPlan, DiffByRuleTag) {
+  auto ir = must_compile(kWeb);
+  auto next = render(ir.v4);
+  // Installed: same render minus its last rule, plus a foreign line in our chain and a stale chain.
+  std::string saved = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n";
+  for (const auto& c : next.chains) saved += ":" + c + " - [0:0]\n";
+  saved += ":HOSTSCOPE-P-0000000000000000 - [0:0]\n";
+  saved += "[3:180] -A INPUT -m comment --comment \"hostscope:jump\" -j HOSTSCOPE-INPUT\n";
+  for (size_t i = 0; i + 1 < next.rules.size(); ++i) saved += "[0:0] " + next.rules[i] + "\n";
+  saved += "[0:0] -A HOSTSCOPE-OUTPUT -j ACCEPT\n";
+  saved += "[0:0] -A HOSTSCOPE-P-0000000000000000 -m comment --comment \"hostscope:old:0123456789ab\" -j DROP\nCOMMIT\n";
+  auto installed = parse_save(saved);
+  ASSERT_EQ(installed.jumps_to_us().size(), 1u);
+  auto plan = make_plan(installed, next);
+  std::string text = plan.text();
+  EXPECT_THAT(text, ::testing::HasSubstr("  + " + next.rules.back() + "\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("ipv4 HOSTSCOPE-OUTPUT: +0 -1\n  - -A HOSTSCOPE-OUTPUT -j ACCEPT\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("ipv4 HOSTSCOPE-P-0000000000000000 (chain removed): +0 -1\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("jump rule to add: ipv4 OUTPUT -> HOSTSCOPE-OUTPUT\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("jump rule to add: ipv4 FORWARD -> HOSTSCOPE-FORWARD\n"));
+  EXPECT_THAT(text, ::testing::EndsWith("1 rules added, 2 removed, 2 jump rules added\n"));
+  // Installed == render: no changes.
+  std::string same = "*filter\n";
+  for (const auto& c : next.chains) same += ":" + c + " - [0:0]\n";
+  for (const char* h : {"INPUT", "OUTPUT", "FORWARD"})
+    same += fmt::format("-A {} -m comment --comment \"hostscope:jump\" -j HOSTSCOPE-{}\n", h, h);
+  for (const auto& l : next.rules) same += l + "\n";
+  EXPECT_TRUE(make_plan(parse_save(same + "COMMIT\n"), next).empty()) << make_plan(parse_save(same + "COMMIT\n"), next).text();
+}
+
+// A fake iptables-save/restore that keeps one table per family as text and fails on demand.
+class FakeIptables : public CommandRunner {
+ public:
+  std::map<std::string, std::string> tables;  // "iptables" / "ip6tables" -> saved text
+  std::vector<std::string> restores;
+  bool fail_restore = false;
+  CommandResult run(const std::vector<std::string>& argv, const std::string& input) override {
+    std::string bin = argv[0];
+    std::string fam = bin.rfind("ip6tables", 0) == 0 ? "ip6tables" : "iptables";
+    if (bin == "ipset") return {0, "", ""};
+    if (bin.find("-save") != std::string::npos) return {0, tables[fam], ""};
+    if (bin.find("-restore") != std::string::npos) {
+      restores.push_back(input);
+      if (fail_restore) return {1, "", "iptables-restore: line 3 failed"};
+      tables[fam] = apply(tables[fam], input);
+      return {0, "", ""};
+    }
+    return {127, "", "unknown command"};
+  }
+  // Minimal --noflush semantics over our chains: declared chains are flushed, -A/-I/-D/-X.
+  static std::string apply(const std::string& before, const std::string& input) {
+    auto t = parse_save(before);
+    std::vector<std::string> chains = t.chains;
+    std::vector<std::string> rules;
+    for (const auto& r : t.rules) rules.push_back(r.line);
+    std::istringstream in(input);
+    std::string l;
+    while (std::getline(in, l)) {
+      if (l.empty() || l[0] == '*' || l == "COMMIT") continue;
+      if (l[0] == ':') {
+        auto c = l.substr(1, l.find(' ') - 1);
+        if (std::find(chains.begin(), chains.end(), c) == chains.end()) chains.push_back(c);
+        std::erase_if(rules, [&](const std::string& r) { return r.rfind("-A " + c + " ", 0) == 0; });
+      } else if (l.rfind("-A ", 0) == 0) {
+        rules.push_back(l);
+      } else if (l.rfind("-I ", 0) == 0) {
+        auto sp = l.find(' ', 3);
+        auto chain = l.substr(3, sp - 3);
+        rules.insert(rules.begin(), "-A " + chain + l.substr(l.find(' ', sp + 1)));
+      } else if (l.rfind("-D ", 0) == 0) {
+        std::erase(rules, "-A" + l.substr(2));
+      } else if (l.rfind("-X ", 0) == 0) {
+        std::erase(chains, l.substr(3));
+      }
+    }
+    std::string out = "*filter\n";
+    for (const auto& c : chains) out += ":" + c + (c.rfind("HOSTSCOPE", 0) == 0 ? " - [0:0]\n" : " ACCEPT [0:0]\n");
+    for (const auto& r : rules) out += "[1:60] " + r + "\n";
+    return out + "COMMIT\n";
+  }
+};
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/hs-policy-unit-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+TEST(PolicyBackend, ApplyRollbackStatusFlushFlow) {
+  TempDir dir;
+  auto fake = std::make_shared<FakeIptables>();
+  const std::string builtin = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+                              "[5:300] -A INPUT -j KUBE-FIREWALL\nCOMMIT\n";
+  fake->tables["iptables"] = builtin;
+  fake->tables["ip6tables"] = builtin;
+  IptablesOptions o;
+  o.state_dir = dir.path;
+  IptablesBackend b(o, fake);
+
+  auto ir1 = must_compile(kWeb);
+  auto a1 = b.apply(ir1);
+  ASSERT_TRUE(a1) << a1.error();
+  EXPECT_EQ(a1->generation, 1);
+  EXPECT_EQ(fake->restores.size(), 2u);  // one restore per family
+  EXPECT_THAT(fake->restores[0], ::testing::HasSubstr("-I INPUT 1 -m comment --comment \"hostscope:jump\" -j HOSTSCOPE-INPUT\n"));
+  EXPECT_THAT(fake->restores[0], ::testing::StartsWith("*filter\n:HOSTSCOPE-INPUT - [0:0]\n"));
+  EXPECT_THAT(fake->tables["iptables"], ::testing::HasSubstr("-A INPUT -j KUBE-FIREWALL"));  // untouched
+
+  auto st = b.status();
+  ASSERT_TRUE(st) << st.error();
+  EXPECT_EQ(st->generation, 1);
+  EXPECT_FALSE(st->drift) << st->text();
+  EXPECT_FALSE(st->counters.empty());
+  EXPECT_EQ(st->counters[0].packets, 1u);
+
+  // A failed restore changes nothing: generation and rules stay.
+  std::string y2 = kWeb;
+  y2.replace(y2.find("[5432]"), 6, "[5433]");
+  auto ir2 = must_compile(y2);
+  auto before = fake->tables["iptables"];
+  fake->fail_restore = true;
+  EXPECT_FALSE(b.apply(ir2));
+  EXPECT_EQ(fake->tables["iptables"], before);
+  EXPECT_EQ(b.status()->generation, 1);
+  fake->fail_restore = false;
+
+  auto a2 = b.apply(ir2);
+  ASSERT_TRUE(a2) << a2.error();
+  EXPECT_EQ(a2->generation, 2);
+  EXPECT_THAT(a2->plan.text(), ::testing::HasSubstr("--dport 5433"));
+  EXPECT_TRUE(a2->plan.jumps_to_add.empty());
+  auto rb = b.rollback();
+  ASSERT_TRUE(rb) << rb.error();
+  EXPECT_EQ(rb->generation, 1);
+  EXPECT_THAT(fake->tables["iptables"], ::testing::HasSubstr("--dport 5432"));
+  EXPECT_THAT(fake->tables["iptables"], ::testing::Not(::testing::HasSubstr("--dport 5433")));
+  EXPECT_FALSE(b.status()->drift);
+
+  // Drift: someone removes one of our rules.
+  auto& t = fake->tables["iptables"];
+  auto pos = t.find("-A HOSTSCOPE-P-");
+  t.erase(t.rfind('\n', pos) + 1, t.find('\n', pos) - t.rfind('\n', pos));
+  auto drifted = b.status();
+  EXPECT_TRUE(drifted->drift);
+  EXPECT_THAT(drifted->drift_details[0], ::testing::HasSubstr("ipv4 missing: -A HOSTSCOPE-P-"));
+
+  ASSERT_TRUE(b.flush());
+  EXPECT_EQ(fake->tables["iptables"], FakeIptables::apply(builtin, ""));  // back to exactly the foreign rules
+  EXPECT_EQ(b.status()->generation, 0);
+  EXPECT_FALSE(b.status()->drift);
+}
+
+}  // namespace
+}  // namespace hostscope::policy
