@@ -1,0 +1,347 @@
+#include "agent/topology/json.h"
+
+#include <ctime>
+
+#include <fmt/format.h>
+
+namespace hostscope::topology {
+
+using nlohmann::json;
+
+std::string format_time(uint64_t ns) {
+  time_t secs = time_t(ns / 1'000'000'000ull);
+  tm t{};
+  gmtime_r(&secs, &t);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour,
+                     t.tm_min, t.tm_sec, ns % 1'000'000'000ull);
+}
+
+std::optional<uint64_t> parse_time(std::string_view s) {
+  // YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z
+  auto digits = [&](size_t pos, size_t n, int& out) {
+    if (pos + n > s.size()) return false;
+    out = 0;
+    for (size_t i = pos; i < pos + n; ++i) {
+      if (s[i] < '0' || s[i] > '9') return false;
+      out = out * 10 + (s[i] - '0');
+    }
+    return true;
+  };
+  int y, mo, d, h, mi, se;
+  if (s.size() < 20 || !digits(0, 4, y) || s[4] != '-' || !digits(5, 2, mo) || s[7] != '-' || !digits(8, 2, d) ||
+      s[10] != 'T' || !digits(11, 2, h) || s[13] != ':' || !digits(14, 2, mi) || s[16] != ':' || !digits(17, 2, se))
+    return std::nullopt;
+  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return std::nullopt;
+  size_t pos = 19;
+  uint64_t frac = 0;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    size_t n = 0;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9' && n < 9) {
+      frac = frac * 10 + uint64_t(s[pos] - '0');
+      ++pos;
+      ++n;
+    }
+    if (n == 0) return std::nullopt;
+    for (; n < 9; ++n) frac *= 10;
+  }
+  if (pos + 1 != s.size() || s[pos] != 'Z') return std::nullopt;
+  tm t{};
+  t.tm_year = y - 1900;
+  t.tm_mon = mo - 1;
+  t.tm_mday = d;
+  t.tm_hour = h;
+  t.tm_min = mi;
+  t.tm_sec = se;
+  time_t secs = timegm(&t);
+  if (secs < 0) return std::nullopt;
+  return uint64_t(secs) * 1'000'000'000ull + frac;
+}
+
+static json end_json(const EdgeEnd& e) {
+  return {{"kind", to_string(e.kind)}, {"service", e.service}, {"namespace", e.ns}, {"pod", e.pod},
+          {"address", e.address}};
+}
+
+json to_json(const TopologySnapshot& s) {
+  json edges = json::array();
+  for (const auto& e : s.edges) {
+    json anomalies = json::array();
+    for (const auto& a : e.anomalies)
+      anomalies.push_back({{"reason", a.reason},
+                           {"first", format_time(a.first_ns)},
+                           {"last", format_time(a.last_ns)},
+                           {"windows", a.windows},
+                           {"value", a.value},
+                           {"baseline", a.baseline}});
+    json j = {{"client", end_json(e.client)},
+              {"server", end_json(e.server)},
+              {"port", e.port},
+              {"protocol", to_string(e.protocol)},
+              {"connections", e.connections},
+              {"closed", e.closed},
+              {"failed", e.failed},
+              {"resets", e.resets},
+              {"active", e.active},
+              {"bytes_sent", e.bytes_sent},
+              {"bytes_received", e.bytes_received},
+              {"latency_us",
+               {{"samples", e.latency.samples}, {"p50", e.latency.p50_us}, {"p90", e.latency.p90_us},
+                {"p99", e.latency.p99_us}}},
+              {"srtt_us", e.srtt_us},
+              {"retransmits", e.retransmits},
+              {"first_seen", format_time(e.first_seen_ns)},
+              {"last_seen", format_time(e.last_seen_ns)},
+              {"anomalies", anomalies}};
+    if (!e.dialed.empty()) j["dialed"] = e.dialed;
+    if (!e.actual.empty()) j["actual"] = e.actual;
+    edges.push_back(std::move(j));
+  }
+  json nodes = json::array();
+  for (const auto& n : s.nodes)
+    nodes.push_back({{"id", n.id}, {"kind", to_string(n.kind)}, {"service", n.service}, {"namespace", n.ns},
+                     {"address", n.address}});
+  const auto& c = s.counters;
+  json counters = {{"events", c.events},
+                   {"stitched", c.stitched},
+                   {"dropped", c.dropped},
+                   {"edges_expired", c.edges_expired},
+                   {"edges_evicted", c.edges_evicted},
+                   {"connections_evicted", c.connections_evicted},
+                   {"node_overflow", c.node_overflow},
+                   {"anomalies", c.anomalies},
+                   {"nat_requests", c.nat_requests},
+                   {"nat_dropped", c.nat_dropped},
+                   {"nat_translated", c.nat_translated}};
+  return json{{"schema", kJsonSchema},
+              {"taken_at", format_time(s.taken_ns)},
+              {"counters", counters},
+              {"nodes", nodes},
+              {"edges", edges}};
+}
+
+std::string render_json(const TopologySnapshot& s, int indent) {
+  // Names come from processes and pods; invalid UTF-8 is replaced rather than aborting the output.
+  return to_json(s).dump(indent, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+namespace {
+
+// Typed accessors that name the JSON path in their errors.
+struct Reader {
+  std::string err;
+
+  const json* field(const json& obj, const std::string& path, const char* key, bool required) {
+    if (!err.empty()) return nullptr;
+    auto it = obj.find(key);
+    if (it == obj.end()) {
+      if (required) err = fmt::format("{}.{}: missing", path, key);
+      return nullptr;
+    }
+    return &*it;
+  }
+  std::string str(const json& obj, const std::string& path, const char* key, bool required = true) {
+    const json* v = field(obj, path, key, required);
+    if (!v) return "";
+    if (!v->is_string()) {
+      err = fmt::format("{}.{}: expected a string", path, key);
+      return "";
+    }
+    return v->get<std::string>();
+  }
+  uint64_t uint(const json& obj, const std::string& path, const char* key, uint64_t max = UINT64_MAX,
+                bool required = true) {
+    const json* v = field(obj, path, key, required);
+    if (!v) return 0;
+    if (!v->is_number_unsigned() || v->get<uint64_t>() > max) {
+      err = fmt::format("{}.{}: expected an integer 0..{}", path, key, max);
+      return 0;
+    }
+    return v->get<uint64_t>();
+  }
+  double num(const json& obj, const std::string& path, const char* key) {
+    const json* v = field(obj, path, key, true);
+    if (!v) return 0;
+    if (!v->is_number()) {
+      err = fmt::format("{}.{}: expected a number", path, key);
+      return 0;
+    }
+    return v->get<double>();
+  }
+  uint64_t time(const json& obj, const std::string& path, const char* key) {
+    std::string s = str(obj, path, key);
+    if (!err.empty()) return 0;
+    auto t = parse_time(s);
+    if (!t) err = fmt::format("{}.{}: expected an RFC 3339 UTC time like 2024-05-01T12:00:00.000000000Z", path, key);
+    return t.value_or(0);
+  }
+  const json* object(const json& obj, const std::string& path, const char* key, bool required = true) {
+    const json* v = field(obj, path, key, required);
+    if (v && !v->is_object()) {
+      err = fmt::format("{}.{}: expected an object", path, key);
+      return nullptr;
+    }
+    return v;
+  }
+  const json* array(const json& obj, const std::string& path, const char* key, bool required = true) {
+    const json* v = field(obj, path, key, required);
+    if (v && !v->is_array()) {
+      err = fmt::format("{}.{}: expected an array", path, key);
+      return nullptr;
+    }
+    return v;
+  }
+
+  EdgeEnd end(const json& obj, const std::string& path) {
+    EdgeEnd e;
+    std::string kind = str(obj, path, "kind");
+    if (!err.empty()) return e;
+    auto k = node_kind_from_string(kind);
+    if (!k) {
+      err = fmt::format("{}.kind: unknown node kind '{}' (service, network, external)", path, kind);
+      return e;
+    }
+    e.kind = *k;
+    e.service = str(obj, path, "service");
+    e.ns = str(obj, path, "namespace");
+    e.pod = str(obj, path, "pod");
+    e.address = str(obj, path, "address");
+    return e;
+  }
+};
+
+// nlohmann's parser recurses per nesting level; refuse deep input before handing it over.
+bool nesting_within(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<TopologySnapshot> from_json(const json& j) {
+  if (!j.is_object()) return errorf("topology JSON: expected an object at the top level");
+  Reader r;
+  TopologySnapshot s;
+  std::string schema = r.str(j, "$", "schema");
+  if (!r.err.empty()) return errorf("topology JSON: {}", r.err);
+  if (schema != kJsonSchema) return errorf("topology JSON: unsupported schema '{}' (this build reads {})", schema, kJsonSchema);
+  s.taken_ns = r.time(j, "$", "taken_at");
+  if (const json* c = r.object(j, "$", "counters", false)) {
+    auto& k = s.counters;
+    const std::string p = "$.counters";
+    k.events = r.uint(*c, p, "events", UINT64_MAX, false);
+    k.stitched = r.uint(*c, p, "stitched", UINT64_MAX, false);
+    k.dropped = r.uint(*c, p, "dropped", UINT64_MAX, false);
+    k.edges_expired = r.uint(*c, p, "edges_expired", UINT64_MAX, false);
+    k.edges_evicted = r.uint(*c, p, "edges_evicted", UINT64_MAX, false);
+    k.connections_evicted = r.uint(*c, p, "connections_evicted", UINT64_MAX, false);
+    k.node_overflow = r.uint(*c, p, "node_overflow", UINT64_MAX, false);
+    k.anomalies = r.uint(*c, p, "anomalies", UINT64_MAX, false);
+    k.nat_requests = r.uint(*c, p, "nat_requests", UINT64_MAX, false);
+    k.nat_dropped = r.uint(*c, p, "nat_dropped", UINT64_MAX, false);
+    k.nat_translated = r.uint(*c, p, "nat_translated", UINT64_MAX, false);
+  }
+  const json* edges = r.array(j, "$", "edges");
+  if (!r.err.empty()) return errorf("topology JSON: {}", r.err);
+  for (size_t i = 0; i < edges->size(); ++i) {
+    const json& ej = (*edges)[i];
+    std::string p = fmt::format("$.edges[{}]", i);
+    if (!ej.is_object()) return errorf("topology JSON: {}: expected an object", p);
+    EdgeSnapshot e;
+    if (const json* c = r.object(ej, p, "client")) e.client = r.end(*c, p + ".client");
+    if (const json* c = r.object(ej, p, "server")) e.server = r.end(*c, p + ".server");
+    e.port = uint16_t(r.uint(ej, p, "port", 65535));
+    std::string proto = r.str(ej, p, "protocol");
+    if (r.err.empty()) {
+      auto pr = protocol_from_string(proto);
+      if (!pr) r.err = fmt::format("{}.protocol: unknown protocol '{}' (tcp, udp)", p, proto);
+      else e.protocol = *pr;
+    }
+    e.connections = r.uint(ej, p, "connections");
+    e.closed = r.uint(ej, p, "closed");
+    if (const json* f = r.object(ej, p, "failed")) {
+      for (auto it = f->begin(); it != f->end() && r.err.empty(); ++it) {
+        if (!it.value().is_number_unsigned()) {
+          r.err = fmt::format("{}.failed.{}: expected an integer", p, it.key());
+          break;
+        }
+        e.failed[it.key()] = it.value().get<uint64_t>();
+      }
+    }
+    e.resets = r.uint(ej, p, "resets");
+    e.active = r.uint(ej, p, "active");
+    e.bytes_sent = r.uint(ej, p, "bytes_sent");
+    e.bytes_received = r.uint(ej, p, "bytes_received");
+    if (const json* l = r.object(ej, p, "latency_us")) {
+      e.latency.samples = r.uint(*l, p + ".latency_us", "samples");
+      e.latency.p50_us = r.uint(*l, p + ".latency_us", "p50");
+      e.latency.p90_us = r.uint(*l, p + ".latency_us", "p90");
+      e.latency.p99_us = r.uint(*l, p + ".latency_us", "p99");
+    }
+    e.srtt_us = uint32_t(r.uint(ej, p, "srtt_us", UINT32_MAX));
+    e.retransmits = r.uint(ej, p, "retransmits");
+    e.first_seen_ns = r.time(ej, p, "first_seen");
+    e.last_seen_ns = r.time(ej, p, "last_seen");
+    e.dialed = r.str(ej, p, "dialed", false);
+    if (const json* a = r.array(ej, p, "actual", false)) {
+      for (size_t k = 0; k < a->size() && r.err.empty(); ++k) {
+        if (!(*a)[k].is_string()) r.err = fmt::format("{}.actual[{}]: expected a string", p, k);
+        else e.actual.push_back((*a)[k].get<std::string>());
+      }
+    }
+    if (const json* an = r.array(ej, p, "anomalies", false)) {
+      for (size_t k = 0; k < an->size() && r.err.empty(); ++k) {
+        const json& aj = (*an)[k];
+        std::string ap = fmt::format("{}.anomalies[{}]", p, k);
+        if (!aj.is_object()) {
+          r.err = ap + ": expected an object";
+          break;
+        }
+        AnomalyFlag f;
+        f.reason = r.str(aj, ap, "reason");
+        f.first_ns = r.time(aj, ap, "first");
+        f.last_ns = r.time(aj, ap, "last");
+        f.windows = uint32_t(r.uint(aj, ap, "windows", UINT32_MAX));
+        f.value = r.num(aj, ap, "value");
+        f.baseline = r.num(aj, ap, "baseline");
+        e.anomalies.push_back(std::move(f));
+      }
+    }
+    if (!r.err.empty()) return errorf("topology JSON: {}", r.err);
+    s.edges.push_back(std::move(e));
+  }
+  canonicalize(s);
+  return s;
+}
+
+Result<TopologySnapshot> parse_json(std::string_view text) {
+  if (text.size() > kMaxJsonBytes) return errorf("topology JSON: {} bytes is over the {} byte limit", text.size(), kMaxJsonBytes);
+  if (!nesting_within(text, kMaxJsonDepth)) return errorf("topology JSON: nested deeper than {} levels", kMaxJsonDepth);
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) {
+    try {
+      (void)json::parse(text);
+    } catch (const json::parse_error& e) {
+      return errorf("topology JSON: {}", e.what());
+    }
+    return errorf("topology JSON: not valid JSON");
+  }
+  return from_json(j);
+}
+
+}  // namespace hostscope::topology

@@ -1,0 +1,167 @@
+#include "agent/topology/model.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+#include <tuple>
+
+namespace hostscope::topology {
+
+std::string_view to_string(NodeKind k) {
+  switch (k) {
+    case NodeKind::Network: return "network";
+    case NodeKind::External: return "external";
+    default: return "service";
+  }
+}
+
+std::optional<NodeKind> node_kind_from_string(std::string_view s) {
+  for (auto k : {NodeKind::Service, NodeKind::Network, NodeKind::External})
+    if (to_string(k) == s) return k;
+  return std::nullopt;
+}
+
+std::string_view to_string(Protocol p) { return p == Protocol::Udp ? "udp" : "tcp"; }
+
+std::optional<Protocol> protocol_from_string(std::string_view s) {
+  if (s == "tcp") return Protocol::Tcp;
+  if (s == "udp") return Protocol::Udp;
+  return std::nullopt;
+}
+
+std::string_view outcome_name(events::Outcome o) {
+  using events::Outcome;
+  switch (o) {
+    case Outcome::Closed: return "closed";
+    case Outcome::ResetSent: return "reset_sent";
+    case Outcome::ResetReceived: return "reset_received";
+    case Outcome::Refused: return "refused";
+    case Outcome::TimedOut: return "timed_out";
+    case Outcome::Failed: return "failed";
+    default: return "none";
+  }
+}
+
+bool is_connect_failure(events::Outcome o) {
+  return o == events::Outcome::Refused || o == events::Outcome::TimedOut || o == events::Outcome::Failed;
+}
+
+bool is_reset(events::Outcome o) { return o == events::Outcome::ResetSent || o == events::Outcome::ResetReceived; }
+
+std::string format_addr(const events::IpAddr& a) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (a.family != 4 && a.family != 6) return "";
+  if (!inet_ntop(a.family == 6 ? AF_INET6 : AF_INET, a.bytes.data(), buf, sizeof(buf))) return "";
+  return buf;
+}
+
+std::optional<events::IpAddr> parse_addr(std::string_view s) {
+  if (s.size() >= INET6_ADDRSTRLEN) return std::nullopt;
+  std::string z(s);
+  events::IpAddr a;
+  if (inet_pton(AF_INET, z.c_str(), a.bytes.data()) == 1) {
+    a.family = 4;
+    return a;
+  }
+  if (inet_pton(AF_INET6, z.c_str(), a.bytes.data()) == 1) {
+    a.family = 6;
+    return a;
+  }
+  return std::nullopt;
+}
+
+std::string format_addr_port(const events::IpAddr& a, uint16_t port) {
+  if (a.family == 6) return "[" + format_addr(a) + "]:" + std::to_string(port);
+  return format_addr(a) + ":" + std::to_string(port);
+}
+
+bool is_loopback(const events::IpAddr& a) {
+  if (a.family == 4) return a.bytes[0] == 127;
+  if (a.family == 6) {
+    static constexpr uint8_t lo[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return std::memcmp(a.bytes.data(), lo, 16) == 0;
+  }
+  return false;
+}
+
+std::string NodeKey::id() const {
+  switch (kind) {
+    case NodeKind::Network: return "network:" + name;
+    case NodeKind::External: return "external:" + address;
+    default: return "service:" + ns + "/" + name;
+  }
+}
+
+std::string node_id(const EdgeEnd& e) {
+  NodeKey k{e.kind, e.service, e.kind == NodeKind::Service ? e.ns : "", e.kind == NodeKind::External ? e.address : ""};
+  return k.id();
+}
+
+static inline void hash_mix(size_t& h, size_t v) { h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); }
+
+size_t NodeKeyHash::operator()(const NodeKey& k) const noexcept {
+  size_t h = size_t(k.kind);
+  hash_mix(h, std::hash<std::string>{}(k.name));
+  hash_mix(h, std::hash<std::string>{}(k.ns));
+  hash_mix(h, std::hash<std::string>{}(k.address));
+  return h;
+}
+
+size_t EdgeKeyHash::operator()(const EdgeKey& k) const noexcept {
+  NodeKeyHash nh;
+  size_t h = nh(k.client);
+  hash_mix(h, nh(k.server));
+  hash_mix(h, (size_t(k.port) << 8) | size_t(k.protocol));
+  return h;
+}
+
+uint64_t EdgeSnapshot::failed_total() const {
+  uint64_t n = 0;
+  for (auto& [_, c] : failed) n += c;
+  return n;
+}
+
+bool matches(const EdgeSnapshot& e, const SnapshotFilter& f) {
+  if (f.since_ns && e.last_seen_ns < f.since_ns) return false;
+  if (!f.service.empty() && e.client.service != f.service && e.server.service != f.service) return false;
+  if (!f.ns.empty() && e.client.ns != f.ns && e.server.ns != f.ns) return false;
+  if (f.port && e.port != *f.port) return false;
+  return true;
+}
+
+void canonicalize(TopologySnapshot& s) {
+  std::sort(s.edges.begin(), s.edges.end(), [](const EdgeSnapshot& a, const EdgeSnapshot& b) {
+    return std::make_tuple(node_id(a.client), node_id(a.server), a.port, a.protocol) <
+           std::make_tuple(node_id(b.client), node_id(b.server), b.port, b.protocol);
+  });
+  std::map<std::string, NodeSnapshot> nodes;
+  for (const auto& e : s.edges) {
+    for (const EdgeEnd* end : {&e.client, &e.server}) {
+      std::string id = node_id(*end);
+      auto [it, fresh] = nodes.try_emplace(id);
+      if (fresh) {
+        it->second.id = id;
+        it->second.kind = end->kind;
+        it->second.service = end->service;
+        it->second.ns = end->kind == NodeKind::Service ? end->ns : "";
+        it->second.address = end->kind == NodeKind::External ? end->address : "";
+      }
+    }
+  }
+  s.nodes.clear();
+  for (auto& [_, n] : nodes) s.nodes.push_back(std::move(n));
+}
+
+TopologySnapshot filter(const TopologySnapshot& s, const SnapshotFilter& f) {
+  TopologySnapshot out;
+  out.taken_ns = s.taken_ns;
+  out.counters = s.counters;
+  for (const auto& e : s.edges)
+    if (matches(e, f)) out.edges.push_back(e);
+  canonicalize(out);
+  return out;
+}
+
+}  // namespace hostscope::topology

@@ -1,0 +1,171 @@
+#pragma once
+// The service topology model shared by the live store, its snapshots and every rendering (docs/topology.md).
+// A node is a service (from identity), a named network (config `networks:`) or an external address; an edge is
+// (client node -> server node, server port, protocol). Ephemeral client ports never become keys.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/events/connection.h"
+
+namespace hostscope::topology {
+
+// Identity of one local socket owner, filled by the identity resolver. Empty strings mean unknown.
+struct Endpoint {
+  std::string service;
+  std::string ns;   // Kubernetes namespace
+  std::string pod;  // Kubernetes pod
+  uint32_t pid = 0;
+};
+
+enum class NodeKind : uint8_t { Service, Network, External };
+std::string_view to_string(NodeKind k);
+std::optional<NodeKind> node_kind_from_string(std::string_view s);
+
+enum class Protocol : uint8_t { Tcp = 6, Udp = 17 };
+std::string_view to_string(Protocol p);
+std::optional<Protocol> protocol_from_string(std::string_view s);
+
+// Failure reasons as they appear in `failed {reason: count}` (the names of events::Outcome, kept here because
+// agent/events is compiled into hs_agent, which hs_topology must not depend on).
+std::string_view outcome_name(events::Outcome o);
+bool is_connect_failure(events::Outcome o);  // refused, timed_out, failed: never established
+bool is_reset(events::Outcome o);            // reset_sent, reset_received
+
+// Address text without agent/events' out-of-line helpers (same reason as outcome_name).
+std::string format_addr(const events::IpAddr& a);
+std::optional<events::IpAddr> parse_addr(std::string_view s);
+std::string format_addr_port(const events::IpAddr& a, uint16_t port);  // 1.2.3.4:80, [::1]:80
+bool is_loopback(const events::IpAddr& a);
+
+// The name of a node. `address` is set only for external nodes (one node per remote address, bounded).
+struct NodeKey {
+  NodeKind kind = NodeKind::Service;
+  std::string name;  // service name, network name, or "external"
+  std::string ns;    // services only
+  std::string address;
+  bool operator==(const NodeKey&) const = default;
+  std::string id() const;  // stable text id: "service:ns/name", "network:name", "external:1.2.3.4"
+};
+
+struct EdgeKey {
+  NodeKey client;
+  NodeKey server;
+  uint16_t port = 0;  // the server's listening port
+  Protocol protocol = Protocol::Tcp;
+  bool operator==(const EdgeKey&) const = default;
+};
+
+struct NodeKeyHash {
+  size_t operator()(const NodeKey& k) const noexcept;
+};
+struct EdgeKeyHash {
+  size_t operator()(const EdgeKey& k) const noexcept;
+};
+
+// ---- snapshot types: plain values, copied out of the live store -------------------------------------------
+
+struct AnomalyFlag {
+  std::string reason;     // "failure_rate", "connect_latency", "new_edge"
+  uint64_t first_ns = 0;  // first window flagged (wall clock)
+  uint64_t last_ns = 0;   // latest window flagged
+  uint32_t windows = 1;   // consecutive flagged windows merged into this flag
+  double value = 0;       // the window's failure rate (0..1) or mean connect latency (us); 0 for new_edge
+  double baseline = 0;    // the baseline it was compared with
+  bool operator==(const AnomalyFlag&) const = default;
+};
+
+// One side of an edge as rendered: identity plus the last concrete pod/address seen.
+struct EdgeEnd {
+  NodeKind kind = NodeKind::Service;
+  std::string service;  // service, network name, or "external"
+  std::string ns;
+  std::string pod;      // most recently seen pod
+  std::string address;  // most recently seen address (server: where it was reached; client: its address)
+  bool operator==(const EdgeEnd&) const = default;
+};
+
+struct LatencySummary {
+  uint64_t samples = 0;
+  uint64_t p50_us = 0, p90_us = 0, p99_us = 0;
+  bool operator==(const LatencySummary&) const = default;
+};
+
+struct EdgeSnapshot {
+  EdgeEnd client;
+  EdgeEnd server;
+  uint16_t port = 0;
+  Protocol protocol = Protocol::Tcp;
+  uint64_t connections = 0;  // established connections (opened)
+  uint64_t closed = 0;       // established connections that ended (any outcome)
+  std::map<std::string, uint64_t> failed;  // connect attempts that never established, by reason
+  uint64_t resets = 0;                     // established connections ended by a reset (either way)
+  uint64_t active = 0;                     // open now
+  uint64_t bytes_sent = 0;                 // client -> server payload
+  uint64_t bytes_received = 0;             // server -> client payload
+  LatencySummary latency;                  // connect latency
+  uint32_t srtt_us = 0;                    // EWMA of the sockets' smoothed RTT
+  uint64_t retransmits = 0;
+  uint64_t first_seen_ns = 0, last_seen_ns = 0;
+  std::string dialed;               // DNAT: destination the client dialled ("10.96.0.10:80"); empty without NAT
+  std::vector<std::string> actual;  // DNAT: backends conntrack reported (bounded)
+  std::vector<AnomalyFlag> anomalies;
+  bool operator==(const EdgeSnapshot&) const = default;
+
+  uint64_t failed_total() const;
+};
+
+struct NodeSnapshot {
+  std::string id;
+  NodeKind kind = NodeKind::Service;
+  std::string service;
+  std::string ns;
+  std::string address;
+  bool operator==(const NodeSnapshot&) const = default;
+};
+
+struct TopologyCounters {
+  uint64_t events = 0;               // events ingested
+  uint64_t stitched = 0;             // second-side events merged into an already counted same-host connection
+  uint64_t dropped = 0;              // events that could not be attributed (unknown address family)
+  uint64_t edges_expired = 0;        // idle edges removed
+  uint64_t edges_evicted = 0;        // edges removed because max_edges was reached
+  uint64_t connections_evicted = 0;  // tracked connections dropped because max_connections was reached
+  uint64_t node_overflow = 0;        // edges folded into the overflow node because a node limit was reached
+  uint64_t anomalies = 0;            // anomaly flags raised
+  uint64_t nat_requests = 0;         // conntrack lookups queued
+  uint64_t nat_dropped = 0;          // lookups not queued (queue full)
+  uint64_t nat_translated = 0;       // lookups that found a DNAT
+  bool operator==(const TopologyCounters&) const = default;
+};
+
+struct TopologySnapshot {
+  uint64_t taken_ns = 0;
+  std::vector<NodeSnapshot> nodes;  // sorted by id
+  std::vector<EdgeSnapshot> edges;  // sorted by client id, server id, port
+  TopologyCounters counters;
+  bool operator==(const TopologySnapshot&) const = default;
+};
+
+// Node identity of an edge end (what NodeSnapshot::id holds).
+std::string node_id(const EdgeEnd& e);
+
+struct SnapshotFilter {
+  uint64_t since_ns = 0;  // keep edges last seen at or after this time
+  std::string service;    // keep edges with this service at either end
+  std::string ns;         // keep edges with this namespace at either end
+  std::optional<uint16_t> port;
+  bool empty() const { return since_ns == 0 && service.empty() && ns.empty() && !port; }
+};
+
+bool matches(const EdgeSnapshot& e, const SnapshotFilter& f);
+// Keeps the matching edges and only the nodes they reference. Counters are kept as they are.
+TopologySnapshot filter(const TopologySnapshot& s, const SnapshotFilter& f);
+// Sorts edges and nodes into the canonical order and rebuilds `nodes` from the edges.
+void canonicalize(TopologySnapshot& s);
+
+}  // namespace hostscope::topology

@@ -1,0 +1,44 @@
+#pragma once
+// Named networks from the agent config (`networks: {cluster-pods: [10.244.0.0/16, fd00::/8]}`): a remote
+// address is named after the network with the longest matching prefix.
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/events/connection.h"
+#include "agent/util/result.h"
+
+namespace hostscope::topology {
+
+struct Cidr {
+  events::IpAddr addr;  // host bits cleared
+  int prefix = 0;
+  bool contains(const events::IpAddr& a) const;
+  std::string str() const;
+  // "10.0.0.0/8", "fd00::/8", or a plain address (/32, /128). Host bits set are rejected: "10.0.0.1/8" is
+  // almost always a typo for a host or a different network.
+  static Result<Cidr> parse(std::string_view s);
+};
+
+class NetworkMap {
+ public:
+  static constexpr size_t kMaxCidrs = 4096;  // config is untrusted input: keep lookups bounded
+
+  // Errors name the network and the CIDR: "network cluster-pods: CIDR 10.244.0.0/33: prefix out of range".
+  static Result<NetworkMap> build(const std::map<std::string, std::vector<std::string>>& networks);
+
+  // Name of the most specific network containing `a`, if any.
+  std::optional<std::string_view> lookup(const events::IpAddr& a) const;
+  size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    Cidr cidr;
+    std::string name;
+  };
+  std::vector<Entry> entries_;  // longest prefix first, so the first match wins
+};
+
+}  // namespace hostscope::topology

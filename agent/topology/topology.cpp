@@ -1,0 +1,523 @@
+#include "agent/topology/topology.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace hostscope::topology {
+
+using events::Kind;
+using events::Outcome;
+using events::Role;
+
+namespace {
+
+constexpr uint8_t kActiveSide = 1, kPassiveSide = 2;
+constexpr double kSrttAlpha = 1.0 / 8;  // the kernel's own srtt gain
+
+size_t hash_addr(const events::IpAddr& a) {
+  uint64_t lo = 0, hi = 0;
+  std::memcpy(&lo, a.bytes.data(), 8);
+  std::memcpy(&hi, a.bytes.data() + 8, 8);
+  return std::hash<uint64_t>{}(lo * 0x9e3779b97f4a7c15ull ^ hi ^ a.family);
+}
+
+// The overflow node: where new nodes go once a node limit is reached, so the edge count stays bounded and the
+// traffic is still counted.
+NodeKey overflow_node() { return NodeKey{NodeKind::External, "external", "", "*"}; }
+
+}  // namespace
+
+size_t Topology::ConnKeyHash::operator()(const ConnKey& k) const noexcept {
+  size_t h = hash_addr(k.caddr);
+  h = h * 31 + hash_addr(k.saddr);
+  return h ^ (size_t(k.cport) << 32) ^ (size_t(k.sport) << 16) ^ k.netns;
+}
+
+size_t Topology::ListenKeyHash::operator()(const ListenKey& k) const noexcept {
+  return hash_addr(k.addr) ^ (size_t(k.port) << 32) ^ k.netns;
+}
+
+Topology::Topology(TopologyConfig cfg, uint64_t start_ns) : cfg_(std::move(cfg)), start_ns_(start_ns) {}
+
+Topology::~Topology() = default;
+
+void Topology::set_local_addresses(std::vector<events::IpAddr> addrs) {
+  std::lock_guard lk(mu_);
+  local_addrs_ = std::move(addrs);
+}
+
+void Topology::set_nat_worker(NatWorker* worker) {
+  std::lock_guard lk(mu_);
+  nat_ = worker;
+}
+
+bool Topology::is_local_address(const events::IpAddr& a) const {
+  if (is_loopback(a)) return true;
+  return std::find(local_addrs_.begin(), local_addrs_.end(), a) != local_addrs_.end();
+}
+
+// Sockets that predate the agent have no role. The side whose port is a known listener is the server; otherwise
+// the lower port is taken as the listening one (ephemeral ports are high).
+Role Topology::infer_role(const events::ConnectionEvent& ev) const {
+  uint32_t ns = is_loopback(ev.saddr) ? ev.netns : 0;
+  if (listeners_.count(ListenKey{ev.saddr, ev.sport, ns})) return Role::Passive;
+  if (listeners_.count(ListenKey{ev.daddr, ev.dport, ns})) return Role::Active;
+  return ev.sport < ev.dport ? Role::Passive : Role::Active;
+}
+
+NodeKey Topology::service_node(const Endpoint& e) const {
+  return NodeKey{NodeKind::Service, e.service.empty() ? "unknown" : e.service, e.ns, ""};
+}
+
+NodeKey Topology::remote_server_node(const events::IpAddr& a, uint16_t port, uint32_t netns) const {
+  if (auto it = listeners_.find(ListenKey{a, port, is_loopback(a) ? netns : 0}); it != listeners_.end())
+    return it->second;
+  return remote_client_node(a);
+}
+
+NodeKey Topology::remote_client_node(const events::IpAddr& a) const {
+  if (auto name = cfg_.networks.lookup(a)) return NodeKey{NodeKind::Network, std::string(*name), "", ""};
+  return NodeKey{NodeKind::External, "external", "", format_addr(a)};
+}
+
+NodeKey Topology::admit_node(NodeKey k, uint64_t now) {
+  if (nodes_.count(k)) return k;
+  if (k.kind == NodeKind::External && remote_nodes_ >= cfg_.max_remote_nodes) {
+    ++counters_.node_overflow;
+    return overflow_node();
+  }
+  if (nodes_.size() >= cfg_.max_nodes) {
+    sweep_edges(now);
+    if (nodes_.size() >= cfg_.max_nodes) {
+      ++counters_.node_overflow;
+      return overflow_node();
+    }
+  }
+  return k;
+}
+
+void Topology::release_node(const NodeKey& k) {
+  auto it = nodes_.find(k);
+  if (it == nodes_.end()) return;
+  if (--it->second == 0) {
+    if (k.kind == NodeKind::External && !(k == overflow_node())) --remote_nodes_;
+    nodes_.erase(it);
+  }
+}
+
+void Topology::remove_edge(std::unordered_map<EdgeKey, EdgeState, EdgeKeyHash>::iterator it) {
+  NodeKey c = it->first.client, s = it->first.server;
+  edges_.erase(it);
+  release_node(c);
+  release_node(s);
+}
+
+// Frees room: idle edges first, then the least recently seen eighth, so the cost is amortised over many inserts.
+void Topology::sweep_edges(uint64_t now) {
+  for (auto it = edges_.begin(); it != edges_.end();) {
+    auto& e = it->second;
+    if (e.active == 0 && e.last_ns + cfg_.edge_idle_timeout_ns < now) {
+      ++counters_.edges_expired;
+      auto next = std::next(it);
+      remove_edge(it);
+      it = next;
+    } else {
+      ++it;
+    }
+  }
+  if (edges_.size() < cfg_.max_edges && nodes_.size() < cfg_.max_nodes) return;
+  std::vector<std::pair<uint64_t, const EdgeKey*>> order;
+  order.reserve(edges_.size());
+  for (auto& [k, e] : edges_) order.emplace_back(e.last_ns, &k);
+  size_t n = std::max<size_t>(1, order.size() / 8);
+  std::nth_element(order.begin(), order.begin() + ptrdiff_t(n - 1), order.end(),
+                   [](auto& a, auto& b) { return a.first < b.first; });
+  std::vector<EdgeKey> victims;
+  for (size_t i = 0; i < n; ++i) victims.push_back(*order[i].second);
+  for (auto& k : victims) {
+    auto it = edges_.find(k);
+    if (it == edges_.end()) continue;
+    ++counters_.edges_evicted;
+    remove_edge(it);
+  }
+}
+
+void Topology::remember_edge(const EdgeKey& key, EdgeState& e, uint64_t now) {
+  size_t h = EdgeKeyHash{}(key);
+  if (known_edges_.count(h)) return;
+  if (cfg_.max_known_edges == 0) return;
+  if (known_edges_.size() >= cfg_.max_known_edges) {
+    known_edges_.erase(known_order_.front());
+    known_order_.pop_front();
+  }
+  known_edges_.insert(h);
+  known_order_.push_back(h);
+  if (cfg_.anomaly.enabled && now >= start_ns_ + cfg_.anomaly.new_edge_warmup_ns) {
+    if (merge_flag(e.flags, AnomalyFlag{"new_edge", now, now, 1, 0, 0}, 0, cfg_.anomaly.max_flags_per_edge))
+      ++counters_.anomalies;
+  }
+}
+
+Topology::EdgeState* Topology::edge_for(const EdgeKey& wanted, uint64_t now) {
+  if (auto it = edges_.find(wanted); it != edges_.end()) return &it->second;
+  if (edges_.size() >= cfg_.max_edges) sweep_edges(now);
+  EdgeKey key = wanted;
+  key.client = admit_node(std::move(key.client), now);
+  key.server = admit_node(std::move(key.server), now);
+  if (!(key == wanted))
+    if (auto it = edges_.find(key); it != edges_.end()) return &it->second;
+  for (const NodeKey* n : {&key.client, &key.server}) {
+    auto [it, fresh] = nodes_.try_emplace(*n, 0);
+    ++it->second;
+    if (fresh && n->kind == NodeKind::External && !(*n == overflow_node())) ++remote_nodes_;
+  }
+  auto [it, _] = edges_.try_emplace(key);
+  EdgeState& e = it->second;
+  e.key = key;
+  e.first_ns = now;
+  e.last_ns = now;
+  remember_edge(key, e, now);
+  return &e;
+}
+
+Topology::Conn* Topology::new_conn(const ConnKey& k, uint64_t now) {
+  if (cfg_.max_connections == 0) return nullptr;
+  if (conns_.size() >= cfg_.max_connections) evict_conns(now);
+  auto [it, _] = conns_.try_emplace(k);
+  it->second.last_ns = now;
+  return &it->second;
+}
+
+void Topology::evict_conns(uint64_t now) {
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    if (it->second.linger_until_ns && it->second.linger_until_ns <= now)
+      it = conns_.erase(it);
+    else
+      ++it;
+  }
+  if (conns_.size() < cfg_.max_connections) return;
+  std::vector<std::pair<uint64_t, const ConnKey*>> order;
+  order.reserve(conns_.size());
+  for (auto& [k, c] : conns_) order.emplace_back(c.last_ns, &k);
+  size_t n = std::max<size_t>(1, order.size() / 8);
+  std::nth_element(order.begin(), order.begin() + ptrdiff_t(n - 1), order.end(),
+                   [](auto& a, auto& b) { return a.first < b.first; });
+  std::vector<ConnKey> victims;
+  for (size_t i = 0; i < n; ++i) victims.push_back(*order[i].second);
+  for (auto& k : victims) {
+    auto it = conns_.find(k);
+    if (it == conns_.end()) continue;
+    // An evicted open connection no longer counts as active; its close will still be counted as a close.
+    if (it->second.counted_open && !it->second.counted_close)
+      if (auto e = edges_.find(it->second.edge); e != edges_.end() && e->second.active > 0) --e->second.active;
+    ++counters_.connections_evicted;
+    conns_.erase(it);
+  }
+}
+
+void Topology::learn_listener(const ListenKey& k, const NodeKey& node) {
+  auto it = listeners_.find(k);
+  if (it != listeners_.end()) {
+    if (!(it->second == node)) it->second = node;
+    return;
+  }
+  if (cfg_.max_listeners == 0) return;
+  if (listeners_.size() >= cfg_.max_listeners) listeners_.erase(listeners_.begin());
+  listeners_.emplace(k, node);
+}
+
+void Topology::add_failure(EdgeState& e, Outcome o) {
+  ++e.failed[size_t(o) & 7];
+  e.detector.record_attempt(true);
+}
+
+void Topology::ingest(const events::ConnectionEvent& ev, const Endpoint& local,
+                      const std::optional<Endpoint>& local_peer, uint64_t now_ns) {
+  std::lock_guard lk(mu_);
+  ingest_locked(ev, local, local_peer ? &*local_peer : nullptr, now_ns);
+}
+
+void Topology::ingest_batch(std::span<const IngestItem> items, uint64_t now_ns) {
+  static const Endpoint unknown;
+  std::lock_guard lk(mu_);
+  for (const auto& i : items)
+    if (i.event) ingest_locked(*i.event, i.local ? *i.local : unknown, i.local_peer, now_ns);
+}
+
+void Topology::ingest_locked(const events::ConnectionEvent& ev, const Endpoint& local, const Endpoint* peer,
+                             uint64_t now) {
+  ++counters_.events;
+  if ((ev.saddr.family != 4 && ev.saddr.family != 6) || ev.daddr.family != ev.saddr.family) {
+    ++counters_.dropped;
+    return;
+  }
+  Role role = ev.role == Role::Unknown ? infer_role(ev) : ev.role;
+  const bool active = role == Role::Active;
+  const uint8_t side = active ? kActiveSide : kPassiveSide;
+  const bool loop = is_loopback(ev.saddr) || is_loopback(ev.daddr);
+
+  // The connection seen from the client: both sockets of a same-host connection produce the same key.
+  ConnKey ck;
+  ck.caddr = active ? ev.saddr : ev.daddr;
+  ck.cport = active ? ev.sport : ev.dport;
+  ck.saddr = active ? ev.daddr : ev.saddr;
+  ck.sport = active ? ev.dport : ev.sport;
+  ck.netns = loop ? ev.netns : 0;
+  const bool same_host = peer != nullptr || loop || is_local_address(ev.daddr);
+
+  NodeKey local_node = service_node(local);
+  if (!active) learn_listener(ListenKey{ev.saddr, ev.sport, loop ? ev.netns : 0}, local_node);
+
+  auto cit = conns_.find(ck);
+  Conn* conn = cit == conns_.end() ? nullptr : &cit->second;
+  EdgeState* e;
+  if (conn) {
+    // The first side's event fixed the edge; the other side only adds what it alone knows.
+    e = edge_for(conn->edge, now);
+    if (((conn->sides_open | conn->sides_closed) & side) == 0) ++counters_.stitched;
+  } else {
+    EdgeKey key;
+    if (active) {
+      key.client = local_node;
+      key.server = peer ? service_node(*peer) : remote_server_node(ev.daddr, ev.dport, ev.netns);
+      key.port = ev.dport;
+    } else {
+      key.client = peer ? service_node(*peer) : remote_client_node(ev.daddr);
+      key.server = local_node;
+      key.port = ev.sport;
+    }
+    e = edge_for(key, now);
+  }
+  e->last_ns = now;
+  counters_.anomalies += e->detector.roll(now, cfg_.anomaly, e->flags);
+
+  if (active) {
+    if (e->client_pod != local.pod) e->client_pod = local.pod;
+    e->client_addr = ev.saddr;
+    if (peer && e->server_pod != peer->pod) e->server_pod = peer->pod;
+    if (!e->server_addr_from_server) e->server_addr = ev.daddr;
+  } else {
+    if (e->server_pod != local.pod) e->server_pod = local.pod;
+    e->server_addr = ev.saddr;
+    e->server_addr_from_server = true;
+    if (peer && e->client_pod != peer->pod) e->client_pod = peer->pod;
+    e->client_addr = ev.daddr;
+  }
+
+  auto count_open = [&](Conn* c) {
+    ++e->connections;
+    ++e->active;
+    e->detector.record_attempt(false);
+    if (c) c->counted_open = true;
+  };
+
+  if (ev.kind == Kind::Open) {
+    if (!conn) {
+      conn = new_conn(ck, now);
+      if (conn) {
+        conn->edge = e->key;
+        conn->same_host = same_host;
+      }
+      count_open(conn);
+    } else if (!conn->counted_open) {
+      count_open(conn);
+    }
+    if (conn) {
+      conn->sides_open |= side;
+      conn->last_ns = now;
+    }
+    if (active && ev.connect_latency_ns) {
+      if (!e->latency) e->latency = std::make_unique<LatencyHistogram>();
+      uint64_t us = *ev.connect_latency_ns / 1000;
+      e->latency->add(us);
+      e->detector.record_latency(double(us));
+    }
+    if (active && nat_ && !loop) {
+      ++counters_.nat_requests;
+      if (!nat_->submit(NatRequest{FlowTuple{ev.saddr, ev.daddr, ev.sport, ev.dport, Protocol::Tcp}, e->key}))
+        ++counters_.nat_dropped;
+    }
+    return;
+  }
+
+  // Close.
+  const bool first_close = !conn || !conn->counted_close;
+  if (first_close) {
+    if (!ev.established && is_connect_failure(ev.outcome)) {
+      add_failure(*e, ev.outcome);
+    } else {
+      // A close whose open we never ingested: count it as opened unless the kernel says the open was reported
+      // (then the open event was lost or its tracking evicted, both counted elsewhere).
+      bool counted = conn ? conn->counted_open : ev.open_seen;
+      if (!counted) {
+        ++e->connections;
+        e->detector.record_attempt(false);
+      } else if (conn && e->active > 0) {
+        --e->active;
+      }
+      ++e->closed;
+      if (is_reset(ev.outcome)) ++e->resets;
+      if (!conn && active && ev.connect_latency_ns && !ev.open_seen) {
+        if (!e->latency) e->latency = std::make_unique<LatencyHistogram>();
+        e->latency->add(*ev.connect_latency_ns / 1000);
+      }
+    }
+    if (!conn && active && nat_ && !loop && !ev.open_seen && ev.established) {
+      ++counters_.nat_requests;
+      if (!nat_->submit(NatRequest{FlowTuple{ev.saddr, ev.daddr, ev.sport, ev.dport, Protocol::Tcp}, e->key}))
+        ++counters_.nat_dropped;
+    }
+  }
+
+  // Bytes: each side reports the same stream; add only what exceeds what was already added.
+  uint64_t c2s = active ? ev.bytes_sent : ev.bytes_received;
+  uint64_t s2c = active ? ev.bytes_received : ev.bytes_sent;
+  if (conn) {
+    if (c2s > conn->c2s) {
+      e->c2s += c2s - conn->c2s;
+      conn->c2s = c2s;
+    }
+    if (s2c > conn->s2c) {
+      e->s2c += s2c - conn->s2c;
+      conn->s2c = s2c;
+    }
+  } else {
+    e->c2s += c2s;
+    e->s2c += s2c;
+  }
+  // Each socket retransmits its own segments, so both sides' counts add up.
+  e->retransmits += ev.retransmits;
+  if (ev.srtt_us) e->srtt_us = e->srtt_us == 0 ? ev.srtt_us : e->srtt_us + kSrttAlpha * (ev.srtt_us - e->srtt_us);
+
+  if (!conn && same_host && ev.established) {
+    // Wait a while for the other socket of this connection so it is not counted again.
+    conn = new_conn(ck, now);
+    if (conn) {
+      conn->edge = e->key;
+      conn->same_host = true;
+      conn->counted_open = true;
+      conn->c2s = c2s;
+      conn->s2c = s2c;
+    }
+  }
+  if (!conn) return;
+  conn->counted_close = true;
+  conn->sides_closed |= side;
+  conn->last_ns = now;
+  bool other_pending = conn->same_host && conn->sides_closed != (kActiveSide | kPassiveSide);
+  if (other_pending) {
+    conn->linger_until_ns = now + cfg_.close_linger_ns;
+  } else {
+    conns_.erase(ck);
+  }
+}
+
+void Topology::apply_nat(const std::vector<NatResult>& results) {
+  std::lock_guard lk(mu_);
+  for (const auto& r : results) {
+    auto it = edges_.find(r.edge);
+    if (it == edges_.end()) continue;
+    auto& e = it->second;
+    ++counters_.nat_translated;
+    e.dialed = r.dialed.str();
+    std::string actual = r.actual.str();
+    auto pos = std::find(e.actual.begin(), e.actual.end(), actual);
+    if (pos != e.actual.end()) continue;
+    if (e.actual.size() >= cfg_.max_backends_per_edge) e.actual.erase(e.actual.begin());
+    e.actual.push_back(std::move(actual));
+  }
+}
+
+void Topology::tick(uint64_t now_ns) {
+  NatWorker* w;
+  {
+    std::lock_guard lk(mu_);
+    w = nat_;
+  }
+  if (w) apply_nat(w->take_results());
+  std::lock_guard lk(mu_);
+  for (auto& [_, e] : edges_) counters_.anomalies += e.detector.roll(now_ns, cfg_.anomaly, e.flags);
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    if (it->second.linger_until_ns && it->second.linger_until_ns <= now_ns)
+      it = conns_.erase(it);
+    else
+      ++it;
+  }
+  for (auto it = edges_.begin(); it != edges_.end();) {
+    auto& e = it->second;
+    if (e.active == 0 && e.last_ns + cfg_.edge_idle_timeout_ns < now_ns) {
+      ++counters_.edges_expired;
+      auto next = std::next(it);
+      remove_edge(it);
+      it = next;
+    } else {
+      ++it;
+    }
+  }
+}
+
+EdgeSnapshot Topology::snapshot_edge(const EdgeState& e) const {
+  EdgeSnapshot s;
+  const EdgeKey& k = e.key;
+  s.client = EdgeEnd{k.client.kind, k.client.name, k.client.ns, e.client_pod,
+                     k.client.kind == NodeKind::External ? k.client.address : format_addr(e.client_addr)};
+  s.server = EdgeEnd{k.server.kind, k.server.name, k.server.ns, e.server_pod,
+                     k.server.kind == NodeKind::External ? k.server.address : format_addr(e.server_addr)};
+  s.port = k.port;
+  s.protocol = k.protocol;
+  s.connections = e.connections;
+  s.closed = e.closed;
+  for (size_t i = 0; i < e.failed.size(); ++i)
+    if (e.failed[i]) s.failed[std::string(outcome_name(Outcome(i)))] = e.failed[i];
+  s.resets = e.resets;
+  s.active = e.active;
+  s.bytes_sent = e.c2s;
+  s.bytes_received = e.s2c;
+  if (e.latency) s.latency = e.latency->summary();
+  s.srtt_us = uint32_t(e.srtt_us + 0.5);
+  s.retransmits = e.retransmits;
+  s.first_seen_ns = e.first_ns;
+  s.last_seen_ns = e.last_ns;
+  s.dialed = e.dialed;
+  s.actual = e.actual;
+  s.anomalies = e.flags;
+  return s;
+}
+
+TopologySnapshot Topology::snapshot(uint64_t now_ns, const SnapshotFilter& f) const {
+  TopologySnapshot s;
+  {
+    std::lock_guard lk(mu_);
+    s.taken_ns = now_ns;
+    s.counters = counters_;
+    s.edges.reserve(edges_.size());
+    for (const auto& [_, e] : edges_) {
+      EdgeSnapshot es = snapshot_edge(e);
+      if (matches(es, f)) s.edges.push_back(std::move(es));
+    }
+  }
+  canonicalize(s);  // sorting runs outside the lock
+  return s;
+}
+
+TopologyCounters Topology::counters() const {
+  std::lock_guard lk(mu_);
+  return counters_;
+}
+
+size_t Topology::edge_count() const {
+  std::lock_guard lk(mu_);
+  return edges_.size();
+}
+
+size_t Topology::node_count() const {
+  std::lock_guard lk(mu_);
+  return nodes_.size();
+}
+
+size_t Topology::connection_count() const {
+  std::lock_guard lk(mu_);
+  return conns_.size();
+}
+
+}  // namespace hostscope::topology

@@ -1,0 +1,151 @@
+#pragma once
+// The live topology store: aggregates TCP connection events into service edges (docs/topology.md).
+// Thread-safe: ingest, tick and snapshot take one internal lock; snapshots are plain copies.
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "agent/events/connection.h"
+#include "agent/topology/model.h"
+#include "agent/topology/nat.h"
+#include "agent/topology/networks.h"
+#include "agent/topology/stats.h"
+
+namespace hostscope::topology {
+
+struct TopologyConfig {
+  size_t max_nodes = 4096;          // all nodes; beyond it new nodes fold into the overflow node "external:*"
+  size_t max_remote_nodes = 1024;   // external (per-address) nodes; beyond it they fold into "external:*"
+  size_t max_edges = 16384;         // beyond it the least recently seen edges are evicted
+  size_t max_connections = 65536;   // open (or lingering same-host) connections tracked for stitching/active
+  size_t max_listeners = 16384;     // learned listening address:port -> service, to name local servers
+  size_t max_known_edges = 65536;   // edge keys remembered after eviction, so "new edge" means never seen
+  size_t max_backends_per_edge = 8;  // DNAT backends kept per edge
+  uint64_t edge_idle_timeout_ns = 600'000'000'000;  // an edge with no traffic and no open connection expires
+  uint64_t close_linger_ns = 10'000'000'000;       // how long a closed same-host connection waits for its other side
+  NetworkMap networks;
+  AnomalyConfig anomaly;
+};
+
+// One event with its identities (pointers so a batch does not copy strings). local_peer may be null.
+struct IngestItem {
+  const events::ConnectionEvent* event = nullptr;
+  const Endpoint* local = nullptr;
+  const Endpoint* local_peer = nullptr;
+};
+
+class Topology {
+ public:
+  // `start_ns` starts the new-edge warm-up (wall clock, same clock as the `now_ns` passed later).
+  explicit Topology(TopologyConfig cfg = {}, uint64_t start_ns = 0);
+  ~Topology();
+  Topology(const Topology&) = delete;
+  Topology& operator=(const Topology&) = delete;
+
+  // `local` owns the socket of the event; `local_peer` is the other end when it is also on this node.
+  void ingest(const events::ConnectionEvent& ev, const Endpoint& local, const std::optional<Endpoint>& local_peer,
+              uint64_t now_ns);
+  void ingest_batch(std::span<const IngestItem> items, uint64_t now_ns);
+
+  // This node's own addresses (besides loopback): a connection to one of them is same-host.
+  void set_local_addresses(std::vector<events::IpAddr> addrs);
+  // Conntrack lookups for active connections go to this worker (not owned; nullptr to detach).
+  void set_nat_worker(NatWorker* worker);
+  // Records DNAT answers (tick() does this for the attached worker).
+  void apply_nat(const std::vector<NatResult>& results);
+
+  // Call about once per anomaly window (1 s): closes anomaly windows, expires idle edges and lingering
+  // connections, applies finished conntrack lookups.
+  void tick(uint64_t now_ns);
+
+  TopologySnapshot snapshot(uint64_t now_ns, const SnapshotFilter& f = {}) const;
+  TopologyCounters counters() const;
+  size_t edge_count() const;
+  size_t node_count() const;
+  size_t connection_count() const;
+
+ private:
+  struct ConnKey {
+    events::IpAddr caddr, saddr;
+    uint16_t cport = 0, sport = 0;
+    uint32_t netns = 0;  // only for loopback, where the same tuple exists in every namespace
+    bool operator==(const ConnKey&) const = default;
+  };
+  struct ConnKeyHash {
+    size_t operator()(const ConnKey& k) const noexcept;
+  };
+  struct Conn {
+    EdgeKey edge;
+    uint64_t c2s = 0, s2c = 0;  // bytes already added to the edge (the max over both sides' reports)
+    uint64_t last_ns = 0;
+    uint64_t linger_until_ns = 0;  // set once closed while the other side may still report
+    bool counted_open = false, counted_close = false, same_host = false;
+    uint8_t sides_open = 0, sides_closed = 0;  // bit 1 active, bit 2 passive
+  };
+  struct ListenKey {
+    events::IpAddr addr;
+    uint16_t port = 0;
+    uint32_t netns = 0;
+    bool operator==(const ListenKey&) const = default;
+  };
+  struct ListenKeyHash {
+    size_t operator()(const ListenKey& k) const noexcept;
+  };
+  struct EdgeState {
+    EdgeKey key;
+    std::string client_pod, server_pod;
+    events::IpAddr client_addr, server_addr;
+    bool server_addr_from_server = false;  // the server's own socket reported it (else: as dialled)
+    uint64_t connections = 0, closed = 0, resets = 0, active = 0, c2s = 0, s2c = 0, retransmits = 0;
+    std::array<uint64_t, 8> failed{};  // by events::Outcome
+    std::unique_ptr<LatencyHistogram> latency;  // allocated on the first sample: passive-only edges have none
+    double srtt_us = 0;
+    uint64_t first_ns = 0, last_ns = 0;
+    std::string dialed;
+    std::vector<std::string> actual;
+    AnomalyDetector detector;
+    std::vector<AnomalyFlag> flags;
+  };
+
+  void ingest_locked(const events::ConnectionEvent& ev, const Endpoint& local, const Endpoint* peer, uint64_t now);
+  events::Role infer_role(const events::ConnectionEvent& ev) const;
+  bool is_local_address(const events::IpAddr& a) const;
+  NodeKey service_node(const Endpoint& e) const;
+  NodeKey remote_server_node(const events::IpAddr& a, uint16_t port, uint32_t netns) const;
+  NodeKey remote_client_node(const events::IpAddr& a) const;
+  NodeKey admit_node(NodeKey k, uint64_t now);
+  EdgeState* edge_for(const EdgeKey& key, uint64_t now);
+  void remove_edge(std::unordered_map<EdgeKey, EdgeState, EdgeKeyHash>::iterator it);
+  void release_node(const NodeKey& k);
+  void sweep_edges(uint64_t now);
+  Conn* new_conn(const ConnKey& k, uint64_t now);
+  void evict_conns(uint64_t now);
+  void learn_listener(const ListenKey& k, const NodeKey& node);
+  void remember_edge(const EdgeKey& key, EdgeState& e, uint64_t now);
+  void add_failure(EdgeState& e, events::Outcome o);
+  EdgeSnapshot snapshot_edge(const EdgeState& e) const;
+
+  TopologyConfig cfg_;
+  uint64_t start_ns_ = 0;
+  mutable std::mutex mu_;
+  std::unordered_map<EdgeKey, EdgeState, EdgeKeyHash> edges_;
+  std::unordered_map<NodeKey, uint32_t, NodeKeyHash> nodes_;  // node -> number of edges using it
+  size_t remote_nodes_ = 0;
+  std::unordered_map<ConnKey, Conn, ConnKeyHash> conns_;
+  std::unordered_map<ListenKey, NodeKey, ListenKeyHash> listeners_;
+  std::unordered_set<size_t> known_edges_;
+  std::deque<size_t> known_order_;
+  std::vector<events::IpAddr> local_addrs_;
+  NatWorker* nat_ = nullptr;
+  TopologyCounters counters_;
+};
+
+}  // namespace hostscope::topology

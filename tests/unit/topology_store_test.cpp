@@ -1,0 +1,649 @@
+// The live topology store: edge keys, same-host stitching, naming of remote peers, bounds, DNAT bookkeeping,
+// anomaly flags (with an injected clock) and snapshot filters. No root, no kernel.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <random>
+
+#include "agent/topology/topology.h"
+
+namespace hostscope::topology {
+namespace {
+
+using events::ConnectionEvent;
+using events::Kind;
+using events::Outcome;
+using events::Role;
+
+constexpr uint64_t kSec = 1'000'000'000ull;
+constexpr uint64_t kT0 = 1'700'000'000ull * kSec;
+
+events::IpAddr ip(const char* s) { return *parse_addr(s); }
+
+// One socket's view: local address/port first, like the tracer reports it.
+ConnectionEvent ev(Kind kind, Role role, const char* local, uint16_t lport, const char* remote, uint16_t rport,
+                   uint32_t netns = 4026531840u) {
+  ConnectionEvent e;
+  e.kind = kind;
+  e.role = role;
+  e.saddr = ip(local);
+  e.daddr = ip(remote);
+  e.sport = lport;
+  e.dport = rport;
+  e.netns = netns;
+  e.open_seen = true;
+  e.established = true;
+  e.outcome = kind == Kind::Close ? Outcome::Closed : Outcome::None;
+  return e;
+}
+
+ConnectionEvent closed(ConnectionEvent e, uint64_t sent, uint64_t received, Outcome o = Outcome::Closed) {
+  e.kind = Kind::Close;
+  e.outcome = o;
+  e.bytes_sent = sent;
+  e.bytes_received = received;
+  return e;
+}
+
+Endpoint svc(std::string name, std::string ns = "", std::string pod = "") { return Endpoint{name, ns, pod, 42}; }
+
+const EdgeSnapshot* find_edge(const TopologySnapshot& s, std::string_view client, std::string_view server,
+                              uint16_t port) {
+  for (const auto& e : s.edges)
+    if (e.client.service == client && e.server.service == server && e.port == port) return &e;
+  return nullptr;
+}
+
+TEST(TopologyStore, RemoteServerEdgeCountsOneConnection) {
+  Topology t({}, kT0);
+  auto open = ev(Kind::Open, Role::Active, "10.0.0.5", 40001, "93.184.216.34", 443);
+  open.connect_latency_ns = 2'000'000;
+  t.ingest(open, svc("web"), std::nullopt, kT0);
+  auto snap1 = t.snapshot(kT0);
+  ASSERT_EQ(snap1.edges.size(), 1u);
+  EXPECT_EQ(snap1.edges[0].active, 1u);
+  t.ingest(closed(open, 1000, 5000), svc("web"), std::nullopt, kT0 + kSec);
+
+  auto s = t.snapshot(kT0 + kSec);
+  ASSERT_EQ(s.edges.size(), 1u);
+  const auto& e = s.edges[0];
+  EXPECT_EQ(e.client.service, "web");
+  EXPECT_EQ(e.client.address, "10.0.0.5");
+  EXPECT_EQ(e.server.kind, NodeKind::External);
+  EXPECT_EQ(e.server.service, "external");
+  EXPECT_EQ(e.server.address, "93.184.216.34");
+  EXPECT_EQ(e.port, 443);
+  EXPECT_EQ(e.connections, 1u);
+  EXPECT_EQ(e.closed, 1u);
+  EXPECT_EQ(e.active, 0u);
+  EXPECT_EQ(e.bytes_sent, 1000u);
+  EXPECT_EQ(e.bytes_received, 5000u);
+  EXPECT_EQ(e.latency.samples, 1u);
+  EXPECT_NEAR(double(e.latency.p50_us), 2000.0, 2000.0 * 0.13);
+  EXPECT_EQ(e.first_seen_ns, kT0);
+  EXPECT_EQ(e.last_seen_ns, kT0 + kSec);
+  EXPECT_EQ(s.counters.events, 2u);
+  ASSERT_EQ(s.nodes.size(), 2u);
+  EXPECT_EQ(t.connection_count(), 0u);
+  // The snapshot taken before is a copy: later events did not reach into it.
+  EXPECT_EQ(snap1.edges[0].closed, 0u);
+}
+
+TEST(TopologyStore, PassiveSideKeysByListeningPortNotEphemeral) {
+  Topology t({}, kT0);
+  for (uint16_t port = 50000; port < 50100; ++port) {
+    auto e = ev(Kind::Open, Role::Passive, "10.0.0.5", 8080, "203.0.113.7", port);
+    t.ingest(e, svc("api"), std::nullopt, kT0);
+    t.ingest(closed(e, 10, 20), svc("api"), std::nullopt, kT0);
+  }
+  auto s = t.snapshot(kT0);
+  ASSERT_EQ(s.edges.size(), 1u);
+  EXPECT_EQ(s.edges[0].port, 8080);
+  EXPECT_EQ(s.edges[0].server.service, "api");
+  EXPECT_EQ(s.edges[0].client.address, "203.0.113.7");
+  EXPECT_EQ(s.edges[0].connections, 100u);
+  // Passive side: bytes received are what the client sent.
+  EXPECT_EQ(s.edges[0].bytes_sent, 100u * 20);
+  EXPECT_EQ(s.edges[0].bytes_received, 100u * 10);
+}
+
+TEST(TopologyStore, FailuresByReasonAndResets) {
+  Topology t({}, kT0);
+  auto base = ev(Kind::Close, Role::Active, "10.0.0.5", 40000, "10.0.0.9", 5432);
+  auto refused = base;
+  refused.established = false;
+  refused.outcome = Outcome::Refused;
+  auto timedout = refused;
+  timedout.sport = 40001;
+  timedout.outcome = Outcome::TimedOut;
+  auto reset = base;
+  reset.sport = 40002;
+  reset.outcome = Outcome::ResetReceived;
+  reset.open_seen = false;  // its open predates us: counted at close
+  for (auto* e : {&refused, &refused, &timedout, &reset}) t.ingest(*e, svc("app"), std::nullopt, kT0);
+  auto s = t.snapshot(kT0);
+  ASSERT_EQ(s.edges.size(), 1u);
+  const auto& e = s.edges[0];
+  EXPECT_EQ(e.failed.at("refused"), 2u);
+  EXPECT_EQ(e.failed.at("timed_out"), 1u);
+  EXPECT_EQ(e.failed_total(), 3u);
+  EXPECT_EQ(e.connections, 1u);
+  EXPECT_EQ(e.closed, 1u);
+  EXPECT_EQ(e.resets, 1u);
+  EXPECT_EQ(e.active, 0u);
+}
+
+// The four events of one loopback connection, in every order that keeps each socket's open before its close.
+TEST(TopologyStore, SameHostConnectionIsOneEdgeCountedOnceInAnyOrder) {
+  auto a_open = ev(Kind::Open, Role::Active, "127.0.0.1", 45000, "127.0.0.1", 8080);
+  a_open.connect_latency_ns = 50'000;
+  auto p_open = ev(Kind::Open, Role::Passive, "127.0.0.1", 8080, "127.0.0.1", 45000);
+  auto a_close = closed(a_open, 300, 700);
+  a_close.retransmits = 1;
+  a_close.srtt_us = 40;
+  auto p_close = closed(p_open, 700, 300);
+  p_close.retransmits = 2;
+  p_close.srtt_us = 40;
+  const Endpoint client = svc("frontend", "shop", "frontend-1"), server = svc("cart", "shop", "cart-7");
+
+  std::vector<int> order = {0, 1, 2, 3};  // 0 a_open, 1 a_close, 2 p_open, 3 p_close
+  int orders = 0;
+  do {
+    auto pos = [&](int x) { return std::find(order.begin(), order.end(), x) - order.begin(); };
+    if (pos(0) > pos(1) || pos(2) > pos(3)) continue;
+    ++orders;
+    for (bool peer_known : {true, false}) {
+      SCOPED_TRACE(::testing::Message() << "order " << order[0] << order[1] << order[2] << order[3]
+                                        << " peer_known=" << peer_known);
+      Topology t({}, kT0);
+      uint64_t now = kT0;
+      // Without a peer identity the store still stitches by tuple, but only the first event's view names the
+      // edge; keep the first event the active one for that case (the identity resolver normally gives the peer).
+      if (!peer_known && order[0] != 0) continue;
+      for (int x : order) {
+        now += 1000;
+        switch (x) {
+          case 0: t.ingest(a_open, client, peer_known ? std::optional(server) : std::nullopt, now); break;
+          case 1: t.ingest(a_close, client, peer_known ? std::optional(server) : std::nullopt, now); break;
+          case 2: t.ingest(p_open, server, peer_known ? std::optional(client) : std::nullopt, now); break;
+          case 3: t.ingest(p_close, server, peer_known ? std::optional(client) : std::nullopt, now); break;
+        }
+      }
+      auto s = t.snapshot(now);
+      ASSERT_EQ(s.edges.size(), 1u);
+      const auto& e = s.edges[0];
+      EXPECT_EQ(e.client.service, "frontend");
+      EXPECT_EQ(e.client.ns, "shop");
+      EXPECT_EQ(e.client.pod, "frontend-1");
+      if (peer_known) {
+        EXPECT_EQ(e.server.service, "cart");
+        EXPECT_EQ(e.server.pod, "cart-7");
+      }
+      EXPECT_EQ(e.port, 8080);
+      EXPECT_EQ(e.connections, 1u);
+      EXPECT_EQ(e.closed, 1u);
+      EXPECT_EQ(e.active, 0u);
+      EXPECT_EQ(e.bytes_sent, 300u);
+      EXPECT_EQ(e.bytes_received, 700u);
+      EXPECT_EQ(e.retransmits, 3u);
+      EXPECT_EQ(e.latency.samples, 1u);
+      EXPECT_EQ(s.counters.stitched, 1u);
+      EXPECT_EQ(t.connection_count(), 0u) << "both sides closed: nothing left to wait for";
+    }
+  } while (std::next_permutation(order.begin(), order.end()));
+  EXPECT_EQ(orders, 6);
+}
+
+TEST(TopologyStore, SameHostOnlyOneSideSeenCountsOnceAndForgetsAfterLinger) {
+  TopologyConfig cfg;
+  cfg.close_linger_ns = 5 * kSec;
+  Topology t(cfg, kT0);
+  auto p_open = ev(Kind::Open, Role::Passive, "10.1.0.4", 6379, "10.1.0.9", 51000);
+  t.ingest(p_open, svc("redis"), svc("worker"), kT0);
+  t.ingest(closed(p_open, 10, 20), svc("redis"), svc("worker"), kT0 + 1);
+  EXPECT_EQ(t.connection_count(), 1u) << "waits for the other socket";
+  t.tick(kT0 + 10 * kSec);
+  EXPECT_EQ(t.connection_count(), 0u);
+  auto s = t.snapshot(kT0 + 10 * kSec);
+  ASSERT_EQ(s.edges.size(), 1u);
+  EXPECT_EQ(s.edges[0].client.service, "worker");
+  EXPECT_EQ(s.edges[0].server.service, "redis");
+  EXPECT_EQ(s.edges[0].connections, 1u);
+  EXPECT_EQ(s.edges[0].closed, 1u);
+  EXPECT_EQ(s.edges[0].bytes_sent, 20u);
+}
+
+TEST(TopologyStore, LoopbackInDifferentNamespacesAreDifferentConnections) {
+  Topology t({}, kT0);
+  for (uint32_t ns : {1u, 2u}) {
+    auto a = ev(Kind::Open, Role::Active, "127.0.0.1", 45000, "127.0.0.1", 80, ns);
+    t.ingest(a, svc("c"), svc("s"), kT0);
+  }
+  auto s = t.snapshot(kT0);
+  ASSERT_EQ(s.edges.size(), 1u);
+  EXPECT_EQ(s.edges[0].connections, 2u);
+  EXPECT_EQ(s.edges[0].active, 2u);
+}
+
+TEST(TopologyStore, ListenerLearnedFromPassiveSideNamesLaterClients) {
+  Topology t({}, kT0);
+  auto p = ev(Kind::Open, Role::Passive, "192.168.1.10", 9000, "192.168.1.20", 40000);
+  t.ingest(p, svc("metrics"), std::nullopt, kT0);
+  // Another local client, no peer identity: the learned listener names the server.
+  auto a = ev(Kind::Open, Role::Active, "192.168.1.10", 41000, "192.168.1.10", 9000);
+  t.ingest(a, svc("scraper"), std::nullopt, kT0);
+  auto s = t.snapshot(kT0);
+  EXPECT_NE(find_edge(s, "scraper", "metrics", 9000), nullptr);
+}
+
+TEST(TopologyStore, UnknownRoleIsInferredFromPorts) {
+  Topology t({}, kT0);
+  auto e = ev(Kind::Close, Role::Unknown, "10.0.0.5", 22, "198.51.100.1", 53000);
+  e.open_seen = false;
+  t.ingest(e, svc("sshd"), std::nullopt, kT0);
+  auto s = t.snapshot(kT0);
+  ASSERT_EQ(s.edges.size(), 1u);
+  EXPECT_EQ(s.edges[0].server.service, "sshd");
+  EXPECT_EQ(s.edges[0].port, 22);
+}
+
+TEST(TopologyStore, NamedNetworksLongestPrefixWinsV4AndV6) {
+  TopologyConfig cfg;
+  auto nets = NetworkMap::build({{"cluster-pods", {"10.244.0.0/16", "fd00:10::/32"}},
+                                 {"monitoring", {"10.244.7.0/24"}},
+                                 {"corp", {"10.0.0.0/8"}}});
+  ASSERT_TRUE(nets) << nets.error().str();
+  cfg.networks = *nets;
+  Topology t(cfg, kT0);
+  struct Case {
+    const char* local;
+    const char* remote;
+    const char* want;
+  } cases[] = {{"10.1.0.2", "10.244.3.4", "cluster-pods"},
+               {"10.1.0.2", "10.244.7.9", "monitoring"},
+               {"10.1.0.2", "10.9.9.9", "corp"},
+               {"fd00:1::2", "fd00:10::5", "cluster-pods"}};
+  for (auto& c : cases) t.ingest(ev(Kind::Open, Role::Active, c.local, 40000, c.remote, 80), svc("x"), {}, kT0);
+  auto s = t.snapshot(kT0);
+  ASSERT_EQ(s.edges.size(), 3u);
+  for (auto& c : cases) {
+    const auto* e = find_edge(s, "x", c.want, 80);
+    ASSERT_NE(e, nullptr) << c.remote;
+    EXPECT_EQ(e->server.kind, NodeKind::Network);
+  }
+  EXPECT_EQ(find_edge(s, "x", "cluster-pods", 80)->connections, 2u);
+}
+
+TEST(TopologyStore, NetworkMapRejectsBadCidrsWithNames) {
+  auto bad = NetworkMap::build({{"pods", {"10.244.0.0/33"}}});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("pods"), std::string::npos);
+  EXPECT_NE(bad.error().message.find("10.244.0.0/33"), std::string::npos);
+  EXPECT_FALSE(NetworkMap::build({{"x", {"10.0.0.1/8"}}})) << "host bits set";
+  EXPECT_FALSE(NetworkMap::build({{"x", {"not-an-ip"}}}));
+  EXPECT_FALSE(NetworkMap::build({{"x", {"10.0.0.0/"}}}));
+  EXPECT_TRUE(NetworkMap::build({{"x", {"::/0", "0.0.0.0/0", "192.0.2.1"}}}));
+}
+
+// Millions of short connections from random ephemeral ports to a few edges: the store does not grow.
+TEST(TopologyStore, MemoryStaysFlatUnderEphemeralPortChurn) {
+  Topology t({}, kT0);
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int> port(32768, 60999), which(0, 3);
+  const char* servers[] = {"10.0.0.10", "10.0.0.11", "10.0.0.12", "10.0.0.13"};
+  const Endpoint client = svc("loadgen");
+  size_t edges_after_first = 0, nodes_after_first = 0;
+  uint64_t now = kT0;
+  for (int i = 0; i < 500'000; ++i) {
+    int w = which(rng);
+    auto o = ev(Kind::Open, Role::Active, "10.0.0.2", uint16_t(port(rng)), servers[w], uint16_t(80 + w % 2));
+    now += 1000;
+    t.ingest(o, client, std::nullopt, now);
+    t.ingest(closed(o, 100, 200), client, std::nullopt, now);
+    if (i == 1000) {
+      edges_after_first = t.edge_count();
+      nodes_after_first = t.node_count();
+    }
+  }
+  EXPECT_EQ(edges_after_first, 4u);
+  EXPECT_EQ(nodes_after_first, 5u);
+  EXPECT_EQ(t.edge_count(), 4u);
+  EXPECT_EQ(t.node_count(), 5u);
+  EXPECT_EQ(t.connection_count(), 0u);
+  auto s = t.snapshot(now);
+  uint64_t total = 0;
+  for (auto& e : s.edges) total += e.connections;
+  EXPECT_EQ(total, 500'000u);
+  EXPECT_EQ(s.counters.events, 1'000'000u);
+  for (auto& e : s.edges) EXPECT_EQ(e.client.service, "loadgen");
+}
+
+TEST(TopologyStore, EdgeLimitEvictsAndCounts) {
+  TopologyConfig cfg;
+  cfg.max_edges = 16;
+  Topology t(cfg, kT0);
+  for (uint16_t p = 1; p <= 100; ++p) {
+    auto e = ev(Kind::Close, Role::Active, "10.0.0.2", 40000, "10.0.0.10", p);
+    e.open_seen = false;
+    t.ingest(e, svc("scanner"), std::nullopt, kT0 + p);
+    ASSERT_LE(t.edge_count(), 16u);
+  }
+  auto s = t.snapshot(kT0 + 200);
+  EXPECT_GT(s.counters.edges_evicted, 0u);
+  EXPECT_EQ(s.counters.edges_evicted + s.edges.size(), 100u);
+  // The most recent edge survived: eviction takes the least recently seen.
+  EXPECT_NE(find_edge(s, "scanner", "external", 100), nullptr);
+}
+
+TEST(TopologyStore, RemoteNodeLimitFoldsIntoOverflowNode) {
+  TopologyConfig cfg;
+  cfg.max_remote_nodes = 8;
+  Topology t(cfg, kT0);
+  for (int i = 0; i < 50; ++i) {
+    std::string addr = "198.51.100." + std::to_string(i + 1);
+    auto e = ev(Kind::Close, Role::Active, "10.0.0.2", 40000, addr.c_str(), 443);
+    e.open_seen = false;
+    t.ingest(e, svc("crawler"), std::nullopt, kT0);
+  }
+  auto s = t.snapshot(kT0);
+  EXPECT_EQ(s.edges.size(), 9u);  // 8 addresses + external:*
+  EXPECT_EQ(s.counters.node_overflow, 42u);
+  uint64_t total = 0;
+  for (auto& e : s.edges) total += e.connections;
+  EXPECT_EQ(total, 50u) << "overflow keeps counting the traffic";
+  auto overflow = std::find_if(s.edges.begin(), s.edges.end(), [](auto& e) { return e.server.address == "*"; });
+  ASSERT_NE(overflow, s.edges.end());
+  EXPECT_EQ(overflow->connections, 42u);
+}
+
+TEST(TopologyStore, ConnectionLimitEvictsTrackingNotCounts) {
+  TopologyConfig cfg;
+  cfg.max_connections = 64;
+  Topology t(cfg, kT0);
+  for (uint16_t p = 0; p < 1000; ++p)
+    t.ingest(ev(Kind::Open, Role::Active, "10.0.0.2", uint16_t(40000 + p), "10.0.0.10", 80), svc("c"), {}, kT0 + p);
+  EXPECT_LE(t.connection_count(), 64u);
+  auto s = t.snapshot(kT0 + 1000);
+  ASSERT_EQ(s.edges.size(), 1u);
+  EXPECT_EQ(s.edges[0].connections, 1000u);
+  EXPECT_EQ(s.edges[0].active, t.connection_count()) << "active counts tracked connections only";
+  EXPECT_EQ(s.counters.connections_evicted, 1000u - t.connection_count());
+}
+
+TEST(TopologyStore, IdleEdgesExpireOnTick) {
+  TopologyConfig cfg;
+  cfg.edge_idle_timeout_ns = 60 * kSec;
+  Topology t(cfg, kT0);
+  auto idle = ev(Kind::Close, Role::Active, "10.0.0.2", 40000, "10.0.0.10", 80);
+  idle.open_seen = false;
+  t.ingest(idle, svc("a"), {}, kT0);
+  auto open = ev(Kind::Open, Role::Active, "10.0.0.2", 40001, "10.0.0.11", 80);
+  t.ingest(open, svc("b"), {}, kT0);  // stays open: never expires while active
+  t.tick(kT0 + 30 * kSec);
+  EXPECT_EQ(t.edge_count(), 2u);
+  t.tick(kT0 + 61 * kSec);
+  EXPECT_EQ(t.edge_count(), 1u);
+  EXPECT_EQ(t.counters().edges_expired, 1u);
+  EXPECT_EQ(t.node_count(), 2u);
+}
+
+TEST(TopologyStore, SnapshotFilters) {
+  Topology t({}, kT0);
+  auto add = [&](const char* client, const char* ns, const char* remote, uint16_t port, uint64_t at) {
+    auto e = ev(Kind::Close, Role::Active, "10.0.0.2", 40000, remote, port);
+    e.open_seen = false;
+    t.ingest(e, svc(client, ns), {}, at);
+  };
+  add("a", "prod", "10.0.0.10", 80, kT0);
+  add("b", "prod", "10.0.0.11", 443, kT0 + 10 * kSec);
+  add("c", "dev", "10.0.0.12", 80, kT0 + 20 * kSec);
+  auto count = [&](uint64_t since, std::string service, std::string ns, std::optional<uint16_t> port) {
+    SnapshotFilter f;
+    f.since_ns = since;
+    f.service = service;
+    f.ns = ns;
+    f.port = port;
+    return t.snapshot(kT0 + 30 * kSec, f).edges.size();
+  };
+  EXPECT_EQ(count(0, "", "", {}), 3u);
+  EXPECT_EQ(count(kT0 + 5 * kSec, "", "", {}), 2u);
+  EXPECT_EQ(count(0, "b", "", {}), 1u);
+  EXPECT_EQ(count(0, "external", "", {}), 3u);
+  EXPECT_EQ(count(0, "", "prod", {}), 2u);
+  EXPECT_EQ(count(0, "", "", 80), 2u);
+  EXPECT_EQ(count(0, "", "prod", 80), 1u);
+  SnapshotFilter only_c;
+  only_c.service = "c";
+  auto s = t.snapshot(kT0, only_c);
+  EXPECT_EQ(s.nodes.size(), 2u) << "only nodes of the kept edges";
+}
+
+// ---- DNAT -------------------------------------------------------------------------------------------------
+
+class FakeConntrack : public ConntrackResolver {
+ public:
+  std::map<std::pair<std::string, uint16_t>, Destination> nat;  // by dialled address:port
+  std::atomic<int> calls{0};
+  std::mutex mu;
+  std::condition_variable cv;
+  bool blocked = false;
+
+  Result<std::optional<Destination>> actual_destination(const FlowTuple& t) override {
+    ++calls;
+    std::unique_lock lk(mu);
+    cv.wait(lk, [&] { return !blocked; });
+    auto it = nat.find({format_addr(t.dst), t.dport});
+    if (it == nat.end()) return std::optional<Destination>{Destination{t.dst, t.dport}};
+    return std::optional<Destination>{it->second};
+  }
+};
+
+TEST(TopologyStore, DnatRecordsDialedAndActual) {
+  auto fake = std::make_unique<FakeConntrack>();
+  fake->nat[{"10.96.0.10", 80}] = Destination{ip("10.244.1.5"), 8080};
+  NatWorker worker(std::move(fake));
+  Topology t({}, kT0);
+  t.set_nat_worker(&worker);
+  auto o = ev(Kind::Open, Role::Active, "10.244.0.3", 40000, "10.96.0.10", 80);
+  t.ingest(o, svc("frontend"), {}, kT0);
+  t.ingest(closed(o, 1, 1), svc("frontend"), {}, kT0);
+  auto plain = ev(Kind::Open, Role::Active, "10.244.0.3", 40001, "10.0.0.50", 443);
+  t.ingest(plain, svc("frontend"), {}, kT0);
+  worker.wait_idle();
+  t.tick(kT0 + kSec);
+  auto s = t.snapshot(kT0 + kSec);
+  const auto* e = find_edge(s, "frontend", "external", 80);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->dialed, "10.96.0.10:80");
+  EXPECT_EQ(e->actual, std::vector<std::string>{"10.244.1.5:8080"});
+  const auto* p = find_edge(s, "frontend", "external", 443);
+  ASSERT_NE(p, nullptr);
+  EXPECT_TRUE(p->dialed.empty()) << "not translated";
+  EXPECT_EQ(s.counters.nat_requests, 2u);
+  EXPECT_EQ(s.counters.nat_translated, 1u);
+  auto c = worker.counters();
+  EXPECT_EQ(c.translated, 1u);
+  EXPECT_EQ(c.lookups, 2u);
+}
+
+TEST(TopologyStore, NatQueueIsBoundedAndNeverBlocksIngest) {
+  auto fake = std::make_unique<FakeConntrack>();
+  FakeConntrack* f = fake.get();
+  f->blocked = true;  // the resolver hangs: ingest must still go on
+  NatWorkerConfig wc;
+  wc.queue_capacity = 4;
+  NatWorker worker(std::move(fake), wc);
+  Topology t({}, kT0);
+  t.set_nat_worker(&worker);
+  for (uint16_t p = 0; p < 100; ++p)
+    t.ingest(ev(Kind::Open, Role::Active, "10.0.0.2", uint16_t(40000 + p), "10.96.0.1", 443), svc("c"), {}, kT0);
+  auto s = t.snapshot(kT0);
+  EXPECT_EQ(s.edges[0].connections, 100u);
+  EXPECT_EQ(s.counters.nat_requests, 100u);
+  // At most one lookup in flight plus a full queue; the rest were dropped and counted.
+  EXPECT_GE(s.counters.nat_dropped, 100u - 5u);
+  EXPECT_EQ(worker.counters().dropped, s.counters.nat_dropped);
+  {
+    std::lock_guard lk(f->mu);
+    f->blocked = false;
+  }
+  f->cv.notify_all();
+  worker.wait_idle();
+  EXPECT_EQ(worker.counters().lookups, 100u - s.counters.nat_dropped);
+  t.set_nat_worker(nullptr);
+}
+
+// ---- anomalies (injected clock) -----------------------------------------------------------------------------
+
+AnomalyConfig fast_anomaly() {
+  AnomalyConfig a;
+  a.window_ns = kSec;
+  a.min_samples = 20;
+  a.baseline_windows = 5;
+  a.new_edge_warmup_ns = 0;
+  return a;
+}
+
+// Drives one edge window by window: `attempts` connects per window, `failures` of them refused,
+// each successful one with `latency_us`.
+struct Driver {
+  Topology& t;
+  uint64_t now = kT0;
+  uint16_t port = 30000;
+  void window(int attempts, int failures, uint64_t latency_us) {
+    for (int i = 0; i < attempts; ++i) {
+      auto e = ev(Kind::Open, Role::Active, "10.0.0.2", ++port, "10.0.0.10", 80);
+      if (i < failures) {
+        e = ev(Kind::Close, Role::Active, "10.0.0.2", port, "10.0.0.10", 80);
+        e.established = false;
+        e.outcome = Outcome::Refused;
+      } else {
+        e.connect_latency_ns = latency_us * 1000;
+      }
+      t.ingest(e, svc("client"), {}, now + uint64_t(i) * (kSec / 100));
+      if (i >= failures) t.ingest(closed(e, 1, 1), svc("client"), {}, now + uint64_t(i) * (kSec / 100));
+    }
+    now += kSec;
+    t.tick(now);
+  }
+  std::vector<AnomalyFlag> flags() { return t.snapshot(now).edges.at(0).anomalies; }
+};
+
+TEST(TopologyAnomaly, FailureRateJumpIsFlaggedWithinAWindow) {
+  TopologyConfig cfg;
+  cfg.anomaly = fast_anomaly();
+  Topology t(cfg, kT0);
+  Driver d{t};
+  for (int w = 0; w < 10; ++w) d.window(40, w % 3 == 0 ? 1 : 0, 500);  // ~1% failures, some noise
+  auto before = d.flags();
+  EXPECT_TRUE(std::none_of(before.begin(), before.end(), [](auto& f) { return f.reason == "failure_rate"; }));
+  uint64_t jump_end = d.now + kSec;
+  d.window(40, 20, 500);  // 50% failures
+  auto after = d.flags();
+  auto it = std::find_if(after.begin(), after.end(), [](auto& f) { return f.reason == "failure_rate"; });
+  ASSERT_NE(it, after.end());
+  EXPECT_EQ(it->first_ns, jump_end) << "flagged at the end of the window that jumped";
+  EXPECT_DOUBLE_EQ(it->value, 0.5);
+  EXPECT_LT(it->baseline, 0.05);
+  EXPECT_GE(t.counters().anomalies, 1u);
+  // A second bad window directly after extends the same flag instead of adding one.
+  d.window(40, 30, 500);
+  auto again = d.flags();
+  EXPECT_EQ(std::count_if(again.begin(), again.end(), [](auto& f) { return f.reason == "failure_rate"; }), 1);
+  EXPECT_EQ(std::find_if(again.begin(), again.end(), [](auto& f) { return f.reason == "failure_rate"; })->windows, 2u);
+}
+
+TEST(TopologyAnomaly, LatencyJumpIsFlagged) {
+  TopologyConfig cfg;
+  cfg.anomaly = fast_anomaly();
+  Topology t(cfg, kT0);
+  Driver d{t};
+  for (int w = 0; w < 8; ++w) d.window(30, 0, 1000 + (w % 2) * 100);
+  EXPECT_TRUE(d.flags().empty() || d.flags()[0].reason == "new_edge");
+  d.window(30, 0, 9000);
+  auto f = d.flags();
+  auto it = std::find_if(f.begin(), f.end(), [](auto& x) { return x.reason == "connect_latency"; });
+  ASSERT_NE(it, f.end());
+  EXPECT_DOUBLE_EQ(it->value, 9000.0);
+  EXPECT_NEAR(it->baseline, 1050.0, 100.0);
+}
+
+TEST(TopologyAnomaly, TooFewSamplesOrNoBaselineIsNeverFlagged) {
+  TopologyConfig cfg;
+  cfg.anomaly = fast_anomaly();
+  Topology t(cfg, kT0);
+  Driver d{t};
+  d.window(40, 20, 500);  // bad from the start: no baseline yet
+  for (int w = 0; w < 6; ++w) d.window(40, 0, 500);
+  d.window(10, 10, 500);  // all failed, but under min_samples
+  auto f = d.flags();
+  EXPECT_TRUE(std::none_of(f.begin(), f.end(), [](auto& x) { return x.reason == "failure_rate"; }));
+}
+
+TEST(TopologyAnomaly, SteadyNoiseIsNotFlagged) {
+  TopologyConfig cfg;
+  cfg.anomaly = fast_anomaly();
+  Topology t(cfg, kT0);
+  Driver d{t};
+  for (int w = 0; w < 40; ++w) d.window(40, (w * 7) % 5, 800 + (w * 37) % 300);
+  auto f = d.flags();
+  EXPECT_TRUE(std::none_of(f.begin(), f.end(), [](auto& x) { return x.reason != "new_edge"; }));
+}
+
+TEST(TopologyAnomaly, NewEdgeOnlyAfterWarmupAndOnlyIfNeverSeen) {
+  TopologyConfig cfg;
+  cfg.anomaly = fast_anomaly();
+  cfg.anomaly.new_edge_warmup_ns = 60 * kSec;
+  cfg.edge_idle_timeout_ns = 10 * kSec;
+  Topology t(cfg, kT0);
+  auto one = [&](uint16_t port, uint64_t at) {
+    auto e = ev(Kind::Close, Role::Active, "10.0.0.2", 40000, "10.0.0.10", port);
+    e.open_seen = false;
+    t.ingest(e, svc("c"), {}, at);
+  };
+  one(80, kT0 + kSec);  // during warm-up
+  one(81, kT0 + 61 * kSec);
+  auto s = t.snapshot(kT0 + 61 * kSec);
+  EXPECT_TRUE(find_edge(s, "c", "external", 80)->anomalies.empty());
+  const auto& flags = find_edge(s, "c", "external", 81)->anomalies;
+  ASSERT_EQ(flags.size(), 1u);
+  EXPECT_EQ(flags[0].reason, "new_edge");
+  EXPECT_EQ(flags[0].first_ns, kT0 + 61 * kSec);
+  // Port 80's edge expires and comes back: it is not new.
+  t.tick(kT0 + 100 * kSec);
+  one(80, kT0 + 101 * kSec);
+  auto s2 = t.snapshot(kT0 + 101 * kSec);
+  EXPECT_TRUE(find_edge(s2, "c", "external", 80)->anomalies.empty());
+}
+
+TEST(TopologyAnomaly, DisabledMeansNoFlags) {
+  TopologyConfig cfg;
+  cfg.anomaly = fast_anomaly();
+  cfg.anomaly.enabled = false;
+  Topology t(cfg, kT0);
+  Driver d{t};
+  for (int w = 0; w < 8; ++w) d.window(30, 0, 500);
+  d.window(30, 30, 500);
+  EXPECT_TRUE(t.snapshot(d.now).edges.at(0).anomalies.empty());
+}
+
+TEST(LatencyHistogram, BucketsAreContiguousAndQuantilesClose) {
+  for (size_t b = 0; b + 1 < LatencyHistogram::kBuckets; ++b)
+    EXPECT_EQ(LatencyHistogram::bucket_high(b), LatencyHistogram::bucket_low(b + 1)) << b;
+  for (uint64_t v : {0ull, 1ull, 3ull, 4ull, 5ull, 7ull, 8ull, 100ull, 1023ull, 1024ull, 123456789ull}) {
+    size_t b = LatencyHistogram::bucket_of(v);
+    EXPECT_LE(LatencyHistogram::bucket_low(b), v);
+    EXPECT_LT(v, LatencyHistogram::bucket_high(b));
+  }
+  LatencyHistogram h;
+  for (uint64_t v = 1; v <= 1000; ++v) h.add(v * 10);  // uniform 10us..10ms
+  EXPECT_NEAR(double(h.quantile(0.5)), 5000.0, 5000.0 * 0.13);
+  EXPECT_NEAR(double(h.quantile(0.9)), 9000.0, 9000.0 * 0.13);
+  EXPECT_NEAR(double(h.quantile(0.99)), 9900.0, 9900.0 * 0.13);
+  EXPECT_EQ(LatencyHistogram().quantile(0.5), 0u);
+}
+
+}  // namespace
+}  // namespace hostscope::topology
