@@ -1,0 +1,86 @@
+#include "agent/identity/resolver.h"
+
+namespace hostscope::identity {
+
+ConnTuple tuple_of(const events::ConnectionEvent& e) {
+  ConnTuple t;
+  t.family = e.saddr.family;
+  t.saddr = e.saddr.bytes;
+  t.daddr = e.daddr.bytes;
+  t.sport = e.sport;
+  t.dport = e.dport;
+  t.netns = e.netns;
+  return t;
+}
+
+ConnectionResolver::ConnectionResolver(ProcessTable& table, PeerIndex& peers, std::function<void()> catch_up)
+    : table_(table), peers_(peers), catch_up_(std::move(catch_up)) {}
+
+void ConnectionResolver::begin_batch() {
+  if (catch_up_) catch_up_();
+}
+
+ResolvedConnection ConnectionResolver::resolve(const events::ConnectionEvent& e) {
+  stats_.events++;
+  ResolvedConnection r;
+  if (e.owner_known && e.pid) {
+    r.owner = table_.lookup(e.pid);
+    if (!r.owner && catch_up_) {
+      stats_.catch_ups++;
+      catch_up_();
+      r.owner = table_.lookup(e.pid);
+    }
+    // The kernel saw the owner in another cgroup than the table knows (moved after exec, e.g. by a container
+    // runtime or systemd): have /proc read again. This event keeps the old facts; later ones get the new.
+    if (r.owner && e.cgroup_id && r.owner->cgroup_id && e.cgroup_id != r.owner->cgroup_id &&
+        table_.is_live(e.pid)) {
+      stats_.refreshes_requested++;
+      table_.request_refresh(e.pid);
+    }
+  }
+  if (!r.owner) stats_.owner_unknown++;
+
+  const ConnTuple t = tuple_of(e);
+  if (e.kind == events::Kind::Open) {
+    if (e.owner_known) peers_.on_open(t, e.pid);
+  }
+  r.peer_pid = peers_.peer_of(t);
+  if (e.kind == events::Kind::Close) peers_.on_close(t, e.owner_known ? e.pid : 0);
+  if (r.peer_pid) {
+    stats_.peers_found++;
+    r.peer = table_.lookup(*r.peer_pid);
+  }
+  return r;
+}
+
+}  // namespace hostscope::identity
+
+namespace hostscope::identity {
+
+Result<ProcessTableOptions> identity_options(const std::string& kubelet_root, const std::string& config_file) {
+  ProcessTableOptions o;
+  std::filesystem::path root = kubelet_root.empty() ? "/" : kubelet_root;
+  KubeMetaOptions k;
+  k.roots.containers_dir = root / "var/log/containers";
+  k.roots.pods_dir = root / "var/log/pods";
+  o.kube = k;
+  if (!config_file.empty()) {
+    constexpr size_t kMaxConfig = 1 << 20;
+    auto text = read_small_file(config_file, kMaxConfig + 1);
+    if (!text) return errorf("config {}: {}", config_file, text.error().str());
+    if (text->size() > kMaxConfig) return errorf("config {}: larger than {} bytes", config_file, kMaxConfig);
+    YAML::Node doc;
+    try {
+      doc = YAML::Load(*text);
+    } catch (const YAML::Exception& e) {
+      return errorf("config {}: {}", config_file, e.what());
+    }
+    if (!doc.IsNull() && !doc.IsMap()) return errorf("config {}: the top level must be a map", config_file);
+    auto rules = load_service_rules(doc.IsMap() ? doc["service_rules"] : YAML::Node());
+    if (!rules) return errorf("config {}: {}", config_file, rules.error().str());
+    o.rules = std::move(*rules);
+  }
+  return o;
+}
+
+}  // namespace hostscope::identity

@@ -1,0 +1,3 @@
+module example.com/hostscope/goid
+
+go 1.19

@@ -1,0 +1,446 @@
+// Unit tests of identity::ProcessTable and identity::PeerIndex on a fake /proc with an injected clock.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "agent/identity/peer_index.h"
+#include "agent/identity/process_table.h"
+
+using namespace hostscope::identity;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct FakeClock {
+  std::chrono::steady_clock::time_point now{};
+  std::function<std::chrono::steady_clock::time_point()> fn() {
+    return [this] { return now; };
+  }
+};
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string t = (fs::temp_directory_path() / "hs-proctable-XXXXXX").string();
+    path = mkdtemp(t.data());
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+void write(const fs::path& p, const std::string& s) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << s;
+}
+
+const uint64_t kTick = 1'000'000'000ull / uint64_t(sysconf(_SC_CLK_TCK));
+
+// A /proc/PID directory as the kernel lays it out (the fields the table reads).
+void fake_proc(const fs::path& root, uint32_t pid, uint32_t ppid, const std::string& comm, const fs::path& exe,
+               const std::string& cmdline, const std::string& cgroup, uint64_t start_ticks, char state = 'S') {
+  fs::path d = root / std::to_string(pid);
+  fs::create_directories(d);
+  write(d / "stat", std::to_string(pid) + " (" + comm + ") " + state + " " + std::to_string(ppid) +
+                        " 100 100 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 " + std::to_string(start_ticks) + " 0 0\n");
+  write(d / "status", "Name:\t" + comm + "\nTgid:\t" + std::to_string(pid) + "\nUid:\t1234\t1234\t1234\t1234\n");
+  write(d / "cmdline", cmdline);
+  write(d / "cgroup", cgroup);
+  fs::remove(d / "exe");
+  fs::create_symlink(exe, d / "exe");
+}
+
+ProcessEvent exec_ev(uint32_t pid, std::string_view filename, uint64_t start_ns, std::string_view comm = "prog") {
+  ProcessEvent e;
+  e.kind = ProcessEvent::Kind::exec;
+  e.pid = pid;
+  e.ppid = 1;
+  e.start_boottime_ns = start_ns;
+  e.filename = filename;
+  e.comm = comm;
+  e.args = std::string_view("prog\0--flag\0", 12);
+  return e;
+}
+ProcessEvent exit_ev(uint32_t pid, uint64_t start_ns) {
+  ProcessEvent e;
+  e.kind = ProcessEvent::Kind::exit;
+  e.pid = pid;
+  e.start_boottime_ns = start_ns;
+  return e;
+}
+
+// Go parser stand-in: files whose content starts with "GO" are Go binaries with known offsets.
+GoBinaryIdentity fake_go_parser(int fd, const std::string&) {
+  char buf[2] = {};
+  GoBinaryIdentity g;
+  if (pread(fd, buf, 2, 0) == 2 && buf[0] == 'G' && buf[1] == 'O') {
+    GoBuildInfo bi;
+    bi.go_version = "go1.19.8";
+    bi.path = "example.com/svc/cmd/svc";
+    bi.main.path = "example.com/svc";
+    bi.main.version = "(devel)";
+    bi.settings = {{"vcs.revision", "abc123"}, {"vcs.modified", "true"}, {"GOOS", "linux"}};
+    g.build_info = bi;
+    g.offsets = GoOffsets{-8, 152, "test"};
+  } else {
+    g.build_error_kind = GoErrorKind::kNotGo;
+  }
+  return g;
+}
+
+struct Fixture : ::testing::Test {
+  TempDir dir;
+  FakeClock clock;
+  fs::path proc = dir.path / "proc";
+  fs::path go_bin = dir.path / "gosvc", c_bin = dir.path / "cprog";
+  std::map<uint32_t, GoOffsets> go_map;  // what the kernel map would hold
+  int go_adds = 0, go_removes = 0;
+
+  void SetUp() override {
+    fs::create_directories(proc);
+    write(go_bin, "GO binary");
+    write(c_bin, "ELF binary");
+  }
+  ProcessTableOptions opts(size_t cap = 100) {
+    ProcessTableOptions o;
+    o.capacity = cap;
+    o.exit_grace = 5s;
+    o.proc_root = proc;
+    o.cgroup2_root = dir.path / "no-cgroup2";
+    o.clock = clock.fn();
+    o.go_parser = fake_go_parser;
+    o.go_add = [this](uint32_t pid, const GoOffsets& off) {
+      go_map[pid] = off;
+      go_adds++;
+      return hostscope::Status{};
+    };
+    o.go_remove = [this](uint32_t pid) {
+      go_map.erase(pid);
+      go_removes++;
+    };
+    return o;
+  }
+};
+
+TEST(ProcStat, ParsesCommWithSpacesAndParens) {
+  auto st = parse_proc_stat("42 (a (b) c) R 7 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 999 0 0\n");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->comm, "a (b) c");
+  EXPECT_EQ(st->state, 'R');
+  EXPECT_EQ(st->ppid, 7u);
+  EXPECT_EQ(st->start_ticks, 999u);
+  EXPECT_FALSE(parse_proc_stat("42 (x) R 7"));
+  EXPECT_FALSE(parse_proc_stat("garbage"));
+  EXPECT_FALSE(parse_proc_stat(""));
+}
+
+TEST(Cmdline, JoinsAndTruncates) {
+  bool t = false;
+  EXPECT_EQ(join_cmdline(std::string_view("a\0bb\0c\0", 7), 100, &t), "a bb c");
+  EXPECT_FALSE(t);
+  EXPECT_EQ(join_cmdline(std::string_view("abcdef\0", 7), 3, &t), "abc");
+  EXPECT_TRUE(t);
+}
+
+TEST_F(Fixture, RefreshReadsProcAndDecidesService) {
+  fake_proc(proc, 100, 1, "nginx", c_bin, std::string("nginx\0-g\0daemon off;\0", 22),
+            "0::/system.slice/nginx.service\n", 5000);
+  ProcessTable t(opts());
+  auto r = t.refresh(100);
+  ASSERT_TRUE(r) << r.error().str();
+  const auto& p = **r;
+  EXPECT_EQ(p.pid, 100u);
+  EXPECT_EQ(p.ppid, 1u);
+  EXPECT_EQ(p.uid, 1234u);
+  EXPECT_EQ(p.comm, "nginx");
+  EXPECT_EQ(p.exe, c_bin.string());
+  EXPECT_EQ(p.cmdline, "nginx -g daemon off;");
+  EXPECT_EQ(p.start_boottime_ns, 5000 * kTick);
+  EXPECT_EQ(p.cgroup, "/system.slice/nginx.service");
+  EXPECT_EQ(p.systemd_unit, "nginx.service");
+  EXPECT_EQ(p.service, "nginx");
+  EXPECT_EQ(p.service_source, ServiceSource::systemd);
+  EXPECT_FALSE(p.go);
+  EXPECT_TRUE(p.proc_read);
+  EXPECT_EQ(go_adds, 0);  // never for non-Go processes
+}
+
+TEST_F(Fixture, ScanFindsEveryProcessAndSkipsZombies) {
+  fake_proc(proc, 10, 1, "a", c_bin, "a", "0::/\n", 1);
+  fake_proc(proc, 11, 1, "b", c_bin, "b", "0::/\n", 2);
+  fake_proc(proc, 12, 1, "z", c_bin, "z", "0::/\n", 3, 'Z');
+  write(proc / "self" / "x", "");  // not a pid
+  ProcessTable t(opts());
+  EXPECT_EQ(t.scan_proc(), 2u);
+  EXPECT_TRUE(t.lookup(10));
+  EXPECT_TRUE(t.lookup(11));
+  EXPECT_FALSE(t.lookup(12));
+}
+
+TEST_F(Fixture, ExecEventIdentifiesAProcessThatIsAlreadyGone) {
+  ProcessTable t(opts());
+  t.apply(exec_ev(200, "/usr/local/bin/worker", 77 * kTick, "worker"));
+  auto p = t.lookup(200);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->exe, "/usr/local/bin/worker");
+  EXPECT_EQ(p->comm, "worker");
+  EXPECT_EQ(p->cmdline, "prog --flag");
+  EXPECT_EQ(p->service, "worker");
+  EXPECT_EQ(p->service_source, ServiceSource::exe);
+  EXPECT_EQ(p->origin, IdentityOrigin::exec);
+  EXPECT_EQ(t.run_pending(), 1u);  // /proc/200 does not exist: the event facts stay
+  EXPECT_EQ(t.stats().proc_read_failures, 1u);
+  EXPECT_EQ(t.lookup(200)->exe, "/usr/local/bin/worker");
+}
+
+TEST_F(Fixture, ExecThenProcReadKeepsExecCommAndConfirmsExe) {
+  fake_proc(proc, 300, 1, "renamed-thread", c_bin, "cprog", "0::/\n", 9);
+  ProcessTable t(opts());
+  t.apply(exec_ev(300, "./cprog", 9 * kTick, "cprog"));
+  t.run_pending();
+  auto p = t.lookup(300);
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(p->proc_read);
+  EXPECT_EQ(p->exe, c_bin.string());  // canonical path from /proc instead of execve's relative one
+  EXPECT_EQ(p->comm, "cprog");
+}
+
+TEST_F(Fixture, ProcOfAReusedPidIsNotMixedIn) {
+  fake_proc(proc, 400, 1, "other", c_bin, "other", "0::/\n", 50);  // a newer process holds pid 400
+  ProcessTable t(opts());
+  t.apply(exec_ev(400, "/bin/old", 10 * kTick, "old"));
+  t.run_pending();
+  EXPECT_EQ(t.lookup(400)->exe, "/bin/old");
+  EXPECT_FALSE(t.lookup(400)->proc_read);
+}
+
+TEST_F(Fixture, ExitedProcessResolvesDuringGraceThenExpires) {
+  ProcessTable t(opts());
+  t.apply(exec_ev(500, "/bin/a", 1 * kTick));
+  t.apply(exit_ev(500, 1 * kTick));
+  EXPECT_FALSE(t.is_live(500));
+  EXPECT_TRUE(t.lookup(500));
+  EXPECT_TRUE(t.snapshot().empty());
+  EXPECT_EQ(t.snapshot(true).size(), 1u);
+  clock.now += 4s;
+  t.expire();
+  EXPECT_TRUE(t.lookup(500));
+  clock.now += 2s;
+  t.expire();
+  EXPECT_FALSE(t.lookup(500));
+  EXPECT_EQ(t.stats().expired, 1u);
+  EXPECT_EQ(t.stats().size, 0u);
+}
+
+TEST_F(Fixture, ExitOfAnOlderProcessWithTheSamePidIsIgnored) {
+  ProcessTable t(opts());
+  t.apply(exec_ev(600, "/bin/new", 20 * kTick));
+  t.apply(exit_ev(600, 3 * kTick));
+  EXPECT_TRUE(t.is_live(600));
+}
+
+TEST_F(Fixture, CapacityEvictsExitedBeforeLiveAndOldestFirst) {
+  ProcessTable t(opts(4));
+  for (uint32_t pid = 1; pid <= 4; pid++) t.apply(exec_ev(pid, "/bin/p", pid * kTick));
+  t.apply(exit_ev(3, 3 * kTick));
+  t.apply(exec_ev(5, "/bin/p", 5 * kTick));  // full: the exited pid 3 goes, not the oldest live one
+  EXPECT_FALSE(t.lookup(3));
+  EXPECT_TRUE(t.lookup(1));
+  EXPECT_EQ(t.stats().evicted_exited, 1u);
+  t.apply(exec_ev(6, "/bin/p", 6 * kTick));  // no exited entry: the oldest live one (pid 1) goes
+  EXPECT_FALSE(t.lookup(1));
+  EXPECT_TRUE(t.lookup(2));
+  EXPECT_EQ(t.stats().evicted_live, 1u);
+  for (uint32_t pid = 100; pid < 1100; pid++) t.apply(exec_ev(pid, "/bin/p", pid * kTick));
+  auto s = t.stats();
+  EXPECT_EQ(s.size, 4u);
+  EXPECT_EQ(s.max_size, 4u);
+  EXPECT_EQ(s.evicted_live, 1001u);
+  EXPECT_TRUE(t.lookup(1099));
+}
+
+TEST_F(Fixture, ForkCopiesTheParentAndThreadsAreSkipped) {
+  fake_proc(proc, 700, 1, "srv", c_bin, "srv", "0::/system.slice/srv.service\n", 5);
+  ProcessTable t(opts());
+  ASSERT_TRUE(t.refresh(700));
+  ProcessEvent f;
+  f.kind = ProcessEvent::Kind::fork;
+  f.pid = 701;
+  f.ppid = 700;
+  f.start_boottime_ns = 6 * kTick;
+  t.apply(f);
+  auto c = t.lookup(701);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->ppid, 700u);
+  EXPECT_EQ(c->service, "srv");
+  EXPECT_EQ(c->systemd_unit, "srv.service");
+  EXPECT_EQ(c->origin, IdentityOrigin::fork);
+
+  // Classic tracepoint fork of a thread: /proc says its Tgid is another pid.
+  fs::create_directories(proc / "702");
+  write(proc / "702" / "status", "Name:\tsrv\nTgid:\t700\n");
+  ProcessEvent th = f;
+  th.pid = 702;
+  th.maybe_thread = true;
+  t.apply(th);
+  t.run_pending();
+  EXPECT_FALSE(t.lookup(702));
+  EXPECT_EQ(t.stats().threads_skipped, 1u);
+}
+
+TEST_F(Fixture, GoOffsetsArePushedForGoProcessesAndRemovedOnExit) {
+  fake_proc(proc, 800, 1, "gosvc", go_bin, "gosvc", "0::/\n", 8);
+  fake_proc(proc, 801, 1, "gosvc", go_bin, "gosvc", "0::/\n", 9);  // same binary: parsed once
+  fake_proc(proc, 802, 1, "cprog", c_bin, "cprog", "0::/\n", 9);
+  ProcessTable t(opts());
+  t.scan_proc();
+  auto p = t.lookup(800);
+  ASSERT_TRUE(p && p->go);
+  EXPECT_EQ(p->go->module, "example.com/svc");
+  EXPECT_EQ(p->go->path, "example.com/svc/cmd/svc");
+  EXPECT_EQ(p->go->vcs_revision, "abc123");
+  EXPECT_EQ(p->go->vcs_modified, true);
+  EXPECT_EQ(p->service, "example.com/svc");
+  EXPECT_EQ(p->service_source, ServiceSource::go);
+  EXPECT_EQ(go_adds, 2);
+  ASSERT_EQ(go_map.size(), 2u);
+  EXPECT_EQ(go_map[800].goid_offset, 152u);
+  EXPECT_FALSE(go_map.count(802));
+  EXPECT_EQ(t.go_cache().stats().misses, 2u);  // two binaries, three processes
+
+  t.apply(exit_ev(800, 8 * kTick));
+  t.apply(exit_ev(802, 9 * kTick));
+  t.run_pending();
+  EXPECT_EQ(go_removes, 1);  // only the Go process that was added
+  EXPECT_FALSE(go_map.count(800));
+  EXPECT_TRUE(go_map.count(801));
+
+  // A Go process pushed out by the capacity bound leaves the kernel map too.
+  ProcessTable small(opts(1));
+  go_map.clear();
+  ASSERT_TRUE(small.refresh(801));
+  EXPECT_TRUE(go_map.count(801));
+  small.apply(exec_ev(900, "/bin/p", 1));
+  small.run_pending();
+  EXPECT_FALSE(go_map.count(801));
+}
+
+TEST_F(Fixture, SweepFindsProcessesThatExitedWithoutAnEvent) {
+  fake_proc(proc, 1000, 1, "a", c_bin, "a", "0::/\n", 1);
+  fake_proc(proc, 1001, 1, "b", c_bin, "b", "0::/\n", 1);
+  ProcessTable t(opts());
+  t.scan_proc();
+  fs::remove_all(proc / "1000");
+  fake_proc(proc, 1001, 1, "b2", c_bin, "b2", "0::/\n", 77);  // pid reused by a newer process
+  EXPECT_EQ(t.sweep(), 2u);
+  EXPECT_FALSE(t.is_live(1000));
+  EXPECT_FALSE(t.is_live(1001));
+  EXPECT_EQ(t.stats().swept, 2u);
+}
+
+TEST_F(Fixture, PendingWorkIsBounded) {
+  auto o = opts();
+  o.max_pending = 3;
+  ProcessTable t(o);
+  for (uint32_t pid = 1; pid <= 10; pid++) t.apply(exec_ev(pid, "/bin/p", pid));
+  auto s = t.stats();
+  EXPECT_EQ(s.pending, 3u);
+  EXPECT_EQ(s.pending_dropped, 7u);
+}
+
+// ---- PeerIndex ----
+
+ConnTuple tuple(const char* s, uint16_t sp, const char* d, uint16_t dp, uint32_t netns = 1) {
+  ConnTuple t;
+  t.family = 4;
+  auto parse = [](const char* a, std::array<uint8_t, 16>& out) {
+    unsigned b[4];
+    sscanf(a, "%u.%u.%u.%u", &b[0], &b[1], &b[2], &b[3]);
+    for (int i = 0; i < 4; i++) out[i] = uint8_t(b[i]);
+  };
+  parse(s, t.saddr);
+  parse(d, t.daddr);
+  t.sport = sp;
+  t.dport = dp;
+  t.netns = netns;
+  return t;
+}
+
+TEST(PeerIndex, FindsTheOtherEndOfALocalConnection) {
+  PeerIndex idx;
+  auto client = tuple("127.0.0.1", 40000, "127.0.0.1", 80);
+  auto server = client.reversed();
+  idx.on_open(client, 10);
+  idx.on_open(server, 20);
+  EXPECT_EQ(idx.peer_of(client), 20u);
+  EXPECT_EQ(idx.peer_of(server), 10u);
+  EXPECT_FALSE(idx.peer_of(tuple("127.0.0.1", 40001, "127.0.0.1", 80)));
+  // A remote peer is never in the index.
+  EXPECT_FALSE(idx.peer_of(tuple("10.0.0.1", 5000, "93.184.216.34", 443)));
+}
+
+TEST(PeerIndex, EitherCloseOrderResolvesWithinTheGracePeriod) {
+  FakeClock clock;
+  PeerIndex idx({.capacity = 100, .close_grace = 2s, .clock = clock.fn()});
+  auto client = tuple("127.0.0.1", 40000, "127.0.0.1", 80);
+  auto server = client.reversed();
+  idx.on_open(client, 10);
+  idx.on_open(server, 20);
+  // Client closes first: its close event still finds the server, and the server's later close finds the client.
+  EXPECT_EQ(idx.peer_of(client), 20u);
+  idx.on_close(client, 10);
+  clock.now += 1s;
+  EXPECT_EQ(idx.peer_of(server), 10u);
+  idx.on_close(server, 20);
+  clock.now += 1500ms;  // client's grace is over, the server's is not
+  EXPECT_FALSE(idx.peer_of(server));
+  EXPECT_EQ(idx.peer_of(client), 20u);
+  clock.now += 1s;
+  EXPECT_FALSE(idx.peer_of(client));
+  EXPECT_EQ(idx.size(), 0u);
+  EXPECT_EQ(idx.stats().expired, 2u);
+}
+
+TEST(PeerIndex, CloseWithoutOpenIsKeptForThePeer) {
+  FakeClock clock;
+  PeerIndex idx({.capacity = 100, .close_grace = 2s, .clock = clock.fn()});
+  auto client = tuple("127.0.0.1", 40000, "127.0.0.1", 80);
+  idx.on_close(client, 10);  // open not seen (opened before we started)
+  EXPECT_EQ(idx.peer_of(client.reversed()), 10u);
+}
+
+TEST(PeerIndex, LoopbackIsPerNamespaceOtherAddressesAreNot) {
+  PeerIndex idx;
+  idx.on_open(tuple("127.0.0.1", 40000, "127.0.0.1", 80, 111), 10);
+  EXPECT_FALSE(idx.peer_of(tuple("127.0.0.1", 80, "127.0.0.1", 40000, 222)));
+  EXPECT_EQ(idx.peer_of(tuple("127.0.0.1", 80, "127.0.0.1", 40000, 111)), 10u);
+  // Two namespaces joined by a veth pair: the ends are in different namespaces and still meet.
+  idx.on_open(tuple("10.9.0.1", 40000, "10.9.0.2", 80, 111), 30);
+  EXPECT_EQ(idx.peer_of(tuple("10.9.0.2", 80, "10.9.0.1", 40000, 222)), 30u);
+}
+
+TEST(PeerIndex, BoundedEvictingClosedBeforeOpen) {
+  FakeClock clock;
+  PeerIndex idx({.capacity = 3, .close_grace = 60s, .clock = clock.fn()});
+  auto a = tuple("127.0.0.1", 1, "127.0.0.1", 80), b = tuple("127.0.0.1", 2, "127.0.0.1", 80),
+       c = tuple("127.0.0.1", 3, "127.0.0.1", 80), d = tuple("127.0.0.1", 4, "127.0.0.1", 80);
+  idx.on_open(a, 1);
+  idx.on_open(b, 2);
+  idx.on_open(c, 3);
+  idx.on_close(b, 2);
+  idx.on_open(d, 4);  // full: the closed b goes first
+  EXPECT_FALSE(idx.peer_of(b.reversed()));
+  EXPECT_EQ(idx.peer_of(a.reversed()), 1u);
+  idx.on_open(tuple("127.0.0.1", 5, "127.0.0.1", 80), 5);  // then the oldest open one (a)
+  EXPECT_FALSE(idx.peer_of(a.reversed()));
+  for (uint16_t p = 100; p < 2000; p++) idx.on_open(tuple("127.0.0.1", p, "127.0.0.1", 80), p);
+  auto s = idx.stats();
+  EXPECT_EQ(s.size, 3u);
+  EXPECT_EQ(s.max_size, 3u);
+  EXPECT_EQ(s.evicted_closed, 1u);
+  EXPECT_EQ(s.evicted_open, 1u + 1900u);
+}
+
+}  // namespace
