@@ -13,10 +13,16 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   cli::register_version(app, exit_code);
   cli::register_connections(app, g, exit_code);
+  cli::register_services(app, g, exit_code);
   cli::register_agent(app, g, exit_code);
+  cli::register_top(app, g, exit_code);
+  cli::register_topology(app, g, exit_code);
+  cli::register_policy(app);
   app.parse_complete_callback([&] { init_logging(g.verbosity); });
   try {
     app.parse(argc, argv);
+  } catch (const CLI::RuntimeError& e) {
+    return e.get_exit_code();  // commands that report their own failure (policy lint: 1 errors, 2 usage)
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;  // usage errors exit 2

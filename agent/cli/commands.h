@@ -11,6 +11,11 @@ struct GlobalOptions {
 // Each register_* adds a subcommand whose callback sets `exit_code`.
 void register_version(CLI::App& app, int& exit_code);
 void register_connections(CLI::App& app, const GlobalOptions& g, int& exit_code);
+void register_services(CLI::App& app, const GlobalOptions& g, int& exit_code);
 void register_agent(CLI::App& app, const GlobalOptions& g, int& exit_code);
+void register_top(CLI::App& app, const GlobalOptions& g, int& exit_code);
+void register_topology(CLI::App& app, const GlobalOptions& g, int& exit_code);
+// `hostscope policy ...` (policy/cli.h) with the node's live service catalogue.
+void register_policy(CLI::App& app);
 
 }  // namespace hostscope::cli

@@ -4,11 +4,13 @@
 #include <atomic>
 #include <mutex>
 
+#include "agent/daemon/process_resolver.h"
 #include "agent/bpf/tcp_tracer.h"
 #include "agent/cli/commands.h"
 #include "agent/cli/signals.h"
 #include "agent/events/filter.h"
 #include "agent/events/format.h"
+#include "agent/identity/resolver.h"
 #include "agent/pipeline/tcp_reader.h"
 #include "agent/util/logging.h"
 
@@ -24,6 +26,9 @@ struct ConnectionsOptions {
   uint64_t count = 0;
   uint32_t socket_table = 65536;
   uint32_t ring_mb = 8;
+  bool identity = true;
+  std::string kubelet_root = "/";
+  std::string config;
 };
 
 // Writes all of buf to fd; false on error (EPIPE when the reader of our output went away).
@@ -43,7 +48,8 @@ bool write_all(int fd, const char* p, size_t n) {
 int run_connections(const ConnectionsOptions& o) {
   bpf::TcpTracerOptions topts;
   topts.mode = o.attach == "btf" ? bpf::AttachMode::Btf : o.attach == "classic" ? bpf::AttachMode::Classic : bpf::AttachMode::Auto;
-  topts.emit_opens = o.filter.opens;
+  // Peer stitching needs every open; the filter still hides them unless --opens.
+  topts.emit_opens = o.filter.opens || o.identity;
   topts.socket_table_size = o.socket_table;
   topts.ring_bytes = o.ring_mb << 20;
 
@@ -53,6 +59,19 @@ int run_connections(const ConnectionsOptions& o) {
     spdlog::error("{}", tracer.error().str());
     if (geteuid() != 0) spdlog::error("hostscope needs root (CAP_BPF, CAP_PERFMON) to load its BPF programs");
     return 1;
+  }
+  // Identity: process hooks feed the table; Go offsets go to the TCP tracer's go_procs map.
+  std::unique_ptr<daemon::ProcessResolver> resolver;
+  if (o.identity) {
+    daemon::IdentitySettings is;
+    is.kubelet_root = o.kubelet_root;
+    is.config_file = o.config;
+    is.mode = topts.mode;
+    resolver = std::make_unique<daemon::ProcessResolver>(is);
+    if (auto st = resolver->start((*tracer)->go_procs_fd()); !st) {
+      spdlog::error("{}", st.error().str());
+      return 2;
+    }
   }
   const bool json = o.output == "json";
   std::atomic<bool> output_failed{false};
@@ -67,10 +86,19 @@ int run_connections(const ConnectionsOptions& o) {
   auto sink = [&](std::span<const events::ConnectionEvent> batch) {
     if (output_failed.load(std::memory_order_relaxed)) return;
     uint64_t n = 0;
+    if (resolver) resolver->begin_batch();
     for (const auto& e : batch) {
+      // Resolve every event, shown or not, so the peer index sees every open and close.
+      identity::ResolvedConnection r;
+      if (resolver) r = resolver->resolve_connection(e);
       if (!o.filter.match(e)) continue;
       if (o.count && shown.load(std::memory_order_relaxed) + n >= o.count) break;
-      json ? events::append_json(buf, e) : events::append_table_row(buf, e);
+      events::EventIdentity id;
+      if (r.owner) id.service = r.owner->service;
+      id.peer_pid = r.peer_pid;
+      if (r.peer) id.peer_service = r.peer->service;
+      const events::EventIdentity* idp = resolver ? &id : nullptr;
+      json ? events::append_json(buf, e, idp) : events::append_table_row(buf, e, idp);
       n++;
     }
     if (buf.size() && !write_all(1, buf.data(), buf.size())) output_failed = true;
@@ -104,6 +132,13 @@ int run_connections(const ConnectionsOptions& o) {
            (o.duration_s > 0 && std::chrono::steady_clock::now() >= deadline);
   });
   reader.stop();
+  if (resolver) {
+    resolver->stop();
+    spdlog::info("identity: {}", resolver->health_json().dump());
+    auto h = resolver->health_json();
+    if (h.contains("process_events") && h["process_events"]["lost_ringbuf"].get<uint64_t>())
+      spdlog::warn("lost {} process events (ring buffer full)", h["process_events"]["lost_ringbuf"].get<uint64_t>());
+  }
   auto c = (*tracer)->counters();
   fmt::print(stderr,
              "hostscope: {} events shown, {} received, {} lost (ring buffer full), {} lost (hook re-entered), "
@@ -133,6 +168,11 @@ void register_connections(CLI::App& app, const GlobalOptions& g, int& exit_code)
   cmd->add_option("--ring-mb", o->ring_mb, "Kernel ring buffer size in MiB (power of two)")
       ->check(CLI::IsMember({1, 2, 4, 8, 16, 32, 64, 128}))
       ->capture_default_str();
+  cmd->add_option("--kubelet-root", o->kubelet_root,
+                  "Prefix of the kubelet's /var/log/containers and /var/log/pods (Kubernetes names)")
+      ->capture_default_str();
+  cmd->add_option("--config", o->config, "YAML file with service_rules:");
+  cmd->add_flag("!--no-identity", o->identity, "Do not resolve services and local peers");
   cmd->callback([o, &exit_code] { exit_code = run_connections(*o); });
 }
 

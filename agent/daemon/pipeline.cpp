@@ -3,6 +3,7 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 
+#include "agent/topology/conntrack.h"
 #include "agent/util/clock.h"
 #include "agent/util/logging.h"
 
@@ -59,6 +60,7 @@ nlohmann::json Health::to_json() const {
         {"close_untracked", kernel.close_untracked},
         {"accept_unresolved", kernel.accept_unresolved},
         {"goid_read_failed", kernel.goid_read_failed}}},
+      {"identity", identity},
       {"subscribers", subscribers},
       {"subscriber_lines_dropped", subscriber_lines_dropped},
       {"topology",
@@ -98,7 +100,14 @@ Status Pipeline::start() {
   auto t = bpf::TcpTracer::start(o);
   if (!t) return t.error();
   tracer_ = std::move(*t);
-  resolver_->start();
+  if (auto ct = topology::NetfilterConntrack::open(); ct) {
+    nat_ = std::make_unique<topology::NatWorker>(std::move(*ct));
+    topo_->set_nat_worker(nat_.get());
+  } else {
+    degraded_.push_back(fmt::format("{}: DNAT'd destinations (ClusterIPs) show only the dialled address", ct.error().str()));
+    spdlog::warn("degraded: {}", degraded_.back());
+  }
+  if (auto st = resolver_->start(tracer_->go_procs_fd()); !st) return st;
   reader_ = std::make_unique<pipeline::TcpReader>(
       *tracer_, [this](std::span<const events::ConnectionEvent> b) { on_batch(b); },
       [this](const bpf::KernelCounters& c) {
@@ -115,6 +124,11 @@ Status Pipeline::start() {
 void Pipeline::stop() {
   if (reader_) reader_->stop();
   reader_.reset();
+  if (nat_) {
+    topo_->set_nat_worker(nullptr);
+    nat_->stop();
+    nat_.reset();
+  }
   if (resolver_) resolver_->stop();
 }
 
@@ -123,6 +137,7 @@ void Pipeline::on_batch(std::span<const events::ConnectionEvent> batch) {
   resolved_.clear();
   items_.clear();
   resolved_.reserve(batch.size());
+  resolver_->begin_batch();
   for (const auto& e : batch) resolved_.push_back(resolver_->resolve(e));
   for (size_t i = 0; i < batch.size(); i++)
     items_.push_back({&batch[i], &resolved_[i].local, resolved_[i].peer ? &*resolved_[i].peer : nullptr});
@@ -146,8 +161,10 @@ Health Pipeline::health() const {
     h.attach_mode = std::string(bpf::to_string(tracer_->mode()));
     h.degraded = tracer_->degraded();
   }
+  h.degraded.insert(h.degraded.end(), degraded_.begin(), degraded_.end());
   if (reader_) h.events_delivered = reader_->delivered();
   h.topology = topo_->counters();
+  h.identity = resolver_->health_json();
   std::lock_guard lk(subs_mu_);
   h.subscribers = subs_.size();
   return h;

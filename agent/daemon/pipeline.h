@@ -12,6 +12,7 @@
 #include "agent/events/connection.h"
 #include "agent/events/format.h"
 #include "agent/pipeline/tcp_reader.h"
+#include "agent/topology/nat.h"
 #include "agent/topology/topology.h"
 
 namespace hostscope::daemon {
@@ -24,8 +25,10 @@ struct ResolvedEvent {
 class IdentityResolver {
  public:
   virtual ~IdentityResolver() = default;
-  virtual void start() {}
+  // `go_procs_fd`: the TCP tracer's map of Go processes whose goroutine ids the kernel reads.
+  virtual Status start(int go_procs_fd) { return {}; }
   virtual void stop() {}
+  virtual void begin_batch() {}
   // Called in the reader thread for every event: must be cheap (cache lookups only).
   virtual ResolvedEvent resolve(const events::ConnectionEvent& e) = 0;
   virtual nlohmann::json services_json() { return nlohmann::json::array(); }
@@ -43,6 +46,7 @@ struct Health {
   uint64_t subscribers = 0;
   uint64_t subscriber_lines_dropped = 0;
   topology::TopologyCounters topology;
+  nlohmann::json identity = nlohmann::json::object();
   nlohmann::json to_json() const;
 };
 
@@ -69,7 +73,9 @@ class Pipeline {
   std::unique_ptr<IdentityResolver> resolver_;
   std::unique_ptr<bpf::TcpTracer> tracer_;
   std::unique_ptr<pipeline::TcpReader> reader_;
+  std::unique_ptr<topology::NatWorker> nat_;  // conntrack lookups for DNAT (ClusterIP) destinations
   std::unique_ptr<topology::Topology> topo_;
+  std::vector<std::string> degraded_;
   std::vector<ResolvedEvent> resolved_;
   std::vector<topology::IngestItem> items_;
   mutable std::mutex subs_mu_;

@@ -1,0 +1,65 @@
+#include "agent/cli/source.h"
+
+#include "agent/daemon/agent.h"
+#include "agent/daemon/api_server.h"
+#include "agent/topology/json.h"
+#include "agent/util/logging.h"
+
+namespace hostscope::cli {
+
+namespace {
+
+nlohmann::json filter_params(const topology::SnapshotFilter& f) {
+  nlohmann::json p = nlohmann::json::object();
+  if (f.since_ns) p["since_ns"] = f.since_ns;
+  if (!f.service.empty()) p["service"] = f.service;
+  if (!f.ns.empty()) p["namespace"] = f.ns;
+  if (f.port) p["port"] = *f.port;
+  return p;
+}
+
+class DaemonSource : public SnapshotSource {
+ public:
+  explicit DaemonSource(std::string socket) : socket_(std::move(socket)) {}
+  Result<topology::TopologySnapshot> snapshot(const topology::SnapshotFilter& f) override {
+    auto r = daemon::api_call(socket_, "topology", filter_params(f));
+    if (!r) return r.error();
+    return topology::from_json(*r);
+  }
+  Result<nlohmann::json> health() override { return daemon::api_call(socket_, "health"); }
+  std::string describe() const override { return "agent at " + socket_; }
+  bool embedded() const override { return false; }
+
+ private:
+  std::string socket_;
+};
+
+class EmbeddedSource : public SnapshotSource {
+ public:
+  explicit EmbeddedSource(daemon::Config cfg) : agent_cfg_(std::move(cfg)) {}
+  Status start() {
+    pipeline_ = std::make_unique<daemon::Pipeline>(agent_cfg_, daemon::make_default_resolver(agent_cfg_, nullptr));
+    return pipeline_->start();
+  }
+  Result<topology::TopologySnapshot> snapshot(const topology::SnapshotFilter& f) override { return pipeline_->snapshot(f); }
+  Result<nlohmann::json> health() override { return pipeline_->health().to_json(); }
+  std::string describe() const override { return "embedded (no agent running)"; }
+  bool embedded() const override { return true; }
+
+ private:
+  daemon::Config agent_cfg_;
+  std::unique_ptr<daemon::Pipeline> pipeline_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<SnapshotSource>> open_source(const SourceOptions& o) {
+  if (!o.embedded_only && daemon::daemon_running(o.socket)) return std::unique_ptr<SnapshotSource>(new DaemonSource(o.socket));
+  auto cfg = daemon::load_agent_config(o.config, o.config == daemon::kDefaultConfigPath);
+  if (!cfg) return cfg.error();
+  auto src = std::make_unique<EmbeddedSource>(*cfg);
+  if (auto st = src->start(); !st) return st.error();
+  return std::unique_ptr<SnapshotSource>(std::move(src));
+}
+
+}  // namespace hostscope::cli

@@ -1,0 +1,30 @@
+#pragma once
+// Where CLI commands get their data: the running daemon (local API) when it answers, otherwise an in-process
+// pipeline (embedded mode) so the commands work on a node with nothing else running.
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "agent/daemon/config.h"
+#include "agent/topology/model.h"
+#include "agent/util/result.h"
+
+namespace hostscope::cli {
+
+struct SourceOptions {
+  std::string socket = daemon::kDefaultSocketPath;
+  std::string config = daemon::kDefaultConfigPath;
+  bool embedded_only = false;  // --embedded: never use the daemon
+};
+
+class SnapshotSource {
+ public:
+  virtual ~SnapshotSource() = default;
+  virtual Result<topology::TopologySnapshot> snapshot(const topology::SnapshotFilter& f) = 0;
+  virtual Result<nlohmann::json> health() = 0;
+  virtual std::string describe() const = 0;
+  virtual bool embedded() const = 0;
+};
+
+Result<std::unique_ptr<SnapshotSource>> open_source(const SourceOptions& o);
+
+}  // namespace hostscope::cli

@@ -1,0 +1,92 @@
+#include "agent/daemon/process_resolver.h"
+
+#include <thread>
+
+#include "agent/identity/process_json.h"
+#include "agent/util/logging.h"
+
+namespace hostscope::daemon {
+
+ProcessResolver::~ProcessResolver() { stop(); }
+
+Status ProcessResolver::start(int go_procs_fd) {
+  auto opts = identity::identity_options(s_.kubelet_root, s_.config_file);
+  if (!opts) return opts.error();
+  opts->capacity = s_.max_processes;
+  if (go_procs_fd >= 0) bpf::connect_go_procs(*opts, go_procs_fd);
+  table_ = std::make_unique<identity::ProcessTable>(std::move(*opts));
+  bpf::ProcessTracerOptions pto;
+  pto.mode = s_.mode;
+  auto pt = bpf::ProcessTracer::start(pto);
+  if (pt) {
+    tracer_ = std::move(*pt);
+    reader_ = std::make_unique<bpf::ProcessReader>(*tracer_, *table_);
+    if (auto st = reader_->start(); !st) return st;
+    // The /proc scan must finish first: it pushes Go offsets for Go processes already running.
+    while (!reader_->ready()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  } else {
+    degraded_.push_back(fmt::format("{}: processes are identified from a /proc scan only (short-lived ones may be missed)",
+                                    pt.error().str()));
+    spdlog::warn("degraded: {}", degraded_.back());
+    table_->scan_proc();
+  }
+  resolver_ = std::make_unique<identity::ConnectionResolver>(
+      *table_, peers_, reader_ ? std::function<void()>([r = reader_.get()] { r->catch_up(); }) : nullptr);
+  return {};
+}
+
+void ProcessResolver::stop() {
+  if (reader_) reader_->stop();
+}
+
+void ProcessResolver::begin_batch() {
+  if (resolver_) resolver_->begin_batch();
+}
+
+identity::ResolvedConnection ProcessResolver::resolve_connection(const events::ConnectionEvent& e) {
+  return resolver_ ? resolver_->resolve(e) : identity::ResolvedConnection{};
+}
+
+static topology::Endpoint endpoint_of(const identity::ProcessIdentity& p) {
+  return {p.service, p.k8s_namespace, p.pod, p.pid};
+}
+
+ResolvedEvent ProcessResolver::resolve(const events::ConnectionEvent& e) {
+  ResolvedEvent out;
+  auto r = resolve_connection(e);
+  if (r.owner) out.local = endpoint_of(*r.owner);
+  else {
+    out.local.pid = e.pid;
+    if (e.owner_known) out.local.service = std::string(e.comm_view());
+  }
+  if (r.peer) out.peer = endpoint_of(*r.peer);
+  else if (r.peer_pid) out.peer = topology::Endpoint{"", "", "", *r.peer_pid};
+  return out;
+}
+
+nlohmann::json ProcessResolver::services_json() {
+  nlohmann::json arr = nlohmann::json::array();
+  if (!table_) return arr;
+  for (auto& p : table_->snapshot())
+    if (!p->exe.empty()) arr.push_back(identity::process_to_json(*p));
+  return arr;
+}
+
+nlohmann::json ProcessResolver::health_json() {
+  nlohmann::json j = nlohmann::json::object();
+  if (table_) {
+    auto s = table_->stats();
+    j["processes"] = {{"size", s.size}, {"capacity", s.capacity}, {"misses", s.misses}, {"evicted_live", s.evicted_live},
+                      {"evicted_exited", s.evicted_exited}, {"pending_dropped", s.pending_dropped},
+                      {"go_processes", s.go_processes}};
+  }
+  if (tracer_) {
+    auto c = tracer_->counters();
+    j["process_events"] = {{"events", c.events}, {"lost_ringbuf", c.ringbuf_dropped}};
+  }
+  auto p = peers_.stats();
+  j["peers"] = {{"size", p.size}, {"capacity", p.capacity}, {"hits", p.hits}, {"evicted_open", p.evicted_open}};
+  return j;
+}
+
+}  // namespace hostscope::daemon
