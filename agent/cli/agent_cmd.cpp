@@ -34,6 +34,9 @@ void register_agent(CLI::App& app, const GlobalOptions& g, int& exit_code) {
     int sig = wait_for_shutdown({});
     spdlog::info("signal {}: shutting down", sig);
     agent.stop();
+    auto h = agent.pipeline().health();
+    fmt::print(stderr, "hostscope agent: {} received, {} lost (ring buffer full), {} lost (hook re-entered), {} untracked closes\n",
+               h.events_delivered, h.kernel.ringbuf_dropped, h.kernel.prog_recursion_misses, h.kernel.close_untracked);
     exit_code = 0;
   });
 }

@@ -122,8 +122,7 @@ Status Pipeline::start() {
 }
 
 void Pipeline::stop() {
-  if (reader_) reader_->stop();
-  reader_.reset();
+  if (reader_) reader_->stop();  // kept: its counters stay readable after stop
   if (nat_) {
     topo_->set_nat_worker(nullptr);
     nat_->stop();

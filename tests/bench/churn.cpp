@@ -28,6 +28,8 @@
 #include <thread>
 #include <vector>
 
+#include "churn_lib.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -41,67 +43,7 @@ struct Options {
   std::string markdown;
 };
 
-bool io_exact(int fd, char* buf, size_t n, bool write) {
-  while (n) {
-    ssize_t r = write ? send(fd, buf, n, MSG_NOSIGNAL) : recv(fd, buf, n, 0);
-    if (r <= 0) return false;
-    buf += r;
-    n -= size_t(r);
-  }
-  return true;
-}
-
-// Runs the churn for `seconds`; returns connections completed per second.
-double run_churn(const Options& o) {
-  int ls = socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(ls, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) || listen(ls, 4096)) {
-    perror("listen");
-    exit(1);
-  }
-  socklen_t len = sizeof(sa);
-  getsockname(ls, reinterpret_cast<sockaddr*>(&sa), &len);
-
-  std::atomic<bool> stop{false};
-  std::atomic<uint64_t> done{0};
-  std::vector<std::thread> threads;
-  for (int i = 0; i < o.clients; i++) {
-    threads.emplace_back([&] {  // server worker: accept, echo 16 bytes, close after the client does
-      char buf[16];
-      while (!stop.load(std::memory_order_relaxed)) {
-        int c = accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
-        if (c < 0) continue;
-        if (io_exact(c, buf, sizeof(buf), false)) io_exact(c, buf, sizeof(buf), true);
-        recv(c, buf, sizeof(buf), 0);  // client's FIN
-        close(c);
-      }
-    });
-    threads.emplace_back([&] {  // client worker
-      char buf[16] = "hostscope-churn";
-      uint64_t n = 0;
-      while (!stop.load(std::memory_order_relaxed)) {
-        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0 && io_exact(s, buf, sizeof(buf), true) &&
-            io_exact(s, buf, sizeof(buf), false))
-          n++;
-        close(s);
-      }
-      done.fetch_add(n);
-    });
-  }
-  auto start = Clock::now();
-  std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
-  stop = true;
-  auto elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-  shutdown(ls, SHUT_RDWR);  // wakes the accept()ers
-  for (auto& t : threads) t.join();
-  close(ls);
-  return double(done.load()) / elapsed;
-}
+double run_churn(const Options& o) { return hostscope::bench::run_churn(o.clients, o.seconds); }
 
 struct Agent {
   pid_t pid = -1;
@@ -150,10 +92,10 @@ AgentStats stop_agent(Agent& a) {
   unlink(a.err_path.c_str());
   AgentStats s;
   std::smatch m;
-  if (std::regex_search(all, m, std::regex(R"((\d+) events shown, (\d+) received, (\d+) lost \(ring buffer full\), (\d+) lost \(hook re-entered\))"))) {
-    s.shown = std::stoull(m[2]);
-    s.ring_lost = std::stoull(m[3]);
-    s.reentry_lost = std::stoull(m[4]);
+  if (std::regex_search(all, m, std::regex(R"((\d+) received, (\d+) lost \(ring buffer full\), (\d+) lost \(hook re-entered\))"))) {
+    s.shown = std::stoull(m[1]);
+    s.ring_lost = std::stoull(m[2]);
+    s.reentry_lost = std::stoull(m[3]);
   } else {
     fprintf(stderr, "could not read the agent's summary:\n%s\n", all.c_str());
   }

@@ -1,0 +1,203 @@
+// hs_bench_agent: what the daemon costs and how fast it shows what happened.
+//   hs_bench_agent --hostscope ./build/hostscope [--config tests/bench/agent-bench.yaml] [--latency-n 1000]
+//                  [--churn-n 1000000] [--edges 10000] [--markdown FILE]
+// 1. Visibility latency: a connection closes -> it is counted in `topology` from the daemon's API (polled
+//    continuously); p50/p99 over N connections.
+// 2. Memory: the agent's RSS after N short connections (one edge, ephemeral client ports), and after connections
+//    to E distinct server ports (E distinct edges).
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "agent/daemon/api_server.h"
+#include "agent/daemon/config.h"
+#include "churn_lib.h"
+
+using namespace hostscope;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::string hostscope, config = "tests/bench/agent-bench.yaml", markdown;
+  int latency_n = 1000;
+  uint64_t churn_n = 1'000'000;
+  int edges = 10000;
+};
+
+std::string socket_of(const std::string& config) {
+  std::ifstream f(config);
+  std::string line;
+  while (std::getline(f, line))
+    if (auto p = line.find("socket:"); p != std::string::npos) {
+      auto v = line.substr(p + 7);
+      v.erase(0, v.find_first_not_of(" \""));
+      v.erase(v.find_last_not_of(" \"") + 1);
+      return v;
+    }
+  return daemon::kDefaultSocketPath;
+}
+
+uint64_t rss_kib(pid_t pid, const char* field = "VmRSS:") {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string k;
+  uint64_t v = 0;
+  while (f >> k) {
+    if (k == field) {
+      f >> v;
+      return v;
+    }
+  }
+  return 0;
+}
+
+uint64_t edge_connections(const nlohmann::json& topo, uint16_t port) {
+  uint64_t n = 0;
+  for (auto& e : topo["edges"])
+    if (e.value("port", 0) == port) n += e.value("connections", uint64_t(0));
+  return n;
+}
+
+int listen_on(uint16_t* port) {
+  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(ls, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+  listen(ls, 4096);
+  socklen_t len = sizeof(sa);
+  getsockname(ls, reinterpret_cast<sockaddr*>(&sa), &len);
+  *port = ntohs(sa.sin_port);
+  return ls;
+}
+
+bool one_connection(uint16_t port, int ls) {
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(port);
+  bool ok = connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
+  int c = accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
+  close(s);
+  if (c >= 0) close(c);
+  return ok && c >= 0;
+}
+
+double pct(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[std::min(v.size() - 1, size_t(p * double(v.size())))];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+    if (a == "--hostscope") o.hostscope = next();
+    else if (a == "--config") o.config = next();
+    else if (a == "--latency-n") o.latency_n = std::stoi(next());
+    else if (a == "--churn-n") o.churn_n = std::stoull(next());
+    else if (a == "--edges") o.edges = std::stoi(next());
+    else if (a == "--markdown") o.markdown = next();
+    else {
+      fprintf(stderr, "usage: hs_bench_agent --hostscope PATH [--config F] [--latency-n N] [--churn-n N] [--edges E] [--markdown F]\n");
+      return 2;
+    }
+  }
+  rlimit rl{65536, 65536};
+  setrlimit(RLIMIT_NOFILE, &rl);
+  std::string sock = socket_of(o.config);
+  pid_t agent = fork();
+  if (agent == 0) {
+    execl(o.hostscope.c_str(), o.hostscope.c_str(), "agent", "--config", o.config.c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  auto t_start = Clock::now();
+  while (!daemon::daemon_running(sock)) {
+    if (Clock::now() - t_start > std::chrono::seconds(30)) {
+      fprintf(stderr, "agent did not come up on %s\n", sock.c_str());
+      kill(agent, SIGKILL);
+      return 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // VmRSS includes file-backed pages (the binary and its libraries, shared with the page cache) and the
+  // ring buffers' mmap; RssAnon is the agent's own heap and stacks.
+  uint64_t rss_idle = rss_kib(agent), anon_idle = rss_kib(agent, "RssAnon:");
+
+  // 1. Visibility latency.
+  uint16_t port = 0;
+  int ls = listen_on(&port);
+  std::vector<double> lat_ms;
+  uint64_t seen = 0;
+  for (int i = 0; i < o.latency_n; i++) {
+    if (!one_connection(port, ls)) continue;
+    auto t0 = Clock::now();  // both ends closed
+    for (;;) {
+      auto r = daemon::api_call(sock, "topology", {{"port", port}});
+      if (r && edge_connections(*r, port) > seen) {
+        seen = edge_connections(*r, port);
+        break;
+      }
+      if (Clock::now() - t0 > std::chrono::seconds(5)) break;
+    }
+    lat_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  close(ls);
+  double p50 = pct(lat_ms, 0.50), p99 = pct(lat_ms, 0.99);
+  printf("visibility latency over %zu connections: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", lat_ms.size(), p50, p99,
+         pct(lat_ms, 1.0));
+
+  // 2a. Memory after many short connections on one edge.
+  uint64_t done = 0;
+  auto c0 = Clock::now();
+  bench::run_churn(2, 600, o.churn_n, &done);
+  double churn_s = std::chrono::duration<double>(Clock::now() - c0).count();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  uint64_t rss_churn = rss_kib(agent), anon_churn = rss_kib(agent, "RssAnon:");
+  printf("RSS after %lu short connections (%.0f s): %.1f MiB, anonymous %.1f MiB (idle %.1f MiB, anonymous %.1f MiB)\n",
+         done, churn_s, rss_churn / 1024.0, anon_churn / 1024.0, rss_idle / 1024.0, anon_idle / 1024.0);
+
+  // 2b. Memory with many distinct edges: one connection to each of E server ports.
+  std::vector<std::pair<int, uint16_t>> listeners;
+  for (int i = 0; i < o.edges; i++) {
+    uint16_t p = 0;
+    int l = listen_on(&p);
+    listeners.push_back({l, p});
+  }
+  int made = 0;
+  for (auto& [l, p] : listeners) made += one_connection(p, l);
+  for (auto& [l, p] : listeners) close(l);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  size_t edges = 0;
+  if (auto r = daemon::api_call(sock, "topology", nlohmann::json::object(), 30000); r) edges = (*r)["edges"].size();
+  uint64_t rss_edges = rss_kib(agent), hwm = rss_kib(agent, "VmHWM:"), anon_edges = rss_kib(agent, "RssAnon:");
+  printf("RSS with %zu edges in the topology (%d connections to distinct ports): %.1f MiB, anonymous %.1f MiB; peak RSS %.1f MiB\n",
+         edges, made, rss_edges / 1024.0, anon_edges / 1024.0, hwm / 1024.0);
+
+  kill(agent, SIGTERM);
+  waitpid(agent, nullptr, 0);
+  if (!o.markdown.empty()) {
+    FILE* f = fopen(o.markdown.c_str(), "w");
+    fprintf(f, "| measure | result | target |\n| --- | --- | --- |\n");
+    fprintf(f, "| visibility latency, close -> counted in `topology` (API), %zu connections | p50 %.1f ms, p99 %.1f ms | p99 ≤ 100 ms |\n",
+            lat_ms.size(), p50, p99);
+    fprintf(f, "| agent memory idle | RSS %.1f MiB, anonymous %.1f MiB | |\n", rss_idle / 1024.0, anon_idle / 1024.0);
+    fprintf(f, "| agent memory after %lu short connections (ephemeral ports, one edge; %.0f s) | RSS %.1f MiB, anonymous %.1f MiB | ≤ 64 MiB |\n",
+            done, churn_s, rss_churn / 1024.0, anon_churn / 1024.0);
+    fprintf(f, "| agent memory with %zu edges | RSS %.1f MiB (peak %.1f MiB), anonymous %.1f MiB | ≤ 64 MiB |\n", edges,
+            rss_edges / 1024.0, hwm / 1024.0, anon_edges / 1024.0);
+    fclose(f);
+  }
+  return 0;
+}
