@@ -12,6 +12,7 @@
 #include "agent/events/format.h"
 #include "agent/identity/resolver.h"
 #include "agent/pipeline/tcp_reader.h"
+#include "agent/util/io.h"
 #include "agent/util/logging.h"
 
 namespace hostscope::cli {
@@ -32,18 +33,6 @@ struct ConnectionsOptions {
 };
 
 // Writes all of buf to fd; false on error (EPIPE when the reader of our output went away).
-bool write_all(int fd, const char* p, size_t n) {
-  while (n) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += w;
-    n -= size_t(w);
-  }
-  return true;
-}
 
 int run_connections(const ConnectionsOptions& o) {
   bpf::TcpTracerOptions topts;

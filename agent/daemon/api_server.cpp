@@ -8,6 +8,7 @@
 
 #include <filesystem>
 
+#include "agent/util/io.h"
 #include "agent/util/logging.h"
 
 namespace hostscope::daemon {
@@ -45,18 +46,6 @@ void StreamQueue::close() {
 
 namespace {
 
-bool write_all(int fd, const char* p, size_t n) {
-  while (n) {
-    ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += w;
-    n -= size_t(w);
-  }
-  return true;
-}
 
 // Reads one '\n'-terminated line of at most `limit` bytes within `timeout_ms`.
 Result<std::string> read_line(int fd, size_t limit, int timeout_ms) {

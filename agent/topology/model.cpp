@@ -32,16 +32,8 @@ std::optional<Protocol> protocol_from_string(std::string_view s) {
 }
 
 std::string_view outcome_name(events::Outcome o) {
-  using events::Outcome;
-  switch (o) {
-    case Outcome::Closed: return "closed";
-    case Outcome::ResetSent: return "reset_sent";
-    case Outcome::ResetReceived: return "reset_received";
-    case Outcome::Refused: return "refused";
-    case Outcome::TimedOut: return "timed_out";
-    case Outcome::Failed: return "failed";
-    default: return "none";
-  }
+  auto n = events::to_string(o);
+  return n.empty() ? std::string_view("none") : n;
 }
 
 bool is_connect_failure(events::Outcome o) {
@@ -50,26 +42,11 @@ bool is_connect_failure(events::Outcome o) {
 
 bool is_reset(events::Outcome o) { return o == events::Outcome::ResetSent || o == events::Outcome::ResetReceived; }
 
-std::string format_addr(const events::IpAddr& a) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (a.family != 4 && a.family != 6) return "";
-  if (!inet_ntop(a.family == 6 ? AF_INET6 : AF_INET, a.bytes.data(), buf, sizeof(buf))) return "";
-  return buf;
-}
+std::string format_addr(const events::IpAddr& a) { return a.family == 4 || a.family == 6 ? a.str() : std::string(); }
 
 std::optional<events::IpAddr> parse_addr(std::string_view s) {
   if (s.size() >= INET6_ADDRSTRLEN) return std::nullopt;
-  std::string z(s);
-  events::IpAddr a;
-  if (inet_pton(AF_INET, z.c_str(), a.bytes.data()) == 1) {
-    a.family = 4;
-    return a;
-  }
-  if (inet_pton(AF_INET6, z.c_str(), a.bytes.data()) == 1) {
-    a.family = 6;
-    return a;
-  }
-  return std::nullopt;
+  return events::IpAddr::parse(s);
 }
 
 std::string format_addr_port(const events::IpAddr& a, uint16_t port) {
