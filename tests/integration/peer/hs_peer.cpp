@@ -157,10 +157,16 @@ int client(int argc, char** argv) {
     socks.push_back(s);
   }
   fflush(stdout);
+  // Send and half-close every connection first, then wait for each server's FIN before closing: no socket is
+  // orphaned mid-close, so each one reaches TCP_CLOSE as soon as the exchange ends (an orphaned FIN_WAIT2 socket
+  // can otherwise sit on a 60 s timer when the ACK races the close()).
   for (int s : socks) {
-    if (bytes && (!write_exact(s, bytes) || !read_exact(s, bytes))) return 5;
+    if (bytes && !write_exact(s, bytes)) return 5;
     if (!linger0) shutdown(s, SHUT_WR);
-    if (!linger0 && bytes) wait_eof(s);
+  }
+  for (int s : socks) {
+    if (bytes && !read_exact(s, bytes)) return 5;
+    if (!linger0) wait_eof(s);
     close_sock(s, linger0);
   }
   return 0;
