@@ -111,6 +111,13 @@ Status Pipeline::start() {
   reader_ = std::make_unique<pipeline::TcpReader>(
       *tracer_, [this](std::span<const events::ConnectionEvent> b) { on_batch(b); },
       [this](const bpf::KernelCounters& c) {
+        // About once a second even when no events arrive: close anomaly windows, expire idle edges and held
+        // connections, apply finished conntrack lookups.
+        uint64_t now = clock_ns(CLOCK_REALTIME);
+        if (now - last_tick_ns_.load() >= 1'000'000'000ull) {
+          topo_->tick(now);
+          last_tick_ns_ = now;
+        }
         std::lock_guard lk(health_mu_);
         if (c.ringbuf_dropped > last_kernel_.ringbuf_dropped)
           spdlog::warn("lost {} events (ring buffer full)", c.ringbuf_dropped - last_kernel_.ringbuf_dropped);

@@ -108,6 +108,7 @@ void Topology::release_node(const NodeKey& k) {
 void Topology::remove_edge(std::unordered_map<EdgeKey, EdgeState, EdgeKeyHash>::iterator it) {
   NodeKey c = it->first.client, s = it->first.server;
   edges_.erase(it);
+  ++edge_removals_;
   release_node(c);
   release_node(s);
 }
@@ -207,6 +208,12 @@ void Topology::evict_conns(uint64_t now) {
   for (auto& k : victims) {
     auto it = conns_.find(k);
     if (it == conns_.end()) continue;
+    if (it->second.held) {
+      // Its traffic still counts: attribute it from what is known before forgetting it.
+      release_held(k, it->second, std::nullopt, now);
+      it = conns_.find(k);
+      if (it == conns_.end()) continue;
+    }
     // An evicted open connection no longer counts as active; its close will still be counted as a close.
     if (it->second.counted_open && !it->second.counted_close)
       if (auto e = edges_.find(it->second.edge); e != edges_.end() && e->second.active > 0) --e->second.active;
@@ -244,6 +251,98 @@ void Topology::ingest_batch(std::span<const IngestItem> items, uint64_t now_ns) 
     if (i.event) ingest_locked(*i.event, i.local ? *i.local : unknown, i.local_peer, now_ns);
 }
 
+Topology::EventView Topology::view_of(const events::ConnectionEvent& ev, const Endpoint* peer) const {
+  EventView v;
+  Role role = ev.role == Role::Unknown ? infer_role(ev) : ev.role;
+  v.active = role == Role::Active;
+  v.side = v.active ? kActiveSide : kPassiveSide;
+  v.loop = is_loopback(ev.saddr) || is_loopback(ev.daddr);
+  // The connection seen from the client: both sockets of a same-host connection produce the same key.
+  v.ck.caddr = v.active ? ev.saddr : ev.daddr;
+  v.ck.cport = v.active ? ev.sport : ev.dport;
+  v.ck.saddr = v.active ? ev.daddr : ev.saddr;
+  v.ck.sport = v.active ? ev.dport : ev.sport;
+  v.ck.netns = v.loop ? ev.netns : 0;
+  v.same_host = peer != nullptr || v.loop || is_local_address(ev.daddr);
+  if (!v.same_host && v.active) {
+    // A server learned from its own accept is on this node (in another network namespace): its socket will
+    // report this connection too.
+    auto it = listeners_.find(ListenKey{ev.daddr, ev.dport, 0});
+    v.same_host = it != listeners_.end() && it->second.kind == NodeKind::Service;
+  }
+  return v;
+}
+
+// The first event of a connection names its edge. An active socket dialling an address where the server may
+// live on this node, with no listener learned there yet, cannot name the server: its passive side (which
+// arrives later, at accept()) can. Such connections wait instead of being fixed as external.
+bool Topology::should_hold(const events::ConnectionEvent& ev, const EventView& v, const Endpoint* peer) const {
+  if (!v.active || peer || cfg_.hold_linger_ns == 0) return false;
+  if (ev.kind == Kind::Close && !ev.established) return false;  // never established: no passive side will come
+  if (listeners_.count(ListenKey{ev.daddr, ev.dport, v.loop ? ev.netns : 0})) return false;
+  return is_local_address(ev.daddr) || cfg_.networks.lookup(ev.daddr).has_value();
+}
+
+void Topology::hold(const events::ConnectionEvent& ev, const Endpoint& local, const ConnKey& ck, Conn& conn,
+                    uint64_t now) {
+  if (!conn.held) {
+    // held_order_ may hold stale keys; bounding it by max_connections keeps it as bounded as conns_.
+    while (!held_order_.empty() && held_order_.size() >= std::max<size_t>(1, cfg_.max_connections)) {
+      ConnKey k = held_order_.front();
+      held_order_.pop_front();
+      if (auto it = conns_.find(k); it != conns_.end() && it->second.held && !(k == ck))
+        release_held(k, it->second, std::nullopt, now);
+    }
+    conn.held = std::make_unique<Held>();
+    conn.held->until_ns = now + cfg_.hold_linger_ns;
+    conn.same_host = true;
+    held_order_.push_back(ck);
+  }
+  Held& h = *conn.held;
+  h.local = local;
+  conn.last_ns = now;
+  events::ConnectionEvent copy = ev;
+  copy.role = Role::Active;  // replayed later, when learned listeners could make port inference disagree
+  auto same = std::find_if(h.events.begin(), h.events.end(), [&](const auto& x) { return x.kind == ev.kind; });
+  if (same != h.events.end())
+    *same = copy;
+  else if (h.events.size() < kMaxHeldEvents)
+    h.events.push_back(copy);
+}
+
+void Topology::release_held(const ConnKey& ck, Conn& conn, std::optional<NodeKey> server, uint64_t now) {
+  std::unique_ptr<Held> held = std::move(conn.held);
+  if (!held) return;
+  EdgeKey key;
+  key.client = service_node(held->local);
+  key.port = ck.sport;
+  if (server) {
+    key.server = std::move(*server);
+  } else {
+    key.server = remote_server_node(ck.saddr, ck.sport, ck.netns);
+    // Nothing on this node answered there: remember that, so later connections to it are not held again.
+    ListenKey lk{ck.saddr, ck.sport, is_loopback(ck.saddr) ? ck.netns : 0};
+    if (!listeners_.count(lk)) learn_listener(lk, key.server);
+  }
+  conn.edge = std::move(key);
+  for (const auto& ev : held->events) {
+    EventView v = view_of(ev, nullptr);
+    account(ev, held->local, nullptr, v, &conn, edge_for(conn.edge, now), now);
+  }
+}
+
+void Topology::release_expired_holds(uint64_t now) {
+  while (!held_order_.empty()) {
+    auto it = conns_.find(held_order_.front());
+    if (it != conns_.end() && it->second.held) {
+      if (it->second.held->until_ns > now) break;
+      ConnKey k = it->first;
+      release_held(k, it->second, std::nullopt, now);
+    }
+    held_order_.pop_front();
+  }
+}
+
 void Topology::ingest_locked(const events::ConnectionEvent& ev, const Endpoint& local, const Endpoint* peer,
                              uint64_t now) {
   ++counters_.events;
@@ -251,33 +350,38 @@ void Topology::ingest_locked(const events::ConnectionEvent& ev, const Endpoint& 
     ++counters_.dropped;
     return;
   }
-  Role role = ev.role == Role::Unknown ? infer_role(ev) : ev.role;
-  const bool active = role == Role::Active;
-  const uint8_t side = active ? kActiveSide : kPassiveSide;
-  const bool loop = is_loopback(ev.saddr) || is_loopback(ev.daddr);
-
-  // The connection seen from the client: both sockets of a same-host connection produce the same key.
-  ConnKey ck;
-  ck.caddr = active ? ev.saddr : ev.daddr;
-  ck.cport = active ? ev.sport : ev.dport;
-  ck.saddr = active ? ev.daddr : ev.saddr;
-  ck.sport = active ? ev.dport : ev.sport;
-  ck.netns = loop ? ev.netns : 0;
-  const bool same_host = peer != nullptr || loop || is_local_address(ev.daddr);
-
+  if (!held_order_.empty()) release_expired_holds(now);
+  const EventView v = view_of(ev, peer);
   NodeKey local_node = service_node(local);
-  if (!active) learn_listener(ListenKey{ev.saddr, ev.sport, loop ? ev.netns : 0}, local_node);
+  if (!v.active) learn_listener(ListenKey{ev.saddr, ev.sport, v.loop ? ev.netns : 0}, local_node);
 
-  auto cit = conns_.find(ck);
+  auto cit = conns_.find(v.ck);
   Conn* conn = cit == conns_.end() ? nullptr : &cit->second;
+  if (conn && conn->held) {
+    if (v.active && !peer) {
+      hold(ev, local, v.ck, *conn, now);  // still nothing new about the server
+      return;
+    }
+    // The passive side, or the identity of the peer, names the server now.
+    release_held(v.ck, *conn, v.active ? service_node(*peer) : local_node, now);
+  }
+  if (!conn && should_hold(ev, v, peer)) {
+    conn = new_conn(v.ck, now);
+    if (conn) {
+      hold(ev, local, v.ck, *conn, now);
+      return;
+    }
+  }
+
   EdgeState* e;
   if (conn) {
     // The first side's event fixed the edge; the other side only adds what it alone knows.
     e = edge_for(conn->edge, now);
-    if (((conn->sides_open | conn->sides_closed) & side) == 0) ++counters_.stitched;
+    if (((conn->sides_open | conn->sides_closed) & v.side) == 0) ++counters_.stitched;
+    if (v.same_host) conn->same_host = true;  // e.g. the passive side, seen after the active one
   } else {
     EdgeKey key;
-    if (active) {
+    if (v.active) {
       key.client = local_node;
       key.server = peer ? service_node(*peer) : remote_server_node(ev.daddr, ev.dport, ev.netns);
       key.port = ev.dport;
@@ -288,6 +392,23 @@ void Topology::ingest_locked(const events::ConnectionEvent& ev, const Endpoint& 
     }
     e = edge_for(key, now);
   }
+  account(ev, local, peer, v, conn, e, now);
+}
+
+void Topology::account(const events::ConnectionEvent& ev, const Endpoint& local, const Endpoint* peer,
+                       const EventView& v, Conn* conn, EdgeState* e, uint64_t now) {
+  const bool active = v.active;
+  const ConnKey& ck = v.ck;
+  // Starts tracking this connection. Making room may release held connections onto edges and evict edges, so
+  // `e` is looked up again if any edge went away meanwhile.
+  auto track = [&]() -> Conn* {
+    if (conns_.size() < cfg_.max_connections) return new_conn(ck, now);
+    EdgeKey key = e->key;
+    uint64_t removals = edge_removals_;
+    Conn* c = new_conn(ck, now);
+    if (removals != edge_removals_) e = edge_for(key, now);
+    return c;
+  };
   e->last_ns = now;
   counters_.anomalies += e->detector.roll(now, cfg_.anomaly, e->flags);
 
@@ -313,17 +434,17 @@ void Topology::ingest_locked(const events::ConnectionEvent& ev, const Endpoint& 
 
   if (ev.kind == Kind::Open) {
     if (!conn) {
-      conn = new_conn(ck, now);
+      conn = track();
       if (conn) {
         conn->edge = e->key;
-        conn->same_host = same_host;
+        conn->same_host = v.same_host;
       }
       count_open(conn);
     } else if (!conn->counted_open) {
       count_open(conn);
     }
     if (conn) {
-      conn->sides_open |= side;
+      conn->sides_open |= v.side;
       conn->last_ns = now;
     }
     if (active && ev.connect_latency_ns) {
@@ -332,7 +453,7 @@ void Topology::ingest_locked(const events::ConnectionEvent& ev, const Endpoint& 
       e->latency->add(us);
       e->detector.record_latency(double(us));
     }
-    if (active && nat_ && !loop) {
+    if (active && nat_ && !v.loop) {
       ++counters_.nat_requests;
       if (!nat_->submit(NatRequest{FlowTuple{ev.saddr, ev.daddr, ev.sport, ev.dport, Protocol::Tcp}, e->key}))
         ++counters_.nat_dropped;
@@ -362,7 +483,7 @@ void Topology::ingest_locked(const events::ConnectionEvent& ev, const Endpoint& 
         e->latency->add(*ev.connect_latency_ns / 1000);
       }
     }
-    if (!conn && active && nat_ && !loop && !ev.open_seen && ev.established) {
+    if (!conn && active && nat_ && !v.loop && !ev.open_seen && ev.established) {
       ++counters_.nat_requests;
       if (!nat_->submit(NatRequest{FlowTuple{ev.saddr, ev.daddr, ev.sport, ev.dport, Protocol::Tcp}, e->key}))
         ++counters_.nat_dropped;
@@ -389,9 +510,9 @@ void Topology::ingest_locked(const events::ConnectionEvent& ev, const Endpoint& 
   e->retransmits += ev.retransmits;
   if (ev.srtt_us) e->srtt_us = e->srtt_us == 0 ? ev.srtt_us : e->srtt_us + kSrttAlpha * (ev.srtt_us - e->srtt_us);
 
-  if (!conn && same_host && ev.established) {
+  if (!conn && v.same_host && ev.established) {
     // Wait a while for the other socket of this connection so it is not counted again.
-    conn = new_conn(ck, now);
+    conn = track();
     if (conn) {
       conn->edge = e->key;
       conn->same_host = true;
@@ -402,7 +523,7 @@ void Topology::ingest_locked(const events::ConnectionEvent& ev, const Endpoint& 
   }
   if (!conn) return;
   conn->counted_close = true;
-  conn->sides_closed |= side;
+  conn->sides_closed |= v.side;
   conn->last_ns = now;
   bool other_pending = conn->same_host && conn->sides_closed != (kActiveSide | kPassiveSide);
   if (other_pending) {
@@ -436,6 +557,7 @@ void Topology::tick(uint64_t now_ns) {
   }
   if (w) apply_nat(w->take_results());
   std::lock_guard lk(mu_);
+  release_expired_holds(now_ns);
   for (auto& [_, e] : edges_) counters_.anomalies += e.detector.roll(now_ns, cfg_.anomaly, e.flags);
   for (auto it = conns_.begin(); it != conns_.end();) {
     if (it->second.linger_until_ns && it->second.linger_until_ns <= now_ns)

@@ -31,6 +31,9 @@ struct TopologyConfig {
   size_t max_backends_per_edge = 8;  // DNAT backends kept per edge
   uint64_t edge_idle_timeout_ns = 600'000'000'000;  // an edge with no traffic and no open connection expires
   uint64_t close_linger_ns = 10'000'000'000;       // how long a closed same-host connection waits for its other side
+  // How long a connection to a server that may live on this node (local address or named network) but is not
+  // known yet waits for its passive side before it is attributed; 0 attributes at once (docs/topology.md, 2).
+  uint64_t hold_linger_ns = 2'000'000'000;
   NetworkMap networks;
   AnomalyConfig anomaly;
 };
@@ -82,13 +85,30 @@ class Topology {
   struct ConnKeyHash {
     size_t operator()(const ConnKey& k) const noexcept;
   };
+  static constexpr size_t kMaxHeldEvents = 2;  // an open and a close; a repeated kind replaces the earlier one
+  // Events of a connection whose server is not known yet: the edge is named when its passive side (or the
+  // peer's identity) arrives, or from what is known when hold_linger passes.
+  struct Held {
+    Endpoint local;                               // owner of the active socket (the client)
+    std::vector<events::ConnectionEvent> events;  // its open and close, at most kMaxHeldEvents
+    uint64_t until_ns = 0;
+  };
   struct Conn {
-    EdgeKey edge;
+    EdgeKey edge;  // unset while `held`
     uint64_t c2s = 0, s2c = 0;  // bytes already added to the edge (the max over both sides' reports)
     uint64_t last_ns = 0;
     uint64_t linger_until_ns = 0;  // set once closed while the other side may still report
     bool counted_open = false, counted_close = false, same_host = false;
     uint8_t sides_open = 0, sides_closed = 0;  // bit 1 active, bit 2 passive
+    std::unique_ptr<Held> held;
+  };
+  // What one event says about its connection, independent of the store's state.
+  struct EventView {
+    bool active = false;
+    uint8_t side = 0;
+    bool loop = false;
+    bool same_host = false;
+    ConnKey ck;
   };
   struct ListenKey {
     events::IpAddr addr;
@@ -116,6 +136,15 @@ class Topology {
   };
 
   void ingest_locked(const events::ConnectionEvent& ev, const Endpoint& local, const Endpoint* peer, uint64_t now);
+  EventView view_of(const events::ConnectionEvent& ev, const Endpoint* peer) const;
+  // Adds one event to its edge `e` (and to its tracked connection, when there is one).
+  void account(const events::ConnectionEvent& ev, const Endpoint& local, const Endpoint* peer, const EventView& v,
+               Conn* conn, EdgeState* e, uint64_t now);
+  bool should_hold(const events::ConnectionEvent& ev, const EventView& v, const Endpoint* peer) const;
+  void hold(const events::ConnectionEvent& ev, const Endpoint& local, const ConnKey& ck, Conn& conn, uint64_t now);
+  // Names the held connection's edge (`server`, or from what is known now when nullopt) and replays its events.
+  void release_held(const ConnKey& ck, Conn& conn, std::optional<NodeKey> server, uint64_t now);
+  void release_expired_holds(uint64_t now);
   events::Role infer_role(const events::ConnectionEvent& ev) const;
   bool is_local_address(const events::IpAddr& a) const;
   NodeKey service_node(const Endpoint& e) const;
@@ -140,6 +169,8 @@ class Topology {
   std::unordered_map<NodeKey, uint32_t, NodeKeyHash> nodes_;  // node -> number of edges using it
   size_t remote_nodes_ = 0;
   std::unordered_map<ConnKey, Conn, ConnKeyHash> conns_;
+  std::deque<ConnKey> held_order_;  // held connections in deadline order (entries may be stale), bounded
+  uint64_t edge_removals_ = 0;      // bumped on every edge removal: an EdgeState* taken before may dangle
   std::unordered_map<ListenKey, NodeKey, ListenKeyHash> listeners_;
   std::unordered_set<size_t> known_edges_;
   std::deque<size_t> known_order_;

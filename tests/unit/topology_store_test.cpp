@@ -177,10 +177,9 @@ TEST(TopologyStore, SameHostConnectionIsOneEdgeCountedOnceInAnyOrder) {
       EXPECT_EQ(e.client.service, "frontend");
       EXPECT_EQ(e.client.ns, "shop");
       EXPECT_EQ(e.client.pod, "frontend-1");
-      if (peer_known) {
-        EXPECT_EQ(e.server.service, "cart");
-        EXPECT_EQ(e.server.pod, "cart-7");
-      }
+      // Without the peer's identity the active side waits for the passive one, which names the server.
+      EXPECT_EQ(e.server.service, "cart");
+      EXPECT_EQ(e.server.pod, "cart-7");
       EXPECT_EQ(e.port, 8080);
       EXPECT_EQ(e.connections, 1u);
       EXPECT_EQ(e.closed, 1u);
@@ -194,6 +193,210 @@ TEST(TopologyStore, SameHostConnectionIsOneEdgeCountedOnceInAnyOrder) {
     }
   } while (std::next_permutation(order.begin(), order.end()));
   EXPECT_EQ(orders, 6);
+}
+
+// A fresh agent: the client's open arrives before the server's accept, and nothing names 127.0.0.1:8080 yet.
+// The connection waits for its passive side instead of being fixed as external:127.0.0.1.
+TEST(TopologyStore, ActiveOpenBeforePassiveOpenToALocalServerNamesTheServer) {
+  auto a_open = ev(Kind::Open, Role::Active, "127.0.0.1", 45000, "127.0.0.1", 8080);
+  a_open.connect_latency_ns = 50'000;
+  auto p_open = ev(Kind::Open, Role::Passive, "127.0.0.1", 8080, "127.0.0.1", 45000);
+  auto a_close = closed(a_open, 300, 700);
+  auto p_close = closed(p_open, 700, 300);
+  const Endpoint client = svc("web", "", "web-1"), server = svc("cart", "", "cart-2");
+  for (bool active_closes_first : {true, false}) {
+    SCOPED_TRACE(active_closes_first ? "active open, passive open, active close, passive close"
+                                     : "active open, passive open, passive close, active close");
+    Topology t({}, kT0);
+    t.ingest(a_open, client, std::nullopt, kT0 + 1);
+    EXPECT_EQ(t.snapshot(kT0 + 1).edges.size(), 0u) << "held until the server side names it";
+    EXPECT_EQ(t.connection_count(), 1u);
+    t.ingest(p_open, server, std::nullopt, kT0 + 2);
+    auto mid = t.snapshot(kT0 + 2);
+    ASSERT_EQ(mid.edges.size(), 1u);
+    EXPECT_EQ(mid.edges[0].client.service, "web");
+    EXPECT_EQ(mid.edges[0].server.service, "cart");
+    EXPECT_EQ(mid.edges[0].active, 1u);
+    EXPECT_EQ(mid.edges[0].connections, 1u);
+    if (active_closes_first) {
+      t.ingest(a_close, client, std::nullopt, kT0 + 3);
+      t.ingest(p_close, server, client, kT0 + 4);
+    } else {
+      t.ingest(p_close, server, client, kT0 + 3);
+      t.ingest(a_close, client, server, kT0 + 4);
+    }
+    auto s = t.snapshot(kT0 + 4);
+    ASSERT_EQ(s.edges.size(), 1u);
+    const auto& e = s.edges[0];
+    EXPECT_EQ(e.client.service, "web");
+    EXPECT_EQ(e.client.pod, "web-1");
+    EXPECT_EQ(e.server.kind, NodeKind::Service);
+    EXPECT_EQ(e.server.service, "cart");
+    EXPECT_EQ(e.server.pod, "cart-2");
+    EXPECT_EQ(e.server.address, "127.0.0.1");
+    EXPECT_EQ(e.port, 8080);
+    EXPECT_EQ(e.connections, 1u);
+    EXPECT_EQ(e.closed, 1u);
+    EXPECT_EQ(e.active, 0u);
+    EXPECT_EQ(e.bytes_sent, 300u);
+    EXPECT_EQ(e.bytes_received, 700u);
+    EXPECT_EQ(e.latency.samples, 1u);
+    EXPECT_EQ(s.counters.events, 4u);
+    EXPECT_EQ(s.counters.stitched, 1u);
+    EXPECT_EQ(t.connection_count(), 0u);
+    // The listener is learned now: the next connection is attributed at once, without waiting.
+    auto next = ev(Kind::Open, Role::Active, "127.0.0.1", 45001, "127.0.0.1", 8080);
+    t.ingest(next, client, std::nullopt, kT0 + 5);
+    auto after = t.snapshot(kT0 + 5);
+    ASSERT_EQ(after.edges.size(), 1u);
+    EXPECT_EQ(after.edges[0].connections, 2u);
+    EXPECT_EQ(after.edges[0].active, 1u);
+  }
+}
+
+// The server's accept comes after the client already closed; then the whole connection is replayed once.
+TEST(TopologyStore, HeldConnectionClosedBeforeAcceptIsCountedOnce) {
+  Topology t({}, kT0);
+  t.set_local_addresses({ip("192.168.7.10")});
+  auto a_open = ev(Kind::Open, Role::Active, "192.168.7.10", 50000, "192.168.7.10", 9000);
+  auto p_open = ev(Kind::Open, Role::Passive, "192.168.7.10", 9000, "192.168.7.10", 50000);
+  t.ingest(a_open, svc("scraper"), std::nullopt, kT0);
+  t.ingest(closed(a_open, 10, 4000), svc("scraper"), std::nullopt, kT0 + 1);
+  EXPECT_EQ(t.edge_count(), 0u);
+  t.ingest(p_open, svc("metrics"), svc("scraper"), kT0 + 2);
+  t.ingest(closed(p_open, 4000, 10), svc("metrics"), svc("scraper"), kT0 + 3);
+  auto s = t.snapshot(kT0 + 3);
+  ASSERT_EQ(s.edges.size(), 1u);
+  const auto* e = find_edge(s, "scraper", "metrics", 9000);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->connections, 1u);
+  EXPECT_EQ(e->closed, 1u);
+  EXPECT_EQ(e->active, 0u);
+  EXPECT_EQ(e->bytes_sent, 10u);
+  EXPECT_EQ(e->bytes_received, 4000u);
+  EXPECT_EQ(t.connection_count(), 0u);
+}
+
+// A server in another network namespace of this node, in a network named by the config: same as loopback.
+// The peer identity given on the active side's close names the server as well.
+TEST(TopologyStore, HeldConnectionToANamedNetworkIsNamedByThePeerOrThePassiveSide) {
+  TopologyConfig cfg;
+  cfg.networks = *NetworkMap::build({{"pods", {"10.213.0.0/16"}}});
+  Topology t(cfg, kT0);
+  t.set_local_addresses({ip("10.213.9.1")});
+  auto a1 = ev(Kind::Open, Role::Active, "10.213.9.1", 40000, "10.213.9.2", 7000, 1);
+  auto p1 = ev(Kind::Open, Role::Passive, "10.213.9.2", 7000, "10.213.9.1", 40000, 2);
+  t.ingest(a1, svc("web"), std::nullopt, kT0);
+  t.ingest(p1, svc("db"), svc("web"), kT0 + 1);
+  t.ingest(closed(a1, 5, 6), svc("web"), svc("db"), kT0 + 2);
+  t.ingest(closed(p1, 6, 5), svc("db"), svc("web"), kT0 + 3);
+  auto a2 = ev(Kind::Open, Role::Active, "10.213.9.1", 40001, "10.213.9.2", 7001, 1);
+  t.ingest(a2, svc("web"), std::nullopt, kT0 + 4);
+  EXPECT_EQ(t.snapshot(kT0 + 4).edges.size(), 1u) << "7001 has no learned listener yet: held";
+  t.ingest(closed(a2, 1, 2), svc("web"), svc("cache"), kT0 + 5);  // the peer index found the server socket
+  auto s = t.snapshot(kT0 + 5);
+  ASSERT_EQ(s.edges.size(), 2u);
+  const auto* db = find_edge(s, "web", "db", 7000);
+  ASSERT_NE(db, nullptr);
+  EXPECT_EQ(db->connections, 1u);
+  EXPECT_EQ(db->bytes_sent, 5u);
+  EXPECT_EQ(db->bytes_received, 6u);
+  const auto* cache = find_edge(s, "web", "cache", 7001);
+  ASSERT_NE(cache, nullptr);
+  EXPECT_EQ(cache->connections, 1u);
+  EXPECT_EQ(cache->closed, 1u);
+  EXPECT_EQ(cache->bytes_received, 2u);
+}
+
+// Once topo-db's listener in the pod namespace is known, later connections to it are attributed at once; they
+// are still same-host connections, so the passive side's close, arriving after the active one, is not counted
+// again (in either arrival order, with or without the peer identity).
+TEST(TopologyStore, ConnectionToALocalListenerInAnotherNamespaceIsCountedOnce) {
+  for (bool peer_on_passive : {false, true}) {
+    SCOPED_TRACE(peer_on_passive ? "peer identity on the passive side" : "no peer identity");
+    Topology t({}, kT0);
+    const std::optional<Endpoint> web = peer_on_passive ? std::optional(svc("web")) : std::nullopt;
+    for (uint16_t i = 0; i < 3; ++i) {
+      auto a = ev(Kind::Open, Role::Active, "10.213.9.1", uint16_t(40000 + i), "10.213.9.2", 7000, 1);
+      auto p = ev(Kind::Open, Role::Passive, "10.213.9.2", 7000, "10.213.9.1", uint16_t(40000 + i), 2);
+      uint64_t now = kT0 + i * 10;
+      if (i == 0) {  // the first one teaches the listener
+        t.ingest(p, svc("db"), web, now);
+        t.ingest(a, svc("web"), std::nullopt, now + 1);
+      } else {
+        t.ingest(a, svc("web"), std::nullopt, now);
+        t.ingest(p, svc("db"), web, now + 1);
+      }
+      t.ingest(closed(a, 100, 200), svc("web"), std::nullopt, now + 2);
+      t.ingest(closed(p, 200, 100), svc("db"), web, now + 3);
+    }
+    auto s = t.snapshot(kT0 + 100);
+    const auto* e = find_edge(s, peer_on_passive ? "web" : "external", "db", 7000);
+    ASSERT_NE(e, nullptr) << "first connection named by its first (passive) event";
+    const auto* later = peer_on_passive ? e : find_edge(s, "web", "db", 7000);
+    ASSERT_NE(later, nullptr);
+    uint64_t conns = 0, closes = 0, sent = 0;
+    for (auto& x : s.edges) {
+      conns += x.connections;
+      closes += x.closed;
+      sent += x.bytes_sent;
+    }
+    EXPECT_EQ(conns, 3u);
+    EXPECT_EQ(closes, 3u);
+    EXPECT_EQ(sent, 300u);
+    EXPECT_EQ(later->connections, peer_on_passive ? 3u : 2u);
+    EXPECT_EQ(t.connection_count(), 0u);
+  }
+}
+
+// Nothing on this node answers (the passive event was lost, or the address is DNATed away): after the hold
+// linger the connection is attributed from what is known, counted once, and later ones are not held again.
+// A connect that never established is never held.
+TEST(TopologyStore, UnansweredHoldIsAttributedAfterTheLingerAndNotHeldAgain) {
+  TopologyConfig cfg;
+  cfg.hold_linger_ns = 2 * kSec;
+  Topology t(cfg, kT0);
+  auto a = ev(Kind::Open, Role::Active, "127.0.0.1", 41000, "127.0.0.1", 5555);
+  t.ingest(a, svc("web"), std::nullopt, kT0);
+  t.ingest(closed(a, 7, 8), svc("web"), std::nullopt, kT0 + 1);
+  t.tick(kT0 + kSec);
+  EXPECT_EQ(t.edge_count(), 0u);
+  t.tick(kT0 + 3 * kSec);
+  auto s = t.snapshot(kT0 + 3 * kSec);
+  ASSERT_EQ(s.edges.size(), 1u);
+  EXPECT_EQ(s.edges[0].server.kind, NodeKind::External);
+  EXPECT_EQ(s.edges[0].server.address, "127.0.0.1");
+  EXPECT_EQ(s.edges[0].connections, 1u);
+  EXPECT_EQ(s.edges[0].closed, 1u);
+  EXPECT_EQ(s.edges[0].bytes_sent, 7u);
+  auto b = ev(Kind::Open, Role::Active, "127.0.0.1", 41001, "127.0.0.1", 5555);
+  t.ingest(b, svc("web"), std::nullopt, kT0 + 4 * kSec);
+  EXPECT_EQ(t.snapshot(kT0 + 4 * kSec).edges[0].active, 1u) << "not held a second time";
+
+  auto refused = ev(Kind::Close, Role::Active, "127.0.0.1", 41002, "127.0.0.1", 6666);
+  refused.established = false;
+  refused.open_seen = false;
+  refused.outcome = Outcome::Refused;
+  t.ingest(refused, svc("web"), std::nullopt, kT0 + 5 * kSec);
+  auto r = t.snapshot(kT0 + 5 * kSec);
+  ASSERT_EQ(r.edges.size(), 2u);
+  EXPECT_EQ(r.edges[1].port, 6666);
+  EXPECT_EQ(r.edges[1].failed.at("refused"), 1u);
+}
+
+// Held connections count against max_connections; making room attributes them instead of dropping counts.
+TEST(TopologyStore, HeldConnectionsAreBoundedByTheConnectionLimit) {
+  TopologyConfig cfg;
+  cfg.max_connections = 64;
+  Topology t(cfg, kT0);
+  for (uint16_t p = 0; p < 1000; ++p)
+    t.ingest(ev(Kind::Open, Role::Active, "127.0.0.1", uint16_t(40000 + p), "127.0.0.1", uint16_t(1000 + p)),
+             svc("c"), {}, kT0 + p);
+  EXPECT_LE(t.connection_count(), 64u);
+  auto s = t.snapshot(kT0 + 1000);
+  uint64_t total = 0;
+  for (auto& e : s.edges) total += e.connections;
+  EXPECT_EQ(total + t.connection_count(), 1000u) << "every connection is either counted or still held";
 }
 
 TEST(TopologyStore, SameHostOnlyOneSideSeenCountsOnceAndForgetsAfterLinger) {
@@ -256,6 +459,7 @@ TEST(TopologyStore, NamedNetworksLongestPrefixWinsV4AndV6) {
                                  {"corp", {"10.0.0.0/8"}}});
   ASSERT_TRUE(nets) << nets.error().str();
   cfg.networks = *nets;
+  cfg.hold_linger_ns = 0;  // naming only: waiting for a local passive side is tested on its own below
   Topology t(cfg, kT0);
   struct Case {
     const char* local;
