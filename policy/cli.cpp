@@ -10,6 +10,7 @@
 #include "policy/analysis.h"
 #include "policy/compiler.h"
 #include "policy/evaluator.h"
+#include "policy/generate.h"
 #include "policy/iptables.h"
 #include "policy/loader.h"
 
@@ -17,7 +18,9 @@ namespace hostscope::policy {
 namespace {
 
 struct Options {
-  std::string dir, context_file, state_dir = "/var/lib/hostscope/policy", variant = "iptables", netns;
+  std::string dir, context_file, from_file, socket = kDefaultAgentSocket, out_dir;
+  bool force = false;
+  std::string state_dir = "/var/lib/hostscope/policy", variant = "iptables", netns;
   bool no_ipv6 = false, json = false;
   int keep = 5;
   size_t ipset_threshold = 8;
@@ -90,7 +93,7 @@ void register_policy_command(CLI::App& app) { register_policy_command(app, {}); 
 void register_policy_command(CLI::App& app, std::function<Context()> provider) {
   auto o = std::make_shared<Options>();
   o->provider = std::move(provider);
-  auto* policy = app.add_subcommand("policy", "Policy as code: lint, test, plan, apply, rollback, status, flush");
+  auto* policy = app.add_subcommand("policy", "Policy as code: lint, test, plan, apply, rollback, status, flush, generate");
   policy->require_subcommand(1);
   auto common = [o](CLI::App* c, bool needs_dir, bool backend_opts) {
     if (needs_dir) c->add_option("DIR", o->dir, "Directory of *.yaml policy files")->required();
@@ -180,6 +183,39 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
       j["rules"].push_back({{"family", to_string(c.family)}, {"chain", c.chain}, {"tag", c.tag}, {"owner", c.owner},
                             {"what", c.what}, {"target", c.target}, {"mode", c.mode}, {"packets", c.packets}, {"bytes", c.bytes}});
     std::cout << j.dump(2) << "\n";
+  });
+
+  auto* gen_cmd = policy->add_subcommand("generate", "Least-privilege policies (audit mode) and tests from the observed topology");
+  common(gen_cmd, false, false);
+  auto* from_opt = gen_cmd->add_option("--from", o->from_file, "Topology JSON file (hostscope.topology/v1) instead of asking the agent");
+  gen_cmd->add_option("--socket", o->socket, "Agent API socket to fetch the topology from")->capture_default_str()->excludes(from_opt);
+  gen_cmd->add_option("-o,--output", o->out_dir, "Write one file per policy and per test here (default: one YAML stream on stdout)");
+  gen_cmd->add_flag("--force", o->force, "Overwrite existing files in the output directory");
+  gen_cmd->callback([o] {
+    Expected<nlohmann::json> topo = Failure{};
+    if (!o->from_file.empty()) {
+      std::ifstream f(o->from_file, std::ios::binary);
+      if (!f) fail(2, fmt::format("topology file {} open failed", o->from_file));
+      // Read at most one byte past the limit so an oversized file is refused without loading it.
+      std::string text(kMaxTopologyBytes + 1, '\0');
+      f.read(text.data(), static_cast<std::streamsize>(text.size()));
+      text.resize(static_cast<size_t>(f.gcount()));
+      topo = parse_topology_text(text);
+      if (!topo) fail(1, fmt::format("topology file {}: {}", o->from_file, topo.error()));
+    } else {
+      topo = fetch_topology(o->socket);
+      if (!topo) fail(1, topo.error());
+    }
+    auto g = generate(*topo, context(*o));
+    if (!g) fail(1, g.error());
+    for (const auto& n : g->notes) std::cerr << "note: " << n << "\n";
+    if (o->out_dir.empty()) {
+      std::cout << g->stream();
+      return;
+    }
+    if (auto w = write_generated(*g, o->out_dir, o->force); !w) fail(1, w.error());
+    std::cout << fmt::format("wrote {} files to {}: {} policies (mode: audit), {} test cases; {} edges used, {} left out\n",
+                             g->files.size(), o->out_dir, g->policies, g->cases, g->edges_used, g->edges_skipped);
   });
 
   auto* flush_cmd = policy->add_subcommand("flush", "Remove everything hostscope installed, nothing else");

@@ -4,3 +4,4 @@ hs_test(NAME policy_lint_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_lint_test
 target_compile_definitions(policy_lint_test PRIVATE HOSTSCOPE_TESTDATA="${CMAKE_CURRENT_LIST_DIR}/policy_testdata")
 hs_test(NAME policy_compile_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_compile_test.cpp LIBS hs_policy LABELS unit)
 target_compile_definitions(policy_compile_test PRIVATE HOSTSCOPE_TESTDATA="${CMAKE_CURRENT_LIST_DIR}/policy_testdata")
+hs_test(NAME policy_generate_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_generate_test.cpp LIBS hs_policy LABELS unit)

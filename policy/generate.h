@@ -1,0 +1,56 @@
+#pragma once
+// `policy generate`: least-privilege policy YAML from an observed topology (hostscope.topology/v1,
+// docs/topology.md). One NetworkPolicy per local service seen on an edge, allowing exactly the
+// observed edges, default deny, `mode: audit`; plus one PolicyTest per policy asserting that every
+// observed edge stays allowed. The JSON is read here with nlohmann directly because policy/ must
+// not depend on agent/ (agent/topology/json.h is the agent's parser of the same schema).
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "policy/context.h"
+#include "policy/expected.h"
+
+namespace hostscope::policy {
+
+inline constexpr const char* kDefaultAgentSocket = "/run/hostscope/hostscope.sock";
+// Same bounds as the agent's topology parser: input size and nesting depth.
+inline constexpr size_t kMaxTopologyBytes = 64u << 20;
+inline constexpr int kMaxTopologyDepth = 16;
+
+struct GeneratedFile {
+  std::string name;  // "web.yaml" (NetworkPolicy) or "web.test.yaml" (PolicyTest)
+  std::string text;
+};
+
+struct Generated {
+  std::vector<GeneratedFile> files;  // sorted by name
+  std::vector<std::string> notes;    // edges that could not be expressed exactly, for the operator
+  size_t policies = 0, cases = 0, edges_used = 0, edges_skipped = 0;
+  // Every file as one YAML stream (a valid single policy file), for stdout.
+  std::string stream() const;
+};
+
+// Parses topology JSON text with the size and depth bounds above (checked before parsing, so a
+// hostile document cannot exhaust the stack or memory).
+Expected<nlohmann::json> parse_topology_text(std::string_view text);
+
+// Builds the policy files. `ctx` is the catalogue the policies will be linted and enforced with:
+// it decides how a peer is named (a service with catalogued addresses covering the observed one
+// by name, otherwise the observed address) and which PolicyTest cases the reference evaluator can
+// decide. Fails on a document that is not hostscope.topology/v1 or misses a field generate uses
+// (the message names the JSON path).
+Expected<Generated> generate(const nlohmann::json& topology, const Context& ctx);
+
+// Asks the running agent for its topology: one request line on the Unix socket, one reply line
+// `{"ok":true,"result":...}`; the reply is bounded by kMaxTopologyBytes and `timeout_ms`.
+Expected<nlohmann::json> fetch_topology(const std::string& socket_path, int timeout_ms = 10000);
+
+// Writes the files into `dir` (created if missing). Refuses to overwrite an existing file unless
+// `force`; each file is written to a temporary name and renamed into place.
+Outcome write_generated(const Generated& g, const std::string& dir, bool force);
+
+}  // namespace hostscope::policy
