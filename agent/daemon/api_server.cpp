@@ -133,8 +133,23 @@ Status ApiServer::start() {
   return {};
 }
 
+void ApiServer::reap_clients(bool all) {
+  std::list<Client> finished;
+  {
+    std::lock_guard lk(clients_mu_);
+    for (auto it = clients_.begin(); it != clients_.end();) {
+      auto next = std::next(it);
+      if (all || it->done.load()) finished.splice(finished.end(), clients_, it);
+      it = next;
+    }
+  }
+  for (auto& c : finished)
+    if (c.thread.joinable()) c.thread.join();
+}
+
 void ApiServer::accept_loop() {
   while (!stop_.load()) {
+    reap_clients(false);
     pollfd p{listen_fd_.get(), POLLIN, 0};
     if (poll(&p, 1, 200) <= 0) continue;
     int c = accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
@@ -148,7 +163,8 @@ void ApiServer::accept_loop() {
     active_++;
     std::lock_guard lk(clients_mu_);
     client_fds_.push_back(c);
-    client_threads_.emplace_back([this, c] {
+    Client& slot = clients_.emplace_back();
+    slot.thread = std::thread([this, c, &slot] {
       serve(c);
       {
         std::lock_guard lk2(clients_mu_);
@@ -156,6 +172,7 @@ void ApiServer::accept_loop() {
       }
       close(c);
       active_--;
+      slot.done = true;
     });
   }
 }
@@ -241,14 +258,11 @@ void ApiServer::serve(int fd) {
 void ApiServer::stop() {
   if (stop_.exchange(true)) return;
   if (acceptor_.joinable()) acceptor_.join();
-  std::vector<std::thread> threads;
   {
     std::lock_guard lk(clients_mu_);
     for (int c : client_fds_) shutdown(c, SHUT_RDWR);
-    threads.swap(client_threads_);
   }
-  for (auto& t : threads)
-    if (t.joinable()) t.join();
+  reap_clients(true);
   if (listen_fd_) {
     listen_fd_.reset();
     std::error_code ec;

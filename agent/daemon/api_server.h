@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <list>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -82,7 +83,12 @@ class ApiServer {
   std::atomic<bool> stop_{false};
   std::thread acceptor_;
   std::mutex clients_mu_;
-  std::vector<std::thread> client_threads_;
+  struct Client {
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+  std::list<Client> clients_;  // finished ones are joined by the accept loop, so threads never pile up
+  void reap_clients(bool all);
   std::vector<int> client_fds_;
   std::atomic<uint32_t> active_{0};
   std::atomic<uint64_t> requests_{0}, bad_{0}, rejected_{0}, stream_dropped_{0}, streams_active_{0};
