@@ -128,11 +128,13 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
       ck.error(n, "networks must map a name to a list of CIDRs");
     } else {
       for (auto it = n.begin(); it != n.end(); ++it) {
-        auto nm = it->first.as<std::string>("");
+        // Copies: `it->second` lives in a temporary proxy, so iterating it directly would dangle.
+        const YAML::Node key = it->first, val = it->second;
+        auto nm = key.as<std::string>("");
         std::vector<std::string> cidrs;
-        if (it->second.IsScalar()) cidrs.push_back(it->second.as<std::string>());
-        else if (it->second.IsSequence())
-          for (auto v : it->second) {
+        if (val.IsScalar()) cidrs.push_back(val.as<std::string>());
+        else if (val.IsSequence())
+          for (auto v : val) {
             if (!v.IsScalar()) {
               ck.error(v, fmt::format("networks.{}: each entry must be a CIDR", nm));
               continue;
@@ -140,9 +142,9 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
             if (auto e = cidr_error(v.as<std::string>()); !e.empty()) ck.error(v, fmt::format("networks.{}: {}", nm, e));
             cidrs.push_back(v.as<std::string>());
           }
-        else ck.error(it->second, fmt::format("networks.{} must be a CIDR or a list of CIDRs", nm));
-        if (it->second.IsScalar())
-          if (auto e = cidr_error(cidrs.back()); !e.empty()) ck.error(it->second, fmt::format("networks.{}: {}", nm, e));
+        else ck.error(val, fmt::format("networks.{} must be a CIDR or a list of CIDRs", nm));
+        if (val.IsScalar())
+          if (auto e = cidr_error(cidrs.back()); !e.empty()) ck.error(val, fmt::format("networks.{}: {}", nm, e));
         c.networks[nm] = cidrs;
       }
     }
