@@ -3,7 +3,10 @@
 
 #include <atomic>
 #include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
 
+#include "agent/daemon/api_server.h"
 #include "agent/daemon/process_resolver.h"
 #include "agent/bpf/tcp_tracer.h"
 #include "agent/cli/commands.h"
@@ -30,11 +33,85 @@ struct ConnectionsOptions {
   bool identity = true;
   std::string kubelet_root = "/";
   std::string config;
+  std::string socket = daemon::kDefaultSocketPath;
+  bool embedded = false;
 };
+
+// A table row from a JSON event line of the agent's stream (same columns as events::append_table_row).
+void append_table_row_json(fmt::memory_buffer& out, const nlohmann::json& j) {
+  auto ep = [](const nlohmann::json& a, const nlohmann::json& p) {
+    std::string addr = a.is_string() ? a.get<std::string>() : "?";
+    return addr.find(':') != std::string::npos ? fmt::format("[{}]:{}", addr, p.dump()) : fmt::format("{}:{}", addr, p.dump());
+  };
+  std::string ts = j.value("ts", std::string());
+  std::string ms = j["duration_ms"].is_number() ? fmt::format("{:.3f}", j["duration_ms"].get<double>()) : "-";
+  std::string lat = j["connect_latency_us"].is_number() ? j["connect_latency_us"].dump() : "-";
+  std::string outcome = j["outcome"].is_string() ? j["outcome"].get<std::string>() : "open";
+  fmt::format_to(std::back_inserter(out), "{:<8} {:>7} {:<15} {:<7} {:<22} {:<22} {:>9} {:>9} {:>9} {:>8} {} {}\n",
+                 ts.size() >= 19 ? ts.substr(11, 8) : ts, j.value("pid", 0), j.value("comm", std::string()),
+                 j.value("role", std::string()), ep(j["saddr"], j["sport"]), ep(j["daddr"], j["dport"]),
+                 j.value("bytes_sent", uint64_t(0)), j.value("bytes_received", uint64_t(0)), ms, lat, outcome,
+                 j.value("service", std::string()));
+}
+
+// Streams events from a running agent instead of loading the BPF programs again.
+int run_via_daemon(const ConnectionsOptions& o) {
+  nlohmann::json params = {{"opens", o.filter.opens}, {"failed_only", o.filter.failed_only}};
+  if (!o.filter.comm.empty()) params["comm"] = o.filter.comm;
+  if (!o.filter.pids.empty()) params["pids"] = o.filter.pids;
+  if (!o.filter.ports.empty()) params["ports"] = o.filter.ports;
+  block_shutdown_signals();
+  std::atomic<bool> stop{false}, ended{false}, failed{false};
+  std::atomic<uint64_t> shown{0};
+  const bool json = o.output == "json";
+  fmt::memory_buffer head;
+  if (!json) events::append_table_header(head);
+  write_all(1, head.data(), head.size());
+  Status result;
+  std::thread t([&] {
+    result = daemon::api_stream(
+        o.socket, "connections", params,
+        [&](const std::string& line) {
+          if (o.count && shown.load() >= o.count) return false;
+          fmt::memory_buffer b;
+          if (json) {
+            b.append(line);
+            b.push_back('\n');
+          } else {
+            auto j = nlohmann::json::parse(line, nullptr, false);
+            if (j.is_discarded()) return true;
+            append_table_row_json(b, j);
+          }
+          if (!write_all(1, b.data(), b.size())) {
+            failed = true;
+            return false;
+          }
+          shown++;
+          return true;
+        },
+        &stop);
+    ended = true;
+  });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.duration_s);
+  wait_for_shutdown([&] {
+    return ended.load() || (o.count && shown.load() >= o.count) ||
+           (o.duration_s > 0 && std::chrono::steady_clock::now() >= deadline);
+  });
+  stop = true;
+  t.join();
+  if (!result) {
+    spdlog::error("{}", result.error().str());
+    return 1;
+  }
+  fmt::print(stderr, "hostscope: {} events shown (from the agent at {}; lost events are in the agent's health)\n",
+             shown.load(), o.socket);
+  return 0;
+}
 
 // Writes all of buf to fd; false on error (EPIPE when the reader of our output went away).
 
 int run_connections(const ConnectionsOptions& o) {
+  if (!o.embedded && hostscope::daemon::daemon_running(o.socket)) return run_via_daemon(o);
   bpf::TcpTracerOptions topts;
   topts.mode = o.attach == "btf" ? bpf::AttachMode::Btf : o.attach == "classic" ? bpf::AttachMode::Classic : bpf::AttachMode::Auto;
   // Peer stitching needs every open; the filter still hides them unless --opens.
@@ -162,6 +239,9 @@ void register_connections(CLI::App& app, const GlobalOptions& g, int& exit_code)
       ->capture_default_str();
   cmd->add_option("--config", o->config, "YAML file with service_rules:");
   cmd->add_flag("!--no-identity", o->identity, "Do not resolve services and local peers");
+  cmd->add_option("--socket", o->socket, "Agent API socket: when an agent answers there, events come from it")
+      ->capture_default_str();
+  cmd->add_flag("--embedded", o->embedded, "Do not use a running agent; load the BPF programs in-process");
   cmd->callback([o, &exit_code] { exit_code = run_connections(*o); });
 }
 

@@ -4,6 +4,7 @@
 
 #include "agent/events/filter.h"
 #include "agent/util/logging.h"
+#include "agent/util/mounts.h"
 #include "hostscope_version.h"
 
 namespace hostscope::daemon {
@@ -25,6 +26,8 @@ Agent::Agent(Config cfg) : cfg_(std::move(cfg)) {
 Agent::~Agent() { stop(); }
 
 Status Agent::start() {
+  // Nothing is pinned yet, but the agent owns bpffs on the node like tracefs (mounted when missing).
+  if (auto st = ensure_bpffs(); !st) spdlog::warn("degraded: {}: BPF objects cannot be pinned", st.error().str());
   if (auto st = pipeline_->start(); !st) return st;
   ApiServer::Options o;
   o.socket_path = cfg_.api.socket;

@@ -294,7 +294,7 @@ Result<nlohmann::json> api_call(const std::string& socket_path, const std::strin
 }
 
 Status api_stream(const std::string& socket_path, const std::string& method, const nlohmann::json& params,
-                  const std::function<bool(const std::string&)>& on_line) {
+                  const std::function<bool(const std::string&)>& on_line, const std::atomic<bool>* stop) {
   auto fd = connect_unix(socket_path);
   if (!fd) return fd.error();
   UniqueFd guard(*fd);
@@ -304,6 +304,9 @@ Status api_stream(const std::string& socket_path, const std::string& method, con
   char tmp[65536];
   bool first = true;
   for (;;) {
+    if (stop && stop->load()) return {};
+    pollfd p{*fd, POLLIN, 0};
+    if (poll(&p, 1, 200) == 0) continue;
     ssize_t n = recv(*fd, tmp, sizeof(tmp), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return {};

@@ -98,8 +98,9 @@ class ApiServer {
 Result<nlohmann::json> api_call(const std::string& socket_path, const std::string& method,
                                 const nlohmann::json& params = nlohmann::json::object(), int timeout_ms = 5000);
 // Opens a stream; calls on_line for each line until it returns false or the server closes.
+// `stop` (optional) is checked every 200 ms so a caller can end a quiet stream.
 Status api_stream(const std::string& socket_path, const std::string& method, const nlohmann::json& params,
-                  const std::function<bool(const std::string&)>& on_line);
+                  const std::function<bool(const std::string&)>& on_line, const std::atomic<bool>* stop = nullptr);
 // True when a daemon answers on this socket.
 bool daemon_running(const std::string& socket_path);
 

@@ -156,6 +156,33 @@ TEST(Daemon, ServesHealthStreamsConnectionsAndRejectsBadRequests) {
   EXPECT_FALSE(std::filesystem::exists(d.sock()));
 }
 
+// `hostscope connections` streams from a running agent instead of loading its own BPF programs.
+TEST(Daemon, ConnectionsCommandUsesTheRunningAgent) {
+  HS_REQUIRE_ROOT();
+  Daemon d;
+  ASSERT_TRUE(d.ready());
+  Child server({peer(), "server", "127.0.0.1", "0", "50", "1"});
+  auto ready = server.line();
+  ASSERT_TRUE(ready && ready->rfind("READY ", 0) == 0);
+  int port = std::stoi(ready->substr(6));
+  Child cli({bin(), "connections", "-o", "json", "--socket", d.sock(), "--port", std::to_string(port), "--count", "2"});
+  ASSERT_TRUE(eventually([&] {
+    auto h = daemon::api_call(d.sock(), "health");
+    return h && (*h)["subscribers"] == 1;
+  }));
+  Child client({peer(), "client", "127.0.0.1", std::to_string(port), "50"});
+  EXPECT_EQ(client.wait(), 0);
+  std::vector<json> lines;
+  while (auto l = cli.line()) lines.push_back(json::parse(*l));
+  EXPECT_EQ(cli.wait(), 0);
+  ASSERT_EQ(lines.size(), 2u);
+  for (auto& j : lines) {
+    EXPECT_EQ(j["bytes_sent"], 50);
+    EXPECT_EQ(j["bytes_received"], 50);
+    EXPECT_TRUE(j["pid"] == client.pid() || j["pid"] == server.pid()) << j.dump();
+  }
+}
+
 TEST(Daemon, InvalidConfigIsRejectedWithLineAndColumn) {
   HS_REQUIRE_ROOT();
   auto dir = std::filesystem::temp_directory_path() / ("hs-badcfg-" + random_suffix());
