@@ -499,6 +499,7 @@ void expect_goid_one_in_running_process(const fs::path& bin) {
     }
     ::ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
   }
+  if (goids.empty() && attach_denied && in_ci()) FAIL() << "ptrace of a child is not permitted (CI=true)";
   if (goids.empty() && attach_denied) GTEST_SKIP() << "ptrace of a child is not permitted here";
   ASSERT_FALSE(goids.empty());
   EXPECT_NE(std::find(goids.begin(), goids.end(), 1), goids.end())
