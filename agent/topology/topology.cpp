@@ -5,6 +5,22 @@
 
 namespace hostscope::topology {
 
+// Keys of the least recently seen eighth (at least one) of a table whose values carry `last_ns`: evicting in
+// batches keeps the cost of a full table amortised instead of paying a scan per insert.
+template <typename Map>
+std::vector<typename Map::key_type> least_recent_eighth(const Map& m) {
+  std::vector<std::pair<uint64_t, const typename Map::key_type*>> order;
+  order.reserve(m.size());
+  for (auto& [k, v] : m) order.emplace_back(v.last_ns, &k);
+  size_t n = std::max<size_t>(1, order.size() / 8);
+  std::nth_element(order.begin(), order.begin() + ptrdiff_t(n - 1), order.end(),
+                   [](auto& a, auto& b) { return a.first < b.first; });
+  std::vector<typename Map::key_type> keys;
+  for (size_t i = 0; i < n && i < order.size(); ++i) keys.push_back(*order[i].second);
+  return keys;
+}
+
+
 using events::Kind;
 using events::Outcome;
 using events::Role;
@@ -127,14 +143,7 @@ void Topology::sweep_edges(uint64_t now) {
     }
   }
   if (edges_.size() < cfg_.max_edges && nodes_.size() < cfg_.max_nodes) return;
-  std::vector<std::pair<uint64_t, const EdgeKey*>> order;
-  order.reserve(edges_.size());
-  for (auto& [k, e] : edges_) order.emplace_back(e.last_ns, &k);
-  size_t n = std::max<size_t>(1, order.size() / 8);
-  std::nth_element(order.begin(), order.begin() + ptrdiff_t(n - 1), order.end(),
-                   [](auto& a, auto& b) { return a.first < b.first; });
-  std::vector<EdgeKey> victims;
-  for (size_t i = 0; i < n; ++i) victims.push_back(*order[i].second);
+  std::vector<EdgeKey> victims = least_recent_eighth(edges_);
   for (auto& k : victims) {
     auto it = edges_.find(k);
     if (it == edges_.end()) continue;
@@ -197,14 +206,7 @@ void Topology::evict_conns(uint64_t now) {
       ++it;
   }
   if (conns_.size() < cfg_.max_connections) return;
-  std::vector<std::pair<uint64_t, const ConnKey*>> order;
-  order.reserve(conns_.size());
-  for (auto& [k, c] : conns_) order.emplace_back(c.last_ns, &k);
-  size_t n = std::max<size_t>(1, order.size() / 8);
-  std::nth_element(order.begin(), order.begin() + ptrdiff_t(n - 1), order.end(),
-                   [](auto& a, auto& b) { return a.first < b.first; });
-  std::vector<ConnKey> victims;
-  for (size_t i = 0; i < n; ++i) victims.push_back(*order[i].second);
+  std::vector<ConnKey> victims = least_recent_eighth(conns_);
   for (auto& k : victims) {
     auto it = conns_.find(k);
     if (it == conns_.end()) continue;
