@@ -1,0 +1,61 @@
+#pragma once
+// What the policy reconciler (policy from Git or a directory, run by `hostscope agent`) last did.
+// Written by the reconciler to <state_dir>/reconcile.json after every pass, so `hostscope policy status`
+// and the metrics exporter read the same facts, and a restarted agent knows the commit in force.
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace hostscope::policy {
+
+struct ReconcileStatus {
+  std::string source;            // "git <url> branch <b> dir <sub>" or "dir <path>"; "" when no source is configured
+  // The generation in force and the commit (or directory content hash) it came from.
+  int generation = 0;
+  std::string applied_commit;
+  int64_t applied_unix = 0;
+  // The last pass that saw a new commit: its commit, outcome and, when refused, the step and message.
+  std::string last_attempt_commit;
+  int64_t last_attempt_unix = 0;
+  std::string last_result;       // applied | refused | error | "" (never attempted)
+  std::string last_step;         // fetch | verify | lint | test | plan | apply (the step that failed)
+  std::string last_error;
+  std::map<std::string, uint64_t> attempts;  // result -> count since the agent started
+  uint64_t drift_repairs = 0;
+  uint64_t passes = 0;
+
+  nlohmann::json to_json() const {
+    return {{"source", source},
+            {"generation", generation},
+            {"applied_commit", applied_commit},
+            {"applied_unix", applied_unix},
+            {"last_attempt_commit", last_attempt_commit},
+            {"last_attempt_unix", last_attempt_unix},
+            {"last_result", last_result},
+            {"last_step", last_step},
+            {"last_error", last_error},
+            {"attempts", attempts},
+            {"drift_repairs", drift_repairs},
+            {"passes", passes}};
+  }
+  static ReconcileStatus from_json(const nlohmann::json& j) {
+    ReconcileStatus s;
+    s.source = j.value("source", "");
+    s.generation = j.value("generation", 0);
+    s.applied_commit = j.value("applied_commit", "");
+    s.applied_unix = j.value("applied_unix", int64_t{0});
+    s.last_attempt_commit = j.value("last_attempt_commit", "");
+    s.last_attempt_unix = j.value("last_attempt_unix", int64_t{0});
+    s.last_result = j.value("last_result", "");
+    s.last_step = j.value("last_step", "");
+    s.last_error = j.value("last_error", "");
+    if (j.contains("attempts") && j["attempts"].is_object()) s.attempts = j["attempts"].get<std::map<std::string, uint64_t>>();
+    s.drift_repairs = j.value("drift_repairs", uint64_t{0});
+    s.passes = j.value("passes", uint64_t{0});
+    return s;
+  }
+};
+
+}  // namespace hostscope::policy
