@@ -45,25 +45,6 @@ void Agent::stop() {
   if (pipeline_) pipeline_->stop();
 }
 
-namespace {
-
-// Reads a filter for the connection stream from API params; wrong types are client errors.
-events::ConnectionFilter stream_filter(const nlohmann::json& p) {
-  events::ConnectionFilter f;
-  try {
-    f.opens = p.value("opens", false);
-    f.failed_only = p.value("failed_only", false);
-    f.comm = p.value("comm", std::string());
-    if (p.contains("pids")) f.pids = p["pids"].get<std::vector<uint32_t>>();
-    if (p.contains("ports")) f.ports = p["ports"].get<std::vector<uint16_t>>();
-  } catch (const nlohmann::json::exception& e) {
-    throw ApiError(std::string("bad stream parameters: ") + e.what());
-  }
-  return f;
-}
-
-}  // namespace
-
 void Agent::register_api() {
   api_->handle("health", [this](const nlohmann::json&) {
     auto j = pipeline_->health().to_json();
@@ -80,7 +61,7 @@ void Agent::register_api() {
   api_->handle("services", [this](const nlohmann::json&) { return pipeline_->services_json(); });
   register_topology_api(*api_, *pipeline_, cfg_);
   api_->stream("connections", [this](const nlohmann::json& p, std::shared_ptr<StreamQueue> q) {
-    auto f = std::make_shared<events::ConnectionFilter>(stream_filter(p));
+    auto f = std::make_shared<events::ConnectionFilter>(stream_filter_from_json(p));
     uint64_t id = pipeline_->subscribe(
         [f, q](std::span<const events::ConnectionEvent> batch, std::span<const ResolvedEvent> ids) {
           fmt::memory_buffer b;

@@ -191,26 +191,14 @@ void ApiServer::serve(int fd) {
     return;
   }
   requests_++;
-  nlohmann::json req;
-  try {
-    req = nlohmann::json::parse(*line);
-  } catch (const nlohmann::json::exception& e) {
+  auto req = parse_api_request(*line);
+  if (!req) {
     bad_++;
-    reply(fd, {{"ok", false}, {"error", std::string("request is not valid JSON: ") + e.what()}});
+    reply(fd, {{"ok", false}, {"error", req.error().str()}});
     return;
   }
-  if (!req.is_object() || !req.contains("method") || !req["method"].is_string()) {
-    bad_++;
-    reply(fd, {{"ok", false}, {"error", "request must be an object with a string \"method\""}});
-    return;
-  }
-  std::string method = req["method"];
-  nlohmann::json params = req.value("params", nlohmann::json::object());
-  if (!params.is_object()) {
-    bad_++;
-    reply(fd, {{"ok", false}, {"error", "\"params\" must be an object"}});
-    return;
-  }
+  const std::string& method = req->method;
+  const nlohmann::json& params = req->params;
   if (auto h = handlers_.find(method); h != handlers_.end()) {
     try {
       reply(fd, {{"ok", true}, {"result", h->second(params)}});

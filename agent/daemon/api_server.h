@@ -17,14 +17,11 @@
 #include <thread>
 #include <vector>
 
+#include "agent/daemon/api_request.h"
 #include "agent/util/fd.h"
 #include "agent/util/result.h"
 
 namespace hostscope::daemon {
-
-struct ApiError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 // A bounded queue of lines for one streaming client.
 class StreamQueue {

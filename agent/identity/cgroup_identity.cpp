@@ -165,9 +165,15 @@ std::string_view qos_name(QosClass q) {
 }
 
 bool is_pod_uid(std::string_view s) {
-  if (s.size() < 32 || s.size() > 36) return false;
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == '-'; });
+  auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); };
+  if (s.size() == 32) return std::all_of(s.begin(), s.end(), hex);  // static pod: config hash
+  if (s.size() != 36) return false;
+  // 8-4-4-4-12: found by fuzz_identity, a looser check accepted "1b2c3d4e-5f60-bbbbbbbbbbbbbbbbbbb".
+  for (std::size_t i = 0; i < s.size(); i++) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !hex(s[i])) return false;
+  }
+  return true;
 }
 
 bool is_container_id(std::string_view s) {
