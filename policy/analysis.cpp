@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -217,13 +218,81 @@ class Analyzer {
     return outer.protocol == Protocol::Any || outer.protocol == inner.protocol;
   }
 
+  // A rule is shadowed when an earlier rule (not `log`) covers its protocol, ports and peers. Checking every
+  // earlier rule is quadratic (10k rules: 50M checks), so earlier rules are indexed by what a covering rule must
+  // contain: the later rule's first port (rules with any peer) or its first peer (rules with peers). Candidates are
+  // then checked in order with the same predicate, so the first shadowing rule is still the one reported.
+  class ShadowIndex {
+   public:
+    void add(size_t i, const ResolvedRule& rr) {
+      const Rule& r = *rr.rule;
+      if (rr.any_peer) {
+        if (r.ports.empty()) return any_port_.push_back(i);
+        size_t width = 0;
+        for (const auto& pr : r.ports) width += size_t(pr.last) - pr.first + 1;
+        if (width > kMaxIndexedPorts) return wide_.push_back(i);
+        for (const auto& pr : r.ports)
+          for (uint32_t port = pr.first; port <= pr.last; port++) by_port_[uint16_t(port)].push_back(i);
+        return;
+      }
+      for (const auto& c : rr.peers) {
+        by_peer_[key(c.addr, c.prefix)].push_back(i);
+        lengths_[c.addr.family == Family::V4 ? 0 : 1].insert(c.prefix);
+      }
+    }
+
+    // Earlier rules that might cover `rr`, ascending; everything when no index applies.
+    std::vector<size_t> candidates(const ResolvedRule& rr, size_t j) const {
+      std::vector<size_t> out;
+      if (!rr.any_peer && rr.peers.empty()) {  // matches nothing: any earlier rule covers it
+        for (size_t i = 0; i < j; i++) out.push_back(i);
+        return out;
+      }
+      const Rule& r = *rr.rule;
+      out.insert(out.end(), any_port_.begin(), any_port_.end());
+      if (!r.ports.empty()) {
+        out.insert(out.end(), wide_.begin(), wide_.end());
+        if (auto it = by_port_.find(r.ports.front().first); it != by_port_.end())
+          out.insert(out.end(), it->second.begin(), it->second.end());
+      }
+      if (!rr.any_peer) {
+        const Cidr& c = rr.peers.front();
+        for (int len : lengths_[c.addr.family == Family::V4 ? 0 : 1]) {
+          if (len > c.prefix) break;
+          if (auto it = by_peer_.find(key(c.addr, len)); it != by_peer_.end())
+            out.insert(out.end(), it->second.begin(), it->second.end());
+        }
+      }
+      std::sort(out.begin(), out.end());
+      out.erase(std::unique(out.begin(), out.end()), out.end());
+      return out;
+    }
+
+   private:
+    static constexpr size_t kMaxIndexedPorts = 256;
+    static std::string key(const IpAddr& a, int len) {
+      std::string k(1, char(a.family == Family::V4 ? 4 : 6));
+      k.push_back(char(len));
+      for (int b = 0; b < (a.family == Family::V4 ? 4 : 16); b++) {
+        int keep = std::clamp(len - 8 * b, 0, 8);
+        k.push_back(char(keep == 0 ? 0 : a.bytes[b] & uint8_t(0xff << (8 - keep))));
+      }
+      return k;
+    }
+    std::vector<size_t> any_port_, wide_;
+    std::unordered_map<uint16_t, std::vector<size_t>> by_port_;
+    std::unordered_map<std::string, std::vector<size_t>> by_peer_;
+    std::set<int> lengths_[2];
+  };
+
   void check_shadowing(const ResolvedPolicy& rp) {
     for (auto dir : {Direction::Egress, Direction::Ingress}) {
       const auto& rules = rp.rules(dir);
+      ShadowIndex index;
       for (size_t j = 0; j < rules.size(); ++j) {
-        for (size_t i = 0; i < j; ++i) {
+        const Rule& b = *rules[j].rule;
+        for (size_t i : index.candidates(rules[j], j)) {
           const Rule& a = *rules[i].rule;
-          const Rule& b = *rules[j].rule;
           if (a.action == Action::Log) continue;  // log does not stop evaluation
           if (protocols_cover(a, b) && ports_cover(a.ports, b.ports) && peers_cover(rules[i], rules[j])) {
             warning(b.loc, fmt::format("{} rule {} of policy '{}' can never match: rule {} at {} ({}) already matches everything it matches",
@@ -231,6 +300,7 @@ class Analyzer {
             break;
           }
         }
+        if (b.action != Action::Log) index.add(j, rules[j]);
       }
     }
   }

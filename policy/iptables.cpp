@@ -443,7 +443,7 @@ Expected<ApplyReport> IptablesBackend::apply(const Ir& ir) {
   }
   if (auto r = store_generation(g); !r) return Failure{r.error()};
   if (auto r = set_current(g.number); !r) return Failure{r.error()};
-  prune();
+  prune(g.number, g.parent);
   auto keep = g.v4.set_names;
   keep.insert(keep.end(), g.v6.set_names.begin(), g.v6.set_names.end());
   destroy_stale_sets(keep);
@@ -595,14 +595,18 @@ int IptablesBackend::current() const {
 
 Outcome IptablesBackend::set_current(int n) const { return write_file_atomic(fs::path(o_.state_dir) / "current", fmt::format("{}\n", n)); }
 
-Outcome IptablesBackend::store_generation(const Generation& g) const {
+Outcome IptablesBackend::store_generation(Generation& g) const {
   std::error_code ec;
   fs::create_directories(o_.state_dir, ec);
   if (ec) return Failure{fmt::format("policy state directory {} create failed: {}", o_.state_dir, ec.message())};
   json j = {{"generation", g.number}, {"parent", g.parent}, {"created", g.created}, {"source_hash", g.source_hash}, {"modes", g.modes},
-            {"ipv4", table_json(g.v4)}, {"ipv6", table_json(g.v6)}, {"index", g.index},
+            {"ipv4", table_json(g.v4)}, {"ipv6", table_json(g.v6)}, {"index", nullptr},
             {"observed_ipv4", g.observed_v4}, {"observed_ipv6", g.observed_v6}};
-  return write_file_atomic(fs::path(o_.state_dir) / fmt::format("gen-{}.json", g.number), j.dump(1));
+  // The index is the largest part (an object per rule): moved in and back out instead of copied.
+  j["index"] = std::move(g.index);
+  std::string text = j.dump();
+  g.index = std::move(j["index"]);
+  return write_file_atomic(fs::path(o_.state_dir) / fmt::format("gen-{}.json", g.number), text);
 }
 
 Expected<IptablesBackend::Generation> IptablesBackend::load_generation(int n) const {
@@ -628,11 +632,8 @@ Expected<IptablesBackend::Generation> IptablesBackend::load_generation(int n) co
   }
 }
 
-void IptablesBackend::prune() const {
+void IptablesBackend::prune(int cur, int parent) const {
   auto gens = generations();
-  int cur = current();
-  int parent = 0;
-  if (auto g = load_generation(cur)) parent = g->parent;
   int keep = std::max(1, o_.keep_generations);
   for (size_t i = 0; i + static_cast<size_t>(keep) < gens.size(); ++i) {
     if (gens[i] == cur || gens[i] == parent) continue;  // keep what rollback needs

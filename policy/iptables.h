@@ -121,11 +121,11 @@ class IptablesBackend {
   Outcome install_family(const Generation& g, Family f, Plan* plan);
   Outcome flush_family(Family f);
   Expected<Generation> load_generation(int n) const;
-  Outcome store_generation(const Generation& g) const;
+  Outcome store_generation(Generation& g) const;  // borrows g.index while writing (no copy)
   std::vector<int> generations() const;
   int current() const;
   Outcome set_current(int n) const;
-  void prune() const;
+  void prune(int cur, int parent) const;
   void destroy_stale_sets(const std::vector<std::string>& keep);
 
   IptablesOptions o_;
