@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include "policy/analysis.h"
 #include "policy/cli.h"
@@ -102,6 +103,52 @@ TEST(PolicyLint, ShadowedRuleIsWarning) {
                              "matches everything it matches"));
   // A narrower earlier rule does not shadow, nor does `log`.
   EXPECT_TRUE(lint_text(kHead + "egress:\n  - action: log\n  - action: deny\n    ports: [80]\n  - action: allow\n    protocol: tcp\n").empty());
+}
+
+// The shadow check indexes earlier rules (by port for rules with any peer, by peer for the others); every path of that
+// index must still find the first earlier rule that covers, and only that one.
+TEST(PolicyLint, ShadowIndexFindsTheFirstCoveringRule) {
+  auto shadowed_by = [](const std::string& rules) {
+    std::vector<std::string> out;
+    for (const auto& w : lint_text(kHead + "egress:\n" + rules)) {
+      auto at = w.find("can never match: rule ");
+      auto rule = w.find("egress rule ");
+      if (at == std::string::npos || rule == std::string::npos) {
+        out.push_back(w);
+        continue;
+      }
+      out.push_back(w.substr(rule + 12, w.find(' ', rule + 12) - rule - 12) + "<" + w.substr(at + 22, w.find(' ', at + 22) - at - 22));
+    }
+    return out;
+  };
+  // Any peer, single port; then a wide range (> 256 ports, not indexed per port); then any port.
+  EXPECT_THAT(shadowed_by("  - {action: deny, ports: [443]}\n  - {action: allow, ports: [443], peers: [{cidr: 10.0.0.1}]}\n"),
+              ElementsAre("2<1"));
+  EXPECT_THAT(shadowed_by("  - {action: deny, ports: [\"1000-9000\"]}\n  - {action: allow, ports: [8080, 8081]}\n"), ElementsAre("2<1"));
+  EXPECT_THAT(shadowed_by("  - {action: deny, protocol: tcp}\n  - {action: allow, protocol: tcp, ports: [22]}\n"), ElementsAre("2<1"));
+  // A rule with any port is not covered by one with ports, whatever its peers.
+  EXPECT_THAT(shadowed_by("  - {action: deny, ports: [\"1-65535\"]}\n  - {action: allow}\n"), ElementsAre());
+  // Peers: a supernet of another prefix length, in v4 and v6; the first of two covering rules is named.
+  EXPECT_THAT(shadowed_by("  - {action: deny, peers: [{cidr: 192.168.0.0/16}]}\n  - {action: deny, peers: [{cidr: 192.168.4.0/24}]}\n"
+                          "  - {action: allow, peers: [{cidr: 192.168.4.7}], ports: [80]}\n"),
+              ElementsAre("2<1", "3<1"));
+  EXPECT_THAT(shadowed_by("  - {action: deny, peers: [{cidr: \"fd00::/8\"}], ports: [53]}\n"
+                          "  - {action: allow, peers: [{cidr: \"fd00:1::5\"}, {cidr: \"fd12::/64\"}], ports: [53]}\n"),
+              ElementsAre("2<1"));
+  // Every peer must be covered, and by the same earlier rule's peers; a disjoint address is not.
+  EXPECT_THAT(shadowed_by("  - {action: deny, peers: [{cidr: 10.0.0.0/8}]}\n  - {action: allow, peers: [{cidr: 10.1.0.0/16}, {cidr: 11.0.0.1}]}\n"),
+              ElementsAre());
+  // Same peer, different port: not covered. Same port via the peer index but a narrower earlier port list: not covered.
+  EXPECT_THAT(shadowed_by("  - {action: deny, peers: [{cidr: 10.0.0.1}], ports: [80]}\n  - {action: allow, peers: [{cidr: 10.0.0.1}], ports: [81]}\n"
+                          "  - {action: allow, peers: [{cidr: 10.0.0.1}], ports: [80, 82]}\n"),
+              ElementsAre());
+  // `log` never shadows, even when it would cover.
+  EXPECT_THAT(shadowed_by("  - {action: log, peers: [{cidr: 10.0.0.0/8}]}\n  - {action: deny, peers: [{cidr: 10.0.0.1}]}\n"), ElementsAre());
+  // A large set where only the last rule is shadowed, by rule 1500 (one of 3000 distinct peer/port rules).
+  std::string many;
+  for (int i = 0; i < 3000; i++) many += fmt::format("  - {{action: deny, peers: [{{cidr: 10.{}.{}.0/24}}], ports: [{}]}}\n", i / 256, i % 256, 1000 + i);
+  many += "  - {action: allow, peers: [{cidr: 10.5.220.9}], ports: [2500]}\n";
+  EXPECT_THAT(shadowed_by(many), ElementsAre("3001<1501"));
 }
 
 TEST(PolicyLint, UnknownServicesAreWarnings) {
