@@ -1,4 +1,6 @@
 #include "policy/iptables.h"
+#include "policy/ir_json.h"
+#include "policy/state_file.h"
 
 #include <algorithm>
 #include <chrono>
@@ -301,21 +303,6 @@ std::vector<std::string> observe(const SavedTable& t) {
   return v;
 }
 
-Outcome write_file_atomic(const fs::path& p, const std::string& text) {
-  auto tmp = p;
-  tmp += ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) return Failure{fmt::format("policy state file {} open for write failed", tmp.string())};
-    f << text;
-    f.flush();
-    if (!f) return Failure{fmt::format("policy state file {} write failed", tmp.string())};
-  }
-  std::error_code ec;
-  fs::rename(tmp, p, ec);
-  if (ec) return Failure{fmt::format("policy state file {} rename failed: {}", p.string(), ec.message())};
-  return Done{};
-}
 
 }  // namespace
 
@@ -442,6 +429,7 @@ Expected<ApplyReport> IptablesBackend::apply(const Ir& ir) {
     if (saved) g.observed(f) = observe(*saved);
   }
   if (auto r = store_generation(g); !r) return Failure{r.error()};
+  if (auto r = store_ir(o_.state_dir, g.number, ir); !r) return Failure{r.error()};
   if (auto r = set_current(g.number); !r) return Failure{r.error()};
   prune(g.number, g.parent);
   auto keep = g.v4.set_names;
@@ -639,6 +627,7 @@ void IptablesBackend::prune(int cur, int parent) const {
     if (gens[i] == cur || gens[i] == parent) continue;  // keep what rollback needs
     std::error_code ec;
     fs::remove(fs::path(o_.state_dir) / fmt::format("gen-{}.json", gens[i]), ec);
+    fs::remove(ir_path(o_.state_dir, gens[i]), ec);
   }
 }
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "agent/cli/commands.h"
+#include "agent/cli/policy_context.h"
 #include "agent/daemon/agent.h"
 #include "agent/identity/resolver.h"
 #include "agent/util/logging.h"
@@ -48,6 +49,8 @@ std::set<uint16_t> ports_of(uint32_t pid, const std::map<uint64_t, uint16_t>& li
   return ports;
 }
 
+}  // namespace
+
 policy::Context node_context() {
   policy::Context ctx;
   auto cfg = daemon::load_agent_config(daemon::kDefaultConfigPath, true);
@@ -74,8 +77,6 @@ policy::Context node_context() {
   for (auto& [n, s] : by_name) ctx.services.push_back(std::move(s));
   return ctx;
 }
-
-}  // namespace
 
 void register_policy(CLI::App& app) { policy::register_policy_command(app, node_context); }
 

@@ -1,5 +1,7 @@
 #include "agent/cli/source.h"
 
+#include "agent/cli/policy_context.h"
+#include "agent/cli/policy_marks.h"
 #include "agent/daemon/agent.h"
 #include "agent/daemon/api_server.h"
 #include "agent/topology/json.h"
@@ -51,15 +53,39 @@ class EmbeddedSource : public SnapshotSource {
   std::unique_ptr<daemon::Pipeline> pipeline_;
 };
 
+// Any source, with the applied policy's verdict on each edge.
+class MarkedSource : public SnapshotSource {
+ public:
+  MarkedSource(std::unique_ptr<SnapshotSource> inner, const std::string& state_dir)
+      : inner_(std::move(inner)), marker_(state_dir, node_context) {}
+  Result<topology::TopologySnapshot> snapshot(const topology::SnapshotFilter& f) override {
+    auto s = inner_->snapshot(f);
+    if (s) marker_.mark(*s);
+    return s;
+  }
+  Result<nlohmann::json> health() override { return inner_->health(); }
+  std::string describe() const override { return inner_->describe() + "; " + marker_.summary(); }
+  bool embedded() const override { return inner_->embedded(); }
+
+ private:
+  std::unique_ptr<SnapshotSource> inner_;
+  PolicyMarker marker_;
+};
+
+std::unique_ptr<SnapshotSource> with_marks(std::unique_ptr<SnapshotSource> s, const SourceOptions& o) {
+  if (o.policy_state.empty()) return s;
+  return std::make_unique<MarkedSource>(std::move(s), o.policy_state);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<SnapshotSource>> open_source(const SourceOptions& o) {
-  if (!o.embedded_only && daemon::daemon_running(o.socket)) return std::unique_ptr<SnapshotSource>(new DaemonSource(o.socket));
+  if (!o.embedded_only && daemon::daemon_running(o.socket)) return with_marks(std::make_unique<DaemonSource>(o.socket), o);
   auto cfg = daemon::load_agent_config(o.config, o.config == daemon::kDefaultConfigPath);
   if (!cfg) return cfg.error();
   auto src = std::make_unique<EmbeddedSource>(*cfg);
   if (auto st = src->start(); !st) return st.error();
-  return std::unique_ptr<SnapshotSource>(std::move(src));
+  return with_marks(std::move(src), o);
 }
 
 }  // namespace hostscope::cli

@@ -14,6 +14,8 @@ struct SourceOptions {
   std::string socket = daemon::kDefaultSocketPath;
   std::string config = daemon::kDefaultConfigPath;
   bool embedded_only = false;  // --embedded: never use the daemon
+  // Policy state directory whose generation in force marks edges (denied / would-deny); "" = no marks.
+  std::string policy_state = "/var/lib/hostscope/policy";
 };
 
 class SnapshotSource {

@@ -60,6 +60,7 @@ std::vector<TopRow> build_rows(const topology::TopologySnapshot* prev, const top
     }
     for (auto& a : e.anomalies) r.flags += (r.flags.empty() ? "" : ",") + a.reason;
     if (!e.dialed.empty()) r.flags += (r.flags.empty() ? "" : ",") + std::string("dnat:") + e.dialed;
+    if (!e.policy.empty()) r.flags += (r.flags.empty() ? "" : ",") + std::string("policy:") + e.policy;
     rows.push_back(std::move(r));
   }
   auto key = [&](const TopRow& r) -> double {

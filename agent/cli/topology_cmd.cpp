@@ -75,6 +75,9 @@ void register_topology(CLI::App& app, const GlobalOptions& g, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--socket", o->source.socket, "Agent API socket")->capture_default_str();
   cmd->add_option("--config", o->source.config, "Config for embedded mode")->capture_default_str();
+  cmd->add_option("--policy-state", o->source.policy_state,
+                  "Policy state directory: edges are marked denied / would-deny by the generation in force (\"\": off)")
+      ->capture_default_str();
   cmd->add_flag("--embedded", o->source.embedded_only, "Do not use a running agent; load the BPF programs in-process");
   cmd->callback([o, &exit_code] { exit_code = run_topology(*o); });
 }

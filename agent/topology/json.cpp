@@ -95,6 +95,7 @@ json to_json(const TopologySnapshot& s) {
               {"anomalies", anomalies}};
     if (!e.dialed.empty()) j["dialed"] = e.dialed;
     if (!e.actual.empty()) j["actual"] = e.actual;
+    if (!e.policy.empty()) j["policy"] = e.policy;
     edges.push_back(std::move(j));
   }
   json nodes = json::array();
@@ -298,6 +299,9 @@ Result<TopologySnapshot> from_json(const json& j) {
     e.first_seen_ns = r.time(ej, p, "first_seen");
     e.last_seen_ns = r.time(ej, p, "last_seen");
     e.dialed = r.str(ej, p, "dialed", false);
+    e.policy = r.str(ej, p, "policy", false);
+    if (!e.policy.empty() && e.policy != "denied" && e.policy != "would-deny")
+      r.err = fmt::format("{}.policy: unknown verdict '{}' (denied, would-deny)", p, e.policy);
     if (const json* a = r.array(ej, p, "actual", false)) {
       for (size_t k = 0; k < a->size() && r.err.empty(); ++k) {
         if (!(*a)[k].is_string()) r.err = fmt::format("{}.actual[{}]: expected a string", p, k);

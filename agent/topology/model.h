@@ -114,6 +114,9 @@ struct EdgeSnapshot {
   std::string dialed;               // DNAT: destination the client dialled ("10.96.0.10:80"); empty without NAT
   std::vector<std::string> actual;  // DNAT: backends conntrack reported (bounded)
   std::vector<AnomalyFlag> anomalies;
+  // Verdict of the policy generation in force for this edge: "denied", "would-deny" (audit mode) or "" (allowed, or no
+  // policy applied). Set by the CLI from <policy state>/gen-N.ir.json (agent/cli/policy_marks.h), not by the store.
+  std::string policy;
   bool operator==(const EdgeSnapshot&) const = default;
 
   uint64_t failed_total() const;

@@ -103,6 +103,7 @@ std::string flags(const EdgeSnapshot& e) {
   for (const auto& a : e.anomalies) reasons.insert(text_quote(a.reason));
   std::string out;
   for (const auto& r : reasons) out += (out.empty() ? "!" : ",") + r;
+  if (!e.policy.empty()) out += (out.empty() ? "" : " ") + std::string("policy:") + e.policy;
   return out;
 }
 
@@ -264,7 +265,7 @@ std::string render_tree(const TopologySnapshot& s) {
         bool last = i + 1 == list.size();
         out += fmt::format("    {} {} {} {}{}{}\n", last ? "└─" : "├─", incoming ? "←" : "→",
                            display_name(incoming ? e.client : e.server), port_proto(e),
-                           "  " + edge_summary(e), e.anomalies.empty() ? "" : "  " + flags(e));
+                           "  " + edge_summary(e), e.anomalies.empty() && e.policy.empty() ? "" : "  " + flags(e));
       }
     };
     branch("called by:", callers, true);
@@ -294,8 +295,13 @@ std::string render_dot(const TopologySnapshot& s) {
   for (const auto& e : s.edges) {
     std::string label = port_proto(e) + "\n" + edge_summary(e);
     if (!e.dialed.empty()) label += "\nvia " + e.dialed;
+    if (!e.policy.empty()) label += "\npolicy: " + e.policy;
+    std::string style = e.policy == "denied"       ? ", color=red, style=bold"
+                        : e.policy == "would-deny" ? ", color=orange, style=dashed"
+                        : e.anomalies.empty()      ? ""
+                                                   : ", color=red";
     out += fmt::format("  \"{}\" -> \"{}\" [label=\"{}\"{}];\n", dot_escape(node_id(e.client)),
-                       dot_escape(node_id(e.server)), dot_escape(label), e.anomalies.empty() ? "" : ", color=red");
+                       dot_escape(node_id(e.server)), dot_escape(label), style);
   }
   return out + "}\n";
 }
@@ -320,8 +326,9 @@ std::string render_mermaid(const TopologySnapshot& s) {
   for (const auto& e : s.edges) {
     auto c = ids.find(node_id(e.client)), v = ids.find(node_id(e.server));
     if (c == ids.end() || v == ids.end()) continue;
-    out += fmt::format("  n{} -->|\"{} {}\"| n{}\n", c->second, mermaid_escape(port_proto(e)),
-                       mermaid_escape(edge_summary(e)), v->second);
+    std::string summary = edge_summary(e) + (e.policy.empty() ? "" : ", policy: " + e.policy);
+    out += fmt::format("  n{} {}|\"{} {}\"| n{}\n", c->second, e.policy.empty() ? "-->" : "-.->", mermaid_escape(port_proto(e)),
+                       mermaid_escape(summary), v->second);
   }
   return out;
 }

@@ -28,6 +28,7 @@
 #include "policy/compiler.h"
 #include "policy/evaluator.h"
 #include "policy/iptables.h"
+#include "policy/ir_json.h"
 #include "policy/loader.h"
 
 namespace hostscope::policy {
@@ -256,6 +257,7 @@ class Lab {
   }
 
   const std::string& variant() const { return variant_; }
+  std::string state_dir() const { return state_dir_.string(); }
 
  private:
   std::string variant_, id_, cg_base_;
@@ -318,7 +320,9 @@ std::vector<Probe> matrix(const Lab& lab) {
 }
 
 // Runs every probe (in parallel processes) and compares with the evaluator.
-void check_matrix(Lab& lab, const Ir& ir, const std::string& what) {
+// `stored`: the IR as read back from the state directory (what `top`/`topology` evaluate edges with) must give
+// the same verdict as the IR that was applied.
+void check_matrix(Lab& lab, const Ir& ir, const std::string& what, const Ir* stored = nullptr) {
   auto probes = matrix(lab);
   std::vector<pid_t> pids;
   for (const auto& p : probes) pids.push_back(spawn_probe(lab.ns(p.from_ns), p.cg_leaf.empty() ? "" : lab.cg_dir(p.cg_leaf), p.dst, p.port, p.proto));
@@ -328,7 +332,11 @@ void check_matrix(Lab& lab, const Ir& ir, const std::string& what) {
     const auto& p = probes[i];
     bool got = wait_exit(pids[i]) == 0;
     Trace trace;
-    bool want = evaluate_connection(ir, p.from, p.to, p.proto, p.port, &trace) != Verdict::Deny;
+    auto verdict = evaluate_connection(ir, p.from, p.to, p.proto, p.port, &trace);
+    bool want = verdict != Verdict::Deny;
+    if (stored)
+      EXPECT_EQ(to_string(evaluate_connection(*stored, p.from, p.to, p.proto, p.port)), to_string(verdict))
+          << "stored IR disagrees: " << p.from_label << " -> " << p.to_label << ":" << p.port;
     table += fmt::format("  {:>6} -> {:<2}:{}/{}  want {:<5} got {}\n", p.from_label, p.to_label, p.port, to_string(p.proto),
                          want ? "allow" : "deny", got ? "allow" : "deny");
     if (got != want) {
@@ -376,7 +384,9 @@ TEST_P(PolicyConformance, MatrixMatchesEvaluator) {
     auto ir = compile_or_die("apiVersion: hostscope.io/v1\nkind: PolicyTest\nmetadata: {name: none}\ncases: []\n" + yaml, ctx, 2);
     auto r = backend.apply(ir);
     ASSERT_TRUE(r) << r.error();
-    check_matrix(lab, ir, what);
+    auto stored = load_ir(lab.state_dir(), current_generation(lab.state_dir()));
+    ASSERT_TRUE(stored) << stored.error();
+    check_matrix(lab, ir, what, &*stored);
     auto st = backend.status();
     ASSERT_TRUE(st) << st.error();
     EXPECT_FALSE(st->drift) << st->text();

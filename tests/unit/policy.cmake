@@ -5,3 +5,5 @@ target_compile_definitions(policy_lint_test PRIVATE HOSTSCOPE_TESTDATA="${CMAKE_
 hs_test(NAME policy_compile_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_compile_test.cpp LIBS hs_policy LABELS unit)
 target_compile_definitions(policy_compile_test PRIVATE HOSTSCOPE_TESTDATA="${CMAKE_CURRENT_LIST_DIR}/policy_testdata")
 hs_test(NAME policy_generate_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_generate_test.cpp LIBS hs_policy LABELS unit)
+# Policy verdicts on topology edges (`top`/`topology` marks) and the stored IR they are computed from.
+hs_test(NAME policy_marks_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_marks_test.cpp LIBS hs_agent LABELS unit)
