@@ -99,12 +99,18 @@ class PolicyGit : public ::testing::Test {
     cfg.netns = ns.name();
   }
   std::unique_ptr<Reconciler> reconciler() { return std::make_unique<Reconciler>(cfg, web_context); }
-  std::string save() const { return sh(ns.exec("iptables-save -t filter")).out; }
+  // The filter table without iptables-save's timestamped comment lines.
+  std::string save() const { return sh(ns.exec("sh -c 'iptables-save -t filter | grep -v \"^#\"'")).out; }
   size_t generation_files() const {
     size_t n = 0;
     for (auto& e : fs::directory_iterator(cfg.state_dir))
       if (e.path().filename().string().rfind("gen-", 0) == 0) ++n;
     return n;
+  }
+  // Switches web to audit mode (its PolicyTest expects enforcement, so it goes).
+  void write_audit_mode() {
+    repo.write("policies/web.yaml", web_policy("mode: audit\n"));
+    fs::remove(repo.work() + "/policies/web.test.yaml");
   }
   // Commits the good policy set and applies it; returns the commit.
   std::string apply_good(Reconciler& r) {
@@ -154,6 +160,7 @@ TEST_F(PolicyGit, GoodCommitIsAppliedAndUnchangedTipIsNotReapplied) {
   EXPECT_THAT(rules, HasSubstr(":HOSTSCOPE-FORWARD"));
   EXPECT_THAT(rules, HasSubstr("-d 10.99.0.2/32"));
   EXPECT_THAT(rules, HasSubstr("192.0.2.0/24"));
+  EXPECT_THAT(rules, HasSubstr("-j DROP"));
   auto s = r->status();
   EXPECT_EQ(s.generation, 1);
   EXPECT_EQ(s.last_result, "applied");
@@ -162,13 +169,14 @@ TEST_F(PolicyGit, GoodCommitIsAppliedAndUnchangedTipIsNotReapplied) {
   EXPECT_EQ(r->pass().result, "unchanged");
   EXPECT_EQ(generation_files(), 1u);
   // A second good commit becomes generation 2.
-  repo.write("policies/web.yaml", web_policy("mode: audit\n"));
+  write_audit_mode();
   auto c2 = repo.commit("audit mode");
   auto p = r->pass();
   EXPECT_EQ(p.result, "applied") << p.message;
   EXPECT_EQ(r->status().generation, 2);
   EXPECT_EQ(r->status().applied_commit, c2);
-  EXPECT_THAT(save(), HasSubstr("AUDIT"));
+  // Audit mode: the default deny becomes a counting rule without a verdict.
+  EXPECT_THAT(save(), Not(HasSubstr("-j DROP")));
   EXPECT_NE(c, c2);
 }
 
@@ -208,7 +216,7 @@ TEST_F(PolicyGit, DroppingFailsafePortsIsRefusedAtPlan) {
 TEST_F(PolicyGit, ForcePushIsRefusedUnlessFollowed) {
   auto r = reconciler();
   auto base = apply_good(*r);
-  repo.write("policies/web.yaml", web_policy("mode: audit\n"));
+  write_audit_mode();
   auto c2 = repo.commit("second");
   ASSERT_EQ(r->pass().result, "applied");
   ASSERT_EQ(repo.git("reset -q --hard " + base).status, 0);
@@ -221,7 +229,7 @@ TEST_F(PolicyGit, ForcePushIsRefusedUnlessFollowed) {
   auto p = follower->pass();
   EXPECT_EQ(p.result, "applied") << p.message;
   EXPECT_EQ(follower->status().applied_commit, rewritten);
-  EXPECT_THAT(save(), Not(HasSubstr("AUDIT")));
+  EXPECT_THAT(save(), HasSubstr("-j DROP"));  // enforce mode again
 }
 
 TEST_F(PolicyGit, UnreachableRemoteAndCorruptCloneKeepTheRules) {
@@ -246,7 +254,7 @@ TEST_F(PolicyGit, UnreachableRemoteAndCorruptCloneKeepTheRules) {
   fs::remove_all(cfg.work_dir + "/objects");
   EXPECT_EQ(r->pass().result, "unchanged");
   EXPECT_EQ(save(), before);
-  repo.write("policies/web.yaml", web_policy("mode: audit\n"));
+  write_audit_mode();
   auto c2 = repo.commit("after corruption");
   fs::remove_all(cfg.work_dir + "/refs");
   std::ofstream(cfg.work_dir + "/HEAD") << "garbage";
