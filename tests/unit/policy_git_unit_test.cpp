@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "agent/daemon/config.h"
 #include "policy/git_source.h"
 #include "policy/reconcile_config.h"
 #include "support/git_repo.h"
@@ -95,6 +96,21 @@ INSTANTIATE_TEST_SUITE_P(
                       Bad{"policy:\n  source:\n    git: {url: x, ssh_key_file: /k, token_file: /t}\n", "c.yaml:3:10",
                           "ssh_key_file or token_file"},
                       Bad{"policy: [1]\n", "c.yaml:1:9", "policy must be a mapping"}));
+
+TEST(PolicyConfig, AgentConfigCarriesThePolicySectionAndRejectsABadOne) {
+  auto good = hostscope::daemon::parse_config("api: {socket: /tmp/a.sock}\npolicy:\n  source:\n    git: {url: /srv/netpol.git}\n", "c.yaml");
+  ASSERT_TRUE(good) << good.error().str();
+  EXPECT_EQ(good->policy.kind, ReconcileConfig::Kind::Git);
+  EXPECT_EQ(good->policy.git.url, "/srv/netpol.git");
+  auto none = hostscope::daemon::parse_config("api: {socket: /tmp/a.sock}\n", "c.yaml");
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(none->policy.enabled());
+  // Errors elsewhere and in `policy` are all reported, and the whole file is rejected.
+  auto bad = hostscope::daemon::parse_config("api: {max_clients: 0}\npolicy:\n  source:\n    git: {branch: main}\n", "c.yaml");
+  ASSERT_FALSE(bad);
+  EXPECT_THAT(bad.error().str(), HasSubstr("c.yaml:1:20"));
+  EXPECT_THAT(bad.error().str(), HasSubstr("c.yaml:4:10: policy.source.git.url is required"));
+}
 
 TEST(RedactUrl, HidesPasswordsOnly) {
   EXPECT_EQ(redact_url("https://u:p@h/x.git"), "https://u:***@h/x.git");
