@@ -13,6 +13,7 @@
 #include "policy/generate.h"
 #include "policy/iptables.h"
 #include "policy/loader.h"
+#include "policy/reconciler.h"
 
 namespace hostscope::policy {
 namespace {
@@ -84,6 +85,43 @@ IptablesBackend backend(const Options& o) {
   io.render.log_nflog_group = o.log_nflog;
   if (!o.netns.empty()) io.command_prefix = {"ip", "netns", "exec", o.netns};
   return IptablesBackend(io);
+}
+
+
+// The reconciler's record: from the running agent when it answers, else <state_dir>/reconcile.json.
+std::optional<ReconcileStatus> reconcile_status(const Options& o) {
+  std::error_code ec;
+  if (std::filesystem::exists(o.socket, ec))
+    if (auto r = agent_request(o.socket, "policy.status"); r && r->contains("reconcile"))
+      return ReconcileStatus::from_json((*r)["reconcile"]);
+  std::ifstream f(Reconciler::status_path(o.state_dir));
+  if (!f) return std::nullopt;
+  try {
+    return ReconcileStatus::from_json(nlohmann::json::parse(f));
+  } catch (const nlohmann::json::exception& e) {
+    fail(1, fmt::format("{} parse failed: {}", Reconciler::status_path(o.state_dir), e.what()));
+  }
+}
+
+std::string unix_time(int64_t t) {
+  if (t == 0) return "-";
+  char buf[64];
+  std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string reconcile_text(const ReconcileStatus& r) {
+  std::string s = fmt::format("policy source: {}\n", r.source.empty() ? "(none)" : r.source);
+  s += fmt::format("  applied commit: {} (generation {}, committed {}, applied {})\n", r.applied_commit.empty() ? "-" : r.applied_commit,
+                   r.generation, unix_time(r.applied_commit_unix), unix_time(r.applied_unix));
+  s += fmt::format("  last attempt: {} at {}: {}{}\n", r.last_attempt_commit.empty() ? "-" : r.last_attempt_commit, unix_time(r.last_attempt_unix),
+                   r.last_result.empty() ? "(none)" : r.last_result, r.last_step.empty() ? "" : " at step " + r.last_step);
+  if (!r.last_error.empty()) s += fmt::format("  last error: {}\n", r.last_error);
+  s += fmt::format("  drift repairs: {} (last {}), passes: {}\n", r.drift_repairs, unix_time(r.last_drift_unix), r.passes);
+  return s;
 }
 
 }  // namespace
@@ -169,20 +207,42 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
   auto* status_cmd = policy->add_subcommand("status", "Applied generation, counters, drift");
   common(status_cmd, false, true);
   status_cmd->add_flag("--json", o->json, "Machine-readable output");
+  status_cmd->add_option("--socket", o->socket, "Agent API socket asked for the reconcile status")->capture_default_str();
   status_cmd->callback([o] {
     auto s = backend(*o).status();
     if (!s) fail(1, s.error());
+    auto rec = reconcile_status(*o);
     if (!o->json) {
       std::cout << s->text();
+      if (rec) std::cout << reconcile_text(*rec);
       return;
     }
     nlohmann::json j = {{"generation", s->generation}, {"source_hash", s->source_hash}, {"modes", s->modes},
                         {"drift", s->drift}, {"drift_details", s->drift_details},
                         {"audit_would_deny_packets", s->audit_would_deny_packets}, {"rules", nlohmann::json::array()}};
+    j["reconcile"] = rec ? rec->to_json() : nlohmann::json(nullptr);
     for (const auto& c : s->counters)
       j["rules"].push_back({{"family", to_string(c.family)}, {"chain", c.chain}, {"tag", c.tag}, {"owner", c.owner},
                             {"what", c.what}, {"target", c.target}, {"mode", c.mode}, {"packets", c.packets}, {"bytes", c.bytes}});
     std::cout << j.dump(2) << "\n";
+  });
+
+  auto* sync_cmd = policy->add_subcommand("sync", "Ask the running agent for a reconcile pass now; exit 1 when refused, 2 when no agent");
+  sync_cmd->add_option("--socket", o->socket, "Agent API socket")->capture_default_str();
+  sync_cmd->callback([o] {
+    auto r = agent_request(o->socket, "policy.sync", 600000);
+    if (!r) fail(2, r.error().find("connect failed") != std::string::npos || r.error().find("unknown method") != std::string::npos
+                        ? r.error() + " (policy sync needs a running agent with a policy source)"
+                        : r.error());
+    auto pass = r->value("pass", nlohmann::json::object());
+    std::string result = pass.value("result", ""), commit = pass.value("commit", ""), step = pass.value("step", "");
+    std::string msg = pass.value("message", "");
+    if (pass.value("drift_repaired", false)) std::cout << "drift repaired: the applied generation was re-installed\n";
+    if (result == "applied") std::cout << fmt::format("applied commit {} ({})\n", commit, msg);
+    else if (result == "unchanged" && step.empty()) std::cout << fmt::format("commit {} is already applied\n", commit);
+    else if (result == "unchanged") std::cout << fmt::format("commit {} was refused at {}: {}\n", commit, step, msg);
+    else std::cout << fmt::format("commit {} {} at {}: {}\n", commit.empty() ? "(none)" : commit, result, step, msg);
+    if (result == "refused" || result == "error" || (result == "unchanged" && !step.empty())) fail(1, "");
   });
 
   auto* gen_cmd = policy->add_subcommand("generate", "Least-privilege policies (audit mode) and tests from the observed topology");

@@ -591,7 +591,9 @@ Expected<Generated> generate(const json& topology, const Context& ctx) {
   return out;
 }
 
-Expected<json> fetch_topology(const std::string& socket_path, int timeout_ms) {
+Expected<json> fetch_topology(const std::string& socket_path, int timeout_ms) { return agent_request(socket_path, "topology", timeout_ms); }
+
+Expected<json> agent_request(const std::string& socket_path, const std::string& method, int timeout_ms) {
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
   if (socket_path.empty() || socket_path.size() >= sizeof(sa.sun_path))
@@ -605,8 +607,7 @@ Expected<json> fetch_topology(const std::string& socket_path, int timeout_ms) {
   } closer{fd};
   if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0)
     return Failure{fmt::format("agent socket {} connect failed: {} (is the agent running?)", socket_path, std::strerror(errno))};
-  std::string req = R"({"method":"topology","params":{}})"
-                    "\n";
+  std::string req = json{{"method", method}, {"params", json::object()}}.dump() + "\n";
   for (size_t off = 0; off < req.size();) {
     ssize_t n = send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
@@ -618,7 +619,7 @@ Expected<json> fetch_topology(const std::string& socket_path, int timeout_ms) {
   char buf[65536];
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) return Failure{fmt::format("agent socket {} topology reply timed out after {} ms", socket_path, timeout_ms)};
+    if (left <= 0) return Failure{fmt::format("agent socket {} {} reply timed out after {} ms", socket_path, method, timeout_ms)};
     pollfd p{fd, POLLIN, 0};
     int pr = poll(&p, 1, static_cast<int>(left));
     if (pr < 0 && errno == EINTR) continue;
@@ -627,11 +628,11 @@ Expected<json> fetch_topology(const std::string& socket_path, int timeout_ms) {
     ssize_t n = recv(fd, buf, sizeof(buf), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Failure{fmt::format("agent socket {} read failed: {}", socket_path, std::strerror(errno))};
-    if (n == 0) return Failure{fmt::format("agent socket {} closed before a complete topology reply", socket_path)};
+    if (n == 0) return Failure{fmt::format("agent socket {} closed before a complete {} reply", socket_path, method)};
     auto nl = std::string_view(buf, size_t(n)).find('\n');
     line.append(buf, nl == std::string_view::npos ? size_t(n) : nl);
     if (line.size() > kMaxTopologyBytes + 1024)
-      return Failure{fmt::format("agent socket {} topology reply exceeds {} bytes", socket_path, kMaxTopologyBytes)};
+      return Failure{fmt::format("agent socket {} {} reply exceeds {} bytes", socket_path, method, kMaxTopologyBytes)};
     if (nl != std::string_view::npos) break;
   }
   auto reply = parse_topology_text(line);
@@ -639,7 +640,7 @@ Expected<json> fetch_topology(const std::string& socket_path, int timeout_ms) {
   if (!reply->is_object()) return Failure{"agent reply: expected a JSON object"};
   if (!reply->value("ok", false)) {
     auto err = reply->find("error");
-    return Failure{fmt::format("agent topology request failed: {}", err != reply->end() && err->is_string() ? err->get<std::string>() : "no reason given")};
+    return Failure{fmt::format("agent {} request failed: {}", method, err != reply->end() && err->is_string() ? err->get<std::string>() : "no reason given")};
   }
   auto result = reply->find("result");
   if (result == reply->end()) return Failure{"agent reply: missing 'result'"};

@@ -48,6 +48,8 @@ Expected<Generated> generate(const nlohmann::json& topology, const Context& ctx)
 // Asks the running agent for its topology: one request line on the Unix socket, one reply line
 // `{"ok":true,"result":...}`; the reply is bounded by kMaxTopologyBytes and `timeout_ms`.
 Expected<nlohmann::json> fetch_topology(const std::string& socket_path, int timeout_ms = 10000);
+// Any agent API method without parameters (policy.status, policy.sync): the reply's "result", same bounds.
+Expected<nlohmann::json> agent_request(const std::string& socket_path, const std::string& method, int timeout_ms = 10000);
 
 // Writes the files into `dir` (created if missing). Refuses to overwrite an existing file unless
 // `force`; each file is written to a temporary name and renamed into place.

@@ -451,6 +451,10 @@ Expected<ApplyReport> IptablesBackend::rollback() {
   }
   if (target == 0 || !fs::exists(fs::path(o_.state_dir) / fmt::format("gen-{}.json", target)))
     return Failure{fmt::format("policy rollback failed: generation {} has no earlier generation kept in {}", cur, o_.state_dir)};
+  return reinstall(target);
+}
+
+Expected<ApplyReport> IptablesBackend::reinstall(int target) {
   auto g = load_generation(target);
   if (!g) return Failure{g.error()};
   ApplyReport rep;

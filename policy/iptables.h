@@ -106,6 +106,8 @@ class IptablesBackend {
   // Atomic per table: on any failure the previous generation stays (or is put back) in force.
   Expected<ApplyReport> apply(const Ir& ir);
   Expected<ApplyReport> rollback();
+  // Installs stored generation `n` again and makes it current (drift repair; rollback uses it too).
+  Expected<ApplyReport> reinstall(int n);
   Expected<BackendStatus> status();
   // Removes our jump rules, our chains and our ipsets; nothing else.
   Outcome flush();

@@ -16,14 +16,16 @@ struct ReconcileStatus {
   int generation = 0;
   std::string applied_commit;
   int64_t applied_unix = 0;
+  int64_t applied_commit_unix = 0;  // the applied commit's committer time (directory sources: 0)
   // The last pass that saw a new commit: its commit, outcome and, when refused, the step and message.
   std::string last_attempt_commit;
   int64_t last_attempt_unix = 0;
   std::string last_result;       // applied | refused | error | "" (never attempted)
-  std::string last_step;         // fetch | verify | lint | test | plan | apply (the step that failed)
+  std::string last_step;         // fetch | verify | stage | lint | test | plan | apply (the step that failed)
   std::string last_error;
   std::map<std::string, uint64_t> attempts;  // result -> count since the agent started
   uint64_t drift_repairs = 0;
+  int64_t last_drift_unix = 0;      // when drift was last repaired
   uint64_t passes = 0;
 
   nlohmann::json to_json() const {
@@ -31,6 +33,7 @@ struct ReconcileStatus {
             {"generation", generation},
             {"applied_commit", applied_commit},
             {"applied_unix", applied_unix},
+            {"applied_commit_unix", applied_commit_unix},
             {"last_attempt_commit", last_attempt_commit},
             {"last_attempt_unix", last_attempt_unix},
             {"last_result", last_result},
@@ -38,6 +41,7 @@ struct ReconcileStatus {
             {"last_error", last_error},
             {"attempts", attempts},
             {"drift_repairs", drift_repairs},
+            {"last_drift_unix", last_drift_unix},
             {"passes", passes}};
   }
   static ReconcileStatus from_json(const nlohmann::json& j) {
@@ -46,6 +50,7 @@ struct ReconcileStatus {
     s.generation = j.value("generation", 0);
     s.applied_commit = j.value("applied_commit", "");
     s.applied_unix = j.value("applied_unix", int64_t{0});
+    s.applied_commit_unix = j.value("applied_commit_unix", int64_t{0});
     s.last_attempt_commit = j.value("last_attempt_commit", "");
     s.last_attempt_unix = j.value("last_attempt_unix", int64_t{0});
     s.last_result = j.value("last_result", "");
@@ -53,6 +58,7 @@ struct ReconcileStatus {
     s.last_error = j.value("last_error", "");
     if (j.contains("attempts") && j["attempts"].is_object()) s.attempts = j["attempts"].get<std::map<std::string, uint64_t>>();
     s.drift_repairs = j.value("drift_repairs", uint64_t{0});
+    s.last_drift_unix = j.value("last_drift_unix", int64_t{0});
     s.passes = j.value("passes", uint64_t{0});
     return s;
   }

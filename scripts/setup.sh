@@ -15,6 +15,7 @@ PACKAGES=(
   # tests, fuzzing, sanitizers
   libgtest-dev libgmock-dev libfuzzer-16-dev libclang-rt-16-dev
   golang-go iptables nftables ipset iproute2 tmux graphviz curl python3 procps psmisc kmod
+  openssh-client  # ssh-keygen: SSH commit signatures (policy from Git)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -6,6 +6,7 @@
 #include "agent/util/logging.h"
 #include "agent/util/mounts.h"
 #include "hostscope_version.h"
+#include "policy/reconciler.h"
 
 namespace hostscope::daemon {
 
@@ -37,11 +38,13 @@ Status Agent::start() {
   o.stream_queue = cfg_.api.stream_queue;
   api_ = std::make_unique<ApiServer>(o);
   register_api();
+  start_policy();
   return api_->start();
 }
 
 void Agent::stop() {
   if (api_) api_->stop();
+  if (policy_) policy_->stop();
   if (pipeline_) pipeline_->stop();
 }
 

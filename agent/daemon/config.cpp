@@ -154,6 +154,9 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
     ck.get(i, "max_processes", c.identity.max_processes, "identity");
     ck.range(i, "max_processes", c.identity.max_processes, 64, 4u << 20, "identity");
   }
+  auto pol = policy::parse_reconcile_config(root["policy"], name);
+  if (!pol) return errorf("{}", ck.ok() ? pol.error() : ck.joined() + "\n" + pol.error());
+  c.policy = std::move(*pol);
   c.service_rules = root["service_rules"];
   if (!ck.ok()) return errorf("{}", ck.joined());
   return c;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "agent/util/result.h"
+#include "policy/reconcile_config.h"
 
 namespace hostscope::daemon {
 
@@ -46,6 +47,8 @@ struct Config {
     std::string kubelet_root = "/";
     uint32_t max_processes = 32768;
   } identity;
+
+  policy::ReconcileConfig policy;  // `policy:` (docs/policy-git.md); no source = the agent does not manage policy
 
   YAML::Node service_rules;  // validated by identity::load_service_rules
   YAML::Node raw;            // the whole document, for sections owned by other components (policy, metrics)
