@@ -263,10 +263,10 @@ class Scratch {
     if (r) netns_.push_back(name);
     return r;
   }
-  // mkdir -p below the scratch parent, remembering every directory it created.
-  Outcome make_cgroup(const fs::path& dir) {
-    fs::path cur;
-    for (const auto& part : dir) {
+  // mkdir -p of `rel` below `base` (the cgroup2 mount), remembering every directory it created.
+  Outcome make_cgroup(const fs::path& base, const std::string& rel) {
+    fs::path cur = base;
+    for (const auto& part : fs::path(rel).relative_path()) {
       cur /= part;
       if (mkdir(cur.c_str(), 0755) == 0) cgroup_dirs_.push_back(cur.string());
       else if (errno != EEXIST) return Failure{fmt::format("mkdir {} failed: {}", cur.string(), std::strerror(errno))};
@@ -536,7 +536,7 @@ Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, c
   // Topology: node namespace, one namespace per address, veth h<k> <-> eth0, routed by the node.
   if (auto r = scratch.make_parent_cgroup(cg_root / fs::path(parent).relative_path()); !r) return Failure{r.error()};
   for (const auto& cg : scratch_cgroups)
-    if (auto r = scratch.make_cgroup(cg_root / fs::path(cg).relative_path()); !r) return Failure{r.error()};
+    if (auto r = scratch.make_cgroup(cg_root, cg); !r) return Failure{r.error()};
   if (auto r = scratch.make_state_dir(); !r) return Failure{r.error()};
   auto step = [&](const std::vector<std::string>& argv) { return scratch.run(argv); };
   std::vector<std::vector<std::string>> setup = {{"ip", "-n", node_ns, "link", "set", "lo", "up"},
