@@ -197,6 +197,38 @@ TEST_P(PolicyLive, WrongExpectationFailsNamingTheCase) {
   expect_no_scratch(r.pid);
 }
 
+// The live column is the kernel's own: local-to-local connections use 127.0.0.1, which the
+// evaluator models as "no address". A policy allowing 127.0.0.0/8 lets the kernel through while the
+// evaluator denies; the run must say so, with the kernel doing what the case expects.
+TEST_P(PolicyLive, KernelAndEvaluatorDisagreementIsReported) {
+  REQUIRE_LIVE_TOOLS(GetParam());
+  PolicyDir d;
+  d.context(R"({"services": [{"name": "web", "cgroups": ["/hs-live-web"]}, {"name": "admin", "cgroups": ["/hs-live-admin"], "ports": [9000]}]})");
+  d.write("p.yaml", R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: web}
+subject: {service: web}
+default: {egress: deny}
+egress:
+  - action: allow
+    peers: [{cidr: 127.0.0.0/8}]
+---
+apiVersion: hostscope.io/v1
+kind: PolicyTest
+metadata: {name: t}
+cases:
+  - {name: web-to-admin, from: web, to: admin, port: 9000, protocol: tcp, expect: allow}
+)");
+  auto r = run_live(d, GetParam());
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("FAIL p.yaml:14:5: web-to-admin — expect allow, evaluator deny, live allow"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cgroup /hs-live-web -> local: expected allow, evaluator deny, live allow (connected, node in cgroup /hs-live-web -> "
+                       "127.0.0.1:9000/tcp); the evaluator disagrees with the expectation but the kernel does what was expected"),
+            std::string::npos)
+      << r.out;
+  expect_no_scratch(r.pid);
+}
+
 TEST_P(PolicyLive, InterruptedRunRemovesItsScratch) {
   REQUIRE_LIVE_TOOLS(GetParam());
   PolicyDir d;
