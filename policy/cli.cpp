@@ -12,6 +12,7 @@
 #include "policy/evaluator.h"
 #include "policy/generate.h"
 #include "policy/iptables.h"
+#include "policy/live_test.h"
 #include "policy/loader.h"
 #include "policy/reconciler.h"
 
@@ -22,7 +23,8 @@ struct Options {
   std::string dir, context_file, from_file, socket = kDefaultAgentSocket, out_dir;
   bool force = false;
   std::string state_dir = "/var/lib/hostscope/policy", variant = "iptables", netns;
-  bool no_ipv6 = false, json = false;
+  bool no_ipv6 = false, json = false, live = false;
+  int live_timeout_ms = 1000;
   int keep = 5;
   size_t ipset_threshold = 8;
   int audit_nflog = -1, log_nflog = 100;
@@ -159,6 +161,13 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
 
   auto* test_cmd = policy->add_subcommand("test", "Run PolicyTest cases against the reference evaluator");
   common(test_cmd, true, false);
+  test_cmd->add_flag("--live", o->live, "Also check every case for real in scratch network namespaces (root)");
+  test_cmd->add_option("--iptables", o->variant, "With --live: iptables flavour: iptables (system default), nft or legacy")
+      ->check(CLI::IsMember({"iptables", "nft", "legacy"}))
+      ->capture_default_str();
+  test_cmd->add_option("--timeout-ms", o->live_timeout_ms, "With --live: wait this long for a connection before it counts as dropped")
+      ->check(CLI::Range(50, 60000))
+      ->capture_default_str();
   test_cmd->callback([o] {
     auto loaded = load(*o);
     auto ctx = context(*o);
@@ -166,6 +175,12 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
     if (!c.ok()) {
       print_diagnostics(c.diagnostics);
       fail(1, "policy set does not validate");
+    }
+    if (o->live) {
+      auto live = run_live_tests(loaded, ctx, LiveOptions{o->variant, o->live_timeout_ms});
+      if (!live) fail(2, live.error());
+      if (!print_live_results(*live, std::cout)) fail(1, "");
+      return;
     }
     size_t failed = 0;
     auto results = run_policy_tests(loaded.set, *c.ir, ctx);

@@ -1,0 +1,4 @@
+# `hostscope policy test --live` end to end with the real binary, as root, in scratch namespaces
+# and cgroups the binary creates and removes (label: privileged).
+hs_test(NAME policy_live_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_live_test.cpp
+        LIBS fmt::fmt LABELS privileged TIMEOUT 300)
