@@ -15,6 +15,8 @@ PACKAGES=(
   # tests, fuzzing, sanitizers
   libgtest-dev libgmock-dev libfuzzer-16-dev libclang-rt-16-dev
   golang-go iptables nftables ipset iproute2 tmux graphviz curl python3 procps psmisc kmod
+  # packaging (scripts/build-deb.sh, tests/integration/package_test.cpp)
+  debhelper dpkg-dev fakeroot lintian help2man debootstrap
 )
 
 if [ "$(id -u)" -ne 0 ]; then
