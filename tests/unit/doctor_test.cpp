@@ -9,6 +9,7 @@
 
 #include "agent/cli/doctor/checks.h"
 #include "agent/cli/doctor/probe.h"
+#include "agent/util/mounts.h"
 
 namespace hostscope::doctor {
 namespace {

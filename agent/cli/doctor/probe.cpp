@@ -14,26 +14,13 @@
 #include "agent/daemon/agent.h"
 #include "agent/daemon/api_server.h"
 #include "agent/identity/process_table.h"
+#include "agent/util/mounts.h"
 
 namespace hostscope::doctor {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string unescape_octal(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); i++) {
-    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
-      out.push_back(char((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
 
 std::string read_text(const fs::path& p) {
   auto r = identity::read_small_file(p, 4 << 20);
@@ -121,34 +108,6 @@ bool caller_has_group(gid_t gid) {
 }
 
 }  // namespace
-
-std::vector<MountEntry> parse_mountinfo(std::string_view text) {
-  std::vector<MountEntry> out;
-  while (!text.empty()) {
-    size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-    // "<id> <parent> <maj:min> <root> <mount point> <options> [optional...] - <fstype> <source> <super options>"
-    size_t dash = line.find(" - ");
-    if (dash == std::string_view::npos) continue;
-    std::string_view after = line.substr(dash + 3);
-    size_t p = 0;
-    for (int field = 0; field < 4 && p != std::string_view::npos; field++) p = line.find(' ', p + 1);
-    if (p == std::string_view::npos || p > dash) continue;
-    std::string_view point = line.substr(p + 1);
-    point = point.substr(0, point.find(' '));
-    std::string_view type = after.substr(0, after.find(' '));
-    if (point.empty() || type.empty()) continue;
-    out.push_back({unescape_octal(point), std::string(type)});
-  }
-  return out;
-}
-
-std::string first_mount_of_type(const std::vector<MountEntry>& mounts, std::string_view fstype) {
-  for (const auto& m : mounts)
-    if (m.fstype == fstype) return m.point;
-  return "";
-}
 
 bool filesystem_supported(std::string_view text, std::string_view fstype) {
   // Lines: "nodev\ttracefs" or "\text4".

@@ -18,12 +18,6 @@ struct ProbeOptions {
 
 NodeFacts probe(const ProbeOptions& o);
 
-// "<mount point> <fstype>" pairs of /proc/self/mountinfo text (octal escapes such as \040 decoded).
-struct MountEntry {
-  std::string point, fstype;
-};
-std::vector<MountEntry> parse_mountinfo(std::string_view text);
-std::string first_mount_of_type(const std::vector<MountEntry>& mounts, std::string_view fstype);
 // True when /proc/filesystems text lists `fstype`.
 bool filesystem_supported(std::string_view proc_filesystems, std::string_view fstype);
 
