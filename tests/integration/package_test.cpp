@@ -274,6 +274,8 @@ TEST_F(Package, InstallRunAsServiceRemovePurge) {
   EXPECT_EQ(in_root("iptables-nft-save").out.find("HOSTSCOPE"), std::string::npos) << in_root("iptables-nft-save").out;
   EXPECT_EQ(in_root("ip6tables-nft-save").out.find("HOSTSCOPE"), std::string::npos);
   EXPECT_EQ(in_root("ipset list -n").out, "");
+  // The legacy variant was never used here, so remove must not have touched it (no empty legacy tables).
+  EXPECT_EQ(in_root("iptables-legacy-save").out, "");
   EXPECT_TRUE(fs::exists(root + "/etc/hostscope/config.yaml"));
 
   // purge: nothing of hostscope is left: files, state, runtime and log directories, group, unit enablement.

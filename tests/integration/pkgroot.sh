@@ -42,9 +42,9 @@ for d in lib/systemd/system usr/lib/systemd/system etc/systemd/system; do
 done
 [ -n "$unit_file" ] || { echo "pkgroot.sh: unit $1 not installed in $root" >&2; exit 1; }
 
-not_emulated=" Description Documentation After Type Restart RestartSec TimeoutStopSec WantedBy AmbientCapabilities
-  ProtectKernelModules ProtectKernelLogs ProtectControlGroups ProtectClock ProtectHostname RestrictRealtime
-  RestrictSUIDSGID LockPersonality MemoryDenyWriteExecute SystemCallArchitectures RestrictAddressFamilies "
+not_emulated=(Description Documentation After Type Restart RestartSec TimeoutStopSec WantedBy AmbientCapabilities
+    ProtectKernelModules ProtectKernelLogs ProtectControlGroups ProtectClock ProtectHostname RestrictRealtime
+    RestrictSUIDSGID LockPersonality MemoryDenyWriteExecute SystemCallArchitectures RestrictAddressFamilies)
 declare -A unit=()
 pre=()
 while IFS= read -r line; do
@@ -55,7 +55,7 @@ while IFS= read -r line; do
         ExecStart | CapabilityBoundingSet | NoNewPrivileges | LimitMEMLOCK | UMask | ProtectSystem | ProtectHome | \
             ProtectKernelTunables | PrivateTmp | PrivateDevices | RuntimeDirectory | RuntimeDirectoryMode | \
             StateDirectory | StateDirectoryMode | LogsDirectory | LogsDirectoryMode) unit[$key]=$value ;;
-        *) [[ $not_emulated == *" $key "* ]] || { echo "pkgroot.sh: $unit_file: cannot emulate $key=" >&2; exit 1; } ;;
+        *) [[ " ${not_emulated[*]} " == *" $key "* ]] || { echo "pkgroot.sh: $unit_file: cannot emulate $key=" >&2; exit 1; } ;;
     esac
 done <"$unit_file"
 [ "${unit[ProtectSystem]:-}" = strict ] || { echo "pkgroot.sh: only ProtectSystem=strict is emulated" >&2; exit 1; }
@@ -100,7 +100,11 @@ mount -o remount,bind,ro "$root"
 [ "${unit[ProtectKernelTunables]:-no}" = yes ] && mount -o remount,bind,ro "$root/sys"
 [ "${unit[ProtectHome]:-no}" = read-only ] && mount --bind "$root/home" "$root/home" && mount -o remount,bind,ro "$root/home"
 
-[ "${unit[LimitMEMLOCK]:-}" = infinity ] && ulimit -l unlimited
+# systemd raises the limit from outside; here it only works when this process may raise its hard limit (not in
+# every container). Kernels >= 5.11 charge BPF memory to the cgroup, not to memlock, so the agent runs either way.
+if [ "${unit[LimitMEMLOCK]:-}" = infinity ] && ! ulimit -l unlimited 2>/dev/null; then
+    echo "pkgroot.sh: LimitMEMLOCK=infinity not applied (hard limit $(ulimit -H -l) cannot be raised here)" >&2
+fi
 [ -n "${unit[UMask]:-}" ] && umask "${unit[UMask]}"
 
 caps=()
