@@ -160,7 +160,7 @@ std::string fresh_root(const std::string& dest, const std::string& pkgroot) {
     auto r = sh("mkdir -p " + q(cache_dir) + " && debootstrap --variant=minbase --include=" + q(base) + " bookworm " +
                 q(work) + " " + q(mirror) + " && cp /etc/resolv.conf " + q(work + "/etc/resolv.conf") + " && " +
                 q(pkgroot) + " run " + q(work) +
-                " env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get install -y -q --no-install-recommends " + deps +
+                " env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update -q && apt-get install -y -q --no-install-recommends " + deps +
                 " && apt-get clean' && tar -C " + q(work) + " --numeric-owner -cf " + q(tar + ".part") + " . && mv " +
                 q(tar + ".part") + " " + q(tar));
     sh("rm -rf " + q(work) + " " + q(tar + ".part"));

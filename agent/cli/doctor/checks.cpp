@@ -79,8 +79,8 @@ void hook_checks(const NodeFacts& f, std::vector<Check>& out) {
         add(out, name, Level::Ok, fmt::format("tracepoint {} is available: {}", key, h.gives));
     } else if (hf.classic == Tri::Unknown) {
       add(out, name, Level::Warn,
-          fmt::format("tracepoint {} cannot be checked while tracefs is not mounted (the agent mounts it at start; "
-                      "run doctor again then); without it {}",
+          fmt::format("tracepoint {} cannot be checked: tracefs is not mounted yet (the agent mounts it at start) or "
+                      "this user cannot read it; run doctor as root once the agent runs. Without it {}",
                       key, h.lost));
     } else {
       add(out, name, h.required ? Level::Fail : Level::Warn,

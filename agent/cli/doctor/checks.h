@@ -33,7 +33,7 @@ enum class Tri { Yes, No, Unknown };
 
 struct HookFacts {
   bool btf = false;             // btf_trace_<event> exists in the kernel BTF
-  Tri classic = Tri::Unknown;   // <tracefs>/events/<category>/<event> exists (Unknown: tracefs not mounted)
+  Tri classic = Tri::Unknown;   // <tracefs>/events/<category>/<event> exists (Unknown: not mounted or unreadable)
 };
 
 struct IptablesFacts {

@@ -78,7 +78,8 @@ void probe_kernel(NodeFacts& f) {
       hf.btf = btf__find_by_name_kind(vmlinux, ("btf_trace_" + h.event).c_str(), BTF_KIND_TYPEDEF) >= 0;
     if (!f.tracefs_mount.empty()) {
       std::error_code ec;
-      hf.classic = fs::exists(fs::path(f.tracefs_mount) / "events" / h.category / h.event, ec) ? Tri::Yes : Tri::No;
+      bool exists = fs::exists(fs::path(f.tracefs_mount) / "events" / h.category / h.event, ec);
+      hf.classic = ec ? Tri::Unknown : exists ? Tri::Yes : Tri::No;  // tracefs is root-only (0700)
     }
     f.hooks[h.category + "/" + h.event] = hf;
   }
