@@ -173,9 +173,10 @@ std::string fresh_root(const std::string& dest, const std::string& pkgroot) {
   return dest;
 }
 
-// Every path in the root except dpkg's own bookkeeping and the account-file backups adduser keeps.
+// Every path in the root except dpkg's own bookkeeping, man-db's cache, the account-file backups and lock adduser
+// keeps, and systemd-analyze's marker in /run (tools' state, not the package's).
 std::set<std::string> tree(const std::string& root) {
-  auto r = sh("cd " + q(root) + " && find . -xdev | grep -Ev '^\\./(var/lib/dpkg|var/cache/debconf|var/cache/man|var/log/(dpkg|alternatives)\\.log|tmp|proc|sys|dev)(/|$)|^\\./etc/(group|gshadow|passwd|shadow)-$' | sort");
+  auto r = sh("cd " + q(root) + " && find . -xdev | grep -Ev '^\\./(var/lib/dpkg|var/cache/debconf|var/cache/man|var/log/(dpkg|alternatives)\\.log|run/adduser|run/systemd|tmp|proc|sys|dev)(/|$)|^\\./etc/(group|gshadow|passwd|shadow)-$' | sort");
   auto l = lines_of(r.out);
   return {l.begin(), l.end()};
 }
