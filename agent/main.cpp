@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   cli::register_top(app, g, exit_code);
   cli::register_topology(app, g, exit_code);
   cli::register_policy(app);
+  cli::register_doctor(app, exit_code);
   app.parse_complete_callback([&] { init_logging(g.verbosity); });
   try {
     app.parse(argc, argv);

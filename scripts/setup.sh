@@ -16,6 +16,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libfuzzer-16-dev libclang-rt-16-dev
   golang-go iptables nftables ipset iproute2 tmux graphviz curl python3 procps psmisc kmod
   openssh-client  # ssh-keygen: SSH commit signatures (policy from Git)
+  # packaging (scripts/build-deb.sh, tests/integration/package_test.cpp)
+  debhelper dpkg-dev fakeroot lintian help2man debootstrap
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -17,5 +17,6 @@ void register_top(CLI::App& app, const GlobalOptions& g, int& exit_code);
 void register_topology(CLI::App& app, const GlobalOptions& g, int& exit_code);
 // `hostscope policy ...` (policy/cli.h) with the node's live service catalogue.
 void register_policy(CLI::App& app);
+void register_doctor(CLI::App& app, int& exit_code);
 
 }  // namespace hostscope::cli

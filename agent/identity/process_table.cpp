@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "agent/util/fd.h"
+#include "agent/util/mounts.h"
 
 namespace hostscope::identity {
 
@@ -47,24 +48,9 @@ bool parse_num(std::string_view s, T& out) {
 std::optional<fs::path> find_cgroup2_root() {
   auto text = read_small_file("/proc/self/mountinfo", 1 << 20);
   if (!text) return std::nullopt;
-  std::string_view v = *text;
-  while (!v.empty()) {
-    size_t nl = v.find('\n');
-    std::string_view line = v.substr(0, nl);
-    v = nl == std::string_view::npos ? std::string_view{} : v.substr(nl + 1);
-    // "<id> <parent> <maj:min> <root> <mount point> <options> [optional...] - <fstype> <source> <super options>"
-    size_t dash = line.find(" - ");
-    if (dash == std::string_view::npos) continue;
-    std::string_view after = line.substr(dash + 3);
-    if (after.substr(0, after.find(' ')) != "cgroup2") continue;
-    size_t p = 0;
-    for (int field = 0; field < 4 && p != std::string_view::npos; field++) p = line.find(' ', p + 1);
-    if (p == std::string_view::npos) continue;
-    std::string_view mnt = line.substr(p + 1);
-    mnt = mnt.substr(0, mnt.find(' '));
-    if (!mnt.empty()) return fs::path(std::string(mnt));
-  }
-  return std::nullopt;
+  std::string mnt = first_mount_of_type(parse_mountinfo(*text), "cgroup2");
+  if (mnt.empty()) return std::nullopt;
+  return fs::path(mnt);
 }
 
 GoProcessInfo go_info_of(const GoBinaryIdentity& g) {

@@ -103,8 +103,11 @@ class PolicyGit : public ::testing::Test {
   std::string save() const { return sh(ns.exec("sh -c 'iptables-save -t filter | grep -v \"^#\"'")).out; }
   size_t generation_files() const {
     size_t n = 0;
-    for (auto& e : fs::directory_iterator(cfg.state_dir))
-      if (e.path().filename().string().rfind("gen-", 0) == 0) ++n;
+    // gen-<N>.json only (each generation also has its gen-<N>.ir.json beside it).
+    for (auto& e : fs::directory_iterator(cfg.state_dir)) {
+      auto name = e.path().filename().string();
+      if (name.rfind("gen-", 0) == 0 && name.find(".ir.json") == std::string::npos) ++n;
+    }
     return n;
   }
   // Switches web to audit mode (its PolicyTest expects enforcement, so it goes).

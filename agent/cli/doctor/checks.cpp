@@ -1,0 +1,251 @@
+#include "agent/cli/doctor/checks.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <filesystem>
+
+namespace hostscope::doctor {
+
+std::string_view level_name(Level l) {
+  switch (l) {
+    case Level::Ok: return "ok";
+    case Level::Warn: return "warn";
+    case Level::Fail: return "fail";
+  }
+  return "?";
+}
+
+const std::vector<HookSpec>& agent_hooks() {
+  static const std::vector<HookSpec> hooks = {
+      {"sock", "inet_sock_set_state", true, true, "TCP connections are seen from open to close",
+       "no TCP connection can be traced"},
+      {"tcp", "tcp_send_reset", true, false, "resets this host sends are reported", "resets are reported as plain closes"},
+      {"tcp", "tcp_receive_reset", true, false, "resets this host receives are reported",
+       "resets are reported as plain closes"},
+      {"syscalls", "sys_exit_accept4", false, false, "accepted connections get their owning process",
+       "the server side of accepted connections has no owner (pid 0)"},
+      {"syscalls", "sys_exit_accept", false, false, "accepted connections get their owning process",
+       "the server side of accepted connections has no owner (pid 0)"},
+      {"sched", "sched_process_exec", true, false, "new processes are identified as they start",
+       "new processes are identified late, by /proc scans"},
+      {"sched", "sched_process_fork", true, false, "new processes are identified as they start",
+       "new processes are identified late, by /proc scans"},
+      {"sched", "sched_process_exit", true, false, "exited processes leave the identity table at once",
+       "exited processes leave the identity table late, on the periodic sweep"},
+  };
+  return hooks;
+}
+
+namespace {
+
+void add(std::vector<Check>& out, std::string name, Level l, std::string msg) {
+  out.push_back({std::move(name), l, std::move(msg)});
+}
+
+void kernel_checks(const NodeFacts& f, std::vector<Check>& out) {
+  if (f.btf_present)
+    add(out, "btf", Level::Ok, "kernel BTF is available: the agent's CO-RE programs load on this kernel as built");
+  else
+    add(out, "btf", Level::Fail,
+        fmt::format("no usable kernel BTF at /sys/kernel/btf/vmlinux ({}): the agent cannot load its BPF programs; "
+                    "use a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+                    f.btf_error.empty() ? "missing" : f.btf_error));
+  if (!f.bpf_load_error)
+    add(out, "bpf", Level::Ok, "BPF tracing programs load (CAP_BPF and CAP_PERFMON are effective)");
+  else if (!f.root)
+    add(out, "bpf", Level::Warn,
+        fmt::format("this user cannot load BPF programs ({}): the agent runs as root; run doctor as root to check it",
+                    *f.bpf_load_error));
+  else
+    add(out, "bpf", Level::Fail,
+        fmt::format("BPF tracing programs do not load ({}): the agent cannot trace anything", *f.bpf_load_error));
+}
+
+void hook_checks(const NodeFacts& f, std::vector<Check>& out) {
+  for (const auto& h : agent_hooks()) {
+    std::string key = h.category + "/" + h.event;
+    HookFacts hf;
+    if (auto it = f.hooks.find(key); it != f.hooks.end()) hf = it->second;
+    std::string name = "hook " + key;
+    bool btf_ok = h.has_btf && f.btf_present && hf.btf;
+    if (btf_ok) {
+      add(out, name, Level::Ok, fmt::format("tp_btf/{} is available: {}", h.event, h.gives));
+    } else if (hf.classic == Tri::Yes) {
+      if (h.has_btf)
+        add(out, name, Level::Warn,
+            fmt::format("only the classic tracepoint {} is available: {}, at a higher cost per event", key, h.gives));
+      else
+        add(out, name, Level::Ok, fmt::format("tracepoint {} is available: {}", key, h.gives));
+    } else if (hf.classic == Tri::Unknown) {
+      add(out, name, Level::Warn,
+          fmt::format("tracepoint {} cannot be checked: tracefs is not mounted yet (the agent mounts it at start) or "
+                      "this user cannot read it; run doctor as root once the agent runs. Without it {}",
+                      key, h.lost));
+    } else {
+      add(out, name, h.required ? Level::Fail : Level::Warn,
+          fmt::format("neither tp_btf/{} nor tracepoint {} exists on this kernel: {}", h.event, key, h.lost));
+    }
+  }
+}
+
+void mount_check(std::vector<Check>& out, const char* name, const std::string& mount, bool supported,
+                 const char* fstype, const char* where, const char* needed_for) {
+  if (!mount.empty())
+    add(out, name, Level::Ok, fmt::format("{} is mounted at {}", fstype, mount));
+  else if (supported)
+    add(out, name, Level::Ok,
+        fmt::format("{} is not mounted yet; the agent (or the hostscope service before it starts) mounts it at {}",
+                    fstype, where));
+  else
+    add(out, name, Level::Warn, fmt::format("the kernel has no {}: {}", fstype, needed_for));
+}
+
+void filesystem_checks(const NodeFacts& f, std::vector<Check>& out) {
+  mount_check(out, "tracefs", f.tracefs_mount, f.tracefs_supported, "tracefs", "/sys/kernel/tracing",
+              "classic tracepoints (accept owners, fallback hooks) are unavailable");
+  mount_check(out, "bpffs", f.bpffs_mount, f.bpffs_supported, "bpffs", "/sys/fs/bpf",
+              "BPF objects cannot be pinned");
+  if (!f.cgroup2_mount.empty())
+    add(out, "cgroup v2", Level::Ok,
+        fmt::format("cgroup v2 is mounted at {}: connections are tied to systemd units, containers and pods by cgroup",
+                    f.cgroup2_mount));
+  else
+    add(out, "cgroup v2", Level::Warn,
+        "cgroup v2 is not mounted: cgroup ids are unknown, so policy cannot match services by cgroup; names still "
+        "come from /proc/<pid>/cgroup");
+}
+
+void policy_tool_checks(const NodeFacts& f, std::vector<Check>& out) {
+  std::vector<std::string> present, missing;
+  std::string default_version;
+  for (const auto& t : f.iptables) {
+    (t.present ? present : missing).push_back(t.binary);
+    if (t.binary == "iptables" && t.present) default_version = t.version;
+  }
+  if (present.empty())
+    add(out, "iptables", Level::Warn, "no iptables tools are installed: `hostscope policy apply` cannot enforce policy");
+  else if (missing.empty())
+    add(out, "iptables", Level::Ok,
+        fmt::format("{}; policy can use every variant ({})",
+                    default_version.empty() ? "iptables is installed" : default_version + " is the default",
+                    fmt::join(present, ", ")));
+  else
+    add(out, "iptables", Level::Warn,
+        fmt::format("{} missing: policy with `iptables:` set to that variant (or IPv6 rules) cannot be applied; "
+                    "present: {}",
+                    fmt::join(missing, ", "), fmt::join(present, ", ")));
+  if (f.ipset_present)
+    add(out, "ipset", Level::Ok, "ipset is installed: long peer lists become ipsets");
+  else
+    add(out, "ipset", Level::Warn,
+        "ipset is not installed: policies whose peer lists exceed --ipset-threshold cannot be applied");
+}
+
+std::string under(const std::string& root, const char* rel) { return (std::filesystem::path(root) / rel).string(); }
+
+void config_and_kube_checks(const NodeFacts& f, std::vector<Check>& out) {
+  if (f.config_error)
+    add(out, "config", Level::Fail, fmt::format("the agent refuses its configuration: {}", *f.config_error));
+  else
+    add(out, "config", Level::Ok, fmt::format("configuration {} is valid", f.config_path));
+  bool logs = f.log_pods_dir || f.log_containers_dir;
+  if (logs)
+    add(out, "kubelet", Level::Ok,
+        fmt::format("kubelet log directories found under {}: containers are named by pod, namespace and container",
+                    f.kubelet_root));
+  else if (f.kubelet_pods_dir)
+    add(out, "kubelet", Level::Warn,
+        fmt::format("{} exists but {} does not: pods will show as bare container ids; set identity.kubelet_root if "
+                    "the kubelet's files are under another root",
+                    under(f.kubelet_root, "var/lib/kubelet/pods"), under(f.kubelet_root, "var/log/pods")));
+  else
+    add(out, "kubelet", Level::Ok,
+        fmt::format("no kubelet under {} (not a Kubernetes node): services are named from systemd units, containers "
+                    "and executables",
+                    f.kubelet_root));
+}
+
+void socket_checks(const NodeFacts& f, std::vector<Check>& out) {
+  if (!f.group_exists)
+    add(out, "group", Level::Warn,
+        fmt::format("group {} does not exist: only root can use the agent's socket", f.group));
+  else if (f.root || f.caller_in_group)
+    add(out, "group", Level::Ok,
+        fmt::format("group {} exists and this user may use the agent's socket", f.group));
+  else
+    add(out, "group", Level::Warn,
+        fmt::format("this user is not in group {}: add it (`adduser $USER {}`) to use the agent without root",
+                    f.group, f.group));
+
+  if (!f.health) {
+    std::string why = f.daemon_error.empty() ? "no answer" : f.daemon_error;
+    add(out, "agent", Level::Warn,
+        fmt::format("no agent answers on {} ({}): start it (`systemctl start hostscope`); until then CLI commands load "
+                    "the BPF programs themselves",
+                    f.socket_path, why));
+    return;
+  }
+  const auto& h = *f.health;
+  auto num = [&](const char* section, const char* key) -> uint64_t {
+    if (!h.contains(section) || !h[section].is_object()) return 0;
+    return h[section].value(key, uint64_t{0});
+  };
+  uint64_t lost = num("kernel", "lost_ringbuf") + num("kernel", "lost_reentry");
+  add(out, "agent", Level::Ok,
+      fmt::format("agent {} is running on {} with {} hooks; {} events delivered", h.value("version", std::string("?")),
+                  f.socket_path, h.value("attach_mode", std::string("?")), h.value("events_delivered", uint64_t{0})));
+  if (lost)
+    add(out, "agent events", Level::Warn,
+        fmt::format("the agent lost {} events ({} ring buffer full, {} hook re-entered): raise kernel.ring_buffer_mb",
+                    lost, num("kernel", "lost_ringbuf"), num("kernel", "lost_reentry")));
+  else
+    add(out, "agent events", Level::Ok, "the agent has lost no events");
+  if (h.contains("degraded") && h["degraded"].is_array())
+    for (const auto& d : h["degraded"])
+      if (d.is_string()) add(out, "agent degraded", Level::Warn, d.get<std::string>());
+}
+
+}  // namespace
+
+std::vector<Check> evaluate(const NodeFacts& f) {
+  std::vector<Check> out;
+  kernel_checks(f, out);
+  hook_checks(f, out);
+  filesystem_checks(f, out);
+  policy_tool_checks(f, out);
+  config_and_kube_checks(f, out);
+  socket_checks(f, out);
+  return out;
+}
+
+int exit_code(const std::vector<Check>& checks) {
+  for (const auto& c : checks)
+    if (c.level != Level::Ok) return 1;
+  return 0;
+}
+
+std::string render_text(const std::vector<Check>& checks) {
+  std::string s;
+  size_t warn = 0, fail = 0;
+  for (const auto& c : checks) {
+    std::string tag = c.level == Level::Ok ? "OK" : c.level == Level::Warn ? "WARN" : "FAIL";
+    s += fmt::format("{:<5} {:<32} {}\n", tag, c.name, c.message);
+    warn += c.level == Level::Warn;
+    fail += c.level == Level::Fail;
+  }
+  if (!fail && !warn)
+    s += "hostscope can run fully on this node.\n";
+  else
+    s += fmt::format("{} failing, {} degraded: {}\n", fail, warn,
+                     fail ? "the agent cannot run as it should" : "the agent runs with the degradations above");
+  return s;
+}
+
+nlohmann::json render_json(const std::vector<Check>& checks) {
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& c : checks) arr.push_back({{"name", c.name}, {"status", level_name(c.level)}, {"message", c.message}});
+  return {{"checks", arr}, {"exit_code", exit_code(checks)}};
+}
+
+}  // namespace hostscope::doctor

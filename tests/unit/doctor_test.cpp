@@ -1,0 +1,206 @@
+// `hostscope doctor`: the pure parts (mountinfo parsing, verdicts, exit code, rendering) and the hook list
+// kept in step with the BPF sources.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "agent/cli/doctor/checks.h"
+#include "agent/cli/doctor/probe.h"
+#include "agent/util/mounts.h"
+
+namespace hostscope::doctor {
+namespace {
+
+NodeFacts healthy() {
+  NodeFacts f;
+  f.root = true;
+  f.btf_present = true;
+  for (const auto& h : agent_hooks()) f.hooks[h.category + "/" + h.event] = {h.has_btf, Tri::Yes};
+  f.tracefs_mount = "/sys/kernel/tracing";
+  f.bpffs_mount = "/sys/fs/bpf";
+  f.cgroup2_mount = "/sys/fs/cgroup";
+  f.tracefs_supported = f.bpffs_supported = true;
+  for (const char* b : {"iptables", "iptables-nft", "iptables-legacy", "ip6tables", "ip6tables-nft", "ip6tables-legacy"})
+    f.iptables.push_back({b, true, std::string(b) == "iptables" ? "iptables v1.8.9 (nf_tables)" : ""});
+  f.ipset_present = true;
+  f.config_path = "/etc/hostscope/config.yaml";
+  f.socket_path = "/run/hostscope/hostscope.sock";
+  f.group_exists = true;
+  f.socket_exists = true;
+  f.health = nlohmann::json{{"version", "0.1.0"},
+                            {"attach_mode", "tp_btf"},
+                            {"events_delivered", 42},
+                            {"degraded", nlohmann::json::array()},
+                            {"kernel", {{"lost_ringbuf", 0}, {"lost_reentry", 0}}}};
+  return f;
+}
+
+const Check& find(const std::vector<Check>& cs, const std::string& name) {
+  for (const auto& c : cs)
+    if (c.name == name) return c;
+  static Check none{"<missing>", Level::Fail, ""};
+  ADD_FAILURE() << "no check named " << name;
+  return none;
+}
+
+TEST(DoctorMounts, ParsesMountinfoWithEscapes) {
+  std::string text =
+      "22 1 0:21 / /sys rw,nosuid - sysfs sysfs rw\n"
+      "30 22 0:26 / /sys/fs/cgroup/unified rw,nosuid shared:9 - cgroup2 cgroup2 rw\n"
+      "40 22 0:12 / /sys/kernel/tracing rw,relatime - tracefs tracefs rw\n"
+      "41 1 0:50 / /mnt/with\\040space rw - ext4 /dev/sda1 rw\n"
+      "garbage line\n";
+  auto m = parse_mountinfo(text);
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(first_mount_of_type(m, "cgroup2"), "/sys/fs/cgroup/unified");
+  EXPECT_EQ(first_mount_of_type(m, "tracefs"), "/sys/kernel/tracing");
+  EXPECT_EQ(m[3].point, "/mnt/with space");
+  EXPECT_EQ(first_mount_of_type(m, "bpf"), "");
+}
+
+TEST(DoctorMounts, ProcFilesystems) {
+  std::string text = "nodev\tsysfs\nnodev\ttracefs\n\text4\nnodev\tbpf\n";
+  EXPECT_TRUE(filesystem_supported(text, "tracefs"));
+  EXPECT_TRUE(filesystem_supported(text, "ext4"));
+  EXPECT_TRUE(filesystem_supported(text, "bpf"));
+  EXPECT_FALSE(filesystem_supported(text, "cgroup2"));
+  EXPECT_FALSE(filesystem_supported(text, "trace"));
+}
+
+TEST(DoctorVerdicts, HealthyNodeIsAllOkAndExitsZero) {
+  auto cs = evaluate(healthy());
+  for (const auto& c : cs) EXPECT_EQ(c.level, Level::Ok) << c.name << ": " << c.message;
+  EXPECT_EQ(exit_code(cs), 0);
+  EXPECT_NE(render_text(cs).find("hostscope can run fully on this node."), std::string::npos);
+  auto j = render_json(cs);
+  EXPECT_EQ(j["exit_code"], 0);
+  ASSERT_EQ(j["checks"].size(), cs.size());
+  EXPECT_EQ(j["checks"][0]["status"], "ok");
+}
+
+TEST(DoctorVerdicts, NoBtfFailsAndClassicTracepointsDegrade) {
+  auto f = healthy();
+  f.btf_present = false;
+  f.btf_error = "No such file or directory";
+  auto cs = evaluate(f);
+  EXPECT_EQ(find(cs, "btf").level, Level::Fail);
+  EXPECT_NE(find(cs, "btf").message.find("CONFIG_DEBUG_INFO_BTF"), std::string::npos);
+  // tp_btf needs BTF: hooks fall back to their classic tracepoints, which cost more per event.
+  EXPECT_EQ(find(cs, "hook sock/inet_sock_set_state").level, Level::Warn);
+  // accept has no tp_btf variant: the classic tracepoint is the normal case.
+  EXPECT_EQ(find(cs, "hook syscalls/sys_exit_accept4").level, Level::Ok);
+  EXPECT_EQ(exit_code(cs), 1);
+  EXPECT_NE(render_text(cs).find("1 failing"), std::string::npos);
+}
+
+TEST(DoctorVerdicts, MissingRequiredHookFailsOptionalWarns) {
+  auto f = healthy();
+  f.hooks["sock/inet_sock_set_state"] = {false, Tri::No};
+  f.hooks["tcp/tcp_send_reset"] = {false, Tri::No};
+  auto cs = evaluate(f);
+  EXPECT_EQ(find(cs, "hook sock/inet_sock_set_state").level, Level::Fail);
+  EXPECT_EQ(find(cs, "hook tcp/tcp_send_reset").level, Level::Warn);
+  EXPECT_NE(find(cs, "hook tcp/tcp_send_reset").message.find("plain closes"), std::string::npos);
+}
+
+TEST(DoctorVerdicts, UnmountedTracefsIsFineButHidesClassicHooks) {
+  auto f = healthy();
+  f.tracefs_mount.clear();
+  for (auto& [k, h] : f.hooks) h.classic = Tri::Unknown;
+  auto cs = evaluate(f);
+  EXPECT_EQ(find(cs, "tracefs").level, Level::Ok);
+  EXPECT_NE(find(cs, "tracefs").message.find("mounts it"), std::string::npos);
+  EXPECT_EQ(find(cs, "hook sock/inet_sock_set_state").level, Level::Ok);  // tp_btf needs no tracefs
+  EXPECT_EQ(find(cs, "hook syscalls/sys_exit_accept4").level, Level::Warn);
+  f.tracefs_supported = false;
+  EXPECT_EQ(find(evaluate(f), "tracefs").level, Level::Warn);
+}
+
+TEST(DoctorVerdicts, BpfLoadFailureDependsOnWhoAsks) {
+  auto f = healthy();
+  f.bpf_load_error = "EPERM (Operation not permitted)";
+  EXPECT_EQ(find(evaluate(f), "bpf").level, Level::Fail);
+  f.root = false;
+  EXPECT_EQ(find(evaluate(f), "bpf").level, Level::Warn);
+}
+
+TEST(DoctorVerdicts, PolicyToolsConfigAndKubelet) {
+  auto f = healthy();
+  f.iptables[2].present = false;  // iptables-legacy
+  f.ipset_present = false;
+  f.config_error = "/etc/hostscope/config.yaml:3:5: unknown key 'atach'";
+  f.kubelet_pods_dir = true;
+  auto cs = evaluate(f);
+  EXPECT_EQ(find(cs, "iptables").level, Level::Warn);
+  EXPECT_NE(find(cs, "iptables").message.find("iptables-legacy missing"), std::string::npos);
+  EXPECT_EQ(find(cs, "ipset").level, Level::Warn);
+  EXPECT_EQ(find(cs, "config").level, Level::Fail);
+  EXPECT_NE(find(cs, "config").message.find("config.yaml:3:5"), std::string::npos);
+  EXPECT_EQ(find(cs, "kubelet").level, Level::Warn);
+  EXPECT_NE(find(cs, "kubelet").message.find("/var/log/pods"), std::string::npos);
+  f.log_pods_dir = true;
+  EXPECT_EQ(find(evaluate(f), "kubelet").level, Level::Ok);
+}
+
+TEST(DoctorVerdicts, GroupAndDaemon) {
+  auto f = healthy();
+  f.root = false;
+  auto cs = evaluate(f);
+  EXPECT_EQ(find(cs, "group").level, Level::Warn);
+  EXPECT_NE(find(cs, "group").message.find("adduser"), std::string::npos);
+  f.caller_in_group = true;
+  EXPECT_EQ(find(evaluate(f), "group").level, Level::Ok);
+  f.group_exists = false;
+  EXPECT_EQ(find(evaluate(f), "group").level, Level::Warn);
+
+  f = healthy();
+  f.health.reset();
+  f.daemon_error = "connect: ENOENT";
+  cs = evaluate(f);
+  EXPECT_EQ(find(cs, "agent").level, Level::Warn);
+  EXPECT_NE(find(cs, "agent").message.find("ENOENT"), std::string::npos);
+  EXPECT_EQ(exit_code(cs), 1);
+
+  f = healthy();
+  (*f.health)["kernel"]["lost_ringbuf"] = 7;
+  (*f.health)["degraded"] = {"tcp_send_reset: resets are reported as plain closes"};
+  cs = evaluate(f);
+  EXPECT_EQ(find(cs, "agent").level, Level::Ok);
+  EXPECT_EQ(find(cs, "agent events").level, Level::Warn);
+  EXPECT_NE(find(cs, "agent events").message.find("7 events"), std::string::npos);
+  EXPECT_EQ(find(cs, "agent degraded").level, Level::Warn);
+  EXPECT_EQ(render_json(cs)["exit_code"], 1);
+}
+
+// Every hook the BPF sources define is one doctor checks, and nothing else.
+TEST(DoctorHooks, MatchTheBpfSources) {
+  const char* src = std::getenv("HOSTSCOPE_SRC");
+  ASSERT_NE(src, nullptr);
+  std::set<std::string> in_sources;
+  std::regex sec(R"re(SEC\("(tp_btf|tracepoint)/([a-z_0-9]+)(/([a-z_0-9]+))?"\))re");
+  for (const char* file : {"bpf/tcp_lifecycle.bpf.c", "bpf/process.bpf.c"}) {
+    std::ifstream in(std::string(src) + "/" + file);
+    ASSERT_TRUE(in) << file;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    for (std::sregex_iterator it(text.begin(), text.end(), sec), end; it != end; ++it) {
+      if ((*it)[1] == "tp_btf")
+        in_sources.insert("btf:" + (*it)[2].str());
+      else
+        in_sources.insert("tp:" + (*it)[2].str() + "/" + (*it)[4].str());
+    }
+  }
+  std::set<std::string> in_doctor;
+  for (const auto& h : agent_hooks()) {
+    if (h.has_btf) in_doctor.insert("btf:" + h.event);
+    in_doctor.insert("tp:" + h.category + "/" + h.event);
+  }
+  EXPECT_EQ(in_sources, in_doctor);
+}
+
+}  // namespace
+}  // namespace hostscope::doctor
