@@ -37,10 +37,12 @@ Status Agent::start() {
   o.stream_queue = cfg_.api.stream_queue;
   api_ = std::make_unique<ApiServer>(o);
   register_api();
-  return api_->start();
+  if (auto st = api_->start(); !st) return st;
+  return start_exporters();
 }
 
 void Agent::stop() {
+  stop_exporters();
   if (api_) api_->stop();
   if (pipeline_) pipeline_->stop();
 }
@@ -75,6 +77,11 @@ void Agent::register_api() {
                 {"streams_active", c.streams_active}};
     j["version"] = HOSTSCOPE_VERSION;
     j["node"] = cfg_.node_name;
+    if (sink_) {
+      auto s = sink_->stats();
+      j["events_sink"] = {{"lines_written", s.lines_written}, {"lines_dropped", s.lines_dropped},
+                          {"rotations", s.rotations}, {"write_errors", s.write_errors}};
+    }
     return j;
   });
   api_->handle("services", [this](const nlohmann::json&) { return pipeline_->services_json(); });

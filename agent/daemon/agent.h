@@ -5,6 +5,8 @@
 #include "agent/daemon/api_server.h"
 #include "agent/daemon/config.h"
 #include "agent/daemon/pipeline.h"
+#include "exporters/event_sink.h"
+#include "exporters/metrics_server.h"
 
 namespace hostscope::daemon {
 
@@ -17,6 +19,9 @@ std::unique_ptr<IdentityResolver> make_default_resolver(const Config& cfg, Pipel
 // Registers the topology API methods (snapshot as JSON, filters) on the server.
 void register_topology_api(ApiServer& api, Pipeline& pipeline, const Config& cfg);
 
+// Agent health as the exporters see it (api and sink may be null).
+exporters::AgentHealth agent_health(const Health& h, const ApiCounters* api, const exporters::EventSink* sink);
+
 class Agent {
  public:
   explicit Agent(Config cfg);
@@ -24,12 +29,21 @@ class Agent {
   Status start();
   void stop();
   Pipeline& pipeline() { return *pipeline_; }
+  // The /metrics registry (null when metrics.listen is ""): extra collectors (policy) are added here.
+  exporters::MetricsRegistry* metrics() { return metrics_.get(); }
+  uint16_t metrics_port() const { return metrics_server_ ? metrics_server_->port() : 0; }
 
  private:
   void register_api();
+  Status start_exporters();  // exporters_wiring.cpp
+  void stop_exporters();
   Config cfg_;
   std::unique_ptr<Pipeline> pipeline_;
   std::unique_ptr<ApiServer> api_;
+  std::unique_ptr<exporters::EventSink> sink_;
+  std::unique_ptr<exporters::MetricsRegistry> metrics_;
+  std::unique_ptr<exporters::MetricsServer> metrics_server_;
+  std::vector<uint64_t> subs_;  // pipeline subscriptions of the exporters
 };
 
 }  // namespace hostscope::daemon

@@ -114,6 +114,10 @@ struct EdgeSnapshot {
   std::string dialed;               // DNAT: destination the client dialled ("10.96.0.10:80"); empty without NAT
   std::vector<std::string> actual;  // DNAT: backends conntrack reported (bounded)
   std::vector<AnomalyFlag> anomalies;
+  // Connect-latency histogram for exporters: cumulative counts below LatencyHistogram::kExportBoundsUs and
+  // the sum of all samples (us). Empty when the edge has no latency samples. Not part of the JSON form.
+  std::vector<uint64_t> latency_buckets;
+  uint64_t latency_sum_us = 0;
   bool operator==(const EdgeSnapshot&) const = default;
 
   uint64_t failed_total() const;

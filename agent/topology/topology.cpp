@@ -597,7 +597,11 @@ EdgeSnapshot Topology::snapshot_edge(const EdgeState& e) const {
   s.active = e.active;
   s.bytes_sent = e.c2s;
   s.bytes_received = e.s2c;
-  if (e.latency) s.latency = e.latency->summary();
+  if (e.latency) {
+    s.latency = e.latency->summary();
+    s.latency_buckets = e.latency->export_buckets();
+    s.latency_sum_us = e.latency->sum_us();
+  }
   s.srtt_us = uint32_t(e.srtt_us + 0.5);
   s.retransmits = e.retransmits;
   s.first_seen_ns = e.first_ns;

@@ -1,0 +1,3 @@
+# Exporters (no root): exposition of real topology-store snapshots, series cap, expiry, event sink rotation and
+# back-pressure, promtool check metrics on generated output, and the Grafana dashboard's queries.
+hs_test(NAME exporters_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/exporters_test.cpp LIBS hs_exporters LABELS unit)
