@@ -227,8 +227,18 @@ TEST(PolicyMetrics, GenerationCommitAttemptsRuleHitsAndWouldDeny) {
     }
   } cleanup{state};
 
+  // The service's local processes live in a cgroup the test creates (ingress to them is scoped by port on INPUT).
+  std::string cg_root = fs::exists("/sys/fs/cgroup/unified/cgroup.procs") ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup";
+  std::string cg = "/" + ns.name();
+  std::error_code cg_ec;
+  fs::create_directories(cg_root + cg, cg_ec);
+  HS_REQUIRE_SETUP(!cg_ec, "cgroup " + cg_root + cg);
+  struct CgCleanup {
+    std::string dir;
+    ~CgCleanup() { rmdir(dir.c_str()); }
+  } cg_cleanup{cg_root + cg};
   policy::Context ctx;
-  ctx.services.push_back({"web", {}, {}, {8080, 8081}, "", "", "", ""});
+  ctx.services.push_back({"web", {cg}, {}, {8080, 8081}, "", "", "", ""});
   auto yaml = std::string("---\napiVersion: hostscope.io/v1\nkind: NetworkPolicy\nmetadata: {name: web-in}\n") +
               "subject: {service: web}\nmode: audit\ndefault: {ingress: deny}\n"
               "ingress:\n  - action: allow\n    ports: [8080]\n";
