@@ -73,7 +73,12 @@ Status Agent::start_exporters() {
   mo.max_series = cfg_.metrics.max_series;
   mo.node = cfg_.node_name;
   metrics_ = std::make_unique<exporters::MetricsRegistry>(
-      mo, [this] { return pipeline_->snapshot(); },
+      mo,
+      [this] {
+        topology::SnapshotFilter f;
+        f.latency_buckets = true;
+        return pipeline_->snapshot(f);
+      },
       [this] {
         ApiCounters c;
         if (api_) c = api_->counters();

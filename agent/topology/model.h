@@ -115,7 +115,7 @@ struct EdgeSnapshot {
   std::vector<std::string> actual;  // DNAT: backends conntrack reported (bounded)
   std::vector<AnomalyFlag> anomalies;
   // Connect-latency histogram for exporters: cumulative counts below LatencyHistogram::kExportBoundsUs and
-  // the sum of all samples (us). Empty when the edge has no latency samples. Not part of the JSON form.
+  // the sum of all samples (us). Filled only when SnapshotFilter::latency_buckets asks; not in the JSON form.
   std::vector<uint64_t> latency_buckets;
   uint64_t latency_sum_us = 0;
   bool operator==(const EdgeSnapshot&) const = default;
@@ -163,6 +163,7 @@ struct SnapshotFilter {
   std::string service;    // keep edges with this service at either end
   std::string ns;         // keep edges with this namespace at either end
   std::optional<uint16_t> port;
+  bool latency_buckets = false;  // also fill EdgeSnapshot::latency_buckets/latency_sum_us (exporters)
   bool empty() const { return since_ns == 0 && service.empty() && ns.empty() && !port; }
 };
 

@@ -47,6 +47,13 @@ ConnectionEvent ev(Kind kind, const char* local, uint16_t lport, const char* rem
   return e;
 }
 
+// What the agent's exporter asks the store for: the snapshot with the latency histograms.
+topology::TopologySnapshot snap(const topology::Topology& t, uint64_t now) {
+  topology::SnapshotFilter f;
+  f.latency_buckets = true;
+  return t.snapshot(now, f);
+}
+
 topology::Endpoint svc(std::string name, std::string ns) { return topology::Endpoint{name, ns, "", 42}; }
 
 // `n` connections from web (ns shop) to a remote server, each with `bytes` each way and a connect latency.
@@ -106,7 +113,7 @@ TEST(Exporters, TopologyCountersLabelsAndHistogramFromTheStore) {
   connections(t, "93.184.216.34", 443, 2, 1000, 3000, kT0, 41000);  // 3 ms
   refused(t, "93.184.216.34", 443, 3, kT0);
   Exposition out;
-  auto st = write_topology(out, t.snapshot(kT0), "n1", 100000);
+  auto st = write_topology(out, snap(t, kT0), "n1", 100000);
   const auto& s = out.text();
   EXPECT_EQ(st.edges, 1u);
   EXPECT_EQ(value_of(s, "hostscope_connections_opened_total" + kEdge), 7);
@@ -143,7 +150,7 @@ TEST(Exporters, ExpiredEdgesLeaveTheExposition) {
   connections(t, "93.184.216.34", 443, 1, 10, 50, kT0);
   connections(t, "198.51.100.7", 80, 1, 10, 50, kT0 + 8 * kSec);
   uint64_t now = kT0 + 8 * kSec;
-  MetricsRegistry reg({"127.0.0.1:0", 100000, "n1"}, [&] { return t.snapshot(now); }, nullptr);
+  MetricsRegistry reg({"127.0.0.1:0", 100000, "n1"}, [&] { return snap(t, now); }, nullptr);
   auto before = reg.render();
   EXPECT_EQ(value_of(before, "hostscope_connections_opened_total" + kEdge), 1);
   EXPECT_EQ(count_lines(before, "hostscope_connections_opened_total{"), 2u);
@@ -163,7 +170,7 @@ TEST(Exporters, SeriesCapKeepsTheOldestEdgesAndCountsTheRefused) {
     connections(t, addr.c_str(), 80, 1, 10, 50, kT0 + uint64_t(i) * kSec, uint16_t(40000 + 10 * i));
   }
   const uint64_t per_edge = 7 + 19 + 3;
-  MetricsRegistry reg({"127.0.0.1:0", 3 * per_edge + 5, "n1"}, [&] { return t.snapshot(kT0 + 20 * kSec); },
+  MetricsRegistry reg({"127.0.0.1:0", 3 * per_edge + 5, "n1"}, [&] { return snap(t, kT0 + 20 * kSec); },
                       nullptr);
   auto s = reg.render();
   EXPECT_EQ(count_lines(s, "hostscope_connections_opened_total{"), 3u);
@@ -174,7 +181,7 @@ TEST(Exporters, SeriesCapKeepsTheOldestEdgesAndCountsTheRefused) {
   s = reg.render();  // the counter sums refusals over scrapes
   EXPECT_EQ(value_of(s, "hostscope_metrics_series_refused_total"), 14 * per_edge);
   // A cap of 0 writes no topology series at all.
-  MetricsRegistry none({"127.0.0.1:0", 0, "n1"}, [&] { return t.snapshot(kT0 + 20 * kSec); }, nullptr);
+  MetricsRegistry none({"127.0.0.1:0", 0, "n1"}, [&] { return snap(t, kT0 + 20 * kSec); }, nullptr);
   s = none.render();
   EXPECT_EQ(count_lines(s, "hostscope_connections_opened_total{"), 0u);
   EXPECT_EQ(value_of(s, "hostscope_metrics_series_refused_total"), 10 * per_edge);
@@ -185,7 +192,7 @@ TEST(Exporters, LabelValuesAreEscaped) {
   auto open = ev(Kind::Open, "10.0.0.5", 40000, "10.0.0.9", 80);
   t.ingest(open, svc("we\"b\\x\ny", "shop"), std::nullopt, kT0);
   Exposition out;
-  write_topology(out, t.snapshot(kT0), "n1", 1000);
+  write_topology(out, snap(t, kT0), "n1", 1000);
   EXPECT_NE(out.text().find(R"(src_service="we\"b\\x\ny")"), std::string::npos) << out.text();
 }
 
@@ -238,7 +245,7 @@ std::string full_exposition(const fs::path& state_dir) {
     connections(t, "10.1.0.1", 5432, 3, 10, 9000, kT0, 42000);
     filled = true;
   }
-  MetricsRegistry reg({"127.0.0.1:0", 100000, "n1"}, [&] { return t.snapshot(kT0); }, [] {
+  MetricsRegistry reg({"127.0.0.1:0", 100000, "n1"}, [&] { return snap(t, kT0); }, [] {
     AgentHealth h;
     h.version = "0.1.0+test";
     h.lost_by_source = {{"kernel_ring_buffer", 1}, {"user_space_queue", 2}};
