@@ -77,6 +77,12 @@ Status MetricsServer::start(const std::string& listen) {
   if (!a) return a.error();
   srv_ = std::make_unique<httplib::Server>();
   srv_->set_keep_alive_max_count(16);
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which would let a second agent bind the same port
+  // silently and split the scrapes between them.
+  srv_->set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   srv_->new_task_queue = [] { return new httplib::ThreadPool(2); };
   srv_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(reg_.render(), "text/plain; version=0.0.4; charset=utf-8");

@@ -77,6 +77,8 @@ void Agent::register_api() {
                 {"streams_active", c.streams_active}};
     j["version"] = HOSTSCOPE_VERSION;
     j["node"] = cfg_.node_name;
+    if (!cfg_.metrics.listen.empty())
+      j["metrics"] = {{"listen", cfg_.metrics.listen}, {"port", metrics_port()}, {"error", metrics_error_}};
     if (sink_) {
       auto s = sink_->stats();
       j["events_sink"] = {{"lines_written", s.lines_written}, {"lines_dropped", s.lines_dropped},

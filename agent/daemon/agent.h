@@ -44,6 +44,7 @@ class Agent {
   std::unique_ptr<exporters::MetricsRegistry> metrics_;
   std::unique_ptr<exporters::MetricsServer> metrics_server_;
   std::vector<uint64_t> subs_;  // pipeline subscriptions of the exporters
+  std::string metrics_error_;   // why /metrics is not served (bind failed), for health
 };
 
 }  // namespace hostscope::daemon

@@ -90,7 +90,13 @@ Status Agent::start_exporters() {
         m->events().count(batch);
       }));
   metrics_server_ = std::make_unique<exporters::MetricsServer>(*metrics_);
-  return metrics_server_->start(cfg_.metrics.listen);
+  // A taken port must not take the agent's tracing and API down with it: the agent runs on, logs the error and
+  // reports it in `health` (metrics.error). The address itself was validated with the config.
+  if (auto st = metrics_server_->start(cfg_.metrics.listen); !st) {
+    metrics_error_ = st.error().str();
+    spdlog::error("degraded: {}: no /metrics", metrics_error_);
+  }
+  return {};
 }
 
 void Agent::stop_exporters() {

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include <httplib.h>
+
 #include "agent/topology/topology.h"
 #include "exporters/event_sink.h"
 #include "exporters/metrics_server.h"
@@ -207,6 +209,29 @@ TEST(Exporters, ListenAddressParsing) {
   EXPECT_EQ(b->port, 80);
   for (auto bad : {"9477", ":9477", "127.0.0.1:", "127.0.0.1:70000", "127.0.0.1:9x", "::1:80", "[::1]80"})
     EXPECT_FALSE(parse_listen(bad)) << bad;
+}
+
+TEST(Exporters, ServesMetricsOverHttpAndReportsATakenPort) {
+  topology::Topology t({}, kT0);
+  connections(t, "93.184.216.34", 443, 2, 10, 50, kT0);
+  MetricsRegistry reg({"127.0.0.1:0", 1000, "n1"}, [&] { return snap(t, kT0); }, nullptr);
+  MetricsServer srv(reg);
+  auto st = srv.start("127.0.0.1:0");
+  ASSERT_TRUE(st) << st.error().str();
+  ASSERT_GT(srv.port(), 0);
+  httplib::Client cli("127.0.0.1", srv.port());
+  auto res = cli.Get("/metrics");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(value_of(res->body, "hostscope_connections_opened_total" + kEdge), 2);
+  // The same port again: a clear error naming the address, nothing served.
+  MetricsServer second(reg);
+  auto taken = second.start("127.0.0.1:" + std::to_string(srv.port()));
+  ASSERT_FALSE(taken);
+  EXPECT_NE(taken.error().str().find("127.0.0.1:" + std::to_string(srv.port())), std::string::npos)
+      << taken.error().str();
+  srv.stop();
 }
 
 std::string run(const std::string& cmd, int* status) {
