@@ -64,7 +64,8 @@ Status Agent::start_exporters() {
             append_event_json(b, batch[i], ids[i]);
             sink->push(std::string(b.data(), b.size()));
           }
-        }));
+        },
+        true));
     spdlog::info("events: writing JSON lines to {}", o.output == "file" ? o.file : o.output);
   }
   if (cfg_.metrics.listen.empty()) return {};
@@ -88,7 +89,8 @@ Status Agent::start_exporters() {
   subs_.push_back(pipeline_->subscribe(
       [m = metrics_.get()](std::span<const events::ConnectionEvent> batch, std::span<const ResolvedEvent>) {
         m->events().count(batch);
-      }));
+      },
+      true));
   metrics_server_ = std::make_unique<exporters::MetricsServer>(*metrics_);
   // A taken port must not take the agent's tracing and API down with it: the agent runs on, logs the error and
   // reports it in `health` (metrics.error). The address itself was validated with the config.

@@ -194,19 +194,21 @@ Health Pipeline::health() const {
   }
   h.identity = resolver_->health_json();
   std::lock_guard lk(subs_mu_);
-  h.subscribers = subs_.size();
+  h.subscribers = subs_.size() - internal_subs_.size();
   return h;
 }
 
-uint64_t Pipeline::subscribe(EventSubscriber s) {
+uint64_t Pipeline::subscribe(EventSubscriber s, bool internal) {
   std::lock_guard lk(subs_mu_);
   subs_[next_sub_] = std::move(s);
+  if (internal) internal_subs_.insert(next_sub_);
   return next_sub_++;
 }
 
 void Pipeline::unsubscribe(uint64_t id) {
   std::lock_guard lk(subs_mu_);
   subs_.erase(id);
+  internal_subs_.erase(id);
 }
 
 void append_event_json(fmt::memory_buffer& out, const events::ConnectionEvent& e, const ResolvedEvent& r) {

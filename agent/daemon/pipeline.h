@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "agent/bpf/tcp_tracer.h"
@@ -65,7 +66,8 @@ class Pipeline {
   Health health() const;
   nlohmann::json services_json() { return resolver_->services_json(); }
   // Subscribers run in the reader thread after each batch; keep them cheap (format and enqueue).
-  uint64_t subscribe(EventSubscriber s);
+  // `internal` subscribers (the agent's own exporters) are not counted in Health::subscribers.
+  uint64_t subscribe(EventSubscriber s, bool internal = false);
   void unsubscribe(uint64_t id);
 
  private:
@@ -83,6 +85,7 @@ class Pipeline {
   mutable std::mutex subs_mu_;
   std::map<uint64_t, EventSubscriber> subs_;
   uint64_t next_sub_ = 1;
+  std::set<uint64_t> internal_subs_;
   std::atomic<uint64_t> last_tick_ns_{0};
   mutable std::mutex health_mu_;
   bpf::KernelCounters last_kernel_;
