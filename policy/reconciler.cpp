@@ -98,7 +98,7 @@ nlohmann::json PassResult::to_json() const {
 
 std::string Reconciler::status_path(const std::string& state_dir) { return (fs::path(state_dir) / "reconcile.json").string(); }
 
-static IptablesOptions backend_options(const ReconcileConfig& c) {
+IptablesOptions iptables_options(const ReconcileConfig& c) {
   IptablesOptions o;
   o.variant = c.iptables;
   o.state_dir = c.state_dir;
@@ -111,7 +111,7 @@ Reconciler::Reconciler(ReconcileConfig cfg, std::function<Context()> context, st
     : cfg_(std::move(cfg)),
       context_(std::move(context)),
       run_(runner ? std::move(runner) : make_process_runner()),
-      backend_(backend_options(cfg_), run_) {
+      backend_(iptables_options(cfg_), run_) {
   if (cfg_.kind == ReconcileConfig::Kind::Git) git_ = std::make_unique<GitSource>(cfg_.git, cfg_.work_dir, &stopping_, run_);
   std::ifstream f(status_path(cfg_.state_dir));
   if (f) {

@@ -12,6 +12,7 @@ PACKAGES=(
   # libraries
   libdw-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libncurses-dev
   libcpp-httplib-dev libgit2-dev libnetfilter-conntrack-dev libmnl-dev
+  prometheus  # promtool: the tests run `promtool check metrics` on the agent's /metrics
   # tests, fuzzing, sanitizers
   libgtest-dev libgmock-dev libfuzzer-16-dev libclang-rt-16-dev
   golang-go iptables nftables ipset iproute2 tmux graphviz curl python3 procps psmisc kmod

@@ -39,10 +39,12 @@ Status Agent::start() {
   api_ = std::make_unique<ApiServer>(o);
   register_api();
   start_policy();
-  return api_->start();
+  if (auto st = api_->start(); !st) return st;
+  return start_exporters();
 }
 
 void Agent::stop() {
+  stop_exporters();
   if (api_) api_->stop();
   if (policy_) policy_->stop();
   if (pipeline_) pipeline_->stop();
@@ -59,6 +61,13 @@ void Agent::register_api() {
                 {"streams_active", c.streams_active}};
     j["version"] = HOSTSCOPE_VERSION;
     j["node"] = cfg_.node_name;
+    if (!cfg_.metrics.listen.empty())
+      j["metrics"] = {{"listen", cfg_.metrics.listen}, {"port", metrics_port()}, {"error", metrics_error_}};
+    if (sink_) {
+      auto s = sink_->stats();
+      j["events_sink"] = {{"lines_written", s.lines_written}, {"lines_dropped", s.lines_dropped},
+                          {"rotations", s.rotations}, {"write_errors", s.write_errors}};
+    }
     return j;
   });
   api_->handle("services", [this](const nlohmann::json&) { return pipeline_->services_json(); });

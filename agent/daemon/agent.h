@@ -6,6 +6,8 @@
 #include "agent/daemon/api_server.h"
 #include "agent/daemon/config.h"
 #include "agent/daemon/pipeline.h"
+#include "exporters/event_sink.h"
+#include "exporters/metrics_server.h"
 #include "policy/reconcile_status.h"
 
 namespace hostscope::policy {
@@ -23,6 +25,9 @@ std::unique_ptr<IdentityResolver> make_default_resolver(const Config& cfg, Pipel
 // Registers the topology API methods (snapshot as JSON, filters) on the server.
 void register_topology_api(ApiServer& api, Pipeline& pipeline, const Config& cfg);
 
+// Agent health as the exporters see it (api and sink may be null).
+exporters::AgentHealth agent_health(const Health& h, const ApiCounters* api, const exporters::EventSink* sink);
+
 class Agent {
  public:
   explicit Agent(Config cfg);
@@ -32,14 +37,24 @@ class Agent {
   Pipeline& pipeline() { return *pipeline_; }
   // The policy reconciler's record (policy from Git or a directory); nullopt when no policy source is configured.
   std::optional<policy::ReconcileStatus> policy_status() const;
+  // The /metrics registry (null when metrics.listen is ""): extra collectors (policy) are added here.
+  exporters::MetricsRegistry* metrics() { return metrics_.get(); }
+  uint16_t metrics_port() const { return metrics_server_ ? metrics_server_->port() : 0; }
 
  private:
   void register_api();
-  void start_policy();  // agent/daemon/policy_api.cpp
+  void start_policy();       // agent/daemon/policy_api.cpp
+  Status start_exporters();  // exporters_wiring.cpp
+  void stop_exporters();
   Config cfg_;
   std::unique_ptr<Pipeline> pipeline_;
   std::unique_ptr<ApiServer> api_;
   std::unique_ptr<policy::Reconciler> policy_;
+  std::unique_ptr<exporters::EventSink> sink_;
+  std::unique_ptr<exporters::MetricsRegistry> metrics_;
+  std::unique_ptr<exporters::MetricsServer> metrics_server_;
+  std::vector<uint64_t> subs_;  // pipeline subscriptions of the exporters
+  std::string metrics_error_;   // why /metrics is not served (bind failed), for health
 };
 
 }  // namespace hostscope::daemon

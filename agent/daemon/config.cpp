@@ -1,6 +1,7 @@
 #include "agent/daemon/config.h"
 
 #include "agent/topology/networks.h"
+#include "exporters/metrics_server.h"
 
 #include <arpa/inet.h>
 #include <unistd.h>
@@ -105,6 +106,26 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
     uint32_t mb = c.kernel.ring_buffer_mb;
     if (k["ring_buffer_mb"] && (mb == 0 || mb > 1024 || (mb & (mb - 1))))
       ck.error(k["ring_buffer_mb"], "kernel.ring_buffer_mb must be a power of two from 1 to 1024");
+  }
+  if (auto m = root["metrics"]; m && ck.map(m, "metrics", {"listen", "max_series"})) {
+    ck.get(m, "listen", c.metrics.listen, "metrics");
+    if (m["listen"] && !c.metrics.listen.empty())
+      if (auto a = exporters::parse_listen(c.metrics.listen); !a) ck.error(m["listen"], "metrics." + a.error().str());
+    ck.get(m, "max_series", c.metrics.max_series, "metrics");
+    ck.range(m, "max_series", c.metrics.max_series, 0, 10'000'000, "metrics");
+  }
+  if (auto e = root["events"]; e && ck.map(e, "events", {"output", "file", "max_file_mb", "max_files", "queue"})) {
+    ck.get(e, "output", c.events.output, "events");
+    if (e["output"] && c.events.output != "none" && c.events.output != "stdout" && c.events.output != "file")
+      ck.error(e["output"], "events.output must be one of none, stdout, file");
+    ck.get(e, "file", c.events.file, "events");
+    if (e["file"] && c.events.file.empty()) ck.error(e["file"], "events.file must not be empty");
+    ck.get(e, "max_file_mb", c.events.max_file_mb, "events");
+    ck.range(e, "max_file_mb", c.events.max_file_mb, 1, 1u << 20, "events");
+    ck.get(e, "max_files", c.events.max_files, "events");
+    ck.range(e, "max_files", c.events.max_files, 1, 1000, "events");
+    ck.get(e, "queue", c.events.queue, "events");
+    ck.range(e, "queue", c.events.queue, 16, 16u << 20, "events");
   }
   if (auto a = root["api"]; a && ck.map(a, "api", {"socket", "group", "max_request_bytes", "max_clients", "stream_queue"})) {
     ck.get(a, "socket", c.api.socket, "api");

@@ -35,6 +35,19 @@ struct Config {
     uint32_t stream_queue = 8192;  // events buffered per streaming client before it starts losing them
   } api;
 
+  struct Metrics {                       // Prometheus /metrics (docs/metrics.md)
+    std::string listen = "127.0.0.1:9477";  // "" disables the endpoint
+    uint32_t max_series = 50000;         // cap on topology series; refused series are counted
+  } metrics;
+
+  struct Events {                        // JSON lines of connection events for log shippers (docs/events.md)
+    std::string output = "none";         // none | stdout | file
+    std::string file = "/var/log/hostscope/events.jsonl";
+    uint32_t max_file_mb = 100;          // rotate at this size
+    uint32_t max_files = 5;              // rotated files kept
+    uint32_t queue = 65536;              // lines buffered before drops are counted
+  } events;
+
   struct Topology {
     uint32_t max_edges = 20000;
     uint32_t max_nodes = 5000;

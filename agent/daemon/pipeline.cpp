@@ -1,6 +1,7 @@
 #include "agent/daemon/pipeline.h"
 
 #include <ifaddrs.h>
+#include <bpf/bpf.h>
 #include <netinet/in.h>
 
 #include "agent/topology/conntrack.h"
@@ -43,6 +44,20 @@ std::vector<events::IpAddr> host_addresses() {
   return out;
 }
 
+// Entries in a BPF hash map (walks its keys; bounded by the map's capacity).
+uint64_t count_map_entries(int fd, uint64_t cap) {
+  if (fd < 0) return 0;
+  std::vector<uint8_t> key(64), next(64);  // the socket table's key is a u64 cookie; 64 covers any key
+  uint64_t n = 0;
+  void* prev = nullptr;
+  while (n < cap && bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+    ++n;
+    key.swap(next);
+    prev = key.data();
+  }
+  return n;
+}
+
 }  // namespace
 
 std::unique_ptr<IdentityResolver> make_comm_resolver() { return std::make_unique<CommResolver>(); }
@@ -62,6 +77,8 @@ nlohmann::json Health::to_json() const {
         {"goid_read_failed", kernel.goid_read_failed}}},
       {"identity", identity},
       {"subscribers", subscribers},
+      {"tracked_connections", tracked_connections},
+      {"socket_table", {{"entries", socket_table_entries}, {"capacity", socket_table_capacity}}},
       {"subscriber_lines_dropped", subscriber_lines_dropped},
       {"topology",
        {{"events", topology.events},
@@ -170,21 +187,28 @@ Health Pipeline::health() const {
   h.degraded.insert(h.degraded.end(), degraded_.begin(), degraded_.end());
   if (reader_) h.events_delivered = reader_->delivered();
   h.topology = topo_->counters();
+  h.tracked_connections = topo_->connection_count();
+  if (tracer_) {
+    h.socket_table_capacity = tracer_->socket_table_size();
+    h.socket_table_entries = count_map_entries(tracer_->socket_table_fd(), h.socket_table_capacity);
+  }
   h.identity = resolver_->health_json();
   std::lock_guard lk(subs_mu_);
-  h.subscribers = subs_.size();
+  h.subscribers = subs_.size() - internal_subs_.size();
   return h;
 }
 
-uint64_t Pipeline::subscribe(EventSubscriber s) {
+uint64_t Pipeline::subscribe(EventSubscriber s, bool internal) {
   std::lock_guard lk(subs_mu_);
   subs_[next_sub_] = std::move(s);
+  if (internal) internal_subs_.insert(next_sub_);
   return next_sub_++;
 }
 
 void Pipeline::unsubscribe(uint64_t id) {
   std::lock_guard lk(subs_mu_);
   subs_.erase(id);
+  internal_subs_.erase(id);
 }
 
 void append_event_json(fmt::memory_buffer& out, const events::ConnectionEvent& e, const ResolvedEvent& r) {

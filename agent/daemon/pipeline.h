@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "agent/bpf/tcp_tracer.h"
@@ -46,6 +47,8 @@ struct Health {
   uint64_t subscribers = 0;
   uint64_t subscriber_lines_dropped = 0;
   topology::TopologyCounters topology;
+  uint64_t tracked_connections = 0;                            // connections the topology store tracks
+  uint64_t socket_table_entries = 0, socket_table_capacity = 0;  // kernel socket table (BPF map tcp_socks)
   nlohmann::json identity = nlohmann::json::object();
   nlohmann::json to_json() const;
 };
@@ -63,7 +66,8 @@ class Pipeline {
   Health health() const;
   nlohmann::json services_json() { return resolver_->services_json(); }
   // Subscribers run in the reader thread after each batch; keep them cheap (format and enqueue).
-  uint64_t subscribe(EventSubscriber s);
+  // `internal` subscribers (the agent's own exporters) are not counted in Health::subscribers.
+  uint64_t subscribe(EventSubscriber s, bool internal = false);
   void unsubscribe(uint64_t id);
 
  private:
@@ -81,6 +85,7 @@ class Pipeline {
   mutable std::mutex subs_mu_;
   std::map<uint64_t, EventSubscriber> subs_;
   uint64_t next_sub_ = 1;
+  std::set<uint64_t> internal_subs_;
   std::atomic<uint64_t> last_tick_ns_{0};
   mutable std::mutex health_mu_;
   bpf::KernelCounters last_kernel_;

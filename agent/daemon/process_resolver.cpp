@@ -76,7 +76,7 @@ nlohmann::json ProcessResolver::health_json() {
   nlohmann::json j = nlohmann::json::object();
   if (table_) {
     auto s = table_->stats();
-    j["processes"] = {{"size", s.size}, {"capacity", s.capacity}, {"misses", s.misses}, {"evicted_live", s.evicted_live},
+    j["processes"] = {{"size", s.size}, {"capacity", s.capacity}, {"hits", s.hits}, {"misses", s.misses}, {"evicted_live", s.evicted_live},
                       {"evicted_exited", s.evicted_exited}, {"pending_dropped", s.pending_dropped},
                       {"go_processes", s.go_processes}};
   }
@@ -85,7 +85,7 @@ nlohmann::json ProcessResolver::health_json() {
     j["process_events"] = {{"events", c.events}, {"lost_ringbuf", c.ringbuf_dropped}};
   }
   auto p = peers_.stats();
-  j["peers"] = {{"size", p.size}, {"capacity", p.capacity}, {"hits", p.hits}, {"evicted_open", p.evicted_open}};
+  j["peers"] = {{"size", p.size}, {"capacity", p.capacity}, {"hits", p.hits}, {"misses", p.misses}, {"evicted_open", p.evicted_open}};
   return j;
 }
 

@@ -117,6 +117,10 @@ struct EdgeSnapshot {
   // Verdict of the policy generation in force for this edge: "denied", "would-deny" (audit mode) or "" (allowed, or no
   // policy applied). Set by the CLI from <policy state>/gen-N.ir.json (agent/cli/policy_marks.h), not by the store.
   std::string policy;
+  // Connect-latency histogram for exporters: cumulative counts below LatencyHistogram::kExportBoundsUs and
+  // the sum of all samples (us). Filled only when SnapshotFilter::latency_buckets asks; not in the JSON form.
+  std::vector<uint64_t> latency_buckets;
+  uint64_t latency_sum_us = 0;
   bool operator==(const EdgeSnapshot&) const = default;
 
   uint64_t failed_total() const;
@@ -162,6 +166,7 @@ struct SnapshotFilter {
   std::string service;    // keep edges with this service at either end
   std::string ns;         // keep edges with this namespace at either end
   std::optional<uint16_t> port;
+  bool latency_buckets = false;  // also fill EdgeSnapshot::latency_buckets/latency_sum_us (exporters)
   bool empty() const { return since_ns == 0 && service.empty() && ns.empty() && !port; }
 };
 

@@ -30,6 +30,19 @@ void LatencyHistogram::add(uint64_t us) {
   auto& c = counts_[bucket_of(us)];
   if (c != UINT32_MAX) ++c;
   ++count_;
+  sum_us_ += us;
+}
+
+std::vector<uint64_t> LatencyHistogram::export_buckets() const {
+  std::vector<uint64_t> out(kExportBoundsUs.size(), 0);
+  uint64_t seen = 0;
+  size_t i = 0;
+  for (size_t b = 0; b < kBuckets && i < out.size(); ++b) {
+    while (i < out.size() && bucket_low(b) >= kExportBoundsUs[i]) out[i++] = seen;
+    seen += counts_[b];
+  }
+  for (; i < out.size(); ++i) out[i] = seen;  // bounds above the last bucket's low edge: values capped there
+  return out;
 }
 
 uint64_t LatencyHistogram::quantile(double q) const {

@@ -14,8 +14,16 @@ namespace hostscope::topology {
 class LatencyHistogram {
  public:
   static constexpr size_t kBuckets = 124;
+  // Upper bounds (us) of the cumulative buckets exported to Prometheus: powers of two, which are bucket
+  // boundaries of this histogram, so an exported bucket holds exactly the samples below its bound.
+  static constexpr std::array<uint64_t, 19> kExportBoundsUs = {
+      16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288,
+      1048576, 2097152, 4194304};
   void add(uint64_t us);
   uint64_t count() const { return count_; }
+  uint64_t sum_us() const { return sum_us_; }
+  // Samples below each of kExportBoundsUs (cumulative, one entry per bound).
+  std::vector<uint64_t> export_buckets() const;
   uint64_t quantile(double q) const;  // 0 when empty
   LatencySummary summary() const;
 
@@ -26,6 +34,7 @@ class LatencyHistogram {
  private:
   std::array<uint32_t, kBuckets> counts_{};
   uint64_t count_ = 0;
+  uint64_t sum_us_ = 0;
 };
 
 // The anomaly rule and its knobs (all configurable; defaults documented in docs/topology.md).

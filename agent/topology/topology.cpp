@@ -597,7 +597,9 @@ EdgeSnapshot Topology::snapshot_edge(const EdgeState& e) const {
   s.active = e.active;
   s.bytes_sent = e.c2s;
   s.bytes_received = e.s2c;
-  if (e.latency) s.latency = e.latency->summary();
+  if (e.latency) {
+    s.latency = e.latency->summary();
+  }
   s.srtt_us = uint32_t(e.srtt_us + 0.5);
   s.retransmits = e.retransmits;
   s.first_seen_ns = e.first_ns;
@@ -617,7 +619,12 @@ TopologySnapshot Topology::snapshot(uint64_t now_ns, const SnapshotFilter& f) co
     s.edges.reserve(edges_.size());
     for (const auto& [_, e] : edges_) {
       EdgeSnapshot es = snapshot_edge(e);
-      if (matches(es, f)) s.edges.push_back(std::move(es));
+      if (!matches(es, f)) continue;
+      if (f.latency_buckets && e.latency) {
+        es.latency_buckets = e.latency->export_buckets();
+        es.latency_sum_us = e.latency->sum_us();
+      }
+      s.edges.push_back(std::move(es));
     }
   }
   canonicalize(s);  // sorting runs outside the lock
