@@ -18,6 +18,7 @@ ctest --test-dir build -L privileged -j1 --output-on-failure || status=1
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   BUILD_DIR=build-asan BUILD_TYPE=Debug CMAKE_ARGS="-DHOSTSCOPE_SANITIZE=ON" bash scripts/setup.sh
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    LSAN_OPTIONS=suppressions="$PWD/tests/lsan.supp":print_suppressions=0 \
     ctest --test-dir build-asan -L unit -j"$(nproc)" --output-on-failure || status=1
 fi
 
