@@ -578,12 +578,7 @@ std::vector<int> IptablesBackend::generations() const {
   return v;
 }
 
-int IptablesBackend::current() const {
-  std::ifstream f(fs::path(o_.state_dir) / "current");
-  int n = 0;
-  if (f >> n) return n;
-  return 0;
-}
+int IptablesBackend::current() const { return current_generation(o_.state_dir); }
 
 Outcome IptablesBackend::set_current(int n) const { return write_file_atomic(fs::path(o_.state_dir) / "current", fmt::format("{}\n", n)); }
 

@@ -15,6 +15,7 @@
 #include "policy/evaluator.h"
 #include "policy/hash.h"
 #include "policy/loader.h"
+#include "policy/state_file.h"
 
 namespace hostscope::policy {
 namespace fs = std::filesystem;
@@ -153,19 +154,8 @@ void Reconciler::persist() {
   }
   std::error_code ec;
   fs::create_directories(cfg_.state_dir, ec);
-  auto path = status_path(cfg_.state_dir);
-  auto tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << j.dump(1) << "\n";
-    f.flush();
-    if (!f) {
-      spdlog::warn("policy: {} write failed; the status on disk is stale", tmp);
-      return;
-    }
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) spdlog::warn("policy: {} rename failed: {}", path, ec.message());
+  if (auto r = write_file_atomic(status_path(cfg_.state_dir), j.dump(1) + "\n"); !r)
+    spdlog::warn("policy: {}; the status on disk is stale", r.error());
 }
 
 bool Reconciler::repair_drift() {
