@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Loopback connection churn with and without hostscope, side by side; writes the result into docs/benchmarks.md
 # between the markers for the given agent mode.
-# Usage: scripts/bench-churn.sh [connections|daemon] [rounds] [seconds]
+# Usage: scripts/bench-churn.sh [connections|no-identity|daemon] [rounds] [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-connections}; rounds=${2:-5}; seconds=${3:-5}
 case "$mode" in
   connections) args="connections -o json" ;;
+  no-identity) args="connections -o json --no-identity" ;;
   daemon) args="agent --config tests/bench/agent-bench.yaml" ;;
   *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac

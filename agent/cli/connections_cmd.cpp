@@ -192,6 +192,7 @@ int run_connections(const ConnectionsOptions& o) {
     spdlog::error("{}", st.error().str());
     return 1;
   }
+  spdlog::info("hostscope connections running");
   auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.duration_s);
   wait_for_shutdown([&] {
     return output_failed.load() || (o.count && shown.load() >= o.count) ||

@@ -85,7 +85,9 @@ nlohmann::json ProcessResolver::health_json() {
     j["process_events"] = {{"events", c.events}, {"lost_ringbuf", c.ringbuf_dropped}};
   }
   auto p = peers_.stats();
-  j["peers"] = {{"size", p.size}, {"capacity", p.capacity}, {"hits", p.hits}, {"misses", p.misses}, {"evicted_open", p.evicted_open}};
+  j["peers"] = {{"size", p.size},         {"capacity", p.capacity},         {"hits", p.hits},
+                {"misses", p.misses},     {"handed_over", p.handed_over},   {"expired", p.expired},
+                {"evicted_open", p.evicted_open}, {"evicted_closed", p.evicted_closed}};
   return j;
 }
 

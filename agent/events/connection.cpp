@@ -44,6 +44,18 @@ std::optional<Outcome> outcome_from_string(std::string_view s) {
 
 size_t IpAddr::format(char* out, size_t cap) const {
   if (cap < INET6_ADDRSTRLEN) return 0;
+  if (family != 6) {  // dotted quad by hand: inet_ntop goes through sprintf, and this is on the per-event path
+    char* p = out;
+    for (int i = 0; i < 4; i++) {
+      unsigned v = bytes[i];
+      if (i) *p++ = '.';
+      if (v >= 100) *p++ = char('0' + v / 100);
+      if (v >= 10) *p++ = char('0' + v / 10 % 10);
+      *p++ = char('0' + v % 10);
+    }
+    *p = 0;
+    return size_t(p - out);
+  }
   if (!inet_ntop(family == 6 ? AF_INET6 : AF_INET, bytes.data(), out, socklen_t(cap))) return 0;
   return std::strlen(out);
 }

@@ -1,15 +1,34 @@
 #include "agent/events/format.h"
 
+#include <fmt/compile.h>
 #include <time.h>
 
 namespace hostscope::events {
 
+// The JSON line is on the per-event path (connections -o json, the agent's event sink): format strings are
+// compiled (FMT_COMPILE) and written straight into the buffer (fmt::appender), the date part of the timestamp
+// is computed once per second, and IPv4 addresses are written without inet_ntop.
+
 void append_rfc3339(fmt::memory_buffer& out, uint64_t ts_ns) {
+  // "YYYY-MM-DDTHH:MM:SS." of the last second seen by this thread.
+  thread_local time_t cached_secs = -1;
+  thread_local char prefix[32];
+  thread_local size_t prefix_len = 0;
   time_t secs = time_t(ts_ns / 1'000'000'000ull);
-  struct tm tm{};
-  gmtime_r(&secs, &tm);
-  fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts_ns % 1'000'000'000ull);
+  if (secs != cached_secs) {
+    struct tm tm{};
+    gmtime_r(&secs, &tm);
+    auto r = fmt::format_to_n(prefix, sizeof(prefix), FMT_COMPILE("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}."),
+                              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    prefix_len = std::min(r.size, sizeof(prefix));
+    cached_secs = secs;
+  }
+  out.append(prefix, prefix + prefix_len);
+  char frac[10];
+  uint64_t ns = ts_ns % 1'000'000'000ull;
+  for (int i = 8; i >= 0; i--, ns /= 10) frac[i] = char('0' + ns % 10);
+  frac[9] = 'Z';
+  out.append(frac, frac + 10);
 }
 
 void append_json_escaped(fmt::memory_buffer& out, std::string_view s) {
@@ -35,41 +54,41 @@ static void append_addr(fmt::memory_buffer& out, const IpAddr& a) {
 }
 
 void append_json(fmt::memory_buffer& out, const ConnectionEvent& e, const EventIdentity* id) {
-  auto it = std::back_inserter(out);
+  auto it = fmt::appender(out);
   out.append(std::string_view(R"({"ts":")"));
   append_rfc3339(out, e.ts_ns);
-  fmt::format_to(it, R"(","event":"{}","role":"{}","pid":{},"tid":{},"comm":")", to_string(e.kind), to_string(e.role),
+  fmt::format_to(it, FMT_COMPILE(R"(","event":"{}","role":"{}","pid":{},"tid":{},"comm":")"), to_string(e.kind), to_string(e.role),
                  e.pid, e.tid);
   append_json_escaped(out, e.comm_view());
-  fmt::format_to(it, R"(","cgroup_id":{},"netns":{},"family":{},"saddr":")", e.cgroup_id, e.netns,
+  fmt::format_to(it, FMT_COMPILE(R"(","cgroup_id":{},"netns":{},"family":{},"saddr":")"), e.cgroup_id, e.netns,
                  e.saddr.family == 6 ? 6 : 4);
   append_addr(out, e.saddr);
-  fmt::format_to(it, R"(","sport":{},"daddr":")", e.sport);
+  fmt::format_to(it, FMT_COMPILE(R"(","sport":{},"daddr":")"), e.sport);
   append_addr(out, e.daddr);
-  fmt::format_to(it, R"(","dport":{},"duration_ms":)", e.dport);
+  fmt::format_to(it, FMT_COMPILE(R"(","dport":{},"duration_ms":)"), e.dport);
   if (e.duration_ns)
-    fmt::format_to(it, "{:.3f}", double(*e.duration_ns) / 1e6);
+    fmt::format_to(it, FMT_COMPILE("{:.3f}"), double(*e.duration_ns) / 1e6);
   else
     out.append(std::string_view("null"));
   out.append(std::string_view(",\"connect_latency_us\":"));
   if (e.connect_latency_ns)
-    fmt::format_to(it, "{}", *e.connect_latency_ns / 1000);
+    fmt::format_to(it, FMT_COMPILE("{}"), *e.connect_latency_ns / 1000);
   else
     out.append(std::string_view("null"));
-  fmt::format_to(it, R"(,"bytes_sent":{},"bytes_received":{},"srtt_us":{},"retransmits":{},"outcome":)", e.bytes_sent,
+  fmt::format_to(it, FMT_COMPILE(R"(,"bytes_sent":{},"bytes_received":{},"srtt_us":{},"retransmits":{},"outcome":)"), e.bytes_sent,
                  e.bytes_received, e.srtt_us, e.retransmits);
   if (e.kind == Kind::Close)
-    fmt::format_to(it, R"("{}")", to_string(e.outcome));
+    fmt::format_to(it, FMT_COMPILE(R"("{}")"), to_string(e.outcome));
   else
     out.append(std::string_view("null"));
-  if (e.goid) fmt::format_to(it, R"(,"goid":{})", *e.goid);
+  if (e.goid) fmt::format_to(it, FMT_COMPILE(R"(,"goid":{})"), *e.goid);
   if (id) {
     if (!id->service.empty()) {
       out.append(std::string_view(R"(,"service":")"));
       append_json_escaped(out, id->service);
       out.push_back('"');
     }
-    if (id->peer_pid) fmt::format_to(it, R"(,"peer_pid":{})", *id->peer_pid);
+    if (id->peer_pid) fmt::format_to(it, FMT_COMPILE(R"(,"peer_pid":{})"), *id->peer_pid);
     if (!id->peer_service.empty()) {
       out.append(std::string_view(R"(,"peer_service":")"));
       append_json_escaped(out, id->peer_service);

@@ -54,13 +54,8 @@ PeerIndex::Key PeerIndex::key_of(const ConnTuple& t) {
 }
 
 void PeerIndex::expire_locked(std::chrono::steady_clock::time_point now) {
-  while (!closed_order_.empty()) {
-    auto it = map_.find(closed_order_.front());
-    if (it != map_.end() && it->second.expires > now) break;
-    if (it != map_.end()) {
-      map_.erase(it);
-      stats_.expired++;
-    }
+  while (!closed_order_.empty() && closed_order_.front().expires <= now) {
+    if (map_.erase(closed_order_.front().key)) stats_.expired++;
     closed_order_.pop_front();
   }
 }
@@ -69,74 +64,80 @@ void PeerIndex::evict_one_locked() {
   bool closed = !closed_order_.empty();
   auto& order = closed ? closed_order_ : open_order_;
   if (order.empty()) return;
-  map_.erase(order.front());
+  map_.erase(order.front().key);
   order.pop_front();
   (closed ? stats_.evicted_closed : stats_.evicted_open)++;
 }
 
-PeerIndex::Entry& PeerIndex::insert_locked(const Key& k, uint32_t pid) {
-  auto it = map_.find(k);
-  if (it != map_.end()) {
+void PeerIndex::erase_locked(Map::iterator it) {
+  (it->second.closed ? closed_order_ : open_order_).erase(it->second.pos);
+  map_.erase(it);
+}
+
+PeerIndex::Map::iterator PeerIndex::insert_locked(const Key& k, uint32_t pid) {
+  if (map_.size() >= opts_.capacity && !map_.contains(k))
+    while (map_.size() >= opts_.capacity) evict_one_locked();
+  auto [it, fresh] = map_.try_emplace(k);
+  Entry& e = it->second;
+  if (fresh) {
+    e.pos = open_order_.insert(open_order_.end(), Slot{k, {}});
+    stats_.max_size = std::max(stats_.max_size, map_.size());
+  } else if (e.closed) {
     // The same tuple again (a reused port after the grace period, or a repeated event): it is open now.
-    Entry& e = it->second;
-    if (e.closed) {
-      closed_order_.erase(e.pos);
-      e.pos = open_order_.insert(open_order_.end(), k);
-      e.closed = false;
-    }
-    e.pid = pid;
-    return e;
+    closed_order_.erase(e.pos);
+    e.pos = open_order_.insert(open_order_.end(), Slot{k, {}});
+    e.closed = false;
+    e.peer_pid = 0;
   }
-  while (map_.size() >= opts_.capacity) evict_one_locked();
-  Entry& e = map_[k];
   e.pid = pid;
-  e.pos = open_order_.insert(open_order_.end(), k);
-  stats_.max_size = std::max(stats_.max_size, map_.size());
-  return e;
+  return it;
 }
 
-void PeerIndex::on_open(const ConnTuple& t, uint32_t pid) {
-  if (!pid || !t.family) return;
-  std::lock_guard lk(mu_);
-  expire_locked(opts_.clock());
-  stats_.opens++;
-  insert_locked(key_of(t), pid);
-}
-
-void PeerIndex::on_close(const ConnTuple& t, uint32_t pid) {
-  if (!t.family) return;
+std::optional<uint32_t> PeerIndex::observe(Event ev, const ConnTuple& t, uint32_t pid) {
+  if (!t.family) return std::nullopt;
   std::lock_guard lk(mu_);
   auto now = opts_.clock();
   expire_locked(now);
-  stats_.closes++;
-  Key k = key_of(t);
-  auto it = map_.find(k);
-  if (it == map_.end()) {
-    if (!pid) return;
-    insert_locked(k, pid);
-    it = map_.find(k);
-  } else if (it->second.closed) {
-    return;  // a second close of the same tuple: keep the first deadline
+  const Key k = key_of(t);
+  auto own = map_.end();
+  if (ev == Event::open) {
+    stats_.opens++;
+    if (pid) own = insert_locked(k, pid);  // first: an eviction here must not leave `peer` dangling
+  } else {
+    own = map_.find(k);
   }
-  Entry& e = it->second;
-  if (pid) e.pid = pid;
-  open_order_.erase(e.pos);
-  e.pos = closed_order_.insert(closed_order_.end(), k);
-  e.closed = true;
-  e.expires = now + opts_.close_grace;
-}
+  auto peer = map_.find(key_of(t.reversed()));
+  std::optional<uint32_t> found;
+  if (peer != map_.end()) found = peer->second.pid;
+  else if (own != map_.end() && own->second.peer_pid) found = own->second.peer_pid;
+  found ? stats_.hits++ : stats_.misses++;
+  if (ev != Event::close) return found;
 
-std::optional<uint32_t> PeerIndex::peer_of(const ConnTuple& t) {
-  if (!t.family) return std::nullopt;
-  std::lock_guard lk(mu_);
-  expire_locked(opts_.clock());
-  auto it = map_.find(key_of(t.reversed()));
-  if (it == map_.end()) {
-    stats_.misses++;
-    return std::nullopt;
+  stats_.closes++;
+  const uint32_t mine = pid ? pid : own != map_.end() ? own->second.pid : 0;
+  if (peer != map_.end() && !peer->second.closed) {
+    // The other end is still open: it keeps our pid for its own close, and our tuple is done.
+    if (mine) peer->second.peer_pid = mine;
+    if (own != map_.end()) erase_locked(own);
+    stats_.handed_over++;
+  } else if (found) {
+    // The other end closed before us: both ends are closed, nothing more to find.
+    if (own != map_.end()) erase_locked(own);
+    if (peer != map_.end()) erase_locked(peer);
+  } else if (own == map_.end() || !own->second.closed) {
+    // No other end known (remote, or its open not seen yet): remember our end for the grace period. A close
+    // whose open was not seen is inserted; a second close of the same tuple keeps the first deadline.
+    if (own == map_.end()) {
+      if (!mine) return found;
+      own = insert_locked(k, mine);
+    }
+    Entry& e = own->second;
+    if (pid) e.pid = pid;
+    open_order_.erase(e.pos);
+    e.pos = closed_order_.insert(closed_order_.end(), Slot{k, now + opts_.close_grace});
+    e.closed = true;
   }
-  stats_.hits++;
-  return it->second.pid;
+  return found;
 }
 
 PeerIndexStats PeerIndex::stats() const {

@@ -40,12 +40,10 @@ ResolvedConnection ConnectionResolver::resolve(const events::ConnectionEvent& e)
   }
   if (!r.owner) stats_.owner_unknown++;
 
-  const ConnTuple t = tuple_of(e);
-  if (e.kind == events::Kind::Open) {
-    if (e.owner_known) peers_.on_open(t, e.pid);
-  }
-  r.peer_pid = peers_.peer_of(t);
-  if (e.kind == events::Kind::Close) peers_.on_close(t, e.owner_known ? e.pid : 0);
+  const auto ev = e.kind == events::Kind::Open    ? PeerIndex::Event::open
+                  : e.kind == events::Kind::Close ? PeerIndex::Event::close
+                                                  : PeerIndex::Event::other;
+  r.peer_pid = peers_.observe(ev, tuple_of(e), e.owner_known ? e.pid : 0);
   if (r.peer_pid) {
     stats_.peers_found++;
     r.peer = table_.lookup(*r.peer_pid);

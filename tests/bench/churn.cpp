@@ -5,12 +5,18 @@
 //
 // Each round runs the same workload twice, back to back: once with no tracer, once with `hostscope <agent-args>`
 // running with its output sent to /dev/null. Per connection: connect, 16 bytes each way, close (client first).
-// Prints connections/s for both, the ratio, and the agent's lost-event counts (from its exit summary).
+// Prints connections/s for both, the ratio, the agent's lost-event counts (from its exit summary) and the agent's
+// own CPU time (user + system, from wait4) per event received: the per-event cost in user space, which the
+// host's noise moves much less than the throughput ratio. With BPF statistics turned on for the run
+// (BPF_ENABLE_STATS, released when the benchmark exits), it also sums the run time of the agent's BPF programs:
+// the kernel-side cost per connection, paid by the workload's own threads.
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,10 +51,52 @@ struct Options {
 
 double run_churn(const Options& o) { return hostscope::bench::run_churn(o.clients, o.seconds); }
 
+// Total run time (ns) of the BPF programs loaded by `pid`'s hostscope: programs named like ours (tcp/accept/
+// process hooks); only one agent runs at a time during the benchmark. Needs BPF statistics enabled.
+uint64_t agent_bpf_run_ns() {
+  uint64_t total = 0;
+  for (__u32 id = 0; bpf_prog_get_next_id(id, &id) == 0;) {
+    int fd = bpf_prog_get_fd_by_id(id);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    __u32 len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+      std::string name = info.name;
+      for (const char* p : {"btf_inet_sock_s", "tp_inet_sock_se", "btf_tcp_", "tp_tcp_", "tp_sys_exit_acc", "btf_sched_",
+                            "tp_sched_"})
+        if (name.rfind(p, 0) == 0) {
+          total += info.run_time_ns;
+          break;
+        }
+    }
+    close(fd);
+  }
+  return total;
+}
+
 struct Agent {
   pid_t pid = -1;
   std::string err_path;
+  Clock::time_point started;  // when the agent had attached (its start-up is not part of the per-event cost)
+  double startup_cpu_s = 0;   // CPU time it had used by then
+  uint64_t startup_bpf_ns = 0;
 };
+
+// User + system time of a running process, from /proc/PID/stat (clock ticks).
+double process_cpu_s(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string all((std::istreambuf_iterator<char>(f)), {});
+  auto rp = all.rfind(')');
+  if (rp == std::string::npos) return 0;
+  std::istringstream ss(all.substr(rp + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; ss >> field; i++) {  // field 3 is the state
+    if (i == 14 || i == 15) ticks += std::stod(field);
+    if (i == 15) break;
+  }
+  return ticks / double(sysconf(_SC_CLK_TCK));
+}
 
 Agent start_agent(const Options& o) {
   Agent a;
@@ -70,27 +118,38 @@ Agent start_agent(const Options& o) {
     _exit(127);
   }
   close(efd);
-  // Wait until the programs are attached (the agent logs it at -v).
+  // Wait until it is ready: programs attached, processes scanned, events read (it logs "... running" at -v).
   for (int i = 0; i < 300; i++) {
     std::ifstream f(a.err_path);
     std::string all((std::istreambuf_iterator<char>(f)), {});
-    if (all.find("attached") != std::string::npos) break;
+    if (all.find(" running") != std::string::npos) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  a.started = Clock::now();
+  a.startup_cpu_s = process_cpu_s(a.pid);
+  a.startup_bpf_ns = agent_bpf_run_ns();
   return a;
 }
 
 struct AgentStats {
   uint64_t shown = 0, ring_lost = 0, reentry_lost = 0;
+  double cpu_s = 0, wall_s = 0;  // the agent's user + system time after start-up, and how long that was
+  double bpf_s = 0;              // run time of its BPF programs over the same span (0: statistics unavailable)
 };
 
 AgentStats stop_agent(Agent& a) {
+  uint64_t bpf_ns = agent_bpf_run_ns();  // before the programs go away with the agent
   kill(a.pid, SIGINT);
-  waitpid(a.pid, nullptr, 0);
+  struct rusage ru {};
+  wait4(a.pid, nullptr, 0, &ru);
+  auto secs = [](const timeval& t) { return double(t.tv_sec) + double(t.tv_usec) / 1e6; };
   std::ifstream f(a.err_path);
   std::string all((std::istreambuf_iterator<char>(f)), {});
   unlink(a.err_path.c_str());
   AgentStats s;
+  s.cpu_s = std::max(0.0, secs(ru.ru_utime) + secs(ru.ru_stime) - a.startup_cpu_s);
+  s.wall_s = std::chrono::duration<double>(Clock::now() - a.started).count();
+  s.bpf_s = bpf_ns > a.startup_bpf_ns ? double(bpf_ns - a.startup_bpf_ns) / 1e9 : 0.0;
   std::smatch m;
   if (std::regex_search(all, m, std::regex(R"((\d+) received, (\d+) lost \(ring buffer full\), (\d+) lost \(hook re-entered\))"))) {
     s.shown = std::stoull(m[1]);
@@ -100,6 +159,12 @@ AgentStats stop_agent(Agent& a) {
     fprintf(stderr, "could not read the agent's summary:\n%s\n", all.c_str());
   }
   return s;
+}
+
+std::string fmt_us(double us) {
+  char b[32];
+  snprintf(b, sizeof(b), "%.2f µs", us);
+  return b;
 }
 
 double median(std::vector<double> v) {
@@ -130,8 +195,11 @@ int main(int argc, char** argv) {
     fprintf(stderr, "--hostscope is required\n");
     return 2;
   }
-  std::vector<double> base, with;
+  int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);  // on until this process exits
+  if (stats_fd < 0) fprintf(stderr, "BPF statistics unavailable (%s): no kernel cost per connection\n", strerror(errno));
+  std::vector<double> base, with, ratios;
   AgentStats total;
+  double with_connections = 0;
   run_churn(Options{o.hostscope, o.agent_args, 1, 1, o.clients, ""});  // warm-up
   for (int r = 0; r < o.rounds; r++) {
     double b = run_churn(o);
@@ -141,24 +209,42 @@ int main(int argc, char** argv) {
     total.shown += s.shown;
     total.ring_lost += s.ring_lost;
     total.reentry_lost += s.reentry_lost;
+    total.cpu_s += s.cpu_s;
+    total.wall_s += s.wall_s;
+    total.bpf_s += s.bpf_s;
+    with_connections += w * o.seconds;
     base.push_back(b);
     with.push_back(w);
-    printf("round %d: without %.0f conn/s, with hostscope %.0f conn/s (%.1f%%), agent received %lu events, lost %lu+%lu\n",
-           r + 1, b, w, 100.0 * w / b, s.shown, s.ring_lost, s.reentry_lost);
+    ratios.push_back(100.0 * w / b);
+    printf("round %d: without %.0f conn/s, with hostscope %.0f conn/s (%.1f%%), agent received %lu events, lost %lu+%lu, "
+           "agent CPU %.2f s (%.2f us/event), BPF %.2f us/connection\n",
+           r + 1, b, w, 100.0 * w / b, s.shown, s.ring_lost, s.reentry_lost, s.cpu_s,
+           s.shown ? 1e6 * s.cpu_s / double(s.shown) : 0.0, w > 0 ? 1e6 * s.bpf_s / (w * o.seconds) : 0.0);
     fflush(stdout);
   }
   double mb = median(base), mw = median(with);
-  double ratio = 100.0 * mw / mb;
-  printf("median: without %.0f conn/s, with `hostscope %s` %.0f conn/s: %.1f%% of baseline; lost events: %lu (ring buffer) + %lu (hook re-entry); events received: %lu\n",
-         mb, o.agent_args.c_str(), mw, ratio, total.ring_lost, total.reentry_lost, total.shown);
+  double ratio = 100.0 * mw / mb, paired = median(ratios);
+  double us_per_event = total.shown ? 1e6 * total.cpu_s / double(total.shown) : 0.0;
+  double core_pct = total.wall_s > 0 ? 100.0 * total.cpu_s / total.wall_s : 0.0;
+  double bpf_us_per_conn = with_connections > 0 ? 1e6 * total.bpf_s / with_connections : 0.0;
+  double events_per_conn = with_connections > 0 ? double(total.shown) / with_connections : 0.0;
+  printf("median: without %.0f conn/s, with `hostscope %s` %.0f conn/s: %.1f%% of baseline (median of the rounds' ratios "
+         "%.1f%%); lost events: %lu (ring buffer) + %lu (hook re-entry); events received: %lu; agent CPU %.2f us/event, "
+         "%.1f%% of one core; %.1f events and %.2f us of BPF run time per connection\n",
+         mb, o.agent_args.c_str(), mw, ratio, paired, total.ring_lost, total.reentry_lost, total.shown, us_per_event,
+         core_pct, events_per_conn, bpf_us_per_conn);
   if (!o.markdown.empty()) {
     FILE* f = fopen(o.markdown.c_str(), "w");
     if (f) {
-      fprintf(f, "| rounds × seconds | clients | without (conn/s, median) | with `hostscope %s` (conn/s, median) | ratio | events received | lost (ring) | lost (re-entry) |\n",
+      fprintf(f, "| rounds × seconds | clients | without (conn/s, median) | with `hostscope %s` (conn/s, median) | ratio "
+                 "| median of round ratios | events received | lost (ring) | lost (re-entry) | events per connection | agent CPU per event "
+                 "| agent CPU (one core) | BPF run time per connection |\n",
               o.agent_args.c_str());
-      fprintf(f, "| --- | --- | --- | --- | --- | --- | --- | --- |\n");
-      fprintf(f, "| %d × %.0f | %d | %.0f | %.0f | %.1f%% | %lu | %lu | %lu |\n", o.rounds, o.seconds, o.clients, mb, mw,
-              ratio, total.shown, total.ring_lost, total.reentry_lost);
+      fprintf(f, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+      fprintf(f, "| %d × %.0f | %d | %.0f | %.0f | %.1f%% | %.1f%% | %lu | %lu | %lu | %.1f | %.2f µs | %.1f%% | %s |\n",
+              o.rounds, o.seconds, o.clients, mb, mw, ratio, paired, total.shown, total.ring_lost, total.reentry_lost,
+              events_per_conn, us_per_event, core_pct,
+              stats_fd >= 0 ? fmt_us(bpf_us_per_conn).c_str() : "n/a");
       fclose(f);
     }
   }

@@ -453,8 +453,11 @@ TEST(Services, JsonMatchesGoVersionM) {
   EXPECT_EQ(g["goid_offset"], 152);  // go1.19 amd64, from DWARF
 
   // Non-Go processes carry no "go" object.
-  for (auto& p : all)
-    if (p["pid"] == getpid()) EXPECT_FALSE(p.contains("go"));
+  for (auto& p : all) {
+    if (p["pid"] == getpid()) {
+      EXPECT_FALSE(p.contains("go"));
+    }
+  }
 }
 
 // ---- Kubernetes pod on a fake node ----

@@ -230,3 +230,41 @@ TEST(IpAddr, ParseRoundTrip) {
 }
 
 }  // namespace
+
+// IPv4 addresses are formatted by hand on the per-event path: they must read exactly as inet_ntop writes them.
+TEST(IpAddr, Ipv4FormatMatchesInetNtop) {
+  IpAddr a;
+  a.family = 4;
+  char want[INET_ADDRSTRLEN];
+  for (unsigned v : {0u, 1u, 9u, 10u, 11u, 99u, 100u, 101u, 109u, 110u, 199u, 200u, 250u, 255u})
+    for (int pos = 0; pos < 4; pos++) {
+      a.bytes = {};
+      a.bytes[0] = 10;
+      a.bytes[pos] = uint8_t(v);
+      a.bytes[3 - pos] = uint8_t(255 - v);
+      ASSERT_NE(inet_ntop(AF_INET, a.bytes.data(), want, sizeof(want)), nullptr);
+      EXPECT_EQ(a.str(), want);
+    }
+}
+
+// The date part of a timestamp is cached per second: crossing seconds, days and years, and going back in time,
+// must still give gmtime's answer.
+TEST(Format, Rfc3339AcrossSecondsDaysAndYears) {
+  auto expect = [](uint64_t ns) {
+    time_t secs = time_t(ns / 1'000'000'000ull);
+    struct tm tm{};
+    gmtime_r(&secs, &tm);
+    char want[64];
+    snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02d.%09lluZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned long long)(ns % 1'000'000'000ull));
+    return std::string(want);
+  };
+  const uint64_t new_year = 1798761599ull * 1'000'000'000ull;  // 2026-12-31T23:59:59Z
+  const uint64_t day = 86'400'000'000'000ull;
+  for (uint64_t ns : std::vector<uint64_t>{new_year, new_year + 999'999'999, new_year + 1'000'000'000,
+                                           new_year + 1'000'000'001, new_year + day, new_year - 1, 5, new_year}) {
+    fmt::memory_buffer b;
+    append_rfc3339(b, ns);
+    EXPECT_EQ(std::string(b.data(), b.size()), expect(ns)) << ns;
+  }
+}

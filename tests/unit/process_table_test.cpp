@@ -381,26 +381,64 @@ TEST(PeerIndex, FindsTheOtherEndOfALocalConnection) {
   EXPECT_FALSE(idx.peer_of(tuple("10.0.0.1", 5000, "93.184.216.34", 443)));
 }
 
-TEST(PeerIndex, EitherCloseOrderResolvesWithinTheGracePeriod) {
+TEST(PeerIndex, EitherCloseOrderFindsTheOtherEnd) {
   FakeClock clock;
   PeerIndex idx({.capacity = 100, .close_grace = 2s, .clock = clock.fn()});
   auto client = tuple("127.0.0.1", 40000, "127.0.0.1", 80);
   auto server = client.reversed();
   idx.on_open(client, 10);
   idx.on_open(server, 20);
-  // Client closes first: its close event still finds the server, and the server's later close finds the client.
-  EXPECT_EQ(idx.peer_of(client), 20u);
-  idx.on_close(client, 10);
-  clock.now += 1s;
+  // The client closes first: it finds the server, hands its pid over and is forgotten at once.
+  EXPECT_EQ(idx.observe(PeerIndex::Event::close, client, 10), 20u);
+  EXPECT_EQ(idx.size(), 1u);
   EXPECT_EQ(idx.peer_of(server), 10u);
-  idx.on_close(server, 20);
-  clock.now += 1500ms;  // client's grace is over, the server's is not
-  EXPECT_FALSE(idx.peer_of(server));
-  EXPECT_EQ(idx.peer_of(client), 20u);
-  clock.now += 1s;
-  EXPECT_FALSE(idx.peer_of(client));
+  // The server closes much later (CLOSE_WAIT held by the application): no grace period involved.
+  clock.now += 60s;
+  EXPECT_EQ(idx.observe(PeerIndex::Event::close, server, 20), 10u);
   EXPECT_EQ(idx.size(), 0u);
-  EXPECT_EQ(idx.stats().expired, 2u);
+  auto s = idx.stats();
+  EXPECT_EQ(s.handed_over, 1u);
+  EXPECT_EQ(s.expired, 0u);
+
+  // An end that closes with no other end known stays for the grace period only.
+  auto lone = tuple("127.0.0.1", 40001, "127.0.0.1", 80);
+  idx.on_close(lone, 30);
+  clock.now += 1s;
+  EXPECT_EQ(idx.peer_of(lone.reversed()), 30u);
+  clock.now += 1500ms;
+  EXPECT_FALSE(idx.peer_of(lone.reversed()));
+  EXPECT_EQ(idx.stats().expired, 1u);
+
+  // The other end closes within the grace period (its open was never seen): it finds the first, and both go.
+  auto late = tuple("127.0.0.1", 40002, "127.0.0.1", 80);
+  idx.on_close(late, 40);
+  EXPECT_EQ(idx.observe(PeerIndex::Event::close, late.reversed(), 50), 40u);
+  EXPECT_EQ(idx.size(), 0u);
+}
+
+// observe() is the per-event path: open, then the lookup of the other end, then close, under one lock.
+TEST(PeerIndex, ObserveRunsOpenLookupClose) {
+  FakeClock clock;
+  PeerIndex idx({.capacity = 100, .close_grace = 2s, .clock = clock.fn()});
+  auto client = tuple("127.0.0.1", 40000, "127.0.0.1", 80);
+  auto server = client.reversed();
+  using E = PeerIndex::Event;
+  EXPECT_FALSE(idx.observe(E::open, client, 10));    // the server end is not open yet
+  EXPECT_EQ(idx.observe(E::open, server, 20), 10u);  // the accept sees the client
+  EXPECT_EQ(idx.observe(E::close, client, 10), 20u);
+  clock.now += 1s;
+  EXPECT_EQ(idx.observe(E::close, server, 20), 10u);
+  EXPECT_EQ(idx.size(), 0u);
+  EXPECT_FALSE(idx.observe(E::open, client, 0));  // owner unknown: a lookup only, nothing recorded
+  EXPECT_EQ(idx.size(), 0u);
+  auto s = idx.stats();
+  EXPECT_EQ(s.opens, 3u);
+  EXPECT_EQ(s.closes, 2u);
+  EXPECT_EQ(s.handed_over, 1u);
+  EXPECT_EQ(s.hits, 3u);
+  EXPECT_EQ(s.misses, 2u);
+  ConnTuple none;
+  EXPECT_FALSE(idx.observe(E::close, none, 5));  // no family: ignored
 }
 
 TEST(PeerIndex, CloseWithoutOpenIsKeptForThePeer) {
