@@ -88,12 +88,12 @@ static __always_inline void event__fill_from_info(struct hs_tcp_event* e, const 
   __builtin_memcpy(e->comm, si->comm, sizeof(e->comm));
 }
 
-static __always_inline void event__emit_open(struct sock* sk, const struct sock_info* si) {
+static __always_inline void event__emit_open(struct sock* sk, const struct sock_info* si, __u64 now) {
   if (!emit_opens) return;
   struct hs_tcp_event* e = rb__reserve(&tcp_events, sizeof(*e));
   if (!e) return;
   __builtin_memset(e, 0, sizeof(*e));
-  e->ts_ns = bpf_ktime_get_ns();
+  e->ts_ns = now;
   e->kind = HS_EV_OPEN;
   event__fill_from_info(e, si);
   sock__read_tuple(sk, e);
@@ -117,11 +117,11 @@ static __always_inline __u8 close__outcome(__u8 flags, __u32 sk_err, int oldstat
   return HS_OUT_FAILED;
 }
 
-static __always_inline void event__emit_close(struct sock* sk, const struct sock_info* si, int oldstate) {
+static __always_inline void event__emit_close(struct sock* sk, const struct sock_info* si, int oldstate, __u64 now) {
   struct hs_tcp_event* e = rb__reserve(&tcp_events, sizeof(*e));
   if (!e) return;
   __builtin_memset(e, 0, sizeof(*e));
-  e->ts_ns = bpf_ktime_get_ns();
+  e->ts_ns = now;
   e->kind = HS_EV_CLOSE;
   if (si) {
     event__fill_from_info(e, si);
@@ -164,11 +164,22 @@ static __always_inline struct sock_info* sock__insert(__u64 key, __u8 role, __u6
 }
 
 static __always_inline int handle_set_state(struct sock* sk, int oldstate, int newstate) {
+  /* Most transitions of a connection's life are of no interest (FIN_WAIT2, CLOSE_WAIT, CLOSING, ...): leave
+   * before any helper call. This hook runs about ten times per connection, in the workload's own threads. */
+  if (newstate != TCP_SYN_SENT && newstate != TCP_SYN_RECV && newstate != TCP_ESTABLISHED &&
+      newstate != TCP_FIN_WAIT1 && newstate != TCP_LAST_ACK && newstate != TCP_CLOSE)
+    return 0;
+  if (newstate == TCP_CLOSE && (oldstate == TCP_LISTEN || oldstate == TCP_CLOSE)) return 0;
   if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP) return 0;
   __u64 key = (__u64)sk;
-  __u64 now = bpf_ktime_get_ns();
   struct sock_info* si;
 
+  if (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) {
+    si = bpf_map_lookup_elem(&tcp_socks, &key);
+    if (si) si->flags |= HS_F_FIN_SENT;
+    return 0;
+  }
+  __u64 now = bpf_ktime_get_ns();
   if (newstate == TCP_SYN_SENT) {
     /* Active open, inside connect() (or sendmsg with fast open): the current task owns the socket. */
     si = sock__insert(key, HS_ROLE_ACTIVE, now);
@@ -186,19 +197,14 @@ static __always_inline int handle_set_state(struct sock* sk, int oldstate, int n
     si->established_ts_ns = now;
     si->flags |= HS_F_ESTABLISHED;
     si->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-    if (si->role == HS_ROLE_ACTIVE) event__emit_open(sk, si);
+    if (si->role == HS_ROLE_ACTIVE) event__emit_open(sk, si, now);
     return 0;
   }
-  if (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) {
-    si = bpf_map_lookup_elem(&tcp_socks, &key);
-    if (si) si->flags |= HS_F_FIN_SENT;
-    return 0;
-  }
-  if (newstate != TCP_CLOSE || oldstate == TCP_LISTEN || oldstate == TCP_CLOSE) return 0;
 
+  /* TCP_CLOSE from a connection state. */
   si = bpf_map_lookup_elem(&tcp_socks, &key);
   if (!si) counter__inc(HS_CNT_CLOSE_UNTRACKED);
-  event__emit_close(sk, si, oldstate);
+  event__emit_close(sk, si, oldstate, now);
   if (si) bpf_map_delete_elem(&tcp_socks, &key);
   return 0;
 }
@@ -237,7 +243,7 @@ static __always_inline int handle_accept_exit(long ret) {
   }
   if (si->flags & HS_F_OWNER) return 0; /* accepted twice? keep the first owner */
   sock__record_owner(si);
-  event__emit_open(sk, si);
+  event__emit_open(sk, si, bpf_ktime_get_ns());
   return 0;
 miss:
   counter__inc(HS_CNT_ACCEPT_NO_SOCK);

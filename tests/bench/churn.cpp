@@ -198,6 +198,7 @@ int main(int argc, char** argv) {
   int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);  // on until this process exits
   if (stats_fd < 0) fprintf(stderr, "BPF statistics unavailable (%s): no kernel cost per connection\n", strerror(errno));
   std::vector<double> base, with, ratios;
+  std::vector<std::string> round_rows;  // per-round lines for the markdown (the baseline here is bimodal)
   AgentStats total;
   double with_connections = 0;
   run_churn(Options{o.hostscope, o.agent_args, 1, 1, o.clients, ""});  // warm-up
@@ -216,6 +217,12 @@ int main(int argc, char** argv) {
     base.push_back(b);
     with.push_back(w);
     ratios.push_back(100.0 * w / b);
+    {
+      char row[256];
+      snprintf(row, sizeof(row), "| %d | %.0f | %.0f | %.1f%% | %.2f µs | %.2f µs |", r + 1, b, w, 100.0 * w / b,
+               s.shown ? 1e6 * s.cpu_s / double(s.shown) : 0.0, w > 0 ? 1e6 * s.bpf_s / (w * o.seconds) : 0.0);
+      round_rows.push_back(row);
+    }
     printf("round %d: without %.0f conn/s, with hostscope %.0f conn/s (%.1f%%), agent received %lu events, lost %lu+%lu, "
            "agent CPU %.2f s (%.2f us/event), BPF %.2f us/connection\n",
            r + 1, b, w, 100.0 * w / b, s.shown, s.ring_lost, s.reentry_lost, s.cpu_s,
@@ -228,23 +235,28 @@ int main(int argc, char** argv) {
   double core_pct = total.wall_s > 0 ? 100.0 * total.cpu_s / total.wall_s : 0.0;
   double bpf_us_per_conn = with_connections > 0 ? 1e6 * total.bpf_s / with_connections : 0.0;
   double events_per_conn = with_connections > 0 ? double(total.shown) / with_connections : 0.0;
-  printf("median: without %.0f conn/s, with `hostscope %s` %.0f conn/s: %.1f%% of baseline (median of the rounds' ratios "
+  std::string label = o.hostscope.substr(o.hostscope.rfind('/') + 1);  // "hostscope", or a stand-in's name
+  if (!o.agent_args.empty()) label += " " + o.agent_args;
+  printf("median: without %.0f conn/s, with `%s` %.0f conn/s: %.1f%% of baseline (median of the rounds' ratios "
          "%.1f%%); lost events: %lu (ring buffer) + %lu (hook re-entry); events received: %lu; agent CPU %.2f us/event, "
          "%.1f%% of one core; %.1f events and %.2f us of BPF run time per connection\n",
-         mb, o.agent_args.c_str(), mw, ratio, paired, total.ring_lost, total.reentry_lost, total.shown, us_per_event,
+         mb, label.c_str(), mw, ratio, paired, total.ring_lost, total.reentry_lost, total.shown, us_per_event,
          core_pct, events_per_conn, bpf_us_per_conn);
   if (!o.markdown.empty()) {
     FILE* f = fopen(o.markdown.c_str(), "w");
     if (f) {
-      fprintf(f, "| rounds × seconds | clients | without (conn/s, median) | with `hostscope %s` (conn/s, median) | ratio "
+      fprintf(f, "| rounds × seconds | clients | without (conn/s, median) | with `%s` (conn/s, median) | ratio "
                  "| median of round ratios | events received | lost (ring) | lost (re-entry) | events per connection | agent CPU per event "
                  "| agent CPU (one core) | BPF run time per connection |\n",
-              o.agent_args.c_str());
+              label.c_str());
       fprintf(f, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
       fprintf(f, "| %d × %.0f | %d | %.0f | %.0f | %.1f%% | %.1f%% | %lu | %lu | %lu | %.1f | %.2f µs | %.1f%% | %s |\n",
               o.rounds, o.seconds, o.clients, mb, mw, ratio, paired, total.shown, total.ring_lost, total.reentry_lost,
               events_per_conn, us_per_event, core_pct,
               stats_fd >= 0 ? fmt_us(bpf_us_per_conn).c_str() : "n/a");
+      fprintf(f, "\n| round | without (conn/s) | with (conn/s) | ratio | agent CPU per event | BPF run time per connection |\n");
+      fprintf(f, "| --- | --- | --- | --- | --- | --- |\n");
+      for (auto& row : round_rows) fprintf(f, "%s\n", row.c_str());
       fclose(f);
     }
   }
