@@ -8,6 +8,8 @@ t=/sys/kernel/tracing
 [ -d $t/events ] || mount -t tracefs tracefs $t
 ev=$t/events/syscalls/sys_exit_reboot/enable
 echo 1 > $ev
-trap 'echo 0 > $ev; echo "stand-in: 0 received, 0 lost (ring buffer full), 0 lost (hook re-entered)" >&2; exit 0' INT TERM
+sleep infinity &
+sleeper=$!
+trap 'kill $sleeper; echo 0 > $ev; echo "stand-in: 0 received, 0 lost (ring buffer full), 0 lost (hook re-entered)" >&2; exit 0' INT TERM
 echo "syscall tracepoint enabled; running" >&2
-while true; do sleep 0.2; done
+wait $sleeper

@@ -25,13 +25,6 @@ using hostscope::testing::in_ci;
 using hostscope::testing::Netns;
 using hostscope::testing::sh;
 
-#define REQUIRE_SETUP(cond, what)                                      \
-  do {                                                                 \
-    if (!(cond)) {                                                     \
-      if (in_ci()) FAIL() << "setup failed (CI=true): " << what;       \
-      GTEST_SKIP() << "setup failed: " << what;                        \
-    }                                                                  \
-  } while (0)
 
 struct Flow {
   std::string error;
@@ -53,14 +46,14 @@ class ConntrackTest : public ::testing::Test {
   void SetUp() override {
     HS_REQUIRE_ROOT();
     ns_ = std::make_unique<Netns>("ct");
-    REQUIRE_SETUP(ns_->ok(), "ip netns add");
+    HS_REQUIRE_SETUP(ns_->ok(), "ip netns add");
     // A route for the ClusterIP range, so connect() gets as far as the nat OUTPUT hook.
     // (A veth pair with both ends inside the namespace: it disappears with the namespace.)
     auto r = sh(ns_->exec("sh -c 'ip link add hsv0 type veth peer name hsv1 && ip addr add 10.0.0.1/24 dev hsv0 && "
                           "ip link set hsv0 up && ip link set hsv1 up && ip route add 10.96.0.0/16 dev hsv0'"));
-    REQUIRE_SETUP(r.status == 0, "veth link: " + r.out);
+    HS_REQUIRE_SETUP(r.status == 0, "veth link: " + r.out);
     fd_.reset(::open(("/run/netns/" + ns_->name()).c_str(), O_RDONLY | O_CLOEXEC));
-    REQUIRE_SETUP(bool(fd_), "open netns fd");
+    HS_REQUIRE_SETUP(bool(fd_), "open netns fd");
   }
 
   // Listens on 127.0.0.1:<ephemeral>, installs the DNAT rule to it, connects to 10.96.0.10:80 and keeps the
@@ -129,7 +122,7 @@ class ConntrackTest : public ::testing::Test {
 TEST_F(ConntrackTest, ResolvesDnatToTheActualBackend) {
   std::vector<UniqueFd> keep;
   Flow f = connect_through_dnat(keep);
-  REQUIRE_SETUP(f.error.empty(), f.error);
+  HS_REQUIRE_SETUP(f.error.empty(), f.error);
 
   auto ct = NetfilterConntrack::open(fd_.get());
   ASSERT_TRUE(ct) << ct.error().str();
@@ -156,7 +149,7 @@ TEST_F(ConntrackTest, ResolvesDnatToTheActualBackend) {
 TEST_F(ConntrackTest, TopologyEdgeRecordsDialedAndActual) {
   std::vector<UniqueFd> keep;
   Flow f = connect_through_dnat(keep);
-  REQUIRE_SETUP(f.error.empty(), f.error);
+  HS_REQUIRE_SETUP(f.error.empty(), f.error);
 
   auto ct = NetfilterConntrack::open(fd_.get());
   ASSERT_TRUE(ct) << ct.error().str();

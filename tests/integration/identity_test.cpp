@@ -228,14 +228,9 @@ const GoBuilds& go_builds() {
   return b;
 }
 
-#define HS_REQUIRE_GO()                                              \
-  const GoBuilds& go = go_builds();                                  \
-  do {                                                               \
-    if (!go.why.empty()) {                                           \
-      if (in_ci()) FAIL() << go.why;                                 \
-      GTEST_SKIP() << go.why;                                        \
-    }                                                                \
-  } while (0)
+#define HS_REQUIRE_GO()           \
+  const GoBuilds& go = go_builds(); \
+  HS_REQUIRE_THAT(go.why)
 
 // ---- goroutine ids ----
 
@@ -482,10 +477,7 @@ struct CgroupTree {
 TEST(Kubernetes, PodProcessIsNamedNamespaceWorkload) {
   HS_REQUIRE_ROOT();
   const fs::path cg_root = "/sys/fs/cgroup/unified";
-  if (!fs::exists(cg_root / "cgroup.procs")) {
-    if (in_ci()) FAIL() << cg_root << " is not a cgroup2 mount";
-    GTEST_SKIP() << cg_root << " is not a cgroup2 mount";
-  }
+  HS_REQUIRE_SETUP(fs::exists(cg_root / "cgroup.procs"), cg_root.string() + " is not a cgroup2 mount");
   const std::string uid = "1b2c3d4e-5f60-4a1b-9c2d-" + fmt::format("{:012x}", uint64_t(getpid()));
   std::string uid_us = uid;
   std::replace(uid_us.begin(), uid_us.end(), '-', '_');

@@ -156,8 +156,11 @@ TEST_F(MetricsAgent, ScrapeShowsExactEdgeCountersAndEventFileHasTheWorkload) {
   auto failed = edge;
   EXPECT_EQ(sum(m, "hostscope_connections_failed_total", failed), -1) << "no failures on the served edge";
   // Never an ephemeral port as dst_port.
-  for (auto& [name, s] : m)
-    if (s.labels.count("dst_port")) EXPECT_EQ(client_ports.count(s.labels.at("dst_port")), 0u) << name;
+  for (auto& [name, s] : m) {
+    if (s.labels.count("dst_port")) {
+      EXPECT_EQ(client_ports.count(s.labels.at("dst_port")), 0u) << name;
+    }
+  }
   // Health and build info are there.
   EXPECT_EQ(sum(m, "hostscope_build_info", {{"node", "mx-node"}}), 1);
   EXPECT_GE(sum(m, "hostscope_events_total", {{"type", "close"}, {"outcome", "refused"}}), kRefused);

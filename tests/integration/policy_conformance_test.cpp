@@ -30,24 +30,12 @@
 #include "policy/iptables.h"
 #include "policy/ir_json.h"
 #include "policy/loader.h"
+#include "support/privileged.h"
 
 namespace hostscope::policy {
 namespace {
 namespace fs = std::filesystem;
 
-bool in_ci() {
-  const char* ci = std::getenv("CI");
-  return ci && std::string(ci) == "true";
-}
-
-#define REQUIRE_PRIVILEGES()                                                                  \
-  do {                                                                                        \
-    std::string why = missing_privileges();                                                   \
-    if (!why.empty()) {                                                                       \
-      if (in_ci()) FAIL() << "privileged test cannot run under CI=true: " << why;             \
-      GTEST_SKIP() << why;                                                                    \
-    }                                                                                         \
-  } while (0)
 
 CommandResult sh(const std::vector<std::string>& argv, const std::string& input = "") {
   static auto runner = make_process_runner();
@@ -334,9 +322,10 @@ void check_matrix(Lab& lab, const Ir& ir, const std::string& what, const Ir* sto
     Trace trace;
     auto verdict = evaluate_connection(ir, p.from, p.to, p.proto, p.port, &trace);
     bool want = verdict != Verdict::Deny;
-    if (stored)
+    if (stored) {
       EXPECT_EQ(to_string(evaluate_connection(*stored, p.from, p.to, p.proto, p.port)), to_string(verdict))
           << "stored IR disagrees: " << p.from_label << " -> " << p.to_label << ":" << p.port;
+    }
     table += fmt::format("  {:>6} -> {:<2}:{}/{}  want {:<5} got {}\n", p.from_label, p.to_label, p.port, to_string(p.proto),
                          want ? "allow" : "deny", got ? "allow" : "deny");
     if (got != want) {
@@ -356,7 +345,7 @@ void check_matrix(Lab& lab, const Ir& ir, const std::string& what, const Ir* sto
 class PolicyConformance : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(PolicyConformance, MatrixMatchesEvaluator) {
-  REQUIRE_PRIVILEGES();
+  HS_REQUIRE_THAT(missing_privileges());
   Lab lab(GetParam());
   auto ctx = lab.context();
   auto backend = lab.backend();
@@ -390,7 +379,9 @@ TEST_P(PolicyConformance, MatrixMatchesEvaluator) {
     auto st = backend.status();
     ASSERT_TRUE(st) << st.error();
     EXPECT_FALSE(st->drift) << st->text();
-    if (what.find("audit") != std::string::npos) EXPECT_GT(st->audit_would_deny_packets, 0u) << st->text();  // y's probes to 81
+    if (what.find("audit") != std::string::npos) {
+      EXPECT_GT(st->audit_would_deny_packets, 0u) << st->text();  // y's probes to 81
+    }
   }
   // Flush removes exactly what we installed: the tables look like a fresh namespace's again.
   ASSERT_TRUE(backend.flush());
@@ -405,7 +396,7 @@ TEST_P(PolicyConformance, MatrixMatchesEvaluator) {
 }
 
 TEST_P(PolicyConformance, FailsafePortsSurviveDenyAll) {
-  REQUIRE_PRIVILEGES();
+  HS_REQUIRE_THAT(missing_privileges());
   Lab lab(GetParam());
   auto ctx = lab.context();
   auto backend = lab.backend();
@@ -427,7 +418,7 @@ TEST_P(PolicyConformance, FailsafePortsSurviveDenyAll) {
 }
 
 TEST_P(PolicyConformance, DriftIsReportedAndRepaired) {
-  REQUIRE_PRIVILEGES();
+  HS_REQUIRE_THAT(missing_privileges());
   Lab lab(GetParam());
   auto backend = lab.backend();
   auto ir = compile_or_die(yaml_header("x-in", "service: x") + "default: {ingress: deny}\n", lab.context());
@@ -450,7 +441,7 @@ TEST_P(PolicyConformance, DriftIsReportedAndRepaired) {
 }
 
 TEST_P(PolicyConformance, FailedApplyKeepsPreviousGeneration) {
-  REQUIRE_PRIVILEGES();
+  HS_REQUIRE_THAT(missing_privileges());
   Lab lab(GetParam());
   auto ctx = lab.context();
   auto backend = lab.backend();
@@ -472,7 +463,7 @@ TEST_P(PolicyConformance, FailedApplyKeepsPreviousGeneration) {
 }
 
 TEST_P(PolicyConformance, ApplyRollbackIsAtomicUnderProbing) {
-  REQUIRE_PRIVILEGES();
+  HS_REQUIRE_THAT(missing_privileges());
   Lab lab(GetParam());
   auto ctx = lab.context();
   auto backend = lab.backend();

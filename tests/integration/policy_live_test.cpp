@@ -36,15 +36,9 @@ std::string missing_tools(const std::string& variant) {
   return "";
 }
 
-#define REQUIRE_LIVE_TOOLS(variant)                                               \
-  do {                                                                            \
-    HS_REQUIRE_ROOT();                                                            \
-    std::string why = missing_tools(variant);                                     \
-    if (!why.empty()) {                                                           \
-      if (in_ci()) FAIL() << "privileged test cannot run under CI=true: " << why; \
-      GTEST_SKIP() << why;                                                        \
-    }                                                                             \
-  } while (0)
+#define REQUIRE_LIVE_TOOLS(variant) \
+  HS_REQUIRE_ROOT();                \
+  HS_REQUIRE_THAT(missing_tools(variant))
 
 // A temporary policy directory with a catalogue; removed with the object.
 class PolicyDir {

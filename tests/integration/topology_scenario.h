@@ -26,14 +26,6 @@ namespace hostscope::testing {
 inline std::string hostscope_bin() { return std::getenv("HOSTSCOPE_BIN") ? std::getenv("HOSTSCOPE_BIN") : "hostscope"; }
 inline std::string peer_bin() { return std::getenv("HS_PEER") ? std::getenv("HS_PEER") : "hs_peer"; }
 
-// Setup steps the tests depend on (netns, veth, iptables, tools): under CI=true a failure fails the test.
-#define HS_REQUIRE_SETUP(cond, what)                                                          \
-  do {                                                                                        \
-    if (!(cond)) {                                                                            \
-      if (::hostscope::testing::in_ci()) FAIL() << "setup failed (CI=true): " << what;        \
-      GTEST_SKIP() << "setup failed: " << what;                                               \
-    }                                                                                         \
-  } while (0)
 
 // argv run inside a network namespace. nsenter only switches the network namespace (ip netns exec also
 // remounts /sys, which would hide the cgroup and BPF file systems from the agent) and execs in place, so the

@@ -32,6 +32,21 @@ inline bool in_ci() {
     }                                                                                      \
   } while (0)
 
+// A test whose prerequisites are missing (`why` is a non-empty reason: no cgroup v2, a tool not installed, a
+// setup step that failed) fails under CI=true and skips with the reason elsewhere. The one gate every
+// privileged test goes through.
+#define HS_REQUIRE_THAT(why)                                                                    \
+  do {                                                                                          \
+    const std::string hs_why_ = (why);                                                          \
+    if (!hs_why_.empty()) {                                                                     \
+      if (::hostscope::testing::in_ci()) FAIL() << "cannot run under CI=true: " << hs_why_;     \
+      GTEST_SKIP() << hs_why_;                                                                  \
+    }                                                                                           \
+  } while (0)
+
+// A setup step the test depends on (netns, veth, iptables, tools) must have worked.
+#define HS_REQUIRE_SETUP(cond, what) HS_REQUIRE_THAT((cond) ? std::string() : std::string("setup failed: ") + (what))
+
 // Runs a shell command; returns its exit status and captured stdout.
 struct CmdResult {
   int status = -1;

@@ -24,16 +24,12 @@
 
 #include "agent/identity/go_cache.h"
 #include "agent/identity/go_offsets.h"
+#include "support/privileged.h"
 
 namespace fs = std::filesystem;
 using namespace hostscope::identity;
 
 namespace {
-
-bool in_ci() {
-  const char* ci = std::getenv("CI");
-  return ci != nullptr && std::string(ci) == "true";
-}
 
 struct TempDir {
   fs::path path;
@@ -221,10 +217,7 @@ class GoBinaries : public ::testing::Test {
     g_builds = nullptr;
   }
   void SetUp() override {
-    if (!g_builds->ok) {
-      if (in_ci()) FAIL() << "cannot build the Go test binaries under CI: " << g_builds->why;
-      GTEST_SKIP() << g_builds->why;
-    }
+    HS_REQUIRE_SETUP(g_builds->ok, "building the Go test binaries: " + g_builds->why);
   }
   const GoBuilds& b() const { return *g_builds; }
 };
@@ -499,8 +492,7 @@ void expect_goid_one_in_running_process(const fs::path& bin) {
     }
     ::ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
   }
-  if (goids.empty() && attach_denied && in_ci()) FAIL() << "ptrace of a child is not permitted (CI=true)";
-  if (goids.empty() && attach_denied) GTEST_SKIP() << "ptrace of a child is not permitted here";
+  HS_REQUIRE_SETUP(!(goids.empty() && attach_denied), "ptrace of a child is not permitted here");
   ASSERT_FALSE(goids.empty());
   EXPECT_NE(std::find(goids.begin(), goids.end(), 1), goids.end())
       << "no thread had g->goid == 1; goids read: " << ::testing::PrintToString(goids);

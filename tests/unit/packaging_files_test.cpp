@@ -139,7 +139,7 @@ TEST(BashCompletion, OffersEverySubcommandAndOption) {
 }
 
 TEST(ManPage, DocumentsEverySubcommandWithoutWarnings) {
-  if (sh("command -v help2man").status != 0) GTEST_SKIP() << "help2man missing (bash scripts/setup.sh --no-build)";
+  HS_REQUIRE_SETUP(sh("command -v help2man").status == 0, "help2man missing (bash scripts/setup.sh --no-build)");
   auto page = sh(src() + "/packaging/gen-manpage.sh " + bin() + " 2>/dev/null");
   ASSERT_EQ(page.status, 0) << page.out;
   for (const auto& s : help_section("", "Subcommands"))

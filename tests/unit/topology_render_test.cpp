@@ -12,6 +12,7 @@
 #include "agent/topology/json.h"
 #include "agent/topology/render.h"
 #include "agent/topology/topology.h"
+#include "support/privileged.h"
 
 namespace hostscope::topology {
 namespace {
@@ -196,7 +197,7 @@ std::string run_dot(const std::string& input, int& status) {
 }
 
 TEST(TopologyDot, RendersWithGraphvizAndEscapesNames) {
-  if (!have_dot()) GTEST_SKIP() << "graphviz (dot) not installed";
+  HS_REQUIRE_SETUP(have_dot(), "graphviz (dot) not installed");
   auto s = sample();
   s.edges[0].client.pod = kInvalid;  // not rendered in dot, but harmless
   std::string dot = render_dot(s);
@@ -214,7 +215,7 @@ TEST(TopologyDot, RendersWithGraphvizAndEscapesNames) {
 }
 
 TEST(TopologyDot, HostileNamesStillParse) {
-  if (!have_dot()) GTEST_SKIP() << "graphviz (dot) not installed";
+  HS_REQUIRE_SETUP(have_dot(), "graphviz (dot) not installed");
   TopologySnapshot s;
   for (std::string name : {std::string("\\"), std::string("\""), std::string("\\\""), std::string("a\\nb"),
                            std::string("}\n digraph x {"), kInvalid, std::string("\x7f\x1b[31m"), std::string("")}) {
