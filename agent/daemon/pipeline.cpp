@@ -190,7 +190,13 @@ Health Pipeline::health() const {
   h.tracked_connections = topo_->connection_count();
   if (tracer_) {
     h.socket_table_capacity = tracer_->socket_table_size();
-    h.socket_table_entries = count_map_entries(tracer_->socket_table_fd(), h.socket_table_capacity);
+    std::lock_guard lk(sockets_mu_);
+    auto now = std::chrono::steady_clock::now();
+    if (sockets_counted_at_ == std::chrono::steady_clock::time_point{} || now - sockets_counted_at_ >= std::chrono::seconds(1)) {
+      sockets_counted_ = count_map_entries(tracer_->socket_table_fd(), h.socket_table_capacity);
+      sockets_counted_at_ = now;
+    }
+    h.socket_table_entries = sockets_counted_;
   }
   h.identity = resolver_->health_json();
   std::lock_guard lk(subs_mu_);

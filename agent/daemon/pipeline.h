@@ -2,6 +2,7 @@
 // The one event path of the agent: kernel -> reader -> identity -> topology -> outputs. Used by the daemon
 // (`hostscope agent`) and, in-process, by CLI commands when no daemon is running (embedded mode).
 // Outputs read snapshots or subscribe to the event stream; they never reach back into the reader.
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -89,6 +90,11 @@ class Pipeline {
   std::atomic<uint64_t> last_tick_ns_{0};
   mutable std::mutex health_mu_;
   bpf::KernelCounters last_kernel_;
+  // Counting the kernel socket table walks its keys (one syscall per tracked socket): every health call (each
+  // `top` refresh, each scrape) reuses a count for up to a second.
+  mutable std::mutex sockets_mu_;
+  mutable std::chrono::steady_clock::time_point sockets_counted_at_{};
+  mutable uint64_t sockets_counted_ = 0;
 };
 
 // JSON line (docs/events.md schema) for one resolved event.
