@@ -9,7 +9,7 @@ enum hs_counter {
   HS_CNT_EVENTS = 1,        /* events submitted */
   HS_CNT_SOCK_TABLE_FULL = 2, /* socket table insert failed */
   HS_CNT_CLOSE_UNTRACKED = 3, /* close of a socket not in the table (opened before start, or evicted) */
-  HS_CNT_ACCEPT_NO_SOCK = 4,  /* accept() returned an fd we could not resolve to a socket */
+  HS_CNT_PASSIVE_NO_OWNER = 4, /* an accepted connection closed before its owner sent, received or closed */
   HS_CNT_GOID_READ_FAIL = 5,  /* reading a goroutine id from a Go thread failed */
   HS_CNT_PROC_TABLE_FULL = 6, /* process table insert failed */
   HS_CNT_MAX = 8,

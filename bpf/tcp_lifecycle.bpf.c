@@ -3,13 +3,17 @@
  * retransmits and outcome.
  *
  * Hooks (each has a BTF-typed tp_btf program and a classic-tracepoint twin; the agent loads one set):
- *   inet_sock_set_state  state machine: open, established, close (+ owner for active opens, process context)
+ *   inet_sock_set_state  state machine: open, established, close (+ owners, process context only)
  *   tcp_send_reset / tcp_receive_reset  mark resets so the close can say how the connection ended
- *   syscalls/sys_exit_accept4, sys_exit_accept  owner of passively opened sockets
+ *   sock_send_length / sock_recv_length  owner of passively opened sockets, at their first send or receive
  *
- * Owner attribution: passive-side state changes run in softirq, where `current` is whoever was interrupted,
- * so the passive owner is taken only at accept() exit by resolving the returned fd to its socket. Active opens
- * (CLOSE->SYN_SENT) run inside connect(), in the owner's context. No other transition reads `current`. */
+ * Owner attribution: passive-side state changes up to ESTABLISHED run in softirq, where `current` is whoever
+ * was interrupted, so the passive owner is taken in the owner's own context: the first send or receive on the
+ * socket (sock_sendmsg/sock_recvmsg tracepoints, also for reads that find no data yet), or, for a socket
+ * closed without any I/O, its close() (the FIN_WAIT1 and LAST_ACK transitions run in the closing task).
+ * Active opens (CLOSE->SYN_SENT) run inside connect(), in the owner's context. No other transition reads
+ * `current`. There is deliberately no syscall tracepoint: enabling any one sends every syscall of every task
+ * through the kernel's syscall-trace slow path (docs/benchmarks.md). */
 #include "lib/common.bpf.h"
 #include "lib/core_fixes.bpf.h"
 #include "lib/goroutine.bpf.h"
@@ -150,6 +154,14 @@ static __always_inline void event__emit_close(struct sock* sk, const struct sock
   rb__submit(&tcp_events, e);
 }
 
+/* The owner of a passive socket acts on it for the first time (process context): record it and report the
+ * open now. Active sockets have their owner from connect(); sockets hostscope does not track are left alone. */
+static __always_inline void sock__owner_acts(struct sock_info* si, struct sock* sk) {
+  if (si->role != HS_ROLE_PASSIVE || (si->flags & HS_F_OWNER)) return;
+  sock__record_owner(si);
+  if (si->flags & HS_F_ESTABLISHED) event__emit_open(sk, si, bpf_ktime_get_ns());
+}
+
 static __always_inline struct sock_info* sock__insert(__u64 key, __u8 role, __u64 now) {
   struct sock_info si = {};
   si.id = __sync_fetch_and_add(&sock_seq, 1) + 1;
@@ -175,8 +187,11 @@ static __always_inline int handle_set_state(struct sock* sk, int oldstate, int n
   struct sock_info* si;
 
   if (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) {
+    /* Only close() and shutdown() send our FIN: this runs in the task closing the socket. */
     si = bpf_map_lookup_elem(&tcp_socks, &key);
-    if (si) si->flags |= HS_F_FIN_SENT;
+    if (!si) return 0;
+    si->flags |= HS_F_FIN_SENT;
+    sock__owner_acts(si, sk);
     return 0;
   }
   __u64 now = bpf_ktime_get_ns();
@@ -204,6 +219,8 @@ static __always_inline int handle_set_state(struct sock* sk, int oldstate, int n
   /* TCP_CLOSE from a connection state. */
   si = bpf_map_lookup_elem(&tcp_socks, &key);
   if (!si) counter__inc(HS_CNT_CLOSE_UNTRACKED);
+  else if (si->role == HS_ROLE_PASSIVE && !(si->flags & HS_F_OWNER) && (si->flags & HS_F_ESTABLISHED))
+    counter__inc(HS_CNT_PASSIVE_NO_OWNER);
   event__emit_close(sk, si, oldstate, now);
   if (si) bpf_map_delete_elem(&tcp_socks, &key);
   return 0;
@@ -217,36 +234,13 @@ static __always_inline int handle_reset(const struct sock* sk, __u8 flag) {
   return 0;
 }
 
-/* accept()/accept4() returned fd `ret`: resolve it to its socket and record the owner (process context). */
-static __always_inline int handle_accept_exit(long ret) {
-  if (ret < 0) return 0;
-  struct task_struct* task = (struct task_struct*)bpf_get_current_task();
-  struct fdtable* fdt = BPF_CORE_READ(task, files, fdt);
-  if (!fdt || (__u64)ret >= BPF_CORE_READ(fdt, max_fds)) goto miss;
-  struct file** fds = BPF_CORE_READ(fdt, fd);
-  struct file* f = 0;
-  if (bpf_probe_read_kernel(&f, sizeof(f), &fds[ret]) || !f) goto miss;
-  struct socket* sock = BPF_CORE_READ(f, private_data);
-  if (!sock) goto miss;
-  struct sock* sk = BPF_CORE_READ(sock, sk);
-  if (!sk) goto miss;
-  if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP) return 0; /* accept() on a Unix or other socket */
-
+/* A send or receive on a socket, in the calling task (sock_sendmsg/sock_recvmsg): the passive owner. Runs for
+ * every socket send and receive on the host, so it leaves at once for anything but a tracked TCP socket. */
+static __always_inline int handle_sock_io(struct sock* sk) {
+  if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP) return 0;
   __u64 key = (__u64)sk;
   struct sock_info* si = bpf_map_lookup_elem(&tcp_socks, &key);
-  if (!si) {
-    /* Established before we started: track it from here so its close has an owner. */
-    si = sock__insert(key, HS_ROLE_PASSIVE, 0);
-    if (!si) return 0;
-    si->flags = HS_F_ESTABLISHED;
-    si->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-  }
-  if (si->flags & HS_F_OWNER) return 0; /* accepted twice? keep the first owner */
-  sock__record_owner(si);
-  event__emit_open(sk, si, bpf_ktime_get_ns());
-  return 0;
-miss:
-  counter__inc(HS_CNT_ACCEPT_NO_SOCK);
+  if (si) sock__owner_acts(si, sk);
   return 0;
 }
 
@@ -262,6 +256,12 @@ int BPF_PROG(btf_tcp_send_reset, const struct sock* sk) { return handle_reset(sk
 
 SEC("tp_btf/tcp_receive_reset")
 int BPF_PROG(btf_tcp_receive_reset, struct sock* sk) { return handle_reset(sk, HS_F_RST_RECV); }
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(btf_sock_send_length, struct sock* sk, int ret, int flags) { return handle_sock_io(sk); }
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(btf_sock_recv_length, struct sock* sk, int ret, int flags) { return handle_sock_io(sk); }
 
 /* ---- classic tracepoints (fallback where tp_btf cannot attach; need tracefs) ---- */
 
@@ -281,10 +281,12 @@ int tp_tcp_receive_reset(struct hs_tp_tcp_sk_ctx* ctx) {
   return handle_reset((const struct sock*)ctx->skaddr, HS_F_RST_RECV);
 }
 
-/* ---- accept owner: syscall exit tracepoints (both modes) ---- */
+SEC("tracepoint/sock/sock_send_length")
+int tp_sock_send_length(struct hs_tp_sock_length_ctx* ctx) {
+  return ctx->protocol == IPPROTO_TCP ? handle_sock_io((struct sock*)ctx->sk) : 0;
+}
 
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int tp_sys_exit_accept4(struct trace_event_raw_sys_exit* ctx) { return handle_accept_exit(ctx->ret); }
-
-SEC("tracepoint/syscalls/sys_exit_accept")
-int tp_sys_exit_accept(struct trace_event_raw_sys_exit* ctx) { return handle_accept_exit(ctx->ret); }
+SEC("tracepoint/sock/sock_recv_length")
+int tp_sock_recv_length(struct hs_tp_sock_length_ctx* ctx) {
+  return ctx->protocol == IPPROTO_TCP ? handle_sock_io((struct sock*)ctx->sk) : 0;
+}

@@ -32,13 +32,18 @@ struct ProgSet {
   bpf_program* set_state;
   bpf_program* send_reset;
   bpf_program* recv_reset;
+  bpf_program* send_len;  // passive owners
+  bpf_program* recv_len;
+  std::vector<bpf_program*> all() const { return {set_state, send_reset, recv_reset, send_len, recv_len}; }
 };
 
 ProgSet btf_progs(tcp_lifecycle* s) {
-  return {s->progs.btf_inet_sock_set_state, s->progs.btf_tcp_send_reset, s->progs.btf_tcp_receive_reset};
+  return {s->progs.btf_inet_sock_set_state, s->progs.btf_tcp_send_reset, s->progs.btf_tcp_receive_reset,
+          s->progs.btf_sock_send_length, s->progs.btf_sock_recv_length};
 }
 ProgSet classic_progs(tcp_lifecycle* s) {
-  return {s->progs.tp_inet_sock_set_state, s->progs.tp_tcp_send_reset, s->progs.tp_tcp_receive_reset};
+  return {s->progs.tp_inet_sock_set_state, s->progs.tp_tcp_send_reset, s->progs.tp_tcp_receive_reset,
+          s->progs.tp_sock_send_length, s->progs.tp_sock_recv_length};
 }
 
 // One load+attach attempt in a given mode. Required: the state-change hook. Optional hooks degrade with a note.
@@ -49,7 +54,7 @@ Result<std::unique_ptr<TcpTracer::Impl>> try_mode(const TcpTracerOptions& o, Att
   auto& s = *skel;
   ProgSet use = mode == AttachMode::Btf ? btf_progs(s.get()) : classic_progs(s.get());
   ProgSet off = mode == AttachMode::Btf ? classic_progs(s.get()) : btf_progs(s.get());
-  for (auto* p : {off.set_state, off.send_reset, off.recv_reset}) bpf_program__set_autoload(p, false);
+  for (auto* p : off.all()) bpf_program__set_autoload(p, false);
   s->rodata->emit_opens = o.emit_opens;
   s->rodata->hs_wakeup_bytes = o.wakeup_bytes;
   if (int err = bpf_map__set_max_entries(s->maps.tcp_socks, o.socket_table_size))
@@ -70,10 +75,12 @@ Result<std::unique_ptr<TcpTracer::Impl>> try_mode(const TcpTracerOptions& o, Att
     }
     impl->links.push_back(std::move(*l));
   }
-  for (auto* p : {s->progs.tp_sys_exit_accept4, s->progs.tp_sys_exit_accept}) {
+  for (auto* p : {use.send_len, use.recv_len}) {
     auto l = attach_program(p);
     if (!l) {
-      notes.push_back(fmt::format("{}: the server side of accepted connections has no owner (pid 0)", l.error().str()));
+      notes.push_back(fmt::format("{}: the server side of accepted connections gets its owner only when it closes "
+                                  "(pid 0 when the peer closes first)",
+                                  l.error().str()));
       continue;
     }
     impl->links.push_back(std::move(*l));
@@ -88,7 +95,7 @@ Result<std::unique_ptr<TcpTracer>> TcpTracer::start(const TcpTracerOptions& opts
   route_libbpf_logs();
   std::unique_ptr<TcpTracer> t(new TcpTracer());
   if (auto st = ensure_tracefs(); !st)
-    t->degraded_.push_back(fmt::format("{}: classic tracepoints (accept owner, fallback hooks) are unavailable",
+    t->degraded_.push_back(fmt::format("{}: classic tracepoints (fallback hooks) are unavailable",
                                        st.error().str()));
 
   auto attempt = [&](AttachMode m) {
@@ -131,7 +138,7 @@ KernelCounters TcpTracer::counters() const {
   c.events = v[HS_CNT_EVENTS];
   c.socket_table_full = v[HS_CNT_SOCK_TABLE_FULL];
   c.close_untracked = v[HS_CNT_CLOSE_UNTRACKED];
-  c.accept_unresolved = v[HS_CNT_ACCEPT_NO_SOCK];
+  c.passive_owner_unknown = v[HS_CNT_PASSIVE_NO_OWNER];
   c.goid_read_failed = v[HS_CNT_GOID_READ_FAIL];
   c.prog_recursion_misses = prog_recursion_misses(impl_->skel->obj);
   return c;

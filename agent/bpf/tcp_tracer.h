@@ -21,7 +21,7 @@ struct TcpTracerOptions {
 };
 
 struct KernelCounters {
-  uint64_t ringbuf_dropped = 0, events = 0, socket_table_full = 0, close_untracked = 0, accept_unresolved = 0,
+  uint64_t ringbuf_dropped = 0, events = 0, socket_table_full = 0, close_untracked = 0, passive_owner_unknown = 0,
            goid_read_failed = 0;
   uint64_t prog_recursion_misses = 0;  // invocations the kernel skipped because the program was already running on that CPU
 };

@@ -73,7 +73,7 @@ nlohmann::json Health::to_json() const {
         {"lost_reentry", kernel.prog_recursion_misses},
         {"socket_table_full", kernel.socket_table_full},
         {"close_untracked", kernel.close_untracked},
-        {"accept_unresolved", kernel.accept_unresolved},
+        {"passive_owner_unknown", kernel.passive_owner_unknown},
         {"goid_read_failed", kernel.goid_read_failed}}},
       {"identity", identity},
       {"subscribers", subscribers},

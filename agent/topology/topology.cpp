@@ -267,7 +267,7 @@ Topology::EventView Topology::view_of(const events::ConnectionEvent& ev, const E
   v.ck.netns = v.loop ? ev.netns : 0;
   v.same_host = peer != nullptr || v.loop || is_local_address(ev.daddr);
   if (!v.same_host && v.active) {
-    // A server learned from its own accept is on this node (in another network namespace): its socket will
+    // A server learned from its own passive events is on this node (in another network namespace): its socket will
     // report this connection too.
     auto it = listeners_.find(ListenKey{ev.daddr, ev.dport, 0});
     v.same_host = it != listeners_.end() && it->second.kind == NodeKind::Service;
@@ -277,7 +277,7 @@ Topology::EventView Topology::view_of(const events::ConnectionEvent& ev, const E
 
 // The first event of a connection names its edge. An active socket dialling an address where the server may
 // live on this node, with no listener learned there yet, cannot name the server: its passive side (which
-// arrives later, at accept()) can. Such connections wait instead of being fixed as external.
+// arrives later, at its first send or receive) can. Such connections wait instead of being fixed as external.
 bool Topology::should_hold(const events::ConnectionEvent& ev, const EventView& v, const Endpoint* peer) const {
   if (!v.active || peer || cfg_.hold_linger_ns == 0) return false;
   if (ev.kind == Kind::Close && !ev.established) return false;  // never established: no passive side will come

@@ -21,4 +21,14 @@ struct hs_tp_tcp_sk_ctx {
   const void* skaddr;
 };
 
+/* sock:sock_send_length / sock:sock_recv_length (6.3+): sk right after the common header. */
+struct hs_tp_sock_length_ctx {
+  struct trace_entry ent;
+  const void* sk;
+  __u16 family;
+  __u16 protocol;
+  int ret;
+  int flags;
+};
+
 #endif

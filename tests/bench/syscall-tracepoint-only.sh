@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Stand-in "agent" for scripts/bench-churn.sh syscall-tracepoint: it loads nothing and only enables the
 # tracepoint of a syscall the workload never makes (sys_exit_reboot). Any enabled syscall tracepoint sends
-# every syscall of every task through the kernel's syscall-trace slow path; this measures that cost alone,
-# which hostscope pays for its accept()/accept4() exit hook. Runs until SIGINT, then disables the event.
+# every syscall of every task through the kernel's syscall-trace slow path; this measures that cost alone.
+# hostscope paid it for its accept()/accept4() exit hook until the passive owner moved to the socket
+# send/receive tracepoints (docs/benchmarks.md). Runs until SIGINT, then disables the event.
 set -euo pipefail
 t=/sys/kernel/tracing
 [ -d $t/events ] || mount -t tracefs tracefs $t

@@ -1,6 +1,7 @@
 // Privileged integration tests of process identity on connection events: the real process and TCP programs,
 // the process table fed by exec/fork/exit events, the peer index, and `hostscope services`.
-//   - goroutine ids on connect/accept events equal the ids a Go test service prints itself (plain and -s -w)
+//   - goroutine ids on connect/serve events equal the ids a Go test service prints itself (plain and -s -w): the
+//     dialing goroutine, and the goroutine that accepted and first read the connection
 //   - 1000 short-lived processes, each making one connection: every event names its process; the table stays
 //     within its bound
 //   - `hostscope services -o json` agrees with `go version -m` on a running Go service with a VCS stamp

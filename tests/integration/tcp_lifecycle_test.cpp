@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <map>
@@ -250,6 +252,111 @@ TEST(TcpLifecycle, AbortiveCloseIsResetSentAndResetReceived) {
   EXPECT_EQ(a[0].bytes_sent, 64u);
   EXPECT_EQ(p[0].bytes_received, 64u);
   expect_owner(p[0], server.child->pid(), "hs-server");
+}
+
+// The passive owner is taken in the owner's context: at its first send or receive, or at its close() when it never
+// did I/O. A connection the peer resets before the owner touched it has no owner, and the kernel counts it.
+namespace {
+struct Listener {
+  int fd = -1;
+  int port = 0;
+  Listener() {
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), len) || listen(fd, 16) ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len))
+      return;
+    port = ntohs(a.sin_port);
+  }
+  ~Listener() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+// A child process connects to `port`, reports its local port on `pipe_w`, then either resets the connection
+// (SO_LINGER 0) or waits for the server's FIN; it exits afterwards.
+pid_t connect_from_child(int port, bool reset, int pipe_w) {
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  int c = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(uint16_t(port));
+  if (connect(c, reinterpret_cast<sockaddr*>(&a), sizeof(a))) _exit(1);
+  socklen_t len = sizeof(a);
+  getsockname(c, reinterpret_cast<sockaddr*>(&a), &len);
+  int local = ntohs(a.sin_port);
+  if (write(pipe_w, &local, sizeof(local)) != sizeof(local)) _exit(1);
+  if (reset) {
+    linger l{1, 0};
+    setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+  } else {
+    char b;
+    while (read(c, &b, 1) > 0) {
+    }
+  }
+  close(c);
+  _exit(0);
+}
+}  // namespace
+
+TEST(TcpLifecycle, PassiveOwnerIsTakenAtCloseWhenTheOwnerNeverDidIo) {
+  HS_START_COLLECTOR(col);
+  Listener l;
+  ASSERT_GT(l.port, 0);
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  pid_t child = connect_from_child(l.port, false, p[1]);
+  int cport = 0;
+  ASSERT_EQ(read(p[0], &cport, sizeof(cport)), ssize_t(sizeof(cport)));
+  int s = accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(s, 0);
+  close(s);  // no send, no receive: the owner is whoever closes it (this test process)
+  int status = 0;
+  waitpid(child, &status, 0);
+  close(p[0]);
+  close(p[1]);
+  auto opens = col.wait_for(1, open_of(l.port, cport));
+  auto closes = col.wait_for(1, close_of(l.port, cport));
+  ASSERT_EQ(opens.size(), 1u);
+  ASSERT_EQ(closes.size(), 1u);
+  for (const auto* e : {&opens[0], &closes[0]}) {
+    EXPECT_EQ(e->role, Role::Passive);
+    EXPECT_TRUE(e->owner_known);
+    EXPECT_EQ(e->pid, uint32_t(getpid()));
+  }
+  EXPECT_EQ(closes[0].outcome, Outcome::Closed);
+}
+
+TEST(TcpLifecycle, PassiveConnectionResetBeforeItsOwnerActsHasNoOwnerAndIsCounted) {
+  HS_START_COLLECTOR(col);
+  const uint64_t before = col.tracer().counters().passive_owner_unknown;
+  Listener l;
+  ASSERT_GT(l.port, 0);
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  pid_t child = connect_from_child(l.port, true, p[1]);
+  int cport = 0;
+  ASSERT_EQ(read(p[0], &cport, sizeof(cport)), ssize_t(sizeof(cport)));
+  int status = 0;
+  waitpid(child, &status, 0);  // the client has reset the connection; the server end never saw its owner
+  auto closes = col.wait_for(1, close_of(l.port, cport));
+  ASSERT_EQ(closes.size(), 1u);
+  EXPECT_EQ(closes[0].role, Role::Passive);
+  EXPECT_FALSE(closes[0].owner_known);
+  EXPECT_EQ(closes[0].pid, 0u);
+  EXPECT_EQ(closes[0].outcome, Outcome::ResetReceived);
+  EXPECT_EQ(col.tracer().counters().passive_owner_unknown, before + 1);
+  EXPECT_TRUE(col.matching(open_of(l.port, cport)).empty());  // no open: nobody owned it
+  // Accepting it afterwards finds a dead socket; nothing more is reported for it.
+  int s = accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (s >= 0) close(s);
+  close(p[0]);
+  close(p[1]);
 }
 
 // Two namespaces joined by a veth pair: a real (non-loopback) path, per-namespace netns inodes, and a

@@ -23,10 +23,10 @@ const std::vector<HookSpec>& agent_hooks() {
       {"tcp", "tcp_send_reset", true, false, "resets this host sends are reported", "resets are reported as plain closes"},
       {"tcp", "tcp_receive_reset", true, false, "resets this host receives are reported",
        "resets are reported as plain closes"},
-      {"syscalls", "sys_exit_accept4", false, false, "accepted connections get their owning process",
-       "the server side of accepted connections has no owner (pid 0)"},
-      {"syscalls", "sys_exit_accept", false, false, "accepted connections get their owning process",
-       "the server side of accepted connections has no owner (pid 0)"},
+      {"sock", "sock_send_length", true, false, "accepted connections get their owning process when it sends",
+       "the server side of accepted connections gets its owner only from a receive or its close"},
+      {"sock", "sock_recv_length", true, false, "accepted connections get their owning process when it receives",
+       "the server side of accepted connections gets its owner only from a send or its close"},
       {"sched", "sched_process_exec", true, false, "new processes are identified as they start",
        "new processes are identified late, by /proc scans"},
       {"sched", "sched_process_fork", true, false, "new processes are identified as they start",
@@ -103,7 +103,7 @@ void mount_check(std::vector<Check>& out, const char* name, const std::string& m
 
 void filesystem_checks(const NodeFacts& f, std::vector<Check>& out) {
   mount_check(out, "tracefs", f.tracefs_mount, f.tracefs_supported, "tracefs", "/sys/kernel/tracing",
-              "classic tracepoints (accept owners, fallback hooks) are unavailable");
+              "classic tracepoints (the fallback where tp_btf cannot attach) are unavailable");
   mount_check(out, "bpffs", f.bpffs_mount, f.bpffs_supported, "bpffs", "/sys/fs/bpf",
               "BPF objects cannot be pinned");
   if (!f.cgroup2_mount.empty())

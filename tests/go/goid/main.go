@@ -3,8 +3,10 @@
 //
 //	goid [n]   listens on 127.0.0.1 and prints "PID <pid>" and "LISTEN <port>", then waits for one line on
 //	           stdin (the test first makes sure hostscope knows this process). Then n goroutines each Accept
-//	           once and print "ACCEPT <goid> <remote port>", n other goroutines each Dial once and print
-//	           "DIAL <goid> <local port>". Prints "DONE" and keeps the connections open until stdin closes.
+//	           once, read one byte and print "ACCEPT <goid> <remote port>"; n other goroutines each Dial once,
+//	           write one byte and print "DIAL <goid> <local port>". Prints "DONE" and keeps the connections
+//	           open until stdin closes. (hostscope takes the owner of an accepted connection, and its
+//	           goroutine, at the first send or receive on it: here the accepting goroutine's read.)
 package main
 
 import (
@@ -85,6 +87,10 @@ func main() {
 				return
 			}
 			keep(c)
+			if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+				say("ERROR read %v", err)
+				return
+			}
 			say("ACCEPT %d %d", id, port(c.RemoteAddr()))
 		}()
 		go func() {
@@ -96,6 +102,10 @@ func main() {
 				return
 			}
 			keep(c)
+			if _, err := c.Write([]byte{'x'}); err != nil {
+				say("ERROR write %v", err)
+				return
+			}
 			say("DIAL %d %d", id, port(c.LocalAddr()))
 		}()
 	}
