@@ -276,11 +276,24 @@ struct Listener {
   }
 };
 
-// A child process connects to `port`, reports its local port on `pipe_w`, then either resets the connection
-// (SO_LINGER 0) or waits for the server's FIN; it exits afterwards.
-pid_t connect_from_child(int port, bool reset, int pipe_w) {
-  pid_t pid = fork();
-  if (pid != 0) return pid;
+// A child process connects to `port`, reports its local port, then either resets the connection (SO_LINGER 0) or
+// waits for the server's FIN; it exits afterwards. Returns its pid and local port (0 when it failed).
+struct ChildClient {
+  pid_t pid = -1;
+  int port = 0;
+};
+ChildClient connect_from_child(int port, bool reset) {
+  ChildClient cc;
+  int p[2];
+  if (pipe(p)) return cc;
+  cc.pid = fork();
+  if (cc.pid != 0) {
+    if (cc.pid < 0 || read(p[0], &cc.port, sizeof(cc.port)) != ssize_t(sizeof(cc.port))) cc.port = 0;
+    close(p[0]);
+    close(p[1]);
+    return cc;
+  }
+  const int pipe_w = p[1];
   int c = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -308,18 +321,14 @@ TEST(TcpLifecycle, PassiveOwnerIsTakenAtCloseWhenTheOwnerNeverDidIo) {
   HS_START_COLLECTOR(col);
   Listener l;
   ASSERT_GT(l.port, 0);
-  int p[2];
-  ASSERT_EQ(pipe(p), 0);
-  pid_t child = connect_from_child(l.port, false, p[1]);
-  int cport = 0;
-  ASSERT_EQ(read(p[0], &cport, sizeof(cport)), ssize_t(sizeof(cport)));
+  auto child = connect_from_child(l.port, false);
+  ASSERT_GT(child.port, 0);
+  const int cport = child.port;
   int s = accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
   ASSERT_GE(s, 0);
   close(s);  // no send, no receive: the owner is whoever closes it (this test process)
   int status = 0;
-  waitpid(child, &status, 0);
-  close(p[0]);
-  close(p[1]);
+  waitpid(child.pid, &status, 0);
   auto opens = col.wait_for(1, open_of(l.port, cport));
   auto closes = col.wait_for(1, close_of(l.port, cport));
   ASSERT_EQ(opens.size(), 1u);
@@ -337,13 +346,11 @@ TEST(TcpLifecycle, PassiveConnectionResetBeforeItsOwnerActsHasNoOwnerAndIsCounte
   const uint64_t before = col.tracer().counters().passive_owner_unknown;
   Listener l;
   ASSERT_GT(l.port, 0);
-  int p[2];
-  ASSERT_EQ(pipe(p), 0);
-  pid_t child = connect_from_child(l.port, true, p[1]);
-  int cport = 0;
-  ASSERT_EQ(read(p[0], &cport, sizeof(cport)), ssize_t(sizeof(cport)));
+  auto child = connect_from_child(l.port, true);
+  ASSERT_GT(child.port, 0);
+  const int cport = child.port;
   int status = 0;
-  waitpid(child, &status, 0);  // the client has reset the connection; the server end never saw its owner
+  waitpid(child.pid, &status, 0);  // the client has reset the connection; the server end never saw its owner
   auto closes = col.wait_for(1, close_of(l.port, cport));
   ASSERT_EQ(closes.size(), 1u);
   EXPECT_EQ(closes[0].role, Role::Passive);
@@ -355,8 +362,6 @@ TEST(TcpLifecycle, PassiveConnectionResetBeforeItsOwnerActsHasNoOwnerAndIsCounte
   // Accepting it afterwards finds a dead socket; nothing more is reported for it.
   int s = accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (s >= 0) close(s);
-  close(p[0]);
-  close(p[1]);
 }
 
 // Two namespaces joined by a veth pair: a real (non-loopback) path, per-namespace netns inodes, and a
