@@ -12,6 +12,7 @@ enum hs_counter {
   HS_CNT_PASSIVE_NO_OWNER = 4, /* an accepted connection closed before its owner sent, received or closed */
   HS_CNT_GOID_READ_FAIL = 5,  /* reading a goroutine id from a Go thread failed */
   HS_CNT_PROC_TABLE_FULL = 6, /* process table insert failed */
+  HS_CNT_PEER_EVICTED = 7,    /* a connection waiting for its local peer lost its peer-table entry (LRU full) */
   HS_CNT_MAX = 8,
 };
 

@@ -21,8 +21,17 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* Every handler is inlined twice: `direct` for the tp_btf programs, whose arguments are BTF-typed kernel
+ * pointers the verifier lets us load from (a plain load, checked at load time), and not `direct` for the
+ * classic tracepoints, whose pointers are plain numbers read with bpf_probe_read_kernel (a helper call each).
+ * `direct` is always a literal, so the compiler keeps only one side. */
+#define HS_RD(direct, p, path) ((direct) ? (p)->path : BPF_CORE_READ(p, path))
+
 /* Emit HS_EV_OPEN events (the connections command only wants them with --opens). */
 const volatile bool emit_opens = true;
+/* Stitch local peers: each end of a connection between two sockets of this node learns the other's owner
+ * (peer_pid), so identity needs no open events to name the peer. */
+const volatile bool stitch_peers = false;
 
 /* Per-socket state while a connection lives. Bounded LRU: a full table evicts the oldest socket, whose
  * close is then reported as untracked (counted in HS_CNT_CLOSE_UNTRACKED). Size set by the agent. */
@@ -37,8 +46,10 @@ struct sock_info {
   __u16 sport; /* local port while connected: the kernel clears it before some close transitions */
   __u8 role;
   __u8 flags;
-  __u8 pad[4];
+  __u32 peer_pid; /* with HS_F_PEER */
   char comm[HS_COMM_LEN];
+  __u8 peer_waiting; /* this socket's tuple is in tcp_peers, waiting for the other end */
+  __u8 pad[7];
 };
 
 struct {
@@ -53,6 +64,48 @@ struct {
   __uint(max_entries, 4 * 1024 * 1024);
 } tcp_events SEC(".maps");
 
+/* Local peer stitching (stitch_peers). A connected socket with a known owner looks for the reversed tuple: found,
+ * both ends learn each other's owner and the entry goes; not found (the peer is remote, or its owner is not known
+ * yet), it leaves its own tuple to be found. An end that closes while still waiting stays for HS_PEER_GRACE_NS,
+ * so a server whose owner acts after the client closed still finds the client. The map thus holds connections
+ * without a local peer (every remote one) and recent closes; LRU bounds it, and an eviction that cost a waiting
+ * connection its entry is counted at its close (HS_CNT_PEER_EVICTED). Same keying as docs/identity.md says:
+ * IPv4-mapped IPv6 as IPv4; the network namespace only for loopback tuples, so veth pairs meet across
+ * namespaces. */
+struct peer_key {
+  __u8 saddr[16];
+  __u8 daddr[16];
+  __u16 sport;
+  __u16 dport;
+  __u32 netns;
+  __u32 family;
+};
+
+struct peer_val {
+  __u64 sk;        /* the waiting socket (its tcp_socks key) */
+  __u64 sock_id;   /* and its id, so a reused socket address is not mistaken for it */
+  __u64 closed_ns; /* 0 while open */
+  __u32 pid;
+  __u32 pad;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct peer_key);
+  __type(value, struct peer_val);
+} tcp_peers SEC(".maps");
+
+/* A socket's addresses and ports, read once per use. */
+struct sock_tuple {
+  __u8 saddr[16];
+  __u8 daddr[16];
+  __u32 netns;
+  __u16 family;
+  __u16 sport;
+  __u16 dport;
+};
+
 __u64 sock_seq = 0;
 
 static __always_inline void sock__record_owner(struct sock_info* si) {
@@ -65,18 +118,102 @@ static __always_inline void sock__record_owner(struct sock_info* si) {
   if (go__current_goid(si->pid, &si->goid)) si->flags |= HS_F_GOID;
 }
 
-static __always_inline void sock__read_tuple(struct sock* sk, struct hs_tcp_event* e) {
-  e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-  e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-  e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-  e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+static __always_inline void sock__read_tuple(struct sock* sk, struct sock_tuple* e, const bool direct) {
+  e->family = HS_RD(direct, sk, __sk_common.skc_family);
+  e->sport = HS_RD(direct, sk, __sk_common.skc_num);
+  e->dport = bpf_ntohs(HS_RD(direct, sk, __sk_common.skc_dport));
   if (e->family == AF_INET6) {
-    BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-    BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+    if (direct) {
+      __u64* s = (__u64*)e->saddr;
+      __u64* d = (__u64*)e->daddr;
+      s[0] = *(__u64*)&sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[0];
+      s[1] = *(__u64*)&sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[2];
+      d[0] = *(__u64*)&sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[0];
+      d[1] = *(__u64*)&sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[2];
+    } else {
+      BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+      BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+    }
   } else {
-    BPF_CORE_READ_INTO((__u32*)e->saddr, sk, __sk_common.skc_rcv_saddr);
-    BPF_CORE_READ_INTO((__u32*)e->daddr, sk, __sk_common.skc_daddr);
+    *(__u32*)e->saddr = HS_RD(direct, sk, __sk_common.skc_rcv_saddr);
+    *(__u32*)e->daddr = HS_RD(direct, sk, __sk_common.skc_daddr);
   }
+  e->netns = direct ? sk->__sk_common.skc_net.net->ns.inum : BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+static __always_inline void event__set_tuple(struct hs_tcp_event* e, const struct sock_tuple* t) {
+  e->family = t->family;
+  e->sport = t->sport;
+  e->dport = t->dport;
+  e->netns = t->netns;
+  __builtin_memcpy(e->saddr, t->saddr, sizeof(e->saddr));
+  __builtin_memcpy(e->daddr, t->daddr, sizeof(e->daddr));
+}
+
+static __always_inline bool addr__v4_mapped(const __u8* a) {
+  return !*(__u64*)a && !a[8] && !a[9] && a[10] == 0xff && a[11] == 0xff;
+}
+
+static __always_inline bool addr__loopback(const __u8* a, __u32 family) {
+  if (family == 4) return a[0] == 127;
+  return !*(__u64*)a && !*(__u32*)(a + 8) && *(__u32*)(a + 12) == bpf_htonl(1);
+}
+
+/* Key of `t` (reversed: of its other end). */
+static __always_inline void peer__key(const struct sock_tuple* t, struct peer_key* k, bool reversed) {
+  __builtin_memset(k, 0, sizeof(*k));
+  const __u8* s = reversed ? t->daddr : t->saddr;
+  const __u8* d = reversed ? t->saddr : t->daddr;
+  k->sport = reversed ? t->dport : t->sport;
+  k->dport = reversed ? t->sport : t->dport;
+  if (t->family == AF_INET6 && addr__v4_mapped(t->daddr) &&
+      (addr__v4_mapped(t->saddr) || (!*(__u64*)t->saddr && !*(__u64*)(t->saddr + 8)))) {
+    k->family = 4;
+    *(__u32*)k->saddr = *(__u32*)(s + 12);
+    *(__u32*)k->daddr = *(__u32*)(d + 12);
+  } else if (t->family == AF_INET6) {
+    k->family = 6;
+    __builtin_memcpy(k->saddr, s, 16);
+    __builtin_memcpy(k->daddr, d, 16);
+  } else {
+    k->family = 4;
+    *(__u32*)k->saddr = *(__u32*)s;
+    *(__u32*)k->daddr = *(__u32*)d;
+  }
+  if (addr__loopback(k->saddr, k->family) && addr__loopback(k->daddr, k->family)) k->netns = t->netns;
+}
+
+/* `si` is connected and its owner known: meet the other end, or wait for it. */
+static __always_inline void peer__meet(__u64 key, struct sock_info* si, const struct sock_tuple* t, __u64 now) {
+  struct peer_key k;
+  peer__key(t, &k, true);
+  struct peer_val* other = bpf_map_lookup_elem(&tcp_peers, &k);
+  if (other && (!other->closed_ns || now - other->closed_ns < HS_PEER_GRACE_NS)) {
+    si->peer_pid = other->pid;
+    si->flags |= HS_F_PEER;
+    if (!other->closed_ns) {
+      struct sock_info* osi = bpf_map_lookup_elem(&tcp_socks, &other->sk);
+      if (osi && osi->id == other->sock_id) {
+        osi->peer_pid = si->pid;
+        osi->flags |= HS_F_PEER;
+        osi->peer_waiting = 0;
+      }
+    }
+    bpf_map_delete_elem(&tcp_peers, &k);
+    return;
+  }
+  struct peer_val v = {.sk = key, .sock_id = si->id, .pid = si->pid};
+  peer__key(t, &k, false);
+  if (!bpf_map_update_elem(&tcp_peers, &k, &v, BPF_ANY)) si->peer_waiting = 1;
+}
+
+/* `si` closes while still waiting for its peer: keep its entry for the grace period, or count its loss. */
+static __always_inline void peer__closing(const struct sock_info* si, const struct sock_tuple* t, __u64 now) {
+  struct peer_key k;
+  peer__key(t, &k, false);
+  struct peer_val* v = bpf_map_lookup_elem(&tcp_peers, &k);
+  if (v && v->sock_id == si->id) v->closed_ns = now;
+  else counter__inc(HS_CNT_PEER_EVICTED);
 }
 
 static __always_inline void event__fill_from_info(struct hs_tcp_event* e, const struct sock_info* si) {
@@ -89,19 +226,29 @@ static __always_inline void event__fill_from_info(struct hs_tcp_event* e, const 
   e->tid = si->tid;
   e->role = si->role;
   e->flags = si->flags;
+  e->peer_pid = si->peer_pid;
   __builtin_memcpy(e->comm, si->comm, sizeof(e->comm));
 }
 
-static __always_inline void event__emit_open(struct sock* sk, const struct sock_info* si, __u64 now) {
-  if (!emit_opens) return;
+static __always_inline void event__emit_open(const struct sock_tuple* t, const struct sock_info* si, __u64 now) {
   struct hs_tcp_event* e = rb__reserve(&tcp_events, sizeof(*e));
   if (!e) return;
   __builtin_memset(e, 0, sizeof(*e));
   e->ts_ns = now;
   e->kind = HS_EV_OPEN;
   event__fill_from_info(e, si);
-  sock__read_tuple(sk, e);
+  event__set_tuple(e, t);
   rb__submit(&tcp_events, e);
+}
+
+/* The connection is established and its owner known (active: ESTABLISHED; passive: its owner's first act). */
+static __always_inline void sock__connected(struct sock* sk, __u64 key, struct sock_info* si, __u64 now,
+                                            const bool direct) {
+  if (!emit_opens && !stitch_peers) return;
+  struct sock_tuple t;
+  sock__read_tuple(sk, &t, direct);
+  if (stitch_peers) peer__meet(key, si, &t, now);
+  if (emit_opens) event__emit_open(&t, si, now);
 }
 
 /* How the connection ended. An application's abortive close (SO_LINGER 0, or close() with unread data) moves
@@ -121,7 +268,12 @@ static __always_inline __u8 close__outcome(__u8 flags, __u32 sk_err, int oldstat
   return HS_OUT_FAILED;
 }
 
-static __always_inline void event__emit_close(struct sock* sk, const struct sock_info* si, int oldstate, __u64 now) {
+static __always_inline void event__emit_close(struct sock* sk, const struct sock_info* si, int oldstate, __u64 now,
+                                              const bool direct) {
+  struct sock_tuple t;
+  sock__read_tuple(sk, &t, direct);
+  if (!t.sport && si) t.sport = si->sport;
+  if (stitch_peers && si && si->peer_waiting && !(si->flags & HS_F_PEER)) peer__closing(si, &t, now);
   struct hs_tcp_event* e = rb__reserve(&tcp_events, sizeof(*e));
   if (!e) return;
   __builtin_memset(e, 0, sizeof(*e));
@@ -133,22 +285,24 @@ static __always_inline void event__emit_close(struct sock* sk, const struct sock
     /* Opened before we started (or evicted): report what the socket itself still knows. */
     e->flags = oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV ? HS_F_ESTABLISHED : 0;
   }
-  sock__read_tuple(sk, e);
-  if (!e->sport && si) e->sport = si->sport;
+  event__set_tuple(e, &t);
   /* bytes_acked and bytes_received count sequence space: the active side's SYN is acked (counted once
    * established), our FIN counts once acked, and the peer's FIN counts once received (SOCK_DONE). Report
    * payload bytes only, so N bytes written by the application show as N. */
-  struct tcp_sock* tp = (struct tcp_sock*)sk;
-  __u64 acked = BPF_CORE_READ(tp, bytes_acked);
-  __u64 received = BPF_CORE_READ(tp, bytes_received);
-  if (e->role == HS_ROLE_ACTIVE && (e->flags & HS_F_ESTABLISHED) && acked) acked--;
-  if ((e->flags & HS_F_FIN_SENT) && acked && BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq)) acked--;
-  if ((BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DONE)) && received) received--;
-  e->bytes_sent = acked;
-  e->bytes_received = received;
-  e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-  e->retransmits = BPF_CORE_READ(tp, total_retrans);
-  e->sk_err = BPF_CORE_READ(sk, sk_err);
+  /* A direct load needs the verifier to know the tcp_sock type; bpf_skc_to_tcp_sock checks and converts. */
+  struct tcp_sock* tp = direct ? bpf_skc_to_tcp_sock(sk) : (struct tcp_sock*)sk;
+  if (tp) {
+    __u64 acked = HS_RD(direct, tp, bytes_acked);
+    __u64 received = HS_RD(direct, tp, bytes_received);
+    if (e->role == HS_ROLE_ACTIVE && (e->flags & HS_F_ESTABLISHED) && acked) acked--;
+    if ((e->flags & HS_F_FIN_SENT) && acked && HS_RD(direct, tp, snd_una) == HS_RD(direct, tp, write_seq)) acked--;
+    if ((HS_RD(direct, sk, __sk_common.skc_flags) & (1UL << SOCK_DONE)) && received) received--;
+    e->bytes_sent = acked;
+    e->bytes_received = received;
+    e->srtt_us = HS_RD(direct, tp, srtt_us) >> 3;
+    e->retransmits = HS_RD(direct, tp, total_retrans);
+  }
+  e->sk_err = HS_RD(direct, sk, sk_err);
   e->oldstate = oldstate;
   e->outcome = close__outcome(e->flags, e->sk_err, oldstate);
   rb__submit(&tcp_events, e);
@@ -156,10 +310,10 @@ static __always_inline void event__emit_close(struct sock* sk, const struct sock
 
 /* The owner of a passive socket acts on it for the first time (process context): record it and report the
  * open now. Active sockets have their owner from connect(); sockets hostscope does not track are left alone. */
-static __always_inline void sock__owner_acts(struct sock_info* si, struct sock* sk) {
+static __always_inline void sock__owner_acts(struct sock_info* si, struct sock* sk, __u64 key, const bool direct) {
   if (si->role != HS_ROLE_PASSIVE || (si->flags & HS_F_OWNER)) return;
   sock__record_owner(si);
-  if (si->flags & HS_F_ESTABLISHED) event__emit_open(sk, si, bpf_ktime_get_ns());
+  if (si->flags & HS_F_ESTABLISHED) sock__connected(sk, key, si, bpf_ktime_get_ns(), direct);
 }
 
 static __always_inline struct sock_info* sock__insert(__u64 key, __u8 role, __u64 now) {
@@ -175,14 +329,14 @@ static __always_inline struct sock_info* sock__insert(__u64 key, __u8 role, __u6
   return bpf_map_lookup_elem(&tcp_socks, &key);
 }
 
-static __always_inline int handle_set_state(struct sock* sk, int oldstate, int newstate) {
+static __always_inline int handle_set_state(struct sock* sk, int oldstate, int newstate, const bool direct) {
   /* Most transitions of a connection's life are of no interest (FIN_WAIT2, CLOSE_WAIT, CLOSING, ...): leave
    * before any helper call. This hook runs about ten times per connection, in the workload's own threads. */
   if (newstate != TCP_SYN_SENT && newstate != TCP_SYN_RECV && newstate != TCP_ESTABLISHED &&
       newstate != TCP_FIN_WAIT1 && newstate != TCP_LAST_ACK && newstate != TCP_CLOSE)
     return 0;
   if (newstate == TCP_CLOSE && (oldstate == TCP_LISTEN || oldstate == TCP_CLOSE)) return 0;
-  if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP) return 0;
+  if (HS_RD(direct, sk, sk_protocol) != IPPROTO_TCP) return 0;
   __u64 key = (__u64)sk;
   struct sock_info* si;
 
@@ -191,7 +345,7 @@ static __always_inline int handle_set_state(struct sock* sk, int oldstate, int n
     si = bpf_map_lookup_elem(&tcp_socks, &key);
     if (!si) return 0;
     si->flags |= HS_F_FIN_SENT;
-    sock__owner_acts(si, sk);
+    sock__owner_acts(si, sk, key, direct);
     return 0;
   }
   __u64 now = bpf_ktime_get_ns();
@@ -211,8 +365,8 @@ static __always_inline int handle_set_state(struct sock* sk, int oldstate, int n
     if (!si) return 0;
     si->established_ts_ns = now;
     si->flags |= HS_F_ESTABLISHED;
-    si->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-    if (si->role == HS_ROLE_ACTIVE) event__emit_open(sk, si, now);
+    si->sport = HS_RD(direct, sk, __sk_common.skc_num);
+    if (si->role == HS_ROLE_ACTIVE) sock__connected(sk, key, si, now, direct);
     return 0;
   }
 
@@ -221,7 +375,7 @@ static __always_inline int handle_set_state(struct sock* sk, int oldstate, int n
   if (!si) counter__inc(HS_CNT_CLOSE_UNTRACKED);
   else if (si->role == HS_ROLE_PASSIVE && !(si->flags & HS_F_OWNER) && (si->flags & HS_F_ESTABLISHED))
     counter__inc(HS_CNT_PASSIVE_NO_OWNER);
-  event__emit_close(sk, si, oldstate, now);
+  event__emit_close(sk, si, oldstate, now, direct);
   if (si) bpf_map_delete_elem(&tcp_socks, &key);
   return 0;
 }
@@ -236,11 +390,11 @@ static __always_inline int handle_reset(const struct sock* sk, __u8 flag) {
 
 /* A send or receive on a socket, in the calling task (sock_sendmsg/sock_recvmsg): the passive owner. Runs for
  * every socket send and receive on the host, so it leaves at once for anything but a tracked TCP socket. */
-static __always_inline int handle_sock_io(struct sock* sk) {
-  if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP) return 0;
+static __always_inline int handle_sock_io(struct sock* sk, const bool direct) {
+  if (!sk || HS_RD(direct, sk, sk_protocol) != IPPROTO_TCP) return 0;
   __u64 key = (__u64)sk;
   struct sock_info* si = bpf_map_lookup_elem(&tcp_socks, &key);
-  if (si) sock__owner_acts(si, sk);
+  if (si) sock__owner_acts(si, sk, key, direct);
   return 0;
 }
 
@@ -248,7 +402,7 @@ static __always_inline int handle_sock_io(struct sock* sk) {
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(btf_inet_sock_set_state, struct sock* sk, int oldstate, int newstate) {
-  return handle_set_state(sk, oldstate, newstate);
+  return handle_set_state(sk, oldstate, newstate, true);
 }
 
 SEC("tp_btf/tcp_send_reset")
@@ -258,17 +412,17 @@ SEC("tp_btf/tcp_receive_reset")
 int BPF_PROG(btf_tcp_receive_reset, struct sock* sk) { return handle_reset(sk, HS_F_RST_RECV); }
 
 SEC("tp_btf/sock_send_length")
-int BPF_PROG(btf_sock_send_length, struct sock* sk, int ret, int flags) { return handle_sock_io(sk); }
+int BPF_PROG(btf_sock_send_length, struct sock* sk, int ret, int flags) { return handle_sock_io(sk, true); }
 
 SEC("tp_btf/sock_recv_length")
-int BPF_PROG(btf_sock_recv_length, struct sock* sk, int ret, int flags) { return handle_sock_io(sk); }
+int BPF_PROG(btf_sock_recv_length, struct sock* sk, int ret, int flags) { return handle_sock_io(sk, true); }
 
 /* ---- classic tracepoints (fallback where tp_btf cannot attach; need tracefs) ---- */
 
 SEC("tracepoint/sock/inet_sock_set_state")
 int tp_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state* ctx) {
   return handle_set_state((struct sock*)BPF_CORE_READ(ctx, skaddr), BPF_CORE_READ(ctx, oldstate),
-                          BPF_CORE_READ(ctx, newstate));
+                          BPF_CORE_READ(ctx, newstate), false);
 }
 
 SEC("tracepoint/tcp/tcp_send_reset")
@@ -283,10 +437,10 @@ int tp_tcp_receive_reset(struct hs_tp_tcp_sk_ctx* ctx) {
 
 SEC("tracepoint/sock/sock_send_length")
 int tp_sock_send_length(struct hs_tp_sock_length_ctx* ctx) {
-  return ctx->protocol == IPPROTO_TCP ? handle_sock_io((struct sock*)ctx->sk) : 0;
+  return ctx->protocol == IPPROTO_TCP ? handle_sock_io((struct sock*)ctx->sk, false) : 0;
 }
 
 SEC("tracepoint/sock/sock_recv_length")
 int tp_sock_recv_length(struct hs_tp_sock_length_ctx* ctx) {
-  return ctx->protocol == IPPROTO_TCP ? handle_sock_io((struct sock*)ctx->sk) : 0;
+  return ctx->protocol == IPPROTO_TCP ? handle_sock_io((struct sock*)ctx->sk, false) : 0;
 }

@@ -37,7 +37,11 @@ enum hs_sock_flags {
   HS_F_RST_RECV = 1 << 4,
   HS_F_GOID = 1 << 5, /* goid is valid (a Go process with known runtime offsets) */
   HS_F_FIN_SENT = 1 << 6, /* this end sent its FIN (entered FIN_WAIT1 or LAST_ACK) */
+  HS_F_PEER = 1 << 7,     /* peer_pid is valid: the other end is a socket of this node with a known owner */
 };
+
+/* How long the end of a local connection that closed before its peer's owner was known stays findable. */
+#define HS_PEER_GRACE_NS (5ULL * 1000 * 1000 * 1000)
 
 struct hs_tcp_event {
   __u64 ts_ns;             /* event time, bpf_ktime_get_ns (CLOCK_MONOTONIC) */
@@ -66,6 +70,7 @@ struct hs_tcp_event {
   __u8 saddr[16];          /* local address: 4 bytes for AF_INET, 16 for AF_INET6, network order */
   __u8 daddr[16];          /* remote address */
   char comm[HS_COMM_LEN];  /* owner thread name */
+  __u32 peer_pid;          /* owner tgid of the other end, when it is on this node (valid with HS_F_PEER) */
 };
 
 #endif

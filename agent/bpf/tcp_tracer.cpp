@@ -56,9 +56,12 @@ Result<std::unique_ptr<TcpTracer::Impl>> try_mode(const TcpTracerOptions& o, Att
   ProgSet off = mode == AttachMode::Btf ? classic_progs(s.get()) : btf_progs(s.get());
   for (auto* p : off.all()) bpf_program__set_autoload(p, false);
   s->rodata->emit_opens = o.emit_opens;
+  s->rodata->stitch_peers = o.stitch_peers;
   s->rodata->hs_wakeup_bytes = o.wakeup_bytes;
   if (int err = bpf_map__set_max_entries(s->maps.tcp_socks, o.socket_table_size))
     return errorf_errno(err, "map tcp_socks resize to {}", o.socket_table_size);
+  if (int err = bpf_map__set_max_entries(s->maps.tcp_peers, o.stitch_peers ? o.socket_table_size : 1))
+    return errorf_errno(err, "map tcp_peers resize to {}", o.socket_table_size);
   if (int err = bpf_map__set_max_entries(s->maps.tcp_events, o.ring_bytes))
     return errorf_errno(err, "ring buffer tcp_events resize to {}", o.ring_bytes);
   if (auto st = s.load("tcp_lifecycle"); !st) return st.error();
@@ -139,6 +142,7 @@ KernelCounters TcpTracer::counters() const {
   c.socket_table_full = v[HS_CNT_SOCK_TABLE_FULL];
   c.close_untracked = v[HS_CNT_CLOSE_UNTRACKED];
   c.passive_owner_unknown = v[HS_CNT_PASSIVE_NO_OWNER];
+  c.peer_evicted = v[HS_CNT_PEER_EVICTED];
   c.goid_read_failed = v[HS_CNT_GOID_READ_FAIL];
   c.prog_recursion_misses = prog_recursion_misses(impl_->skel->obj);
   return c;

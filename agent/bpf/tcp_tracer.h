@@ -18,11 +18,13 @@ struct TcpTracerOptions {
   uint32_t ring_bytes = 8u << 20;        // ring buffer size (power of two, page multiple)
   uint64_t wakeup_bytes = 0;             // wake the reader when this much is queued (0: never; it polls)
   bool emit_opens = true;                // emit open events (close events are always emitted)
+  bool stitch_peers = false;             // name the local peer's owner on events (peer_pid), in the kernel
 };
 
 struct KernelCounters {
   uint64_t ringbuf_dropped = 0, events = 0, socket_table_full = 0, close_untracked = 0, passive_owner_unknown = 0,
            goid_read_failed = 0;
+  uint64_t peer_evicted = 0;  // connections waiting for a local peer whose peer-table entry was evicted (LRU full)
   uint64_t prog_recursion_misses = 0;  // invocations the kernel skipped because the program was already running on that CPU
 };
 

@@ -114,8 +114,9 @@ int run_connections(const ConnectionsOptions& o) {
   if (!o.embedded && hostscope::daemon::daemon_running(o.socket)) return run_via_daemon(o);
   bpf::TcpTracerOptions topts;
   topts.mode = o.attach == "btf" ? bpf::AttachMode::Btf : o.attach == "classic" ? bpf::AttachMode::Classic : bpf::AttachMode::Auto;
-  // Peer stitching needs every open; the filter still hides them unless --opens.
-  topts.emit_opens = o.filter.opens || o.identity;
+  // Local peers are stitched in the kernel, so identity needs no open events.
+  topts.emit_opens = o.filter.opens;
+  topts.stitch_peers = o.identity;
   topts.socket_table_size = o.socket_table;
   topts.ring_bytes = o.ring_mb << 20;
 

@@ -24,6 +24,7 @@ exporters::AgentHealth agent_health(const Health& h, const ApiCounters* api, con
   a.lost_by_source["kernel_ring_buffer"] = h.kernel.ringbuf_dropped;
   a.lost_by_source["kernel_reentry"] = h.kernel.prog_recursion_misses;
   a.lost_by_source["kernel_socket_table_full"] = h.kernel.socket_table_full;
+  a.lost_by_source["kernel_peer_table_evicted"] = h.kernel.peer_evicted;  // a local peer not named
   a.lost_by_source["topology_unattributed"] = h.topology.dropped;
   a.lost_by_source["user_space_queue"] = h.subscriber_lines_dropped + (api ? api->stream_lines_dropped : 0);
   if (sink) a.lost_by_source["event_sink"] = sink->stats().lines_dropped;

@@ -74,6 +74,7 @@ nlohmann::json Health::to_json() const {
         {"socket_table_full", kernel.socket_table_full},
         {"close_untracked", kernel.close_untracked},
         {"passive_owner_unknown", kernel.passive_owner_unknown},
+        {"peer_evicted", kernel.peer_evicted},
         {"goid_read_failed", kernel.goid_read_failed}}},
       {"identity", identity},
       {"subscribers", subscribers},
@@ -113,7 +114,8 @@ Status Pipeline::start() {
                                              : bpf::AttachMode::Auto;
   o.socket_table_size = cfg_.kernel.socket_table_size;
   o.ring_bytes = cfg_.kernel.ring_buffer_mb << 20;
-  o.emit_opens = true;
+  o.emit_opens = true;  // the topology counts active connections and asks conntrack at open
+  o.stitch_peers = true;
   auto t = bpf::TcpTracer::start(o);
   if (!t) return t.error();
   tracer_ = std::move(*t);

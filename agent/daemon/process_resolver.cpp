@@ -31,7 +31,7 @@ Status ProcessResolver::start(int go_procs_fd) {
     table_->scan_proc();
   }
   resolver_ = std::make_unique<identity::ConnectionResolver>(
-      *table_, peers_, reader_ ? std::function<void()>([r = reader_.get()] { r->catch_up(); }) : nullptr);
+      *table_, reader_ ? std::function<void()>([r = reader_.get()] { r->catch_up(); }) : nullptr);
   return {};
 }
 
@@ -84,10 +84,12 @@ nlohmann::json ProcessResolver::health_json() {
     auto c = tracer_->counters();
     j["process_events"] = {{"events", c.events}, {"lost_ringbuf", c.ringbuf_dropped}};
   }
-  auto p = peers_.stats();
-  j["peers"] = {{"size", p.size},         {"capacity", p.capacity},         {"hits", p.hits},
-                {"misses", p.misses},     {"handed_over", p.handed_over},   {"expired", p.expired},
-                {"evicted_open", p.evicted_open}, {"evicted_closed", p.evicted_closed}};
+  // Local peers are stitched in the kernel (its table's losses are the kernel counter peer_evicted): here, how
+  // many events named a local peer and how many did not (a remote peer, or a local one not known in time).
+  if (resolver_) {
+    auto r = resolver_->stats();
+    j["peers"] = {{"hits", r.peers_found}, {"misses", r.events - r.peers_found}};
+  }
   return j;
 }
 

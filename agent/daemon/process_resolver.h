@@ -6,7 +6,6 @@
 
 #include "agent/bpf/process_tracer.h"
 #include "agent/daemon/pipeline.h"
-#include "agent/identity/peer_index.h"
 #include "agent/identity/resolver.h"
 
 namespace hostscope::daemon {
@@ -36,7 +35,6 @@ class ProcessResolver : public IdentityResolver {
   std::unique_ptr<identity::ProcessTable> table_;
   std::unique_ptr<bpf::ProcessTracer> tracer_;
   std::unique_ptr<bpf::ProcessReader> reader_;
-  identity::PeerIndex peers_;
   std::unique_ptr<identity::ConnectionResolver> resolver_;
   std::vector<std::string> degraded_;
 };

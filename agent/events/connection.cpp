@@ -134,6 +134,7 @@ ConnectionEvent decode(const hs_tcp_event& r, int64_t realtime_offset_ns) {
   e.retransmits = r.retransmits;
   e.sk_err = r.sk_err;
   if (r.flags & HS_F_GOID) e.goid = r.goid;
+  if ((r.flags & HS_F_PEER) && r.peer_pid) e.peer_pid = r.peer_pid;
   return e;
 }
 

@@ -55,6 +55,7 @@ struct ConnectionEvent {
   uint32_t retransmits = 0;
   uint32_t sk_err = 0;
   std::optional<uint64_t> goid;
+  std::optional<uint32_t> peer_pid;  // owner of the other end, when it is a socket of this node
 
   std::string_view comm_view() const;
 };

@@ -2,31 +2,24 @@
 
 namespace hostscope::identity {
 
-ConnTuple tuple_of(const events::ConnectionEvent& e) {
-  ConnTuple t;
-  t.family = e.saddr.family;
-  t.saddr = e.saddr.bytes;
-  t.daddr = e.daddr.bytes;
-  t.sport = e.sport;
-  t.dport = e.dport;
-  t.netns = e.netns;
-  return t;
-}
+ConnectionResolver::ConnectionResolver(ProcessTable& table, std::function<void()> catch_up)
+    : table_(table), catch_up_(std::move(catch_up)) {}
 
-ConnectionResolver::ConnectionResolver(ProcessTable& table, PeerIndex& peers, std::function<void()> catch_up)
-    : table_(table), peers_(peers), catch_up_(std::move(catch_up)) {}
+ResolverStats ConnectionResolver::stats() const {
+  return {events_.get(), owner_unknown_.get(), catch_ups_.get(), refreshes_requested_.get(), peers_found_.get()};
+}
 
 void ConnectionResolver::begin_batch() {
   if (catch_up_) catch_up_();
 }
 
 ResolvedConnection ConnectionResolver::resolve(const events::ConnectionEvent& e) {
-  stats_.events++;
+  events_.inc();
   ResolvedConnection r;
   if (e.owner_known && e.pid) {
     r.owner = table_.lookup(e.pid);
     if (!r.owner && catch_up_) {
-      stats_.catch_ups++;
+      catch_ups_.inc();
       catch_up_();
       r.owner = table_.lookup(e.pid);
     }
@@ -34,18 +27,15 @@ ResolvedConnection ConnectionResolver::resolve(const events::ConnectionEvent& e)
     // runtime or systemd): have /proc read again. This event keeps the old facts; later ones get the new.
     if (r.owner && e.cgroup_id && r.owner->cgroup_id && e.cgroup_id != r.owner->cgroup_id &&
         table_.is_live(e.pid)) {
-      stats_.refreshes_requested++;
+      refreshes_requested_.inc();
       table_.request_refresh(e.pid);
     }
   }
-  if (!r.owner) stats_.owner_unknown++;
+  if (!r.owner) owner_unknown_.inc();
 
-  const auto ev = e.kind == events::Kind::Open    ? PeerIndex::Event::open
-                  : e.kind == events::Kind::Close ? PeerIndex::Event::close
-                                                  : PeerIndex::Event::other;
-  r.peer_pid = peers_.observe(ev, tuple_of(e), e.owner_known ? e.pid : 0);
+  r.peer_pid = e.peer_pid;
   if (r.peer_pid) {
-    stats_.peers_found++;
+    peers_found_.inc();
     r.peer = table_.lookup(*r.peer_pid);
   }
   return r;

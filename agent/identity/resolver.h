@@ -1,14 +1,15 @@
 #pragma once
 // Glue between TCP events and identity: for each event, the owner's identity and, for a local peer, the peer's
-// pid and identity. Runs in the TCP reader's sink, so it only does hash lookups; an unknown pid first asks the
+// identity (the kernel stitches local peers and puts the peer's pid on the event, see bpf/tcp_lifecycle.bpf.c).
+// Runs in the TCP reader's sink, so it only does hash lookups; an unknown pid first asks the
 // process reader to apply what is already queued (catch_up), because the exec event of a process that
 // connected right away may still wait in the process ring buffer.
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
 
 #include "agent/events/connection.h"
-#include "agent/identity/peer_index.h"
 #include "agent/identity/process_table.h"
 
 namespace hostscope::identity {
@@ -19,8 +20,6 @@ struct ResolvedConnection {
   std::shared_ptr<const ProcessIdentity> peer;
 };
 
-ConnTuple tuple_of(const events::ConnectionEvent& e);
-
 struct ResolverStats {
   uint64_t events = 0, owner_unknown = 0, catch_ups = 0, refreshes_requested = 0, peers_found = 0;
 };
@@ -28,20 +27,26 @@ struct ResolverStats {
 class ConnectionResolver {
  public:
   // `catch_up` may be empty (no process tracer: lookups only).
-  ConnectionResolver(ProcessTable& table, PeerIndex& peers, std::function<void()> catch_up = {});
+  explicit ConnectionResolver(ProcessTable& table, std::function<void()> catch_up = {});
 
   // Call once per batch of TCP events, before resolving them: applies the process events already queued, so an
   // exec that happened before a connection is known when the connection is resolved (one ring check per batch).
   void begin_batch();
-  // Call once per event, in event order (open events feed the peer index; closes retire it).
+  // Call once per event.
   ResolvedConnection resolve(const events::ConnectionEvent& e);
-  ResolverStats stats() const { return stats_; }
+  // Safe from any thread (health reads it while the reader thread resolves).
+  ResolverStats stats() const;
 
  private:
   ProcessTable& table_;
-  PeerIndex& peers_;
   std::function<void()> catch_up_;
-  ResolverStats stats_;
+  // One writer (the reader thread): relaxed load+store, no locked instruction on the per-event path.
+  struct Counter {
+    std::atomic<uint64_t> v{0};
+    void inc() { v.store(v.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+    uint64_t get() const { return v.load(std::memory_order_relaxed); }
+  };
+  Counter events_, owner_unknown_, catch_ups_, refreshes_requested_, peers_found_;
 };
 
 }  // namespace hostscope::identity

@@ -1,5 +1,5 @@
 // Privileged integration tests of process identity on connection events: the real process and TCP programs,
-// the process table fed by exec/fork/exit events, the peer index, and `hostscope services`.
+// the process table fed by exec/fork/exit events, local peers stitched in the kernel, and `hostscope services`.
 //   - goroutine ids on connect/serve events equal the ids a Go test service prints itself (plain and -s -w): the
 //     dialing goroutine, and the goroutine that accepted and first read the connection
 //   - 1000 short-lived processes, each making one connection: every event names its process; the table stays
@@ -65,7 +65,7 @@ struct Resolved {
 class IdentityStack {
  public:
   explicit IdentityStack(identity::ProcessTableOptions popts = {}) {
-    auto t = bpf::TcpTracer::start({});
+    auto t = bpf::TcpTracer::start({.stitch_peers = true});
     if (!t) {
       error_ = t.error().str();
       return;
@@ -85,7 +85,7 @@ class IdentityStack {
       return;
     }
     while (!preader_->ready()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    resolver_ = std::make_unique<identity::ConnectionResolver>(*table_, peers_, [this] { preader_->catch_up(); });
+    resolver_ = std::make_unique<identity::ConnectionResolver>(*table_, [this] { preader_->catch_up(); });
     reader_ = std::make_unique<pipeline::TcpReader>(*tcp_, [this](std::span<const ConnectionEvent> b) {
       resolver_->begin_batch();
       for (const auto& e : b) {
@@ -123,7 +123,6 @@ class IdentityStack {
   std::unique_ptr<identity::ProcessTable> table_;
   std::unique_ptr<bpf::ProcessTracer> proc_;
   std::unique_ptr<bpf::ProcessReader> preader_;
-  identity::PeerIndex peers_;
   std::unique_ptr<identity::ConnectionResolver> resolver_;
   std::unique_ptr<pipeline::TcpReader> reader_;
   std::mutex mu_;

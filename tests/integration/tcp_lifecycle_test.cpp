@@ -276,13 +276,14 @@ struct Listener {
   }
 };
 
-// A child process connects to `port`, reports its local port, then either resets the connection (SO_LINGER 0) or
-// waits for the server's FIN; it exits afterwards. Returns its pid and local port (0 when it failed).
+// A child process connects to `port`, reports its local port, then resets the connection (SO_LINGER 0), closes it
+// at once, or waits for the server's FIN; it exits afterwards. Returns its pid and local port (0 when it failed).
 struct ChildClient {
   pid_t pid = -1;
   int port = 0;
 };
-ChildClient connect_from_child(int port, bool reset) {
+enum class ChildEnd { wait_for_fin, reset, close_now };
+ChildClient connect_from_child(int port, ChildEnd end) {
   ChildClient cc;
   int p[2];
   if (pipe(p)) return cc;
@@ -304,10 +305,10 @@ ChildClient connect_from_child(int port, bool reset) {
   getsockname(c, reinterpret_cast<sockaddr*>(&a), &len);
   int local = ntohs(a.sin_port);
   if (write(pipe_w, &local, sizeof(local)) != sizeof(local)) _exit(1);
-  if (reset) {
+  if (end == ChildEnd::reset) {
     linger l{1, 0};
     setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-  } else {
+  } else if (end == ChildEnd::wait_for_fin) {
     char b;
     while (read(c, &b, 1) > 0) {
     }
@@ -315,13 +316,21 @@ ChildClient connect_from_child(int port, bool reset) {
   close(c);
   _exit(0);
 }
+
+// connect_from_child, and wait until the child has done what `end` says and exited.
+ChildClient child_that_ended(int port, ChildEnd end) {
+  auto cc = connect_from_child(port, end);
+  int status = 0;
+  if (cc.pid > 0) waitpid(cc.pid, &status, 0);
+  return cc;
+}
 }  // namespace
 
 TEST(TcpLifecycle, PassiveOwnerIsTakenAtCloseWhenTheOwnerNeverDidIo) {
   HS_START_COLLECTOR(col);
   Listener l;
   ASSERT_GT(l.port, 0);
-  auto child = connect_from_child(l.port, false);
+  auto child = connect_from_child(l.port, ChildEnd::wait_for_fin);
   ASSERT_GT(child.port, 0);
   const int cport = child.port;
   int s = accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
@@ -346,11 +355,9 @@ TEST(TcpLifecycle, PassiveConnectionResetBeforeItsOwnerActsHasNoOwnerAndIsCounte
   const uint64_t before = col.tracer().counters().passive_owner_unknown;
   Listener l;
   ASSERT_GT(l.port, 0);
-  auto child = connect_from_child(l.port, true);
+  auto child = child_that_ended(l.port, ChildEnd::reset);
   ASSERT_GT(child.port, 0);
-  const int cport = child.port;
-  int status = 0;
-  waitpid(child.pid, &status, 0);  // the client has reset the connection; the server end never saw its owner
+  const int cport = child.port;  // the client has reset the connection; the server end never saw its owner
   auto closes = col.wait_for(1, close_of(l.port, cport));
   ASSERT_EQ(closes.size(), 1u);
   EXPECT_EQ(closes[0].role, Role::Passive);
@@ -362,6 +369,60 @@ TEST(TcpLifecycle, PassiveConnectionResetBeforeItsOwnerActsHasNoOwnerAndIsCounte
   // Accepting it afterwards finds a dead socket; nothing more is reported for it.
   int s = accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (s >= 0) close(s);
+}
+
+// Local peer stitching in the kernel: each end of a loopback connection names the other's owner, on its close
+// and on the server's open (the client's open comes before the server's owner is known), with no open events.
+TEST(TcpLifecycle, LocalPeersAreStitchedInTheKernel) {
+  HS_START_COLLECTOR(col, {.emit_opens = false, .stitch_peers = true});
+  auto server = start_server("127.0.0.1", 100, 1);
+  ASSERT_GT(server.port, 0);
+  auto client = run_client("127.0.0.1", server.port, 100);
+  ASSERT_EQ(client.status, 0) << client.error;
+  ASSERT_EQ(server.child->wait(), 0);
+  const int cport = client.ports.at(0);
+  auto a = col.wait_for(1, close_of(cport, server.port));
+  auto p = col.wait_for(1, close_of(server.port, cport));
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(a[0].pid, uint32_t(client.pid));
+  EXPECT_EQ(a[0].peer_pid, uint32_t(server.child->pid()));
+  EXPECT_EQ(p[0].pid, uint32_t(server.child->pid()));
+  EXPECT_EQ(p[0].peer_pid, uint32_t(client.pid));
+  EXPECT_TRUE(col.matching(open_of(cport, server.port)).empty());  // opens were not asked for
+  EXPECT_EQ(col.tracer().counters().peer_evicted, 0u);
+
+  // A connection to a port on which nobody listens has no peer.
+  auto refused = run_client("127.0.0.1", 1, 0);
+  auto r = col.wait_for(1, [&](const ConnectionEvent& e) { return e.kind == Kind::Close && e.pid == uint32_t(refused.pid); });
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_FALSE(r[0].peer_pid.has_value());
+}
+
+// The client connects and closes before the server's owner first acts: its close cannot name the server (whose
+// owner is not known yet), but its tuple stays for the grace period, so the server, when it reads, names it.
+TEST(TcpLifecycle, ServerWhoseOwnerActsAfterTheClientClosedStillNamesIt) {
+  HS_START_COLLECTOR(col, {.emit_opens = true, .stitch_peers = true});
+  Listener l;
+  ASSERT_GT(l.port, 0);
+  auto child = child_that_ended(l.port, ChildEnd::close_now);
+  ASSERT_GT(child.port, 0);
+  const int cport = child.port;
+  auto client_close = col.wait_for(1, close_of(cport, l.port));
+  ASSERT_EQ(client_close.size(), 1u);  // the orphaned client becomes a timewait socket once its FIN is acked
+  int s = accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(s, 0);
+  char b;
+  EXPECT_EQ(read(s, &b, 1), 0);  // the client's FIN: the owner's first receive
+  close(s);
+  auto opens = col.wait_for(1, open_of(l.port, cport));
+  auto closes = col.wait_for(1, close_of(l.port, cport));
+  ASSERT_EQ(opens.size(), 1u);
+  ASSERT_EQ(closes.size(), 1u);
+  EXPECT_EQ(opens[0].peer_pid, uint32_t(child.pid));
+  EXPECT_EQ(closes[0].pid, uint32_t(getpid()));
+  EXPECT_EQ(closes[0].peer_pid, uint32_t(child.pid));
+  EXPECT_FALSE(client_close[0].peer_pid.has_value());
 }
 
 // Two namespaces joined by a veth pair: a real (non-loopback) path, per-namespace netns inodes, and a

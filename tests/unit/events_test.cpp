@@ -101,6 +101,16 @@ TEST(Decode, GoroutineAndPassiveLatency) {
   EXPECT_EQ(*e.goid, 77u);
 }
 
+TEST(Decode, PeerPidOnlyWithItsFlag) {
+  auto r = raw_v4_close();
+  r.peer_pid = 4321;
+  EXPECT_FALSE(decode(r, 0).peer_pid.has_value());  // no HS_F_PEER: the field means nothing
+  r.flags |= HS_F_PEER;
+  EXPECT_EQ(decode(r, 0).peer_pid, 4321u);
+  r.peer_pid = 0;
+  EXPECT_FALSE(decode(r, 0).peer_pid.has_value());  // pid 0 is never a peer
+}
+
 TEST(Decode, OutOfRangeEnumsAreSafe) {
   auto r = raw_v4_close();
   r.role = 9;

@@ -1,4 +1,4 @@
-// Unit tests of identity::ProcessTable and identity::PeerIndex on a fake /proc with an injected clock.
+// Unit tests of identity::ProcessTable on a fake /proc with an injected clock.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -6,7 +6,6 @@
 #include <fstream>
 #include <map>
 
-#include "agent/identity/peer_index.h"
 #include "agent/identity/process_table.h"
 
 using namespace hostscope::identity;
@@ -348,137 +347,6 @@ TEST_F(Fixture, PendingWorkIsBounded) {
   auto s = t.stats();
   EXPECT_EQ(s.pending, 3u);
   EXPECT_EQ(s.pending_dropped, 7u);
-}
-
-// ---- PeerIndex ----
-
-ConnTuple tuple(const char* s, uint16_t sp, const char* d, uint16_t dp, uint32_t netns = 1) {
-  ConnTuple t;
-  t.family = 4;
-  auto parse = [](const char* a, std::array<uint8_t, 16>& out) {
-    unsigned b[4];
-    sscanf(a, "%u.%u.%u.%u", &b[0], &b[1], &b[2], &b[3]);
-    for (int i = 0; i < 4; i++) out[i] = uint8_t(b[i]);
-  };
-  parse(s, t.saddr);
-  parse(d, t.daddr);
-  t.sport = sp;
-  t.dport = dp;
-  t.netns = netns;
-  return t;
-}
-
-TEST(PeerIndex, FindsTheOtherEndOfALocalConnection) {
-  PeerIndex idx;
-  auto client = tuple("127.0.0.1", 40000, "127.0.0.1", 80);
-  auto server = client.reversed();
-  idx.on_open(client, 10);
-  idx.on_open(server, 20);
-  EXPECT_EQ(idx.peer_of(client), 20u);
-  EXPECT_EQ(idx.peer_of(server), 10u);
-  EXPECT_FALSE(idx.peer_of(tuple("127.0.0.1", 40001, "127.0.0.1", 80)));
-  // A remote peer is never in the index.
-  EXPECT_FALSE(idx.peer_of(tuple("10.0.0.1", 5000, "93.184.216.34", 443)));
-}
-
-TEST(PeerIndex, EitherCloseOrderFindsTheOtherEnd) {
-  FakeClock clock;
-  PeerIndex idx({.capacity = 100, .close_grace = 2s, .clock = clock.fn()});
-  auto client = tuple("127.0.0.1", 40000, "127.0.0.1", 80);
-  auto server = client.reversed();
-  idx.on_open(client, 10);
-  idx.on_open(server, 20);
-  // The client closes first: it finds the server, hands its pid over and is forgotten at once.
-  EXPECT_EQ(idx.observe(PeerIndex::Event::close, client, 10), 20u);
-  EXPECT_EQ(idx.size(), 1u);
-  EXPECT_EQ(idx.peer_of(server), 10u);
-  // The server closes much later (CLOSE_WAIT held by the application): no grace period involved.
-  clock.now += 60s;
-  EXPECT_EQ(idx.observe(PeerIndex::Event::close, server, 20), 10u);
-  EXPECT_EQ(idx.size(), 0u);
-  auto s = idx.stats();
-  EXPECT_EQ(s.handed_over, 1u);
-  EXPECT_EQ(s.expired, 0u);
-
-  // An end that closes with no other end known stays for the grace period only.
-  auto lone = tuple("127.0.0.1", 40001, "127.0.0.1", 80);
-  idx.on_close(lone, 30);
-  clock.now += 1s;
-  EXPECT_EQ(idx.peer_of(lone.reversed()), 30u);
-  clock.now += 1500ms;
-  EXPECT_FALSE(idx.peer_of(lone.reversed()));
-  EXPECT_EQ(idx.stats().expired, 1u);
-
-  // The other end closes within the grace period (its open was never seen): it finds the first, and both go.
-  auto late = tuple("127.0.0.1", 40002, "127.0.0.1", 80);
-  idx.on_close(late, 40);
-  EXPECT_EQ(idx.observe(PeerIndex::Event::close, late.reversed(), 50), 40u);
-  EXPECT_EQ(idx.size(), 0u);
-}
-
-// observe() is the per-event path: open, then the lookup of the other end, then close, under one lock.
-TEST(PeerIndex, ObserveRunsOpenLookupClose) {
-  FakeClock clock;
-  PeerIndex idx({.capacity = 100, .close_grace = 2s, .clock = clock.fn()});
-  auto client = tuple("127.0.0.1", 40000, "127.0.0.1", 80);
-  auto server = client.reversed();
-  using E = PeerIndex::Event;
-  EXPECT_FALSE(idx.observe(E::open, client, 10));    // the server end is not open yet
-  EXPECT_EQ(idx.observe(E::open, server, 20), 10u);  // the accept sees the client
-  EXPECT_EQ(idx.observe(E::close, client, 10), 20u);
-  clock.now += 1s;
-  EXPECT_EQ(idx.observe(E::close, server, 20), 10u);
-  EXPECT_EQ(idx.size(), 0u);
-  EXPECT_FALSE(idx.observe(E::open, client, 0));  // owner unknown: a lookup only, nothing recorded
-  EXPECT_EQ(idx.size(), 0u);
-  auto s = idx.stats();
-  EXPECT_EQ(s.opens, 3u);
-  EXPECT_EQ(s.closes, 2u);
-  EXPECT_EQ(s.handed_over, 1u);
-  EXPECT_EQ(s.hits, 3u);
-  EXPECT_EQ(s.misses, 2u);
-  ConnTuple none;
-  EXPECT_FALSE(idx.observe(E::close, none, 5));  // no family: ignored
-}
-
-TEST(PeerIndex, CloseWithoutOpenIsKeptForThePeer) {
-  FakeClock clock;
-  PeerIndex idx({.capacity = 100, .close_grace = 2s, .clock = clock.fn()});
-  auto client = tuple("127.0.0.1", 40000, "127.0.0.1", 80);
-  idx.on_close(client, 10);  // open not seen (opened before we started)
-  EXPECT_EQ(idx.peer_of(client.reversed()), 10u);
-}
-
-TEST(PeerIndex, LoopbackIsPerNamespaceOtherAddressesAreNot) {
-  PeerIndex idx;
-  idx.on_open(tuple("127.0.0.1", 40000, "127.0.0.1", 80, 111), 10);
-  EXPECT_FALSE(idx.peer_of(tuple("127.0.0.1", 80, "127.0.0.1", 40000, 222)));
-  EXPECT_EQ(idx.peer_of(tuple("127.0.0.1", 80, "127.0.0.1", 40000, 111)), 10u);
-  // Two namespaces joined by a veth pair: the ends are in different namespaces and still meet.
-  idx.on_open(tuple("10.9.0.1", 40000, "10.9.0.2", 80, 111), 30);
-  EXPECT_EQ(idx.peer_of(tuple("10.9.0.2", 80, "10.9.0.1", 40000, 222)), 30u);
-}
-
-TEST(PeerIndex, BoundedEvictingClosedBeforeOpen) {
-  FakeClock clock;
-  PeerIndex idx({.capacity = 3, .close_grace = 60s, .clock = clock.fn()});
-  auto a = tuple("127.0.0.1", 1, "127.0.0.1", 80), b = tuple("127.0.0.1", 2, "127.0.0.1", 80),
-       c = tuple("127.0.0.1", 3, "127.0.0.1", 80), d = tuple("127.0.0.1", 4, "127.0.0.1", 80);
-  idx.on_open(a, 1);
-  idx.on_open(b, 2);
-  idx.on_open(c, 3);
-  idx.on_close(b, 2);
-  idx.on_open(d, 4);  // full: the closed b goes first
-  EXPECT_FALSE(idx.peer_of(b.reversed()));
-  EXPECT_EQ(idx.peer_of(a.reversed()), 1u);
-  idx.on_open(tuple("127.0.0.1", 5, "127.0.0.1", 80), 5);  // then the oldest open one (a)
-  EXPECT_FALSE(idx.peer_of(a.reversed()));
-  for (uint16_t p = 100; p < 2000; p++) idx.on_open(tuple("127.0.0.1", p, "127.0.0.1", 80), p);
-  auto s = idx.stats();
-  EXPECT_EQ(s.size, 3u);
-  EXPECT_EQ(s.max_size, 3u);
-  EXPECT_EQ(s.evicted_closed, 1u);
-  EXPECT_EQ(s.evicted_open, 1u + 1900u);
 }
 
 }  // namespace
