@@ -64,12 +64,12 @@ struct {
   __uint(max_entries, 4 * 1024 * 1024);
 } tcp_events SEC(".maps");
 
-/* Local peer stitching (stitch_peers). A connected socket with a known owner looks for the reversed tuple: found,
- * both ends learn each other's owner and the entry goes; not found (the peer is remote, or its owner is not known
- * yet), it leaves its own tuple to be found. An end that closes while still waiting stays for HS_PEER_GRACE_NS,
- * so a server whose owner acts after the client closed still finds the client. The map thus holds connections
- * without a local peer (every remote one) and recent closes; LRU bounds it, and an eviction that cost a waiting
- * connection its entry is counted at its close (HS_CNT_PEER_EVICTED). Same keying as docs/identity.md says:
+/* Local peer stitching (stitch_peers). An established active socket leaves its tuple; the passive end, once its
+ * owner is known, looks for the reversed tuple: found, both ends learn each other's owner and the entry goes. An
+ * active end that closes while still waiting stays for HS_PEER_GRACE_NS, so a server whose owner acts after the
+ * client closed still finds the client. The map thus holds outbound connections without a local peer (every
+ * remote one) and recent closes; LRU bounds it, and an eviction that cost a waiting connection its entry is
+ * counted at its close (HS_CNT_PEER_EVICTED). Same keying as docs/identity.md says:
  * IPv4-mapped IPv6 as IPv4; the network namespace only for loopback tuples, so veth pairs meet across
  * namespaces. */
 struct peer_key {
@@ -183,28 +183,32 @@ static __always_inline void peer__key(const struct sock_tuple* t, struct peer_ke
   if (addr__loopback(k->saddr, k->family) && addr__loopback(k->daddr, k->family)) k->netns = t->netns;
 }
 
-/* `si` is connected and its owner known: meet the other end, or wait for it. */
+/* `si` is connected and its owner known. The active end is always first: its owner is known at connect() and it
+ * is established before the other end is even accepted. So the active end only leaves its tuple, and the
+ * passive end, once its owner acts, only looks for the other's; one insert and one lookup per local connection,
+ * and nothing for an inbound connection from another host. */
 static __always_inline void peer__meet(__u64 key, struct sock_info* si, const struct sock_tuple* t, __u64 now) {
   struct peer_key k;
-  peer__key(t, &k, true);
-  struct peer_val* other = bpf_map_lookup_elem(&tcp_peers, &k);
-  if (other && (!other->closed_ns || now - other->closed_ns < HS_PEER_GRACE_NS)) {
-    si->peer_pid = other->pid;
-    si->flags |= HS_F_PEER;
-    if (!other->closed_ns) {
-      struct sock_info* osi = bpf_map_lookup_elem(&tcp_socks, &other->sk);
-      if (osi && osi->id == other->sock_id) {
-        osi->peer_pid = si->pid;
-        osi->flags |= HS_F_PEER;
-        osi->peer_waiting = 0;
-      }
-    }
-    bpf_map_delete_elem(&tcp_peers, &k);
+  if (si->role == HS_ROLE_ACTIVE) {
+    struct peer_val v = {.sk = key, .sock_id = si->id, .pid = si->pid};
+    peer__key(t, &k, false);
+    if (!bpf_map_update_elem(&tcp_peers, &k, &v, BPF_ANY)) si->peer_waiting = 1;
     return;
   }
-  struct peer_val v = {.sk = key, .sock_id = si->id, .pid = si->pid};
-  peer__key(t, &k, false);
-  if (!bpf_map_update_elem(&tcp_peers, &k, &v, BPF_ANY)) si->peer_waiting = 1;
+  peer__key(t, &k, true);
+  struct peer_val* other = bpf_map_lookup_elem(&tcp_peers, &k);
+  if (!other || (other->closed_ns && now - other->closed_ns >= HS_PEER_GRACE_NS)) return;
+  si->peer_pid = other->pid;
+  si->flags |= HS_F_PEER;
+  if (!other->closed_ns) {
+    struct sock_info* osi = bpf_map_lookup_elem(&tcp_socks, &other->sk);
+    if (osi && osi->id == other->sock_id) {
+      osi->peer_pid = si->pid;
+      osi->flags |= HS_F_PEER;
+      osi->peer_waiting = 0;
+    }
+  }
+  bpf_map_delete_elem(&tcp_peers, &k);
 }
 
 /* `si` closes while still waiting for its peer: keep its entry for the grace period, or count its loss. */
