@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Loopback connection churn with and without hostscope, side by side; writes the result into docs/benchmarks.md
 # between the markers for the given agent mode.
-# Usage: scripts/bench-churn.sh [connections|no-identity|daemon|syscall-tracepoint] [rounds] [seconds]
+# Usage: scripts/bench-churn.sh [connections|no-identity|daemon|syscall-tracepoint|tcplife] [rounds] [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-connections}; rounds=${2:-5}; seconds=${3:-5}
@@ -11,9 +11,13 @@ case "$mode" in
   no-identity) args="connections -o json --no-identity" ;;
   daemon) args="agent --config tests/bench/agent-bench.yaml" ;;
   syscall-tracepoint) agent=tests/bench/syscall-tracepoint-only.sh; args="" ;;  # control: no hostscope at all
+  tcplife) agent=tests/bench/tcplife.sh; args="" ;;  # reference: libbpf-tools' tcplife
   *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac
 [ -x build/hs_bench_churn ] || bash scripts/setup.sh
+if [ "$mode" = tcplife ] && ! command -v tcplife > /dev/null && [ ! -x /usr/sbin/tcplife ]; then
+  apt-get install -y -q libbpf-tools > /dev/null
+fi
 out=$(mktemp)
 ./build/hs_bench_churn --hostscope "$agent" --rounds "$rounds" --seconds "$seconds" --agent-args "$args" --markdown "$out"
 cmd="scripts/bench-churn.sh $mode $rounds $seconds"

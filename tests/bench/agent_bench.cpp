@@ -3,7 +3,7 @@
 //                  [--churn-n 1000000] [--edges 10000] [--markdown FILE]
 // 1. Visibility latency: a connection closes -> it is counted in `topology` from the daemon's API (polled
 //    continuously); p50/p99 over N connections.
-// 2. Memory: the agent's RSS after N short connections (one edge, ephemeral client ports), and after connections
+// 2. Memory: the agent's RSS after N short connections (two edges, one per client/server pair, ephemeral client ports), and after connections
 //    to E distinct server ports (E distinct edges).
 #include <signal.h>
 #include <sys/resource.h>
@@ -64,16 +64,8 @@ uint64_t edge_connections(const nlohmann::json& topo, uint16_t port) {
 }
 
 int listen_on(uint16_t* port) {
-  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int one = 1;
-  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(ls, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
-  listen(ls, 4096);
-  socklen_t len = sizeof(sa);
-  getsockname(ls, reinterpret_cast<sockaddr*>(&sa), &len);
+  int ls = bench::loopback_listener(&sa);
   *port = ntohs(sa.sin_port);
   return ls;
 }
@@ -158,7 +150,7 @@ int main(int argc, char** argv) {
   printf("visibility latency over %zu connections: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", lat_ms.size(), p50, p99,
          pct(lat_ms, 1.0));
 
-  // 2a. Memory after many short connections on one edge.
+  // 2a. Memory after many short connections on two edges (one per client/server pair).
   uint64_t done = 0;
   auto c0 = Clock::now();
   bench::run_churn(2, 600, o.churn_n, &done);
@@ -193,7 +185,7 @@ int main(int argc, char** argv) {
     fprintf(f, "| visibility latency, close -> counted in `topology` (API), %zu connections | p50 %.1f ms, p99 %.1f ms | p99 ≤ 100 ms |\n",
             lat_ms.size(), p50, p99);
     fprintf(f, "| agent memory idle | RSS %.1f MiB, anonymous %.1f MiB | |\n", rss_idle / 1024.0, anon_idle / 1024.0);
-    fprintf(f, "| agent memory after %lu short connections (ephemeral ports, one edge; %.0f s) | RSS %.1f MiB, anonymous %.1f MiB | ≤ 64 MiB |\n",
+    fprintf(f, "| agent memory after %lu short connections (ephemeral ports, two edges; %.0f s) | RSS %.1f MiB, anonymous %.1f MiB | ≤ 64 MiB |\n",
             done, churn_s, rss_churn / 1024.0, anon_churn / 1024.0);
     fprintf(f, "| agent memory with %zu edges | RSS %.1f MiB (peak %.1f MiB), anonymous %.1f MiB | ≤ 64 MiB |\n", edges,
             rss_edges / 1024.0, hwm / 1024.0, anon_edges / 1024.0);

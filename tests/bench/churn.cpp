@@ -3,8 +3,12 @@
 //   hs_bench_churn --hostscope ./build/hostscope [--rounds 4] [--seconds 5] [--clients 2] [--markdown FILE]
 //                  [--agent-args "connections -o json"]
 //
-// Each round runs the same workload twice, back to back: once with no tracer, once with `hostscope <agent-args>`
-// running with its output sent to /dev/null. Per connection: connect, 16 bytes each way, close (client first).
+// Runs alternate: without, with, without, with, ..., without. Each "with" run has `hostscope <agent-args>` running
+// with its output sent to /dev/null, and is compared with the mean of the two runs without that surround it; a
+// round whose two surrounding baselines differ by more than --stable-pct (5%) is reported but left out of the
+// verdict (the median of the stable rounds' ratios). Each run is in a new network namespace, with pinned
+// client/server pairs and the server closing first (churn_lib.h says why). Per connection: connect, 16 bytes
+// each way, close.
 // Prints connections/s for both, the ratio, the agent's lost-event counts (from its exit summary) and the agent's
 // own CPU time (user + system, from wait4) per event received: the per-event cost in user space, which the
 // host's noise moves much less than the throughput ratio. A last run with BPF statistics on (BPF_ENABLE_STATS,
@@ -22,6 +26,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -47,9 +52,40 @@ struct Options {
   double seconds = 5;
   int clients = 2;
   std::string markdown;
+  double stable_pct = 5;
 };
 
-double run_churn(const Options& o) { return hostscope::bench::run_churn(o.clients, o.seconds); }
+// Busy CPU time of the whole machine, in seconds: user + nice + system + irq + softirq of every CPU (/proc/stat).
+// Idle, iowait and steal are not work done here.
+double machine_busy_s() {
+  std::ifstream f("/proc/stat");
+  std::string cpu;
+  unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
+  f >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq;
+  return double(user + nice + system + irq + softirq) / double(sysconf(_SC_CLK_TCK));
+}
+
+// One measured run of the workload: its throughput, and the machine's busy CPU time per connection during it
+// (the workload, and with an agent running also the agent and its BPF programs).
+struct Phase {
+  double conn_per_s = 0;
+  double cpu_us_per_conn = 0;
+};
+
+Phase run_churn(const Options& o) {
+  double busy0 = machine_busy_s();
+  Phase p;
+  p.conn_per_s = hostscope::bench::run_churn_isolated(o.clients, o.seconds);
+  if (p.conn_per_s < 0) {
+    fprintf(stderr, "cannot run the workload in a new network namespace (needs root)\n");
+    exit(1);
+  }
+  double conns = p.conn_per_s * o.seconds;
+  p.cpu_us_per_conn = conns > 0 ? 1e6 * (machine_busy_s() - busy0) / conns : 0.0;
+  // The kernel tears the namespace and its TIME_WAIT sockets down in the background: let that finish first.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  return p;
+}
 
 // Total run time (ns) of the loaded hostscope BPF programs (found by name; only one agent runs at a time during
 // the benchmark). Needs BPF statistics enabled.
@@ -182,8 +218,9 @@ int main(int argc, char** argv) {
     else if (a == "--clients") o.clients = std::stoi(next());
     else if (a == "--markdown") o.markdown = next();
     else if (a == "--agent-args") o.agent_args = next();
+    else if (a == "--stable-pct") o.stable_pct = std::stod(next());
     else {
-      fprintf(stderr, "usage: hs_bench_churn --hostscope PATH [--rounds N] [--seconds S] [--clients N] [--markdown FILE] [--agent-args ARGS]\n");
+      fprintf(stderr, "usage: hs_bench_churn --hostscope PATH [--rounds N] [--seconds S] [--clients N] [--markdown FILE] [--agent-args ARGS] [--stable-pct P]\n");
       return 2;
     }
   }
@@ -191,16 +228,28 @@ int main(int argc, char** argv) {
     fprintf(stderr, "--hostscope is required\n");
     return 2;
   }
-  std::vector<double> base, with, ratios;
+  std::vector<double> base, with, ratios, cost_ratios, stable_ratios;
   std::vector<std::string> round_rows;  // per-round lines for the markdown (the baseline here is bimodal)
   AgentStats total;
   double with_connections = 0;
   run_churn(Options{o.hostscope, o.agent_args, 1, 1, o.clients, ""});  // warm-up
+  Phase before = run_churn(o);
   for (int r = 0; r < o.rounds; r++) {
-    double b = run_churn(o);
     Agent a = start_agent(o);
-    double w = run_churn(o);
+    Phase pw = run_churn(o);
     auto s = stop_agent(a);
+    Phase after = run_churn(o);
+    Phase pb{(before.conn_per_s + after.conn_per_s) / 2, (before.cpu_us_per_conn + after.cpu_us_per_conn) / 2};
+    const double drift = 100.0 * std::abs(after.conn_per_s - before.conn_per_s) /
+                         std::max(1.0, std::max(after.conn_per_s, before.conn_per_s));
+    const bool stable = drift <= o.stable_pct;
+    before = after;
+    const double b = pb.conn_per_s, w = pw.conn_per_s;
+    // The throughput the workload would keep if the machine's CPU were the only limit: CPU per connection
+    // without the agent over CPU per connection with it (its BPF programs and its own process included).
+    const double cost_ratio = pw.cpu_us_per_conn > 0 ? 100.0 * pb.cpu_us_per_conn / pw.cpu_us_per_conn : 0.0;
+    cost_ratios.push_back(cost_ratio);
+    if (stable) stable_ratios.push_back(100.0 * w / b);
     total.shown += s.shown;
     total.ring_lost += s.ring_lost;
     total.reentry_lost += s.reentry_lost;
@@ -212,14 +261,17 @@ int main(int argc, char** argv) {
     ratios.push_back(100.0 * w / b);
     {
       char row[256];
-      snprintf(row, sizeof(row), "| %d | %.0f | %.0f | %.1f%% | %.2f µs |", r + 1, b, w, 100.0 * w / b,
+      snprintf(row, sizeof(row), "| %d | %.0f | %.1f%% %s | %.0f | %.1f%% | %.1f µs | %.1f µs | %.1f%% | %.2f µs |",
+               r + 1, b, drift, stable ? "" : "(left out)", w, 100.0 * w / b, pb.cpu_us_per_conn, pw.cpu_us_per_conn,
+               cost_ratio,
                s.shown ? 1e6 * s.cpu_s / double(s.shown) : 0.0);
       round_rows.push_back(row);
     }
-    printf("round %d: without %.0f conn/s, with hostscope %.0f conn/s (%.1f%%), agent received %lu events, lost %lu+%lu, "
-           "agent CPU %.2f s (%.2f us/event)\n",
-           r + 1, b, w, 100.0 * w / b, s.shown, s.ring_lost, s.reentry_lost, s.cpu_s,
-           s.shown ? 1e6 * s.cpu_s / double(s.shown) : 0.0);
+    printf("round %d%s: without %.0f conn/s (baselines %.1f%% apart; %.1f us CPU/conn), with hostscope %.0f conn/s (%.1f us CPU/conn): "
+           "throughput %.1f%%, CPU cost ratio %.1f%%; agent received %lu events, lost %lu+%lu, agent CPU %.2f s "
+           "(%.2f us/event)\n",
+           r + 1, stable ? "" : " (unstable)", b, drift, pb.cpu_us_per_conn, w, pw.cpu_us_per_conn, 100.0 * w / b, cost_ratio, s.shown, s.ring_lost,
+           s.reentry_lost, s.cpu_s, s.shown ? 1e6 * s.cpu_s / double(s.shown) : 0.0);
     fflush(stdout);
   }
   // One more run with the agent, with BPF statistics on, for the kernel-side cost. Statistics add clock reads to
@@ -230,38 +282,41 @@ int main(int argc, char** argv) {
     fprintf(stderr, "BPF statistics unavailable (%s): no kernel cost per connection\n", strerror(errno));
   } else {
     Agent a = start_agent(o);
-    double w = run_churn(o);
+    double w = run_churn(o).conn_per_s;
     auto s = stop_agent(a);
     close(stats_fd);
     bpf_us_per_conn = w > 0 ? 1e6 * s.bpf_s / (w * o.seconds) : 0.0;
     printf("cost run (BPF statistics on): %.0f conn/s, %.2f us of BPF run time per connection\n", w, bpf_us_per_conn);
   }
   double mb = median(base), mw = median(with);
-  double ratio = 100.0 * mw / mb, paired = median(ratios);
+  double ratio = 100.0 * mw / mb, paired = median(ratios), cost = median(cost_ratios);
+  double verdict = stable_ratios.empty() ? 0.0 : median(stable_ratios);
   double us_per_event = total.shown ? 1e6 * total.cpu_s / double(total.shown) : 0.0;
   double core_pct = total.wall_s > 0 ? 100.0 * total.cpu_s / total.wall_s : 0.0;
   double events_per_conn = with_connections > 0 ? double(total.shown) / with_connections : 0.0;
   std::string label = o.hostscope.substr(o.hostscope.rfind('/') + 1);  // "hostscope", or a stand-in's name
   if (!o.agent_args.empty()) label += " " + o.agent_args;
+  printf("verdict: median of the %zu stable rounds' ratios (of %d): %.1f%%\n", stable_ratios.size(), o.rounds, verdict);
   printf("median: without %.0f conn/s, with `%s` %.0f conn/s: %.1f%% of baseline (median of the rounds' ratios "
-         "%.1f%%); lost events: %lu (ring buffer) + %lu (hook re-entry); events received: %lu; agent CPU %.2f us/event, "
+         "%.1f%%; median CPU cost ratio %.1f%%); lost events: %lu (ring buffer) + %lu (hook re-entry); events received: %lu; agent CPU %.2f us/event, "
          "%.1f%% of one core; %.1f events and %.2f us of BPF run time per connection\n",
-         mb, label.c_str(), mw, ratio, paired, total.ring_lost, total.reentry_lost, total.shown, us_per_event,
+         mb, label.c_str(), mw, ratio, paired, cost, total.ring_lost, total.reentry_lost, total.shown, us_per_event,
          core_pct, events_per_conn, bpf_us_per_conn);
   if (!o.markdown.empty()) {
     FILE* f = fopen(o.markdown.c_str(), "w");
     if (f) {
-      fprintf(f, "| rounds × seconds | clients | without (conn/s, median) | with `%s` (conn/s, median) | ratio "
-                 "| median of round ratios | events received | lost (ring) | lost (re-entry) | events per connection | agent CPU per event "
+      fprintf(f, "| rounds × seconds | clients | stable rounds | **median ratio, stable rounds** | without (conn/s, median) "
+                 "| with `%s` (conn/s, median) | ratio of medians | median of all round ratios | median CPU cost ratio | events received | lost (ring) | lost (re-entry) | events per connection | agent CPU per event "
                  "| agent CPU (one core) | BPF run time per connection |\n",
               label.c_str());
-      fprintf(f, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
-      fprintf(f, "| %d × %.0f | %d | %.0f | %.0f | %.1f%% | %.1f%% | %lu | %lu | %lu | %.1f | %.2f µs | %.1f%% | %s |\n",
-              o.rounds, o.seconds, o.clients, mb, mw, ratio, paired, total.shown, total.ring_lost, total.reentry_lost,
+      fprintf(f, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+      fprintf(f, "| %d × %.0f | %d | %zu | **%.1f%%** | %.0f | %.0f | %.1f%% | %.1f%% | %.1f%% | %lu | %lu | %lu | %.1f | %.2f µs | %.1f%% | %s |\n",
+              o.rounds, o.seconds, o.clients, stable_ratios.size(), verdict, mb, mw, ratio, paired, cost, total.shown, total.ring_lost, total.reentry_lost,
               events_per_conn, us_per_event, core_pct,
               stats_fd >= 0 ? fmt_us(bpf_us_per_conn).c_str() : "n/a");
-      fprintf(f, "\n| round | without (conn/s) | with (conn/s) | ratio | agent CPU per event |\n");
-      fprintf(f, "| --- | --- | --- | --- | --- |\n");
+      fprintf(f, "\n| round | without (conn/s, mean of the runs before and after) | baselines apart | with (conn/s) "
+                 "| ratio | CPU per connection without | with | CPU cost ratio | agent CPU per event |\n");
+      fprintf(f, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
       for (auto& row : round_rows) fprintf(f, "%s\n", row.c_str());
       fclose(f);
     }

@@ -41,6 +41,7 @@
 
 #include <fmt/format.h>
 
+#include "churn_lib.h"
 #include "policy/command.h"
 #include "policy/compiler.h"
 #include "policy/iptables.h"
@@ -270,27 +271,13 @@ NaiveResult naive_apply(const Netns& ns, const RenderedTable& t, double budget) 
 
 // ---- connection churn ------------------------------------------------------------------------
 
-bool io_exact(int fd, char* buf, size_t n, bool write) {
-  while (n) {
-    ssize_t r = write ? send(fd, buf, n, MSG_NOSIGNAL) : recv(fd, buf, n, 0);
-    if (r <= 0) return false;
-    buf += r;
-    n -= size_t(r);
-  }
-  return true;
-}
+using hostscope::bench::io_exact;
 
 // Runs in a child that has entered the namespace: loopback churn for `seconds`, returns conn/s.
 double churn(double seconds, int clients) {
-  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int one = 1;
-  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(ls, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) || listen(ls, 4096)) die("churn listen failed");
-  socklen_t len = sizeof(sa);
-  getsockname(ls, reinterpret_cast<sockaddr*>(&sa), &len);
+  int ls = hostscope::bench::loopback_listener(&sa);
+  if (ls < 0) die("churn listen failed");
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> done{0};
   std::vector<std::thread> threads;
