@@ -72,6 +72,8 @@ struct {
  * counted at its close (HS_CNT_PEER_EVICTED). Same keying as docs/identity.md says:
  * IPv4-mapped IPv6 as IPv4; the network namespace only for loopback tuples, so veth pairs meet across
  * namespaces. */
+/* Both structs live on the BPF stack, where the verifier wants every load aligned to its size: 8-byte aligned,
+ * so the addresses can be compared and copied as __u64 words. */
 struct peer_key {
   __u8 saddr[16];
   __u8 daddr[16];
@@ -79,7 +81,7 @@ struct peer_key {
   __u16 dport;
   __u32 netns;
   __u32 family;
-};
+} __attribute__((aligned(8)));
 
 struct peer_val {
   __u64 sk;        /* the waiting socket (its tcp_socks key) */
@@ -104,7 +106,7 @@ struct sock_tuple {
   __u16 family;
   __u16 sport;
   __u16 dport;
-};
+} __attribute__((aligned(8)));
 
 __u64 sock_seq = 0;
 

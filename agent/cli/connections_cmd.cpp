@@ -155,11 +155,11 @@ int run_connections(const ConnectionsOptions& o) {
     uint64_t n = 0;
     if (resolver) resolver->begin_batch();
     for (const auto& e : batch) {
-      // Resolve every event, shown or not, so the peer index sees every open and close.
-      identity::ResolvedConnection r;
-      if (resolver) r = resolver->resolve_connection(e);
       if (!o.filter.match(e)) continue;
       if (o.count && shown.load(std::memory_order_relaxed) + n >= o.count) break;
+      // Only shown events are resolved: the kernel pairs local peers, so nothing needs to see the others.
+      identity::ResolvedConnection r;
+      if (resolver) r = resolver->resolve_connection(e);
       events::EventIdentity id;
       if (r.owner) id.service = r.owner->service;
       id.peer_pid = r.peer_pid;

@@ -1,6 +1,6 @@
 #pragma once
 // The identity stack behind every connection event: process hooks (bpf/process.bpf.c) feed the process table,
-// Go offsets flow to the TCP tracer's go_procs map, and a peer index names local peers. Used by the daemon's
+// Go offsets flow to the TCP tracer's go_procs map, and the peer pid the kernel put on an event is named. Used by the daemon's
 // pipeline and by `hostscope connections`.
 #include <memory>
 
