@@ -6,7 +6,15 @@ ConnectionResolver::ConnectionResolver(ProcessTable& table, std::function<void()
     : table_(table), catch_up_(std::move(catch_up)) {}
 
 ResolverStats ConnectionResolver::stats() const {
-  return {events_.get(), owner_unknown_.get(), catch_ups_.get(), refreshes_requested_.get(), peers_found_.get()};
+  // The per-kind counters first, the total last: an event counted in between only makes the total larger, so a
+  // reader that subtracts never sees a kind exceed the total.
+  ResolverStats s;
+  s.peers_found = peers_found_.get();
+  s.owner_unknown = owner_unknown_.get();
+  s.refreshes_requested = refreshes_requested_.get();
+  s.catch_ups = catch_ups_.get();
+  s.events = events_.get();
+  return s;
 }
 
 void ConnectionResolver::begin_batch() {

@@ -40,11 +40,12 @@ class ConnectionResolver {
  private:
   ProcessTable& table_;
   std::function<void()> catch_up_;
-  // One writer (the reader thread): relaxed load+store, no locked instruction on the per-event path.
+  // One writer (the reader thread): a load and a release store, no locked instruction on the per-event path.
+  // Release/acquire keeps the order stats() relies on (a kind's count never ahead of the total it reads after).
   struct Counter {
     std::atomic<uint64_t> v{0};
-    void inc() { v.store(v.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
-    uint64_t get() const { return v.load(std::memory_order_relaxed); }
+    void inc() { v.store(v.load(std::memory_order_relaxed) + 1, std::memory_order_release); }
+    uint64_t get() const { return v.load(std::memory_order_acquire); }
   };
   Counter events_, owner_unknown_, catch_ups_, refreshes_requested_, peers_found_;
 };
