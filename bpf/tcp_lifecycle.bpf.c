@@ -397,7 +397,8 @@ static __always_inline int handle_reset(const struct sock* sk, __u8 flag) {
 /* A send or receive on a socket, in the calling task (sock_sendmsg/sock_recvmsg): the passive owner. Runs for
  * every socket send and receive on the host, so it leaves at once for anything but a tracked TCP socket. */
 static __always_inline int handle_sock_io(struct sock* sk, const bool direct) {
-  if (!sk || HS_RD(direct, sk, sk_protocol) != IPPROTO_TCP) return 0;
+  /* The classic tracepoints carry the protocol in their record (checked by the caller): no probe read here. */
+  if (!sk || (direct && sk->sk_protocol != IPPROTO_TCP)) return 0;
   __u64 key = (__u64)sk;
   struct sock_info* si = bpf_map_lookup_elem(&tcp_socks, &key);
   if (si) sock__owner_acts(si, sk, key, direct);

@@ -60,8 +60,9 @@ Result<std::unique_ptr<TcpTracer::Impl>> try_mode(const TcpTracerOptions& o, Att
   s->rodata->hs_wakeup_bytes = o.wakeup_bytes;
   if (int err = bpf_map__set_max_entries(s->maps.tcp_socks, o.socket_table_size))
     return errorf_errno(err, "map tcp_socks resize to {}", o.socket_table_size);
-  if (int err = bpf_map__set_max_entries(s->maps.tcp_peers, o.stitch_peers ? o.socket_table_size : 1))
-    return errorf_errno(err, "map tcp_peers resize to {}", o.socket_table_size);
+  const uint32_t peers_size = o.stitch_peers ? o.socket_table_size : 1;  // unused without stitching
+  if (int err = bpf_map__set_max_entries(s->maps.tcp_peers, peers_size))
+    return errorf_errno(err, "map tcp_peers resize to {}", peers_size);
   if (int err = bpf_map__set_max_entries(s->maps.tcp_events, o.ring_bytes))
     return errorf_errno(err, "ring buffer tcp_events resize to {}", o.ring_bytes);
   if (auto st = s.load("tcp_lifecycle"); !st) return st.error();
