@@ -12,6 +12,15 @@ namespace hostscope::events {
 
 static_assert(sizeof(hs_tcp_event) == 152, "hs_tcp_event layout changed: update decode() and docs/events.md");
 static_assert(offsetof(hs_tcp_event, saddr) == 100);
+// The user-space enums are decoded by a plain cast from the kernel's bytes: they must keep the kernel's values.
+static_assert(uint8_t(Kind::Open) == HS_EV_OPEN && uint8_t(Kind::Close) == HS_EV_CLOSE);
+static_assert(uint8_t(Role::Unknown) == HS_ROLE_UNKNOWN && uint8_t(Role::Active) == HS_ROLE_ACTIVE &&
+              uint8_t(Role::Passive) == HS_ROLE_PASSIVE);
+static_assert(uint8_t(Outcome::None) == HS_OUT_NONE && uint8_t(Outcome::Closed) == HS_OUT_CLOSED &&
+              uint8_t(Outcome::ResetSent) == HS_OUT_RESET_SENT &&
+              uint8_t(Outcome::ResetReceived) == HS_OUT_RESET_RECEIVED &&
+              uint8_t(Outcome::Refused) == HS_OUT_REFUSED && uint8_t(Outcome::TimedOut) == HS_OUT_TIMED_OUT &&
+              uint8_t(Outcome::Failed) == HS_OUT_FAILED);
 
 std::string_view to_string(Kind k) { return k == Kind::Open ? "open" : "close"; }
 
