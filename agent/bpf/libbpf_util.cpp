@@ -1,5 +1,9 @@
 #include "agent/bpf/libbpf_util.h"
 
+#include <bpf/btf.h>
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 
@@ -37,6 +41,31 @@ uint64_t prog_recursion_misses(const bpf_object* obj) {
     if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) total += info.recursion_misses;
   }
   return total;
+}
+
+KernelHooks::KernelHooks() {
+  vmlinux_ = btf__load_vmlinux_btf();
+  if (!vmlinux_) btf_errno_ = errno ? errno : ENOENT;
+}
+
+KernelHooks::~KernelHooks() {
+  if (vmlinux_) btf__free(vmlinux_);
+}
+
+bool KernelHooks::btf_tracepoint(std::string_view event) const {
+  if (!vmlinux_) return false;
+  std::string type = "btf_trace_" + std::string(event);
+  return btf__find_by_name_kind(vmlinux_, type.c_str(), BTF_KIND_TYPEDEF) >= 0;
+}
+
+std::optional<bool> KernelHooks::classic_tracepoint(std::string_view category, std::string_view event,
+                                                    const std::string& tracefs) const {
+  struct stat st{};
+  if (::stat((tracefs + "/events").c_str(), &st) != 0) return std::nullopt;  // not mounted, or not ours to read
+  std::string dir = tracefs + "/events/" + std::string(category) + "/" + std::string(event);
+  if (::stat(dir.c_str(), &st) == 0) return true;
+  if (errno == ENOENT) return false;
+  return std::nullopt;  // EACCES: tracefs is root-only (0700)
 }
 
 static int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {

@@ -4,7 +4,9 @@
 #include <bpf/libbpf.h>
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/util/result.h"
@@ -76,6 +78,29 @@ std::vector<uint64_t> read_percpu_counters(int map_fd, uint32_t n);
 // Sum of bpf_prog_info.recursion_misses over the loaded programs of an object: invocations the kernel skipped
 // because the same program was already running on that CPU (events lost before any of our code ran).
 uint64_t prog_recursion_misses(const bpf_object* obj);
+
+// What the running kernel offers for one tracepoint, probed without loading anything: the BTF-typed variant
+// (tp_btf needs the `btf_trace_<event>` typedef in vmlinux BTF) and the classic one (tracefs
+// events/<category>/<event>). The agent chooses each program's hook from this, and `doctor` predicts from the
+// same answers, so the two cannot disagree.
+class KernelHooks {
+ public:
+  KernelHooks();  // loads vmlinux BTF once (nothing when the kernel has none)
+  ~KernelHooks();
+  KernelHooks(const KernelHooks&) = delete;
+  KernelHooks& operator=(const KernelHooks&) = delete;
+
+  bool has_btf() const { return vmlinux_ != nullptr; }
+  int btf_errno() const { return btf_errno_; }
+  bool btf_tracepoint(std::string_view event) const;
+  // nullopt: cannot tell (tracefs not mounted at `tracefs`, or not readable by this user).
+  std::optional<bool> classic_tracepoint(std::string_view category, std::string_view event,
+                                         const std::string& tracefs = "/sys/kernel/tracing") const;
+
+ private:
+  struct btf* vmlinux_ = nullptr;
+  int btf_errno_ = 0;
+};
 
 // Route libbpf's own messages into spdlog (debug level unless they are warnings).
 void route_libbpf_logs();

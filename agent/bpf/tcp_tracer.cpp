@@ -11,6 +11,14 @@ namespace hostscope::bpf {
 HS_SKELETON_OPS(tcp_lifecycle);
 using TcpSkel = Skeleton<tcp_lifecycle, tcp_lifecycle_ops>;
 
+std::string_view to_string(HookMode m) {
+  switch (m) {
+    case HookMode::Btf: return "tp_btf";
+    case HookMode::Classic: return "tracepoint";
+    default: return "off";
+  }
+}
+
 std::string_view to_string(AttachMode m) {
   switch (m) {
     case AttachMode::Btf: return "tp_btf";
@@ -28,33 +36,58 @@ TcpTracer::~TcpTracer() = default;
 
 namespace {
 
-struct ProgSet {
-  bpf_program* set_state;
-  bpf_program* send_reset;
-  bpf_program* recv_reset;
-  bpf_program* send_len;  // passive owners
-  bpf_program* recv_len;
-  std::vector<bpf_program*> all() const { return {set_state, send_reset, recv_reset, send_len, recv_len}; }
+// One kernel hook with its two programs: the BTF-typed one (cheaper: direct loads) and the classic twin.
+struct Hook {
+  const char* category;
+  const char* event;
+  bpf_program* btf;
+  bpf_program* classic;
+  const char* lost;  // what degrades without it; nullptr: required
 };
 
-ProgSet btf_progs(tcp_lifecycle* s) {
-  return {s->progs.btf_inet_sock_set_state, s->progs.btf_tcp_send_reset, s->progs.btf_tcp_receive_reset,
-          s->progs.btf_sock_send_length, s->progs.btf_sock_recv_length};
-}
-ProgSet classic_progs(tcp_lifecycle* s) {
-  return {s->progs.tp_inet_sock_set_state, s->progs.tp_tcp_send_reset, s->progs.tp_tcp_receive_reset,
-          s->progs.tp_sock_send_length, s->progs.tp_sock_recv_length};
+std::vector<Hook> hooks_of(tcp_lifecycle* s) {
+  const char* owner_lost =
+      "the server side of accepted connections gets its owner only when it closes (pid 0 when the peer closes "
+      "first)";
+  return {{"sock", "inet_sock_set_state", s->progs.btf_inet_sock_set_state, s->progs.tp_inet_sock_set_state, nullptr},
+          {"tcp", "tcp_send_reset", s->progs.btf_tcp_send_reset, s->progs.tp_tcp_send_reset,
+           "resets are reported as plain closes"},
+          {"tcp", "tcp_receive_reset", s->progs.btf_tcp_receive_reset, s->progs.tp_tcp_receive_reset,
+           "resets are reported as plain closes"},
+          {"sock", "sock_send_length", s->progs.btf_sock_send_length, s->progs.tp_sock_send_length, owner_lost},
+          {"sock", "sock_recv_length", s->progs.btf_sock_recv_length, s->progs.tp_sock_recv_length, owner_lost}};
 }
 
-// One load+attach attempt in a given mode. Required: the state-change hook. Optional hooks degrade with a note.
+// Which program of a hook to load. Auto chooses per hook, not per object: a kernel that lacks one tracepoint
+// (6.1 has no sock_send_length, added in 6.3) keeps tp_btf for every hook it has, instead of the whole object
+// failing to load (a tp_btf program naming a missing BTF type fails the load with ESRCH).
+HookMode choose(const Hook& h, AttachMode mode, const KernelHooks& kernel) {
+  if (mode == AttachMode::Btf) return HookMode::Btf;
+  if (mode == AttachMode::Classic) return HookMode::Classic;
+  if (kernel.btf_tracepoint(h.event)) return HookMode::Btf;
+  if (kernel.classic_tracepoint(h.category, h.event).value_or(false)) return HookMode::Classic;
+  return HookMode::Off;
+}
+
+// One load+attach attempt with the given mode (Auto: per hook). Required: the state-change hook. Optional hooks
+// degrade with a note.
 Result<std::unique_ptr<TcpTracer::Impl>> try_mode(const TcpTracerOptions& o, AttachMode mode,
-                                                  std::vector<std::string>& notes) {
+                                                  const KernelHooks& kernel, std::vector<std::string>& notes,
+                                                  std::vector<HookChoice>& chosen) {
   auto skel = TcpSkel::open("tcp_lifecycle");
   if (!skel) return skel.error();
   auto& s = *skel;
-  ProgSet use = mode == AttachMode::Btf ? btf_progs(s.get()) : classic_progs(s.get());
-  ProgSet off = mode == AttachMode::Btf ? classic_progs(s.get()) : btf_progs(s.get());
-  for (auto* p : off.all()) bpf_program__set_autoload(p, false);
+  auto hooks = hooks_of(s.get());
+  std::vector<HookMode> modes;
+  for (const auto& h : hooks) {
+    HookMode m = choose(h, mode, kernel);
+    if (m == HookMode::Off && !h.lost)
+      return make_error(fmt::format("neither tp_btf/{0} nor tracepoint {1}/{0} exists on this kernel", h.event,
+                                    h.category));
+    bpf_program__set_autoload(h.btf, m == HookMode::Btf);
+    bpf_program__set_autoload(h.classic, m == HookMode::Classic);
+    modes.push_back(m);
+  }
   s->rodata->emit_opens = o.emit_opens;
   s->rodata->stitch_peers = o.stitch_peers;
   s->rodata->hs_wakeup_bytes = o.wakeup_bytes;
@@ -68,25 +101,26 @@ Result<std::unique_ptr<TcpTracer::Impl>> try_mode(const TcpTracerOptions& o, Att
   if (auto st = s.load("tcp_lifecycle"); !st) return st.error();
 
   auto impl = std::make_unique<TcpTracer::Impl>();
-  auto set_state = attach_program(use.set_state);
-  if (!set_state) return set_state.error();
-  impl->links.push_back(std::move(*set_state));
-  for (auto* p : {use.send_reset, use.recv_reset}) {
-    auto l = attach_program(p);
-    if (!l) {
-      notes.push_back(fmt::format("{}: resets are reported as plain closes", l.error().str()));
+  for (size_t i = 0; i < hooks.size(); i++) {
+    const auto& h = hooks[i];
+    std::string key = fmt::format("{}/{}", h.category, h.event);
+    if (modes[i] == HookMode::Off) {
+      notes.push_back(fmt::format("neither tp_btf/{} nor tracepoint {} exists on this kernel: {}", h.event, key,
+                                  h.lost));
+      chosen.push_back({key, HookMode::Off});
       continue;
     }
-    impl->links.push_back(std::move(*l));
-  }
-  for (auto* p : {use.send_len, use.recv_len}) {
-    auto l = attach_program(p);
+    auto l = attach_program(modes[i] == HookMode::Btf ? h.btf : h.classic);
     if (!l) {
-      notes.push_back(fmt::format("{}: the server side of accepted connections gets its owner only when it closes "
-                                  "(pid 0 when the peer closes first)",
-                                  l.error().str()));
+      if (!h.lost) return l.error();
+      notes.push_back(fmt::format("{}: {}", l.error().str(), h.lost));
+      chosen.push_back({key, HookMode::Off});
       continue;
     }
+    if (mode == AttachMode::Auto && modes[i] == HookMode::Classic)
+      notes.push_back(fmt::format("{}: classic tracepoint (tp_btf/{} is not in this kernel's BTF; slower per event)",
+                                  key, h.event));
+    chosen.push_back({key, modes[i]});
     impl->links.push_back(std::move(*l));
   }
   impl->skel = std::move(s);
@@ -102,12 +136,16 @@ Result<std::unique_ptr<TcpTracer>> TcpTracer::start(const TcpTracerOptions& opts
     t->degraded_.push_back(fmt::format("{}: classic tracepoints (fallback hooks) are unavailable",
                                        st.error().str()));
 
+  KernelHooks kernel;
   auto attempt = [&](AttachMode m) {
     std::vector<std::string> notes;
-    auto r = try_mode(opts, m, notes);
+    std::vector<HookChoice> chosen;
+    auto r = try_mode(opts, m, kernel, notes, chosen);
     if (r) {
       t->impl_ = std::move(*r);
-      t->mode_ = m;
+      t->hooks_ = std::move(chosen);
+      // The mode of the required state-change hook names the tracer's mode.
+      t->mode_ = t->hooks_.front().mode == HookMode::Btf ? AttachMode::Btf : AttachMode::Classic;
       t->degraded_.insert(t->degraded_.end(), notes.begin(), notes.end());
     }
     return r ? Status{} : Status{r.error()};
@@ -115,7 +153,8 @@ Result<std::unique_ptr<TcpTracer>> TcpTracer::start(const TcpTracerOptions& opts
 
   Status st = make_error("no attach mode tried");
   if (opts.mode != AttachMode::Classic) {
-    st = attempt(AttachMode::Btf);
+    // Auto chooses per hook from the kernel's BTF and tracefs; a forced Btf loads every tp_btf program.
+    st = attempt(opts.mode);
     if (!st && opts.mode == AttachMode::Btf) return st.error();
     if (!st)
       t->degraded_.push_back(fmt::format(

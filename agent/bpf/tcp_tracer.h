@@ -1,6 +1,7 @@
 #pragma once
-// Loads and attaches bpf/tcp_lifecycle.bpf.c. Prefers BTF-typed tracepoints; falls back to classic
-// tracepoints when the kernel cannot load or attach them, and says what degrades.
+// Loads and attaches bpf/tcp_lifecycle.bpf.c. Chooses each hook's program on its own: the BTF-typed tracepoint
+// where the kernel's BTF has it, else the classic tracepoint, else the hook is off (optional hooks only). Falls
+// back to classic tracepoints for everything when the tp_btf programs cannot load, and says what degrades.
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +12,15 @@ namespace hostscope::bpf {
 
 enum class AttachMode { Auto, Btf, Classic };
 std::string_view to_string(AttachMode m);
+
+// What one hook got on this kernel (Auto chooses per hook: tp_btf where the kernel's BTF has it, else the classic
+// tracepoint, else off).
+enum class HookMode { Off, Btf, Classic };
+std::string_view to_string(HookMode m);  // "tp_btf" | "tracepoint" | "off"
+struct HookChoice {
+  std::string hook;  // "sock/inet_sock_set_state": the tracepoint's category/event, as doctor names it
+  HookMode mode = HookMode::Off;
+};
 
 struct TcpTracerOptions {
   AttachMode mode = AttachMode::Auto;
@@ -38,7 +48,8 @@ class TcpTracer {
   int events_fd() const;
   int go_procs_fd() const;
   int socket_table_fd() const;
-  AttachMode mode() const { return mode_; }
+  AttachMode mode() const { return mode_; }  // the state-change hook's mode
+  const std::vector<HookChoice>& hooks() const { return hooks_; }
   // Human-readable notes on what is degraded on this kernel (empty when everything is on).
   const std::vector<std::string>& degraded() const { return degraded_; }
   KernelCounters counters() const;
@@ -51,6 +62,7 @@ class TcpTracer {
   std::unique_ptr<Impl> impl_;
   AttachMode mode_ = AttachMode::Auto;
   std::vector<std::string> degraded_;
+  std::vector<HookChoice> hooks_;
   uint32_t table_size_ = 0;
 };
 

@@ -65,6 +65,7 @@ std::unique_ptr<IdentityResolver> make_comm_resolver() { return std::make_unique
 nlohmann::json Health::to_json() const {
   return {
       {"attach_mode", attach_mode},
+      {"hooks", hooks},
       {"degraded", degraded},
       {"events_delivered", events_delivered},
       {"kernel",
@@ -184,6 +185,7 @@ Health Pipeline::health() const {
   if (tracer_) {
     h.kernel = tracer_->counters();
     h.attach_mode = std::string(bpf::to_string(tracer_->mode()));
+    for (const auto& c : tracer_->hooks()) h.hooks[c.hook] = std::string(bpf::to_string(c.mode));
     h.degraded = tracer_->degraded();
   }
   h.degraded.insert(h.degraded.end(), degraded_.begin(), degraded_.end());

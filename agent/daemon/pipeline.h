@@ -4,6 +4,7 @@
 // Outputs read snapshots or subscribe to the event stream; they never reach back into the reader.
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -43,6 +44,7 @@ std::unique_ptr<IdentityResolver> make_comm_resolver();
 struct Health {
   bpf::KernelCounters kernel;
   std::string attach_mode;
+  std::map<std::string, std::string> hooks;  // "sock/inet_sock_set_state" -> tp_btf | tracepoint | off
   std::vector<std::string> degraded;
   uint64_t events_delivered = 0;
   uint64_t subscribers = 0;

@@ -86,6 +86,8 @@ TEST_F(DoctorTest, RunningAgentIsHealthyAndExitCodeFollowsVerdicts) {
   auto d = doctor("-c " + config_);
   EXPECT_EQ(d.status_of["agent"], "ok") << d.json.dump(2);
   EXPECT_EQ(d.status_of["agent events"], "ok") << d.json.dump(2);
+  // The agent reports each hook it attached, and it is what doctor predicted for this kernel.
+  EXPECT_EQ(d.status_of["agent hooks"], "ok") << d.json.dump(2);
   bool all_ok = true;
   for (const auto& [name, st] : d.status_of) all_ok = all_ok && st == "ok";
   EXPECT_EQ(d.status, all_ok ? 0 : 1) << d.json.dump(2);

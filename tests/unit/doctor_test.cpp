@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -175,6 +176,34 @@ TEST(DoctorVerdicts, GroupAndDaemon) {
   EXPECT_NE(find(cs, "agent events").message.find("7 events"), std::string::npos);
   EXPECT_EQ(find(cs, "agent degraded").level, Level::Warn);
   EXPECT_EQ(render_json(cs)["exit_code"], 1);
+}
+
+// Debian 12's 6.1 kernel has every hook as tp_btf except sock_send_length/sock_recv_length (added in 6.3), which
+// exist neither as BTF types nor as classic tracepoints: those two are off, everything else stays tp_btf.
+TEST(DoctorHooks, PredictsEachHookOnItsOwnLikeTheAgent) {
+  auto f = healthy();
+  for (const char* ev : {"sock/sock_send_length", "sock/sock_recv_length"}) f.hooks[ev] = {false, Tri::No};
+  f.hooks["tcp/tcp_send_reset"] = {false, Tri::Yes};
+  std::map<std::string, std::string> predicted;
+  for (const auto& h : agent_hooks()) predicted[h.category + "/" + h.event] = predicted_hook_mode(h, f);
+  EXPECT_EQ(predicted["sock/inet_sock_set_state"], "tp_btf");
+  EXPECT_EQ(predicted["tcp/tcp_receive_reset"], "tp_btf");
+  EXPECT_EQ(predicted["tcp/tcp_send_reset"], "tracepoint");
+  EXPECT_EQ(predicted["sock/sock_send_length"], "off");
+  auto cs = evaluate(f);
+  EXPECT_EQ(find(cs, "hook sock/inet_sock_set_state").level, Level::Ok);
+  EXPECT_EQ(find(cs, "hook sock/sock_send_length").level, Level::Warn);
+
+  // An agent that reports the same choice agrees; one that reports something else is flagged.
+  (*f.health)["hooks"] = {{"sock/inet_sock_set_state", "tp_btf"},  {"tcp/tcp_send_reset", "tracepoint"},
+                          {"tcp/tcp_receive_reset", "tp_btf"},     {"sock/sock_send_length", "off"},
+                          {"sock/sock_recv_length", "off"}};
+  EXPECT_EQ(find(evaluate(f), "agent hooks").level, Level::Ok);
+  (*f.health)["hooks"]["sock/inet_sock_set_state"] = "tracepoint";
+  const auto& differ = find(evaluate(f), "agent hooks");
+  EXPECT_EQ(differ.level, Level::Warn);
+  EXPECT_NE(differ.message.find("sock/inet_sock_set_state is tracepoint (predicted tp_btf)"), std::string::npos)
+      << differ.message;
 }
 
 // Every hook the BPF sources define is one doctor checks, and nothing else.

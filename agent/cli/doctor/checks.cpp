@@ -16,6 +16,15 @@ std::string_view level_name(Level l) {
   return "?";
 }
 
+std::string predicted_hook_mode(const HookSpec& h, const NodeFacts& f) {
+  HookFacts hf;
+  if (auto it = f.hooks.find(h.category + "/" + h.event); it != f.hooks.end()) hf = it->second;
+  if (h.has_btf && f.btf_present && hf.btf) return "tp_btf";
+  if (hf.classic == Tri::Yes) return "tracepoint";
+  if (hf.classic == Tri::Unknown) return "unknown";
+  return "off";
+}
+
 const std::vector<HookSpec>& agent_hooks() {
   static const std::vector<HookSpec> hooks = {
       {"sock", "inet_sock_set_state", true, true, "TCP connections are seen from open to close",
@@ -68,8 +77,8 @@ void hook_checks(const NodeFacts& f, std::vector<Check>& out) {
     HookFacts hf;
     if (auto it = f.hooks.find(key); it != f.hooks.end()) hf = it->second;
     std::string name = "hook " + key;
-    bool btf_ok = h.has_btf && f.btf_present && hf.btf;
-    if (btf_ok) {
+    std::string mode = predicted_hook_mode(h, f);
+    if (mode == "tp_btf") {
       add(out, name, Level::Ok, fmt::format("tp_btf/{} is available: {}", h.event, h.gives));
     } else if (hf.classic == Tri::Yes) {
       if (h.has_btf)
@@ -204,6 +213,23 @@ void socket_checks(const NodeFacts& f, std::vector<Check>& out) {
   if (h.contains("degraded") && h["degraded"].is_array())
     for (const auto& d : h["degraded"])
       if (d.is_string()) add(out, "agent degraded", Level::Warn, d.get<std::string>());
+  // The agent reports the hook each program got; it must be what the checks above predicted for this kernel.
+  if (h.contains("hooks") && h["hooks"].is_object()) {
+    std::vector<std::string> differ;
+    for (const auto& spec : agent_hooks()) {
+      std::string key = spec.category + "/" + spec.event;
+      if (!h["hooks"].contains(key) || !h["hooks"][key].is_string()) continue;
+      std::string got = h["hooks"][key].get<std::string>(), want = predicted_hook_mode(spec, f);
+      if (want != "unknown" && got != want) differ.push_back(fmt::format("{} is {} (predicted {})", key, got, want));
+    }
+    if (differ.empty())
+      add(out, "agent hooks", Level::Ok, "the agent attached every hook as predicted for this kernel");
+    else
+      add(out, "agent hooks", Level::Warn,
+          fmt::format("the agent's hooks differ from the prediction: {}; the agent may have been started with a "
+                      "forced attach mode (kernel.attach in its config), or fell back after a load failure (see its log)",
+                      fmt::join(differ, "; ")));
+  }
 }
 
 }  // namespace

@@ -31,6 +31,12 @@ const std::vector<HookSpec>& agent_hooks();
 
 enum class Tri { Yes, No, Unknown };
 
+// What the agent will attach for a hook on this node: "tp_btf", "tracepoint", "off", or "unknown" (tracefs could
+// not be read and the kernel's BTF lacks the hook). The agent chooses by the same rule (agent/bpf/tcp_tracer.cpp).
+struct HookFacts;
+struct NodeFacts;
+std::string predicted_hook_mode(const HookSpec& h, const NodeFacts& f);
+
 struct HookFacts {
   bool btf = false;             // btf_trace_<event> exists in the kernel BTF
   Tri classic = Tri::Unknown;   // <tracefs>/events/<category>/<event> exists (Unknown: not mounted or unreadable)

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "agent/bpf/libbpf_util.h"
 #include "agent/daemon/agent.h"
 #include "agent/daemon/api_server.h"
 #include "agent/identity/process_table.h"
@@ -56,12 +57,11 @@ std::string find_tool(const std::string& name) {
 }
 
 void probe_kernel(NodeFacts& f) {
-  btf* vmlinux = btf__load_vmlinux_btf();
-  if (!vmlinux) {
-    f.btf_error = std::strerror(errno);
-  } else {
+  bpf::KernelHooks kernel;  // the same probe the agent chooses its hooks with
+  if (!kernel.has_btf())
+    f.btf_error = std::strerror(kernel.btf_errno());
+  else
     f.btf_present = true;
-  }
   // The smallest tracing program: r0 = 0; exit. Needs CAP_BPF and CAP_PERFMON like the agent's programs.
   bpf_insn insns[2] = {};
   insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;
@@ -74,16 +74,13 @@ void probe_kernel(NodeFacts& f) {
 
   for (const auto& h : agent_hooks()) {
     HookFacts hf;
-    if (vmlinux && h.has_btf)
-      hf.btf = btf__find_by_name_kind(vmlinux, ("btf_trace_" + h.event).c_str(), BTF_KIND_TYPEDEF) >= 0;
+    hf.btf = h.has_btf && kernel.btf_tracepoint(h.event);
     if (!f.tracefs_mount.empty()) {
-      std::error_code ec;
-      bool exists = fs::exists(fs::path(f.tracefs_mount) / "events" / h.category / h.event, ec);
-      hf.classic = ec ? Tri::Unknown : exists ? Tri::Yes : Tri::No;  // tracefs is root-only (0700)
+      auto classic = kernel.classic_tracepoint(h.category, h.event, f.tracefs_mount);
+      hf.classic = !classic ? Tri::Unknown : *classic ? Tri::Yes : Tri::No;
     }
     f.hooks[h.category + "/" + h.event] = hf;
   }
-  if (vmlinux) btf__free(vmlinux);
 }
 
 void probe_tools(NodeFacts& f) {
