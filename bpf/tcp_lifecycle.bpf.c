@@ -6,6 +6,7 @@
  *   inet_sock_set_state  state machine: open, established, close (+ owners, process context only)
  *   tcp_send_reset / tcp_receive_reset  mark resets so the close can say how the connection ended
  *   sock_send_length / sock_recv_length  owner of passively opened sockets, at their first send or receive
+ *   fexit/inet_csk_accept  the same owner at accept(), where those two tracepoints are missing (6.1)
  *
  * Owner attribution: passive-side state changes up to ESTABLISHED run in softirq, where `current` is whoever
  * was interrupted, so the passive owner is taken in the owner's own context: the first send or receive on the
@@ -423,6 +424,24 @@ int BPF_PROG(btf_sock_send_length, struct sock* sk, int ret, int flags) { return
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(btf_sock_recv_length, struct sock* sk, int ret, int flags) { return handle_sock_io(sk, true); }
+
+/* ---- fexit (BPF trampolines: Debian's kernels have them; some kernels, ours included, do not) ---- */
+
+/* The socket accept() hands to its caller, in the accepting task: the passive owner at accept, for kernels
+ * without sock_send_length/sock_recv_length (6.1; they came in 6.3). The agent loads it only there, and only
+ * where trampolines work (a failed load is retried without it). The return value is read with bpf_get_func_ret
+ * (5.17+), so one program serves both signatures (6.10 replaced flags/err/kern with struct proto_accept_arg);
+ * it is a plain scalar, hence the probe-read path. Only sockets in tcp_socks are touched. */
+SEC("fexit/inet_csk_accept")
+int fexit_inet_csk_accept(unsigned long long* ctx) {
+  __u64 ret = 0;
+  if (bpf_get_func_ret(ctx, &ret) || !ret) return 0;
+  struct sock* sk = (struct sock*)ret;
+  __u64 key = (__u64)sk;
+  struct sock_info* si = bpf_map_lookup_elem(&tcp_socks, &key);
+  if (si) sock__owner_acts(si, sk, key, false);
+  return 0;
+}
 
 /* ---- classic tracepoints (fallback where tp_btf cannot attach; need tracefs) ---- */
 

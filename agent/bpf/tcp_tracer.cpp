@@ -15,6 +15,7 @@ std::string_view to_string(HookMode m) {
   switch (m) {
     case HookMode::Btf: return "tp_btf";
     case HookMode::Classic: return "tracepoint";
+    case HookMode::Fexit: return "fexit";
     default: return "off";
   }
 }
@@ -45,10 +46,11 @@ struct Hook {
   const char* lost;  // what degrades without it; nullptr: required
 };
 
+const char* const kOwnerLost =
+    "the server side of accepted connections gets its owner only when it closes (pid 0 when the peer closes first)";
+
 std::vector<Hook> hooks_of(tcp_lifecycle* s) {
-  const char* owner_lost =
-      "the server side of accepted connections gets its owner only when it closes (pid 0 when the peer closes "
-      "first)";
+  const char* owner_lost = kOwnerLost;
   return {{"sock", "inet_sock_set_state", s->progs.btf_inet_sock_set_state, s->progs.tp_inet_sock_set_state, nullptr},
           {"tcp", "tcp_send_reset", s->progs.btf_tcp_send_reset, s->progs.tp_tcp_send_reset,
            "resets are reported as plain closes"},
@@ -61,19 +63,22 @@ std::vector<Hook> hooks_of(tcp_lifecycle* s) {
 // Which program of a hook to load. Auto chooses per hook, not per object: a kernel that lacks one tracepoint
 // (6.1 has no sock_send_length, added in 6.3) keeps tp_btf for every hook it has, instead of the whole object
 // failing to load (a tp_btf program naming a missing BTF type fails the load with ESRCH).
+// A forced mode uses only that kind of hook, and still leaves off a hook this kernel does not have (an unreadable
+// tracefs counts as having it: the attach then says why it failed).
 HookMode choose(const Hook& h, AttachMode mode, const KernelHooks& kernel) {
-  if (mode == AttachMode::Btf) return HookMode::Btf;
-  if (mode == AttachMode::Classic) return HookMode::Classic;
-  if (kernel.btf_tracepoint(h.event)) return HookMode::Btf;
-  if (kernel.classic_tracepoint(h.category, h.event).value_or(false)) return HookMode::Classic;
-  return HookMode::Off;
+  bool btf = kernel.btf_tracepoint(h.event);
+  if (mode == AttachMode::Btf) return btf ? HookMode::Btf : HookMode::Off;
+  bool classic = kernel.classic_tracepoint(h.category, h.event).value_or(mode == AttachMode::Classic);
+  if (mode == AttachMode::Classic) return classic ? HookMode::Classic : HookMode::Off;
+  if (btf) return HookMode::Btf;
+  return classic ? HookMode::Classic : HookMode::Off;
 }
 
 // One load+attach attempt with the given mode (Auto: per hook). Required: the state-change hook. Optional hooks
 // degrade with a note.
 Result<std::unique_ptr<TcpTracer::Impl>> try_mode(const TcpTracerOptions& o, AttachMode mode,
-                                                  const KernelHooks& kernel, std::vector<std::string>& notes,
-                                                  std::vector<HookChoice>& chosen) {
+                                                  const KernelHooks& kernel, bool with_accept,
+                                                  std::vector<std::string>& notes, std::vector<HookChoice>& chosen) {
   auto skel = TcpSkel::open("tcp_lifecycle");
   if (!skel) return skel.error();
   auto& s = *skel;
@@ -88,6 +93,7 @@ Result<std::unique_ptr<TcpTracer::Impl>> try_mode(const TcpTracerOptions& o, Att
     bpf_program__set_autoload(h.classic, m == HookMode::Classic);
     modes.push_back(m);
   }
+  bpf_program__set_autoload(s->progs.fexit_inet_csk_accept, with_accept);
   s->rodata->emit_opens = o.emit_opens;
   s->rodata->stitch_peers = o.stitch_peers;
   s->rodata->hs_wakeup_bytes = o.wakeup_bytes;
@@ -101,12 +107,20 @@ Result<std::unique_ptr<TcpTracer::Impl>> try_mode(const TcpTracerOptions& o, Att
   if (auto st = s.load("tcp_lifecycle"); !st) return st.error();
 
   auto impl = std::make_unique<TcpTracer::Impl>();
+  if (with_accept) {
+    auto l = attach_program(s->progs.fexit_inet_csk_accept);
+    if (!l) return l.error();  // retried without it
+    impl->links.push_back(std::move(*l));
+  }
   for (size_t i = 0; i < hooks.size(); i++) {
     const auto& h = hooks[i];
     std::string key = fmt::format("{}/{}", h.category, h.event);
     if (modes[i] == HookMode::Off) {
       notes.push_back(fmt::format("neither tp_btf/{} nor tracepoint {} exists on this kernel: {}", h.event, key,
-                                  h.lost));
+                                  with_accept && h.lost == kOwnerLost
+                                      ? "the owner of accepted connections is taken at accept() instead "
+                                        "(fexit/inet_csk_accept)"
+                                      : h.lost));
       chosen.push_back({key, HookMode::Off});
       continue;
     }
@@ -137,11 +151,25 @@ Result<std::unique_ptr<TcpTracer>> TcpTracer::start(const TcpTracerOptions& opts
                                        st.error().str()));
 
   KernelHooks kernel;
+  // Where neither send/receive tracepoint exists (6.1), the passive owner comes from fexit/inet_csk_accept if the
+  // kernel runs BPF trampolines; tried first there, and the load is retried without it when it fails.
+  const bool want_accept = opts.mode != AttachMode::Classic && !kernel.btf_tracepoint("sock_send_length") &&
+                           !kernel.btf_tracepoint("sock_recv_length");
   auto attempt = [&](AttachMode m) {
     std::vector<std::string> notes;
     std::vector<HookChoice> chosen;
-    auto r = try_mode(opts, m, kernel, notes, chosen);
+    bool accept_hook = want_accept && m != AttachMode::Classic;
+    auto r = try_mode(opts, m, kernel, accept_hook, notes, chosen);
+    if (!r && accept_hook) {
+      std::string why = r.error().str();
+      notes.clear();
+      chosen.clear();
+      accept_hook = false;
+      r = try_mode(opts, m, kernel, false, notes, chosen);
+      if (r) notes.push_back(fmt::format("fexit/inet_csk_accept unavailable ({})", why));
+    }
     if (r) {
+      chosen.push_back({"fexit/inet_csk_accept", accept_hook ? HookMode::Fexit : HookMode::Off});
       t->impl_ = std::move(*r);
       t->hooks_ = std::move(chosen);
       // The mode of the required state-change hook names the tracer's mode.

@@ -15,8 +15,8 @@ std::string_view to_string(AttachMode m);
 
 // What one hook got on this kernel (Auto chooses per hook: tp_btf where the kernel's BTF has it, else the classic
 // tracepoint, else off).
-enum class HookMode { Off, Btf, Classic };
-std::string_view to_string(HookMode m);  // "tp_btf" | "tracepoint" | "off"
+enum class HookMode { Off, Btf, Classic, Fexit };
+std::string_view to_string(HookMode m);  // "tp_btf" | "tracepoint" | "fexit" | "off"
 struct HookChoice {
   std::string hook;  // "sock/inet_sock_set_state": the tracepoint's category/event, as doctor names it
   HookMode mode = HookMode::Off;
