@@ -113,24 +113,33 @@ constexpr uint64_t kTrimAfterBytes = 1u << 20;            // give the heap back 
 }  // namespace
 
 bool ReplyWriter::flush() {
-  if (failed_) return false;
-  if (std::chrono::steady_clock::now() - started_at_ > kMaxReplyTime) {
-    failed_ = true;
-    err_ = ETIMEDOUT;
-    return false;
+  // Each write() stalls at most the socket's send timeout; the deadline is checked between them, so a client that
+  // reads a trickle cannot hold its snapshot slot for longer than kMaxReplyTime (plus one send timeout).
+  const char* p = buf_.data();
+  size_t n = buf_.size();
+  while (n && !failed_) {
+    if (std::chrono::steady_clock::now() - started_at_ > kMaxReplyTime) {
+      failed_ = true;
+      err_ = ETIMEDOUT;
+      break;
+    }
+    ssize_t w = ::write(fd_, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
+      failed_ = true;
+      err_ = errno;
+      break;
+    }
+    p += w;
+    n -= size_t(w);
+    bytes_ += uint64_t(w);
   }
-  if (!write_all(fd_, buf_.data(), buf_.size())) {
-    failed_ = true;
-    err_ = errno;
-    return false;
-  }
-  bytes_ += buf_.size();
   buf_.clear();
-  return true;
+  return !failed_;
 }
 
 bool ReplyWriter::append(std::string_view s) {
-  if (failed_) return false;
+  if (failed_) return false;  // the writer (write_json) stops at once
   if (!started_) {
     started_ = true;
     started_at_ = std::chrono::steady_clock::now();
