@@ -467,7 +467,9 @@ Status api_stream(const std::string& socket_path, const std::string& method, con
     if (poll(&p, 1, 200) == 0) continue;
     ssize_t n = recv(*fd, tmp, sizeof(tmp), 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return {};
+    if (n <= 0)  // only the caller ends a stream: the agent closing it is news the user must get
+      return errorf_errno(ECONNRESET, "api stream {}: the agent ended the stream (it stopped, or this client fell "
+                                      "behind by more than api.stream_queue lines and was dropped)", method);
     buf.append(tmp, size_t(n));
     size_t pos;
     while ((pos = buf.find('\n')) != std::string::npos) {

@@ -143,7 +143,7 @@ class ApiServer {
 // Client side: one request, one reply (or a stream of lines for stream methods).
 Result<nlohmann::json> api_call(const std::string& socket_path, const std::string& method,
                                 const nlohmann::json& params = nlohmann::json::object(), int timeout_ms = 5000);
-// Opens a stream; calls on_line for each line until it returns false or the server closes.
+// Opens a stream; calls on_line for each line until it returns false (success) or the server closes (an error).
 // `stop` (optional) is checked every 200 ms so a caller can end a quiet stream.
 Status api_stream(const std::string& socket_path, const std::string& method, const nlohmann::json& params,
                   const std::function<bool(const std::string&)>& on_line, const std::atomic<bool>* stop = nullptr);

@@ -526,6 +526,23 @@ TEST(DaemonAbuse, SecondAgentExitsNamingTheFirst) {
   EXPECT_TRUE(h) << h.error().str();
 }
 
+// A `connections` stream the agent ends (stopped, or dropped as too slow) is an error, not a quiet exit 0.
+TEST(DaemonAbuse, ConnectionsSaysTheAgentEndedTheStream) {
+  HS_REQUIRE_ROOT();
+  Daemon d;
+  ASSERT_TRUE(d.ready());
+  CmdResult r;
+  std::thread cli([&] { r = sh("timeout 20 " + bin() + " connections --port 1 --socket " + d.sock()); });
+  ASSERT_TRUE(eventually([&] {
+    auto h = daemon::api_call(d.sock(), "health");
+    return h && (*h)["api"]["streams_active"] == 1;
+  }));
+  EXPECT_EQ(d.stop(), 0);
+  cli.join();
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("the agent ended the stream"), std::string::npos) << r.out;
+}
+
 TEST(DaemonAbuse, TopologyWatchWaitsForAnAgentThatWentAway) {
   HS_REQUIRE_ROOT();
   Daemon d;
