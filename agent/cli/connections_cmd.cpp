@@ -11,6 +11,7 @@
 #include "agent/bpf/tcp_tracer.h"
 #include "agent/cli/commands.h"
 #include "agent/cli/signals.h"
+#include "agent/cli/source.h"
 #include "agent/events/filter.h"
 #include "agent/events/format.h"
 #include "agent/identity/resolver.h"
@@ -111,7 +112,14 @@ int run_via_daemon(const ConnectionsOptions& o) {
 // Writes all of buf to fd; false on error (EPIPE when the reader of our output went away).
 
 int run_connections(const ConnectionsOptions& o) {
-  if (!o.embedded && hostscope::daemon::daemon_running(o.socket)) return run_via_daemon(o);
+  if (!o.embedded) {
+    auto up = agent_answers(o.socket);
+    if (!up) {
+      spdlog::error("{}", up.error().str());
+      return 1;
+    }
+    if (*up) return run_via_daemon(o);
+  }
   bpf::TcpTracerOptions topts;
   topts.mode = o.attach == "btf" ? bpf::AttachMode::Btf : o.attach == "classic" ? bpf::AttachMode::Classic : bpf::AttachMode::Auto;
   // Local peers are stitched in the kernel, so identity needs no open events.

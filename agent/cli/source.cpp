@@ -79,8 +79,19 @@ std::unique_ptr<SnapshotSource> with_marks(std::unique_ptr<SnapshotSource> s, co
 
 }  // namespace
 
+Result<bool> agent_answers(const std::string& socket) {
+  auto p = daemon::probe_agent(socket);
+  if (p.state == daemon::AgentProbe::State::Running) return true;
+  if (p.state == daemon::AgentProbe::State::Absent) return false;
+  return errorf("{}", daemon::probe_message(socket, p));
+}
+
 Result<std::unique_ptr<SnapshotSource>> open_source(const SourceOptions& o) {
-  if (!o.embedded_only && daemon::daemon_running(o.socket)) return with_marks(std::make_unique<DaemonSource>(o.socket), o);
+  if (!o.embedded_only) {
+    auto up = agent_answers(o.socket);
+    if (!up) return up.error();
+    if (*up) return with_marks(std::make_unique<DaemonSource>(o.socket), o);
+  }
   auto cfg = daemon::load_agent_config(o.config, o.config == daemon::kDefaultConfigPath);
   if (!cfg) return cfg.error();
   auto src = std::make_unique<EmbeddedSource>(*cfg);

@@ -27,6 +27,11 @@ class SnapshotSource {
   virtual bool embedded() const = 0;
 };
 
+// The agent on `socket` answers: true; nothing there (no socket, nobody listening): false, so the caller may run
+// embedded. An agent that is there but refuses us (full, busy, timing out) or a socket we may not open is an
+// error saying so: a running agent is never mistaken for none.
+Result<bool> agent_answers(const std::string& socket);
+
 Result<std::unique_ptr<SnapshotSource>> open_source(const SourceOptions& o);
 
 }  // namespace hostscope::cli

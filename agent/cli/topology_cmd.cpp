@@ -4,6 +4,7 @@
 #include "agent/cli/commands.h"
 #include "agent/cli/signals.h"
 #include "agent/cli/source.h"
+#include "agent/daemon/api_server.h"
 #include "agent/topology/render.h"
 #include "agent/util/clock.h"
 #include "agent/util/logging.h"
@@ -37,6 +38,7 @@ int run_topology(const TopologyOptions& o) {
     auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.window_s);
     if (wait_for_shutdown([&] { return std::chrono::steady_clock::now() >= until; }) != 0) return 0;
   }
+  bool away = false;  // --watch: the agent stopped answering; we keep retrying
   for (;;) {
     topology::SnapshotFilter f;
     f.service = o.service;
@@ -44,10 +46,21 @@ int run_topology(const TopologyOptions& o) {
     if (o.port) f.port = o.port;
     if (o.since_s > 0) f.since_ns = clock_ns(CLOCK_REALTIME) - uint64_t(o.since_s * 1e9);
     auto snap = (*src)->snapshot(f);
+    if (!snap && o.watch && !(*src)->embedded()) {
+      // Like `top`: an agent that stops or restarts under a watch is waited for, not a reason to exit.
+      if (!away)
+        spdlog::warn("{}: {}; retrying every {:.1f}s", daemon::agent_gone(snap.error()) ? "the agent went away" : "snapshot failed",
+                     snap.error().str(), o.interval_s);
+      away = true;
+      if (wait_for_shutdown([] { return true; }, std::chrono::milliseconds(int(o.interval_s * 1000))) != 0) return 0;
+      continue;
+    }
     if (!snap) {
       spdlog::error("{}", snap.error().str());
       return 1;
     }
+    if (away) spdlog::info("the agent answers again");
+    away = false;
     std::string out = topology::render(*snap, *fmt_kind);
     if (fwrite(out.data(), 1, out.size(), stdout) != out.size()) return 1;
     if (!out.empty() && out.back() != '\n') fputc('\n', stdout);

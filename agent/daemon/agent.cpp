@@ -28,6 +28,10 @@ Agent::~Agent() { stop(); }
 
 Status Agent::start() {
   // Nothing is pinned yet, but the agent owns bpffs on the node like tracefs (mounted when missing).
+  // One agent per socket, decided by a lock held for the agent's life, before anything is loaded.
+  auto lock = lock_agent_instance(cfg_.api.socket);
+  if (!lock) return lock.error();
+  instance_lock_ = std::move(*lock);
   if (auto st = ensure_bpffs(); !st) spdlog::warn("degraded: {}: BPF objects cannot be pinned", st.error().str());
   if (auto st = pipeline_->start(); !st) return st;
   ApiServer::Options o;
@@ -36,6 +40,8 @@ Status Agent::start() {
   o.max_request_bytes = cfg_.api.max_request_bytes;
   o.max_clients = cfg_.api.max_clients;
   o.stream_queue = cfg_.api.stream_queue;
+  o.request_timeout_ms = cfg_.api.request_timeout_ms;
+  o.max_snapshots = cfg_.api.max_snapshots;
   api_ = std::make_unique<ApiServer>(o);
   register_api();
   start_policy();
@@ -48,6 +54,7 @@ void Agent::stop() {
   if (api_) api_->stop();
   if (policy_) policy_->stop();
   if (pipeline_) pipeline_->stop();
+  instance_lock_.reset();
 }
 
 void Agent::register_api() {
@@ -58,7 +65,11 @@ void Agent::register_api() {
                 {"bad_requests", c.bad_requests},
                 {"rejected_clients", c.rejected_clients},
                 {"stream_lines_dropped", c.stream_lines_dropped},
-                {"streams_active", c.streams_active}};
+                {"streams_active", c.streams_active},
+                {"idle_clients_closed", c.idle_clients_closed},
+                {"slow_streams_dropped", c.slow_streams_dropped},
+                {"slow_writes_dropped", c.slow_writes_dropped},
+                {"snapshots_busy", c.snapshots_busy}};
     j["version"] = HOSTSCOPE_VERSION;
     j["node"] = cfg_.node_name;
     if (!cfg_.metrics.listen.empty())

@@ -47,6 +47,7 @@ class Agent {
   Status start_exporters();  // exporters_wiring.cpp
   void stop_exporters();
   Config cfg_;
+  UniqueFd instance_lock_;  // lock_agent_instance: held while this agent runs
   std::unique_ptr<Pipeline> pipeline_;
   std::unique_ptr<ApiServer> api_;
   std::unique_ptr<policy::Reconciler> policy_;

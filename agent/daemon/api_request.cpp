@@ -2,9 +2,13 @@
 
 #include <cmath>
 
+#include "agent/util/json_nesting.h"
+
 namespace hostscope::daemon {
 
 Result<ApiRequest> parse_api_request(std::string_view line) {
+  if (!json_nesting_within(line, kMaxRequestDepth))
+    return errorf("request nested deeper than {} levels", kMaxRequestDepth);
   nlohmann::json req;
   try {
     req = nlohmann::json::parse(line);

@@ -22,6 +22,9 @@ struct ApiRequest {
   nlohmann::json params = nlohmann::json::object();
 };
 
+// No method's parameters nest more than 3 deep; deeper input is refused before it is parsed.
+inline constexpr int kMaxRequestDepth = 8;
+
 // `{"method": "<name>", "params": {...}}`; params optional, must be an object.
 Result<ApiRequest> parse_api_request(std::string_view line);
 

@@ -1,12 +1,16 @@
 #include "agent/daemon/api_server.h"
 
+#include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "agent/util/io.h"
 #include "agent/util/logging.h"
@@ -47,26 +51,32 @@ void StreamQueue::close() {
 namespace {
 
 
-// Reads one '\n'-terminated line of at most `limit` bytes within `timeout_ms`.
-Result<std::string> read_line(int fd, size_t limit, int timeout_ms) {
+// Reads one '\n'-terminated line of at most `limit` bytes (the newline not counted) within `timeout_ms`.
+// `what` names the line in errors ("request", "reply"); a timeout carries ETIMEDOUT, a peer that closed first
+// ECONNRESET.
+Result<std::string> read_line(int fd, size_t limit, int timeout_ms, const char* what) {
   std::string buf;
   char tmp[4096];
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
     auto nl = buf.find('\n');
-    if (nl != std::string::npos) return buf.substr(0, nl);
-    if (buf.size() > limit) return errorf("request larger than {} bytes", limit);
+    if (nl != std::string::npos) {
+      if (nl > limit) return errorf("{} larger than {} bytes", what, limit);
+      buf.resize(nl);
+      return buf;
+    }
+    if (buf.size() > limit) return errorf("{} larger than {} bytes", what, limit);
     int left = int(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
-    if (left <= 0) return errorf("timed out waiting for a request line");
+    if (left <= 0) return errorf_errno(ETIMEDOUT, "no {} line within {} ms", what, timeout_ms);
     pollfd p{fd, POLLIN, 0};
     int r = poll(&p, 1, left);
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return errorf("timed out waiting for a request line");
-    ssize_t n = ::recv(fd, tmp, sizeof(tmp), 0);
+    if (r <= 0) return errorf_errno(ETIMEDOUT, "no {} line within {} ms", what, timeout_ms);
+    ssize_t n = ::recv(fd, tmp, std::min(sizeof(tmp), limit + 1 - buf.size()), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       if (!buf.empty() && n == 0) return buf;  // last line without newline
-      return errorf("connection closed before a request");
+      return errorf_errno(ECONNRESET, "connection closed before a {}", what);
     }
     buf.append(tmp, size_t(n));
   }
@@ -90,22 +100,81 @@ Result<int> connect_unix(const std::string& path) {
   return fd;
 }
 
+// A write that makes no progress for this long fails with EAGAIN, so a client that stops reading frees its slot.
+void set_send_timeout(int fd, uint32_t ms) {
+  timeval tv{time_t(ms / 1000), suseconds_t(ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+constexpr size_t kReplyChunk = 64 * 1024;
+constexpr auto kMaxReplyTime = std::chrono::seconds(30);  // a chunked reply (a snapshot slot) is held at most this long
+constexpr uint64_t kTrimAfterBytes = 1u << 20;            // give the heap back after a reply this large
+
 }  // namespace
 
-ApiServer::ApiServer(Options o) : o_(std::move(o)) {}
+bool ReplyWriter::flush() {
+  // Each write() stalls at most the socket's send timeout; the deadline is checked between them, so a client that
+  // reads a trickle cannot hold its snapshot slot for longer than kMaxReplyTime (plus one send timeout).
+  const char* p = buf_.data();
+  size_t n = buf_.size();
+  while (n && !failed_) {
+    if (std::chrono::steady_clock::now() - started_at_ > kMaxReplyTime) {
+      failed_ = true;
+      err_ = ETIMEDOUT;
+      break;
+    }
+    ssize_t w = ::write(fd_, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
+      failed_ = true;
+      err_ = errno;
+      break;
+    }
+    p += w;
+    n -= size_t(w);
+    bytes_ += uint64_t(w);
+  }
+  buf_.clear();
+  return !failed_;
+}
+
+bool ReplyWriter::append(std::string_view s) {
+  if (failed_) return false;  // the writer (write_json) stops at once
+  if (!started_) {
+    started_ = true;
+    started_at_ = std::chrono::steady_clock::now();
+    buf_.reserve(kReplyChunk + 4096);
+    buf_ = R"({"ok":true,"result":)";
+  }
+  buf_.append(s);
+  return buf_.size() < kReplyChunk || flush();
+}
+
+bool ReplyWriter::finish() {
+  if (!started_) append("null");
+  if (failed_) return false;
+  buf_.append("}\n");
+  return flush();
+}
+
+ApiServer::ApiServer(Options o) : o_(std::move(o)) { snapshot_slots_.release(std::max<ptrdiff_t>(1, o_.max_snapshots)); }
 
 ApiServer::~ApiServer() { stop(); }
 
 void ApiServer::handle(const std::string& method, Handler h) { handlers_[method] = std::move(h); }
 void ApiServer::stream(const std::string& method, StreamHandler h) { streams_[method] = std::move(h); }
+void ApiServer::chunked(const std::string& method, ChunkedHandler h) { chunked_[method] = std::move(h); }
 
 Status ApiServer::start() {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::create_directories(fs::path(o_.socket_path).parent_path(), ec);
-  // A stale socket from a crashed agent would make bind fail; refuse to steal one a live agent answers on.
+  // A stale socket from a crashed agent would make bind fail. The caller holds the instance lock
+  // (lock_agent_instance), so no other agent of this version owns it; still never unlink one anything listens on.
   if (fs::exists(o_.socket_path, ec)) {
-    if (daemon_running(o_.socket_path)) return errorf("api socket {}: another hostscope agent is running", o_.socket_path);
+    if (auto p = probe_agent(o_.socket_path); p.state != AgentProbe::State::Absent)
+      return errorf("api socket {}: something is listening on it ({}); not replacing it", o_.socket_path,
+                    p.detail.empty() ? "a hostscope agent answered" : p.detail);
     fs::remove(o_.socket_path, ec);
   }
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -147,6 +216,52 @@ void ApiServer::reap_clients(bool all) {
     if (c.thread.joinable()) c.thread.join();
 }
 
+void ApiServer::make_room_or_reject(int c) {
+  // Every slot is taken: close the oldest client that has not sent its request yet (an idle or hostile one), so
+  // holding slots open costs a client its slot instead of locking everyone else out. Running requests and streams
+  // are never interrupted; with none idle, the new client is refused.
+  bool made = false;
+  if (active_.load() < 2 * o_.max_clients) {  // the closed ones leave within moments; bound threads meanwhile
+    std::lock_guard lk(clients_mu_);
+    Client* oldest = nullptr;
+    for (auto& cl : clients_)
+      if (cl.fd >= 0 && cl.awaiting_request.load() && (!oldest || cl.accepted < oldest->accepted)) oldest = &cl;
+    if (oldest) {
+      oldest->awaiting_request = false;
+      oldest->preempted = true;
+      shutdown(oldest->fd, SHUT_RDWR);
+      idle_closed_++;
+      made = true;
+    }
+  }
+  if (!made) {
+    rejected_++;
+    reply(c, {{"ok", false}, {"error", fmt::format("too many clients ({} connected)", o_.max_clients)}});
+    close(c);
+    return;
+  }
+  start_client(c);
+}
+
+void ApiServer::start_client(int c) {
+  set_send_timeout(c, o_.request_timeout_ms);
+  active_++;
+  std::lock_guard lk(clients_mu_);
+  Client& slot = clients_.emplace_back();
+  slot.fd = c;
+  slot.accepted = std::chrono::steady_clock::now();
+  slot.thread = std::thread([this, c, &slot] {
+    serve(slot);
+    {
+      std::lock_guard lk2(clients_mu_);
+      slot.fd = -1;
+    }
+    close(c);
+    active_--;
+    slot.done = true;
+  });
+}
+
 void ApiServer::accept_loop() {
   while (!stop_.load()) {
     reap_clients(false);
@@ -154,39 +269,50 @@ void ApiServer::accept_loop() {
     if (poll(&p, 1, 200) <= 0) continue;
     int c = accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
     if (c < 0) continue;
-    if (active_.load() >= o_.max_clients) {
-      rejected_++;
-      reply(c, {{"ok", false}, {"error", "too many clients"}});
-      close(c);
-      continue;
-    }
-    active_++;
-    std::lock_guard lk(clients_mu_);
-    client_fds_.push_back(c);
-    Client& slot = clients_.emplace_back();
-    slot.thread = std::thread([this, c, &slot] {
-      serve(c);
-      {
-        std::lock_guard lk2(clients_mu_);
-        std::erase(client_fds_, c);
-      }
-      close(c);
-      active_--;
-      slot.done = true;
-    });
+    if (active_.load() >= o_.max_clients) make_room_or_reject(c);
+    else start_client(c);
   }
 }
 
-void ApiServer::reply(int fd, const nlohmann::json& j) {
+bool ApiServer::reply(int fd, const nlohmann::json& j) {
   std::string s = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   s.push_back('\n');
-  write_all(fd, s.data(), s.size());
+  if (write_all(fd, s.data(), s.size())) return true;
+  if (errno == EAGAIN || errno == EWOULDBLOCK) slow_writes_++;
+  return false;
 }
 
-void ApiServer::serve(int fd) {
-  auto line = read_line(fd, o_.max_request_bytes, 5000);
-  if (!line) {
+void ApiServer::serve_chunked(int fd, const ChunkedHandler& h, const nlohmann::json& params) {
+  // Snapshot work is the agent's most expensive: a few at a time, the others wait a little or are told to retry.
+  if (!snapshot_slots_.try_acquire_for(std::chrono::milliseconds(o_.request_timeout_ms))) {
+    snapshots_busy_++;
+    reply(fd, {{"ok", false},
+               {"error", fmt::format("busy: {} snapshots are being served; try again", o_.max_snapshots)}});
+    return;
+  }
+  ReplyWriter w(fd);
+  try {
+    h(params, w);
+    w.finish();
+  } catch (const ApiError& e) {
     bad_++;
+    if (!w.started()) reply(fd, {{"ok", false}, {"error", e.what()}});
+  } catch (const std::exception& e) {
+    if (!w.started()) reply(fd, {{"ok", false}, {"error", std::string("internal error: ") + e.what()}});
+  }
+  snapshot_slots_.release();
+  if (w.failed() && (w.error() == EAGAIN || w.error() == EWOULDBLOCK || w.error() == ETIMEDOUT)) slow_writes_++;
+  if (w.bytes() >= kTrimAfterBytes) malloc_trim(0);  // the snapshot's memory goes back to the system, not to a cache
+}
+
+void ApiServer::serve(Client& client) {
+  const int fd = client.fd;
+  auto line = read_line(fd, o_.max_request_bytes, int(o_.request_timeout_ms), "request");
+  client.awaiting_request = false;
+  if (!line) {
+    if (client.preempted.load()) return;  // closed to make room (counted there)
+    if (line.error().err == ETIMEDOUT) idle_closed_++;
+    else if (line.error().err != ECONNRESET) bad_++;
     reply(fd, {{"ok", false}, {"error", line.error().str()}});
     return;
   }
@@ -210,6 +336,10 @@ void ApiServer::serve(int fd) {
     }
     return;
   }
+  if (auto c = chunked_.find(method); c != chunked_.end()) {
+    serve_chunked(fd, c->second, params);
+    return;
+  }
   if (auto s = streams_.find(method); s != streams_.end()) {
     auto q = std::make_shared<StreamQueue>(o_.stream_queue);
     std::function<void()> unsubscribe;
@@ -229,7 +359,16 @@ void ApiServer::serve(int fd) {
       open = q->pop_all(lines, std::chrono::milliseconds(200));
       std::string chunk;
       for (auto& l : lines) chunk += l;
-      if (!chunk.empty() && !write_all(fd, chunk.data(), chunk.size())) break;
+      if (!chunk.empty() && !write_all(fd, chunk.data(), chunk.size())) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) slow_writes_++;
+        break;
+      }
+      // A client whose queue filled is not keeping up: it has lost lines already and would hold its slot and
+      // memory for nothing. Disconnect it (counted); it can reconnect.
+      if (q->dropped() > 0) {
+        slow_streams_++;
+        break;
+      }
       // Detect a client that went away while idle.
       pollfd p{fd, POLLIN | POLLRDHUP, 0};
       if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR))) break;
@@ -248,7 +387,8 @@ void ApiServer::stop() {
   if (acceptor_.joinable()) acceptor_.join();
   {
     std::lock_guard lk(clients_mu_);
-    for (int c : client_fds_) shutdown(c, SHUT_RDWR);
+    for (auto& c : clients_)
+      if (c.fd >= 0) shutdown(c.fd, SHUT_RDWR);
   }
   reap_clients(true);
   if (listen_fd_) {
@@ -259,18 +399,45 @@ void ApiServer::stop() {
 }
 
 ApiCounters ApiServer::counters() const {
-  return {requests_.load(), bad_.load(), rejected_.load(), stream_dropped_.load(), streams_active_.load()};
+  return {requests_.load(),     bad_.load(),         rejected_.load(),    stream_dropped_.load(), streams_active_.load(),
+          idle_closed_.load(),  slow_streams_.load(), slow_writes_.load(), snapshots_busy_.load()};
 }
+
+namespace {
+
+// After a failed request write: the agent may have refused us (too many clients) and closed before reading. Its
+// one-line reason is still in our receive queue; nullopt when there is none.
+std::optional<Error> refusal(int fd, int write_errno, const std::string& method) {
+  if (write_errno != EPIPE && write_errno != ECONNRESET) return std::nullopt;
+  auto line = read_line(fd, 4096, 200, "reply");
+  if (!line) return std::nullopt;
+  auto j = nlohmann::json::parse(*line, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("error")) return std::nullopt;
+  return errorf("api {}: {}", method, j.value("error", std::string("refused")));
+}
+
+// Sends one request line and reads one reply line (errors keep their errno).
+Result<std::string> request_reply(int fd, const std::string& method, const nlohmann::json& params, int timeout_ms) {
+  std::string req = nlohmann::json{{"method", method}, {"params", params}}.dump() + "\n";
+  if (!write_all(fd, req.data(), req.size())) {
+    int e = errno;
+    if (auto why = refusal(fd, e, method)) return *why;
+    return errorf_errno(e, "api request {} write", method);
+  }
+  auto line = read_line(fd, 256u << 20, timeout_ms, "reply");
+  if (!line) return errorf_errno(line.error().err, "api {}: {}", method, line.error().message);
+  return line;
+}
+
+}  // namespace
 
 Result<nlohmann::json> api_call(const std::string& socket_path, const std::string& method, const nlohmann::json& params,
                                 int timeout_ms) {
   auto fd = connect_unix(socket_path);
   if (!fd) return fd.error();
   UniqueFd guard(*fd);
-  std::string req = nlohmann::json{{"method", method}, {"params", params}}.dump() + "\n";
-  if (!write_all(*fd, req.data(), req.size())) return errorf_errno(errno, "api request {} write", method);
-  auto line = read_line(*fd, 256u << 20, timeout_ms);
-  if (!line) return errorf("api {}: {}", method, line.error().str());
+  auto line = request_reply(*fd, method, params, timeout_ms);
+  if (!line) return line.error();
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(*line);
@@ -287,7 +454,10 @@ Status api_stream(const std::string& socket_path, const std::string& method, con
   if (!fd) return fd.error();
   UniqueFd guard(*fd);
   std::string req = nlohmann::json{{"method", method}, {"params", params}}.dump() + "\n";
-  if (!write_all(*fd, req.data(), req.size())) return errorf_errno(errno, "api stream {} write", method);
+  if (!write_all(*fd, req.data(), req.size())) {
+    auto why = refusal(*fd, errno, method);  // a refused client learns why
+    return why ? errorf("api stream {}: {}", method, why->str()) : errorf_errno(errno, "api stream {} write", method);
+  }
   std::string buf;
   char tmp[65536];
   bool first = true;
@@ -297,7 +467,9 @@ Status api_stream(const std::string& socket_path, const std::string& method, con
     if (poll(&p, 1, 200) == 0) continue;
     ssize_t n = recv(*fd, tmp, sizeof(tmp), 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return {};
+    if (n <= 0)  // only the caller ends a stream: the agent closing it is news the user must get
+      return errorf_errno(ECONNRESET, "api stream {}: the agent ended the stream (it stopped, or this client fell "
+                                      "behind by more than api.stream_queue lines and was dropped)", method);
     buf.append(tmp, size_t(n));
     size_t pos;
     while ((pos = buf.find('\n')) != std::string::npos) {
@@ -318,6 +490,50 @@ Status api_stream(const std::string& socket_path, const std::string& method, con
 bool daemon_running(const std::string& socket_path) {
   auto r = api_call(socket_path, "health", nlohmann::json::object(), 1000);
   return r.has_value();
+}
+
+AgentProbe probe_agent(const std::string& socket_path, int timeout_ms) {
+  auto r = api_call(socket_path, "health", nlohmann::json::object(), timeout_ms);
+  if (r) return {AgentProbe::State::Running, ""};
+  const Error& e = r.error();
+  if (e.err == ENOENT || e.err == ECONNREFUSED || e.err == ENOTDIR) return {AgentProbe::State::Absent, e.str()};
+  if (e.err == EACCES || e.err == EPERM) return {AgentProbe::State::Denied, e.str()};
+  return {AgentProbe::State::Refused, e.str()};
+}
+
+std::string probe_message(const std::string& socket_path, const AgentProbe& p) {
+  if (p.state == AgentProbe::State::Denied)
+    return fmt::format("permission denied on the agent's socket {}; join group hostscope (or run as root)", socket_path);
+  if (p.state == AgentProbe::State::Refused)
+    return fmt::format("the agent is running but refused us: {}", p.detail);
+  return p.detail;
+}
+
+bool agent_gone(const Error& e) {
+  return e.err == ENOENT || e.err == ECONNREFUSED || e.err == ECONNRESET || e.err == EPIPE;
+}
+
+Result<UniqueFd> lock_agent_instance(const std::string& socket_path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(fs::path(socket_path).parent_path(), ec);
+  std::string path = socket_path + ".lock";
+  UniqueFd fd(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (!fd) return errorf_errno(errno, "agent lock {} open", path);
+  if (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    if (e != EWOULDBLOCK) return errorf_errno(e, "agent lock {} flock", path);
+    char buf[32] = {};
+    ssize_t n = pread(fd.get(), buf, sizeof(buf) - 1, 0);
+    std::string pid = n > 0 ? std::string(buf, size_t(n)) : "";
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    return errorf("another hostscope agent (pid {}) is running on {}: it holds {}", pid.empty() ? "unknown" : pid,
+                  socket_path, path);
+  }
+  std::string pid = std::to_string(getpid()) + "\n";
+  if (ftruncate(fd.get(), 0) != 0 || pwrite(fd.get(), pid.data(), pid.size(), 0) != ssize_t(pid.size()))
+    return errorf_errno(errno, "agent lock {} write pid", path);
+  return fd;
 }
 
 }  // namespace hostscope::daemon

@@ -127,7 +127,8 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
     ck.get(e, "queue", c.events.queue, "events");
     ck.range(e, "queue", c.events.queue, 16, 16u << 20, "events");
   }
-  if (auto a = root["api"]; a && ck.map(a, "api", {"socket", "group", "max_request_bytes", "max_clients", "stream_queue"})) {
+  if (auto a = root["api"]; a && ck.map(a, "api", {"socket", "group", "max_request_bytes", "max_clients", "stream_queue",
+                                                 "request_timeout_ms", "max_snapshots"})) {
     ck.get(a, "socket", c.api.socket, "api");
     ck.get(a, "group", c.api.group, "api");
     ck.get(a, "max_request_bytes", c.api.max_request_bytes, "api");
@@ -136,6 +137,10 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
     ck.range(a, "max_clients", c.api.max_clients, 1, 1024, "api");
     ck.get(a, "stream_queue", c.api.stream_queue, "api");
     ck.range(a, "stream_queue", c.api.stream_queue, 16, 1u << 20, "api");
+    ck.get(a, "request_timeout_ms", c.api.request_timeout_ms, "api");
+    ck.range(a, "request_timeout_ms", c.api.request_timeout_ms, 100, 60000, "api");
+    ck.get(a, "max_snapshots", c.api.max_snapshots, "api");
+    ck.range(a, "max_snapshots", c.api.max_snapshots, 1, 64, "api");
   }
   if (auto t = root["topology"]; t && ck.map(t, "topology", {"max_edges", "max_nodes", "idle_expiry_seconds", "anomalies"})) {
     ck.get(t, "max_edges", c.topology.max_edges, "topology");

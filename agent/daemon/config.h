@@ -32,7 +32,9 @@ struct Config {
     std::string group = "hostscope";
     uint32_t max_request_bytes = 64 * 1024;
     uint32_t max_clients = 16;
-    uint32_t stream_queue = 8192;  // events buffered per streaming client before it starts losing them
+    uint32_t stream_queue = 8192;  // events buffered per streaming client; a client whose queue fills is dropped
+    uint32_t request_timeout_ms = 2000;  // a client must send its request within this; a reply write must progress
+    uint32_t max_snapshots = 2;          // topology snapshots served at once (memory); others wait, then "busy"
   } api;
 
   struct Metrics {                       // Prometheus /metrics (docs/metrics.md)

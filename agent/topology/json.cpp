@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "agent/util/json_nesting.h"
+
 namespace hostscope::topology {
 
 using nlohmann::json;
@@ -63,62 +65,82 @@ static json end_json(const EdgeEnd& e) {
           {"address", e.address}};
 }
 
+static json edge_json(const EdgeSnapshot& e) {
+  json anomalies = json::array();
+  for (const auto& a : e.anomalies)
+    anomalies.push_back({{"reason", a.reason},
+                         {"first", format_time(a.first_ns)},
+                         {"last", format_time(a.last_ns)},
+                         {"windows", a.windows},
+                         {"value", a.value},
+                         {"baseline", a.baseline}});
+  json j = {{"client", end_json(e.client)},
+            {"server", end_json(e.server)},
+            {"port", e.port},
+            {"protocol", to_string(e.protocol)},
+            {"connections", e.connections},
+            {"closed", e.closed},
+            {"failed", e.failed},
+            {"resets", e.resets},
+            {"active", e.active},
+            {"bytes_sent", e.bytes_sent},
+            {"bytes_received", e.bytes_received},
+            {"latency_us",
+             {{"samples", e.latency.samples}, {"p50", e.latency.p50_us}, {"p90", e.latency.p90_us},
+              {"p99", e.latency.p99_us}}},
+            {"srtt_us", e.srtt_us},
+            {"retransmits", e.retransmits},
+            {"first_seen", format_time(e.first_seen_ns)},
+            {"last_seen", format_time(e.last_seen_ns)},
+            {"anomalies", anomalies}};
+  if (!e.dialed.empty()) j["dialed"] = e.dialed;
+  if (!e.actual.empty()) j["actual"] = e.actual;
+  if (!e.policy.empty()) j["policy"] = e.policy;
+  return j;
+}
+
+static json node_json(const NodeSnapshot& n) {
+  return {{"id", n.id}, {"kind", to_string(n.kind)}, {"service", n.service}, {"namespace", n.ns}, {"address", n.address}};
+}
+
+static json counters_json(const TopologyCounters& c) {
+  return {{"events", c.events},
+          {"stitched", c.stitched},
+          {"dropped", c.dropped},
+          {"edges_expired", c.edges_expired},
+          {"edges_evicted", c.edges_evicted},
+          {"connections_evicted", c.connections_evicted},
+          {"node_overflow", c.node_overflow},
+          {"anomalies", c.anomalies},
+          {"nat_requests", c.nat_requests},
+          {"nat_dropped", c.nat_dropped},
+          {"nat_translated", c.nat_translated}};
+}
+
 json to_json(const TopologySnapshot& s) {
   json edges = json::array();
-  for (const auto& e : s.edges) {
-    json anomalies = json::array();
-    for (const auto& a : e.anomalies)
-      anomalies.push_back({{"reason", a.reason},
-                           {"first", format_time(a.first_ns)},
-                           {"last", format_time(a.last_ns)},
-                           {"windows", a.windows},
-                           {"value", a.value},
-                           {"baseline", a.baseline}});
-    json j = {{"client", end_json(e.client)},
-              {"server", end_json(e.server)},
-              {"port", e.port},
-              {"protocol", to_string(e.protocol)},
-              {"connections", e.connections},
-              {"closed", e.closed},
-              {"failed", e.failed},
-              {"resets", e.resets},
-              {"active", e.active},
-              {"bytes_sent", e.bytes_sent},
-              {"bytes_received", e.bytes_received},
-              {"latency_us",
-               {{"samples", e.latency.samples}, {"p50", e.latency.p50_us}, {"p90", e.latency.p90_us},
-                {"p99", e.latency.p99_us}}},
-              {"srtt_us", e.srtt_us},
-              {"retransmits", e.retransmits},
-              {"first_seen", format_time(e.first_seen_ns)},
-              {"last_seen", format_time(e.last_seen_ns)},
-              {"anomalies", anomalies}};
-    if (!e.dialed.empty()) j["dialed"] = e.dialed;
-    if (!e.actual.empty()) j["actual"] = e.actual;
-    if (!e.policy.empty()) j["policy"] = e.policy;
-    edges.push_back(std::move(j));
-  }
+  for (const auto& e : s.edges) edges.push_back(edge_json(e));
   json nodes = json::array();
-  for (const auto& n : s.nodes)
-    nodes.push_back({{"id", n.id}, {"kind", to_string(n.kind)}, {"service", n.service}, {"namespace", n.ns},
-                     {"address", n.address}});
-  const auto& c = s.counters;
-  json counters = {{"events", c.events},
-                   {"stitched", c.stitched},
-                   {"dropped", c.dropped},
-                   {"edges_expired", c.edges_expired},
-                   {"edges_evicted", c.edges_evicted},
-                   {"connections_evicted", c.connections_evicted},
-                   {"node_overflow", c.node_overflow},
-                   {"anomalies", c.anomalies},
-                   {"nat_requests", c.nat_requests},
-                   {"nat_dropped", c.nat_dropped},
-                   {"nat_translated", c.nat_translated}};
+  for (const auto& n : s.nodes) nodes.push_back(node_json(n));
   return json{{"schema", kJsonSchema},
               {"taken_at", format_time(s.taken_ns)},
-              {"counters", counters},
+              {"counters", counters_json(s.counters)},
               {"nodes", nodes},
               {"edges", edges}};
+}
+
+bool write_json(const TopologySnapshot& s, const std::function<bool(std::string_view)>& out) {
+  // nlohmann objects keep their keys sorted: counters, edges, nodes, schema, taken_at. Each piece is dumped the way
+  // dump() would dump it inside the whole document, so the bytes are the same.
+  auto dump = [](const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); };
+  if (!out("{\"counters\":") || !out(dump(counters_json(s.counters))) || !out(",\"edges\":[")) return false;
+  for (size_t i = 0; i < s.edges.size(); ++i)
+    if ((i && !out(",")) || !out(dump(edge_json(s.edges[i])))) return false;
+  if (!out("],\"nodes\":[")) return false;
+  for (size_t i = 0; i < s.nodes.size(); ++i)
+    if ((i && !out(",")) || !out(dump(node_json(s.nodes[i])))) return false;
+  return out("],\"schema\":") && out(dump(json(kJsonSchema))) && out(",\"taken_at\":") &&
+         out(dump(json(format_time(s.taken_ns)))) && out("}");
 }
 
 std::string render_json(const TopologySnapshot& s, int indent) {
@@ -210,27 +232,6 @@ struct Reader {
     return e;
   }
 };
-
-// nlohmann's parser recurses per nesting level; refuse deep input before handing it over.
-bool nesting_within(std::string_view text, int max_depth) {
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    if (c == '"') in_string = true;
-    else if (c == '[' || c == '{') {
-      if (++depth > max_depth) return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -335,7 +336,7 @@ Result<TopologySnapshot> from_json(const json& j) {
 
 Result<TopologySnapshot> parse_json(std::string_view text) {
   if (text.size() > kMaxJsonBytes) return errorf("topology JSON: {} bytes is over the {} byte limit", text.size(), kMaxJsonBytes);
-  if (!nesting_within(text, kMaxJsonDepth)) return errorf("topology JSON: nested deeper than {} levels", kMaxJsonDepth);
+  if (!json_nesting_within(text, kMaxJsonDepth)) return errorf("topology JSON: nested deeper than {} levels", kMaxJsonDepth);
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded()) {
     try {

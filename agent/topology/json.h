@@ -3,6 +3,7 @@
 // `hostscope topology -o json` writes it; `policy generate` and the tests read it back.
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,9 @@ inline constexpr int kMaxJsonDepth = 16;            // the schema nests 4 deep; 
 
 nlohmann::json to_json(const TopologySnapshot& s);
 std::string render_json(const TopologySnapshot& s, int indent = 2);
+// The same bytes as to_json(s).dump() (compact, invalid UTF-8 replaced), handed to `out` one edge or node at a
+// time, so a large snapshot is never held as a JSON document or one string. Stops (false) when `out` does.
+bool write_json(const TopologySnapshot& s, const std::function<bool(std::string_view)>& out);
 
 // Strict: wrong types, missing required fields, out-of-range numbers and unknown schema versions are errors
 // naming the JSON path ("edges[2].port: expected an integer 0..65535"). Nodes are rebuilt from the edges.

@@ -36,6 +36,19 @@ identity: {kubelet_root: /tmp/node, max_processes: 128}
   EXPECT_EQ(c->identity.kubelet_root, "/tmp/node");
 }
 
+TEST(Config, ApiLoadLimits) {
+  auto c = parse_config("api: {request_timeout_ms: 500, max_snapshots: 4}\n", "c.yaml");
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_EQ(c->api.request_timeout_ms, 500u);
+  EXPECT_EQ(c->api.max_snapshots, 4u);
+  auto d = parse_config("", "c.yaml");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->api.request_timeout_ms, 2000u);
+  EXPECT_EQ(d->api.max_snapshots, 2u);
+  EXPECT_FALSE(parse_config("api: {request_timeout_ms: 10}\n", "c.yaml"));
+  EXPECT_FALSE(parse_config("api: {max_snapshots: 0}\n", "c.yaml"));
+}
+
 struct BadCase {
   const char* yaml;
   const char* where;    // expected "file:line:column"

@@ -122,6 +122,27 @@ TEST(TopologyJson, HasTheDocumentedFieldsConsumersRely) {
   EXPECT_TRUE(found_nat);
 }
 
+// The agent streams its topology reply with write_json: the bytes must be those of the document's dump().
+TEST(TopologyJson, WriteJsonStreamsTheSameBytesAsTheDocument) {
+  auto s = sample();
+  s.edges[0].client.pod = kInvalid;
+  s.edges[1].policy = "would-deny";
+  for (const auto& snap : {s, TopologySnapshot{}}) {
+    std::string streamed;
+    size_t pieces = 0;
+    ASSERT_TRUE(write_json(snap, [&](std::string_view p) {
+      streamed.append(p);
+      pieces++;
+      return true;
+    }));
+    EXPECT_EQ(streamed, to_json(snap).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    EXPECT_GT(pieces, snap.edges.size());
+  }
+  size_t calls = 0;  // a reader that went away stops the writer at once
+  EXPECT_FALSE(write_json(s, [&](std::string_view) { return ++calls < 3; }));
+  EXPECT_EQ(calls, 3u);
+}
+
 TEST(TopologyJson, InvalidUtf8IsReplacedNotFatal) {
   auto s = sample();
   s.edges[0].client.pod = kInvalid;
