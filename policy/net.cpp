@@ -88,6 +88,7 @@ const char* to_string(Protocol p) {
   switch (p) {
     case Protocol::Tcp: return "tcp";
     case Protocol::Udp: return "udp";
+    case Protocol::Icmpv6: return "ipv6-icmp";
     case Protocol::Any: break;
   }
   return "any";

@@ -39,7 +39,8 @@ struct CidrParse {
 // Accepts "a.b.c.d/n", "v6/n" and plain addresses (as /32 or /128).
 CidrParse parse_cidr(std::string_view s);
 
-enum class Protocol { Any, Tcp, Udp };
+// Icmpv6 never comes from the language: the compiler uses it for the neighbour discovery rules.
+enum class Protocol { Any, Tcp, Udp, Icmpv6 };
 const char* to_string(Protocol p);
 
 struct PortRange {
