@@ -291,7 +291,15 @@ class Compiler {
             r.match.src = peer;
             r.match.src_set = set;
           }
+          bool audit = target == IrTarget::Audit;
           add(chain, r);
+          // An audit rule ends this policy chain where the enforce rule would have ended it: nothing after it
+          // (later rules, the audit default) sees or counts the packet again. The count stays on the Audit rule.
+          if (audit) {
+            r.target = IrTarget::Return;
+            r.what += " (audit: ends the chain)";
+            add(chain, r);
+          }
         }
   }
 

@@ -467,6 +467,32 @@ TEST_P(PolicyConformance, FailsafePortsSurviveDenyAll) {
   EXPECT_TRUE(lab.probe_ok("y", "", "10.88.1.2", 80, Protocol::Tcp));
 }
 
+// One packet that an audit policy would deny is one would-deny packet in `policy status`, whether a deny
+// rule or the default matched it (the rule used to count it and then the default again).
+TEST_P(PolicyConformance, AuditCountsEachPacketOnce) {
+  HS_REQUIRE_THAT(missing_privileges());
+  Lab lab(GetParam());
+  auto backend = lab.backend();
+  auto ir = compile_or_die(yaml_header("x-in", "service: x") +
+                               "mode: audit\ndefault: {ingress: deny}\ningress:\n  - action: deny\n    ports: [81]\n    protocol: tcp\n"
+                               "  - action: log\n",
+                           lab.context());
+  ASSERT_TRUE(backend.apply(ir));
+  auto would_deny = [&] {
+    auto st = backend.status();
+    return st ? st->audit_would_deny_packets : ~0ull;
+  };
+  EXPECT_EQ(would_deny(), 0u);
+  // One connection: its SYN is new, the rest of it is ESTABLISHED (conntrack failsafe, not counted).
+  ASSERT_TRUE(lab.probe_ok("y", "", "10.88.1.2", 81, Protocol::Tcp));
+  EXPECT_EQ(would_deny(), 1u) << "the deny rule's SYN: " << backend.status()->text();
+  ASSERT_TRUE(lab.probe_ok("y", "", "10.88.1.2", 80, Protocol::Tcp));
+  EXPECT_EQ(would_deny(), 2u) << "the default's SYN: " << backend.status()->text();
+  EXPECT_EQ(evaluate_connection(ir, {parse_ip("10.88.2.2"), "", false}, {parse_ip("10.88.1.2"), "", false}, Protocol::Tcp, 81),
+            Verdict::AuditWouldDeny);
+  ASSERT_TRUE(backend.flush());
+}
+
 TEST_P(PolicyConformance, DriftIsReportedAndRepaired) {
   HS_REQUIRE_THAT(missing_privileges());
   Lab lab(GetParam());

@@ -154,6 +154,46 @@ egress:
   EXPECT_EQ(evaluate_connection(ir, local("/cache"), addr("10.0.0.1"), Protocol::Udp, 53), Verdict::Deny);  // failsafe off
 }
 
+// An audit deny rule counts the packet and ends the policy chain as the enforce rule would have: the audit
+// default (and any later rule) never sees it, so one packet is one would-deny count.
+TEST(PolicyEvaluator, AuditRuleEndsTheChainLikeEnforce) {
+  const char* y = R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: cache}
+subject: {service: cache}
+mode: audit
+default: {egress: deny}
+egress:
+  - action: reject
+    ports: [6379]
+    protocol: tcp
+  - action: log
+)";
+  auto ir = must_compile(y);
+  Trace t;
+  EXPECT_EQ(evaluate_connection(ir, local("/cache"), addr("10.0.0.1"), Protocol::Tcp, 6379, &t), Verdict::AuditWouldDeny);
+  std::vector<std::string> targets;
+  for (const auto& step : t.steps)
+    if (step.find("HOSTSCOPE-P-") == 0) targets.push_back(step.substr(step.find(" -> ") + 4, step.find(' ', step.find(" -> ") + 4) - step.find(" -> ") - 4));
+  EXPECT_THAT(targets, ::testing::ElementsAre("AUDIT", "RETURN"));  // not LOG, not the AUDIT default
+  // Rendered: the counting rule, then the same match returning; the default stays last.
+  std::vector<std::string> chain;
+  for (const auto& l : render(ir.v4, RenderOptions{}).rules)
+    if (l.find("HOSTSCOPE-P-") == 3) chain.push_back(l);
+  ASSERT_GE(chain.size(), 5u);
+  auto audit_line = chain.size() - 4, return_line = chain.size() - 3;
+  EXPECT_THAT(chain[audit_line], ::testing::HasSubstr("-p tcp -m tcp --dport 6379"));
+  EXPECT_EQ(chain[audit_line].find(" -j "), std::string::npos) << chain[audit_line];  // counter only
+  EXPECT_THAT(chain[return_line], ::testing::HasSubstr("-p tcp -m tcp --dport 6379"));
+  EXPECT_THAT(chain[return_line], ::testing::EndsWith("-j RETURN"));
+  EXPECT_THAT(chain.back(), ::testing::Not(::testing::HasSubstr(" -j ")));  // the audit default
+  // Only AUDIT targets count toward would-deny: exactly the rule and the default.
+  size_t audits = 0;
+  for (const auto& c : ir.v4.chains)
+    for (const auto& r : c.rules) audits += r.target == IrTarget::Audit;
+  EXPECT_EQ(audits, 2u);
+}
+
 TEST(PolicyEvaluator, IpsetsForLargePeerListsAndIpv6) {
   auto ir = must_compile(kWeb, CompileOptions{1});
   ASSERT_EQ(ir.v4.sets.size(), 1u);
