@@ -63,31 +63,6 @@ void enter_netns(const std::string& ns) {
   close(fd);
 }
 
-// An IPv4 or IPv6 socket address.
-struct SockAddr {
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  int family() const { return ss.ss_family; }
-  sockaddr* ptr() { return reinterpret_cast<sockaddr*>(&ss); }
-};
-SockAddr sock_addr(const std::string& addr, uint16_t port) {
-  SockAddr a;
-  if (addr.find(':') == std::string::npos) {
-    auto* in = reinterpret_cast<sockaddr_in*>(&a.ss);
-    in->sin_family = AF_INET;
-    in->sin_port = htons(port);
-    inet_pton(AF_INET, addr.c_str(), &in->sin_addr);
-    a.len = sizeof *in;
-  } else {
-    auto* in6 = reinterpret_cast<sockaddr_in6*>(&a.ss);
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(port);
-    inet_pton(AF_INET6, addr.c_str(), &in6->sin6_addr);
-    a.len = sizeof *in6;
-  }
-  return a;
-}
-
 // Child process: TCP and UDP servers on the given ports; dies with the test.
 // UDP sockets are bound per address (udp_addrs, default any) so a multi-homed server answers from
 // the address it was asked on; otherwise the reply would be a new flow that policy judges on its own.
