@@ -5,7 +5,9 @@
 //
 // Traversal: each hook chain (INPUT/OUTPUT/FORWARD) is walked top to bottom; Return ends the
 // current chain; Jump walks another chain and continues after it; Drop/Reject end everything;
-// Log and Audit record and continue; falling off a hook chain means hostscope lets the packet pass.
+// Log and Audit record and continue (the compiler follows an audit deny/reject rule with a Return of the
+// same match, so the chain ends there as in enforce mode); falling off a hook chain means hostscope lets the
+// packet pass.
 #include <map>
 #include <optional>
 #include <string>
