@@ -71,7 +71,10 @@ class Analyzer {
   Analysis run() {
     check_duplicate_names();
     for (const auto& p : set_.policies) out_.policies.push_back(resolve(p));
-    for (const auto& rp : out_.policies) check_shadowing(rp);
+    for (const auto& rp : out_.policies) {
+      check_shadowing(rp);
+      check_families(rp);
+    }
     check_conflicts();
     check_tests();
     return std::move(out_);
@@ -174,6 +177,7 @@ class Analyzer {
     rr.any_peer = r.any_peer;
     std::vector<Cidr> peers;
     for (const auto& peer : r.peers) {
+      size_t before = peers.size();
       switch (peer.kind) {
         case Peer::Kind::Cidr:
           if (peer.cidr) peers.push_back(*peer.cidr);
@@ -209,9 +213,62 @@ class Analyzer {
           break;
         }
       }
+      rr.peer_families.push_back(families_of(peers.begin() + before, peers.end()));
     }
     rr.peers = minimize(peers);
     return rr;
+  }
+
+  static constexpr unsigned kV4 = 1, kV6 = 2;
+  template <typename It>
+  static unsigned families_of(It first, It last) {
+    unsigned f = 0;
+    for (; first != last; ++first) f |= first->addr.family == Family::V4 ? kV4 : kV6;
+    return f;
+  }
+  static const char* family_name(unsigned f) { return f == kV4 ? "IPv4" : "IPv6"; }
+
+  // A subject made only of addresses of one family is dispatched in that family's table only (local processes,
+  // cgroups and listening ports, send and receive in both): rules and peers of the other family never match.
+  void check_families(const ResolvedPolicy& rp) {
+    for (auto dir : {Direction::Egress, Direction::Ingress}) {
+      unsigned subject = 0;
+      std::string addrs;
+      for (const auto& t : rp.targets(dir)) {
+        if (t.kind != Target::Kind::Address) subject |= kV4 | kV6;
+        else {
+          subject |= t.cidr.addr.family == Family::V4 ? kV4 : kV6;
+          if (addrs.size() < 200) addrs += (addrs.empty() ? "" : ", ") + t.cidr.to_string();
+        }
+      }
+      if (subject != kV4 && subject != kV6) continue;  // both families, or selects nothing (warned already)
+      unsigned other = subject ^ (kV4 | kV6);
+      for (const auto& rr : rp.rules(dir)) {
+        if (rr.any_peer || rr.peers.empty()) continue;
+        const Rule& r = *rr.rule;
+        if (families_of(rr.peers.begin(), rr.peers.end()) == other) {
+          warning(r.loc, fmt::format("{} rule {} of policy '{}' can never match: its peers are all {} and the subject has only {} "
+                                     "addresses ({}), so it is enforced in the {} table only",
+                                     to_string(dir), r.index, rp.policy->name, family_name(other), family_name(subject), addrs,
+                                     family_name(subject)));
+          continue;
+        }
+        for (size_t i = 0; i < r.peers.size() && i < rr.peer_families.size(); ++i)
+          if (rr.peer_families[i] == other)
+            warning(r.peers[i].loc, fmt::format("peer {} '{}' of {} rule {} of policy '{}' can never match: it is {} and the subject has "
+                                                "only {} addresses ({})",
+                                                peer_kind(r.peers[i].kind), r.peers[i].value, to_string(dir), r.index, rp.policy->name,
+                                                family_name(other), family_name(subject), addrs));
+      }
+    }
+  }
+  static const char* peer_kind(Peer::Kind k) {
+    switch (k) {
+      case Peer::Kind::Service: return "service";
+      case Peer::Kind::Cidr: return "cidr";
+      case Peer::Kind::Network: return "network";
+    }
+    return "?";
   }
 
   static bool protocols_cover(const Rule& outer, const Rule& inner) {

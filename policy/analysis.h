@@ -29,6 +29,8 @@ struct ResolvedRule {
   const Rule* rule = nullptr;
   bool any_peer = true;
   std::vector<Cidr> peers;  // deduplicated; empty with any_peer=false means the rule matches nothing
+  // Per entry of rule->peers: the families its addresses are in (bit 1 IPv4, bit 2 IPv6; 0 = none known).
+  std::vector<unsigned> peer_families;
 };
 
 struct ResolvedPolicy {

@@ -54,6 +54,14 @@ size_t IrTable::rule_count() const {
   return n;
 }
 
+const std::vector<NeighbourDiscoveryType>& neighbour_discovery_types() {
+  static const std::vector<NeighbourDiscoveryType> types = {
+      {130, "multicast listener query"},  {131, "multicast listener report"}, {132, "multicast listener done"},
+      {133, "router solicitation"},       {134, "router advertisement"},      {135, "neighbour solicitation"},
+      {136, "neighbour advertisement"}};
+  return types;
+}
+
 const std::vector<FailsafePort>& failsafe_ports(Direction d) {
   static const std::vector<FailsafePort> in = {{Protocol::Tcp, 22},   {Protocol::Udp, 68},   {Protocol::Tcp, 179},
                                                {Protocol::Tcp, 2379}, {Protocol::Tcp, 2380}, {Protocol::Tcp, 5473},
@@ -89,6 +97,7 @@ std::string describe_match(const IrMatch& m) {
   s += cidr(m.src) + "|" + cidr(m.dst) + "|" + m.src_set + "|" + m.dst_set + "|" + to_string(m.proto) + "|";
   for (auto& p : m.dports) s += p.to_string() + ",";
   s += "|" + m.cgroup + "|" + (m.established ? "est" : "");
+  if (m.icmpv6_type) s += fmt::format("|icmpv6 {}", *m.icmpv6_type);
   return s;
 }
 
@@ -101,6 +110,18 @@ class Compiler {
     hashes_.clear();
     for (auto h : {Hook::Input, Hook::Output, Hook::Forward}) {
       table_.chains.push_back({hook_chain(h), {}});
+      // IPv6 neighbour discovery and MLD are never policy's to block, whatever `failsafe` says: without
+      // them a subject's neighbour entries fail and its allowed flows (even failsafe ones) time out.
+      if (f == Family::V6)
+        for (const auto& nd : neighbour_discovery_types()) {
+          IrRule r;
+          r.match.proto = Protocol::Icmpv6;
+          r.match.icmpv6_type = nd.type;
+          r.target = IrTarget::Return;
+          r.owner = "hs.nd";
+          r.what = fmt::format("always open: ICMPv6 type {} ({})", nd.type, nd.name);
+          add(table_.chains.back(), r);
+        }
       IrRule est;
       est.match.established = true;
       est.target = IrTarget::Return;
@@ -270,7 +291,15 @@ class Compiler {
             r.match.src = peer;
             r.match.src_set = set;
           }
+          bool audit = target == IrTarget::Audit;
           add(chain, r);
+          // An audit rule ends this policy chain where the enforce rule would have ended it: nothing after it
+          // (later rules, the audit default) sees or counts the packet again. The count stays on the Audit rule.
+          if (audit) {
+            r.target = IrTarget::Return;
+            r.what += " (audit: ends the chain)";
+            add(chain, r);
+          }
         }
   }
 

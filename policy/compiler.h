@@ -16,6 +16,14 @@ struct FailsafePort {
 };
 const std::vector<FailsafePort>& failsafe_ports(Direction d);
 
+// ICMPv6 types accepted first in every IPv6 hook chain: MLD (130-132) and neighbour discovery
+// (133-136), as Calico does.
+struct NeighbourDiscoveryType {
+  uint8_t type;
+  const char* name;
+};
+const std::vector<NeighbourDiscoveryType>& neighbour_discovery_types();
+
 struct CompileOptions {
   // Rules whose peer list (in one family) is longer than this use an ipset instead.
   size_t ipset_threshold = 8;

@@ -39,6 +39,7 @@ bool matches(const IrTable& t, const IrMatch& m, const Packet& p) {
   if (!addr_in(m.src, p.src) || !addr_in(m.dst, p.dst)) return false;
   if (!set_has(t, m.src_set, p.src) || !set_has(t, m.dst_set, p.dst)) return false;
   if (m.proto != Protocol::Any && m.proto != p.proto) return false;
+  if (m.icmpv6_type && (p.proto != Protocol::Icmpv6 || p.icmpv6_type != *m.icmpv6_type)) return false;
   if (!m.dports.empty()) {
     bool any = false;
     for (const auto& r : m.dports) any = any || r.contains(p.dport);

@@ -18,6 +18,7 @@ struct Packet {
   std::optional<IpAddr> src, dst;  // an unknown address matches only rules without an address match
   Protocol proto = Protocol::Tcp;
   uint16_t dport = 0;
+  uint8_t icmpv6_type = 0;  // when proto is Icmpv6
   std::string cgroup;  // cgroup v2 path of the sending local process ("" = not local)
   bool established = false;
 };

@@ -80,6 +80,7 @@ std::string render_rule(const std::string& chain, const IrRule& r, Family f, con
   if (m.src) s += " -s " + m.src->to_string();
   if (m.dst) s += " -d " + m.dst->to_string();
   if (m.proto != Protocol::Any) s += fmt::format(" -p {}", to_string(m.proto));
+  if (m.icmpv6_type) s += fmt::format(" -m icmp6 --icmpv6-type {}", *m.icmpv6_type);
   if (!m.cgroup.empty()) s += fmt::format(" -m cgroup --path \"{}\"", m.cgroup);
   if (!m.src_set.empty()) s += fmt::format(" -m set --match-set {} src", m.src_set);
   if (!m.dst_set.empty()) s += fmt::format(" -m set --match-set {} dst", m.dst_set);

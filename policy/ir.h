@@ -5,7 +5,9 @@
 //
 // Traversal: each hook chain (INPUT/OUTPUT/FORWARD) is walked top to bottom; Return ends the
 // current chain; Jump walks another chain and continues after it; Drop/Reject end everything;
-// Log and Audit record and continue; falling off a hook chain means hostscope lets the packet pass.
+// Log and Audit record and continue (the compiler follows an audit deny/reject rule with a Return of the
+// same match, so the chain ends there as in enforce mode); falling off a hook chain means hostscope lets the
+// packet pass.
 #include <map>
 #include <optional>
 #include <string>
@@ -30,6 +32,7 @@ struct IrMatch {
   std::string src_set, dst_set;  // ipset names (peer sets larger than the threshold)
   Protocol proto = Protocol::Any;
   std::vector<PortRange> dports;  // empty = any; requires proto tcp or udp
+  std::optional<uint8_t> icmpv6_type;  // requires proto icmpv6
   std::string cgroup;             // cgroup v2 path of the sending socket; empty = any
   bool established = false;       // conntrack ESTABLISHED,RELATED
   bool operator==(const IrMatch&) const = default;
@@ -39,7 +42,7 @@ struct IrRule {
   IrMatch match;
   IrTarget target = IrTarget::Return;
   std::string jump;   // chain name when target == Jump
-  std::string owner;  // policy name, or "hs.conntrack" / "hs.failsafe" / "hs.dispatch"
+  std::string owner;  // policy name, or "hs.nd" / "hs.conntrack" / "hs.failsafe" / "hs.dispatch"
   Mode mode = Mode::Enforce;
   std::string what;  // human description: "egress rule 2 (deny)", "default deny", ...
   std::string hash;  // 12 hex digits, stable for identical content, unique within a table

@@ -12,13 +12,15 @@ namespace {
 
 using json = nlohmann::json;
 
-// rule: [src, dst, src_set, dst_set, proto, [[first,last],...], cgroup, established, target, jump, owner, mode, what, hash]
+// rule: [src, dst, src_set, dst_set, proto, [[first,last],...], cgroup, established, target, jump, owner, mode, what, hash,
+//        icmpv6 type or -1 (absent in IRs stored before it existed)]
 json rule_json(const IrRule& r) {
   json ports = json::array();
   for (const auto& p : r.match.dports) ports.push_back({p.first, p.last});
   const auto& m = r.match;
   return {m.src ? m.src->to_string() : "", m.dst ? m.dst->to_string() : "", m.src_set, m.dst_set, int(m.proto), std::move(ports),
-          m.cgroup, m.established, int(r.target), r.jump, r.owner, int(r.mode), r.what, r.hash};
+          m.cgroup, m.established, int(r.target), r.jump, r.owner, int(r.mode), r.what, r.hash,
+          m.icmpv6_type ? int(*m.icmpv6_type) : -1};
 }
 
 struct Reader {
@@ -54,7 +56,7 @@ IrRule rule_from(const json& a, const std::string& where) {
   x.match.dst = r.cidr(a, 1, "dst");
   x.match.src_set = r.get<std::string>(a, 2, "src_set");
   x.match.dst_set = r.get<std::string>(a, 3, "dst_set");
-  x.match.proto = r.enumeration<Protocol>(a, 4, "protocol", int(Protocol::Udp));
+  x.match.proto = r.enumeration<Protocol>(a, 4, "protocol", int(Protocol::Icmpv6));
   auto ports = r.get<json>(a, 5, "ports");
   if (!ports.is_array()) throw std::runtime_error(where + ": ports must be an array");
   for (size_t i = 0; i < ports.size(); i++) {
@@ -71,6 +73,11 @@ IrRule rule_from(const json& a, const std::string& where) {
   x.mode = r.enumeration<Mode>(a, 11, "mode", int(Mode::Audit));
   x.what = r.get<std::string>(a, 12, "what");
   x.hash = r.get<std::string>(a, 13, "hash");
+  if (a.size() > 14) {
+    int t = r.get<int>(a, 14, "icmpv6 type");
+    if (t < -1 || t > 255) throw std::runtime_error(fmt::format("{}: icmpv6 type {} out of range", where, t));
+    if (t >= 0) x.match.icmpv6_type = uint8_t(t);
+  }
   return x;
 }
 

@@ -37,8 +37,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The node's address towards every address namespace (link-local, so policies rarely name it).
+// The node's address towards every address namespace (link-local, so policies rarely name it), and for
+// IPv6 one from the discard-only prefix 100::/64 (RFC 6666), which no real peer has.
 constexpr const char* kNodeAddr = "169.254.77.1";
+constexpr const char* kNodeAddr6 = "100::77:1";
 constexpr const char* kLoopback = "127.0.0.1";
 
 // Probe exit codes.
@@ -134,22 +136,14 @@ void child_common() {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
 }
 
-sockaddr_in v4(const std::string& addr, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  inet_pton(AF_INET, addr.c_str(), &a.sin_addr);
-  return a;
-}
-
 // One attempt from the current process: TCP connect, or a UDP request answered by the echo.
 ProbeExit connect_once(const std::string& dst, uint16_t port, Protocol proto, int timeout_ms) {
   bool tcp = proto == Protocol::Tcp;
-  int s = socket(AF_INET, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  SockAddr a = sock_addr(dst, port);
+  int s = socket(a.family(), (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (s < 0) return kOtherError;
-  sockaddr_in a = v4(dst, port);
   ProbeExit result = kTimeout;
-  int r = connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  int r = connect(s, a.ptr(), a.len);
   if (tcp) {
     if (r == 0) {
       result = kConnected;
@@ -188,6 +182,7 @@ ProbeExit connect_once(const std::string& dst, uint16_t port, Protocol proto, in
 struct Listener {
   std::set<std::pair<Protocol, uint16_t>> sockets;
   std::vector<std::string> udp_addrs;  // UDP is bound per address so replies come from the address asked
+  bool v6 = false;                     // some probe reaches it over IPv6: TCP listens on :: too
 };
 
 // Child: TCP accept-and-close and UDP echo servers in `ns`; reports readiness on `ready_fd`.
@@ -197,11 +192,12 @@ struct Listener {
   std::vector<pollfd> fds;
   std::vector<bool> is_tcp;
   auto open_socket = [&](bool tcp, const std::string& addr, uint16_t port) {
-    int s = socket(AF_INET, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
+    SockAddr a = sock_addr(addr, port);
+    int s = socket(a.family(), (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a = v4(addr, port);
-    if (s < 0 || bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || (tcp && listen(s, 512) != 0)) {
+    if (a.family() == AF_INET6) setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (s < 0 || bind(s, a.ptr(), a.len) != 0 || (tcp && listen(s, 512) != 0)) {
       (void)!write(ready_fd, "E", 1);
       child_setup_failed();
     }
@@ -209,8 +205,10 @@ struct Listener {
     is_tcp.push_back(tcp);
   };
   for (const auto& [proto, port] : l.sockets) {
-    if (proto == Protocol::Tcp) open_socket(true, "0.0.0.0", port);
-    else
+    if (proto == Protocol::Tcp) {
+      open_socket(true, "0.0.0.0", port);
+      if (l.v6) open_socket(true, "::", port);
+    } else
       for (const auto& a : l.udp_addrs) open_socket(false, a, port);
   }
   (void)!write(ready_fd, "R", 1);
@@ -224,7 +222,7 @@ struct Listener {
         if (c >= 0) close(c);
       } else {
         char buf[64];
-        sockaddr_in from{};
+        sockaddr_storage from{};
         socklen_t fl = sizeof from;
         ssize_t n = recvfrom(fds[i].fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &fl);
         if (n > 0) sendto(fds[i].fd, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), fl);
@@ -322,7 +320,15 @@ std::string describe(const Endpoint& e) {
 
 // Why an address cannot stand as its own scratch host ("" when it can).
 std::string unusable_address(const IpAddr& a) {
-  if (a.family == Family::V6) return "IPv6 endpoints are not emulated live";
+  if (a.family == Family::V6) {
+    const auto& b = a.bytes;
+    bool low_zero = std::all_of(b.begin(), b.begin() + 10, [](uint8_t x) { return x == 0; });
+    if (b[0] == 0xff || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || (low_zero && ((b[10] == 0xff && b[11] == 0xff) || to_string(a) == "::" ||
+                                                                                to_string(a) == "::1")))
+      return "not a unicast host address the scratch topology can own (multicast, link-local, loopback, unspecified or IPv4-mapped)";
+    if (to_string(a) == kNodeAddr6) return fmt::format("{} is the scratch node's own address", kNodeAddr6);
+    return "";
+  }
   uint8_t b0 = a.bytes[0];
   if (b0 == 0 || b0 == 127 || b0 >= 224) return "not a unicast host address the scratch topology can own";
   if (to_string(a) == kNodeAddr) return fmt::format("{} is the scratch node's own address", kNodeAddr);
@@ -517,12 +523,13 @@ Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, c
           }
           if (to.local) {
             p.dst_ns = node_ns;
-            p.dst = f.local ? kLoopback : kNodeAddr;
+            p.dst = f.local ? kLoopback : f.address->family == Family::V6 ? kNodeAddr6 : kNodeAddr;
           } else {
             p.dst_ns = ns_of(*to.address);
             p.dst = to_string(*to.address);
           }
           listeners[p.dst_ns].sockets.insert({p.proto, p.port});
+          listeners[p.dst_ns].v6 |= p.dst.find(':') != std::string::npos;
           planned.push_back(std::move(p));
         }
       if (r.error.empty() && pairs == 0) r.error = fmt::format("'{}' and '{}' share no address family", c.from, c.to);
@@ -539,27 +546,38 @@ Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, c
     if (auto r = scratch.make_cgroup(cg_root, cg); !r) return Failure{r.error()};
   if (auto r = scratch.make_state_dir(); !r) return Failure{r.error()};
   auto step = [&](const std::vector<std::string>& argv) { return scratch.run(argv); };
-  std::vector<std::vector<std::string>> setup = {{"ip", "-n", node_ns, "link", "set", "lo", "up"},
-                                                 {"ip", "netns", "exec", node_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"}};
+  // No duplicate address detection: addresses are usable at once, and neighbour discovery (which the rules
+  // must leave open) needs the link-local ones.
+  auto no_dad = [](const std::string& ns) {
+    return std::vector<std::string>{"ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0",
+                                    "net.ipv6.conf.all.accept_dad=0"};
+  };
+  std::vector<std::vector<std::string>> setup = {
+      {"ip", "-n", node_ns, "link", "set", "lo", "up"},
+      {"ip", "netns", "exec", node_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"}, no_dad(node_ns)};
   if (auto r = scratch.add_netns(node_ns); !r) return Failure{r.error()};
   size_t k = 0;
   for (const auto& [addr, ns] : addr_ns) {
     if (auto r = scratch.add_netns(ns); !r) return Failure{r.error()};
     std::string dev = fmt::format("h{}", ++k);
+    bool v6 = addr.find(':') != std::string::npos;
+    const std::string node_addr = v6 ? kNodeAddr6 : kNodeAddr, host = v6 ? "/128" : "/32";
     std::vector<std::vector<std::string>> cmds = {
+        no_dad(ns),
         {"ip", "-n", node_ns, "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", ns},
-        {"ip", "-n", node_ns, "addr", "add", std::string(kNodeAddr) + "/32", "dev", dev},
+        {"ip", "-n", node_ns, "addr", "add", node_addr + host, "dev", dev},
         {"ip", "-n", node_ns, "link", "set", dev, "up"},
-        {"ip", "-n", node_ns, "route", "add", addr + "/32", "dev", dev, "src", kNodeAddr},
+        {"ip", "-n", node_ns, v6 ? "-6" : "-4", "route", "add", addr + host, "dev", dev, "src", node_addr},
         {"ip", "-n", ns, "link", "set", "lo", "up"},
-        {"ip", "-n", ns, "addr", "add", addr + "/32", "dev", "eth0"},
+        {"ip", "-n", ns, "addr", "add", addr + host, "dev", "eth0"},
         {"ip", "-n", ns, "link", "set", "eth0", "up"},
-        {"ip", "-n", ns, "route", "add", kNodeAddr, "dev", "eth0"},
-        {"ip", "-n", ns, "route", "add", "default", "via", kNodeAddr, "dev", "eth0"}};
+        {"ip", "-n", ns, v6 ? "-6" : "-4", "route", "add", node_addr, "dev", "eth0"},
+        {"ip", "-n", ns, v6 ? "-6" : "-4", "route", "add", "default", "via", node_addr, "dev", "eth0"}};
     setup.insert(setup.end(), cmds.begin(), cmds.end());
     listeners[ns].udp_addrs = {addr};
   }
   listeners[node_ns].udp_addrs = {kLoopback, kNodeAddr};
+  if (listeners[node_ns].v6) listeners[node_ns].udp_addrs.push_back(kNodeAddr6);
   for (const auto& argv : setup)
     if (auto r = step(argv); !r) return Failure{r.error()};
 

@@ -1,6 +1,7 @@
 #include "policy/net.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <algorithm>
 #include <charconv>
@@ -84,10 +85,31 @@ bool Cidr::contains(const Cidr& c) const {
   return c.addr.family == addr.family && c.prefix >= prefix && prefix_equal(addr, c.addr, prefix);
 }
 
+SockAddr sock_addr(std::string_view addr, uint16_t port) {
+  SockAddr out;
+  auto a = parse_ip(addr);
+  if (!a) return out;
+  if (a->family == Family::V4) {
+    auto* in = reinterpret_cast<sockaddr_in*>(&out.ss);
+    in->sin_family = AF_INET;
+    in->sin_port = htons(port);
+    std::memcpy(&in->sin_addr, a->bytes.data(), 4);
+    out.len = sizeof *in;
+  } else {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&out.ss);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    std::memcpy(&in6->sin6_addr, a->bytes.data(), 16);
+    out.len = sizeof *in6;
+  }
+  return out;
+}
+
 const char* to_string(Protocol p) {
   switch (p) {
     case Protocol::Tcp: return "tcp";
     case Protocol::Udp: return "udp";
+    case Protocol::Icmpv6: return "ipv6-icmp";
     case Protocol::Any: break;
   }
   return "any";

@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include <sys/socket.h>
+
 namespace hostscope::policy {
 
 enum class Family { V4, V6 };
@@ -27,6 +29,16 @@ struct Cidr {
 };
 
 std::optional<IpAddr> parse_ip(std::string_view s);
+
+// A socket address (sockaddr_in or sockaddr_in6 in `ss`) for an address text and a port; family() is
+// AF_UNSPEC when the text is not an address.
+struct SockAddr {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  int family() const { return ss.ss_family; }
+  sockaddr* ptr() { return reinterpret_cast<sockaddr*>(&ss); }
+};
+SockAddr sock_addr(std::string_view addr, uint16_t port);
 std::string to_string(const IpAddr& a);
 std::string to_string(Family f);
 
@@ -39,7 +51,8 @@ struct CidrParse {
 // Accepts "a.b.c.d/n", "v6/n" and plain addresses (as /32 or /128).
 CidrParse parse_cidr(std::string_view s);
 
-enum class Protocol { Any, Tcp, Udp };
+// Icmpv6 never comes from the language: the compiler uses it for the neighbour discovery rules.
+enum class Protocol { Any, Tcp, Udp, Icmpv6 };
 const char* to_string(Protocol p);
 
 struct PortRange {

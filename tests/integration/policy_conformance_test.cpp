@@ -66,7 +66,7 @@ void enter_netns(const std::string& ns) {
 // Child process: TCP and UDP servers on the given ports; dies with the test.
 // UDP sockets are bound per address (udp_addrs, default any) so a multi-homed server answers from
 // the address it was asked on; otherwise the reply would be a new flow that policy judges on its own.
-pid_t spawn_servers(const std::string& ns, std::vector<uint16_t> ports, std::vector<std::string> udp_addrs = {"0.0.0.0"}) {
+pid_t spawn_servers(const std::string& ns, std::vector<uint16_t> ports, std::vector<std::string> udp_addrs = {"0.0.0.0", "::"}) {
   pid_t pid = fork();
   if (pid != 0) return pid;
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -74,20 +74,19 @@ pid_t spawn_servers(const std::string& ns, std::vector<uint16_t> ports, std::vec
   std::vector<pollfd> fds;
   std::vector<bool> is_tcp;
   auto open_socket = [&](int type, const std::string& addr, uint16_t port) {
-    int s = socket(AF_INET, type, 0);
+    SockAddr a = sock_addr(addr, port);
+    int s = socket(a.family(), type, 0);
     int one = 1;
     setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    inet_pton(AF_INET, addr.c_str(), &a.sin_addr);
-    if (bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) _exit(91);
+    if (a.family() == AF_INET6) setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(s, a.ptr(), a.len) != 0) _exit(91);
     if (type == SOCK_STREAM) listen(s, 512);
     fds.push_back({s, POLLIN, 0});
     is_tcp.push_back(type == SOCK_STREAM);
   };
   for (auto port : ports) {
     open_socket(SOCK_STREAM, "0.0.0.0", port);
+    open_socket(SOCK_STREAM, "::", port);
     for (const auto& a : udp_addrs) open_socket(SOCK_DGRAM, a, port);
   }
   for (;;) {
@@ -102,7 +101,7 @@ pid_t spawn_servers(const std::string& ns, std::vector<uint16_t> ports, std::vec
         }
       } else {
         char buf[64];
-        sockaddr_in from{};
+        sockaddr_storage from{};
         socklen_t fl = sizeof from;
         ssize_t n = recvfrom(fds[i].fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &fl);
         if (n > 0) sendto(fds[i].fd, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), fl);
@@ -114,14 +113,11 @@ pid_t spawn_servers(const std::string& ns, std::vector<uint16_t> ports, std::vec
 // One connection attempt; true when it got through (TCP connected / UDP echo came back).
 // The timeout only bounds how long a dropped packet is waited for; verdicts are compared, not times.
 bool connect_once(const std::string& dst, uint16_t port, Protocol proto, int timeout_ms) {
-  int s = socket(AF_INET, (proto == Protocol::Tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  inet_pton(AF_INET, dst.c_str(), &a.sin_addr);
+  SockAddr a = sock_addr(dst, port);
+  int s = socket(a.family(), (proto == Protocol::Tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK, 0);
   bool ok = false;
   if (proto == Protocol::Tcp) {
-    int r = connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    int r = connect(s, a.ptr(), a.len);
     if (r == 0) ok = true;
     else if (errno == EINPROGRESS) {
       pollfd p{s, POLLOUT, 0};
@@ -135,7 +131,7 @@ bool connect_once(const std::string& dst, uint16_t port, Protocol proto, int tim
   } else {
     // Unconnected: a multi-homed server (r) may answer from another of its addresses.
     for (int attempt = 0; attempt < 2 && !ok; ++attempt) {
-      (void)!sendto(s, "hi", 2, 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
+      (void)!sendto(s, "hi", 2, 0, a.ptr(), a.len);
       pollfd p{s, POLLIN, 0};
       char buf[8];
       if (poll(&p, 1, timeout_ms / 2) == 1 && recv(s, buf, sizeof buf, 0) == 2) ok = true;
@@ -171,13 +167,17 @@ struct Source {
   std::string addr_for(const std::string& dst_subnet_octet) const;
 };
 
-// x/y/z each on their own /24 behind router r; r has .1 on each.
+// x/y/z each on their own /24 and /64 behind router r over veth pairs; r has .1 / ::1 on each.
+// IPv6 needs neighbour discovery on those links (DAD is off so addresses are usable at once).
 class Lab {
  public:
   explicit Lab(const std::string& variant) : variant_(variant) {
     std::random_device rd;
     id_ = fmt::format("{:06x}", rd() & 0xffffff);
-    for (const char* n : {"r", "x", "y", "z"}) must({"ip", "netns", "add", ns(n)});
+    for (const char* n : {"r", "x", "y", "z"}) {
+      must({"ip", "netns", "add", ns(n)});
+      must({"ip", "netns", "exec", ns(n), "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0"});
+    }
     int i = 1;
     for (const char* n : {"x", "y", "z"}) {
       std::string dev = std::string("v") + n;
@@ -188,20 +188,25 @@ class Lab {
       must({"ip", "-n", ns(n), "link", "set", "eth0", "up"});
       must({"ip", "-n", ns(n), "link", "set", "lo", "up"});
       must({"ip", "-n", ns(n), "route", "add", "default", "via", fmt::format("10.88.{}.1", i)});
+      must({"ip", "-n", ns("r"), "addr", "add", fmt::format("fd88:{}::1/64", i), "dev", dev, "nodad"});
+      must({"ip", "-n", ns(n), "addr", "add", fmt::format("fd88:{}::2/64", i), "dev", "eth0", "nodad"});
+      must({"ip", "-n", ns(n), "-6", "route", "add", "default", "via", fmt::format("fd88:{}::1", i)});
       ++i;
     }
     must({"ip", "-n", ns("r"), "link", "set", "lo", "up"});
-    must({"ip", "netns", "exec", ns("r"), "sysctl", "-qw", "net.ipv4.ip_forward=1"});
+    must({"ip", "netns", "exec", ns("r"), "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"});
     cg_base_ = cgroup2_root() + "/hs-t-" + id_;
     for (const char* c : {"", "/a", "/b", "/srv"}) fs::create_directories(cg_base_ + c);
-    servers_.push_back(spawn_servers(ns("r"), {22, 80, 81}, {"10.88.1.1", "10.88.2.1", "10.88.3.1"}));
+    servers_.push_back(spawn_servers(ns("r"), {22, 80, 81},
+                                     {"10.88.1.1", "10.88.2.1", "10.88.3.1", "fd88:1::1", "fd88:2::1", "fd88:3::1"}));
     for (const char* n : {"x", "y", "z"}) servers_.push_back(spawn_servers(ns(n), {22, 80, 81}));
     state_dir_ = fs::temp_directory_path() / ("hs-policy-state-" + id_);
     // Wait until every server answers (they are ready when they connect; no fixed sleep).
     for (int tries = 0; tries < 200; ++tries) {
       bool all = true;
-      for (int k = 1; k <= 3 && all; ++k) all = probe_ok("r", "", fmt::format("10.88.{}.2", k), 81, Protocol::Tcp);
-      if (all && probe_ok("x", "", "10.88.1.1", 81, Protocol::Tcp)) return;
+      for (int k = 1; k <= 3 && all; ++k)
+        all = probe_ok("r", "", fmt::format("10.88.{}.2", k), 81, Protocol::Tcp) && probe_ok("r", "", fmt::format("fd88:{}::2", k), 81, Protocol::Tcp);
+      if (all && probe_ok("x", "", "10.88.1.1", 81, Protocol::Tcp) && probe_ok("x", "", "fd88:1::1", 81, Protocol::Tcp)) return;
       usleep(20000);
     }
     throw std::runtime_error("lab servers did not come up");
@@ -222,17 +227,22 @@ class Lab {
   bool probe_ok(const std::string& n, const std::string& cg_leaf, const std::string& dst, uint16_t port, Protocol proto) {
     return wait_exit(spawn_probe(ns(n), cg_leaf.empty() ? "" : cg_dir(cg_leaf), dst, port, proto)) == 0;
   }
+  // Cold neighbour caches everywhere: the next IPv6 packet on each link needs neighbour discovery
+  // (solicitation and advertisement through r's INPUT/OUTPUT) before it can leave.
+  void flush_neighbours() {
+    for (const char* n : {"r", "x", "y", "z"}) must({"ip", "-n", ns(n), "-6", "neigh", "flush", "all"});
+  }
 
   Context context() const {
     Context c;
-    c.services.push_back({"x", {}, {"10.88.1.2"}, {}, "", "lab", "x", ""});
-    c.services.push_back({"y", {}, {"10.88.2.2"}, {}, "", "lab", "y", ""});
-    c.services.push_back({"z", {}, {"10.88.3.2"}, {}, "", "lab", "z", ""});
+    c.services.push_back({"x", {}, {"10.88.1.2", "fd88:1::2"}, {}, "", "lab", "x", ""});
+    c.services.push_back({"y", {}, {"10.88.2.2", "fd88:2::2"}, {}, "", "lab", "y", ""});
+    c.services.push_back({"z", {}, {"10.88.3.2", "fd88:3::2"}, {}, "", "lab", "z", ""});
     c.services.push_back({"local-a", {cg("a")}, {}, {}, "", "", "", "/usr/bin/a"});
     c.services.push_back({"local-b", {cg("b")}, {}, {}, "", "", "", "/usr/bin/b"});
     // The router's own server: ingress to local processes is scoped by their listening port.
     c.services.push_back({"router", {cg("srv")}, {}, {80}, "", "", "", ""});
-    c.networks["lab"] = {"10.88.0.0/16"};
+    c.networks["lab"] = {"10.88.0.0/16", "fd88::/16"};
     return c;
   }
 
@@ -274,36 +284,36 @@ struct Probe {
   Protocol proto;
 };
 
+// Every source to every destination, TCP and UDP on 80/81, over IPv4 and IPv6.
 std::vector<Probe> matrix(const Lab& lab) {
   struct Src {
     std::string label, ns, leaf, cgroup;
-    const char* pod_addr;
+    int pod;  // k of the pod's 10.88.k.2 / fd88:k::2; 0 = a local sender in r
   };
-  std::vector<Src> srcs = {{"x", "x", "", "", "10.88.1.2"}, {"y", "y", "", "", "10.88.2.2"}, {"z", "z", "", "", "10.88.3.2"},
-                           {"r/a", "r", "a", lab.cg("a"), nullptr}, {"r/b", "r", "b", lab.cg("b"), nullptr},
-                           {"r/root", "r", "", "/", nullptr}};
+  std::vector<Src> srcs = {{"x", "x", "", "", 1}, {"y", "y", "", "", 2}, {"z", "z", "", "", 3},
+                           {"r/a", "r", "a", lab.cg("a"), 0}, {"r/b", "r", "b", lab.cg("b"), 0}, {"r/root", "r", "", "/", 0}};
   struct Dst {
-    std::string label, addr;
+    std::string label;
+    int k;  // the link: x/y/z's address ends in .2 / ::2, r is reached at .1 / ::1 of link 1
     bool local;
   };
-  std::vector<Dst> dsts = {{"x", "10.88.1.2", false}, {"y", "10.88.2.2", false}, {"z", "10.88.3.2", false}, {"r", "10.88.1.1", true}};
+  std::vector<Dst> dsts = {{"x", 1, false}, {"y", 2, false}, {"z", 3, false}, {"r", 1, true}};
+  auto addr = [](bool v6, int k, int host) { return v6 ? fmt::format("fd88:{}::{}", k, host) : fmt::format("10.88.{}.{}", k, host); };
   std::vector<Probe> out;
-  for (const auto& s : srcs)
-    for (const auto& d : dsts) {
-      if (s.label == d.label) continue;
-      Endpoint from;
-      if (s.pod_addr) {
-        from = {parse_ip(s.pod_addr), "", false};
-      } else {
-        // Local sender: source address is r's address on the way to the destination.
-        std::string src = d.local ? d.addr : "10.88." + d.addr.substr(6, 1) + ".1";
-        from = {parse_ip(src), s.cgroup, true};
+  for (bool v6 : {false, true})
+    for (const auto& s : srcs)
+      for (const auto& d : dsts) {
+        if (s.label == d.label) continue;
+        std::string dst = addr(v6, d.k, d.local ? 1 : 2);
+        Endpoint from;
+        // A local sender's source address is r's address on the way to the destination.
+        if (s.pod) from = {parse_ip(addr(v6, s.pod, 2)), "", false};
+        else from = {parse_ip(addr(v6, d.k, 1)), s.cgroup, true};
+        Endpoint to{parse_ip(dst), "", d.local};
+        std::string label = v6 ? d.label + "6" : d.label;
+        for (uint16_t port : {80, 81})
+          for (auto proto : {Protocol::Tcp, Protocol::Udp}) out.push_back({s.label, s.ns, s.leaf, from, label, dst, to, port, proto});
       }
-      Endpoint to{parse_ip(d.addr), "", d.local};
-      for (uint16_t port : {80, 81})
-        for (auto proto : {Protocol::Tcp, Protocol::Udp})
-          out.push_back({s.label, s.ns, s.leaf, from, d.label, d.addr, to, port, proto});
-    }
   return out;
 }
 
@@ -312,6 +322,7 @@ std::vector<Probe> matrix(const Lab& lab) {
 // the same verdict as the IR that was applied.
 void check_matrix(Lab& lab, const Ir& ir, const std::string& what, const Ir* stored = nullptr) {
   auto probes = matrix(lab);
+  lab.flush_neighbours();
   std::vector<pid_t> pids;
   for (const auto& p : probes) pids.push_back(spawn_probe(lab.ns(p.from_ns), p.cg_leaf.empty() ? "" : lab.cg_dir(p.cg_leaf), p.dst, p.port, p.proto));
   size_t mismatches = 0;
@@ -338,7 +349,10 @@ void check_matrix(Lab& lab, const Ir& ir, const std::string& what, const Ir* sto
   }
   if (mismatches) {
     auto save = sh({"ip", "netns", "exec", lab.ns("r"), lab.variant() == "nft" ? "iptables-nft-save" : "iptables-legacy-save", "-c"});
-    ADD_FAILURE() << "truth table for " << what << ":\n" << table << "\nruleset:\n" << save.out;
+    auto save6 = sh({"ip", "netns", "exec", lab.ns("r"), lab.variant() == "nft" ? "ip6tables-nft-save" : "ip6tables-legacy-save", "-c"});
+    auto neigh = sh({"ip", "-n", lab.ns("r"), "-6", "neigh", "show"});
+    ADD_FAILURE() << "truth table for " << what << ":\n" << table << "\nruleset:\n" << save.out << "\nIPv6 ruleset:\n" << save6.out
+                  << "\nr's IPv6 neighbours:\n" << neigh.out;
   }
 }
 
@@ -367,6 +381,13 @@ TEST_P(PolicyConformance, MatrixMatchesEvaluator) {
            yaml_header("y-out", "service: y") + "mode: audit\ndefault: {egress: deny}\negress:\n  - action: allow\n    ports: [80]\n"},
       {"nested cgroups and log", yaml_header("all-local", "cgroup: " + lab.cg("")) +
                                      "egress:\n  - action: log\n  - action: deny\n    peers: [{cidr: 10.88.2.0/24}]\n    ports: [81]\n"},
+      // Address subjects with a default deny/reject egress are also dispatched on r's INPUT (-s pod): the pods'
+      // neighbour advertisements and solicitations to r pass there, from cold caches.
+      {"x egress: only tcp/80 to y; y egress reject; z ingress deny",
+       yaml_header("x-out", "service: x") +
+           "default: {egress: deny}\negress:\n  - action: allow\n    peers: [{service: y}]\n    ports: [80]\n    protocol: tcp\n" +
+           yaml_header("y-out", "service: y") + "failsafe: false\ndefault: {egress: reject}\negress:\n  - action: allow\n    ports: [81]\n" +
+           yaml_header("z-in", "service: z") + "default: {ingress: deny}\ningress:\n  - action: allow\n    ports: [80]\n"},
   };
   for (const auto& [what, yaml] : sets) {
     SCOPED_TRACE(what);
@@ -405,6 +426,10 @@ TEST_P(PolicyConformance, FailsafePortsSurviveDenyAll) {
   auto ir = compile_or_die(deny_all, ctx);
   ASSERT_TRUE(backend.apply(ir));
   EXPECT_TRUE(lab.probe_ok("y", "", "10.88.1.2", 22, Protocol::Tcp)) << "ssh to x must stay open";
+  lab.flush_neighbours();
+  EXPECT_TRUE(lab.probe_ok("y", "", "fd88:1::2", 22, Protocol::Tcp)) << "ssh to x over IPv6 must stay open from cold neighbour caches";
+  lab.flush_neighbours();
+  EXPECT_FALSE(lab.probe_ok("y", "", "fd88:1::2", 80, Protocol::Tcp));
   EXPECT_FALSE(lab.probe_ok("y", "", "10.88.1.2", 80, Protocol::Tcp));
   EXPECT_TRUE(lab.probe_ok("r", "a", "10.88.2.2", 80, Protocol::Tcp) == false);
   EXPECT_EQ(evaluate_connection(ir, {parse_ip("10.88.2.2"), "", false}, {parse_ip("10.88.1.2"), "", false}, Protocol::Tcp, 22),
@@ -415,6 +440,32 @@ TEST_P(PolicyConformance, FailsafePortsSurviveDenyAll) {
   EXPECT_FALSE(lab.probe_ok("y", "", "10.88.1.2", 22, Protocol::Tcp));
   ASSERT_TRUE(backend.flush());
   EXPECT_TRUE(lab.probe_ok("y", "", "10.88.1.2", 80, Protocol::Tcp));
+}
+
+// One packet that an audit policy would deny is one would-deny packet in `policy status`, whether a deny
+// rule or the default matched it (the rule used to count it and then the default again).
+TEST_P(PolicyConformance, AuditCountsEachPacketOnce) {
+  HS_REQUIRE_THAT(missing_privileges());
+  Lab lab(GetParam());
+  auto backend = lab.backend();
+  auto ir = compile_or_die(yaml_header("x-in", "service: x") +
+                               "mode: audit\ndefault: {ingress: deny}\ningress:\n  - action: deny\n    ports: [81]\n    protocol: tcp\n"
+                               "  - action: log\n",
+                           lab.context());
+  ASSERT_TRUE(backend.apply(ir));
+  auto would_deny = [&] {
+    auto st = backend.status();
+    return st ? st->audit_would_deny_packets : ~0ull;
+  };
+  EXPECT_EQ(would_deny(), 0u);
+  // One connection: its SYN is new, the rest of it is ESTABLISHED (conntrack failsafe, not counted).
+  ASSERT_TRUE(lab.probe_ok("y", "", "10.88.1.2", 81, Protocol::Tcp));
+  EXPECT_EQ(would_deny(), 1u) << "the deny rule's SYN: " << backend.status()->text();
+  ASSERT_TRUE(lab.probe_ok("y", "", "10.88.1.2", 80, Protocol::Tcp));
+  EXPECT_EQ(would_deny(), 2u) << "the default's SYN: " << backend.status()->text();
+  EXPECT_EQ(evaluate_connection(ir, {parse_ip("10.88.2.2"), "", false}, {parse_ip("10.88.1.2"), "", false}, Protocol::Tcp, 81),
+            Verdict::AuditWouldDeny);
+  ASSERT_TRUE(backend.flush());
 }
 
 TEST_P(PolicyConformance, DriftIsReportedAndRepaired) {

@@ -149,6 +149,16 @@ size_t hostscope_rules_on_host(const std::string& variant) {
   return n;
 }
 
+// A run where every case passes: exit 0, every expected output line, no scratch left, host ruleset unchanged.
+void expect_passing_run(const PolicyDir& d, const std::string& variant, std::initializer_list<const char*> lines) {
+  size_t host_rules = hostscope_rules_on_host(variant);
+  auto r = run_live(d, variant);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  for (const char* line : lines) EXPECT_NE(r.out.find(line), std::string::npos) << "missing: " << line << "\n" << r.out;
+  expect_no_scratch(r.pid);
+  EXPECT_EQ(hostscope_rules_on_host(variant), host_rules) << "the host's own ruleset changed";
+}
+
 class PolicyLive : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(PolicyLive, EveryCaseIsCheckedForRealAndAgrees) {
@@ -157,10 +167,7 @@ TEST_P(PolicyLive, EveryCaseIsCheckedForRealAndAgrees) {
   d.context(kContext);
   d.write("10-policies.yaml", kPolicies);
   d.write("20-tests.yaml", cases("allow"));
-  size_t host_rules = hostscope_rules_on_host(GetParam());
-  auto r = run_live(d, GetParam());
-  EXPECT_EQ(r.exit_code, 0) << r.out;
-  for (const char* line : {"PASS 20-tests.yaml:5:5: web-to-db — expect allow, evaluator allow, live allow",
+  expect_passing_run(d, GetParam(), {"PASS 20-tests.yaml:5:5: web-to-db — expect allow, evaluator allow, live allow",
                            "PASS 20-tests.yaml:6:5: web-to-db-other-port — expect deny, evaluator deny, live deny",
                            "PASS 20-tests.yaml:7:5: web-to-denied-host — expect deny, evaluator deny, live deny",
                            "PASS 20-tests.yaml:8:5: web-to-cache-udp — expect allow, evaluator allow, live allow",
@@ -168,10 +175,73 @@ TEST_P(PolicyLive, EveryCaseIsCheckedForRealAndAgrees) {
                            "PASS 20-tests.yaml:10:5: client-to-api — expect allow, evaluator allow, live allow",
                            "PASS 20-tests.yaml:11:5: stranger-to-api — expect deny, evaluator deny, live deny",
                            "PASS 20-tests.yaml:12:5: client-to-web — expect allow, evaluator allow, live allow",
-                           "8 passed, 0 failed; 8 connections made live, 0 not tried live"})
-    EXPECT_NE(r.out.find(line), std::string::npos) << "missing: " << line << "\n" << r.out;
-  expect_no_scratch(r.pid);
-  EXPECT_EQ(hostscope_rules_on_host(GetParam()), host_rules) << "the host's own ruleset changed";
+                           "8 passed, 0 failed; 8 connections made live, 0 not tried live"});
+}
+
+// IPv6 endpoints are emulated too (they used to be "not tried live"). pod6 has a default-deny egress, so the
+// node's INPUT sees its neighbour advertisements under that policy: they must pass for anything to reach it.
+TEST_P(PolicyLive, Ipv6CasesAreCheckedForReal) {
+  REQUIRE_LIVE_TOOLS(GetParam());
+  PolicyDir d;
+  d.context(R"({"services": [
+    {"name": "web", "cgroups": ["/system.slice/hs-live-web6.service"], "ports": [8080]},
+    {"name": "db6", "addresses": ["fd00:251::2"]},
+    {"name": "api6", "addresses": ["fd00:251:2::2"]},
+    {"name": "pod6", "addresses": ["fd00:251:3::2"]}]})");
+  d.write("p.yaml", R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: web}
+subject: {service: web}
+default: {egress: deny}
+egress:
+  - action: allow
+    peers: [{cidr: "fd00:251::/64"}]
+    ports: [5432]
+    protocol: tcp
+---
+apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: api6}
+subject: {service: api6}
+default: {ingress: reject}
+ingress:
+  - action: allow
+    peers: [{cidr: "fd00:251:1::5/128"}]
+    ports: [443]
+    protocol: tcp
+---
+apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: pod6}
+subject: {service: pod6}
+failsafe: false
+default: {egress: deny}
+egress:
+  - action: allow
+    ports: [8080, 53]
+---
+apiVersion: hostscope.io/v1
+kind: PolicyTest
+metadata: {name: t6}
+cases:
+  - {name: web-to-db6, from: web, to: db6, port: 5432, protocol: tcp, expect: allow}
+  - {name: web-to-db6-other-port, from: web, to: db6, port: 6000, protocol: tcp, expect: deny}
+  - {name: client-to-api6, from: "fd00:251:1::5", to: api6, port: 443, protocol: tcp, expect: allow}
+  - {name: stranger-to-api6, from: "fd00:251:1::6", to: api6, port: 443, protocol: tcp, expect: deny}
+  - {name: pod6-to-web, from: pod6, to: web, port: 8080, protocol: tcp, expect: allow}
+  - {name: pod6-to-dns, from: pod6, to: "fd00:251:1::5", port: 53, protocol: udp, expect: allow}
+  - {name: pod6-to-api6, from: pod6, to: api6, port: 443, protocol: tcp, expect: deny}
+  - {name: client-to-pod6, from: "fd00:251:1::5", to: pod6, port: 22, protocol: tcp, expect: allow}
+)");
+  expect_passing_run(d, GetParam(), {"PASS p.yaml:37:5: web-to-db6 — expect allow, evaluator allow, live allow",
+                           "PASS p.yaml:38:5: web-to-db6-other-port — expect deny, evaluator deny, live deny",
+                           "PASS p.yaml:39:5: client-to-api6 — expect allow, evaluator allow, live allow",
+                           "PASS p.yaml:40:5: stranger-to-api6 — expect deny, evaluator deny, live deny",
+                           "PASS p.yaml:41:5: pod6-to-web — expect allow, evaluator allow, live allow",
+                           "PASS p.yaml:42:5: pod6-to-dns — expect allow, evaluator allow, live allow",
+                           "PASS p.yaml:43:5: pod6-to-api6 — expect deny, evaluator deny, live deny",
+                           "PASS p.yaml:44:5: client-to-pod6 — expect allow, evaluator allow, live allow",
+                           "8 passed, 0 failed; 8 connections made live, 0 not tried live"});
 }
 
 TEST_P(PolicyLive, WrongExpectationFailsNamingTheCase) {

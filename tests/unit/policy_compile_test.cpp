@@ -12,6 +12,7 @@
 #include "policy/compiler.h"
 #include "policy/evaluator.h"
 #include "policy/iptables.h"
+#include "policy/ir_json.h"
 #include "policy/loader.h"
 
 namespace hostscope::policy {
@@ -153,6 +154,46 @@ egress:
   EXPECT_EQ(evaluate_connection(ir, local("/cache"), addr("10.0.0.1"), Protocol::Udp, 53), Verdict::Deny);  // failsafe off
 }
 
+// An audit deny rule counts the packet and ends the policy chain as the enforce rule would have: the audit
+// default (and any later rule) never sees it, so one packet is one would-deny count.
+TEST(PolicyEvaluator, AuditRuleEndsTheChainLikeEnforce) {
+  const char* y = R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: cache}
+subject: {service: cache}
+mode: audit
+default: {egress: deny}
+egress:
+  - action: reject
+    ports: [6379]
+    protocol: tcp
+  - action: log
+)";
+  auto ir = must_compile(y);
+  Trace t;
+  EXPECT_EQ(evaluate_connection(ir, local("/cache"), addr("10.0.0.1"), Protocol::Tcp, 6379, &t), Verdict::AuditWouldDeny);
+  std::vector<std::string> targets;
+  for (const auto& step : t.steps)
+    if (step.find("HOSTSCOPE-P-") == 0) targets.push_back(step.substr(step.find(" -> ") + 4, step.find(' ', step.find(" -> ") + 4) - step.find(" -> ") - 4));
+  EXPECT_THAT(targets, ::testing::ElementsAre("AUDIT", "RETURN"));  // not LOG, not the AUDIT default
+  // Rendered: the counting rule, then the same match returning; the default stays last.
+  std::vector<std::string> chain;
+  for (const auto& l : render(ir.v4, RenderOptions{}).rules)
+    if (l.find("HOSTSCOPE-P-") == 3) chain.push_back(l);
+  ASSERT_GE(chain.size(), 5u);
+  auto audit_line = chain.size() - 4, return_line = chain.size() - 3;
+  EXPECT_THAT(chain[audit_line], ::testing::HasSubstr("-p tcp -m tcp --dport 6379"));
+  EXPECT_EQ(chain[audit_line].find(" -j "), std::string::npos) << chain[audit_line];  // counter only
+  EXPECT_THAT(chain[return_line], ::testing::HasSubstr("-p tcp -m tcp --dport 6379"));
+  EXPECT_THAT(chain[return_line], ::testing::EndsWith("-j RETURN"));
+  EXPECT_THAT(chain.back(), ::testing::Not(::testing::HasSubstr(" -j ")));  // the audit default
+  // Only AUDIT targets count toward would-deny: exactly the rule and the default.
+  size_t audits = 0;
+  for (const auto& c : ir.v4.chains)
+    for (const auto& r : c.rules) audits += r.target == IrTarget::Audit;
+  EXPECT_EQ(audits, 2u);
+}
+
 TEST(PolicyEvaluator, IpsetsForLargePeerListsAndIpv6) {
   auto ir = must_compile(kWeb, CompileOptions{1});
   ASSERT_EQ(ir.v4.sets.size(), 1u);
@@ -167,6 +208,61 @@ TEST(PolicyEvaluator, IpsetsForLargePeerListsAndIpv6) {
   auto r6 = render(ir.v6);
   EXPECT_THAT(r6.rules, ::testing::Contains(::testing::HasSubstr("-d fd00::3/128")));
   for (const auto& l : r6.rules) EXPECT_EQ(l.find("192.0.2"), std::string::npos);
+}
+
+// IPv6 neighbour discovery and MLD are accepted first in every IPv6 hook chain, also for a subject with
+// default deny both ways and failsafe off; other ICMPv6 is still policy's.
+TEST(PolicyEvaluator, Ipv6NeighbourDiscoveryAlwaysOpen) {
+  const char* y = R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: pod}
+subject: {service: db}
+failsafe: false
+default: {egress: reject, ingress: deny}
+)";
+  auto ir = must_compile(y);
+  Packet ns_out;  // the pod's solicitation to the node, dispatched on INPUT by its source address
+  ns_out.src = parse_ip("fd00::3");
+  ns_out.dst = parse_ip("ff02::1:ff00:1");
+  ns_out.proto = Protocol::Icmpv6;
+  Packet na_in;  // the node's advertisement to the pod, dispatched on OUTPUT by its destination
+  na_in.src = parse_ip("fe80::1");
+  na_in.dst = parse_ip("fd00::3");
+  na_in.proto = Protocol::Icmpv6;
+  for (int type = 130; type <= 136; ++type) {
+    ns_out.icmpv6_type = na_in.icmpv6_type = uint8_t(type);
+    EXPECT_EQ(evaluate_hook(ir.v6, Hook::Input, ns_out), Verdict::Allow) << type;
+    EXPECT_EQ(evaluate_hook(ir.v6, Hook::Output, na_in), Verdict::Allow) << type;
+    EXPECT_EQ(evaluate_hook(ir.v6, Hook::Forward, na_in), Verdict::Allow) << type;
+  }
+  ns_out.icmpv6_type = na_in.icmpv6_type = 128;  // echo request: the policy decides
+  EXPECT_EQ(evaluate_hook(ir.v6, Hook::Input, ns_out), Verdict::Deny);
+  EXPECT_EQ(evaluate_hook(ir.v6, Hook::Output, na_in), Verdict::Deny);
+  ns_out.proto = Protocol::Tcp;  // a TCP packet with the same number as its port is not ICMPv6
+  ns_out.dport = 135;
+  EXPECT_EQ(evaluate_hook(ir.v6, Hook::Input, ns_out), Verdict::Deny);
+  // Rendered first in each IPv6 hook chain, one rule per type; absent from IPv4.
+  auto r6 = render(ir.v6);
+  for (const char* chain : {"HOSTSCOPE-INPUT", "HOSTSCOPE-OUTPUT", "HOSTSCOPE-FORWARD"}) {
+    std::vector<std::string> lines;
+    for (const auto& l : r6.rules)
+      if (l.rfind(fmt::format("-A {} ", chain), 0) == 0) lines.push_back(l);
+    ASSERT_GE(lines.size(), 8u) << chain;
+    for (int i = 0; i < 7; ++i) {
+      EXPECT_THAT(lines[i], ::testing::StartsWith(fmt::format("-A {} -p ipv6-icmp -m icmp6 --icmpv6-type {} -m comment --comment \"hostscope:hs.nd:", chain, 130 + i)));
+      EXPECT_THAT(lines[i], ::testing::EndsWith("-j RETURN"));
+    }
+    EXPECT_THAT(lines[7], ::testing::HasSubstr("--ctstate RELATED,ESTABLISHED"));
+  }
+  for (const auto& l : render(ir.v4).rules) EXPECT_EQ(l.find("icmp6"), std::string::npos) << l;
+  // The stored IR keeps the ICMPv6 type (it is what `top` evaluates with).
+  auto back = ir_from_json(ir_to_json(ir));
+  ASSERT_TRUE(back) << back.error();
+  ns_out.proto = Protocol::Icmpv6;
+  ns_out.icmpv6_type = 135;
+  EXPECT_EQ(evaluate_hook(back->v6, Hook::Input, ns_out), Verdict::Allow);
+  ns_out.icmpv6_type = 128;
+  EXPECT_EQ(evaluate_hook(back->v6, Hook::Input, ns_out), Verdict::Deny);
 }
 
 TEST(PolicyEvaluator, PolicyTestsRunAgainstEvaluator) {

@@ -160,6 +160,40 @@ TEST(PolicyLint, UnknownServicesAreWarnings) {
   EXPECT_EQ(lint(load_text(kHead + "egress:\n  - action: allow\n    peers: [{service: nosuch}]\n", "t.yaml"), catalogue()).exit_code(), 0);
 }
 
+// A subject made only of addresses of one family is dispatched in that family's table only: a rule (or a
+// peer) whose addresses are all of the other family can never match.
+TEST(PolicyLint, PeersOfTheOtherFamilyCanNeverMatch) {
+  const std::string pod = "apiVersion: hostscope.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: p\nsubject:\n  service: db\n";
+  auto d = lint_text(pod + "egress:\n  - action: allow\n    peers: [{cidr: 2001:db8::/32}]\n"
+                           "  - action: deny\n    peers:\n      - cidr: 10.9.0.0/16\n      - cidr: fd00::/8\n"
+                           "ingress:\n  - action: allow\n    peers: [{cidr: \"::/0\"}]\n");
+  EXPECT_THAT(d, ElementsAre("t.yaml:8:5: warning: egress rule 1 of policy 'p' can never match: its peers are all IPv6 and the subject "
+                             "has only IPv4 addresses (10.1.0.3/32), so it is enforced in the IPv4 table only",
+                             "t.yaml:13:15: warning: peer cidr 'fd00::/8' of egress rule 2 of policy 'p' can never match: it is IPv6 "
+                             "and the subject has only IPv4 addresses (10.1.0.3/32)",
+                             "t.yaml:15:5: warning: ingress rule 1 of policy 'p' can never match: its peers are all IPv6 and the subject "
+                             "has only IPv4 addresses (10.1.0.3/32), so it is enforced in the IPv4 table only"));
+  // The reverse, and a service peer: an IPv6-only subject with a peer service that has only IPv4 addresses.
+  Context ctx = catalogue();
+  ctx.services.push_back({"pod6", {}, {"fd00::7"}, {}, "", "", "", ""});
+  auto r = lint(load_text("apiVersion: hostscope.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: q\nsubject:\n  service: pod6\n"
+                          "egress:\n  - action: allow\n    peers: [{service: db}]\n",
+                          "t.yaml"),
+                ctx);
+  ASSERT_EQ(r.diagnostics.size(), 1u);
+  EXPECT_EQ(r.diagnostics[0].str(), "t.yaml:8:5: warning: egress rule 1 of policy 'q' can never match: its peers are all IPv4 and the "
+                                    "subject has only IPv6 addresses (fd00::7/128), so it is enforced in the IPv6 table only");
+  // Local processes (cgroups) send in both families: no warning, even with IPv6-only peers.
+  EXPECT_TRUE(lint_text(kHead + "egress:\n  - action: allow\n    peers: [{cidr: 2001:db8::/32}]\n").empty());
+  // A service with addresses in both families, mixed peers, any peer: nothing to say.
+  ctx.services.push_back({"dual", {}, {"10.1.0.9", "fd00::9"}, {}, "", "", "", ""});
+  r = lint(load_text("apiVersion: hostscope.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: d\nsubject:\n  service: dual\n"
+                     "egress:\n  - action: allow\n    peers: [{cidr: 2001:db8::/32}]\n  - action: deny\n",
+                     "t.yaml"),
+           ctx);
+  EXPECT_TRUE(r.diagnostics.empty()) << r.diagnostics[0].str();
+}
+
 TEST(PolicyLint, BadActionProtocolMode) {
   auto d = lint_text(kHead + "mode: enforcing\negress:\n  - action: drop\n    protocol: icmp\n");
   EXPECT_THAT(d, ElementsAre("t.yaml:7:7: error: invalid mode 'enforcing'; expected one of enforce, audit",
