@@ -2,6 +2,7 @@
 
 #include <bpf/btf.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdarg>
@@ -56,6 +57,20 @@ bool KernelHooks::btf_tracepoint(std::string_view event) const {
   if (!vmlinux_) return false;
   std::string type = "btf_trace_" + std::string(event);
   return btf__find_by_name_kind(vmlinux_, type.c_str(), BTF_KIND_TYPEDEF) >= 0;
+}
+
+std::string KernelHooks::fexit_error(const char* func) const {
+  if (!vmlinux_) return "no kernel BTF";
+  int id = btf__find_by_name_kind(vmlinux_, func, BTF_KIND_FUNC);
+  if (id < 0) return fmt::format("{} is not in the kernel's BTF", func);
+  bpf_insn insns[2] = {};
+  insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;  // r0 = 0
+  insns[1].code = BPF_JMP | BPF_EXIT;
+  LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_FEXIT, .attach_btf_id = __u32(id));
+  int fd = bpf_prog_load(BPF_PROG_TYPE_TRACING, "hs_fexit_probe", "GPL", insns, 2, &opts);
+  if (fd < 0) return Error::errno_name(-fd);
+  ::close(fd);
+  return "";
 }
 
 std::optional<bool> KernelHooks::classic_tracepoint(std::string_view category, std::string_view event,

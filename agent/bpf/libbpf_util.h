@@ -93,6 +93,9 @@ class KernelHooks {
   bool has_btf() const { return vmlinux_ != nullptr; }
   int btf_errno() const { return btf_errno_; }
   bool btf_tracepoint(std::string_view event) const;
+  // Whether a trivial fexit program on kernel function `func` loads (BPF trampolines: JIT, BTF, and a kernel that
+  // allows them; Debian's kernels do, some do not). "" when it loads, else why not (errno name).
+  std::string fexit_error(const char* func) const;
   // nullopt: cannot tell (tracefs not mounted at `tracefs`, or not readable by this user).
   std::optional<bool> classic_tracepoint(std::string_view category, std::string_view event,
                                          const std::string& tracefs = "/sys/kernel/tracing") const;

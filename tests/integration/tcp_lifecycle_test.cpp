@@ -138,7 +138,11 @@ void exchange_and_check(EventCollector& col, const std::string& addr, int family
   EXPECT_TRUE(a.duration_ns.has_value());
   EXPECT_GE(*a.duration_ns, a.connect_latency_ns.value_or(0));
   EXPECT_GT(a.srtt_us, 0u);
-  EXPECT_EQ(a.retransmits, 0u);
+  // Under full emulation (the kernel matrix's qemu TCG guests) a loopback segment can outlive the minimum RTO.
+  if (std::getenv("HS_EMULATED_KERNEL"))
+    EXPECT_LE(a.retransmits, 3u);
+  else
+    EXPECT_EQ(a.retransmits, 0u);
   EXPECT_EQ(a.netns, own_netns());
   EXPECT_FALSE(a.goid.has_value());
 

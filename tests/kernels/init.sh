@@ -24,10 +24,13 @@ mount -t tmpfs tmpfs $r/root
 mount -t tracefs tracefs $r/sys/kernel/tracing
 mount -t bpf bpf $r/sys/fs/bpf
 mount -t cgroup2 cgroup2 $r/sys/fs/cgroup
-# The guest kernel's own modules where modprobe looks for them (iptables, nft, veth load theirs on demand).
-mount -t tmpfs tmpfs $r/lib/modules
-mkdir -p "$r/lib/modules/$(uname -r)"
-mount -o bind "$r$hs_kmods" "$r/lib/modules/$(uname -r)"
+# The kernel runs /sbin/modprobe (module auto-loading: nf_tables, xt_*, veth, ...) in this initramfs, not in the
+# chroot: hand it to the host's modprobe inside the chroot, pointed at the unpacked kernel package's modules
+# (guest.sh sets MODPROBE_OPTIONS the same way for tools that run modprobe themselves, like iptables-legacy).
+mkdir -p /sbin
+printf '#!/bin/sh\nexec /bin/chroot /mnt/root /sbin/modprobe -d "%s" "$@"\n' "$hs_kroot" > /sbin/modprobe
+chmod +x /sbin/modprobe
+echo /sbin/modprobe > /proc/sys/kernel/modprobe
 chroot $r /bin/bash "$hs_src/tests/kernels/guest.sh"
 sync
 poweroff -f

@@ -142,7 +142,7 @@ for k in "${kernels[@]}"; do
   set +e
   timeout "$timeout" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "${HS_KERNEL_SMP:-2}" \
     -m "${HS_KERNEL_MEM:-2G}" -nographic -no-reboot -kernel "$vmlinuz" -initrd "$kdir/initrd.gz" \
-    -append "console=ttyS0 panic=-1 quiet hs_results=$results hs_src=$src hs_build=$build hs_kmods=$kdir/root/lib/modules/$kver hs_tests=${tests// /,}" \
+    -append "console=ttyS0 panic=-1 quiet hs_results=$results hs_src=$src hs_build=$build hs_kroot=$kdir/root hs_tests=${tests// /,}" \
     -virtfs local,path=/,mount_tag=hsroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs "local,path=$results,mount_tag=hsresults,security_model=none" \
     > "$results/console.log" 2>&1

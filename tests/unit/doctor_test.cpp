@@ -190,14 +190,25 @@ TEST(DoctorHooks, PredictsEachHookOnItsOwnLikeTheAgent) {
   EXPECT_EQ(predicted["tcp/tcp_receive_reset"], "tp_btf");
   EXPECT_EQ(predicted["tcp/tcp_send_reset"], "tracepoint");
   EXPECT_EQ(predicted["sock/sock_send_length"], "off");
+  // Neither send/receive hook: the passive owner comes from fexit/inet_csk_accept where it loads.
+  f.fexit_accept_error = "";
+  EXPECT_EQ(predicted_accept_mode(f), "fexit");
   auto cs = evaluate(f);
   EXPECT_EQ(find(cs, "hook sock/inet_sock_set_state").level, Level::Ok);
   EXPECT_EQ(find(cs, "hook sock/sock_send_length").level, Level::Warn);
+  EXPECT_EQ(find(cs, "hook fexit/inet_csk_accept").level, Level::Ok);
+  f.fexit_accept_error = "EPERM";
+  EXPECT_EQ(predicted_accept_mode(f), "off");
+  EXPECT_EQ(find(evaluate(f), "hook fexit/inet_csk_accept").level, Level::Warn);
+  EXPECT_NE(find(evaluate(f), "hook fexit/inet_csk_accept").message.find("EPERM"), std::string::npos);
+  // With the send/receive hooks (6.3+) it is not needed, and not loaded.
+  EXPECT_EQ(predicted_accept_mode(healthy()), "off");
+  f.fexit_accept_error = "";
 
   // An agent that reports the same choice agrees; one that reports something else is flagged.
   (*f.health)["hooks"] = {{"sock/inet_sock_set_state", "tp_btf"},  {"tcp/tcp_send_reset", "tracepoint"},
                           {"tcp/tcp_receive_reset", "tp_btf"},     {"sock/sock_send_length", "off"},
-                          {"sock/sock_recv_length", "off"}};
+                          {"sock/sock_recv_length", "off"},        {"fexit/inet_csk_accept", "fexit"}};
   EXPECT_EQ(find(evaluate(f), "agent hooks").level, Level::Ok);
   (*f.health)["hooks"]["sock/inet_sock_set_state"] = "tracepoint";
   const auto& differ = find(evaluate(f), "agent hooks");

@@ -25,6 +25,20 @@ std::string predicted_hook_mode(const HookSpec& h, const NodeFacts& f) {
   return "off";
 }
 
+namespace {
+bool accept_hook_needed(const NodeFacts& f) {
+  auto btf = [&](const char* key) {
+    auto it = f.hooks.find(key);
+    return f.btf_present && it != f.hooks.end() && it->second.btf;
+  };
+  return !btf("sock/sock_send_length") && !btf("sock/sock_recv_length");
+}
+}  // namespace
+
+std::string predicted_accept_mode(const NodeFacts& f) {
+  return accept_hook_needed(f) && f.fexit_accept_error.empty() ? "fexit" : "off";
+}
+
 const std::vector<HookSpec>& agent_hooks() {
   static const std::vector<HookSpec> hooks = {
       {"sock", "inet_sock_set_state", true, true, "TCP connections are seen from open to close",
@@ -96,6 +110,17 @@ void hook_checks(const NodeFacts& f, std::vector<Check>& out) {
           fmt::format("neither tp_btf/{} nor tracepoint {} exists on this kernel: {}", h.event, key, h.lost));
     }
   }
+  // Without both send/receive hooks (6.1), the agent takes the passive owner at accept() with fexit, where the
+  // kernel runs BPF trampolines; predicted exactly as the agent decides (agent/bpf/tcp_tracer.cpp).
+  if (!accept_hook_needed(f)) return;
+  if (predicted_accept_mode(f) == "fexit")
+    add(out, "hook fexit/inet_csk_accept", Level::Ok,
+        "fexit/inet_csk_accept loads: accepted connections get their owning process at accept()");
+  else
+    add(out, "hook fexit/inet_csk_accept", Level::Warn,
+        fmt::format("fexit/inet_csk_accept does not load ({}): without sock_send_length/sock_recv_length either, the "
+                    "server side of accepted connections gets its owner only when it closes",
+                    f.fexit_accept_error));
 }
 
 void mount_check(std::vector<Check>& out, const char* name, const std::string& mount, bool supported,
@@ -221,6 +246,10 @@ void socket_checks(const NodeFacts& f, std::vector<Check>& out) {
       if (!h["hooks"].contains(key) || !h["hooks"][key].is_string()) continue;
       std::string got = h["hooks"][key].get<std::string>(), want = predicted_hook_mode(spec, f);
       if (want != "unknown" && got != want) differ.push_back(fmt::format("{} is {} (predicted {})", key, got, want));
+    }
+    if (h["hooks"].contains("fexit/inet_csk_accept") && h["hooks"]["fexit/inet_csk_accept"].is_string()) {
+      std::string got = h["hooks"]["fexit/inet_csk_accept"].get<std::string>(), want = predicted_accept_mode(f);
+      if (got != want) differ.push_back(fmt::format("fexit/inet_csk_accept is {} (predicted {})", got, want));
     }
     if (differ.empty())
       add(out, "agent hooks", Level::Ok, "the agent attached every hook as predicted for this kernel");

@@ -36,6 +36,8 @@ enum class Tri { Yes, No, Unknown };
 struct HookFacts;
 struct NodeFacts;
 std::string predicted_hook_mode(const HookSpec& h, const NodeFacts& f);
+// fexit/inet_csk_accept: "fexit" where neither send/receive hook has tp_btf and a trial fexit program loads, else "off".
+std::string predicted_accept_mode(const NodeFacts& f);
 
 struct HookFacts {
   bool btf = false;             // btf_trace_<event> exists in the kernel BTF
@@ -55,6 +57,7 @@ struct NodeFacts {
   std::string btf_error;                    // why vmlinux BTF could not be loaded
   std::optional<std::string> bpf_load_error;  // nullopt: a trivial tracepoint program loaded
   std::map<std::string, HookFacts> hooks;  // key "category/event"
+  std::string fexit_accept_error = "not probed";  // "" : fexit/inet_csk_accept loads (the 6.1 passive-owner hook)
   // Filesystems
   std::string tracefs_mount, bpffs_mount, cgroup2_mount;  // "" when not mounted
   bool tracefs_supported = false, bpffs_supported = false;  // listed in /proc/filesystems

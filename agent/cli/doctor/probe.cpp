@@ -81,6 +81,7 @@ void probe_kernel(NodeFacts& f) {
     }
     f.hooks[h.category + "/" + h.event] = hf;
   }
+  f.fexit_accept_error = kernel.fexit_error("inet_csk_accept");
 }
 
 void probe_tools(NodeFacts& f) {
