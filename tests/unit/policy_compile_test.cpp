@@ -3,7 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -13,6 +16,7 @@
 #include "policy/evaluator.h"
 #include "policy/iptables.h"
 #include "policy/loader.h"
+#include "policy/reconciler.h"
 
 namespace hostscope::policy {
 namespace {
@@ -343,6 +347,30 @@ TEST(PolicyBackend, ApplyRollbackStatusFlushFlow) {
   EXPECT_EQ(fake->tables["iptables"], FakeIptables::apply(builtin, ""));  // back to exactly the foreign rules
   EXPECT_EQ(b.status()->generation, 0);
   EXPECT_FALSE(b.status()->drift);
+}
+
+// The agent's directory source: a policy file behind a dangling symlink (a ConfigMap whose target vanished) fails
+// the pass at stage, naming the file; nothing is applied and the rules in force stay.
+TEST(PolicyReconciler, DirectorySourceRefusesADanglingSymlink) {
+  TempDir dir, state;
+  std::ofstream(dir.path + "/web.yaml") << kWeb;
+  auto fake = std::make_shared<FakeIptables>();
+  ReconcileConfig cfg;
+  cfg.kind = ReconcileConfig::Kind::Directory;
+  cfg.directory = dir.path;
+  cfg.state_dir = state.path;
+  Reconciler r(cfg, catalogue, fake);
+  auto first = r.pass();
+  ASSERT_EQ(first.result, "applied") << first.message;
+  auto restores = fake->restores.size();
+  ASSERT_EQ(symlink("..data/db.yaml", (dir.path + "/db.yaml").c_str()), 0);
+  auto second = r.pass();
+  EXPECT_EQ(second.result, "error");
+  EXPECT_EQ(second.step, "stage");
+  EXPECT_EQ(second.message, "policy file " + dir.path + "/db.yaml: cannot read policy file: it is a symlink to '..data/db.yaml', "
+                            "which does not exist (No such file or directory)");
+  EXPECT_EQ(fake->restores.size(), restores);
+  EXPECT_EQ(r.status().generation, 1);
 }
 
 }  // namespace
