@@ -276,6 +276,7 @@ struct IptablesBackend::Generation {
   RenderedTable v4, v6;
   json index = json::object();  // tag -> rule description
   std::vector<std::string> observed_v4, observed_v6;  // our chains as read back after install
+  bool ipv6 = true;  // installed into ip6tables too (IptablesOptions::ipv6 when it was applied)
   const RenderedTable& table(Family f) const { return f == Family::V4 ? v4 : v6; }
   std::vector<std::string>& observed(Family f) { return f == Family::V4 ? observed_v4 : observed_v6; }
   const std::vector<std::string>& observed(Family f) const { return f == Family::V4 ? observed_v4 : observed_v6; }
@@ -405,6 +406,36 @@ Expected<Plan> IptablesBackend::plan(const Ir& ir) {
   return plan;
 }
 
+namespace {
+
+// Two generations install the same thing and describe it the same way (status shows modes and the rule index).
+bool same_rules(const RenderedTable& a, const RenderedTable& b) {
+  return a.chains == b.chains && a.rules == b.rules && a.ipsets == b.ipsets && a.set_names == b.set_names;
+}
+
+}  // namespace
+
+Expected<ApplyReport> IptablesBackend::keep_current(Generation& in_force, const Ir& ir) {
+  ApplyReport rep;
+  rep.generation = in_force.number;
+  rep.rules = in_force.v4.rules.size() + (o_.ipv6 ? in_force.v6.rules.size() : 0);
+  rep.unchanged = true;
+  if (in_force.source_hash != ir.source_hash) {  // e.g. only YAML comments changed: status names the new source
+    in_force.source_hash = ir.source_hash;
+    if (auto r = store_generation(in_force); !r) return Failure{r.error()};
+    if (auto r = store_ir(o_.state_dir, in_force.number, ir); !r) return Failure{r.error()};
+  }
+  auto st = status();
+  if (!st) return Failure{st.error()};
+  if (st->drift) {
+    auto r = reinstall(in_force.number);
+    if (!r) return Failure{r.error()};
+    rep.plan = std::move(r->plan);
+    rep.drift_repaired = true;
+  }
+  return rep;
+}
+
 Expected<ApplyReport> IptablesBackend::apply(const Ir& ir) {
   Generation g;
   auto gens = generations();
@@ -412,6 +443,7 @@ Expected<ApplyReport> IptablesBackend::apply(const Ir& ir) {
   g.parent = current();
   g.created = now_iso();
   g.source_hash = ir.source_hash;
+  g.ipv6 = o_.ipv6;
   for (const auto& [p, m] : ir.policy_modes) g.modes[p] = to_string(m);
   g.v4 = render(ir.v4, o_.render);
   g.v6 = render(ir.v6, o_.render);
@@ -420,6 +452,13 @@ Expected<ApplyReport> IptablesBackend::apply(const Ir& ir) {
       for (const auto& r : c.rules)
         g.index[r.tag()] = {{"chain", c.name}, {"owner", r.owner}, {"what", r.what}, {"target", to_string(r.target)},
                             {"mode", to_string(r.mode)}};
+  if (g.parent > 0) {
+    // Nothing to change: keep the generation (no new one per no-op apply or reconcile pass).
+    auto in_force = load_generation(g.parent);
+    if (in_force && in_force->ipv6 == g.ipv6 && in_force->modes == g.modes && in_force->index == g.index &&
+        same_rules(in_force->v4, g.v4) && same_rules(in_force->v6, g.v6))
+      return keep_current(*in_force, ir);
+  }
   ApplyReport rep;
   rep.generation = g.number;
   rep.rules = g.v4.rules.size() + (o_.ipv6 ? g.v6.rules.size() : 0);
@@ -461,6 +500,7 @@ Expected<ApplyReport> IptablesBackend::reinstall(int target) {
   rep.generation = target;
   rep.rules = g->v4.rules.size() + (o_.ipv6 ? g->v6.rules.size() : 0);
   if (auto r = install(*g, &rep.plan); !r) return Failure{r.error()};
+  g->ipv6 = o_.ipv6;
   for (auto f : families()) {
     auto saved = save(f);
     if (saved) g->observed(f) = observe(*saved);
@@ -588,7 +628,7 @@ Outcome IptablesBackend::store_generation(Generation& g) const {
   if (ec) return Failure{fmt::format("policy state directory {} create failed: {}", o_.state_dir, ec.message())};
   json j = {{"generation", g.number}, {"parent", g.parent}, {"created", g.created}, {"source_hash", g.source_hash}, {"modes", g.modes},
             {"ipv4", table_json(g.v4)}, {"ipv6", table_json(g.v6)}, {"index", nullptr},
-            {"observed_ipv4", g.observed_v4}, {"observed_ipv6", g.observed_v6}};
+            {"observed_ipv4", g.observed_v4}, {"observed_ipv6", g.observed_v6}, {"ipv6_installed", g.ipv6}};
   // The index is the largest part (an object per rule): moved in and back out instead of copied.
   j["index"] = std::move(g.index);
   std::string text = j.dump();
@@ -613,6 +653,7 @@ Expected<IptablesBackend::Generation> IptablesBackend::load_generation(int n) co
     g.index = j.value("index", json::object());
     g.observed_v4 = j.value("observed_ipv4", std::vector<std::string>{});
     g.observed_v6 = j.value("observed_ipv6", std::vector<std::string>{});
+    g.ipv6 = j.value("ipv6_installed", true);
     return g;
   } catch (const json::exception& e) {
     return Failure{fmt::format("policy generation {} parse failed: {}", path.string(), e.what())};

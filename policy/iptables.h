@@ -96,6 +96,9 @@ struct ApplyReport {
   int generation = 0;
   size_t rules = 0;
   Plan plan;  // what changed
+  // apply() of what is already in force: no new generation, `generation` is the current one.
+  bool unchanged = false;
+  bool drift_repaired = false;  // ... and the kernel differed from it, so it was installed again
 };
 
 class IptablesBackend {
@@ -104,6 +107,8 @@ class IptablesBackend {
 
   Expected<Plan> plan(const Ir& ir);
   // Atomic per table: on any failure the previous generation stays (or is put back) in force.
+  // When the rules, modes and rule index equal the current generation's, nothing is installed and no generation is
+  // made (report.unchanged); drift is still repaired by installing the current generation again.
   Expected<ApplyReport> apply(const Ir& ir);
   Expected<ApplyReport> rollback();
   // Installs stored generation `n` again and makes it current (drift repair; rollback uses it too).
@@ -119,6 +124,7 @@ class IptablesBackend {
   std::vector<Family> families() const;
   std::vector<std::string> cmd(Family f, const char* tool) const;
   Expected<SavedTable> save(Family f);
+  Expected<ApplyReport> keep_current(Generation& in_force, const Ir& ir);
   Outcome install(const Generation& g, Plan* plan);
   Outcome install_family(const Generation& g, Family f, Plan* plan);
   Outcome flush_family(Family f);

@@ -295,8 +295,14 @@ PassResult Reconciler::attempt() {
 
   auto rep = backend_.apply(*compiled.ir);
   if (!rep) return refuse(commit, "apply", rep.error() + "; the previous generation stays in force", true);
-  spdlog::info("policy: applied commit {} as generation {} ({} rules, {} chains changed, {} PolicyTest cases passed)", short_id(commit),
-               rep->generation, rep->rules, rep->plan.chains.size(), ncases);
+  std::string message = fmt::format("generation {}", rep->generation);
+  if (rep->unchanged) {
+    message = fmt::format("no change: generation {} kept", rep->generation);
+    spdlog::info("policy: commit {} changes no rule; generation {} stays in force", short_id(commit), rep->generation);
+  } else {
+    spdlog::info("policy: applied commit {} as generation {} ({} rules, {} chains changed, {} PolicyTest cases passed)", short_id(commit),
+                 rep->generation, rep->rules, rep->plan.chains.size(), ncases);
+  }
   std::lock_guard l(st_mu_);
   st_.generation = rep->generation;
   st_.applied_commit = commit;
@@ -307,7 +313,7 @@ PassResult Reconciler::attempt() {
   st_.last_result = "applied";
   st_.last_step.clear();
   st_.last_error.clear();
-  return {"applied", commit, "", fmt::format("generation {}", rep->generation), false};
+  return {"applied", commit, "", message, false};
 }
 
 PassResult Reconciler::pass() {

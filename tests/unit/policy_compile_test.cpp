@@ -373,5 +373,89 @@ TEST(PolicyReconciler, DirectorySourceRefusesADanglingSymlink) {
   EXPECT_EQ(r.status().generation, 1);
 }
 
+// Applying what is already in force changes nothing: no new generation, `current` and the generation files stay, no
+// restore runs, and the report says so. Drift is still repaired, by re-installing the same generation.
+TEST(PolicyBackend, ApplyWithoutChangeKeepsTheGeneration) {
+  TempDir dir;
+  auto fake = std::make_shared<FakeIptables>();
+  const std::string builtin = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+  fake->tables["iptables"] = fake->tables["ip6tables"] = builtin;
+  IptablesOptions o;
+  o.state_dir = dir.path;
+  IptablesBackend b(o, fake);
+  auto ir = must_compile(kWeb);
+  auto a1 = b.apply(ir);
+  ASSERT_TRUE(a1) << a1.error();
+  EXPECT_FALSE(a1->unchanged);
+  auto restores = fake->restores.size();
+  auto gen1 = std::filesystem::last_write_time(dir.path + "/gen-1.json");
+
+  auto a2 = b.apply(ir);
+  ASSERT_TRUE(a2) << a2.error();
+  EXPECT_TRUE(a2->unchanged);
+  EXPECT_FALSE(a2->drift_repaired);
+  EXPECT_EQ(a2->generation, 1);
+  EXPECT_TRUE(a2->plan.empty()) << a2->plan.text();
+  EXPECT_EQ(fake->restores.size(), restores);
+  EXPECT_FALSE(std::filesystem::exists(dir.path + "/gen-2.json"));
+  EXPECT_EQ(std::filesystem::last_write_time(dir.path + "/gen-1.json"), gen1);
+  EXPECT_EQ(b.status()->generation, 1);
+
+  // Only the source changed (a YAML comment): same rules, same generation; status names the new source.
+  auto commented = must_compile(std::string("# reviewed\n") + kWeb);
+  ASSERT_NE(commented.source_hash, ir.source_hash);
+  auto a3 = b.apply(commented);
+  ASSERT_TRUE(a3) << a3.error();
+  EXPECT_TRUE(a3->unchanged);
+  EXPECT_EQ(a3->generation, 1);
+  EXPECT_EQ(b.status()->source_hash, commented.source_hash);
+  EXPECT_EQ(fake->restores.size(), restores);
+
+  // Drift (one of our rules deleted by hand): the same generation is installed again, not a new one.
+  auto& t = fake->tables["iptables"];
+  auto pos = t.find("-A HOSTSCOPE-P-");
+  t.erase(t.rfind('\n', pos) + 1, t.find('\n', pos) - t.rfind('\n', pos));
+  ASSERT_TRUE(b.status()->drift);
+  auto a4 = b.apply(ir);
+  ASSERT_TRUE(a4) << a4.error();
+  EXPECT_TRUE(a4->unchanged);
+  EXPECT_TRUE(a4->drift_repaired);
+  EXPECT_EQ(a4->generation, 1);
+  EXPECT_GT(fake->restores.size(), restores);
+  EXPECT_FALSE(std::filesystem::exists(dir.path + "/gen-2.json"));
+  EXPECT_FALSE(b.status()->drift);
+
+  // A real change still makes generation 2.
+  std::string y2 = kWeb;
+  y2.replace(y2.find("[5432]"), 6, "[5433]");
+  auto a5 = b.apply(must_compile(y2));
+  ASSERT_TRUE(a5) << a5.error();
+  EXPECT_FALSE(a5->unchanged);
+  EXPECT_EQ(a5->generation, 2);
+}
+
+// The agent's reconciler: a new source version that changes no rule records the version as applied and keeps the
+// generation (no new generation per no-op pass).
+TEST(PolicyReconciler, NoOpPassKeepsTheGeneration) {
+  TempDir dir, state;
+  std::ofstream(dir.path + "/web.yaml") << kWeb;
+  auto fake = std::make_shared<FakeIptables>();
+  ReconcileConfig cfg;
+  cfg.kind = ReconcileConfig::Kind::Directory;
+  cfg.directory = dir.path;
+  cfg.state_dir = state.path;
+  Reconciler r(cfg, catalogue, fake);
+  ASSERT_EQ(r.pass().result, "applied");
+  auto restores = fake->restores.size();
+  std::ofstream(dir.path + "/web.yaml") << "# reviewed\n" << kWeb;
+  auto p = r.pass();
+  EXPECT_EQ(p.result, "applied");
+  EXPECT_EQ(p.message, "no change: generation 1 kept");
+  EXPECT_EQ(r.status().generation, 1);
+  EXPECT_EQ(r.status().applied_commit, p.commit);
+  EXPECT_EQ(fake->restores.size(), restores);
+  EXPECT_FALSE(std::filesystem::exists(state.path + "/gen-2.json"));
+}
+
 }  // namespace
 }  // namespace hostscope::policy
