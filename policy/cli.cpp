@@ -1,5 +1,6 @@
 #include "policy/cli.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -86,6 +87,7 @@ IptablesBackend backend(const Options& o) {
   io.render.audit_nflog_group = o.audit_nflog;
   io.render.log_nflog_group = o.log_nflog;
   if (!o.netns.empty()) io.command_prefix = {"ip", "netns", "exec", o.netns};
+  if (const char* step = std::getenv("HOSTSCOPE_TEST_POLICY_CRASH_AT")) io.crash_at = step;  // crash tests only
   return IptablesBackend(io);
 }
 

@@ -318,6 +318,8 @@ PassResult Reconciler::attempt() {
 
 PassResult Reconciler::pass() {
   std::lock_guard l(pass_mu_);
+  // An apply the agent (or a CLI) was killed in is finished or undone before anything else (logged by the backend).
+  if (auto r = backend_.recover(); !r) spdlog::warn("policy: {}", r.error());
   bool repaired = repair_drift();
   PassResult r = attempt();
   r.drift_repaired = repaired;
