@@ -230,6 +230,7 @@ class FakeIptables : public CommandRunner {
   std::map<std::string, std::string> tables;  // "iptables" / "ip6tables" -> saved text
   std::vector<std::string> restores;
   bool fail_restore = false;
+  int restores_left = -1;  // >= 0: that many more restores succeed, then every one fails
   CommandResult run(const std::vector<std::string>& argv, const std::string& input) override {
     std::string bin = argv[0];
     std::string fam = bin.rfind("ip6tables", 0) == 0 ? "ip6tables" : "iptables";
@@ -237,7 +238,8 @@ class FakeIptables : public CommandRunner {
     if (bin.find("-save") != std::string::npos) return {0, tables[fam], ""};
     if (bin.find("-restore") != std::string::npos) {
       restores.push_back(input);
-      if (fail_restore) return {1, "", "iptables-restore: line 3 failed"};
+      if (fail_restore || restores_left == 0) return {1, "", "iptables-restore: line 3 failed"};
+      if (restores_left > 0) --restores_left;
       tables[fam] = apply(tables[fam], input);
       return {0, "", ""};
     }
@@ -455,6 +457,38 @@ TEST(PolicyReconciler, NoOpPassKeepsTheGeneration) {
   EXPECT_EQ(r.status().applied_commit, p.commit);
   EXPECT_EQ(fake->restores.size(), restores);
   EXPECT_FALSE(std::filesystem::exists(state.path + "/gen-2.json"));
+}
+
+// IPv6 fails after IPv4 switched, and putting IPv4 back fails too: the pending marker stays and the next
+// operation (here status) puts one generation back in force everywhere.
+TEST(PolicyBackend, HalfDoneSwitchIsUndoneByTheNextCommand) {
+  TempDir dir;
+  auto fake = std::make_shared<FakeIptables>();
+  const std::string builtin = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+  fake->tables["iptables"] = fake->tables["ip6tables"] = builtin;
+  IptablesOptions o;
+  o.state_dir = dir.path;
+  IptablesBackend b(o, fake);
+  ASSERT_TRUE(b.apply(must_compile(kWeb)));
+  std::string y2 = kWeb;
+  y2.replace(y2.find("[5432]"), 6, "[5433]");
+  fake->restores_left = 1;  // the IPv4 restore works, then nothing does
+  auto r = b.apply(must_compile(y2));
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error(), ::testing::HasSubstr("the next policy command puts one generation back in force"));
+  EXPECT_TRUE(std::filesystem::exists(dir.path + "/pending"));
+  EXPECT_THAT(fake->tables["iptables"], ::testing::HasSubstr("--dport 5433"));  // mixed: IPv4 new, IPv6 old
+  fake->restores_left = -1;
+  auto st = b.status();
+  ASSERT_TRUE(st) << st.error();
+  EXPECT_EQ(st->generation, 1);
+  EXPECT_FALSE(st->drift) << st->text();
+  EXPECT_THAT(fake->tables["iptables"], ::testing::Not(::testing::HasSubstr("--dport 5433")));
+  EXPECT_FALSE(std::filesystem::exists(dir.path + "/pending"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path + "/gen-2.json"));
+  auto again = b.apply(must_compile(y2));
+  ASSERT_TRUE(again) << again.error();
+  EXPECT_EQ(again->generation, 2);
 }
 
 }  // namespace
