@@ -90,8 +90,8 @@ class PolicyCrash : public ::testing::TestWithParam<std::string> {
     auto st = sh("{ " + policy("status", "") + " --json 2>/dev/null; }");  // the recovery warning goes to stderr
     EXPECT_EQ(st.status, 0) << what << ": " << st.out;
     auto j = nlohmann::json::parse(st.out, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << what << ": " << st.out;
-    if (j.is_discarded()) return -1;
+    EXPECT_TRUE(j.is_object()) << what << ": " << st.out;
+    if (!j.is_object()) return -1;  // value() on anything else would throw and skip the namespace's cleanup
     EXPECT_FALSE(fs::exists(tmp / "state/pending")) << what;
     int v4 = kernel_set("iptables", n), v6 = kernel_set("ip6tables", n);
     EXPECT_EQ(v4, v6) << what << ": IPv4 holds set " << v4 << ", IPv6 set " << v6;
@@ -103,8 +103,8 @@ class PolicyCrash : public ::testing::TestWithParam<std::string> {
     }
     std::ifstream f(tmp / fmt::format("state/gen-{}.json", gen));
     auto g = nlohmann::json::parse(f, nullptr, false);
-    EXPECT_FALSE(g.is_discarded()) << what << ": gen-" << gen << ".json";
-    if (g.is_discarded()) return -1;
+    EXPECT_TRUE(g.is_object() && g.contains("ipv4") && g.contains("ipv6")) << what << ": gen-" << gen << ".json";
+    if (!g.is_object() || !g.contains("ipv4") || !g.contains("ipv6")) return -1;
     std::string rules = g["ipv4"]["rules"].dump() + g["ipv6"]["rules"].dump();
     int named = rules.find("--dport 10000") != std::string::npos ? 1 : rules.find("--dport 20000") != std::string::npos ? 2 : 0;
     EXPECT_EQ(named, v4) << what << ": status names generation " << gen << " (set " << named << "), the kernel holds set " << v4;
