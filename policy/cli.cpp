@@ -1,5 +1,6 @@
 #include "policy/cli.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -86,6 +87,7 @@ IptablesBackend backend(const Options& o) {
   io.render.audit_nflog_group = o.audit_nflog;
   io.render.log_nflog_group = o.log_nflog;
   if (!o.netns.empty()) io.command_prefix = {"ip", "netns", "exec", o.netns};
+  if (const char* step = std::getenv("HOSTSCOPE_TEST_POLICY_CRASH_AT")) io.crash_at = step;  // crash tests only
   return IptablesBackend(io);
 }
 
@@ -208,7 +210,9 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
     auto ir = compiled(*o);
     auto r = backend(*o).apply(ir);
     if (!r) fail(1, "policy apply failed; the previous generation stays in force: " + r.error());
-    std::cout << r->plan.text() << fmt::format("applied generation {} ({} rules)\n", r->generation, r->rules);
+    if (r->drift_repaired) std::cout << r->plan.text() << fmt::format("drift repaired: generation {} installed again\n", r->generation);
+    if (r->unchanged) std::cout << fmt::format("no change: generation {} ({} rules) stays in force\n", r->generation, r->rules);
+    else std::cout << r->plan.text() << fmt::format("applied generation {} ({} rules)\n", r->generation, r->rules);
   });
 
   auto* rollback_cmd = policy->add_subcommand("rollback", "Re-apply the previous generation");

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@ class ProcessRunner : public CommandRunner {
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
       r.err = std::string("fork failed: ") + std::strerror(errno);
@@ -41,6 +43,10 @@ class ProcessRunner : public CommandRunner {
       return r;
     }
     if (pid == 0) {
+      // A tool must not outlive us: an iptables-restore finishing after we were killed could commit rules after the
+      // next hostscope process has put the previous generation back (crash recovery, docs/policy.md).
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);  // the parent died before prctl
       dup2(in[0], 0);
       dup2(out[1], 1);
       dup2(err[1], 2);

@@ -275,8 +275,14 @@ Outcome GitSource::export_tree(const std::string& commit, const std::string& des
   for (size_t i = 0; i < git_tree_entrycount(tree.get()); ++i) {
     const git_tree_entry* e = git_tree_entry_byindex(tree.get(), i);
     auto mode = git_tree_entry_filemode(e);
-    if (mode != GIT_FILEMODE_BLOB && mode != GIT_FILEMODE_BLOB_EXECUTABLE) continue;  // sub-trees, symlinks, submodules
     std::string name = git_tree_entry_name(e);
+    if (mode != GIT_FILEMODE_BLOB && mode != GIT_FILEMODE_BLOB_EXECUTABLE) {
+      // Sub-trees, symlinks and submodules are not policy files; one named like a policy file would be lost silently.
+      if (is_policy_file_name(name))
+        return Failure{fmt::format("commit {}: {} is not a regular file (git mode {:06o}); a policy file must be one", commit,
+                                   name, static_cast<unsigned>(mode))};
+      continue;
+    }
     if (++files > kMaxFiles) return Failure{fmt::format("commit {}: more than {} files in '{}'", commit, kMaxFiles, cfg_.directory)};
     git_blob* braw = nullptr;
     if (git_blob_lookup(&braw, repo, git_tree_entry_id(e)) != 0) return Failure{git_err(fmt::format("blob {} read failed", name))};

@@ -2,6 +2,8 @@
 #include "policy/ir_json.h"
 #include "policy/state_file.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -12,6 +14,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 namespace hostscope::policy {
 namespace fs = std::filesystem;
@@ -277,6 +280,7 @@ struct IptablesBackend::Generation {
   RenderedTable v4, v6;
   json index = json::object();  // tag -> rule description
   std::vector<std::string> observed_v4, observed_v6;  // our chains as read back after install
+  bool ipv6 = true;  // installed into ip6tables too (IptablesOptions::ipv6 when it was applied)
   const RenderedTable& table(Family f) const { return f == Family::V4 ? v4 : v6; }
   std::vector<std::string>& observed(Family f) { return f == Family::V4 ? observed_v4 : observed_v6; }
   const std::vector<std::string>& observed(Family f) const { return f == Family::V4 ? observed_v4 : observed_v6; }
@@ -377,17 +381,27 @@ Outcome IptablesBackend::install_family(const Generation& g, Family f, Plan* pla
   return Done{};
 }
 
-Outcome IptablesBackend::install(const Generation& g, Plan* plan) {
+Outcome IptablesBackend::switch_families(const Generation* g, int back, Plan* plan, bool* reverted) {
+  *reverted = true;
   auto fams = families();
   for (size_t i = 0; i < fams.size(); ++i) {
-    auto r = install_family(g, fams[i], plan);
-    if (r) continue;
-    // Families already switched go back to what was in force before (the current generation).
-    int cur = current();
+    auto r = g ? install_family(*g, fams[i], plan) : flush_family(fams[i]);
+    if (r) {
+      crash_point(to_string(fams[i]));
+      continue;
+    }
+    if (back < 0) return r;
+    // Families already switched go back to generation `back` (the one in force before).
+    std::optional<Generation> prev;
+    if (back > 0) {
+      auto l = load_generation(back);
+      if (!l) *reverted = i == 0;
+      else prev = std::move(*l);
+    }
     for (size_t k = 0; k < i; ++k) {
-      auto prev = cur > 0 ? load_generation(cur) : Expected<Generation>(Failure{"none"});
-      if (prev) (void)install_family(*prev, fams[k], nullptr);
-      else (void)flush_family(fams[k]);
+      if (back > 0 && !prev) break;
+      auto u = prev ? install_family(*prev, fams[k], nullptr) : flush_family(fams[k]);
+      if (!u) *reverted = false;
     }
     return r;
   }
@@ -395,6 +409,7 @@ Outcome IptablesBackend::install(const Generation& g, Plan* plan) {
 }
 
 Expected<Plan> IptablesBackend::plan(const Ir& ir) {
+  if (auto r = recover(); !r) return Failure{r.error()};
   Plan plan;
   for (auto f : families()) {
     auto saved = save(f);
@@ -406,13 +421,46 @@ Expected<Plan> IptablesBackend::plan(const Ir& ir) {
   return plan;
 }
 
+namespace {
+
+// Two generations install the same thing and describe it the same way (status shows modes and the rule index).
+bool same_rules(const RenderedTable& a, const RenderedTable& b) {
+  return a.chains == b.chains && a.rules == b.rules && a.ipsets == b.ipsets && a.set_names == b.set_names;
+}
+
+}  // namespace
+
+Expected<ApplyReport> IptablesBackend::keep_current(Generation& in_force, const Ir& ir) {
+  ApplyReport rep;
+  rep.generation = in_force.number;
+  rep.rules = in_force.v4.rules.size() + (o_.ipv6 ? in_force.v6.rules.size() : 0);
+  rep.unchanged = true;
+  if (in_force.source_hash != ir.source_hash) {  // e.g. only YAML comments changed: status names the new source
+    in_force.source_hash = ir.source_hash;
+    if (auto r = store_generation(in_force); !r) return Failure{r.error()};
+    if (auto r = store_ir(o_.state_dir, in_force.number, ir); !r) return Failure{r.error()};
+  }
+  auto st = status();
+  if (!st) return Failure{st.error()};
+  if (st->drift) {
+    auto r = reinstall_locked(in_force.number);
+    if (!r) return Failure{r.error()};
+    rep.plan = std::move(r->plan);
+    rep.drift_repaired = true;
+  }
+  return rep;
+}
+
 Expected<ApplyReport> IptablesBackend::apply(const Ir& ir) {
+  auto lock = lock_and_recover();
+  if (!lock) return Failure{lock.error()};
   Generation g;
   auto gens = generations();
   g.number = gens.empty() ? 1 : gens.back() + 1;
   g.parent = current();
   g.created = now_iso();
   g.source_hash = ir.source_hash;
+  g.ipv6 = o_.ipv6;
   for (const auto& [p, m] : ir.policy_modes) g.modes[p] = to_string(m);
   g.v4 = render(ir.v4, o_.render);
   g.v6 = render(ir.v6, o_.render);
@@ -421,17 +469,19 @@ Expected<ApplyReport> IptablesBackend::apply(const Ir& ir) {
       for (const auto& r : c.rules)
         g.index[r.tag()] = {{"chain", c.name}, {"owner", r.owner}, {"what", r.what}, {"target", to_string(r.target)},
                             {"mode", to_string(r.mode)}};
+  if (g.parent > 0) {
+    // Nothing to change: keep the generation (no new one per no-op apply or reconcile pass).
+    auto in_force = load_generation(g.parent);
+    if (in_force && in_force->ipv6 == g.ipv6 && in_force->modes == g.modes && in_force->index == g.index &&
+        same_rules(in_force->v4, g.v4) && same_rules(in_force->v6, g.v6))
+      return keep_current(*in_force, ir);
+  }
   ApplyReport rep;
   rep.generation = g.number;
   rep.rules = g.v4.rules.size() + (o_.ipv6 ? g.v6.rules.size() : 0);
-  if (auto r = install(g, &rep.plan); !r) return Failure{r.error()};
-  for (auto f : families()) {
-    auto saved = save(f);
-    if (saved) g.observed(f) = observe(*saved);
-  }
-  if (auto r = store_generation(g); !r) return Failure{r.error()};
-  if (auto r = store_ir(o_.state_dir, g.number, ir); !r) return Failure{r.error()};
-  if (auto r = set_current(g.number); !r) return Failure{r.error()};
+  auto plan = transition(&g, &ir);
+  if (!plan) return Failure{plan.error()};
+  rep.plan = std::move(*plan);
   prune(g.number, g.parent);
   auto keep = g.v4.set_names;
   keep.insert(keep.end(), g.v6.set_names.begin(), g.v6.set_names.end());
@@ -440,6 +490,8 @@ Expected<ApplyReport> IptablesBackend::apply(const Ir& ir) {
 }
 
 Expected<ApplyReport> IptablesBackend::rollback() {
+  auto lock = lock_and_recover();
+  if (!lock) return Failure{lock.error()};
   int cur = current();
   int target = 0;
   if (cur == 0) {  // after a flush: put the last applied generation back
@@ -452,22 +504,24 @@ Expected<ApplyReport> IptablesBackend::rollback() {
   }
   if (target == 0 || !fs::exists(fs::path(o_.state_dir) / fmt::format("gen-{}.json", target)))
     return Failure{fmt::format("policy rollback failed: generation {} has no earlier generation kept in {}", cur, o_.state_dir)};
-  return reinstall(target);
+  return reinstall_locked(target);
 }
 
 Expected<ApplyReport> IptablesBackend::reinstall(int target) {
+  auto lock = lock_and_recover();
+  if (!lock) return Failure{lock.error()};
+  return reinstall_locked(target);
+}
+
+Expected<ApplyReport> IptablesBackend::reinstall_locked(int target) {
   auto g = load_generation(target);
   if (!g) return Failure{g.error()};
   ApplyReport rep;
   rep.generation = target;
   rep.rules = g->v4.rules.size() + (o_.ipv6 ? g->v6.rules.size() : 0);
-  if (auto r = install(*g, &rep.plan); !r) return Failure{r.error()};
-  for (auto f : families()) {
-    auto saved = save(f);
-    if (saved) g->observed(f) = observe(*saved);
-  }
-  if (auto r = store_generation(*g); !r) return Failure{r.error()};
-  if (auto r = set_current(target); !r) return Failure{r.error()};
+  auto plan = transition(&*g, nullptr);
+  if (!plan) return Failure{plan.error()};
+  rep.plan = std::move(*plan);
   auto keep = g->v4.set_names;
   keep.insert(keep.end(), g->v6.set_names.begin(), g->v6.set_names.end());
   destroy_stale_sets(keep);
@@ -475,6 +529,7 @@ Expected<ApplyReport> IptablesBackend::reinstall(int target) {
 }
 
 Expected<BackendStatus> IptablesBackend::status() {
+  if (auto r = recover(); !r) return Failure{r.error()};
   BackendStatus st;
   st.generation = current();
   std::optional<Generation> g;
@@ -543,10 +598,10 @@ Outcome IptablesBackend::flush_family(Family f) {
 }
 
 Outcome IptablesBackend::flush() {
-  for (auto f : families())
-    if (auto r = flush_family(f); !r) return r;
+  auto lock = lock_and_recover();
+  if (!lock) return Failure{lock.error()};
+  if (auto r = transition(nullptr, nullptr); !r) return Failure{r.error()};
   destroy_stale_sets({});
-  if (fs::exists(o_.state_dir)) return set_current(0);
   return Done{};
 }
 
@@ -589,7 +644,7 @@ Outcome IptablesBackend::store_generation(Generation& g) const {
   if (ec) return Failure{fmt::format("policy state directory {} create failed: {}", o_.state_dir, ec.message())};
   json j = {{"generation", g.number}, {"parent", g.parent}, {"created", g.created}, {"source_hash", g.source_hash}, {"modes", g.modes},
             {"ipv4", table_json(g.v4)}, {"ipv6", table_json(g.v6)}, {"index", nullptr},
-            {"observed_ipv4", g.observed_v4}, {"observed_ipv6", g.observed_v6}};
+            {"observed_ipv4", g.observed_v4}, {"observed_ipv6", g.observed_v6}, {"ipv6_installed", g.ipv6}};
   // The index is the largest part (an object per rule): moved in and back out instead of copied.
   j["index"] = std::move(g.index);
   std::string text = j.dump();
@@ -614,10 +669,159 @@ Expected<IptablesBackend::Generation> IptablesBackend::load_generation(int n) co
     g.index = j.value("index", json::object());
     g.observed_v4 = j.value("observed_ipv4", std::vector<std::string>{});
     g.observed_v6 = j.value("observed_ipv6", std::vector<std::string>{});
+    g.ipv6 = j.value("ipv6_installed", true);
     return g;
   } catch (const json::exception& e) {
     return Failure{fmt::format("policy generation {} parse failed: {}", path.string(), e.what())};
   }
+}
+
+// ---- crash consistency: <state_dir>/pending names the switch in progress (docs/policy.md, "After a crash")
+
+struct IptablesBackend::Pending {
+  int target = 0;      // the generation being installed (0: none, a flush)
+  int previous = 0;    // `current` when the switch began
+  bool fresh = false;  // target is a new generation made by apply (its files go when the switch is undone)
+};
+
+namespace {
+fs::path pending_path(const std::string& dir) { return fs::path(dir) / "pending"; }
+std::string in_force_text(int n) { return n > 0 ? fmt::format("generation {} is in force", n) : "no hostscope rules are in force"; }
+}  // namespace
+
+void IptablesBackend::crash_point(const std::string& step) const {
+  if (!o_.crash_at.empty() && o_.crash_at == step) raise(SIGKILL);  // tests: a kill -9 at exactly this step
+}
+
+std::optional<IptablesBackend::Pending> IptablesBackend::read_pending() const {
+  std::ifstream f(pending_path(o_.state_dir));
+  if (!f) return std::nullopt;
+  json j = json::parse(f, nullptr, false);
+  Pending p;
+  if (j.is_object()) {
+    p.target = j.value("generation", 0);
+    p.previous = j.value("previous", 0);
+    p.fresh = j.value("new", false);
+  } else {  // cannot happen with atomic writes; the safest reading is "put `current` back in force"
+    p.target = p.previous = current();
+  }
+  return p;
+}
+
+void IptablesBackend::forget(int n) const {
+  std::error_code ec;
+  fs::remove(fs::path(o_.state_dir) / fmt::format("gen-{}.json", n), ec);
+  fs::remove(ir_path(o_.state_dir, n), ec);
+}
+
+Expected<Plan> IptablesBackend::transition(Generation* g, const Ir* ir) {
+  int prev = current();
+  int target = g ? g->number : 0;
+  auto pending = pending_path(o_.state_dir);
+  json intent = {{"generation", target}, {"previous", prev}, {"new", ir != nullptr}};
+  if (auto r = write_file_atomic(pending, intent.dump() + "\n"); !r) return Failure{r.error()};
+  if (ir) {  // the new generation is on disk before the kernel is touched
+    Outcome stored = store_generation(*g);
+    if (stored) stored = store_ir(o_.state_dir, target, *ir);
+    if (!stored) {
+      forget(target);
+      (void)remove_file_durable(pending);
+      return Failure{stored.error()};
+    }
+  }
+  crash_point("intent");
+  Plan plan;
+  bool reverted = true;
+  if (auto r = switch_families(g, prev, &plan, &reverted); !r) {
+    if (!reverted)  // the marker stays: the next policy command (or the agent's next pass) finishes the job
+      return Failure{fmt::format("{}; putting back the families already switched failed too: the next policy command puts "
+                                 "one generation back in force",
+                                 r.error())};
+    if (ir) forget(target);
+    (void)remove_file_durable(pending);
+    return Failure{r.error()};
+  }
+  if (g) {
+    for (auto f : families()) {
+      auto saved = save(f);
+      if (saved) g->observed(f) = observe(*saved);
+    }
+    g->ipv6 = o_.ipv6;
+    if (auto r = store_generation(*g); !r) return Failure{r.error()};
+    crash_point("stored");
+  }
+  // The commit point: once `current` names the target, a crash finishes the switch instead of undoing it.
+  if (auto r = set_current(target); !r) return Failure{r.error()};
+  crash_point("current");
+  if (auto r = remove_file_durable(pending); !r) return Failure{r.error()};
+  return plan;
+}
+
+Outcome IptablesBackend::settle(int n) {
+  std::optional<Generation> g;
+  if (n > 0) {
+    auto l = load_generation(n);
+    if (!l) return Failure{l.error()};
+    g = std::move(*l);
+  }
+  bool reverted = true;
+  if (auto r = switch_families(g ? &*g : nullptr, -1, nullptr, &reverted); !r) return r;
+  std::vector<std::string> keep;
+  if (g) {
+    for (auto f : families()) {
+      auto saved = save(f);
+      if (saved) g->observed(f) = observe(*saved);
+    }
+    g->ipv6 = o_.ipv6;
+    if (auto r = store_generation(*g); !r) return r;
+    keep = g->v4.set_names;
+    keep.insert(keep.end(), g->v6.set_names.begin(), g->v6.set_names.end());
+  }
+  if (auto r = set_current(n); !r) return r;
+  destroy_stale_sets(keep);
+  return Done{};
+}
+
+Expected<std::string> IptablesBackend::recover_locked() {
+  auto p = read_pending();
+  if (!p) return std::string();
+  bool committed = current() == p->target;
+  int want = committed ? p->target : p->previous;
+  int other = committed ? p->previous : p->target;
+  std::string how = committed ? "finished" : "undone";
+  auto r = settle(want);
+  if (!r && other != want && (other == 0 || fs::exists(fs::path(o_.state_dir) / fmt::format("gen-{}.json", other)))) {
+    // One generation in force beats the preferred one: e.g. the previous one refers to a cgroup that is gone.
+    if (auto r2 = settle(other); r2) {
+      how = fmt::format("{} instead ({} failed: {})", committed ? "undone" : "finished", committed ? "finishing" : "undoing", r.error());
+      want = other;
+      r = r2;
+    }
+  }
+  if (!r)
+    return Failure{fmt::format("policy state {}: an interrupted switch from generation {} to {} could not be finished or undone: {}",
+                               o_.state_dir, p->previous, p->target, r.error())};
+  if (want != p->target && p->fresh) forget(p->target);
+  if (auto c = remove_file_durable(pending_path(o_.state_dir)); !c) return Failure{c.error()};
+  auto msg = fmt::format("an interrupted {} of generation {} (from {}) was {}: {}", p->fresh ? "apply" : "switch", p->target,
+                         p->previous, how, in_force_text(want));
+  spdlog::warn("policy: {}", msg);
+  return msg;
+}
+
+Expected<std::string> IptablesBackend::recover() {
+  std::error_code ec;
+  if (!fs::exists(pending_path(o_.state_dir), ec)) return std::string();
+  auto lock = StateLock::acquire(o_.state_dir);
+  if (!lock) return Failure{lock.error()};
+  return recover_locked();  // re-reads the marker: the holder we waited for may have finished
+}
+
+Expected<StateLock> IptablesBackend::lock_and_recover() {
+  auto lock = StateLock::acquire(o_.state_dir);
+  if (!lock) return Failure{lock.error()};
+  if (auto r = recover_locked(); !r) return Failure{r.error()};
+  return std::move(*lock);
 }
 
 void IptablesBackend::prune(int cur, int parent) const {

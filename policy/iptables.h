@@ -6,12 +6,14 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "policy/command.h"
 #include "policy/expected.h"
 #include "policy/ir.h"
+#include "policy/state_file.h"
 
 namespace hostscope::policy {
 
@@ -70,6 +72,9 @@ struct IptablesOptions {
   int keep_generations = 5;
   bool ipv6 = true;
   RenderOptions render;
+  // Tests only: the process kills itself with SIGKILL at this step of a switch between generations ("intent",
+  // "ipv4", "ipv6", "stored", "current"); the CLI takes it from HOSTSCOPE_TEST_POLICY_CRASH_AT.
+  std::string crash_at;
 };
 
 struct RuleCounter {
@@ -96,14 +101,22 @@ struct ApplyReport {
   int generation = 0;
   size_t rules = 0;
   Plan plan;  // what changed
+  // apply() of what is already in force: no new generation, `generation` is the current one.
+  bool unchanged = false;
+  bool drift_repaired = false;  // ... and the kernel differed from it, so it was installed again
 };
 
+// Every operation that changes rules or state holds <state_dir>/lock and goes through a journal: an interrupted
+// switch (the process died) is finished or undone by the next operation, so the kernel holds exactly one
+// generation in every family and `current` names it (docs/policy.md, "After a crash").
 class IptablesBackend {
  public:
   explicit IptablesBackend(IptablesOptions o, std::shared_ptr<CommandRunner> runner = nullptr);
 
   Expected<Plan> plan(const Ir& ir);
   // Atomic per table: on any failure the previous generation stays (or is put back) in force.
+  // When the rules, modes and rule index equal the current generation's, nothing is installed and no generation is
+  // made (report.unchanged); drift is still repaired by installing the current generation again.
   Expected<ApplyReport> apply(const Ir& ir);
   Expected<ApplyReport> rollback();
   // Installs stored generation `n` again and makes it current (drift repair; rollback uses it too).
@@ -111,17 +124,33 @@ class IptablesBackend {
   Expected<BackendStatus> status();
   // Removes our jump rules, our chains and our ipsets; nothing else.
   Outcome flush();
+  // Finishes or undoes a switch a dead process left half done; "" when there was none, else what was done.
+  // plan, apply, rollback, reinstall, status and flush call it first.
+  Expected<std::string> recover();
 
   const IptablesOptions& options() const { return o_; }
 
  private:
   struct Generation;
+  struct Pending;
   std::vector<Family> families() const;
   std::vector<std::string> cmd(Family f, const char* tool) const;
   Expected<SavedTable> save(Family f);
-  Outcome install(const Generation& g, Plan* plan);
+  Expected<ApplyReport> keep_current(Generation& in_force, const Ir& ir);
+  Expected<ApplyReport> reinstall_locked(int n);
+  // Puts every family on `g` (nullptr: no rules of ours). When one fails, the families already switched go back to
+  // generation `back` (0: none; -1: leave them); `reverted` says whether that worked.
+  Outcome switch_families(const Generation* g, int back, Plan* plan, bool* reverted);
   Outcome install_family(const Generation& g, Family f, Plan* plan);
   Outcome flush_family(Family f);
+  // Journalled switch from `current` to `g` (nullptr: none). `ir`: g is a new generation, stored with it first.
+  Expected<Plan> transition(Generation* g, const Ir* ir);
+  Outcome settle(int n);  // recovery: installs n (0: none) everywhere and makes it current, no journal
+  Expected<std::string> recover_locked();
+  Expected<StateLock> lock_and_recover();
+  std::optional<Pending> read_pending() const;
+  void crash_point(const std::string& step) const;
+  void forget(int n) const;  // removes the files of generation n
   Expected<Generation> load_generation(int n) const;
   Outcome store_generation(Generation& g) const;  // borrows g.index while writing (no copy)
   std::vector<int> generations() const;

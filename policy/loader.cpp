@@ -1,12 +1,17 @@
 #include "policy/loader.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include <fmt/format.h>
-#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -535,6 +540,69 @@ LoadResult load_text(std::string_view text, const std::string& file_name) {
   return r;
 }
 
+namespace {
+
+const char* file_type(mode_t m) {
+  if (S_ISREG(m)) return "a regular file";
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISSOCK(m)) return "a socket";
+  if (S_ISLNK(m)) return "a symlink";
+  return "a special file";
+}
+
+Failure unreadable(const std::string& why) { return Failure{"cannot read policy file: " + why}; }
+
+}  // namespace
+
+bool is_policy_file_name(const std::string& name) {
+  auto ext = fs::path(name).extension();
+  return ext == ".yaml" || ext == ".yml";
+}
+
+Expected<std::string> read_policy_file(const std::string& path, size_t limit) {
+  // The type is checked before open: opening a FIFO blocks and opening a device can have side effects.
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0) return unreadable(fmt::format("stat failed ({})", std::strerror(errno)));
+  bool link = S_ISLNK(st.st_mode);
+  std::string what = "it is ";
+  if (link) {
+    std::error_code ec;
+    auto target = fs::read_symlink(path, ec);
+    what = fmt::format("it is a symlink to '{}', which is ", ec ? "?" : target.string());
+    if (stat(path.c_str(), &st) != 0) {
+      int e = errno;
+      what.resize(what.size() - 3);  // "which is " -> "which "
+      return unreadable(fmt::format("{}{} ({})", what, e == ENOENT ? "does not exist" : "cannot be resolved", std::strerror(e)));
+    }
+  }
+  if (!S_ISREG(st.st_mode)) return unreadable(fmt::format("{}{}, not a regular file", what, file_type(st.st_mode)));
+  // O_NONBLOCK: should the entry be swapped for a FIFO after the check, open does not block; fstat catches it.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (link ? 0 : O_NOFOLLOW));
+  if (fd < 0) return unreadable(fmt::format("open failed ({})", std::strerror(errno)));
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  if (fstat(fd, &st) != 0) return unreadable(fmt::format("fstat failed ({})", std::strerror(errno)));
+  if (!S_ISREG(st.st_mode)) return unreadable(fmt::format("{}{}, not a regular file (changed while being opened)", what, file_type(st.st_mode)));
+  std::string text;
+  text.resize(std::min<size_t>(limit, static_cast<size_t>(st.st_size) + 1));
+  size_t got = 0;
+  while (got < limit) {
+    if (got == text.size()) text.resize(std::min(limit, text.size() * 2 + 4096));  // the file grew since fstat
+    ssize_t n = read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return unreadable(fmt::format("read failed ({})", std::strerror(errno)));
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  text.resize(got);
+  return text;
+}
+
 LoadResult load_dir(const std::string& dir) {
   LoadResult r;
   std::error_code ec;
@@ -546,8 +614,12 @@ LoadResult load_dir(const std::string& dir) {
   }
   for (; it != fs::directory_iterator(); it.increment(ec)) {
     if (ec) break;
-    auto ext = it->path().extension().string();
-    if ((ext == ".yaml" || ext == ".yml") && it->is_regular_file(ec)) names.push_back(it->path().filename().string());
+    // Whatever its type: an entry named like a policy file that is not one is an error, never skipped.
+    if (is_policy_file_name(it->path().filename().string())) names.push_back(it->path().filename().string());
+  }
+  if (ec) {
+    r.diagnostics.push_back({Severity::Error, {dir, 0, 0}, fmt::format("cannot read policy directory: {}", ec.message())});
+    return r;
   }
   std::sort(names.begin(), names.end());
   if (names.size() > kMaxFiles) {
@@ -558,19 +630,14 @@ LoadResult load_dir(const std::string& dir) {
     r.diagnostics.push_back({Severity::Warning, {dir, 0, 0}, "no *.yaml files in the policy directory"});
   Hasher h;
   for (const auto& n : names) {
-    std::ifstream f(fs::path(dir) / n, std::ios::binary);
-    std::string text;
-    if (f) {
-      text.resize(kMaxFileBytes + 1);
-      f.read(text.data(), static_cast<std::streamsize>(text.size()));
-      text.resize(static_cast<size_t>(f.gcount()));
-    } else {
-      r.diagnostics.push_back({Severity::Error, {n, 0, 0}, "cannot open file"});
+    auto text = read_policy_file((fs::path(dir) / n).string());
+    if (!text) {
+      r.diagnostics.push_back({Severity::Error, {n, 0, 0}, text.error()});
       continue;
     }
     h.add(n);
-    h.add(text);
-    load_into(r, text, n);
+    h.add(*text);
+    load_into(r, *text, n);
   }
   r.set.source_hash = h.hex(16);
   return r;

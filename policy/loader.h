@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "policy/diagnostic.h"
+#include "policy/expected.h"
 #include "policy/model.h"
 
 namespace hostscope::policy {
@@ -20,8 +21,17 @@ inline constexpr size_t kMaxNodesPerDocument = 200000;
 inline constexpr size_t kMaxFiles = 1000;
 inline constexpr size_t kMaxDocumentsPerFile = 10000;
 
-// Loads every *.yaml / *.yml file directly in `dir`, sorted by file name (byte order), documents
-// in file order. Locations name files relative to `dir`.
+// Whether a directory entry's name makes it a policy file: *.yaml or *.yml.
+bool is_policy_file_name(const std::string& name);
+// Reads one policy file whole, at most `limit` bytes (one more tells the caller it is too large). It must be a
+// regular file or a symlink to one (Kubernetes ConfigMap volumes: x.yaml -> ..data/x.yaml). Anything else (a
+// dangling or looping symlink, a FIFO, a device, a socket, a directory) is refused without being opened for
+// reading; the error says what the entry is: "it is a symlink to '/dev/zero', which is a character device, ...".
+Expected<std::string> read_policy_file(const std::string& path, size_t limit = kMaxFileBytes + 1);
+
+// Loads every entry named *.yaml / *.yml directly in `dir`, sorted by file name (byte order), documents
+// in file order. Locations name files relative to `dir`. An entry that cannot be read whole is an error
+// naming it (never skipped), so such a set never compiles.
 LoadResult load_dir(const std::string& dir);
 // Loads one file's text as if it were the only file of a set.
 LoadResult load_text(std::string_view text, const std::string& file_name);

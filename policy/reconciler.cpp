@@ -25,28 +25,27 @@ int64_t now() { return static_cast<int64_t>(std::time(nullptr)); }
 
 std::string short_id(const std::string& c) { return c.size() > 12 ? c.substr(0, 12) : c; }
 
-bool is_policy_file(const fs::path& p) { return p.extension() == ".yaml" || p.extension() == ".yml"; }
-
 // Copies the policy files of a plain directory into `dest` and returns the content hash standing in for a commit.
+// An entry named like a policy file that cannot be read whole (dangling symlink, FIFO, directory, ...) fails the
+// stage: the set is never applied without it.
 Expected<std::string> stage_directory(const std::string& src, const std::string& dest) {
   std::error_code ec;
   if (!fs::is_directory(src, ec)) return Failure{fmt::format("policy directory {} does not exist", src)};
   std::vector<fs::path> files;
   for (fs::directory_iterator it(src, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
-    if (it->is_regular_file() && is_policy_file(it->path())) files.push_back(it->path());
+    if (is_policy_file_name(it->path().filename().string())) files.push_back(it->path());
   if (ec) return Failure{fmt::format("policy directory {} read failed: {}", src, ec.message())};
   if (files.size() > kMaxFiles) return Failure{fmt::format("policy directory {} has more than {} files", src, kMaxFiles)};
   std::sort(files.begin(), files.end());
   if (!fs::create_directories(dest, ec) || ec) return Failure{fmt::format("staging directory {} create failed: {}", dest, ec ? ec.message() : "exists")};
   Hasher h;
   for (const auto& f : files) {
-    std::ifstream in(f, std::ios::binary);
-    std::string text((std::istreambuf_iterator<char>(in)), {});
-    if (!in.good() && !in.eof()) return Failure{fmt::format("policy file {} read failed", f.string())};
-    if (text.size() > kMaxFileBytes) return Failure{fmt::format("policy file {} is larger than {} bytes", f.string(), kMaxFileBytes)};
-    h.add(f.filename().string()).add(text);
+    auto text = read_policy_file(f.string());
+    if (!text) return Failure{fmt::format("policy file {}: {}", f.string(), text.error())};
+    if (text->size() > kMaxFileBytes) return Failure{fmt::format("policy file {} is larger than {} bytes", f.string(), kMaxFileBytes)};
+    h.add(f.filename().string()).add(*text);
     std::ofstream out(fs::path(dest) / f.filename(), std::ios::binary);
-    out << text;
+    out << *text;
     out.flush();
     if (!out) return Failure{fmt::format("staging file {} write failed", (fs::path(dest) / f.filename()).string())};
   }
@@ -261,7 +260,8 @@ PassResult Reconciler::attempt() {
       if (auto v = git_->verify_signature(commit); !v) return refuse(commit, "verify", v.error(), false);
     if (auto x = git_->export_tree(commit, staging); !x) {
       bool missing = x.error().find("has no directory") != std::string::npos || x.error().find("is not a directory") != std::string::npos ||
-                     x.error().find("larger than") != std::string::npos || x.error().find("more than") != std::string::npos;
+                     x.error().find("larger than") != std::string::npos || x.error().find("more than") != std::string::npos ||
+                     x.error().find("is not a regular file") != std::string::npos;
       return refuse(commit, "stage", x.error(), !missing);
     }
   }
@@ -295,8 +295,14 @@ PassResult Reconciler::attempt() {
 
   auto rep = backend_.apply(*compiled.ir);
   if (!rep) return refuse(commit, "apply", rep.error() + "; the previous generation stays in force", true);
-  spdlog::info("policy: applied commit {} as generation {} ({} rules, {} chains changed, {} PolicyTest cases passed)", short_id(commit),
-               rep->generation, rep->rules, rep->plan.chains.size(), ncases);
+  std::string message = fmt::format("generation {}", rep->generation);
+  if (rep->unchanged) {
+    message = fmt::format("no change: generation {} kept", rep->generation);
+    spdlog::info("policy: commit {} changes no rule; generation {} stays in force", short_id(commit), rep->generation);
+  } else {
+    spdlog::info("policy: applied commit {} as generation {} ({} rules, {} chains changed, {} PolicyTest cases passed)", short_id(commit),
+                 rep->generation, rep->rules, rep->plan.chains.size(), ncases);
+  }
   std::lock_guard l(st_mu_);
   st_.generation = rep->generation;
   st_.applied_commit = commit;
@@ -307,11 +313,13 @@ PassResult Reconciler::attempt() {
   st_.last_result = "applied";
   st_.last_step.clear();
   st_.last_error.clear();
-  return {"applied", commit, "", fmt::format("generation {}", rep->generation), false};
+  return {"applied", commit, "", message, false};
 }
 
 PassResult Reconciler::pass() {
   std::lock_guard l(pass_mu_);
+  // An apply the agent (or a CLI) was killed in is finished or undone before anything else (logged by the backend).
+  if (auto r = backend_.recover(); !r) spdlog::warn("policy: {}", r.error());
   bool repaired = repair_drift();
   PassResult r = attempt();
   r.drift_repaired = repaired;

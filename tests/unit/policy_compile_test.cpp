@@ -3,7 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -14,6 +17,7 @@
 #include "policy/iptables.h"
 #include "policy/ir_json.h"
 #include "policy/loader.h"
+#include "policy/reconciler.h"
 
 namespace hostscope::policy {
 namespace {
@@ -322,6 +326,7 @@ class FakeIptables : public CommandRunner {
   std::map<std::string, std::string> tables;  // "iptables" / "ip6tables" -> saved text
   std::vector<std::string> restores;
   bool fail_restore = false;
+  int restores_left = -1;  // >= 0: that many more restores succeed, then every one fails
   CommandResult run(const std::vector<std::string>& argv, const std::string& input) override {
     std::string bin = argv[0];
     std::string fam = bin.rfind("ip6tables", 0) == 0 ? "ip6tables" : "iptables";
@@ -329,7 +334,8 @@ class FakeIptables : public CommandRunner {
     if (bin.find("-save") != std::string::npos) return {0, tables[fam], ""};
     if (bin.find("-restore") != std::string::npos) {
       restores.push_back(input);
-      if (fail_restore) return {1, "", "iptables-restore: line 3 failed"};
+      if (fail_restore || restores_left == 0) return {1, "", "iptables-restore: line 3 failed"};
+      if (restores_left > 0) --restores_left;
       tables[fam] = apply(tables[fam], input);
       return {0, "", ""};
     }
@@ -439,6 +445,146 @@ TEST(PolicyBackend, ApplyRollbackStatusFlushFlow) {
   EXPECT_EQ(fake->tables["iptables"], FakeIptables::apply(builtin, ""));  // back to exactly the foreign rules
   EXPECT_EQ(b.status()->generation, 0);
   EXPECT_FALSE(b.status()->drift);
+}
+
+// The agent's directory source: a policy file behind a dangling symlink (a ConfigMap whose target vanished) fails
+// the pass at stage, naming the file; nothing is applied and the rules in force stay.
+TEST(PolicyReconciler, DirectorySourceRefusesADanglingSymlink) {
+  TempDir dir, state;
+  std::ofstream(dir.path + "/web.yaml") << kWeb;
+  auto fake = std::make_shared<FakeIptables>();
+  ReconcileConfig cfg;
+  cfg.kind = ReconcileConfig::Kind::Directory;
+  cfg.directory = dir.path;
+  cfg.state_dir = state.path;
+  Reconciler r(cfg, catalogue, fake);
+  auto first = r.pass();
+  ASSERT_EQ(first.result, "applied") << first.message;
+  auto restores = fake->restores.size();
+  ASSERT_EQ(symlink("..data/db.yaml", (dir.path + "/db.yaml").c_str()), 0);
+  auto second = r.pass();
+  EXPECT_EQ(second.result, "error");
+  EXPECT_EQ(second.step, "stage");
+  EXPECT_EQ(second.message, "policy file " + dir.path + "/db.yaml: cannot read policy file: it is a symlink to '..data/db.yaml', "
+                            "which does not exist (No such file or directory)");
+  EXPECT_EQ(fake->restores.size(), restores);
+  EXPECT_EQ(r.status().generation, 1);
+}
+
+// Applying what is already in force changes nothing: no new generation, `current` and the generation files stay, no
+// restore runs, and the report says so. Drift is still repaired, by re-installing the same generation.
+TEST(PolicyBackend, ApplyWithoutChangeKeepsTheGeneration) {
+  TempDir dir;
+  auto fake = std::make_shared<FakeIptables>();
+  const std::string builtin = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+  fake->tables["iptables"] = fake->tables["ip6tables"] = builtin;
+  IptablesOptions o;
+  o.state_dir = dir.path;
+  IptablesBackend b(o, fake);
+  auto ir = must_compile(kWeb);
+  auto a1 = b.apply(ir);
+  ASSERT_TRUE(a1) << a1.error();
+  EXPECT_FALSE(a1->unchanged);
+  auto restores = fake->restores.size();
+  auto gen1 = std::filesystem::last_write_time(dir.path + "/gen-1.json");
+
+  auto a2 = b.apply(ir);
+  ASSERT_TRUE(a2) << a2.error();
+  EXPECT_TRUE(a2->unchanged);
+  EXPECT_FALSE(a2->drift_repaired);
+  EXPECT_EQ(a2->generation, 1);
+  EXPECT_TRUE(a2->plan.empty()) << a2->plan.text();
+  EXPECT_EQ(fake->restores.size(), restores);
+  EXPECT_FALSE(std::filesystem::exists(dir.path + "/gen-2.json"));
+  EXPECT_EQ(std::filesystem::last_write_time(dir.path + "/gen-1.json"), gen1);
+  EXPECT_EQ(b.status()->generation, 1);
+
+  // Only the source changed (a YAML comment): same rules, same generation; status names the new source.
+  auto commented = must_compile(std::string("# reviewed\n") + kWeb);
+  ASSERT_NE(commented.source_hash, ir.source_hash);
+  auto a3 = b.apply(commented);
+  ASSERT_TRUE(a3) << a3.error();
+  EXPECT_TRUE(a3->unchanged);
+  EXPECT_EQ(a3->generation, 1);
+  EXPECT_EQ(b.status()->source_hash, commented.source_hash);
+  EXPECT_EQ(fake->restores.size(), restores);
+
+  // Drift (one of our rules deleted by hand): the same generation is installed again, not a new one.
+  auto& t = fake->tables["iptables"];
+  auto pos = t.find("-A HOSTSCOPE-P-");
+  t.erase(t.rfind('\n', pos) + 1, t.find('\n', pos) - t.rfind('\n', pos));
+  ASSERT_TRUE(b.status()->drift);
+  auto a4 = b.apply(ir);
+  ASSERT_TRUE(a4) << a4.error();
+  EXPECT_TRUE(a4->unchanged);
+  EXPECT_TRUE(a4->drift_repaired);
+  EXPECT_EQ(a4->generation, 1);
+  EXPECT_GT(fake->restores.size(), restores);
+  EXPECT_FALSE(std::filesystem::exists(dir.path + "/gen-2.json"));
+  EXPECT_FALSE(b.status()->drift);
+
+  // A real change still makes generation 2.
+  std::string y2 = kWeb;
+  y2.replace(y2.find("[5432]"), 6, "[5433]");
+  auto a5 = b.apply(must_compile(y2));
+  ASSERT_TRUE(a5) << a5.error();
+  EXPECT_FALSE(a5->unchanged);
+  EXPECT_EQ(a5->generation, 2);
+}
+
+// The agent's reconciler: a new source version that changes no rule records the version as applied and keeps the
+// generation (no new generation per no-op pass).
+TEST(PolicyReconciler, NoOpPassKeepsTheGeneration) {
+  TempDir dir, state;
+  std::ofstream(dir.path + "/web.yaml") << kWeb;
+  auto fake = std::make_shared<FakeIptables>();
+  ReconcileConfig cfg;
+  cfg.kind = ReconcileConfig::Kind::Directory;
+  cfg.directory = dir.path;
+  cfg.state_dir = state.path;
+  Reconciler r(cfg, catalogue, fake);
+  ASSERT_EQ(r.pass().result, "applied");
+  auto restores = fake->restores.size();
+  std::ofstream(dir.path + "/web.yaml") << "# reviewed\n" << kWeb;
+  auto p = r.pass();
+  EXPECT_EQ(p.result, "applied");
+  EXPECT_EQ(p.message, "no change: generation 1 kept");
+  EXPECT_EQ(r.status().generation, 1);
+  EXPECT_EQ(r.status().applied_commit, p.commit);
+  EXPECT_EQ(fake->restores.size(), restores);
+  EXPECT_FALSE(std::filesystem::exists(state.path + "/gen-2.json"));
+}
+
+// IPv6 fails after IPv4 switched, and putting IPv4 back fails too: the pending marker stays and the next
+// operation (here status) puts one generation back in force everywhere.
+TEST(PolicyBackend, HalfDoneSwitchIsUndoneByTheNextCommand) {
+  TempDir dir;
+  auto fake = std::make_shared<FakeIptables>();
+  const std::string builtin = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+  fake->tables["iptables"] = fake->tables["ip6tables"] = builtin;
+  IptablesOptions o;
+  o.state_dir = dir.path;
+  IptablesBackend b(o, fake);
+  ASSERT_TRUE(b.apply(must_compile(kWeb)));
+  std::string y2 = kWeb;
+  y2.replace(y2.find("[5432]"), 6, "[5433]");
+  fake->restores_left = 1;  // the IPv4 restore works, then nothing does
+  auto r = b.apply(must_compile(y2));
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error(), ::testing::HasSubstr("the next policy command puts one generation back in force"));
+  EXPECT_TRUE(std::filesystem::exists(dir.path + "/pending"));
+  EXPECT_THAT(fake->tables["iptables"], ::testing::HasSubstr("--dport 5433"));  // mixed: IPv4 new, IPv6 old
+  fake->restores_left = -1;
+  auto st = b.status();
+  ASSERT_TRUE(st) << st.error();
+  EXPECT_EQ(st->generation, 1);
+  EXPECT_FALSE(st->drift) << st->text();
+  EXPECT_THAT(fake->tables["iptables"], ::testing::Not(::testing::HasSubstr("--dport 5433")));
+  EXPECT_FALSE(std::filesystem::exists(dir.path + "/pending"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path + "/gen-2.json"));
+  auto again = b.apply(must_compile(y2));
+  ASSERT_TRUE(again) << again.error();
+  EXPECT_EQ(again->generation, 2);
 }
 
 }  // namespace

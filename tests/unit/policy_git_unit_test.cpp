@@ -162,6 +162,19 @@ TEST_F(GitSourceTest, FetchesTipAndExportsOnlyThePolicyDirectory) {
   EXPECT_FALSE(src.export_tree(c1, tmp / "stage"));
 }
 
+// A symlink committed as a policy file (git mode 120000) would be skipped like a sub-tree: refused instead, by name.
+TEST_F(GitSourceTest, SymlinkNamedLikeAPolicyFileIsRefused) {
+  repo.write("policies/web.yaml", kPolicy);
+  std::filesystem::create_symlink("web.yaml", repo.work() + "/policies/alias.yaml");
+  auto c = repo.commit("symlink");
+  ASSERT_FALSE(c.empty());
+  GitSource src(cfg, tmp / "wc");
+  ASSERT_TRUE(src.fetch());
+  auto x = src.export_tree(c, tmp / "stage");
+  ASSERT_FALSE(x);
+  EXPECT_EQ(x.error(), "commit " + c + ": alias.yaml is not a regular file (git mode 120000); a policy file must be one");
+}
+
 TEST_F(GitSourceTest, AncestryDetectsRewrittenHistory) {
   repo.write("policies/web.yaml", kPolicy);
   auto c1 = repo.commit("first");

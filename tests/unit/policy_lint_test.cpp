@@ -2,6 +2,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -254,6 +262,79 @@ TEST(PolicyLoader, MergeOrderIsFileNameThenDocument) {
   EXPECT_EQ(load_dir(std::string(HOSTSCOPE_TESTDATA) + "/merge").set.source_hash, r.set.source_hash);
 }
 
+// A temporary policy directory holding one good policy (a.yaml) plus whatever a test adds.
+struct PolicyDir {
+  std::string path;
+  PolicyDir() {
+    char tmpl[] = "/tmp/hs-policy-dir-XXXXXX";
+    path = mkdtemp(tmpl);
+    std::ofstream(path + "/a.yaml") << kHead << "default: {egress: deny}\n";
+  }
+  ~PolicyDir() { std::filesystem::remove_all(path); }
+  std::string operator/(const std::string& name) const { return path + "/" + name; }
+};
+
+std::vector<std::string> load_errors(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& d : load_dir(dir).diagnostics)
+    if (d.severity == Severity::Error) out.push_back(d.str());
+  return out;
+}
+
+// Every entry named like a policy file is read whole or the set is refused, naming the entry and why.
+TEST(PolicyLoader, DanglingSymlinkIsAnError) {
+  PolicyDir d;
+  ASSERT_EQ(symlink("..data/web.yaml", (d / "web.yaml").c_str()), 0);
+  EXPECT_THAT(load_errors(d.path), ElementsAre("web.yaml: error: cannot read policy file: it is a symlink to '..data/web.yaml', "
+                                              "which does not exist (No such file or directory)"));
+}
+
+TEST(PolicyLoader, SymlinkLoopIsAnError) {
+  PolicyDir d;
+  ASSERT_EQ(symlink("b.yaml", (d / "b.yaml").c_str()), 0);
+  EXPECT_THAT(load_errors(d.path), ElementsAre("b.yaml: error: cannot read policy file: it is a symlink to 'b.yaml', "
+                                              "which cannot be resolved (Too many levels of symbolic links)"));
+}
+
+TEST(PolicyLoader, FifoIsRefusedWithoutBeingOpened) {
+  PolicyDir d;
+  ASSERT_EQ(mkfifo((d / "x.yaml").c_str(), 0600), 0);
+  // Opening a FIFO for reading blocks until a writer comes: the test would hang if the loader opened it.
+  EXPECT_THAT(load_errors(d.path), ElementsAre("x.yaml: error: cannot read policy file: it is a FIFO, not a regular file"));
+  ASSERT_EQ(symlink("x.yaml", (d / "y.yaml").c_str()), 0);
+  EXPECT_THAT(load_errors(d.path), ElementsAre("x.yaml: error: cannot read policy file: it is a FIFO, not a regular file",
+                                              "y.yaml: error: cannot read policy file: it is a symlink to 'x.yaml', "
+                                              "which is a FIFO, not a regular file"));
+}
+
+TEST(PolicyLoader, SymlinkToDeviceIsRefused) {
+  PolicyDir d;
+  ASSERT_EQ(symlink("/dev/zero", (d / "zero.yaml").c_str()), 0);
+  EXPECT_THAT(load_errors(d.path), ElementsAre("zero.yaml: error: cannot read policy file: it is a symlink to '/dev/zero', "
+                                              "which is a character device, not a regular file"));
+}
+
+TEST(PolicyLoader, DirectoryNamedLikeAPolicyIsRefused) {
+  PolicyDir d;
+  std::filesystem::create_directory(d / "x.yml");
+  EXPECT_THAT(load_errors(d.path), ElementsAre("x.yml: error: cannot read policy file: it is a directory, not a regular file"));
+}
+
+// Kubernetes ConfigMap volumes: x.yaml -> ..data/x.yaml, ..data -> ..2026_12_04_.../ (a directory of regular files).
+TEST(PolicyLoader, ConfigMapStyleSymlinksAreRead) {
+  PolicyDir d;
+  std::filesystem::create_directory(d / "..2026_12_04_17_00_00.123");
+  std::ofstream(d / "..2026_12_04_17_00_00.123/web.yaml") << "apiVersion: hostscope.io/v1\nkind: NetworkPolicy\nmetadata: {name: web}\n"
+                                                           "subject: {service: web}\n";
+  ASSERT_EQ(symlink("..2026_12_04_17_00_00.123", (d / "..data").c_str()), 0);
+  ASSERT_EQ(symlink("..data/web.yaml", (d / "web.yaml").c_str()), 0);
+  auto r = load_dir(d.path);
+  EXPECT_TRUE(load_errors(d.path).empty());
+  ASSERT_EQ(r.set.policies.size(), 2u);
+  EXPECT_EQ(r.set.policies[1].name, "web");
+  EXPECT_EQ(r.set.files, (std::vector<std::string>{"a.yaml", "web.yaml"}));
+}
+
 TEST(PolicyCompile, RefusesSetWithErrors) {
   auto c = compile(load_text(kHead + "egress:\n  - action: drop\n", "t.yaml"), catalogue());
   EXPECT_FALSE(c.ok());
@@ -279,6 +360,37 @@ TEST(PolicyCli, LintExitCodes) {
   EXPECT_EQ(run_cli({"policy", "lint", data + "/bad"}), 1);
   EXPECT_EQ(run_cli({"policy", "lint", data + "/does-not-exist"}), 2);
   EXPECT_EQ(run_cli({"policy", "plan", data + "/bad", "--state-dir", "/nonexistent"}), 1);  // refuses before touching iptables
+}
+
+// stdout and stderr of one in-process CLI run.
+struct Captured {
+  int code = 0;
+  std::string out, err;
+};
+Captured capture_cli(std::vector<std::string> args) {
+  std::ostringstream out, err;
+  auto* old_out = std::cout.rdbuf(out.rdbuf());
+  auto* old_err = std::cerr.rdbuf(err.rdbuf());
+  int code = run_cli(std::move(args));
+  std::cout.rdbuf(old_out);
+  std::cerr.rdbuf(old_err);
+  return {code, out.str(), err.str()};
+}
+
+TEST(PolicyCli, LintAndApplyRefuseASetWithAMissingFile) {
+  PolicyDir d;
+  ASSERT_EQ(symlink("..data/web.yaml", (d / "web.yaml").c_str()), 0);
+  auto lint = capture_cli({"policy", "lint", d.path});
+  EXPECT_EQ(lint.code, 1);
+  EXPECT_THAT(lint.out, ::testing::HasSubstr("web.yaml: error: cannot read policy file: it is a symlink to '..data/web.yaml'"));
+  EXPECT_THAT(lint.out, ::testing::HasSubstr("1 error(s)"));
+  // apply refuses before any iptables tool runs (the namespace does not exist, so nothing on the host could change
+  // even if it did not); no generation is written.
+  PolicyDir state;
+  auto apply = capture_cli({"policy", "apply", d.path, "--state-dir", state.path, "--netns", "hs-no-such-netns-p14"});
+  EXPECT_EQ(apply.code, 1);
+  EXPECT_THAT(apply.err, ::testing::HasSubstr("policy set does not validate; nothing was changed")) << apply.err;
+  EXPECT_FALSE(std::filesystem::exists(state / "current"));
 }
 
 }  // namespace
