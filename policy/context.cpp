@@ -1,6 +1,10 @@
 #include "policy/context.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
+
+#include "policy/hash.h"
 
 namespace hostscope::policy {
 
@@ -20,6 +24,31 @@ Context context_from_json(const nlohmann::json& j) {
   }
   c.networks = j.value("networks", std::map<std::string, std::vector<std::string>>{});
   return c;
+}
+
+std::string context_hash(const Context& c) {
+  std::vector<const ServiceInfo*> services;
+  for (const auto& s : c.services) services.push_back(&s);
+  std::sort(services.begin(), services.end(), [](const ServiceInfo* a, const ServiceInfo* b) { return a->name < b->name; });
+  Hasher h;
+  auto list = [&](std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    h.add(std::to_string(v.size()));
+    for (const auto& x : v) h.add(x);
+  };
+  for (const auto* s : services) {
+    h.add(s->name).add(s->go_module).add(s->k8s_namespace).add(s->workload).add(s->exe);
+    list(s->cgroups);
+    list(s->addresses);
+    std::vector<std::string> ports;
+    for (auto p : s->ports) ports.push_back(std::to_string(p));
+    list(ports);
+  }
+  for (const auto& [name, cidrs] : c.networks) {
+    h.add(name);
+    list(cidrs);
+  }
+  return h.hex(16);
 }
 
 }  // namespace hostscope::policy

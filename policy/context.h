@@ -41,4 +41,10 @@ namespace hostscope::policy {
 //   "go_module":"","namespace":"","workload":"","exe":""}], "networks":{"office":["192.0.2.0/24"]}}
 // Throws nlohmann::json::exception on a malformed document.
 Context context_from_json(const nlohmann::json& j);
+
+// A stable hash (16 hex digits) of everything in the catalogue a policy set can depend on: every service's name,
+// cgroups, addresses, ports and attributes, and the named networks; independent of the order services are listed in.
+// The reconciler records it with a refusal, so a commit refused for what the node lacked is tried again once the
+// node changes.
+std::string context_hash(const Context& c);
 }  // namespace hostscope::policy

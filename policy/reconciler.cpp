@@ -191,7 +191,13 @@ PassResult Reconciler::refuse(const std::string& commit, const std::string& step
   if (error) spdlog::warn("policy: commit {} not applied: {} failed: {}", commit.empty() ? "(none)" : short_id(commit), step, message);
   else spdlog::warn("policy: commit {} refused at {}: {}", short_id(commit), step, message);
   std::lock_guard l(st_mu_);
-  if (!error) refused_ = commit;
+  if (!error) {
+    catalogue_retries_ = commit == refused_ ? catalogue_retries_ + 1 : 0;
+    refused_ = commit;
+    refused_catalogue_ = pass_catalogue_;
+    refused_needs_catalogue_ = step == "lint" || step == "test";
+    retry_at_ = clock_() + std::min(kRetryMax, kRetryMin * (int64_t{1} << std::min(catalogue_retries_, 16)));
+  }
   if (!commit.empty()) st_.last_attempt_commit = commit;
   st_.last_attempt_unix = now();
   st_.last_result = r.result;
@@ -216,6 +222,9 @@ PassResult Reconciler::attempt() {
   std::string commit;
   int64_t commit_time = 0;
   std::string applied;
+  // The catalogue of this pass, read once: what a refusal is recorded with and what lint and test use.
+  Context ctx = context_ ? context_() : Context{};
+  pass_catalogue_ = context_hash(ctx);
   if (git_) {
     auto tip = git_->fetch();
     if (!tip) {
@@ -242,8 +251,16 @@ PassResult Reconciler::attempt() {
       }
       return {"unchanged", commit, "", "", false};
     }
-    if (commit == refused_ && commit == st_.last_attempt_commit && st_.last_result == "refused")
-      return {"unchanged", commit, st_.last_step, "already refused: " + st_.last_error, false};
+    if (commit == refused_ && commit == st_.last_attempt_commit && st_.last_result == "refused") {
+      if (!refused_needs_catalogue_ || pass_catalogue_ == refused_catalogue_)
+        return {"unchanged", commit, st_.last_step, "already refused: " + st_.last_error, false};
+      auto wait = std::chrono::ceil<std::chrono::seconds>(retry_at_ - clock_()).count();
+      if (wait > 0)
+        return {"unchanged", commit, st_.last_step,
+                fmt::format("already refused: {} (the service catalogue changed; tried again in {} s)", st_.last_error, wait), false};
+      spdlog::info("policy: the service catalogue changed since commit {} was refused at {}; trying it again", short_id(commit),
+                   st_.last_step);
+    }
   }
 
   if (git_) {
@@ -267,7 +284,6 @@ PassResult Reconciler::attempt() {
   }
 
   const std::string prefix = git_ ? cfg_.git.directory : "";
-  Context ctx = context_ ? context_() : Context{};
   auto loaded = load_dir(staging);
   auto report = lint(loaded, ctx);
   if (!report.ok()) return refuse(commit, "lint", summarize(report.diagnostics, prefix, Severity::Error), false);
