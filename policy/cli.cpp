@@ -38,13 +38,9 @@ struct Options {
 
 Context context(const Options& o) {
   if (!o.context_file.empty()) {
-    std::ifstream f(o.context_file);
-    if (!f) fail(2, fmt::format("policy context file {} open failed", o.context_file));
-    try {
-      return context_from_json(nlohmann::json::parse(f));
-    } catch (const nlohmann::json::exception& e) {
-      fail(2, fmt::format("policy context file {} parse failed: {}", o.context_file, e.what()));
-    }
+    auto c = load_context_file(o.context_file);
+    if (!c) fail(2, c.error());
+    return std::move(*c);
   }
   return o.provider ? o.provider() : Context{};
 }

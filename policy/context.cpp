@@ -1,8 +1,13 @@
 #include "policy/context.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
+
+#include <fmt/format.h>
 
 #include "policy/hash.h"
 
@@ -24,6 +29,45 @@ Context context_from_json(const nlohmann::json& j) {
   }
   c.networks = j.value("networks", std::map<std::string, std::vector<std::string>>{});
   return c;
+}
+
+Expected<Context> load_context_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Failure{fmt::format("policy context file {} open failed: {}", path, std::strerror(errno))};
+  std::string text(kMaxContextBytes + 1, '\0');
+  f.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(f.gcount()));
+  if (f.bad()) return Failure{fmt::format("policy context file {} read failed", path)};
+  if (text.size() > kMaxContextBytes) return Failure{fmt::format("policy context file {} is larger than {} bytes", path, kMaxContextBytes)};
+  try {
+    auto j = nlohmann::json::parse(text);
+    if (!j.is_object()) return Failure{fmt::format("policy context file {}: expected a JSON object", path)};
+    return context_from_json(j);
+  } catch (const nlohmann::json::exception& e) {
+    return Failure{fmt::format("policy context file {} parse failed: {}", path, e.what())};
+  }
+}
+
+Context merge_context(Context seen, const Context& file) {
+  auto add_missing = [](std::vector<std::string>& to, const std::vector<std::string>& from) {
+    for (const auto& x : from)
+      if (std::find(to.begin(), to.end(), x) == to.end()) to.push_back(x);
+  };
+  for (const auto& f : file.services) {
+    auto it = std::find_if(seen.services.begin(), seen.services.end(), [&](const ServiceInfo& s) { return s.name == f.name; });
+    if (it == seen.services.end()) {
+      seen.services.push_back(f);
+      continue;
+    }
+    add_missing(it->addresses, f.addresses);
+    if (it->cgroups.empty()) it->cgroups = f.cgroups;
+    if (it->ports.empty()) it->ports = f.ports;
+    for (auto [mine, theirs] : {std::pair{&it->go_module, &f.go_module}, {&it->k8s_namespace, &f.k8s_namespace},
+                                {&it->workload, &f.workload}, {&it->exe, &f.exe}})
+      if (mine->empty()) *mine = *theirs;
+  }
+  for (const auto& [name, cidrs] : file.networks) add_missing(seen.networks[name], cidrs);
+  return seen;
 }
 
 std::string context_hash(const Context& c) {

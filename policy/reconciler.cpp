@@ -91,6 +91,28 @@ std::string failsafe_violation(const PolicySet& set, const std::string& prefix) 
   return "";
 }
 
+// A plan that removes more than half of the rules in force while some policies select nothing on this node is far
+// more likely a catalogue that lacks those services (no policy.context, a service not started yet) than the intent.
+std::string mass_removal(const Plan& plan, size_t installed, const Analysis& a, const std::string& prefix) {
+  size_t removed = 0;
+  for (const auto& d : plan.chains) removed += d.removed.size();
+  std::vector<std::string> unselected;
+  for (const auto& rp : a.policies)
+    if (rp.egress_targets.empty() && rp.ingress_targets.empty()) {
+      auto loc = rp.policy->subject.loc;
+      if (!prefix.empty()) loc.file = prefix + "/" + loc.file;
+      unselected.push_back(fmt::format("'{}' ({})", rp.policy->name, loc.str()));
+    }
+  if (unselected.empty() || installed == 0 || removed * 2 <= installed) return "";
+  std::string names;
+  for (size_t i = 0; i < unselected.size() && i < 5; i++) names += (i ? ", " : "") + unselected[i];
+  if (unselected.size() > 5) names += fmt::format(" and {} more", unselected.size() - 5);
+  return fmt::format("the plan removes {} of the {} rules in force while {} of {} policies select nothing on this node: {}; "
+                     "their subjects are not in the service catalogue (add them to policy.context, or start them), or set "
+                     "policy.allow_mass_removal to apply anyway",
+                     removed, installed, unselected.size(), a.policies.size(), names);
+}
+
 }  // namespace
 
 nlohmann::json PassResult::to_json() const {
@@ -195,7 +217,7 @@ PassResult Reconciler::refuse(const std::string& commit, const std::string& step
     catalogue_retries_ = commit == refused_ ? catalogue_retries_ + 1 : 0;
     refused_ = commit;
     refused_catalogue_ = pass_catalogue_;
-    refused_needs_catalogue_ = step == "lint" || step == "test";
+    refused_needs_catalogue_ = step == "lint" || step == "test" || step == "select";
     retry_at_ = clock_() + std::min(kRetryMax, kRetryMin * (int64_t{1} << std::min(catalogue_retries_, 16)));
   }
   if (!commit.empty()) st_.last_attempt_commit = commit;
@@ -222,8 +244,14 @@ PassResult Reconciler::attempt() {
   std::string commit;
   int64_t commit_time = 0;
   std::string applied;
-  // The catalogue of this pass, read once: what a refusal is recorded with and what lint and test use.
+  // The catalogue of this pass, read once: what a refusal is recorded with and what lint and test use. A context
+  // file that cannot be read stops the pass (rules stay): without it most subjects would select nothing.
   Context ctx = context_ ? context_() : Context{};
+  if (!cfg_.context_file.empty()) {
+    auto file = load_context_file(cfg_.context_file);
+    if (!file) return refuse("", "context", file.error(), true);
+    ctx = merge_context(std::move(ctx), *file);
+  }
   pass_catalogue_ = context_hash(ctx);
   if (git_) {
     auto tip = git_->fetch();
@@ -308,6 +336,10 @@ PassResult Reconciler::attempt() {
     if (auto v = failsafe_violation(loaded.set, prefix); !v.empty()) return refuse(commit, "plan", v, false);
   auto plan = backend_.plan(*compiled.ir);
   if (!plan) return refuse(commit, "plan", plan.error(), true);
+  if (!cfg_.allow_mass_removal)
+    if (auto in_force = backend_.status(); in_force)
+      if (auto m = mass_removal(*plan, in_force->counters.size(), analyze(loaded.set, ctx), prefix); !m.empty())
+        return refuse(commit, "select", m, false);
 
   auto rep = backend_.apply(*compiled.ir);
   if (!rep) return refuse(commit, "apply", rep.error() + "; the previous generation stays in force", true);

@@ -147,5 +147,124 @@ TEST(ContextHash, OrderIndependentAndSensitiveToEveryField) {
   EXPECT_NE(context_hash(a), context_hash(b));
 }
 
+// policy.context: services the node cannot see come from a JSON file, read again on every pass and merged with what
+// the agent sees. A set that names them is applied; a file that turns unreadable stops the pass with the rules kept.
+const char* kBillingSet = R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: web}
+subject: {service: web}
+default: {egress: deny}
+egress:
+  - {action: allow, peers: [{service: billing}], ports: [443], protocol: tcp}
+---
+apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: billing}
+subject: {service: billing}
+default: {ingress: deny}
+ingress:
+  - {action: allow, ports: [443], protocol: tcp}
+---
+apiVersion: hostscope.io/v1
+kind: PolicyTest
+metadata: {name: web}
+cases:
+  - {from: web, to: billing, port: 443, protocol: tcp, expect: allow}
+)";
+
+TEST_F(ReconcilerRetry, ContextFileSuppliesServicesTheNodeCannotSee) {
+  std::ofstream(root_ / "policies" / "web.yaml") << kBillingSet;
+  add_service("web");
+  auto r = reconciler();
+  auto p = r->pass();
+  ASSERT_EQ(p.result, "refused") << p.message;  // billing is unknown without the context file
+  EXPECT_NE(p.message.find("'billing' is neither a known service"), std::string::npos) << p.message;
+
+  cfg_.context_file = (root_ / "context.json").string();
+  std::ofstream(cfg_.context_file) << R"({"services": [{"name": "billing", "addresses": ["10.9.0.5"]}]})";
+  r = reconciler();
+  p = r->pass();
+  ASSERT_EQ(p.result, "applied") << p.step << ": " << p.message;
+  EXPECT_NE(fake_->tables["iptables"].find("-d 10.9.0.5/32"), std::string::npos) << fake_->tables["iptables"];
+
+  // The file turns bad and the set changes: the pass stops at `context`, naming the file; generation 1 stays.
+  std::ofstream(cfg_.context_file) << "{\"services\": [";
+  std::ofstream(root_ / "policies" / "web.yaml", std::ios::app) << "# touched\n";
+  p = r->pass();
+  EXPECT_EQ(p.result, "error");
+  EXPECT_EQ(p.step, "context");
+  EXPECT_NE(p.message.find("policy context file " + cfg_.context_file + " parse failed"), std::string::npos) << p.message;
+  EXPECT_EQ(r->status().generation, 1);
+}
+
+// A set whose subjects the catalogue no longer knows would compile to almost nothing and its plan would remove the
+// rules in force: refused at `select`, naming each such policy's subject with file:line, unless allow_mass_removal.
+TEST_F(ReconcilerRetry, PlanThatRemovesMostRulesForUnknownSubjectsIsRefused) {
+  cfg_.context_file = (root_ / "context.json").string();
+  std::ofstream(cfg_.context_file) << R"({"services": [{"name": "billing", "addresses": ["10.9.0.5"]}]})";
+  std::ofstream(root_ / "policies" / "web.yaml") << kBillingSet;
+  add_service("web");
+  auto r = reconciler();
+  ASSERT_EQ(r->pass().result, "applied");
+
+  // The context file lost billing and web is gone from the node; the set (without its test) changes.
+  std::string no_test(kBillingSet);
+  no_test.resize(no_test.find("---\napiVersion: hostscope.io/v1\nkind: PolicyTest"));
+  std::ofstream(root_ / "policies" / "web.yaml") << no_test;
+  std::ofstream(cfg_.context_file) << R"({"services": []})";
+  ctx_.services.clear();
+  auto p = r->pass();
+  ASSERT_EQ(p.result, "refused") << p.message;
+  EXPECT_EQ(p.step, "select");
+  EXPECT_NE(p.message.find("policies select nothing on this node: 'web' (web.yaml:4:"), std::string::npos) << p.message;
+  EXPECT_NE(p.message.find("'billing' (web.yaml:"), std::string::npos) << p.message;
+  EXPECT_EQ(r->status().generation, 1);
+
+  // The catalogue comes back: the same commit is tried again (after the backoff) and applied.
+  add_service("web");
+  std::ofstream(cfg_.context_file) << R"({"services": [{"name": "billing", "addresses": ["10.9.0.5"]}]})";
+  now_ += Reconciler::kRetryMin;
+  p = r->pass();
+  EXPECT_EQ(p.result, "applied") << p.step << ": " << p.message;
+
+  // Forced: allow_mass_removal applies it even with nothing selected.
+  cfg_.allow_mass_removal = true;
+  r = reconciler();
+  std::ofstream(cfg_.context_file) << R"({"services": []})";
+  ctx_.services.clear();
+  std::ofstream(root_ / "policies" / "web.yaml", std::ios::app) << "# forced\n";
+  p = r->pass();
+  EXPECT_EQ(p.result, "applied") << p.step << ": " << p.message;
+}
+
+// What the node sees wins for cgroups and ports (live) when it sees any; addresses are the union; services only in
+// the file are added; networks are unioned per name.
+TEST(MergeContext, NodeWinsForCgroupsAndPortsAddressesAreUnioned) {
+  Context seen;
+  seen.services.push_back({"web", {"/system.slice/web.service"}, {"10.0.0.2"}, {8080}, "", "", "", "/usr/bin/web"});
+  seen.services.push_back({"cron", {"/system.slice/cron.service"}, {}, {}, "", "", "", ""});
+  seen.networks["office"] = {"192.0.2.0/24"};
+  Context file;
+  file.services.push_back({"web", {"/stale"}, {"10.0.0.2", "10.0.0.3"}, {9090}, "", "shop", "web", "/old/web"});
+  file.services.push_back({"cron", {"/file-cron"}, {}, {25}, "", "", "", ""});
+  file.services.push_back({"billing", {}, {"10.9.0.0/24"}, {443}, "", "", "", ""});
+  file.networks["office"] = {"192.0.2.0/24", "198.51.100.0/24"};
+  file.networks["partners"] = {"203.0.113.0/24"};
+  auto m = merge_context(seen, file);
+  ASSERT_EQ(m.services.size(), 3u);
+  const auto* web = m.find_service("web");
+  EXPECT_EQ(web->cgroups, std::vector<std::string>{"/system.slice/web.service"});
+  EXPECT_EQ(web->ports, std::vector<uint16_t>{8080});
+  EXPECT_EQ(web->addresses, (std::vector<std::string>{"10.0.0.2", "10.0.0.3"}));
+  EXPECT_EQ(web->exe, "/usr/bin/web");
+  EXPECT_EQ(web->k8s_namespace, "shop");
+  const auto* cron = m.find_service("cron");  // the node knows its cgroup but no port: the file's port fills in
+  EXPECT_EQ(cron->cgroups, std::vector<std::string>{"/system.slice/cron.service"});
+  EXPECT_EQ(cron->ports, std::vector<uint16_t>{25});
+  EXPECT_EQ(m.find_service("billing")->addresses, std::vector<std::string>{"10.9.0.0/24"});
+  EXPECT_EQ(m.networks["office"], (std::vector<std::string>{"192.0.2.0/24", "198.51.100.0/24"}));
+  EXPECT_EQ(m.networks["partners"], std::vector<std::string>{"203.0.113.0/24"});
+}
+
 }  // namespace
 }  // namespace hostscope::policy
