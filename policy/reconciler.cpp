@@ -91,28 +91,6 @@ std::string failsafe_violation(const PolicySet& set, const std::string& prefix) 
   return "";
 }
 
-// A plan that removes more than half of the rules in force while some policies select nothing on this node is far
-// more likely a catalogue that lacks those services (no policy.context, a service not started yet) than the intent.
-std::string mass_removal(const Plan& plan, size_t installed, const Analysis& a, const std::string& prefix) {
-  size_t removed = 0;
-  for (const auto& d : plan.chains) removed += d.removed.size();
-  std::vector<std::string> unselected;
-  for (const auto& rp : a.policies)
-    if (rp.egress_targets.empty() && rp.ingress_targets.empty()) {
-      auto loc = rp.policy->subject.loc;
-      if (!prefix.empty()) loc.file = prefix + "/" + loc.file;
-      unselected.push_back(fmt::format("'{}' ({})", rp.policy->name, loc.str()));
-    }
-  if (unselected.empty() || installed == 0 || removed * 2 <= installed) return "";
-  std::string names;
-  for (size_t i = 0; i < unselected.size() && i < 5; i++) names += (i ? ", " : "") + unselected[i];
-  if (unselected.size() > 5) names += fmt::format(" and {} more", unselected.size() - 5);
-  return fmt::format("the plan removes {} of the {} rules in force while {} of {} policies select nothing on this node: {}; "
-                     "their subjects are not in the service catalogue (add them to policy.context, or start them), or set "
-                     "policy.allow_mass_removal to apply anyway",
-                     removed, installed, unselected.size(), a.policies.size(), names);
-}
-
 }  // namespace
 
 nlohmann::json PassResult::to_json() const {
@@ -338,8 +316,8 @@ PassResult Reconciler::attempt() {
   if (!plan) return refuse(commit, "plan", plan.error(), true);
   if (!cfg_.allow_mass_removal)
     if (auto in_force = backend_.status(); in_force)
-      if (auto m = mass_removal(*plan, in_force->counters.size(), analyze(loaded.set, ctx), prefix); !m.empty())
-        return refuse(commit, "select", m, false);
+      if (auto m = mass_removal(*plan, in_force->counters.size(), compiled.unselected, loaded.set.policies.size(), prefix); !m.empty())
+        return refuse(commit, "select", m + "; or set policy.allow_mass_removal to apply anyway", false);
 
   auto rep = backend_.apply(*compiled.ir);
   if (!rep) return refuse(commit, "apply", rep.error() + "; the previous generation stays in force", true);

@@ -162,6 +162,24 @@ TEST_F(PolicyMarksLive, MarksEqualWhatTheKernelDid) {
   EXPECT_EQ(marked[to_cart].value("policy", ""), "") << marked[to_cart].dump();
   EXPECT_EQ(marked[to_db].value("policy", ""), "") << marked[to_db].dump();
   EXPECT_EQ(marked[to_other].value("policy", ""), "denied") << marked[to_other].dump();
+
+  // The same set with a catalogue that knows none of its services would remove the rules in force: `plan` warns,
+  // `apply` refuses naming the policies with file:line and changes nothing, unless --allow-mass-removal.
+  // (Without the PolicyTests: they name the services, which lint would refuse first.)
+  std::ofstream(node_->dir() / "empty.json") << R"({"services": []})";
+  const std::string empty = " --context " + (node_->dir() / "empty.json").string() + " --state-dir " + state;
+  ASSERT_EQ(sh("rm " + gen + "/*.test.yaml").status, 0);
+  r = hostscope("policy plan " + gen + empty);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("WARNING: the plan removes"), std::string::npos) << r.out;
+  r = hostscope("policy apply " + gen + empty);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("policy apply refused; nothing was changed"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("3 of 3 policies select nothing on this node: 'mk-cart' (mk-cart.yaml:"), std::string::npos) << r.out;
+  EXPECT_EQ(start("mk-front", {"client", "127.0.0.1", std::to_string(other_port), "100", "syncnt=1"}).wait(), 3)
+      << "the rules in force must be unchanged";
+  r = hostscope("policy apply " + gen + empty + " --allow-mass-removal");
+  EXPECT_EQ(r.status, 0) << r.out;
 }
 
 }  // namespace
