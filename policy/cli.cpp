@@ -24,7 +24,7 @@ struct Options {
   std::string dir, context_file, from_file, socket = kDefaultAgentSocket, out_dir;
   bool force = false;
   std::string state_dir = "/var/lib/hostscope/policy", variant = "iptables", netns;
-  bool no_ipv6 = false, json = false, live = false;
+  bool no_ipv6 = false, json = false, live = false, allow_mass_removal = false;
   int live_timeout_ms = 1000;
   int keep = 5;
   size_t ipset_threshold = 8;
@@ -39,13 +39,9 @@ struct Options {
 
 Context context(const Options& o) {
   if (!o.context_file.empty()) {
-    std::ifstream f(o.context_file);
-    if (!f) fail(2, fmt::format("policy context file {} open failed", o.context_file));
-    try {
-      return context_from_json(nlohmann::json::parse(f));
-    } catch (const nlohmann::json::exception& e) {
-      fail(2, fmt::format("policy context file {} parse failed: {}", o.context_file, e.what()));
-    }
+    auto c = load_context_file(o.context_file);
+    if (!c) fail(2, c.error());
+    return std::move(*c);
   }
   return o.provider ? o.provider() : Context{};
 }
@@ -65,7 +61,7 @@ void print_diagnostics(const Diagnostics& d) {
   std::cout << fmt::format("{} error(s), {} warning(s)\n", errors, warnings);
 }
 
-Ir compiled(const Options& o) {
+CompileResult compiled_set(const Options& o) {
   auto loaded = load(o);
   CompileOptions co;
   co.ipset_threshold = o.ipset_threshold;
@@ -75,7 +71,15 @@ Ir compiled(const Options& o) {
     fail(1, "policy set does not validate; nothing was changed");
   }
   for (const auto& d : c.diagnostics) std::cerr << d.str() << "\n";
-  return std::move(*c.ir);
+  return c;
+}
+Ir compiled(const Options& o) { return std::move(*compiled_set(o).ir); }
+
+// mass_removal() for the CLI: the rules in force come from the backend's status ("" when it cannot be read: plan and
+// apply report that themselves).
+std::string mass_removal_of(IptablesBackend& b, const Plan& p, const CompileResult& c) {
+  auto st = b.status();
+  return st ? mass_removal(p, st->counters.size(), c.unselected, c.ir->policy_modes.size()) : "";
 }
 
 IptablesBackend backend(const Options& o) {
@@ -198,17 +202,29 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
   auto* plan_cmd = policy->add_subcommand("plan", "Show what apply would change");
   common(plan_cmd, true, true);
   plan_cmd->callback([o] {
-    auto ir = compiled(*o);
-    auto p = backend(*o).plan(ir);
+    auto c = compiled_set(*o);
+    auto b = backend(*o);
+    auto p = b.plan(*c.ir);
     if (!p) fail(1, p.error());
     std::cout << p->text();
+    if (auto m = mass_removal_of(b, *p, c); !m.empty()) std::cerr << "WARNING: " << m << "; `policy apply` refuses this without --allow-mass-removal\n";
   });
 
   auto* apply_cmd = policy->add_subcommand("apply", "Compile and install atomically");
   common(apply_cmd, true, true);
+  apply_cmd->add_flag("--allow-mass-removal", o->allow_mass_removal,
+                      "Apply even when the plan removes most rules in force while some policies select nothing here");
   apply_cmd->callback([o] {
-    auto ir = compiled(*o);
-    auto r = backend(*o).apply(ir);
+    auto c = compiled_set(*o);
+    auto b = backend(*o);
+    if (!o->allow_mass_removal) {
+      auto p = b.plan(*c.ir);
+      if (!p) fail(1, "policy apply failed; the previous generation stays in force: " + p.error());
+      if (auto m = mass_removal_of(b, *p, c); !m.empty())
+        fail(1, "policy apply refused; nothing was changed: " + m + "; pass --allow-mass-removal to apply anyway");
+    }
+    auto ir = std::move(*c.ir);
+    auto r = b.apply(ir);
     if (!r) fail(1, "policy apply failed; the previous generation stays in force: " + r.error());
     if (r->drift_repaired) std::cout << r->plan.text() << fmt::format("drift repaired: generation {} installed again\n", r->generation);
     if (r->unchanged) std::cout << fmt::format("no change: generation {} ({} rules) stays in force\n", r->generation, r->rules);

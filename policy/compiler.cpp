@@ -318,6 +318,8 @@ CompileResult compile(const LoadResult& loaded, const Context& ctx, const Compil
   out.diagnostics.insert(out.diagnostics.end(), analysis.diagnostics.begin(), analysis.diagnostics.end());
   sort_diagnostics(out.diagnostics);
   if (has_errors(out.diagnostics)) return out;
+  for (const auto& rp : analysis.policies)
+    if (rp.egress_targets.empty() && rp.ingress_targets.empty()) out.unselected.emplace_back(rp.policy->name, rp.policy->subject.loc);
   Ir ir;
   Compiler c(analysis, opts);
   ir.v4 = c.build(Family::V4);

@@ -32,6 +32,8 @@ struct CompileOptions {
 struct CompileResult {
   std::optional<Ir> ir;       // set only when the set validated
   Diagnostics diagnostics;    // everything lint found
+  // Policies whose subject selects nothing with this catalogue (name, subject location), in set order.
+  std::vector<std::pair<std::string, SourceLoc>> unselected;
   bool ok() const { return ir.has_value(); }
 };
 

@@ -36,9 +36,29 @@ struct Context {
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "policy/expected.h"
+
 namespace hostscope::policy {
 // {"services":[{"name":"web","cgroups":["/web"],"addresses":["10.0.0.2"],"ports":[80],
 //   "go_module":"","namespace":"","workload":"","exe":""}], "networks":{"office":["192.0.2.0/24"]}}
 // Throws nlohmann::json::exception on a malformed document.
 Context context_from_json(const nlohmann::json& j);
+
+// A stable hash (16 hex digits) of everything in the catalogue a policy set can depend on: every service's name,
+// cgroups, addresses, ports and attributes, and the named networks; independent of the order services are listed in.
+// The reconciler records it with a refusal, so a commit refused for what the node lacked is tried again once the
+// node changes.
+std::string context_hash(const Context& c);
+
+// The largest context file read (`--context`, `policy.context`).
+inline constexpr size_t kMaxContextBytes = 64u << 20;
+// Reads a context file (the JSON above). Errors name the path and what is wrong: "policy context file
+// /etc/x.json: parse failed: ...", "... open failed: No such file or directory", "... services[3]: ...".
+Expected<Context> load_context_file(const std::string& path);
+
+// The node's catalogue (`seen`: what the agent or a /proc scan finds) with a context file's entries (`file`:
+// services the node cannot see, other nodes, external systems). Per service name: addresses are the union; cgroups
+// and ports are what the node sees when it sees any (they are live), else the file's; attributes likewise. Services
+// only in the file are added. Networks: the union of both CIDR lists per name.
+Context merge_context(Context seen, const Context& file);
 }  // namespace hostscope::policy

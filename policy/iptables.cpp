@@ -835,4 +835,21 @@ void IptablesBackend::prune(int cur, int parent) const {
   }
 }
 
+std::string mass_removal(const Plan& plan, size_t installed, const std::vector<std::pair<std::string, SourceLoc>>& unselected,
+                         size_t policies, const std::string& prefix) {
+  size_t removed = 0;
+  for (const auto& d : plan.chains) removed += d.removed.size();
+  if (unselected.empty() || installed == 0 || removed * 2 <= installed) return "";
+  std::string names;
+  for (size_t i = 0; i < unselected.size() && i < 5; i++) {
+    auto loc = unselected[i].second;
+    if (!prefix.empty()) loc.file = prefix + "/" + loc.file;
+    names += fmt::format("{}'{}' ({})", i ? ", " : "", unselected[i].first, loc.str());
+  }
+  if (unselected.size() > 5) names += fmt::format(" and {} more", unselected.size() - 5);
+  return fmt::format("the plan removes {} of the {} rules in force while {} of {} policies select nothing on this node: {}; "
+                     "their subjects are not in the service catalogue (add them to policy.context, or start them)",
+                     removed, installed, unselected.size(), policies, names);
+}
+
 }  // namespace hostscope::policy

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "policy/command.h"
+#include "policy/diagnostic.h"
 #include "policy/expected.h"
 #include "policy/ir.h"
 #include "policy/state_file.h"
@@ -64,6 +65,14 @@ struct Plan {
   std::string text() const;
 };
 Plan make_plan(const SavedTable& installed, const RenderedTable& next);
+
+// "" unless the plan removes more than half of the `installed` rules in force while some policies select nothing
+// on this node (`unselected`: CompileResult::unselected; `prefix` is put before their file names). Then a message
+// naming those policies with file:line: far more often a catalogue that lacks their services (no policy.context, a
+// service not started) than the intent. The reconciler refuses such a set at step `select`, `policy apply` unless
+// --allow-mass-removal; `policy plan` warns.
+std::string mass_removal(const Plan& plan, size_t installed, const std::vector<std::pair<std::string, SourceLoc>>& unselected,
+                         size_t policies, const std::string& prefix = "");
 
 struct IptablesOptions {
   std::string variant = "iptables";  // "iptables" (system default), "nft" or "legacy"

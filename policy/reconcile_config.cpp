@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "policy/context.h"
+
 namespace hostscope::policy {
 namespace {
 
@@ -95,7 +97,7 @@ Expected<ReconcileConfig> parse_reconcile_config(const YAML::Node& node, const s
   ReconcileConfig c;
   if (!node || node.IsNull()) return c;
   Errors e(file);
-  if (!e.map(node, "policy", {"state_dir", "work_dir", "iptables", "netns", "ipv6", "allow_failsafe_off", "source"}))
+  if (!e.map(node, "policy", {"state_dir", "work_dir", "iptables", "netns", "ipv6", "allow_failsafe_off", "allow_mass_removal", "context", "source"}))
     return Failure{e.joined()};
   e.get(node, "state_dir", c.state_dir, "policy");
   absolute(e, node, "state_dir", c.state_dir, "policy");
@@ -108,6 +110,12 @@ Expected<ReconcileConfig> parse_reconcile_config(const YAML::Node& node, const s
     e.at(node["netns"], "policy.netns must be the name of a network namespace in /run/netns");
   e.get(node, "ipv6", c.ipv6, "policy");
   e.get(node, "allow_failsafe_off", c.allow_failsafe_off, "policy");
+  e.get(node, "allow_mass_removal", c.allow_mass_removal, "policy");
+  if (e.get(node, "context", c.context_file, "policy")) {
+    absolute(e, node, "context", c.context_file, "policy");
+    if (!c.context_file.empty() && c.context_file.front() == '/')
+      if (auto ctx = load_context_file(c.context_file); !ctx) e.at(node["context"], "policy.context: " + ctx.error());
+  }
 
   auto src = node["source"];
   if (src && !src.IsNull() && e.map(src, "policy.source", {"git", "directory", "poll_seconds"})) {

@@ -36,6 +36,12 @@ struct ReconcileConfig {
   std::string netns;        // run the iptables tools inside this network namespace (tests, multi-netns setups)
   bool ipv6 = true;         // also manage ip6tables
   bool allow_failsafe_off = false;  // accept enforce-mode policies with `failsafe: false`
+  // `policy.context`: a JSON context file (docs/policy.md) with services the node cannot see, merged with what the
+  // agent sees (merge_context) for the reconciler and the CLI's node catalogue; read again on every pass.
+  std::string context_file;
+  // Apply a set whose plan removes more than half of the rules in force while some of its policies select nothing
+  // on this node (see Reconciler); off: such a commit is refused at step `select`.
+  bool allow_mass_removal = false;
 
   bool enabled() const { return kind != Kind::None; }
   // "git <url> branch <b> dir <sub>" or "dir <path>"; never contains credentials.

@@ -21,7 +21,7 @@ struct ReconcileStatus {
   std::string last_attempt_commit;
   int64_t last_attempt_unix = 0;
   std::string last_result;       // applied | refused | error | "" (never attempted)
-  std::string last_step;         // fetch | verify | stage | lint | test | plan | apply (the step that failed)
+  std::string last_step;         // context | fetch | verify | stage | lint | test | plan | select | apply (the step that failed)
   std::string last_error;
   std::map<std::string, uint64_t> attempts;  // result -> count since the agent started
   uint64_t drift_repairs = 0;

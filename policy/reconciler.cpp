@@ -190,7 +190,13 @@ PassResult Reconciler::refuse(const std::string& commit, const std::string& step
   if (error) spdlog::warn("policy: commit {} not applied: {} failed: {}", commit.empty() ? "(none)" : short_id(commit), step, message);
   else spdlog::warn("policy: commit {} refused at {}: {}", short_id(commit), step, message);
   std::lock_guard l(st_mu_);
-  if (!error) refused_ = commit;
+  if (!error) {
+    catalogue_retries_ = commit == refused_ ? catalogue_retries_ + 1 : 0;
+    refused_ = commit;
+    refused_catalogue_ = pass_catalogue_;
+    refused_needs_catalogue_ = step == "lint" || step == "test" || step == "select";
+    retry_at_ = clock_() + std::min(kRetryMax, kRetryMin * (int64_t{1} << std::min(catalogue_retries_, 16)));
+  }
   if (!commit.empty()) st_.last_attempt_commit = commit;
   st_.last_attempt_unix = now();
   st_.last_result = r.result;
@@ -215,6 +221,15 @@ PassResult Reconciler::attempt() {
   std::string commit;
   int64_t commit_time = 0;
   std::string applied;
+  // The catalogue of this pass, read once: what a refusal is recorded with and what lint and test use. A context
+  // file that cannot be read stops the pass (rules stay): without it most subjects would select nothing.
+  Context ctx = context_ ? context_() : Context{};
+  if (!cfg_.context_file.empty()) {
+    auto file = load_context_file(cfg_.context_file);
+    if (!file) return refuse("", "context", file.error(), true);
+    ctx = merge_context(std::move(ctx), *file);
+  }
+  pass_catalogue_ = context_hash(ctx);
   if (git_) {
     auto tip = git_->fetch();
     if (!tip) {
@@ -241,8 +256,16 @@ PassResult Reconciler::attempt() {
       }
       return {"unchanged", commit, "", "", false};
     }
-    if (commit == refused_ && commit == st_.last_attempt_commit && st_.last_result == "refused")
-      return {"unchanged", commit, st_.last_step, "already refused: " + st_.last_error, false};
+    if (commit == refused_ && commit == st_.last_attempt_commit && st_.last_result == "refused") {
+      if (!refused_needs_catalogue_ || pass_catalogue_ == refused_catalogue_)
+        return {"unchanged", commit, st_.last_step, "already refused: " + st_.last_error, false};
+      auto wait = std::chrono::ceil<std::chrono::seconds>(retry_at_ - clock_()).count();
+      if (wait > 0)
+        return {"unchanged", commit, st_.last_step,
+                fmt::format("already refused: {} (the service catalogue changed; tried again in {} s)", st_.last_error, wait), false};
+      spdlog::info("policy: the service catalogue changed since commit {} was refused at {}; trying it again", short_id(commit),
+                   st_.last_step);
+    }
   }
 
   if (git_) {
@@ -267,7 +290,6 @@ PassResult Reconciler::attempt() {
   }
 
   const std::string prefix = git_ ? cfg_.git.directory : "";
-  Context ctx = context_ ? context_() : Context{};
   auto loaded = load_dir(staging);
   auto report = lint(loaded, ctx);
   if (!report.ok()) return refuse(commit, "lint", summarize(report.diagnostics, prefix, Severity::Error), false);
@@ -292,6 +314,10 @@ PassResult Reconciler::attempt() {
     if (auto v = failsafe_violation(loaded.set, prefix); !v.empty()) return refuse(commit, "plan", v, false);
   auto plan = backend_.plan(*compiled.ir);
   if (!plan) return refuse(commit, "plan", plan.error(), true);
+  if (!cfg_.allow_mass_removal)
+    if (auto in_force = backend_.status(); in_force)
+      if (auto m = mass_removal(*plan, in_force->counters.size(), compiled.unselected, loaded.set.policies.size(), prefix); !m.empty())
+        return refuse(commit, "select", m + "; or set policy.allow_mass_removal to apply anyway", false);
 
   auto rep = backend_.apply(*compiled.ir);
   if (!rep) return refuse(commit, "apply", rep.error() + "; the previous generation stays in force", true);

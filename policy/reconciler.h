@@ -5,7 +5,14 @@
 // A commit that fails a step is refused: the generation in force stays, and commit, step and message are logged
 // (warn) and recorded in ReconcileStatus, persisted to <state_dir>/reconcile.json after every pass. Nothing in
 // a pass ever flushes rules; a restarted reconciler reads reconcile.json and does not re-apply the same commit.
+//
+// A refused commit is not tried again until the tip changes, except when it was refused at a step that reads the
+// service catalogue (lint, test) and the catalogue has changed since (a service started, policy.context grew): then
+// it is tried again, no sooner than kRetryMin after the refusal, the wait doubling with each further refusal of the
+// same commit up to kRetryMax (10 s, 20 s, 40 s, ... 10 min), so a catalogue that changes all the time costs at most
+// one evaluation per wait.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -33,6 +40,8 @@ struct PassResult {
 
 class Reconciler {
  public:
+  using Clock = std::function<std::chrono::steady_clock::time_point()>;
+  static constexpr std::chrono::seconds kRetryMin{10}, kRetryMax{600};
   // `context` supplies the service catalogue and named networks at each pass (default: empty).
   Reconciler(ReconcileConfig cfg, std::function<Context()> context = {}, std::shared_ptr<CommandRunner> runner = nullptr);
   ~Reconciler();
@@ -50,6 +59,8 @@ class Reconciler {
   void stop();
 
   static std::string status_path(const std::string& state_dir);
+  // Replaces the steady clock the retry backoff reads (tests).
+  void set_clock(Clock c) { clock_ = std::move(c); }
 
  private:
   struct Candidate;
@@ -70,6 +81,12 @@ class Reconciler {
   mutable std::mutex st_mu_;    // guards st_
   ReconcileStatus st_;
   std::string refused_;         // refused this run: not tried again until the tip changes (a restart retries once)
+  // ... or until the catalogue differs from the one it was refused with (steps that read it), after the backoff.
+  std::string refused_catalogue_, pass_catalogue_;
+  bool refused_needs_catalogue_ = false;
+  int catalogue_retries_ = 0;  // refusals of refused_ after a catalogue change
+  std::chrono::steady_clock::time_point retry_at_{};
+  Clock clock_ = [] { return std::chrono::steady_clock::now(); };
 
   std::mutex wait_mu_;
   std::condition_variable wake_;

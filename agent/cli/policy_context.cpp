@@ -2,6 +2,7 @@
 // service has right now (a /proc scan through the identity layer), plus the named networks of the agent config.
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -51,12 +52,23 @@ std::set<uint16_t> ports_of(uint32_t pid, const std::map<uint64_t, uint16_t>& li
 
 }  // namespace
 
-policy::Context node_context() {
+policy::Context node_context(std::string* error) {
   policy::Context ctx;
   auto cfg = daemon::load_agent_config(daemon::kDefaultConfigPath, true);
   if (cfg) ctx.networks = cfg->networks;
+  // policy.context: services the node cannot see, merged with what it sees (policy::merge_context).
+  auto with_context_file = [&](policy::Context seen) {
+    std::string why = cfg ? "" : cfg.error().str();
+    if (cfg && !cfg->policy.context_file.empty()) {
+      if (auto file = policy::load_context_file(cfg->policy.context_file)) seen = policy::merge_context(std::move(seen), *file);
+      else why = file.error();
+    }
+    if (!why.empty() && error) *error = why;
+    else if (!why.empty()) spdlog::warn("policy catalogue: {}", why);
+    return seen;
+  };
   auto opts = identity::identity_options(cfg ? cfg->identity.kubelet_root : "/", "");
-  if (!opts) return ctx;
+  if (!opts) return with_context_file(std::move(ctx));
   identity::ProcessTable table(std::move(*opts));
   table.scan_proc();
   auto listen = listening_inodes();
@@ -75,9 +87,21 @@ policy::Context node_context() {
     s.exe = p->exe;
   }
   for (auto& [n, s] : by_name) ctx.services.push_back(std::move(s));
-  return ctx;
+  return with_context_file(std::move(ctx));
 }
 
-void register_policy(CLI::App& app) { policy::register_policy_command(app, node_context); }
+// Policy commands refuse to work from a catalogue they could not complete (a bad config or policy.context file):
+// most subjects would select nothing.
+void register_policy(CLI::App& app) {
+  policy::register_policy_command(app, [] {
+    std::string error;
+    auto ctx = node_context(&error);
+    if (!error.empty()) {
+      std::cerr << error << "\n";
+      throw CLI::RuntimeError(2);
+    }
+    return ctx;
+  });
+}
 
 }  // namespace hostscope::cli

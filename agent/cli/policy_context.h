@@ -1,10 +1,15 @@
 #pragma once
 // The node's service catalogue for policy commands and for policy marks on edges: a /proc scan through the identity
-// layer (cgroups, listening ports, Go modules per service) plus the named networks of the agent config.
+// layer (cgroups, listening ports, Go modules per service) plus the named networks and the `policy.context` file of the
+// agent config.
+#include <string>
+
 #include "policy/context.h"
 
 namespace hostscope::cli {
 
-policy::Context node_context();
+// The node's catalogue merged with the config's `policy.context` file. A config or context file that cannot be read
+// leaves it out: the reason goes to `*error` when given, else to the log (marks on `top`/`topology`).
+policy::Context node_context(std::string* error = nullptr);
 
 }  // namespace hostscope::cli

@@ -1,17 +1,46 @@
 #include "agent/cli/policy_marks.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
+#include "policy/analysis.h"
 #include "policy/ir_json.h"
 #include "policy/net.h"
 
 namespace hostscope::cli {
 namespace {
 
+bool loopback(const policy::IpAddr& a) {
+  static const auto v4 = policy::parse_cidr("127.0.0.0/8").cidr, v6 = policy::parse_cidr("::1/128").cidr;
+  return v4->contains(a) || v6->contains(a);
+}
+
+// The evaluator endpoints one edge end stands for. A local process is judged where the kernel judges it: its
+// cgroups on OUTPUT, and on both hooks the address it was observed at (loopback or the node's address; the rules
+// `policy generate` writes for such peers are address rules). Dropping that address made every address rule miss,
+// so loopback edges the kernel allowed were marked denied. An observed address the catalogue lists for the service
+// (a pod's) is routed, not local. Without an observed address, every cgroup and address of the service.
 std::vector<policy::Endpoint> endpoints(const topology::EdgeEnd& end, const policy::Context& ctx) {
-  if (end.kind == topology::NodeKind::Service && !end.service.empty())
-    if (auto v = policy::endpoints_for(end.service, ctx); !v.empty()) return v;
-  if (auto a = policy::parse_ip(end.address)) return {policy::Endpoint{*a, "", false}};
+  auto addr = policy::parse_ip(end.address);
+  if (end.kind == topology::NodeKind::Service && !end.service.empty()) {
+    const auto* s = ctx.find_service(end.service);
+    if (s && addr) {
+      auto own = policy::service_addresses(*s);
+      bool routed = std::any_of(own.begin(), own.end(), [&](const policy::Cidr& c) { return c.contains(*addr); });
+      if (!routed && !s->cgroups.empty()) {
+        std::vector<policy::Endpoint> out;
+        for (const auto& cg : s->cgroups) out.push_back({*addr, cg, true});
+        return out;
+      }
+      return {policy::Endpoint{*addr, "", false}};
+    }
+    if (s)
+      if (auto v = policy::endpoints_for(end.service, ctx); !v.empty()) return v;
+  }
+  // Any other end seen on loopback (a process the catalogue does not know, a server a dropped SYN never reached) is
+  // local without a cgroup: loopback is never forwarded.
+  if (addr) return {policy::Endpoint{*addr, "", loopback(*addr)}};
   return {};
 }
 

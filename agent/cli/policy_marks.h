@@ -3,7 +3,8 @@
 // the connection, "would-deny" when an audit-mode policy would. The rules are the applied generation's IR
 // (<state_dir>/gen-<N>.ir.json, written by every apply), walked by the reference evaluator that the conformance
 // tests hold equal to the kernel's verdicts; edge ends map to evaluator endpoints through the node's service
-// catalogue (cgroups of local services) or their observed addresses. Used by `top` and `topology`.
+// catalogue (cgroups of local services, at the address the edge observed) or their observed addresses. Used by `top`
+// and `topology`.
 #include <chrono>
 #include <functional>
 #include <optional>

@@ -57,7 +57,7 @@ class EmbeddedSource : public SnapshotSource {
 class MarkedSource : public SnapshotSource {
  public:
   MarkedSource(std::unique_ptr<SnapshotSource> inner, const std::string& state_dir)
-      : inner_(std::move(inner)), marker_(state_dir, node_context) {}
+      : inner_(std::move(inner)), marker_(state_dir, [] { return node_context(); }) {}
   Result<topology::TopologySnapshot> snapshot(const topology::SnapshotFilter& f) override {
     auto s = inner_->snapshot(f);
     if (s) marker_.mark(*s);

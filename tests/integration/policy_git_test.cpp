@@ -466,6 +466,154 @@ policy:
   EXPECT_EQ(agent.status().applied_commit, c4);
 }
 
+// ---- a real policy library through the agent (issue 14): 102 services, 417 rules, one PolicyTest case per rule,
+// from Git into the test's namespace. Two services are local processes the agent sees (copies of `sleep` in cgroups
+// the test creates); the other 100 exist only in the policy.context file (addresses, ports), as services of other
+// nodes would. The file starts empty (commit refused at lint), then grows (the same commit is retried and applied).
+constexpr int kLocal = 2, kServices = 102;
+
+std::string lib(int i) { return "lib-" + std::to_string(i); }
+std::string lib_addr(int i) { return fmt::format("10.100.{}.{}", i / 200, i % 200 + 1); }
+int next_remote(int i) { return i + 1 < kServices ? i + 1 : kLocal; }
+
+// Remote service i: ingress default deny, 4 rules (a 5th for the first nine: 102 x 4 + 9 = 417), a case per rule.
+std::pair<std::string, std::string> remote_policy(int i) {
+  std::string p = fmt::format(R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {{name: {0}}}
+subject: {{service: {0}}}
+default: {{ingress: deny}}
+ingress:
+  - {{action: allow, protocol: tcp, ports: [{1}], peers: [{{service: {2}}}]}}
+  - {{action: allow, protocol: tcp, ports: [443], peers: [{{network: office}}]}}
+  - {{action: allow, protocol: tcp, ports: [9000], peers: [{{cidr: 192.0.2.{3}}}]}}
+  - {{action: deny, protocol: tcp, ports: [9001], peers: [{{cidr: 198.51.100.0/24}}]}}
+)",
+                              lib(i), 8000 + i, lib(next_remote(i)), i % 200);
+  std::string t = fmt::format(R"(apiVersion: hostscope.io/v1
+kind: PolicyTest
+metadata: {{name: {0}-tests}}
+cases:
+  - {{from: {2}, to: {0}, port: {1}, protocol: tcp, expect: allow}}
+  - {{from: 192.0.2.77, to: {0}, port: 443, protocol: tcp, expect: allow}}
+  - {{from: 192.0.2.{3}, to: {0}, port: 9000, protocol: tcp, expect: allow}}
+  - {{from: 198.51.100.9, to: {0}, port: 9001, protocol: tcp, expect: deny}}
+)",
+                              lib(i), 8000 + i, lib(next_remote(i)), i % 200);
+  if (i < kLocal + 9) {
+    p += "  - {action: allow, protocol: udp, ports: [5353], peers: [{cidr: 10.0.0.0/8}]}\n";
+    t += fmt::format("  - {{from: 10.1.2.3, to: {}, port: 5353, protocol: udp, expect: allow}}\n", lib(i));
+  }
+  return {p, t};
+}
+
+// Local service i (agent-seen cgroup): egress default deny, 4 rules, a case per rule.
+std::pair<std::string, std::string> local_policy(int i) {
+  std::string p = fmt::format(R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {{name: {0}}}
+subject: {{service: {0}}}
+default: {{egress: deny}}
+egress:
+  - {{action: allow, protocol: tcp, ports: [5432], peers: [{{cidr: 10.200.0.0/16}}]}}
+  - {{action: allow, protocol: tcp, ports: [443], peers: [{{network: office}}]}}
+  - {{action: deny, protocol: tcp, ports: [25]}}
+  - {{action: allow, protocol: tcp, ports: [8080], peers: [{{cidr: 203.0.113.0/24}}]}}
+)",
+                              lib(i));
+  std::string t = fmt::format(R"(apiVersion: hostscope.io/v1
+kind: PolicyTest
+metadata: {{name: {0}-tests}}
+cases:
+  - {{from: {0}, to: 10.200.0.5, port: 5432, protocol: tcp, expect: allow}}
+  - {{from: {0}, to: 192.0.2.5, port: 443, protocol: tcp, expect: allow}}
+  - {{from: {0}, to: 203.0.113.5, port: 25, protocol: tcp, expect: deny}}
+  - {{from: {0}, to: 203.0.113.5, port: 8080, protocol: tcp, expect: allow}}
+)",
+                              lib(i));
+  return {p, t};
+}
+
+TEST_F(PolicyGit, AgentAppliesA417RuleLibraryWithServicesFromPolicyContext) {
+  // The local services: `sleep` copies named lib-0 and lib-1, each in its own cgroup before it runs.
+  auto root = fs::exists("/sys/fs/cgroup/unified/cgroup.procs") ? std::string("/sys/fs/cgroup/unified") : std::string("/sys/fs/cgroup");
+  const std::string cg = "/hs-t-plib-" + random_suffix();
+  std::vector<std::unique_ptr<Child>> local;
+  fs::create_directories(tmp / "bin");
+  for (int i = 0; i < kLocal; i++) {
+    ASSERT_TRUE(fs::create_directories(root + cg + "/" + lib(i)));
+    const std::string exe = (fs::path(tmp.path()) / "bin" / lib(i)).string();
+    fs::copy_file("/bin/sleep", exe);
+    local.push_back(std::make_unique<Child>(std::vector<std::string>{
+        "sh", "-c", "echo $$ > " + root + cg + "/" + lib(i) + "/cgroup.procs && exec " + exe + " 600"}));
+  }
+  struct CgroupCleanup {
+    std::vector<std::unique_ptr<Child>>& children;
+    std::string dir;
+    ~CgroupCleanup() {
+      children.clear();
+      std::error_code ec;
+      for (int i = 0; i < kLocal; i++) fs::remove(dir + "/" + lib(i), ec);
+      fs::remove(dir, ec);
+    }
+  } cleanup{local, root + cg};
+
+  // The context file: the 100 services of other nodes, with addresses and ports.
+  nlohmann::json ctx = {{"services", nlohmann::json::array()}};
+  for (int i = kLocal; i < kServices; i++) ctx["services"].push_back({{"name", lib(i)}, {"addresses", {lib_addr(i)}}, {"ports", {8000 + i}}});
+  std::ofstream(tmp / "context.json") << R"({"services": []})";  // the full file comes later
+  size_t cases = 0;
+  for (int i = 0; i < kServices; i++) {
+    auto [p, t] = i < kLocal ? local_policy(i) : remote_policy(i);
+    repo.write("policies/" + lib(i) + ".yaml", p);
+    repo.write("policies/" + lib(i) + ".test.yaml", t);
+    cases += size_t(std::count(t.begin(), t.end(), '{')) - 1;  // one "{from: ...}" per case, plus the metadata map
+  }
+  EXPECT_EQ(cases, 417u);
+  auto commit = repo.commit("library");
+
+  std::string config = fmt::format(R"(api:
+  socket: {}
+networks:
+  office: [192.0.2.0/24]
+policy:
+  state_dir: {}
+  work_dir: {}
+  netns: {}
+  context: {}
+  source:
+    git:
+      url: {}
+      branch: main
+      directory: policies
+      poll_seconds: 1
+)",
+                                   tmp / "api.sock", cfg.state_dir, cfg.work_dir, ns.name(), tmp / "context.json", repo.remote());
+  Agent agent(tmp, config);
+  ASSERT_TRUE(agent.start()) << "agent did not answer on its socket";
+  // Without the other nodes' services the library is refused (its tests name them), and nothing is installed.
+  ASSERT_TRUE(eventually([&] { return agent.status().last_result == "refused"; }, std::chrono::seconds(60)));
+  EXPECT_EQ(agent.status().last_step, "lint");
+  EXPECT_THAT(agent.status().last_error, HasSubstr("is neither a known service"));
+  EXPECT_THAT(save(), Not(HasSubstr("HOSTSCOPE-P-")));
+  // The context file grows: the same commit is tried again (after the backoff, at most 10 s) and applied.
+  std::ofstream(tmp / "context.json") << ctx.dump();
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(eventually([&] { return agent.status().applied_commit == commit; }, std::chrono::seconds(60)))
+      << agent.status().last_step << ": " << agent.status().last_error;
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << "[ library ] 102 services, 417 rules, 417 cases: applied " << took << " ms after policy.context grew\n";
+
+  // Every policy is in force: the local ones by the cgroups the agent saw, the others by their context addresses.
+  auto rules = save();
+  for (int i = 0; i < kLocal; i++) EXPECT_THAT(rules, HasSubstr("-m cgroup --path \"" + cg + "/" + lib(i) + "\"")) << lib(i);
+  for (int i = kLocal; i < kServices; i++) EXPECT_THAT(rules, HasSubstr("-d " + lib_addr(i) + "/32")) << lib(i);
+  EXPECT_THAT(rules, HasSubstr("--dport 9001"));
+  auto st = daemon::api_call(agent.sock(), "policy.status");
+  ASSERT_TRUE(st);
+  EXPECT_GE((*st)["backend"]["rules"].get<size_t>(), 417u) << st->dump();
+}
+
 TEST(PolicyGitCli, SyncWithoutAgentExitsTwo) {
   TempDir tmp;
   auto r = sh(bin() + " policy sync --socket " + tmp / "none.sock");

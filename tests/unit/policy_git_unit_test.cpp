@@ -112,6 +112,29 @@ TEST(PolicyConfig, AgentConfigCarriesThePolicySectionAndRejectsABadOne) {
   EXPECT_THAT(bad.error().str(), HasSubstr("c.yaml:4:10: policy.source.git.url is required"));
 }
 
+// policy.context: a JSON context file, checked when the config loads; a bad one rejects the config, naming the
+// config line and the file's path and what is wrong with it.
+TEST(PolicyConfig, ContextFileIsLoadedAndABadOneNamesItsPath) {
+  char tmpl[] = "/tmp/hs-policy-context-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  std::ofstream(dir + "/good.json") << R"({"services": [{"name": "billing", "addresses": ["10.9.0.0/24"], "ports": [443]}]})";
+  std::ofstream(dir + "/bad.json") << R"({"services": [{"name": "billing", "addresses": ["10.9.0.0/24"]},)";
+  std::ofstream(dir + "/noname.json") << R"({"services": [{"addresses": ["10.9.0.1"]}]})";
+  auto good = parse("policy:\n  context: " + dir + "/good.json\n");
+  ASSERT_TRUE(good) << good.error();
+  EXPECT_EQ(good->context_file, dir + "/good.json");
+  EXPECT_FALSE(good->allow_mass_removal);
+  for (const char* name : {"bad.json", "noname.json", "missing.json"}) {
+    auto bad = parse("policy:\n  context: " + dir + "/" + name + "\n");
+    ASSERT_FALSE(bad) << name;
+    EXPECT_THAT(bad.error(), HasSubstr("c.yaml:2:12: policy.context: policy context file " + dir + "/" + name)) << bad.error();
+  }
+  EXPECT_THAT(parse("policy:\n  context: /x/../nope.json\n").error(), HasSubstr("open failed: No such file or directory"));
+  EXPECT_THAT(parse("policy:\n  context: rel.json\n").error(), HasSubstr("c.yaml:2:12: policy.context must be an absolute path"));
+  std::filesystem::remove_all(dir);
+}
+
 TEST(RedactUrl, HidesPasswordsOnly) {
   EXPECT_EQ(redact_url("https://u:p@h/x.git"), "https://u:***@h/x.git");
   EXPECT_EQ(redact_url("ssh://git@h/x.git"), "ssh://git@h/x.git");

@@ -124,6 +124,61 @@ TEST(PolicyMarks, EdgeVerdicts) {
   EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("ghost", ""), ext("10.0.0.7"), 5432)), "");
 }
 
+// Local services talking over loopback and the node's address, with the policies `policy generate` writes for them
+// (peers by observed address, since the catalogue knows only cgroups and ports). The kernel sees the addresses on
+// OUTPUT and INPUT, so the marks must too: a local end is its cgroups *at the observed address*. Before the fix the
+// address was dropped, every address rule missed, and every allowed edge was marked "denied".
+TEST(PolicyMarks, LocalServicesKeepTheirObservedAddress) {
+  policy::Context ctx;
+  ctx.services.push_back({"front", {"/hs/front"}, {}, {}, "", "", "", ""});
+  ctx.services.push_back({"cart", {"/hs/cart"}, {}, {7001}, "", "", "", ""});
+  ctx.services.push_back({"db", {"/hs/db"}, {}, {7002}, "", "", "", ""});
+  const char* set = R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: front}
+subject: {service: front}
+default: {egress: deny}
+egress:
+  - {action: allow, protocol: tcp, ports: [7001], peers: [{cidr: 127.0.0.1}]}
+  - {action: allow, protocol: tcp, ports: [7002], peers: [{cidr: 10.214.9.1}]}
+  - {action: allow, protocol: tcp, ports: [7003], peers: [{cidr: "::1"}]}
+---
+apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: cart}
+subject: {service: cart}
+default: {egress: deny, ingress: deny}
+ingress:
+  - {action: allow, protocol: tcp, ports: [7001], peers: [{cidr: 127.0.0.1}]}
+---
+apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: db}
+subject: {service: db}
+default: {egress: deny, ingress: deny}
+ingress:
+  - {action: allow, protocol: tcp, ports: [7002], peers: [{cidr: 10.214.9.1}]}
+)";
+  auto c = policy::compile(policy::load_text(set, "t.yaml"), ctx, policy::CompileOptions{2});
+  ASSERT_TRUE(c.ok());
+  const auto& ir = *c.ir;
+  // Allowed by both ends' policies: not marked.
+  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("front", "127.0.0.1"), svc("cart", "127.0.0.1"), 7001)), "");
+  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("front", "10.214.9.1"), svc("db", "10.214.9.1"), 7002)), "");
+  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("front", "::1"), ext("::1"), 7003)), "");
+  // Dropped by front's egress (port or address not allowed) or by cart's ingress (source not allowed).
+  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("front", "127.0.0.1"), svc("cart", "127.0.0.1"), 7002)), "denied");
+  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("front", "127.0.0.1"), svc("db", "127.0.0.1"), 7002)), "denied");
+  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("db", "10.214.9.1"), svc("cart", "10.214.9.1"), 7001)), "denied");
+  // An uncatalogued process over loopback is still local (a loopback packet is never forwarded): cart's ingress
+  // sees it on INPUT and allows 127.0.0.1.
+  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.1"), svc("cart", "127.0.0.1"), 7001)), "");
+  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.2"), svc("cart", "127.0.0.1"), 7001)), "denied");
+  // A server end seen only by address (the SYN never reached it) on loopback is local too: its INPUT is judged.
+  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.2"), ext("127.0.0.1"), 7001)), "denied");
+  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.1"), ext("127.0.0.1"), 7001)), "");
+}
+
 class PolicyMarkerTest : public ::testing::Test {
  protected:
   void SetUp() override {
