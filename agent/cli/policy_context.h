@@ -1,10 +1,14 @@
 #pragma once
 // The node's service catalogue for policy commands and for policy marks on edges: a /proc scan through the identity
-// layer (cgroups, listening ports, Go modules per service) plus the named networks of the agent config.
+// layer (cgroups, addresses of pods and containers, listening ports, Go modules per service) plus the named networks
+// of the agent config.
 #include "policy/context.h"
 
 namespace hostscope::cli {
 
 policy::Context node_context();
+// The services part of node_context(): a /proc scan with `kubelet_root` (the config's identity.kubelet_root;
+// a fake node tree in tests), each service with its cgroups, addresses and listening ports.
+std::vector<policy::ServiceInfo> node_services(const std::string& kubelet_root);
 
 }  // namespace hostscope::cli
