@@ -1,7 +1,6 @@
 #include "agent/identity/local_endpoints.h"
 
 #include <arpa/inet.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -143,13 +142,19 @@ std::vector<ListeningSocket> parse_proc_net_tcp_listening(std::string_view text,
   return out;
 }
 
-uint64_t socket_inode_of_link(std::string_view target) {
-  constexpr std::string_view kPrefix = "socket:[";
-  if (target.size() < kPrefix.size() + 2 || target.substr(0, kPrefix.size()) != kPrefix || target.back() != ']')
+namespace {
+// The inode of a "<kind>:[12345]" link target (fd links, namespace links); 0 for anything else.
+uint64_t inode_of_link(std::string_view target, std::string_view kind) {
+  if (target.size() < kind.size() + 3 || target.substr(0, kind.size()) != kind ||
+      target.substr(kind.size(), 2) != ":[" || target.back() != ']')
     return 0;
   uint64_t ino = 0;
-  return parse_num(target.substr(kPrefix.size(), target.size() - kPrefix.size() - 1), ino) ? ino : 0;
+  return parse_num(target.substr(kind.size() + 2, target.size() - kind.size() - 3), ino) ? ino : 0;
 }
+}  // namespace
+
+uint64_t socket_inode_of_link(std::string_view target) { return inode_of_link(target, "socket"); }
+uint64_t netns_inode_of_link(std::string_view target) { return inode_of_link(target, "net"); }
 
 bool AddressOwner::operator<(const AddressOwner& o) const {
   return std::tie(address, service, k8s_namespace, workload, pod, netns) <
@@ -302,20 +307,30 @@ std::shared_ptr<LocalEndpointsSnapshot> LocalEndpoints::read_locked(const Proces
   snap->taken = opts_.clock();
   stats_.refreshes++;
 
+  // The link's text ("net:[4026531840]") is the namespace's id.
   auto netns_of = [&](uint32_t pid) -> uint64_t {
     fs::path p = opts_.proc_root / std::to_string(pid) / "ns" / "net";
-    struct stat st{};
-    if (::stat(p.c_str(), &st) != 0) {
-      if (errno != ENOENT) note_error(errorf_errno(errno, "stat {}", p.string()));
+    char buf[64];
+    ssize_t n = ::readlink(p.c_str(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno != ENOENT) note_error(errorf_errno(errno, "readlink {}", p.string()));
       return 0;
     }
-    return st.st_ino;
+    uint64_t ino = netns_inode_of_link(std::string_view(buf, size_t(n)));
+    if (!ino) note_error(errorf("readlink {}: unexpected target '{}'", p.string(), std::string_view(buf, size_t(n))));
+    return ino;
   };
 
   // Group the known processes by network namespace; the host's comes first and always gets read.
   std::map<uint64_t, Namespace> by_ns;
   std::set<uint64_t> dropped;
-  uint64_t host_ns = netns_of(opts_.host_pid);
+  uint32_t host_pid = 0;
+  uint64_t host_ns = 0;
+  for (uint32_t pid : opts_.host_pids)
+    if ((host_ns = netns_of(pid))) {
+      host_pid = pid;
+      break;
+    }
   if (host_ns) by_ns[host_ns].host = true;
   for (const auto& p : processes) {
     if (!p || p->exe.empty() || p->service.empty()) continue;  // kernel threads, processes without a name
@@ -336,7 +351,7 @@ std::shared_ptr<LocalEndpointsSnapshot> LocalEndpoints::read_locked(const Proces
   for (auto& [ino, ns] : by_ns) {
     // One process reads for the whole namespace; the next one is tried if it exited meanwhile.
     std::vector<uint32_t> readers;
-    if (ns.host) readers.push_back(opts_.host_pid);
+    if (ns.host) readers.push_back(host_pid);
     for (auto* p : ns.procs) readers.push_back(p->pid);
     std::vector<std::string> addrs;
     std::map<uint64_t, uint16_t> listeners;

@@ -8,7 +8,8 @@
 //   /proc/PID/net/if_inet6          IPv6 addresses of the namespace's interfaces
 //   /proc/PID/net/fib_trie          IPv4 local addresses ("/32 host LOCAL" leaves)
 //   /proc/PID/net/tcp, tcp6         listening sockets (state 0A): socket inode -> port
-// and per process of a service, /proc/PID/fd maps its socket inodes to those listeners. Loopback and link-local
+// and per process of a service, /proc/PID/fd maps its socket inodes to those listeners. The node's own addresses
+// are those of the initial namespace (of kthreadd, pid 2, or init). Loopback and link-local
 // addresses are left out. Results are cached (max_age, or sooner after process exec/exit), bounded (namespaces,
 // addresses and listeners per namespace, fds per process), and every read error or drop is counted, never thrown.
 // See docs/identity.md ("Local endpoints").
@@ -44,12 +45,16 @@ struct ListeningSocket {
 std::vector<ListeningSocket> parse_proc_net_tcp_listening(std::string_view text, size_t* malformed = nullptr);
 // The inode of a "socket:[12345]" fd link target, 0 for anything else.
 uint64_t socket_inode_of_link(std::string_view target);
+// The inode of a "net:[4026531840]" /proc/PID/ns/net link target (the namespace's id), 0 for anything else.
+uint64_t netns_inode_of_link(std::string_view target);
 
 // ---- the cache ----
 
 struct LocalEndpointsOptions {
   std::filesystem::path proc_root = "/proc";
-  uint32_t host_pid = 1;                              // its network namespace is the node's
+  // The node's network namespace is the first of these processes' that can be read: kthreadd (kernel threads
+  // live in the initial namespace; pid 1 may be unreadable, e.g. a non-dumpable init in a sandbox), then init.
+  std::vector<uint32_t> host_pids = {2, 1};
   std::chrono::milliseconds max_age{30'000};          // a snapshot older than this is read again
   std::chrono::milliseconds min_interval{1'000};      // process exec/exit re-reads no more often than this
   size_t max_namespaces = 4096;                       // network namespaces read per refresh (host included)

@@ -7,8 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "agent/cli/policy_context.h"
+#include "agent/identity/local_endpoints.h"
 #include "policy/analysis.h"
 #include "policy/compiler.h"
 #include "policy/evaluator.h"
@@ -65,11 +67,18 @@ TEST(LocalEndpoints, FakePodIsInTheNodeCatalogue) {
     EXPECT_EQ(web->cgroups, std::vector<std::string>{"/" + fs::relative(pod.leaf(cg_root), cg_root).string()});
     EXPECT_EQ(web->addresses, (std::vector<std::string>{v4, v6}));
     EXPECT_EQ(web->ports, std::vector<uint16_t>{port});
-    // The node's own addresses are nobody's service addresses; the pod's are no host service's.
-    for (const auto& s : services)
+    // The node's own addresses (pid 1's namespace) are nobody's service addresses; the pod's are no other
+    // service's.
+    std::ifstream fib_file("/proc/1/net/fib_trie");
+    auto node_v4 = identity::parse_fib_trie(std::string(std::istreambuf_iterator<char>(fib_file), {}));
+    EXPECT_FALSE(node_v4.empty()) << "the host namespace has no IPv4 address besides loopback";
+    for (const auto& s : services) {
+      for (const auto& a : node_v4)
+        EXPECT_TRUE(std::find(s.addresses.begin(), s.addresses.end(), a) == s.addresses.end()) << s.name << " has " << a;
       if (s.name != "shop/web") {
         EXPECT_TRUE(std::find(s.addresses.begin(), s.addresses.end(), v4) == s.addresses.end()) << s.name;
       }
+    }
 
     // A policy naming the pod's service as a peer, and a PolicyTest that goes to its addresses: without them the
     // peer matches nothing (egress to the pod's own address is denied) and its address is no subject (the denied

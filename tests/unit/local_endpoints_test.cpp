@@ -129,6 +129,14 @@ TEST(Parsers, ProcNetTcpMalformed) {
   EXPECT_TRUE(parse_proc_net_tcp_listening("only a header").empty());
 }
 
+TEST(Parsers, NamespaceLinks) {
+  EXPECT_EQ(netns_inode_of_link("net:[4026531840]"), 4026531840u);
+  EXPECT_EQ(netns_inode_of_link("net:[]"), 0u);
+  EXPECT_EQ(netns_inode_of_link("mnt:[4026531840]"), 0u);
+  EXPECT_EQ(netns_inode_of_link("net:4026531840"), 0u);
+  EXPECT_EQ(netns_inode_of_link("/run/netns/x"), 0u);
+}
+
 TEST(Parsers, SocketLinks) {
   EXPECT_EQ(socket_inode_of_link("socket:[12345]"), 12345u);
   EXPECT_EQ(socket_inode_of_link("socket:[]"), 0u);
@@ -172,15 +180,15 @@ std::string fib_with(const std::vector<std::string>& v4) {
   return s;
 }
 
-// A fake node: every "namespace" is a file under ns/ (its inode is the namespace id), /proc/PID/ns/net a hard link
-// to it, and /proc/PID/net/* the namespace's files, which only the first process of a namespace gets (a second
+// A fake node: /proc/PID/ns/net is a "net:[inode]" link as the kernel shows it, and /proc/PID/net/* the
+// namespace's files, which only the first process of a namespace gets (a second
 // read would find them missing and count an error).
 class FakeNode {
  public:
   fs::path proc() const { return dir_.path / "proc"; }
   void ns(const std::string& name, const std::vector<std::string>& v4, const std::vector<std::string>& v6_hex,
           const std::vector<std::pair<uint64_t, uint16_t>>& listeners) {
-    write(dir_.path / "ns" / name, name);
+    ids_[name] = 4026531840u + ids_.size();
     nets_[name] = {fib_with(v4), "", tcp_table(listeners)};
     for (auto& h : v6_hex) nets_[name].v6 += h + " 02 40 00 80     eth0\n";
   }
@@ -188,7 +196,7 @@ class FakeNode {
     fs::path d = proc() / std::to_string(pid);
     fs::create_directories(d / "ns");
     fs::create_directories(d / "fd");
-    fs::create_hard_link(dir_.path / "ns" / ns_name, d / "ns" / "net");
+    fs::create_symlink("net:[" + std::to_string(ids_.at(ns_name)) + "]", d / "ns" / "net");
     int fd = 3;
     for (auto ino : socket_inodes) fs::create_symlink("socket:[" + std::to_string(ino) + "]", d / "fd" / std::to_string(fd++));
     fs::create_symlink("/dev/null", d / "fd" / "0");
@@ -208,6 +216,7 @@ class FakeNode {
   };
   TempDir dir_;
   std::map<std::string, Net> nets_;
+  std::map<std::string, uint64_t> ids_;  // namespace name -> inode
 };
 
 std::shared_ptr<const ProcessIdentity> ident(uint32_t pid, const std::string& service, const std::string& pod = "",
@@ -264,6 +273,22 @@ TEST(LocalEndpoints, PodsNodeAndPorts) {
   auto st = ep.stats();
   EXPECT_EQ(st.read_errors, 0u) << st.last_error;  // one read per namespace: 201 and 300 have no net files
   EXPECT_EQ(st.shared_namespaces, 1u);
+}
+
+TEST(LocalEndpoints, NodeNamespaceIsKthreaddsWhenInitCannotBeRead) {
+  FakeNode node;
+  node.ns("host", {"192.0.2.10"}, {}, {});
+  node.ns("pod", {"10.244.3.3"}, {}, {});
+  node.proc(2, "host", {}, true);  // kthreadd; no /proc/1 (unreadable in some sandboxes)
+  node.proc(10, "host", {}, false);
+  node.proc(20, "pod", {}, true);
+  LocalEndpointsOptions o;
+  o.proc_root = node.proc();
+  LocalEndpoints ep(o);
+  auto s = ep.read({ident(10, "sshd"), ident(20, "api")});
+  EXPECT_THAT(s->node_addresses, ElementsAre("192.0.2.10"));
+  EXPECT_TRUE(s->addresses_of("sshd").empty());
+  EXPECT_THAT(s->addresses_of("api"), ElementsAre("10.244.3.3"));
 }
 
 TEST(LocalEndpoints, ReaderThatExitedIsReplacedByTheNextProcess) {
