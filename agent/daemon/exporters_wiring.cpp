@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/daemon/agent.h"
+#include "exporters/endpoint_metrics.h"
 #include "exporters/policy_metrics.h"
 #include "policy/reconcile_config.h"
 #include "hostscope_version.h"
@@ -92,6 +93,17 @@ Status Agent::start_exporters() {
   exporters::PolicyCollectorOptions po;
   po.iptables = policy::iptables_options(cfg_.policy);
   metrics_->add_collector([pc = std::make_shared<exporters::PolicyCollector>(po)](exporters::Exposition& out) { pc->collect(out); });
+  // This node's addresses and its pods'/containers', with their owners (cached by the resolver, see
+  // identity/local_endpoints.h), so Prometheus can name an address by the workload and node that own it.
+  metrics_->add_collector([this](exporters::Exposition& out) {
+    auto ep = pipeline_->local_endpoints();
+    std::vector<exporters::EndpointInfo> infos;
+    if (ep) {
+      for (const auto& a : ep->node_addresses) infos.push_back({a, "", "", "", ""});
+      for (const auto& o : ep->owners) infos.push_back({o.address, o.service, o.k8s_namespace, o.workload, o.pod});
+    }
+    exporters::write_endpoint_info(out, infos, cfg_.node_name, cfg_.metrics.max_series);
+  });
   if (sink_) metrics_->add_collector([s = sink_.get()](exporters::Exposition& out) { s->write_metrics(out); });
   subs_.push_back(pipeline_->subscribe(
       [m = metrics_.get()](std::span<const events::ConnectionEvent> batch, std::span<const ResolvedEvent>) {

@@ -14,6 +14,7 @@
 #include "agent/daemon/config.h"
 #include "agent/events/connection.h"
 #include "agent/events/format.h"
+#include "agent/identity/local_endpoints.h"
 #include "agent/pipeline/tcp_reader.h"
 #include "agent/topology/nat.h"
 #include "agent/topology/topology.h"
@@ -35,6 +36,10 @@ class IdentityResolver {
   // Called in the reader thread for every event: must be cheap (cache lookups only).
   virtual ResolvedEvent resolve(const events::ConnectionEvent& e) = 0;
   virtual nlohmann::json services_json() { return nlohmann::json::array(); }
+  // Live processes the resolver knows (empty without a process table).
+  virtual identity::LocalEndpoints::Processes processes() { return {}; }
+  // This node's pods'/containers' addresses and listening ports, cached (nullptr without a process table).
+  virtual std::shared_ptr<const identity::LocalEndpointsSnapshot> local_endpoints() { return nullptr; }
   virtual nlohmann::json health_json() { return nlohmann::json::object(); }
 };
 
@@ -68,6 +73,8 @@ class Pipeline {
   topology::TopologySnapshot snapshot(const topology::SnapshotFilter& f = {}) const;
   Health health() const;
   nlohmann::json services_json() { return resolver_->services_json(); }
+  identity::LocalEndpoints::Processes processes() { return resolver_->processes(); }
+  std::shared_ptr<const identity::LocalEndpointsSnapshot> local_endpoints() { return resolver_->local_endpoints(); }
   // Subscribers run in the reader thread after each batch; keep them cheap (format and enqueue).
   // `internal` subscribers (the agent's own exporters) are not counted in Health::subscribers.
   uint64_t subscribe(EventSubscriber s, bool internal = false);

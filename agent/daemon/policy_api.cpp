@@ -3,6 +3,7 @@
 #include <set>
 
 #include "agent/daemon/agent.h"
+#include "agent/daemon/service_catalogue.h"
 #include "agent/util/logging.h"
 #include "policy/reconciler.h"
 
@@ -10,24 +11,11 @@ namespace hostscope::daemon {
 namespace {
 
 // The service catalogue for policy subjects and PolicyTest names: the identity layer's processes grouped by
-// service, plus the config's named networks.
+// service, with their pods'/containers' addresses and listening ports, plus the config's named networks.
 policy::Context agent_policy_context(Pipeline& pipeline, const Config& cfg) {
-  policy::Context ctx;
-  ctx.networks = cfg.networks;
-  std::map<std::string, policy::ServiceInfo> by_name;
-  for (const auto& p : pipeline.services_json()) {
-    auto name = p.value("service", std::string());
-    if (name.empty()) continue;
-    auto& s = by_name[name];
-    s.name = name;
-    auto cg = p.value("cgroup", std::string());
-    if (!cg.empty() && std::find(s.cgroups.begin(), s.cgroups.end(), cg) == s.cgroups.end()) s.cgroups.push_back(cg);
-    s.exe = p.value("exe", std::string());
-    s.k8s_namespace = p.value("namespace", std::string());
-    s.workload = p.value("workload", std::string());
-  }
-  for (auto& [n, s] : by_name) ctx.services.push_back(std::move(s));
-  return ctx;
+  auto endpoints = pipeline.local_endpoints();
+  return service_catalogue(pipeline.processes(), endpoints ? *endpoints : identity::LocalEndpointsSnapshot{},
+                           cfg.networks);
 }
 
 }  // namespace

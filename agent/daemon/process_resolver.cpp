@@ -72,6 +72,14 @@ nlohmann::json ProcessResolver::services_json() {
   return arr;
 }
 
+identity::LocalEndpoints::Processes ProcessResolver::processes() {
+  return table_ ? table_->snapshot() : identity::LocalEndpoints::Processes{};
+}
+
+std::shared_ptr<const identity::LocalEndpointsSnapshot> ProcessResolver::local_endpoints() {
+  return table_ ? endpoints_.get(*table_) : nullptr;
+}
+
 nlohmann::json ProcessResolver::health_json() {
   nlohmann::json j = nlohmann::json::object();
   if (table_) {
@@ -79,6 +87,14 @@ nlohmann::json ProcessResolver::health_json() {
     j["processes"] = {{"size", s.size}, {"capacity", s.capacity}, {"hits", s.hits}, {"misses", s.misses}, {"evicted_live", s.evicted_live},
                       {"evicted_exited", s.evicted_exited}, {"pending_dropped", s.pending_dropped},
                       {"go_processes", s.go_processes}};
+  }
+  {
+    auto e = endpoints_.stats();
+    j["local_endpoints"] = {{"refreshes", e.refreshes}, {"namespaces_dropped", e.namespaces_dropped},
+                            {"addresses_dropped", e.addresses_dropped}, {"listeners_dropped", e.listeners_dropped},
+                            {"fds_dropped", e.fds_dropped}, {"files_truncated", e.files_truncated},
+                            {"read_errors", e.read_errors}, {"malformed_lines", e.malformed_lines},
+                            {"shared_namespaces", e.shared_namespaces}};
   }
   if (tracer_) {
     auto c = tracer_->counters();

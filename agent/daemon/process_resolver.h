@@ -27,6 +27,8 @@ class ProcessResolver : public IdentityResolver {
   ResolvedEvent resolve(const events::ConnectionEvent& e) override;
   identity::ResolvedConnection resolve_connection(const events::ConnectionEvent& e);
   nlohmann::json services_json() override;
+  identity::LocalEndpoints::Processes processes() override;
+  std::shared_ptr<const identity::LocalEndpointsSnapshot> local_endpoints() override;
   nlohmann::json health_json() override;
   std::vector<std::string> degraded() const { return degraded_; }
 
@@ -36,6 +38,7 @@ class ProcessResolver : public IdentityResolver {
   std::unique_ptr<bpf::ProcessTracer> tracer_;
   std::unique_ptr<bpf::ProcessReader> reader_;
   std::unique_ptr<identity::ConnectionResolver> resolver_;
+  identity::LocalEndpoints endpoints_;  // read on demand (policy catalogue, metrics), refreshed on exec/exit
   std::vector<std::string> degraded_;
 };
 

@@ -21,6 +21,7 @@
 #include "agent/bpf/tcp_tracer.h"
 #include "agent/identity/resolver.h"
 #include "agent/pipeline/tcp_reader.h"
+#include "support/fake_pod.h"
 #include "support/privileged.h"
 
 using namespace hostscope;
@@ -457,51 +458,23 @@ TEST(Services, JsonMatchesGoVersionM) {
 
 // ---- Kubernetes pod on a fake node ----
 
-// Cgroup directories created by the test, removed in reverse order (processes must have left them).
-struct CgroupTree {
-  std::vector<fs::path> created;
-  bool make(const fs::path& p) {
-    std::vector<fs::path> chain;
-    for (fs::path q = p; !fs::exists(q); q = q.parent_path()) chain.push_back(q);
-    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-      if (mkdir(it->c_str(), 0755) != 0) return false;
-      created.push_back(*it);
-    }
-    return true;
-  }
-  ~CgroupTree() {
-    for (auto it = created.rbegin(); it != created.rend(); ++it) rmdir(it->c_str());
-  }
-};
-
 TEST(Kubernetes, PodProcessIsNamedNamespaceWorkload) {
   HS_REQUIRE_ROOT();
   const fs::path cg_root = "/sys/fs/cgroup/unified";
   HS_REQUIRE_SETUP(fs::exists(cg_root / "cgroup.procs"), cg_root.string() + " is not a cgroup2 mount");
-  const std::string uid = "1b2c3d4e-5f60-4a1b-9c2d-" + fmt::format("{:012x}", uint64_t(getpid()));
-  std::string uid_us = uid;
-  std::replace(uid_us.begin(), uid_us.end(), '-', '_');
-  const std::string cid = fmt::format("{:016x}", uint64_t(getpid())) + std::string(48, 'a');
   const std::string pod = "web-7d4b9c8f6d-x2x4z", ns = "shop", container = "app";
-
-  TempDir node;
-  fs::create_directories(node.path / "var/log/containers");
-  const fs::path pod_dir = node.path / "var/log/pods" / (ns + "_" + pod + "_" + uid) / container;
-  fs::create_directories(pod_dir);
-  std::ofstream(pod_dir / "0.log") << "";
-  fs::create_symlink("/var/log/pods/" + ns + "_" + pod + "_" + uid + "/" + container + "/0.log",
-                     node.path / "var/log/containers" / (pod + "_" + ns + "_" + container + "-" + cid + ".log"));
+  FakePod fake(ns, pod, container, uint64_t(getpid()));
+  const std::string uid = fake.uid(), cid = fake.container_id();
+  const fs::path node = fake.kubelet_root();
 
   identity::ProcessTableOptions po;
   po.kube = identity::KubeMetaOptions{};
-  po.kube->roots = {node.path / "var/log/containers", node.path / "var/log/pods"};
+  po.kube->roots = {node / "var/log/containers", node / "var/log/pods"};
   po.kube->min_rescan_interval = std::chrono::milliseconds(0);
   HS_START_STACK(stack, po);
 
-  CgroupTree tree;
-  const fs::path leaf = cg_root / "kubepods.slice" / "kubepods-burstable.slice" /
-                        ("kubepods-burstable-pod" + uid_us + ".slice") / ("cri-containerd-" + cid + ".scope");
-  ASSERT_TRUE(tree.make(leaf)) << "mkdir " << leaf << ": " << strerror(errno);
+  const fs::path leaf = fake.leaf(cg_root);
+  ASSERT_TRUE(fake.make_cgroup(cg_root)) << "mkdir " << leaf << ": " << strerror(errno);
 
   {
     Proc server({peer_bin(), "server", "127.0.0.1", "0", "8", "3"});  // stays up after the two below
@@ -509,11 +482,7 @@ TEST(Kubernetes, PodProcessIsNamedNamespaceWorkload) {
     ASSERT_TRUE(ready && ready->rfind("READY ", 0) == 0);
     const int sport = std::stoi(ready->substr(6));
     const uint32_t spid = uint32_t(server.pid());
-    {
-      std::ofstream procs(leaf / "cgroup.procs");
-      procs << spid << std::endl;
-      ASSERT_TRUE(procs.good()) << "moving " << spid << " into " << leaf;
-    }
+    ASSERT_TRUE(fake.join(cg_root, pid_t(spid))) << "moving " << spid << " into " << leaf;
     // First connection: the kernel reports the server in the pod's cgroup, which the table does not know yet;
     // the resolver has /proc read again, so the identity follows the move without an exec.
     auto c1 = sh(peer_bin() + " client 127.0.0.1 " + std::to_string(sport) + " 8");
@@ -551,7 +520,7 @@ TEST(Kubernetes, PodProcessIsNamedNamespaceWorkload) {
 
     // The CLI reads the same tree.
     auto r = sh("(" + hostscope_bin() + " services -o json --pid " + std::to_string(spid) + " --kubelet-root " +
-                node.path.string() + " 2>/dev/null)");
+                node.string() + " 2>/dev/null)");
     ASSERT_EQ(r.status, 0) << r.out;
     auto j = nlohmann::json::parse(r.out);
     ASSERT_EQ(j.size(), 1u);

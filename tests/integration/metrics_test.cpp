@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "agent/identity/local_endpoints.h"
 #include "exporters/exposition.h"
 #include "exporters/policy_metrics.h"
 #include "integration/topology_scenario.h"
@@ -167,6 +168,15 @@ TEST_F(MetricsAgent, ScrapeShowsExactEdgeCountersAndEventFileHasTheWorkload) {
   EXPECT_GE(sum(m, "hostscope_lost_events_total", {{"source", "kernel_ring_buffer"}}), 0);
   EXPECT_GE(sum(m, "hostscope_bpf_map_capacity", {{"map", "tcp_socks"}}), 1024);
   EXPECT_EQ(sum(m, "hostscope_event_sink_dropped_total", {}), 0);
+  // Endpoint info: the node's own addresses (its host namespace's, as /proc/1/net/fib_trie shows them), with no
+  // service, named by this node.
+  std::ifstream fib_file("/proc/1/net/fib_trie");
+  std::string fib((std::istreambuf_iterator<char>(fib_file)), std::istreambuf_iterator<char>());
+  auto node_v4 = identity::parse_fib_trie(fib);
+  EXPECT_FALSE(node_v4.empty()) << "the host namespace has no IPv4 address besides loopback";
+  for (const auto& a : node_v4)
+    EXPECT_EQ(sum(m, "hostscope_endpoint_info", {{"address", a}, {"service", ""}, {"node", "mx-node"}}), 1) << a;
+  EXPECT_EQ(sum(m, "hostscope_endpoint_info_refused", {}), 0);
 
   // promtool accepts the real scrape.
   auto file = events_dir_ / "scrape.txt";

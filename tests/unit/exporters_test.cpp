@@ -17,6 +17,7 @@
 #include <httplib.h>
 
 #include "agent/topology/topology.h"
+#include "exporters/endpoint_metrics.h"
 #include "exporters/event_sink.h"
 #include "exporters/metrics_server.h"
 #include "exporters/policy_metrics.h"
@@ -198,6 +199,23 @@ TEST(Exporters, LabelValuesAreEscaped) {
   EXPECT_NE(out.text().find(R"(src_service="we\"b\\x\ny")"), std::string::npos) << out.text();
 }
 
+TEST(Exporters, EndpointInfoOneSeriesPerAddressWithinTheCap) {
+  std::vector<EndpointInfo> eps = {{"192.0.2.10", "", "", "", ""},
+                                   {"10.244.1.7", "shop/web", "shop", "web", "web-7d4b9c8f6d-x2x4z"},
+                                   {"fd00::7", "shop/web", "shop", "web", "web-7d4b9c8f6d-x2x4z"}};
+  Exposition out;
+  EXPECT_EQ(write_endpoint_info(out, eps, "n1", 100), 3u);
+  const auto& s = out.text();
+  EXPECT_EQ(value_of(s, R"(hostscope_endpoint_info{address="10.244.1.7",service="shop/web",namespace="shop",workload="web",pod="web-7d4b9c8f6d-x2x4z",node="n1"})"), 1);
+  EXPECT_EQ(value_of(s, R"(hostscope_endpoint_info{address="192.0.2.10",service="",namespace="",workload="",pod="",node="n1"})"), 1);
+  EXPECT_EQ(count_lines(s, "hostscope_endpoint_info{"), 3u);
+  EXPECT_EQ(value_of(s, "hostscope_endpoint_info_refused"), 0);
+  Exposition capped;
+  EXPECT_EQ(write_endpoint_info(capped, eps, "n1", 2), 2u);
+  EXPECT_EQ(count_lines(capped.text(), "hostscope_endpoint_info{"), 2u);
+  EXPECT_EQ(value_of(capped.text(), "hostscope_endpoint_info_refused"), 1);
+}
+
 TEST(Exporters, ListenAddressParsing) {
   auto a = parse_listen("127.0.0.1:9477");
   ASSERT_TRUE(a);
@@ -292,6 +310,9 @@ std::string full_exposition(const fs::path& state_dir) {
   so.file = (state_dir / "events.jsonl").string();
   auto sink = EventSink::open(so);
   if (sink) reg.add_collector([s = std::shared_ptr<EventSink>(std::move(*sink))](Exposition& out) { s->write_metrics(out); });
+  reg.add_collector([](Exposition& out) {
+    write_endpoint_info(out, {{"10.244.1.7", "shop/web", "shop", "web", "web-1"}, {"192.0.2.10", "", "", "", ""}}, "n1", 100);
+  });
   return reg.render();
 }
 
