@@ -37,7 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The same bytes as the start of a 4 GiB sparse file (the rest reads as zeros): header claims of
   // gigabytes now fit inside the "file", so only the caps and the read budget keep the reader small
   // (issue 15: e_shentsize = e_shnum = 65535 in a sparse copy of /bin/sleep took 4.28 GB). The run
-  // uses -rss_limit_mb (scripts/test.sh), whose malloc limit traps any single allocation above it.
+  // uses -malloc_limit_mb=32 (scripts/test.sh): any single allocation above it is a failure.
   limits.max_read_bytes = 64 << 10;
   const auto sparse = goelf::ByteSource::memory(std::span(data, size), (4ull << 30) + size);
   kind = GoErrorKind::kNone;
