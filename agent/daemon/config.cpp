@@ -6,9 +6,12 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
-#include <fstream>
+#include <charconv>
+#include <optional>
 #include <set>
-#include <sstream>
+#include <string_view>
+
+#include "agent/util/file.h"
 
 namespace hostscope::daemon {
 
@@ -52,8 +55,19 @@ class Checker {
     }
   }
 
-  void range(const YAML::Node& parent, const char* key, uint32_t v, uint32_t lo, uint32_t hi, const std::string& where) {
-    if (parent[key] && (v < lo || v > hi)) error(parent[key], fmt::format("{}.{} must be between {} and {}", where, key, lo, hi));
+  // An integer key: decimal digits only, within [lo, hi]. Anything else (negative, past 32 bits, hex, a fraction,
+  // text) is one error naming the range, so no value can wrap into a valid-looking one.
+  void integer(const YAML::Node& parent, const char* key, uint32_t& out, uint32_t lo, uint32_t hi, const std::string& where) {
+    auto n = parent[key];
+    if (!n) return;
+    uint64_t v = 0;
+    const std::string s = n.IsScalar() ? n.Scalar() : std::string();
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || s[0] < '0' || s[0] > '9' || ec != std::errc() || end != s.data() + s.size() || v < lo || v > hi) {
+      error(n, fmt::format("{}.{} must be an integer from {} to {}", where, key, lo, hi));
+      return;
+    }
+    out = static_cast<uint32_t>(v);
   }
 
   bool ok() const { return errors_.empty(); }
@@ -74,6 +88,49 @@ std::string cidr_error(const std::string& s) {
   return r ? std::string() : r.error().str();
 }
 
+// Whether the quoted scalar that opens at text[pos] is closed (YAML: "\\" escapes in double quotes, '' is a
+// quote inside single quotes).
+bool quote_closed(std::string_view text, size_t pos) {
+  const char q = text[pos];
+  for (size_t i = pos + 1; i < text.size(); i++) {
+    if (q == '"' && text[i] == '\\') {
+      i++;
+    } else if (text[i] == q) {
+      if (q == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
+        i++;
+        continue;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+// yaml-cpp 0.7 takes a quoted scalar that runs to the end of the file as closed there (issue 15: an unterminated
+// `"` was accepted, swallowing the rest of the file): the mark of the first quoted key or value that never closes.
+std::optional<YAML::Mark> unterminated_quote(const YAML::Node& root, std::string_view text) {
+  std::vector<YAML::Node> todo{root};
+  while (!todo.empty()) {
+    const YAML::Node n = todo.back();
+    todo.pop_back();
+    if (n.IsScalar()) {
+      const auto m = n.Mark();
+      // Quoted and block scalars carry the non-specific tag "!"; only the quoted ones start with a quote.
+      if (n.Tag() == "!" && !m.is_null() && m.pos >= 0 && size_t(m.pos) < text.size() &&
+          (text[m.pos] == '"' || text[m.pos] == '\'') && !quote_closed(text, size_t(m.pos)))
+        return m;
+    } else if (n.IsSequence()) {
+      for (const auto& v : n) todo.push_back(v);
+    } else if (n.IsMap()) {
+      for (auto it = n.begin(); it != n.end(); ++it) {
+        todo.push_back(it->first);
+        todo.push_back(it->second);
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 Result<Config> parse_config(const std::string& text, const std::string& name) {
@@ -88,6 +145,8 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
   } catch (const YAML::ParserException& e) {
     return errorf("{}:{}:{}: invalid YAML: {}", name, e.mark.line + 1, e.mark.column + 1, e.msg);
   }
+  if (auto open = unterminated_quote(root, text))
+    return errorf("{}:{}:{}: invalid YAML: unterminated quoted string", name, open->line + 1, open->column + 1);
   c.raw = root;
   if (!root || root.IsNull()) return c;  // empty file: all defaults
   Checker ck(name);
@@ -100,19 +159,17 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
     ck.get(k, "attach", c.kernel.attach, "kernel");
     if (k["attach"] && c.kernel.attach != "auto" && c.kernel.attach != "btf" && c.kernel.attach != "classic")
       ck.error(k["attach"], "kernel.attach must be one of auto, btf, classic");
-    ck.get(k, "socket_table_size", c.kernel.socket_table_size, "kernel");
-    ck.range(k, "socket_table_size", c.kernel.socket_table_size, 1024, 4u << 20, "kernel");
-    ck.get(k, "ring_buffer_mb", c.kernel.ring_buffer_mb, "kernel");
-    uint32_t mb = c.kernel.ring_buffer_mb;
-    if (k["ring_buffer_mb"] && (mb == 0 || mb > 1024 || (mb & (mb - 1))))
+    ck.integer(k, "socket_table_size", c.kernel.socket_table_size, 1024, 4u << 20, "kernel");
+    ck.integer(k, "ring_buffer_mb", c.kernel.ring_buffer_mb, 1, 1024, "kernel");
+    const uint32_t mb = c.kernel.ring_buffer_mb;
+    if (k["ring_buffer_mb"] && (mb & (mb - 1)))
       ck.error(k["ring_buffer_mb"], "kernel.ring_buffer_mb must be a power of two from 1 to 1024");
   }
   if (auto m = root["metrics"]; m && ck.map(m, "metrics", {"listen", "max_series"})) {
     ck.get(m, "listen", c.metrics.listen, "metrics");
     if (m["listen"] && !c.metrics.listen.empty())
       if (auto a = exporters::parse_listen(c.metrics.listen); !a) ck.error(m["listen"], "metrics." + a.error().str());
-    ck.get(m, "max_series", c.metrics.max_series, "metrics");
-    ck.range(m, "max_series", c.metrics.max_series, 0, 10'000'000, "metrics");
+    ck.integer(m, "max_series", c.metrics.max_series, 0, 10'000'000, "metrics");
   }
   if (auto e = root["events"]; e && ck.map(e, "events", {"output", "file", "max_file_mb", "max_files", "queue"})) {
     ck.get(e, "output", c.events.output, "events");
@@ -120,34 +177,24 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
       ck.error(e["output"], "events.output must be one of none, stdout, file");
     ck.get(e, "file", c.events.file, "events");
     if (e["file"] && c.events.file.empty()) ck.error(e["file"], "events.file must not be empty");
-    ck.get(e, "max_file_mb", c.events.max_file_mb, "events");
-    ck.range(e, "max_file_mb", c.events.max_file_mb, 1, 1u << 20, "events");
-    ck.get(e, "max_files", c.events.max_files, "events");
-    ck.range(e, "max_files", c.events.max_files, 1, 1000, "events");
-    ck.get(e, "queue", c.events.queue, "events");
-    ck.range(e, "queue", c.events.queue, 16, 16u << 20, "events");
+    ck.integer(e, "max_file_mb", c.events.max_file_mb, 1, 1u << 20, "events");
+    ck.integer(e, "max_files", c.events.max_files, 1, 1000, "events");
+    ck.integer(e, "queue", c.events.queue, 16, 16u << 20, "events");
   }
   if (auto a = root["api"]; a && ck.map(a, "api", {"socket", "group", "max_request_bytes", "max_clients", "stream_queue",
                                                  "request_timeout_ms", "max_snapshots"})) {
     ck.get(a, "socket", c.api.socket, "api");
     ck.get(a, "group", c.api.group, "api");
-    ck.get(a, "max_request_bytes", c.api.max_request_bytes, "api");
-    ck.range(a, "max_request_bytes", c.api.max_request_bytes, 256, 1u << 20, "api");
-    ck.get(a, "max_clients", c.api.max_clients, "api");
-    ck.range(a, "max_clients", c.api.max_clients, 1, 1024, "api");
-    ck.get(a, "stream_queue", c.api.stream_queue, "api");
-    ck.range(a, "stream_queue", c.api.stream_queue, 16, 1u << 20, "api");
-    ck.get(a, "request_timeout_ms", c.api.request_timeout_ms, "api");
-    ck.range(a, "request_timeout_ms", c.api.request_timeout_ms, 100, 60000, "api");
-    ck.get(a, "max_snapshots", c.api.max_snapshots, "api");
-    ck.range(a, "max_snapshots", c.api.max_snapshots, 1, 64, "api");
+    ck.integer(a, "max_request_bytes", c.api.max_request_bytes, 256, 1u << 20, "api");
+    ck.integer(a, "max_clients", c.api.max_clients, 1, 1024, "api");
+    ck.integer(a, "stream_queue", c.api.stream_queue, 16, 1u << 20, "api");
+    ck.integer(a, "request_timeout_ms", c.api.request_timeout_ms, 100, 60000, "api");
+    ck.integer(a, "max_snapshots", c.api.max_snapshots, 1, 64, "api");
   }
   if (auto t = root["topology"]; t && ck.map(t, "topology", {"max_edges", "max_nodes", "idle_expiry_seconds", "anomalies"})) {
-    ck.get(t, "max_edges", c.topology.max_edges, "topology");
-    ck.range(t, "max_edges", c.topology.max_edges, 16, 10'000'000, "topology");
-    ck.get(t, "max_nodes", c.topology.max_nodes, "topology");
-    ck.range(t, "max_nodes", c.topology.max_nodes, 16, 10'000'000, "topology");
-    ck.get(t, "idle_expiry_seconds", c.topology.idle_expiry_seconds, "topology");
+    ck.integer(t, "max_edges", c.topology.max_edges, 16, 10'000'000, "topology");
+    ck.integer(t, "max_nodes", c.topology.max_nodes, 16, 10'000'000, "topology");
+    ck.integer(t, "idle_expiry_seconds", c.topology.idle_expiry_seconds, 1, 30 * 86400, "topology");
   }
   if (auto n = root["networks"]; n) {
     if (!n.IsMap()) {
@@ -177,8 +224,7 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
   }
   if (auto i = root["identity"]; i && ck.map(i, "identity", {"kubelet_root", "max_processes"})) {
     ck.get(i, "kubelet_root", c.identity.kubelet_root, "identity");
-    ck.get(i, "max_processes", c.identity.max_processes, "identity");
-    ck.range(i, "max_processes", c.identity.max_processes, 64, 4u << 20, "identity");
+    ck.integer(i, "max_processes", c.identity.max_processes, 64, 4u << 20, "identity");
   }
   auto pol = policy::parse_reconcile_config(root["policy"], name);
   if (!pol) return errorf("{}", ck.ok() ? pol.error() : ck.joined() + "\n" + pol.error());
@@ -189,12 +235,9 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
 }
 
 Result<Config> load_config(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return errorf_errno(errno, "config {} open failed", path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  if (ss.str().size() > (4u << 20)) return errorf("config {}: larger than 4 MiB", path);
-  return parse_config(ss.str(), path);
+  auto text = read_regular_file(path, kMaxConfigBytes);
+  if (!text) return make_error("config " + text.error().message, text.error().err);
+  return parse_config(*text, path);
 }
 
 }  // namespace hostscope::daemon

@@ -69,8 +69,12 @@ struct Config {
   YAML::Node raw;            // the whole document, for sections owned by other components (policy, metrics)
 };
 
+// A configuration file larger than this is refused before it is read.
+inline constexpr size_t kMaxConfigBytes = 4u << 20;
+
 // Parses and validates; errors name file:line:column. `name` is used in messages.
 Result<Config> parse_config(const std::string& text, const std::string& name);
+// Reads a regular file of at most kMaxConfigBytes (type and size checked first), then parse_config.
 Result<Config> load_config(const std::string& path);
 
 }  // namespace hostscope::daemon

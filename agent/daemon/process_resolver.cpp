@@ -86,7 +86,8 @@ nlohmann::json ProcessResolver::health_json() {
     auto s = table_->stats();
     j["processes"] = {{"size", s.size}, {"capacity", s.capacity}, {"hits", s.hits}, {"misses", s.misses}, {"evicted_live", s.evicted_live},
                       {"evicted_exited", s.evicted_exited}, {"pending_dropped", s.pending_dropped},
-                      {"go_processes", s.go_processes}};
+                      {"go_processes", s.go_processes},
+                      {"go_binaries_refused", table_->go_cache().stats().refused}};
   }
   {
     auto e = endpoints_.stats();

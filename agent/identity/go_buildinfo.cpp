@@ -74,10 +74,10 @@ bool add_overflows(uint64_t a, uint64_t b) { return a > std::numeric_limits<uint
 // ---------------------------------------------------------------------------------------------
 namespace goelf {
 
-ByteSource ByteSource::memory(std::span<const uint8_t> image) {
+ByteSource ByteSource::memory(std::span<const uint8_t> image, uint64_t virtual_size) {
   ByteSource s;
   s.mem_ = image;
-  s.size_ = image.size();
+  s.size_ = std::max<uint64_t>(image.size(), virtual_size);
   return s;
 }
 
@@ -92,10 +92,18 @@ Status ByteSource::read(uint64_t off, uint64_t len, std::vector<uint8_t>& out) c
   if (off > size_ || len > size_ - off) {
     return errorf("range [{:#x}, +{:#x}) is outside the {}-byte image (truncated?)", off, len, size_);
   }
+  if (len > budget_ - std::min(read_, budget_)) {
+    return errorf("read budget of {} bytes used up (reading [{:#x}, +{:#x}) after {} bytes)", budget_, off, len,
+                  read_);
+  }
+  read_ += len;
   out.resize(len);
   if (len == 0) return {};
   if (fd_ < 0) {
-    std::memcpy(out.data(), mem_.data() + off, len);
+    // Past the image: the hole of a sparse image reads as zeros.
+    const uint64_t have = off < mem_.size() ? std::min<uint64_t>(len, mem_.size() - off) : 0;
+    if (have > 0) std::memcpy(out.data(), mem_.data() + off, have);
+    std::memset(out.data() + have, 0, len - have);
     return {};
   }
   uint64_t done = 0;
@@ -188,7 +196,7 @@ Result<Image> Image::open(ByteSource src, GoErrorKind* kind) {
           GoErrorKind::kCorrupt,
           fmt::format("truncated: section headers at {:#x} are beyond the {}-byte file", shoff, fsize));
     }
-    if (auto st = src.read(shoff, shentsize, buf); !st) return fail(GoErrorKind::kIo, st.error().str());
+    if (auto st = src.read(shoff, min_shent, buf); !st) return fail(GoErrorKind::kIo, st.error().str());
     sh0_size = img.load_uint(buf.data() + 4 + 4 + w + w + w, w);
     sh0_link = img.load_uint(buf.data() + 4 + 4 + 4 * w, 4);
     sh0_info = img.load_uint(buf.data() + 4 + 4 + 4 * w + 4, 4);
@@ -208,6 +216,11 @@ Result<Image> Image::open(ByteSource src, GoErrorKind* kind) {
     if (phentsize < min_phent)
       return fail(GoErrorKind::kCorrupt, fmt::format("bad e_phentsize {}", phentsize));
     const uint64_t len = phnum * phentsize;
+    if (len > kMaxHeaderTableBytes) {
+      return fail(GoErrorKind::kCorrupt,
+                  fmt::format("program header table of {} x {} bytes is over the {}-byte cap", phnum, phentsize,
+                              kMaxHeaderTableBytes));
+    }
     if (add_overflows(phoff, len) || phoff + len > fsize) {
       return fail(GoErrorKind::kCorrupt,
                   fmt::format("truncated: program headers [{:#x}, +{:#x}) are beyond the {}-byte "
@@ -246,6 +259,11 @@ Result<Image> Image::open(ByteSource src, GoErrorKind* kind) {
 
   if (shnum > 0) {
     const uint64_t len = shnum * shentsize;
+    if (len > kMaxHeaderTableBytes) {
+      return fail(GoErrorKind::kCorrupt,
+                  fmt::format("section header table of {} x {} bytes is over the {}-byte cap", shnum, shentsize,
+                              kMaxHeaderTableBytes));
+    }
     if (add_overflows(shoff, len) || shoff + len > fsize) {
       return fail(GoErrorKind::kCorrupt,
                   fmt::format("truncated: section headers [{:#x}, +{:#x}) are beyond the {}-byte "
@@ -293,6 +311,7 @@ Result<Image> Image::open(ByteSource src, GoErrorKind* kind) {
       }
     }
   }
+  img.src_ = src;  // with the bytes the headers took counted against its budget
   return img;
 }
 
@@ -308,35 +327,62 @@ Status Image::read_vaddr(uint64_t addr, uint64_t size, std::vector<uint8_t>& out
 }
 
 std::optional<Symbol> Image::find_symbol(std::string_view name) const {
+  if (name.empty()) return std::nullopt;
   const uint64_t entsize = is64_ ? sizeof(Elf64_Sym) : sizeof(Elf32_Sym);
-  constexpr uint64_t kMaxTable = 256ull << 20;
+  constexpr uint64_t kChunk = 64 * 1024;
+  constexpr size_t kMaxNameHits = 16;
+  // "name\0" preceded by a NUL (or at offset 0): where the name starts in a string table.
+  std::string needle(name);
+  needle.push_back('\0');
+  std::vector<uint8_t> buf;
   for (uint32_t want : {static_cast<uint32_t>(SHT_SYMTAB), static_cast<uint32_t>(SHT_DYNSYM)}) {
     for (const auto& sec : sections_) {
       if (sec.type != want || sec.link >= sections_.size()) continue;
       const Section& strs = sections_[sec.link];
-      if (strs.type == SHT_NOBITS || strs.size > kMaxTable || sec.size > kMaxTable) continue;
-      std::vector<uint8_t> names, syms;
-      if (!src_.read(strs.offset, strs.size, names) || !src_.read(sec.offset, sec.size, syms)) continue;
-      for (uint64_t off = 0; off + entsize <= syms.size(); off += entsize) {
-        const uint8_t* e = syms.data() + off;
-        const uint64_t name_off = load_uint(e, 4);
-        if (name_off >= names.size() || names.size() - name_off < name.size() + 1) continue;
-        if (std::memcmp(names.data() + name_off, name.data(), name.size()) != 0 ||
-            names[name_off + name.size()] != 0) {
-          continue;
+      if (strs.type == SHT_NOBITS) continue;
+      // Pass 1: the offsets at which the name is stored, from the string table in chunks that overlap by the
+      // needle and the byte before it (a hit at 0 of a later chunk was found, with that byte, in the one before).
+      std::vector<uint64_t> name_offs;
+      bool failed = false;
+      for (uint64_t rel = 0; rel < strs.size && name_offs.size() < kMaxNameHits;) {
+        const uint64_t n = std::min(kChunk, strs.size - rel);
+        if (!src_.read(strs.offset + rel, n, buf)) {
+          failed = true;
+          break;
         }
-        Symbol s;
-        s.name = std::string(name);
-        if (is64_) {
-          s.type = ELF64_ST_TYPE(e[4]);
-          s.value = load_uint(e + 8, 8);
-          s.size = load_uint(e + 16, 8);
-        } else {
-          s.value = load_uint(e + 4, 4);
-          s.size = load_uint(e + 8, 4);
-          s.type = ELF32_ST_TYPE(e[12]);
+        for (size_t i = 0; i + needle.size() <= n && name_offs.size() < kMaxNameHits;) {
+          const void* hit = ::memmem(buf.data() + i, n - i, needle.data(), needle.size());
+          if (hit == nullptr) break;
+          const size_t at = static_cast<size_t>(static_cast<const uint8_t*>(hit) - buf.data());
+          if (at > 0 ? buf[at - 1] == 0 : rel == 0) name_offs.push_back(rel + at);
+          i = at + 1;
         }
-        return s;
+        if (rel + n >= strs.size || n <= needle.size()) break;
+        rel += n - needle.size();
+      }
+      if (failed || name_offs.empty()) continue;
+      // Pass 2: the symbol whose name is at one of those offsets, from the symbol table in chunks.
+      const uint64_t per_chunk = std::max<uint64_t>(1, kChunk / entsize) * entsize;
+      for (uint64_t rel = 0; rel + entsize <= sec.size;) {
+        const uint64_t n = std::min(per_chunk, (sec.size - rel) / entsize * entsize);
+        if (!src_.read(sec.offset + rel, n, buf)) break;
+        for (uint64_t off = 0; off + entsize <= n; off += entsize) {
+          const uint8_t* e = buf.data() + off;
+          if (std::find(name_offs.begin(), name_offs.end(), load_uint(e, 4)) == name_offs.end()) continue;
+          Symbol s;
+          s.name = std::string(name);
+          if (is64_) {
+            s.type = ELF64_ST_TYPE(e[4]);
+            s.value = load_uint(e + 8, 8);
+            s.size = load_uint(e + 16, 8);
+          } else {
+            s.value = load_uint(e + 4, 4);
+            s.size = load_uint(e + 8, 4);
+            s.type = ELF32_ST_TYPE(e[12]);
+          }
+          return s;
+        }
+        rel += n;
       }
     }
   }
@@ -1073,6 +1119,7 @@ Result<GoBuildInfo> read_from_source(goelf::ByteSource src, const std::string& n
     return read_failure(name, k, detail, err);
   };
   GoErrorKind k = GoErrorKind::kNone;
+  src.set_read_budget(limits.max_read_bytes);
   auto img = goelf::Image::open(src, &k);
   if (!img) return fail(k, img.error().message);
   auto parsed = find_raw_info(*img, limits);
@@ -1122,6 +1169,11 @@ Result<GoBuildInfo> read_go_build_info(const std::string& path, GoErrorKind* kin
 Result<GoBuildInfo> parse_go_build_info(std::span<const uint8_t> image, GoErrorKind* kind,
                                         const GoParseLimits& limits) {
   return read_from_source(goelf::ByteSource::memory(image), "<memory image>", kind, limits);
+}
+
+Result<GoBuildInfo> read_go_build_info(goelf::ByteSource src, const std::string& name, GoErrorKind* kind,
+                                       const GoParseLimits& limits) {
+  return read_from_source(src, name, kind, limits);
 }
 
 }  // namespace hostscope::identity

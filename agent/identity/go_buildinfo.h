@@ -76,6 +76,7 @@ struct GoParseLimits {
   size_t max_modinfo_bytes = 256 * 1024;  // longer modinfo is cut at the last whole line
   size_t max_version_bytes = 1024;
   size_t max_deps = 4096;
+  uint64_t max_read_bytes = 64ull << 20;   // all reads of one image together; past it the image is refused
 };
 
 // Reads from a path (typically /proc/PID/exe). `kind`, when given, receives the failure class.
@@ -128,19 +129,33 @@ struct Symbol {
   uint8_t type = 0;  // STT_*
 };
 
-// Where the bytes come from: a memory image or a file read with pread.
+// The most a header table (program or section headers) may occupy, whatever the file size claims:
+// 16384 64-byte section headers (executables have tens). Issue 15: 65535 x 65535 claimed 4.29 GB.
+inline constexpr uint64_t kMaxHeaderTableBytes = 1ull << 20;
+// Reads of one image together, unless the caller sets another budget (GoParseLimits::max_read_bytes).
+inline constexpr uint64_t kDefaultReadBudget = 64ull << 20;
+
+// Where the bytes come from: a memory image or a file read with pread. Every read counts against a
+// budget, so no header, however large its claims, makes a reader go through more than that.
 class ByteSource {
  public:
-  static ByteSource memory(std::span<const uint8_t> image);
+  // `virtual_size` > image.size(): the image is followed by a hole of zeros up to that size, like a
+  // sparse file (the fuzzer uses it to reach the size checks with small inputs).
+  static ByteSource memory(std::span<const uint8_t> image, uint64_t virtual_size = 0);
   static ByteSource file(int fd, uint64_t size);
   uint64_t size() const { return size_; }
-  // Reads exactly [off, off+len) into `out` (resized); an error when that range is outside the image.
+  // Reads exactly [off, off+len) into `out` (resized); an error when that range is outside the image
+  // or the read would go past the budget.
   Status read(uint64_t off, uint64_t len, std::vector<uint8_t>& out) const;
+  void set_read_budget(uint64_t bytes) { budget_ = bytes; }
+  uint64_t bytes_read() const { return read_; }
 
  private:
   std::span<const uint8_t> mem_;
   int fd_ = -1;
   uint64_t size_ = 0;
+  uint64_t budget_ = kDefaultReadBudget;
+  mutable uint64_t read_ = 0;
 };
 
 class Image {
@@ -161,7 +176,8 @@ class Image {
   // Reads up to `size` bytes at virtual address `addr` from the PT_LOAD segment that holds it in the
   // file (like debug/buildinfo's ReadData: the result is shorter when the segment ends first).
   Status read_vaddr(uint64_t addr, uint64_t size, std::vector<uint8_t>& out) const;
-  // Looks a symbol up in .symtab (then .dynsym); nullopt when absent or the tables are stripped.
+  // Looks a symbol up in .symtab (then .dynsym); nullopt when absent, stripped, or past the read
+  // budget. Both tables are read in fixed-size chunks, never whole, whatever their claimed size.
   std::optional<Symbol> find_symbol(std::string_view name) const;
 
   uint64_t load_uint(const uint8_t* p, size_t width) const;
@@ -177,4 +193,8 @@ class Image {
 };
 
 }  // namespace goelf
+
+// Same as read_go_build_info, from any byte source (its read budget becomes limits.max_read_bytes).
+Result<GoBuildInfo> read_go_build_info(goelf::ByteSource src, const std::string& name, GoErrorKind* kind = nullptr,
+                                       const GoParseLimits& limits = {});
 }  // namespace hostscope::identity

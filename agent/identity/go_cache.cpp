@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 namespace hostscope::identity {
 
 size_t GoIdentityCache::KeyHash::operator()(const GoBinaryKey& k) const {
@@ -78,6 +80,13 @@ Result<std::shared_ptr<const GoBinaryIdentity>> GoIdentityCache::lookup(const st
     failed.build_error_kind = GoErrorKind::kIo;
     failed.build_error = fmt::format("go identity parse of {} failed: {}", exe_path, e.what());
     result = std::make_shared<const GoBinaryIdentity>(std::move(failed));
+  }
+  if (result->build_error_kind == GoErrorKind::kCorrupt) {
+    // Hostile or damaged headers (issue 15): refused within the reader's bounds, counted, never retried
+    // while the binary is cached.
+    spdlog::debug("{}", result->build_error);
+    std::lock_guard lock(mu_);
+    stats_.refused++;
   }
   promise.set_value(result);
   return result;

@@ -52,6 +52,7 @@ class GoIdentityCache {
     uint64_t hits = 0;
     uint64_t misses = 0;  // equals the number of parses
     uint64_t evictions = 0;
+    uint64_t refused = 0;  // binaries refused as corrupt or oversized (hostile headers, truncated files)
     size_t size = 0;
     size_t capacity = 0;
   };

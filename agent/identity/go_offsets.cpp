@@ -64,9 +64,46 @@ bool find_type(Dwarf* dw, std::string_view name, int tag, Dwarf_Die* out) {
   return false;
 }
 
+// The bytes libdw would hold or walk for the DWARF sections: the decompressed size of compressed ones
+// (SHF_COMPRESSED's Chdr, or .zdebug's "ZLIB" + big-endian size), the section size of the others.
+Result<uint64_t> dwarf_bytes(const goelf::Image& img) {
+  uint64_t total = 0;
+  std::vector<uint8_t> hdr;
+  for (const auto& sec : img.sections()) {
+    const bool zdebug = sec.name.starts_with(".zdebug_");
+    if (!zdebug && !sec.name.starts_with(".debug_")) continue;
+    if (sec.type == SHT_NOBITS) continue;
+    uint64_t size = sec.size;
+    if (sec.flags & SHF_COMPRESSED) {
+      const uint64_t chdr = img.is64() ? sizeof(Elf64_Chdr) : sizeof(Elf32_Chdr);
+      if (auto st = img.source().read(sec.offset, chdr, hdr); !st) return errorf("section {}: {}", sec.name, st.error().str());
+      size = img.is64() ? img.load_uint(hdr.data() + 8, 8) : img.load_uint(hdr.data() + 4, 4);
+    } else if (zdebug) {
+      if (auto st = img.source().read(sec.offset, 12, hdr); !st) return errorf("section {}: {}", sec.name, st.error().str());
+      if (std::memcmp(hdr.data(), "ZLIB", 4) != 0) return errorf("section {}: no ZLIB header", sec.name);
+      size = 0;
+      for (int i = 4; i < 12; i++) size = (size << 8) | hdr[i];
+    }
+    if (size > kMaxDwarfBytes - std::min(total, kMaxDwarfBytes)) return kMaxDwarfBytes + 1;
+    total += size;
+  }
+  return total;
+}
+
 }  // namespace
 
 Result<uint32_t> goid_offset_from_dwarf(int fd, const std::string& name) {
+  // libdw decompresses every DWARF section whole and walks them: bound that by what the headers say,
+  // checked by our own reader first (a crafted binary can claim gigabytes in a few kilobytes of zlib).
+  const off_t fsize = ::lseek(fd, 0, SEEK_END);
+  if (fsize < 0) return errorf_errno(errno, "read DWARF of {} failed: lseek", name);
+  auto img = goelf::Image::open(goelf::ByteSource::file(fd, static_cast<uint64_t>(fsize)));
+  if (!img) return errorf("read DWARF of {} failed: {}", name, img.error().message);
+  auto bytes = dwarf_bytes(*img);
+  if (!bytes) return errorf("read DWARF of {} failed: {}", name, bytes.error().message);
+  if (*bytes > kMaxDwarfBytes) {
+    return errorf("read DWARF of {} failed: its debug sections hold over the {}-byte cap", name, kMaxDwarfBytes);
+  }
   Dwarf* dw = dwarf_begin(fd, DWARF_C_READ);
   if (dw == nullptr) {
     return errorf("read DWARF of {} failed: {}", name, dwarf_errmsg(-1));

@@ -25,8 +25,13 @@ struct GoVersion {
 };
 std::optional<GoVersion> parse_go_version(std::string_view v);
 
+// The most DWARF (decompressed) that goid_offset_from_dwarf lets libdw load; larger binaries use the
+// version table. A Go hello world has about 2 MiB.
+inline constexpr uint64_t kMaxDwarfBytes = 16ull << 20;
+
 // The offset of runtime.g.goid from the binary's DWARF (compressed sections handled by libdw).
-// An error when the binary has no DWARF (built with -ldflags=-w or stripped) or no runtime.g.
+// An error when the binary has no DWARF (built with -ldflags=-w or stripped), no runtime.g, or DWARF
+// over kMaxDwarfBytes.
 Result<uint32_t> goid_offset_from_dwarf(int fd, const std::string& name);
 Result<uint32_t> goid_offset_from_dwarf(const std::string& path);
 

@@ -1,5 +1,7 @@
 #include "agent/identity/resolver.h"
 
+#include "agent/util/file.h"
+
 namespace hostscope::identity {
 
 ConnectionResolver::ConnectionResolver(ProcessTable& table, std::function<void()> catch_up)
@@ -61,10 +63,9 @@ Result<ProcessTableOptions> identity_options(const std::string& kubelet_root, co
   k.roots.pods_dir = root / "var/log/pods";
   o.kube = k;
   if (!config_file.empty()) {
-    constexpr size_t kMaxConfig = 1 << 20;
-    auto text = read_small_file(config_file, kMaxConfig + 1);
-    if (!text) return errorf("config {}: {}", config_file, text.error().str());
-    if (text->size() > kMaxConfig) return errorf("config {}: larger than {} bytes", config_file, kMaxConfig);
+    constexpr size_t kMaxConfig = 4 << 20;  // daemon::kMaxConfigBytes (identity cannot include daemon/)
+    auto text = read_regular_file(config_file, kMaxConfig);
+    if (!text) return make_error("config " + text.error().message, text.error().err);
     YAML::Node doc;
     try {
       doc = YAML::Load(*text);

@@ -1,6 +1,9 @@
 // hs_bench_agent: what the daemon costs and how fast it shows what happened.
 //   hs_bench_agent --hostscope ./build/hostscope [--config tests/bench/agent-bench.yaml] [--latency-n 1000]
-//                  [--churn-n 1000000] [--edges 10000] [--markdown FILE]
+//                  [--churn-n 1000000] [--edges 10000] [--markdown FILE] [--max-rss-mib 64]
+// With --max-rss-mib it is also a check (ctest agent_memory_check, label privileged): exit 1 when the agent's RSS
+// after the churn or with the edges is over the bound or the kernel lost any event; exit 77 (skipped) without root
+// unless CI=true.
 // 1. Visibility latency: a connection closes -> it is counted in `topology` from the daemon's API (polled
 //    continuously); p50/p99 over N connections.
 // 2. Memory: the agent's RSS after N short connections (two edges, one per client/server pair, ephemeral client ports), and after connections
@@ -28,6 +31,7 @@ struct Options {
   int latency_n = 1000;
   uint64_t churn_n = 1'000'000;
   int edges = 10000;
+  uint64_t max_rss_mib = 0;  // 0: measure only
 };
 
 std::string socket_of(const std::string& config) {
@@ -101,10 +105,16 @@ int main(int argc, char** argv) {
     else if (a == "--churn-n") o.churn_n = std::stoull(next());
     else if (a == "--edges") o.edges = std::stoi(next());
     else if (a == "--markdown") o.markdown = next();
+    else if (a == "--max-rss-mib") o.max_rss_mib = std::stoull(next());
     else {
-      fprintf(stderr, "usage: hs_bench_agent --hostscope PATH [--config F] [--latency-n N] [--churn-n N] [--edges E] [--markdown F]\n");
+      fprintf(stderr, "usage: hs_bench_agent --hostscope PATH [--config F] [--latency-n N] [--churn-n N] [--edges E] [--markdown F] [--max-rss-mib N]\n");
       return 2;
     }
+  }
+  if (o.max_rss_mib && geteuid() != 0) {
+    const char* ci = getenv("CI");
+    fprintf(stderr, "agent memory check needs root (it loads the BPF programs)\n");
+    return ci && std::string(ci) == "true" ? 1 : 77;
   }
   rlimit rl{65536, 65536};
   setrlimit(RLIMIT_NOFILE, &rl);
@@ -177,8 +187,25 @@ int main(int argc, char** argv) {
   printf("RSS with %zu edges in the topology (%d connections to distinct ports): %.1f MiB, anonymous %.1f MiB; peak RSS %.1f MiB\n",
          edges, made, rss_edges / 1024.0, anon_edges / 1024.0, hwm / 1024.0);
 
+  uint64_t lost = 0;
+  bool health_ok = false;
+  if (auto h = daemon::api_call(sock, "health"); h && (*h).contains("kernel")) {
+    lost = (*h)["kernel"].value("lost_ringbuf", uint64_t(0)) + (*h)["kernel"].value("lost_reentry", uint64_t(0));
+    health_ok = true;
+  }
   kill(agent, SIGTERM);
   waitpid(agent, nullptr, 0);
+  int verdict = 0;
+  if (o.max_rss_mib) {
+    const uint64_t bound = o.max_rss_mib * 1024;
+    const bool ok = health_ok && lost == 0 && rss_churn <= bound && rss_edges <= bound && done >= o.churn_n &&
+                    edges >= size_t(o.edges);
+    printf("agent memory check: %s (RSS %.1f MiB after %lu connections, %.1f MiB with %zu edges, bound %lu MiB; %lu events "
+           "lost%s)\n",
+           ok ? "PASS" : "FAIL", rss_churn / 1024.0, done, rss_edges / 1024.0, edges, o.max_rss_mib, lost,
+           health_ok ? "" : ", no health reply");
+    verdict = ok ? 0 : 1;
+  }
   if (!o.markdown.empty()) {
     FILE* f = fopen(o.markdown.c_str(), "w");
     fprintf(f, "| measure | result | target |\n| --- | --- | --- |\n");
@@ -191,5 +218,5 @@ int main(int argc, char** argv) {
             rss_edges / 1024.0, hwm / 1024.0, anon_edges / 1024.0);
     fclose(f);
   }
-  return 0;
+  return verdict;
 }

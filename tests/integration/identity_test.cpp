@@ -9,7 +9,9 @@
 //     namespace/workload on its connections and in `hostscope services`
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <filesystem>
 #include <fstream>
@@ -22,6 +24,7 @@
 #include "agent/identity/resolver.h"
 #include "agent/pipeline/tcp_reader.h"
 #include "support/fake_pod.h"
+#include "support/hostile_elf.h"
 #include "support/privileged.h"
 
 using namespace hostscope;
@@ -454,6 +457,66 @@ TEST(Services, JsonMatchesGoVersionM) {
       EXPECT_FALSE(p.contains("go"));
     }
   }
+}
+
+// Issue 15: an unprivileged user's copy of /bin/sleep whose header claims a 4.29 GB section header table
+// (sparse, 44 KB on disk) took `hostscope services` to 27 s and 4.2 GB. It must cost no more than a normal
+// scan: the whole run stays under 64 MiB peak RSS (about 14 MB without the bomb) and lists the process.
+TEST(Services, SectionHeaderBombCostsAFewMegabytes) {
+  HS_REQUIRE_ROOT();
+  TempDir dir;
+  fs::permissions(dir.path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                fs::perms::others_read | fs::perms::others_exec);
+  const fs::path bomb = make_section_header_bomb(dir.path);
+  const pid_t victim = fork();
+  if (victim == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(126);  // nobody
+    execl(bomb.c_str(), "sleep-shbomb", "120", nullptr);
+    _exit(127);
+  }
+  ASSERT_GT(victim, 0);
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  } reap{victim};
+  // Until the kernel shows the bomb as the process's executable (the exec has happened).
+  ASSERT_TRUE(eventually([&] {
+    std::error_code ec;
+    return fs::read_symlink("/proc/" + std::to_string(victim) + "/exe", ec) == bomb;
+  })) << "the crafted sleep did not start";
+
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  const pid_t cli = fork();
+  if (cli == 0) {
+    dup2(out[1], 1);
+    close(out[0]);
+    close(out[1]);
+    execlp(hostscope_bin().c_str(), "hostscope", "services", "-o", "json", nullptr);
+    _exit(127);
+  }
+  close(out[1]);
+  std::string text;
+  char buf[65536];
+  for (ssize_t n; (n = read(out[0], buf, sizeof(buf))) > 0;) text.append(buf, size_t(n));
+  close(out[0]);
+  int status = 0;
+  struct rusage ru {};
+  ASSERT_EQ(wait4(cli, &status, 0, &ru), cli);
+  std::printf("hostscope services with the section header bomb running: exit %d, peak RSS %ld kB, %.3f s CPU\n",
+              WIFEXITED(status) ? WEXITSTATUS(status) : -1, ru.ru_maxrss,
+              double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text.substr(0, 2000);
+  EXPECT_LT(ru.ru_maxrss, 64 * 1024);
+  nlohmann::json mine;
+  for (auto& p : nlohmann::json::parse(text))
+    if (p["pid"] == victim) mine = p;
+  ASSERT_TRUE(mine.is_object()) << "pid " << victim << " not listed";
+  EXPECT_EQ(mine["exe"], bomb.string());
+  EXPECT_FALSE(mine.contains("go"));
 }
 
 // ---- Kubernetes pod on a fake node ----

@@ -1,8 +1,14 @@
 // Agent configuration: defaults, every validated key, and file:line:column errors (no root).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "agent/daemon/config.h"
 
+using hostscope::daemon::load_config;
 using hostscope::daemon::parse_config;
 
 TEST(Config, EmptyFileGivesDefaults) {
@@ -69,8 +75,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(BadCase{"api:\n  sokcet: /x\n", "cfg.yaml:2:3", "unknown key 'sokcet' in api"},
                       BadCase{"kernel: {attach: kprobe}\n", "cfg.yaml:1:18", "kernel.attach must be one of"},
                       BadCase{"kernel:\n  ring_buffer_mb: 3\n", "cfg.yaml:2:19", "power of two"},
-                      BadCase{"kernel:\n  socket_table_size: lots\n", "cfg.yaml:2:22", "wrong type"},
-                      BadCase{"api: {max_clients: 0}\n", "cfg.yaml:1:20", "between 1 and 1024"},
+                      BadCase{"kernel:\n  socket_table_size: lots\n", "cfg.yaml:2:22", "kernel.socket_table_size must be an integer from"},
+                      BadCase{"api: {max_clients: 0}\n", "cfg.yaml:1:20", "api.max_clients must be an integer from 1 to 1024"},
                       BadCase{"networks:\n  pods: [10.244.0.0/33]\n", "cfg.yaml:2:10", "networks.pods"},
                       BadCase{"networks:\n  pods: 10.0.0.1/8\n", "cfg.yaml:2:9", "networks.pods"},
                       BadCase{"kernel: [1, 2]\n", "cfg.yaml:1:9", "kernel must be a mapping"},
@@ -82,4 +88,117 @@ TEST(Config, AllErrorsAreReportedAtOnce) {
   ASSERT_FALSE(c);
   EXPECT_NE(c.error().str().find("f.yaml:1:7"), std::string::npos) << c.error().str();
   EXPECT_NE(c.error().str().find("f.yaml:2:18"), std::string::npos) << c.error().str();
+}
+
+// Every integer key: out of its range, negative, past 32 bits and not a number are errors that name the key
+// at file:line:column (issue 15: nothing may wrap into a valid-looking value).
+struct IntKey {
+  const char* section;
+  const char* key;
+  const char* below;  // just under the range ("" when the lowest value is 0)
+  const char* above;  // just over it
+};
+
+class ConfigIntegers : public ::testing::TestWithParam<IntKey> {};
+
+TEST_P(ConfigIntegers, OutOfRangeNegativeAndHugeAreRejected) {
+  const auto& k = GetParam();
+  std::vector<std::string> bad = {k.above, "-1", "4294967296", "70000000000000000000", "12abc", "1.5"};
+  if (*k.below) bad.emplace_back(k.below);
+  for (const auto& v : bad) {
+    const std::string yaml = std::string(k.section) + ":\n  " + k.key + ": " + v + "\n";
+    auto c = parse_config(yaml, "cfg.yaml");
+    ASSERT_FALSE(c) << yaml << " was accepted";
+    const std::string col = "cfg.yaml:2:" + std::to_string(std::string(k.key).size() + 5) + ": ";
+    EXPECT_NE(c.error().str().find(col + k.section + "." + k.key + " must be an integer from "), std::string::npos)
+        << yaml << " -> " << c.error().str();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, ConfigIntegers,
+    ::testing::Values(IntKey{"kernel", "socket_table_size", "1023", "4194305"}, IntKey{"kernel", "ring_buffer_mb", "0", "2048"},
+                      IntKey{"api", "max_request_bytes", "255", "1048577"}, IntKey{"api", "max_clients", "0", "1025"},
+                      IntKey{"api", "stream_queue", "15", "1048577"}, IntKey{"metrics", "max_series", "", "10000001"},
+                      IntKey{"events", "max_file_mb", "0", "1048577"}, IntKey{"events", "max_files", "0", "1001"},
+                      IntKey{"events", "queue", "15", "16777217"}, IntKey{"topology", "max_edges", "15", "10000001"},
+                      IntKey{"topology", "max_nodes", "15", "10000001"}, IntKey{"topology", "idle_expiry_seconds", "0", "2592001"},
+                      IntKey{"identity", "max_processes", "63", "4194305"}));
+
+TEST(Config, RangeEndsAreAccepted) {
+  auto c = parse_config("kernel: {socket_table_size: 4194304, ring_buffer_mb: 1024}\ntopology: {idle_expiry_seconds: 1}\n"
+                        "metrics: {max_series: 0}\n", "c.yaml");
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_EQ(c->kernel.socket_table_size, 4194304u);
+  EXPECT_EQ(c->topology.idle_expiry_seconds, 1u);
+}
+
+TEST(Config, UnterminatedQuoteIsAYamlError) {
+  // yaml-cpp 0.7 takes a double-quoted scalar that runs to the end of the file as closed there.
+  for (const char* yaml : {"node_name: \"abc\n", "node_name: \"abc\nkernel: {attach: auto}\n", "node_name: 'abc\n",
+                           "api:\n  group: ops\n  socket: \"/x\n"}) {
+    auto c = parse_config(yaml, "cfg.yaml");
+    ASSERT_FALSE(c) << yaml << " was accepted";
+    EXPECT_NE(c.error().str().find(std::string(yaml).starts_with("api") ? "cfg.yaml:3:11: " : "cfg.yaml:1:12: "),
+              std::string::npos)
+        << c.error().str();
+    EXPECT_NE(c.error().str().find("invalid YAML: unterminated quoted string"), std::string::npos) << c.error().str();
+  }
+  auto flow = parse_config("api: {socket: \"/x}\n", "cfg.yaml");  // yaml-cpp's own error
+  ASSERT_FALSE(flow);
+  EXPECT_NE(flow.error().str().find("invalid YAML"), std::string::npos) << flow.error().str();
+  // Closed quotes, escaped quotes and quotes inside plain scalars stay fine.
+  auto c = parse_config("node_name: \"a \\\" b\"\napi: {group: 'it''s', socket: /x\"y}\n# a \" in a comment\n", "c.yaml");
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_EQ(c->node_name, "a \" b");
+  EXPECT_EQ(c->api.group, "it's");
+  EXPECT_EQ(c->api.socket, "/x\"y");
+}
+
+namespace {
+struct ScratchDir {
+  std::filesystem::path path;
+  ScratchDir() {
+    std::string t = (std::filesystem::temp_directory_path() / "hs-config-XXXXXX").string();
+    path = ::mkdtemp(t.data());
+  }
+  ~ScratchDir() { std::filesystem::remove_all(path); }
+};
+}  // namespace
+
+TEST(ConfigFile, DevZeroIsRefusedBeforeReading) {
+  auto c = load_config("/dev/zero");  // used to read until std::bad_alloc
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().str().find("config /dev/zero"), std::string::npos) << c.error().str();
+  EXPECT_NE(c.error().str().find("not a regular file"), std::string::npos) << c.error().str();
+}
+
+TEST(ConfigFile, FifoDirectoryAndHugeFileAreRefused) {
+  ScratchDir d;
+  const auto fifo = d.path / "fifo.yaml";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto c = load_config(fifo.string());  // no writer: a blocking open would hang here
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().str().find("not a regular file"), std::string::npos) << c.error().str();
+
+  c = load_config(d.path.string());
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().str().find("not a regular file"), std::string::npos) << c.error().str();
+
+  const auto big = d.path / "big.yaml";
+  { std::ofstream(big) << "node_name: x\n"; }
+  ASSERT_EQ(::truncate(big.c_str(), 1ll << 40), 0);  // 1 TiB, sparse
+  c = load_config(big.string());
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().str().find("larger than 4194304 bytes"), std::string::npos) << c.error().str();
+
+  const auto ok = d.path / "ok.yaml";
+  { std::ofstream(ok) << "node_name: from-file\n"; }
+  c = load_config(ok.string());
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_EQ(c->node_name, "from-file");
+
+  auto missing = load_config((d.path / "missing.yaml").string());
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().err, ENOENT);
 }

@@ -50,9 +50,9 @@ INSTANTIATE_TEST_SUITE_P(
     All, ExportersConfigErrors,
     ::testing::Values(BadCase{"metrics:\n  listen: 9477\n", "cfg.yaml:2:11", "metrics.listen address '9477'"},
                       BadCase{"metrics: {listen: \"127.0.0.1:99999\"}\n", "cfg.yaml:1:19", "invalid port"},
-                      BadCase{"metrics: {max_series: -1}\n", "cfg.yaml:1:23", "wrong type"},
+                      BadCase{"metrics: {max_series: -1}\n", "cfg.yaml:1:23", "metrics.max_series must be an integer from 0 to"},
                       BadCase{"metrics: {port: 1}\n", "cfg.yaml:1:11", "unknown key 'port' in metrics"},
                       BadCase{"events: {output: syslog}\n", "cfg.yaml:1:18", "events.output must be one of"},
-                      BadCase{"events: {max_files: 0}\n", "cfg.yaml:1:21", "between 1 and 1000"},
-                      BadCase{"events: {queue: 1}\n", "cfg.yaml:1:17", "between 16 and"},
+                      BadCase{"events: {max_files: 0}\n", "cfg.yaml:1:21", "events.max_files must be an integer from 1 to 1000"},
+                      BadCase{"events: {queue: 1}\n", "cfg.yaml:1:17", "events.queue must be an integer from 16 to"},
                       BadCase{"events: {file: \"\"}\n", "cfg.yaml:1:16", "must not be empty"}));

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 #include <sys/user.h>
 #include <sys/wait.h>
@@ -24,6 +25,7 @@
 
 #include "agent/identity/go_cache.h"
 #include "agent/identity/go_offsets.h"
+#include "support/hostile_elf.h"
 #include "support/privileged.h"
 
 namespace fs = std::filesystem;
@@ -1014,4 +1016,181 @@ TEST_F(GoBinaries, RealBlobInAMinimalElf) {
   auto r = parse_go_build_info(mini);
   ASSERT_TRUE(r) << r.error().str();
   EXPECT_EQ(r->to_string(), must_read(b().vcs_dirty).to_string());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile binaries: headers that claim gigabytes. Each read runs in a forked child that reports its
+// answer and how far its peak RSS rose, so the measure is the reader's alone. Issue 15: a copy of
+// /bin/sleep with e_shentsize = e_shnum = 65535, sparse to 4.29 GB, took the agent to 4.28 GB.
+namespace {
+
+struct ChildReport {
+  bool exited = false;     // the child ran to the end (no crash, no abort on an allocation failure)
+  long rss_growth_kb = 0;  // ru_maxrss after minus before the work
+  std::string text;        // what the work returned
+};
+
+// Runs `work` in a child. Without sanitizers the child's address space is capped at 1 GiB so a reader
+// that tries to allocate gigabytes aborts at once instead of taking the machine's memory.
+template <typename Work>
+ChildReport in_child(Work work) {
+  int p[2];
+  if (::pipe(p) != 0) return {};
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(p[0]);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    struct rlimit lim {1ul << 30, 1ul << 30};
+    ::setrlimit(RLIMIT_AS, &lim);
+#endif
+    struct rusage before {}, after {};
+    ::getrusage(RUSAGE_SELF, &before);
+    std::string text;
+    try {
+      text = work();
+    } catch (...) {
+      ::_exit(3);  // e.g. std::bad_alloc at the address space cap: never back into the test runner
+    }
+    ::getrusage(RUSAGE_SELF, &after);
+    const std::string msg = std::to_string(after.ru_maxrss - before.ru_maxrss) + "\n" + text;
+    size_t off = 0;
+    while (off < msg.size()) {
+      const ssize_t n = ::write(p[1], msg.data() + off, msg.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    ::_exit(0);
+  }
+  ::close(p[1]);
+  std::string all;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(p[0], buf, sizeof(buf))) > 0;) all.append(buf, static_cast<size_t>(n));
+  ::close(p[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ChildReport r;
+  r.exited = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  const size_t nl = all.find('\n');
+  if (nl != std::string::npos) {
+    r.rss_growth_kb = std::stol(all.substr(0, nl));
+    r.text = all.substr(nl + 1);
+  }
+  return r;
+}
+
+// Every reader keeps its peak well under this, whatever the headers claim.
+constexpr long kMaxGrowthKb = 16 * 1024;
+
+// /bin/sleep whose .dynsym and .dynstr claim 200 MiB each, placed in a sparse tail of the file.
+fs::path make_symbol_table_bomb(const fs::path& dir) {
+  auto img = read_bytes("/bin/sleep");
+  auto* eh = reinterpret_cast<Elf64_Ehdr*>(img.data());
+  constexpr uint64_t kClaim = 200ull << 20;
+  const uint64_t tail = (img.size() + 0xfff) & ~0xfffull;
+  bool patched = false;
+  for (unsigned i = 0; i < eh->e_shnum; i++) {
+    auto* sh = reinterpret_cast<Elf64_Shdr*>(img.data() + eh->e_shoff + i * eh->e_shentsize);
+    if (sh->sh_type != SHT_DYNSYM) continue;
+    auto* strs = reinterpret_cast<Elf64_Shdr*>(img.data() + eh->e_shoff + sh->sh_link * eh->e_shentsize);
+    sh->sh_offset = tail;
+    sh->sh_size = kClaim;
+    strs->sh_offset = tail + kClaim;
+    strs->sh_size = kClaim;
+    patched = true;
+  }
+  EXPECT_TRUE(patched) << "/bin/sleep has no .dynsym";
+  const fs::path p = dir / "sleep-symbomb";
+  write_bytes(p, img);
+  EXPECT_EQ(::truncate(p.c_str(), static_cast<off_t>(tail + 2 * kClaim)), 0);
+  return p;
+}
+
+std::string describe(const hostscope::Result<GoBuildInfo>& r, GoErrorKind kind) {
+  return r ? std::string("accepted") : std::string(go_error_kind_name(kind)) + ": " + r.error().message;
+}
+
+}  // namespace
+
+TEST(GoBuildInfoHostile, SectionHeaderBombIsRefusedCheaply) {
+  TempDir dir;
+  const fs::path bomb = hostscope::testing::make_section_header_bomb(dir.path);
+  ASSERT_GT(fs::file_size(bomb), 4'000'000'000u);
+
+  auto rep = in_child([&] {
+    GoErrorKind kind = GoErrorKind::kNone;
+    auto r = read_go_build_info(bomb.string(), &kind);
+    return describe(r, kind);
+  });
+  std::printf("section header bomb: %s; peak RSS growth %ld kB\n", rep.text.c_str(), rep.rss_growth_kb);
+  ASSERT_TRUE(rep.exited) << "the reader crashed or ran out of memory";
+  EXPECT_EQ(rep.text.rfind("corrupt: ", 0), 0u) << rep.text;
+  EXPECT_NE(rep.text.find("section header table"), std::string::npos) << rep.text;
+  EXPECT_LT(rep.rss_growth_kb, kMaxGrowthKb);
+
+  // The offsets reader opens the same image itself.
+  rep = in_child([&] {
+    GoBuildInfo info;
+    info.go_version = "go1.22.0";
+    auto r = read_go_offsets(bomb.string(), info);
+    return r ? std::string("accepted") : r.error().message;
+  });
+  ASSERT_TRUE(rep.exited) << "the offsets reader crashed or ran out of memory";
+  EXPECT_NE(rep.text.find("section header table"), std::string::npos) << rep.text;
+  EXPECT_LT(rep.rss_growth_kb, kMaxGrowthKb);
+
+  // The identity cache counts the refusal.
+  GoIdentityCache cache(4);
+  auto id = cache.lookup(bomb.string());
+  ASSERT_TRUE(id);
+  EXPECT_FALSE((*id)->is_go());
+  EXPECT_EQ((*id)->build_error_kind, GoErrorKind::kCorrupt);
+  EXPECT_EQ(cache.stats().refused, 1u);
+}
+
+TEST(GoBuildInfoHostile, SymbolTablesAreReadInBoundedChunks) {
+  TempDir dir;
+  const fs::path bomb = make_symbol_table_bomb(dir.path);
+  auto rep = in_child([&] {
+    const int fd = ::open(bomb.c_str(), O_RDONLY | O_CLOEXEC);
+    auto img = goelf::Image::open(goelf::ByteSource::file(fd, fs::file_size(bomb)));
+    if (!img) return "open failed: " + img.error().message;
+    auto sym = img->find_symbol("runtime.tlsg");
+    ::close(fd);
+    return std::string(sym ? "found" : "absent");
+  });
+  std::printf("symbol table bomb: %s; peak RSS growth %ld kB\n", rep.text.c_str(), rep.rss_growth_kb);
+  ASSERT_TRUE(rep.exited) << "find_symbol crashed or ran out of memory";
+  EXPECT_EQ(rep.text, "absent");
+  EXPECT_LT(rep.rss_growth_kb, kMaxGrowthKb);
+}
+
+TEST(GoBuildInfoHostile, ReadsStopAtTheBudget) {
+  // A read-only segment of 1 GiB of zeros (a hole in a sparse image): the marker scan would read it
+  // all; the budget stops it with an error that says so.
+  const uint64_t base = 0x400000;
+  auto img = make_elf(true, true, std::vector<uint8_t>(64, 0), base, false);
+  auto* ph = reinterpret_cast<Elf64_Phdr*>(img.data() + sizeof(Elf64_Ehdr));
+  ph->p_flags = PF_R;
+  ph->p_filesz = ph->p_memsz = 1ull << 30;
+  GoParseLimits limits;
+  limits.max_read_bytes = 8 << 20;
+  GoErrorKind kind = GoErrorKind::kNone;
+  auto r = read_go_build_info(goelf::ByteSource::memory(img, 0x100 + (1ull << 30)), "sparse", &kind, limits);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(kind, GoErrorKind::kCorrupt) << r.error().message;
+  EXPECT_NE(r.error().message.find("read budget"), std::string::npos) << r.error().message;
+}
+
+TEST(GoBuildInfoHostile, FuzzSeeds) {
+  // Small images whose headers claim gigabytes; the fuzzer reads each also as the start of a 4 GiB
+  // sparse file (tests/fuzz/fuzz_go_buildinfo.cpp), where the claims fit inside the file.
+  auto shbomb = make_elf(true, true, inline_blob("go1.22.0", kInfoStart + kModinfo + kInfoEnd), 0x400000, true);
+  reinterpret_cast<Elf64_Ehdr*>(shbomb.data())->e_shentsize = 0xffff;
+  reinterpret_cast<Elf64_Ehdr*>(shbomb.data())->e_shnum = 0xffff;
+  maybe_write_seed("section-header-bomb", shbomb);
+  GoErrorKind kind = GoErrorKind::kNone;
+  auto r = read_go_build_info(goelf::ByteSource::memory(shbomb, 1ull << 32), "seed", &kind);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(kind, GoErrorKind::kCorrupt);
+  EXPECT_NE(r.error().message.find("section header table"), std::string::npos) << r.error().message;
 }
