@@ -79,7 +79,7 @@ Ir compiled(const Options& o) { return std::move(*compiled_set(o).ir); }
 // apply report that themselves).
 std::string mass_removal_of(IptablesBackend& b, const Plan& p, const CompileResult& c) {
   auto st = b.status();
-  return st ? mass_removal(p, st->counters.size(), c.unselected, c.ir->policy_modes.size()) : "";
+  return st ? mass_removal(p, policy_rules_in_force(*st), c.unselected, c.ir->policy_modes.size()) : "";
 }
 
 IptablesBackend backend(const Options& o) {

@@ -835,10 +835,27 @@ void IptablesBackend::prune(int cur, int parent) const {
   }
 }
 
+namespace {
+// A rule a policy owns: its tag is "hostscope:<policy>:<hash>"; hostscope's own rules (failsafes, neighbour
+// discovery, conntrack, dispatch) have owners starting with "hs." and stay whatever the policies say.
+bool policy_owned(std::string_view tag_or_line) {
+  auto at = tag_or_line.find("hostscope:");
+  if (at == std::string_view::npos) return false;
+  return tag_or_line.substr(at + 10, 3) != "hs.";
+}
+}  // namespace
+
+size_t policy_rules_in_force(const BackendStatus& st) {
+  size_t n = 0;
+  for (const auto& c : st.counters) n += policy_owned(c.tag);
+  return n;
+}
+
 std::string mass_removal(const Plan& plan, size_t installed, const std::vector<std::pair<std::string, SourceLoc>>& unselected,
                          size_t policies, const std::string& prefix) {
   size_t removed = 0;
-  for (const auto& d : plan.chains) removed += d.removed.size();
+  for (const auto& d : plan.chains)
+    for (const auto& line : d.removed) removed += policy_owned(line);
   if (unselected.empty() || installed == 0 || removed * 2 <= installed) return "";
   std::string names;
   for (size_t i = 0; i < unselected.size() && i < 5; i++) {
@@ -847,7 +864,7 @@ std::string mass_removal(const Plan& plan, size_t installed, const std::vector<s
     names += fmt::format("{}'{}' ({})", i ? ", " : "", unselected[i].first, loc.str());
   }
   if (unselected.size() > 5) names += fmt::format(" and {} more", unselected.size() - 5);
-  return fmt::format("the plan removes {} of the {} rules in force while {} of {} policies select nothing on this node: {}; "
+  return fmt::format("the plan removes {} of the {} policy rules in force while {} of {} policies select nothing on this node: {}; "
                      "their subjects are not in the service catalogue (add them to policy.context, or start them)",
                      removed, installed, unselected.size(), policies, names);
 }

@@ -71,6 +71,9 @@ Plan make_plan(const SavedTable& installed, const RenderedTable& next);
 // naming those policies with file:line: far more often a catalogue that lacks their services (no policy.context, a
 // service not started) than the intent. The reconciler refuses such a set at step `select`, `policy apply` unless
 // --allow-mass-removal; `policy plan` warns.
+struct BackendStatus;
+// Rules in force that policies own (hostscope's own failsafe, neighbour-discovery and dispatch rules not counted).
+size_t policy_rules_in_force(const BackendStatus& st);
 std::string mass_removal(const Plan& plan, size_t installed, const std::vector<std::pair<std::string, SourceLoc>>& unselected,
                          size_t policies, const std::string& prefix = "");
 

@@ -316,7 +316,7 @@ PassResult Reconciler::attempt() {
   if (!plan) return refuse(commit, "plan", plan.error(), true);
   if (!cfg_.allow_mass_removal)
     if (auto in_force = backend_.status(); in_force)
-      if (auto m = mass_removal(*plan, in_force->counters.size(), compiled.unselected, loaded.set.policies.size(), prefix); !m.empty())
+      if (auto m = mass_removal(*plan, policy_rules_in_force(*in_force), compiled.unselected, loaded.set.policies.size(), prefix); !m.empty())
         return refuse(commit, "select", m + "; or set policy.allow_mass_removal to apply anyway", false);
 
   auto rep = backend_.apply(*compiled.ir);
