@@ -12,7 +12,7 @@
 #include <string>
 #include <thread>
 
-#include "agent/util/result.h"
+#include "common/result.h"
 #include "exporters/exposition.h"
 
 namespace hostscope::exporters {

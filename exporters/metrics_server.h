@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "agent/topology/model.h"
-#include "agent/util/result.h"
+#include "common/result.h"
 #include "exporters/agent_metrics.h"
 #include "exporters/exposition.h"
 

@@ -30,7 +30,7 @@ void PolicyCollector::collect(Exposition& out) {
     auto st = backend_.status();
     if (st) status_ = std::move(*st);
     else {
-      if (read_errors_++ == 0) spdlog::warn("metrics: policy backend status: {}", st.error());
+      if (read_errors_++ == 0) spdlog::warn("metrics: policy backend status: {}", st.error().str());
       status_.reset();
     }
   }
@@ -62,7 +62,7 @@ void PolicyCollector::collect(Exposition& out) {
     using Key = std::array<std::string, 6>;
     std::map<Key, uint64_t> hits;
     for (auto& c : status_->counters)
-      hits[{c.family == policy::Family::V4 ? "ipv4" : "ipv6", c.chain, c.tag, c.owner, c.target, c.mode}] += c.packets;
+      hits[{c.family == Family::V4 ? "ipv4" : "ipv6", c.chain, c.tag, c.owner, c.target, c.mode}] += c.packets;
     for (auto& [k, n] : hits)
       out.sample("hostscope_policy_rule_hits_packets_total",
                  Labels{{"family", k[0]}, {"chain", k[1]}, {"rule", k[2]}, {"policy", k[3]}, {"target", k[4]},

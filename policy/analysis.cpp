@@ -11,7 +11,7 @@ namespace hostscope::policy {
 std::string Target::str() const {
   switch (kind) {
     case Kind::Cgroup: return fmt::format("cgroup {}", cgroup);
-    case Kind::Address: return fmt::format("address {}", cidr.to_string());
+    case Kind::Address: return fmt::format("address {}", cidr.str());
     case Kind::LocalPort: return fmt::format("local port {}", port);
   }
   return "?";
@@ -238,7 +238,7 @@ class Analyzer {
         if (t.kind != Target::Kind::Address) subject |= kV4 | kV6;
         else {
           subject |= t.cidr.addr.family == Family::V4 ? kV4 : kV6;
-          if (addrs.size() < 200) addrs += (addrs.empty() ? "" : ", ") + t.cidr.to_string();
+          if (addrs.size() < 200) addrs += (addrs.empty() ? "" : ", ") + t.cidr.str();
         }
       }
       if (subject != kV4 && subject != kV6) continue;  // both families, or selects nothing (warned already)
@@ -398,7 +398,7 @@ class Analyzer {
     for (const auto& t : set_.tests)
       for (const auto& c : t.cases)
         for (const auto* end : {&c.from, &c.to}) {
-          if (ctx_.find_service(*end) || parse_ip(*end)) continue;
+          if (ctx_.find_service(*end) || IpAddr::parse(*end)) continue;
           error(c.loc, fmt::format("test case '{}': '{}' is neither a known service{} nor an IP address", c.name, *end,
                                    unknown_service_hint(*end)));
         }

@@ -40,7 +40,7 @@ struct Options {
 Context context(const Options& o) {
   if (!o.context_file.empty()) {
     auto c = load_context_file(o.context_file);
-    if (!c) fail(2, c.error());
+    if (!c) fail(2, c.error().str());
     return std::move(*c);
   }
   return o.provider ? o.provider() : Context{};
@@ -184,7 +184,7 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
     }
     if (o->live) {
       auto live = run_live_tests(loaded, ctx, LiveOptions{o->variant, o->live_timeout_ms});
-      if (!live) fail(2, live.error());
+      if (!live) fail(2, live.error().str());
       if (!print_live_results(*live, std::cout)) fail(1, "");
       return;
     }
@@ -205,7 +205,7 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
     auto c = compiled_set(*o);
     auto b = backend(*o);
     auto p = b.plan(*c.ir);
-    if (!p) fail(1, p.error());
+    if (!p) fail(1, p.error().str());
     std::cout << p->text();
     if (auto m = mass_removal_of(b, *p, c); !m.empty()) std::cerr << "WARNING: " << m << "; `policy apply` refuses this without --allow-mass-removal\n";
   });
@@ -219,13 +219,13 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
     auto b = backend(*o);
     if (!o->allow_mass_removal) {
       auto p = b.plan(*c.ir);
-      if (!p) fail(1, "policy apply failed; the previous generation stays in force: " + p.error());
+      if (!p) fail(1, "policy apply failed; the previous generation stays in force: " + p.error().str());
       if (auto m = mass_removal_of(b, *p, c); !m.empty())
         fail(1, "policy apply refused; nothing was changed: " + m + "; pass --allow-mass-removal to apply anyway");
     }
     auto ir = std::move(*c.ir);
     auto r = b.apply(ir);
-    if (!r) fail(1, "policy apply failed; the previous generation stays in force: " + r.error());
+    if (!r) fail(1, "policy apply failed; the previous generation stays in force: " + r.error().str());
     if (r->drift_repaired) std::cout << r->plan.text() << fmt::format("drift repaired: generation {} installed again\n", r->generation);
     if (r->unchanged) std::cout << fmt::format("no change: generation {} ({} rules) stays in force\n", r->generation, r->rules);
     else std::cout << r->plan.text() << fmt::format("applied generation {} ({} rules)\n", r->generation, r->rules);
@@ -235,7 +235,7 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
   common(rollback_cmd, false, true);
   rollback_cmd->callback([o] {
     auto r = backend(*o).rollback();
-    if (!r) fail(1, r.error());
+    if (!r) fail(1, r.error().str());
     std::cout << r->plan.text() << fmt::format("rolled back to generation {}\n", r->generation);
   });
 
@@ -245,7 +245,7 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
   status_cmd->add_option("--socket", o->socket, "Agent API socket asked for the reconcile status")->capture_default_str();
   status_cmd->callback([o] {
     auto s = backend(*o).status();
-    if (!s) fail(1, s.error());
+    if (!s) fail(1, s.error().str());
     auto rec = reconcile_status(*o);
     if (!o->json) {
       std::cout << s->text();
@@ -266,9 +266,9 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
   sync_cmd->add_option("--socket", o->socket, "Agent API socket")->capture_default_str();
   sync_cmd->callback([o] {
     auto r = agent_request(o->socket, "policy.sync", 600000);
-    if (!r) fail(2, r.error().find("connect failed") != std::string::npos || r.error().find("unknown method") != std::string::npos
-                        ? r.error() + " (policy sync needs a running agent with a policy source)"
-                        : r.error());
+    if (!r) fail(2, r.error().message.find("connect failed") != std::string::npos || r.error().message.find("unknown method") != std::string::npos
+                        ? r.error().str() + " (policy sync needs a running agent with a policy source)"
+                        : r.error().str());
     auto pass = r->value("pass", nlohmann::json::object());
     std::string result = pass.value("result", ""), commit = pass.value("commit", ""), step = pass.value("step", "");
     std::string msg = pass.value("message", "");
@@ -287,7 +287,7 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
   gen_cmd->add_option("-o,--output", o->out_dir, "Write one file per policy and per test here (default: one YAML stream on stdout)");
   gen_cmd->add_flag("--force", o->force, "Overwrite existing files in the output directory");
   gen_cmd->callback([o] {
-    Expected<nlohmann::json> topo = Failure{};
+    Result<nlohmann::json> topo = Error{};
     if (!o->from_file.empty()) {
       std::ifstream f(o->from_file, std::ios::binary);
       if (!f) fail(2, fmt::format("topology file {} open failed", o->from_file));
@@ -296,19 +296,19 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
       f.read(text.data(), static_cast<std::streamsize>(text.size()));
       text.resize(static_cast<size_t>(f.gcount()));
       topo = parse_topology_text(text);
-      if (!topo) fail(1, fmt::format("topology file {}: {}", o->from_file, topo.error()));
+      if (!topo) fail(1, fmt::format("topology file {}: {}", o->from_file, topo.error().str()));
     } else {
       topo = fetch_topology(o->socket);
-      if (!topo) fail(1, topo.error());
+      if (!topo) fail(1, topo.error().str());
     }
     auto g = generate(*topo, context(*o));
-    if (!g) fail(1, g.error());
+    if (!g) fail(1, g.error().str());
     for (const auto& n : g->notes) std::cerr << "note: " << n << "\n";
     if (o->out_dir.empty()) {
       std::cout << g->stream();
       return;
     }
-    if (auto w = write_generated(*g, o->out_dir, o->force); !w) fail(1, w.error());
+    if (auto w = write_generated(*g, o->out_dir, o->force); !w) fail(1, w.error().str());
     std::cout << fmt::format("wrote {} files to {}: {} policies (mode: audit), {} test cases; {} edges used, {} left out\n",
                              g->files.size(), o->out_dir, g->policies, g->cases, g->edges_used, g->edges_skipped);
   });
@@ -317,7 +317,7 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
   common(flush_cmd, false, true);
   flush_cmd->callback([o] {
     auto r = backend(*o).flush();
-    if (!r) fail(1, r.error());
+    if (!r) fail(1, r.error().str());
     std::cout << "removed hostscope chains, jump rules and ipsets\n";
   });
 }

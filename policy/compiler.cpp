@@ -93,7 +93,7 @@ std::vector<std::vector<PortRange>> port_chunks(const std::vector<PortRange>& po
 
 std::string describe_match(const IrMatch& m) {
   std::string s;
-  auto cidr = [](const std::optional<Cidr>& c) { return c ? c->to_string() : std::string(); };
+  auto cidr = [](const std::optional<Cidr>& c) { return c ? c->str() : std::string(); };
   s += cidr(m.src) + "|" + cidr(m.dst) + "|" + m.src_set + "|" + m.dst_set + "|" + to_string(m.proto) + "|";
   for (auto& p : m.dports) s += p.to_string() + ",";
   s += "|" + m.cgroup + "|" + (m.established ? "est" : "");
@@ -237,7 +237,7 @@ class Compiler {
   std::string ipset_for(Family f, const std::vector<Cidr>& members) {
     Hasher h;
     h.add(to_string(f));
-    for (const auto& c : members) h.add(c.to_string());
+    for (const auto& c : members) h.add(c.str());
     std::string name = "hs-" + h.hex(16);
     if (!table_.find_set(name)) table_.sets.push_back({name, f, members});
     return name;

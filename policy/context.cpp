@@ -31,20 +31,20 @@ Context context_from_json(const nlohmann::json& j) {
   return c;
 }
 
-Expected<Context> load_context_file(const std::string& path) {
+Result<Context> load_context_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  if (!f) return Failure{fmt::format("policy context file {} open failed: {}", path, std::strerror(errno))};
+  if (!f) return Error{fmt::format("policy context file {} open failed: {}", path, std::strerror(errno))};
   std::string text(kMaxContextBytes + 1, '\0');
   f.read(text.data(), static_cast<std::streamsize>(text.size()));
   text.resize(static_cast<size_t>(f.gcount()));
-  if (f.bad()) return Failure{fmt::format("policy context file {} read failed", path)};
-  if (text.size() > kMaxContextBytes) return Failure{fmt::format("policy context file {} is larger than {} bytes", path, kMaxContextBytes)};
+  if (f.bad()) return Error{fmt::format("policy context file {} read failed", path)};
+  if (text.size() > kMaxContextBytes) return Error{fmt::format("policy context file {} is larger than {} bytes", path, kMaxContextBytes)};
   try {
     auto j = nlohmann::json::parse(text);
-    if (!j.is_object()) return Failure{fmt::format("policy context file {}: expected a JSON object", path)};
+    if (!j.is_object()) return Error{fmt::format("policy context file {}: expected a JSON object", path)};
     return context_from_json(j);
   } catch (const nlohmann::json::exception& e) {
-    return Failure{fmt::format("policy context file {} parse failed: {}", path, e.what())};
+    return Error{fmt::format("policy context file {} parse failed: {}", path, e.what())};
   }
 }
 

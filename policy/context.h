@@ -36,7 +36,7 @@ struct Context {
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "policy/expected.h"
+#include "common/result.h"
 
 namespace hostscope::policy {
 // {"services":[{"name":"web","cgroups":["/web"],"addresses":["10.0.0.2"],"ports":[80],
@@ -54,7 +54,7 @@ std::string context_hash(const Context& c);
 inline constexpr size_t kMaxContextBytes = 64u << 20;
 // Reads a context file (the JSON above). Errors name the path and what is wrong: "policy context file
 // /etc/x.json: parse failed: ...", "... open failed: No such file or directory", "... services[3]: ...".
-Expected<Context> load_context_file(const std::string& path);
+Result<Context> load_context_file(const std::string& path);
 
 // The node's catalogue (`seen`: what the agent or a /proc scan finds) with a context file's entries (`file`:
 // services the node cannot see, other nodes, external systems). Per service name: addresses are the union; cgroups

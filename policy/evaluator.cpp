@@ -117,7 +117,7 @@ std::vector<Endpoint> endpoints_for(const std::string& name, const Context& ctx)
     for (const auto& c : service_addresses(*s)) out.push_back({c.addr, "", false});
     return out;
   }
-  if (auto a = parse_ip(name)) out.push_back({*a, "", false});
+  if (auto a = IpAddr::parse(name)) out.push_back({*a, "", false});
   return out;
 }
 
@@ -146,8 +146,8 @@ std::vector<TestOutcome> run_policy_tests(const PolicySet& set, const Ir& ir, co
             std::string path;
             for (const auto& s : trace.steps) path += "\n    " + s;
             o.detail = fmt::format("expected {}, got {} (from {} to {}){}", c.expect_allow ? "allow" : "deny", to_string(v),
-                                   f.local ? "cgroup " + f.cgroup : to_string(*f.address),
-                                   to.local ? "local" : to_string(*to.address), path);
+                                   f.local ? "cgroup " + f.cgroup : f.address->str(),
+                                   to.local ? "local" : to.address->str(), path);
           }
         }
       if (o.passed && pairs == 0) {

@@ -21,6 +21,7 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "common/json_nesting.h"
 #include "policy/analysis.h"
 #include "policy/hash.h"
 #include "policy/model.h"
@@ -152,18 +153,18 @@ std::optional<std::pair<std::string, uint16_t>> split_host_port(std::string_view
     host = s.substr(0, colon);
     port = s.substr(colon + 1);
   }
-  if (!parse_ip(host) || port.empty() || port.size() > 5) return std::nullopt;
+  if (!IpAddr::parse(host) || port.empty() || port.size() > 5) return std::nullopt;
   uint32_t p = 0;
   for (char c : port) {
     if (c < '0' || c > '9') return std::nullopt;
     p = p * 10 + uint32_t(c - '0');
   }
   if (p == 0 || p > 65535) return std::nullopt;
-  return std::make_pair(to_string(*parse_ip(host)), static_cast<uint16_t>(p));
+  return std::make_pair(IpAddr::parse(host)->str(), static_cast<uint16_t>(p));
 }
 
-Expected<Topology> read_topology(const json& j) {
-  if (!j.is_object()) return Failure{"topology: expected a JSON object"};
+Result<Topology> read_topology(const json& j) {
+  if (!j.is_object()) return Error{"topology: expected a JSON object"};
   Reader r;
   Topology t;
   auto schema = r.str(j, "schema", "$", true);
@@ -171,7 +172,7 @@ Expected<Topology> read_topology(const json& j) {
   t.taken_at = r.str(j, "taken_at", "$", false);
   const json* edges = r.member(j, "edges", "$", true);
   if (edges && !edges->is_array()) r.fail("$.edges", "expected an array");
-  if (r.error) return Failure{"topology " + *r.error};
+  if (r.error) return Error{"topology " + *r.error};
   for (size_t i = 0; i < edges->size() && !r.error; ++i) {
     const json& e = (*edges)[i];
     std::string p = fmt::format("$.edges[{}]", i);
@@ -224,7 +225,7 @@ Expected<Topology> read_topology(const json& j) {
     }
     if (!r.error) t.edges.push_back(std::move(edge));
   }
-  if (r.error) return Failure{"topology " + *r.error};
+  if (r.error) return Error{"topology " + *r.error};
   return t;
 }
 
@@ -297,7 +298,7 @@ std::vector<Cidr> network_cidrs(const Context& ctx, const std::string& name) {
 
 PeerChoice choose_peer(const End& e, const std::string& address, const Context& ctx) {
   PeerChoice p;
-  auto ip = parse_ip(address);
+  auto ip = IpAddr::parse(address);
   if (e.local_service()) {
     if (const auto* s = ctx.find_service(e.service)) {
       auto cidrs = service_addresses(*s);
@@ -308,19 +309,19 @@ PeerChoice choose_peer(const End& e, const std::string& address, const Context& 
         p.value = e.service;
         // A service with local processes stands for address-less endpoints in the evaluator too;
         // test against the observed address instead.
-        p.test_endpoint = s->cgroups.empty() ? e.service : ip ? to_string(*ip) : to_string(cidrs.front().addr);
+        p.test_endpoint = s->cgroups.empty() ? e.service : ip ? ip->str() : cidrs.front().addr.str();
         return p;
       }
     }
   } else if (e.kind == "network" && ctx.networks.count(e.service)) {
     p.kind = PeerChoice::Kind::Network;
     p.value = e.service;
-    if (ip && covered(network_cidrs(ctx, e.service), *ip)) p.test_endpoint = to_string(*ip);
+    if (ip && covered(network_cidrs(ctx, e.service), *ip)) p.test_endpoint = ip->str();
     return p;
   }
   if (ip) {
     p.kind = PeerChoice::Kind::Cidr;
-    p.value = to_string(*ip);
+    p.value = ip->str();
     p.test_endpoint = p.value;
     if (e.kind == "network")
       p.note = fmt::format("network {} is not in the agent config; only the last observed address {} is allowed", shown(e.service), p.value);
@@ -464,35 +465,22 @@ std::string Generated::stream() const {
   return out;
 }
 
-Expected<json> parse_topology_text(std::string_view text) {
+Result<json> parse_topology_text(std::string_view text) {
   if (text.size() > kMaxTopologyBytes)
-    return Failure{fmt::format("topology JSON is {} bytes; the limit is {}", text.size(), kMaxTopologyBytes)};
+    return Error{fmt::format("topology JSON is {} bytes; the limit is {}", text.size(), kMaxTopologyBytes)};
   // nlohmann parses recursively: refuse deep nesting before it can exhaust the stack.
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxTopologyDepth) return Failure{fmt::format("topology JSON is nested deeper than {} levels", kMaxTopologyDepth)};
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
+  if (!json_nesting_within(text, kMaxTopologyDepth))
+    return Error{fmt::format("topology JSON is nested deeper than {} levels", kMaxTopologyDepth)};
   try {
     return json::parse(text);
   } catch (const json::exception& e) {
-    return Failure{fmt::format("topology JSON parse failed: {}", e.what())};
+    return Error{fmt::format("topology JSON parse failed: {}", e.what())};
   }
 }
 
-Expected<Generated> generate(const json& topology, const Context& ctx) {
+Result<Generated> generate(const json& topology, const Context& ctx) {
   auto t = read_topology(topology);
-  if (!t) return Failure{t.error()};
+  if (!t) return t.error();
   Generated out;
 
   std::set<SubjectKey> keys;
@@ -516,7 +504,7 @@ Expected<Generated> generate(const json& topology, const Context& ctx) {
       subject_addresses.insert(subject_addresses.end(), a.begin(), a.end());
     }
   auto policed_address = [&](const std::string& endpoint, const End& node) {
-    if (auto ip = parse_ip(endpoint)) return covered(subject_addresses, *ip);
+    if (auto ip = IpAddr::parse(endpoint)) return covered(subject_addresses, *ip);
     if (!node.local_service()) return false;
     const auto* s = ctx.find_service(node.service);
     return s && !service_addresses(*s).empty();
@@ -591,27 +579,27 @@ Expected<Generated> generate(const json& topology, const Context& ctx) {
   return out;
 }
 
-Expected<json> fetch_topology(const std::string& socket_path, int timeout_ms) { return agent_request(socket_path, "topology", timeout_ms); }
+Result<json> fetch_topology(const std::string& socket_path, int timeout_ms) { return agent_request(socket_path, "topology", timeout_ms); }
 
-Expected<json> agent_request(const std::string& socket_path, const std::string& method, int timeout_ms) {
+Result<json> agent_request(const std::string& socket_path, const std::string& method, int timeout_ms) {
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
   if (socket_path.empty() || socket_path.size() >= sizeof(sa.sun_path))
-    return Failure{fmt::format("agent socket path '{}' is empty or too long", socket_path)};
+    return Error{fmt::format("agent socket path '{}' is empty or too long", socket_path)};
   std::memcpy(sa.sun_path, socket_path.data(), socket_path.size());
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Failure{fmt::format("agent socket {} create failed: {}", socket_path, std::strerror(errno))};
+  if (fd < 0) return Error{fmt::format("agent socket {} create failed: {}", socket_path, std::strerror(errno))};
   struct Closer {
     int fd;
     ~Closer() { close(fd); }
   } closer{fd};
   if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0)
-    return Failure{fmt::format("agent socket {} connect failed: {} (is the agent running?)", socket_path, std::strerror(errno))};
+    return Error{fmt::format("agent socket {} connect failed: {} (is the agent running?)", socket_path, std::strerror(errno))};
   std::string req = json{{"method", method}, {"params", json::object()}}.dump() + "\n";
   for (size_t off = 0; off < req.size();) {
     ssize_t n = send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Failure{fmt::format("agent socket {} request write failed: {}", socket_path, std::strerror(errno))};
+    if (n <= 0) return Error{fmt::format("agent socket {} request write failed: {}", socket_path, std::strerror(errno))};
     off += size_t(n);
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -619,42 +607,42 @@ Expected<json> agent_request(const std::string& socket_path, const std::string& 
   char buf[65536];
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) return Failure{fmt::format("agent socket {} {} reply timed out after {} ms", socket_path, method, timeout_ms)};
+    if (left <= 0) return Error{fmt::format("agent socket {} {} reply timed out after {} ms", socket_path, method, timeout_ms)};
     pollfd p{fd, POLLIN, 0};
     int pr = poll(&p, 1, static_cast<int>(left));
     if (pr < 0 && errno == EINTR) continue;
-    if (pr < 0) return Failure{fmt::format("agent socket {} poll failed: {}", socket_path, std::strerror(errno))};
+    if (pr < 0) return Error{fmt::format("agent socket {} poll failed: {}", socket_path, std::strerror(errno))};
     if (pr == 0) continue;
     ssize_t n = recv(fd, buf, sizeof(buf), 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Failure{fmt::format("agent socket {} read failed: {}", socket_path, std::strerror(errno))};
-    if (n == 0) return Failure{fmt::format("agent socket {} closed before a complete {} reply", socket_path, method)};
+    if (n < 0) return Error{fmt::format("agent socket {} read failed: {}", socket_path, std::strerror(errno))};
+    if (n == 0) return Error{fmt::format("agent socket {} closed before a complete {} reply", socket_path, method)};
     auto nl = std::string_view(buf, size_t(n)).find('\n');
     line.append(buf, nl == std::string_view::npos ? size_t(n) : nl);
     if (line.size() > kMaxTopologyBytes + 1024)
-      return Failure{fmt::format("agent socket {} {} reply exceeds {} bytes", socket_path, method, kMaxTopologyBytes)};
+      return Error{fmt::format("agent socket {} {} reply exceeds {} bytes", socket_path, method, kMaxTopologyBytes)};
     if (nl != std::string_view::npos) break;
   }
   auto reply = parse_topology_text(line);
-  if (!reply) return Failure{"agent reply: " + reply.error()};
-  if (!reply->is_object()) return Failure{"agent reply: expected a JSON object"};
+  if (!reply) return Error{"agent reply: " + reply.error().str()};
+  if (!reply->is_object()) return Error{"agent reply: expected a JSON object"};
   if (!reply->value("ok", false)) {
     auto err = reply->find("error");
-    return Failure{fmt::format("agent {} request failed: {}", method, err != reply->end() && err->is_string() ? err->get<std::string>() : "no reason given")};
+    return Error{fmt::format("agent {} request failed: {}", method, err != reply->end() && err->is_string() ? err->get<std::string>() : "no reason given")};
   }
   auto result = reply->find("result");
-  if (result == reply->end()) return Failure{"agent reply: missing 'result'"};
+  if (result == reply->end()) return Error{"agent reply: missing 'result'"};
   return std::move(*result);
 }
 
-Outcome write_generated(const Generated& g, const std::string& dir, bool force) {
+Status write_generated(const Generated& g, const std::string& dir, bool force) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) return Failure{fmt::format("output directory {} create failed: {}", dir, ec.message())};
+  if (ec) return Error{fmt::format("output directory {} create failed: {}", dir, ec.message())};
   if (!force)
     for (const auto& f : g.files)
       if (fs::exists(fs::path(dir) / f.name, ec))
-        return Failure{fmt::format("{} already exists; pass --force to overwrite generated files", (fs::path(dir) / f.name).string())};
+        return Error{fmt::format("{} already exists; pass --force to overwrite generated files", (fs::path(dir) / f.name).string())};
   for (const auto& f : g.files) {
     auto path = fs::path(dir) / f.name;
     auto tmp = fs::path(dir) / ("." + f.name + ".tmp");
@@ -662,15 +650,15 @@ Outcome write_generated(const Generated& g, const std::string& dir, bool force) 
       std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
       o << f.text;
       o.close();
-      if (!o) return Failure{fmt::format("{} write failed", tmp.string())};
+      if (!o) return Error{fmt::format("{} write failed", tmp.string())};
     }
     fs::rename(tmp, path, ec);
     if (ec) {
       fs::remove(tmp, ec);
-      return Failure{fmt::format("{} rename into place failed: {}", path.string(), ec.message())};
+      return Error{fmt::format("{} rename into place failed: {}", path.string(), ec.message())};
     }
   }
-  return Done{};
+  return {};
 }
 
 }  // namespace hostscope::policy

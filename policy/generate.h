@@ -12,7 +12,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "policy/context.h"
-#include "policy/expected.h"
+#include "common/result.h"
 
 namespace hostscope::policy {
 
@@ -36,23 +36,23 @@ struct Generated {
 
 // Parses topology JSON text with the size and depth bounds above (checked before parsing, so a
 // hostile document cannot exhaust the stack or memory).
-Expected<nlohmann::json> parse_topology_text(std::string_view text);
+Result<nlohmann::json> parse_topology_text(std::string_view text);
 
 // Builds the policy files. `ctx` is the catalogue the policies will be linted and enforced with:
 // it decides how a peer is named (a service with catalogued addresses covering the observed one
 // by name, otherwise the observed address) and which PolicyTest cases the reference evaluator can
 // decide. Fails on a document that is not hostscope.topology/v1 or misses a field generate uses
 // (the message names the JSON path).
-Expected<Generated> generate(const nlohmann::json& topology, const Context& ctx);
+Result<Generated> generate(const nlohmann::json& topology, const Context& ctx);
 
 // Asks the running agent for its topology: one request line on the Unix socket, one reply line
 // `{"ok":true,"result":...}`; the reply is bounded by kMaxTopologyBytes and `timeout_ms`.
-Expected<nlohmann::json> fetch_topology(const std::string& socket_path, int timeout_ms = 10000);
+Result<nlohmann::json> fetch_topology(const std::string& socket_path, int timeout_ms = 10000);
 // Any agent API method without parameters (policy.status, policy.sync): the reply's "result", same bounds.
-Expected<nlohmann::json> agent_request(const std::string& socket_path, const std::string& method, int timeout_ms = 10000);
+Result<nlohmann::json> agent_request(const std::string& socket_path, const std::string& method, int timeout_ms = 10000);
 
 // Writes the files into `dir` (created if missing). Refuses to overwrite an existing file unless
 // `force`; each file is written to a temporary name and renamed into place.
-Outcome write_generated(const Generated& g, const std::string& dir, bool force);
+Status write_generated(const Generated& g, const std::string& dir, bool force);
 
 }  // namespace hostscope::policy

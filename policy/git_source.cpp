@@ -106,14 +106,14 @@ GitSource::GitSource(GitSourceConfig cfg, std::string work_dir, const std::atomi
 
 GitSource::~GitSource() = default;
 
-Expected<CommitInfo> GitSource::fetch_into(const std::string& dir) {
+Result<CommitInfo> GitSource::fetch_into(const std::string& dir) {
   git_repository* raw = nullptr;
   std::error_code ec;
   if (fs::exists(dir, ec)) {
-    if (git_repository_open_bare(&raw, dir.c_str()) != 0) return Failure{git_err(fmt::format("git working copy {} open failed", dir))};
+    if (git_repository_open_bare(&raw, dir.c_str()) != 0) return Error{git_err(fmt::format("git working copy {} open failed", dir))};
   } else {
     fs::create_directories(fs::path(dir).parent_path(), ec);
-    if (git_repository_init(&raw, dir.c_str(), 1) != 0) return Failure{git_err(fmt::format("git working copy {} init failed", dir))};
+    if (git_repository_init(&raw, dir.c_str(), 1) != 0) return Error{git_err(fmt::format("git working copy {} init failed", dir))};
   }
   RepoPtr repo(raw);
   git_remote* rraw = nullptr;
@@ -121,14 +121,14 @@ Expected<CommitInfo> GitSource::fetch_into(const std::string& dir) {
     RemotePtr r(rraw);
     if (std::string(git_remote_url(r.get()) ? git_remote_url(r.get()) : "") != cfg_.url) {
       rraw = nullptr;
-      if (git_remote_set_url(repo.get(), "origin", cfg_.url.c_str()) != 0) return Failure{git_err("git remote set-url failed")};
+      if (git_remote_set_url(repo.get(), "origin", cfg_.url.c_str()) != 0) return Error{git_err("git remote set-url failed")};
     } else {
       rraw = r.release();
     }
   }
   if (!rraw && git_remote_lookup(&rraw, repo.get(), "origin") != 0 &&
       git_remote_create(&rraw, repo.get(), "origin", cfg_.url.c_str()) != 0)
-    return Failure{git_err("git remote create failed")};
+    return Error{git_err("git remote create failed")};
   RemotePtr remote(rraw);
   std::string ref = "refs/remotes/origin/" + cfg_.branch;
   std::string spec = fmt::format("+refs/heads/{}:{}", cfg_.branch, ref);
@@ -141,12 +141,12 @@ Expected<CommitInfo> GitSource::fetch_into(const std::string& dir) {
   fo.callbacks.payload = &st;
   fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
   if (git_remote_fetch(remote.get(), &refspecs, &fo, "hostscope: fetch") != 0)
-    return Failure{git_err(fmt::format("git fetch of branch {} from {} failed", cfg_.branch, redact_url(cfg_.url)))};
+    return Error{git_err(fmt::format("git fetch of branch {} from {} failed", cfg_.branch, redact_url(cfg_.url)))};
   git_oid oid;
   if (git_reference_name_to_id(&oid, repo.get(), ref.c_str()) != 0)
-    return Failure{git_err(fmt::format("branch {} not found at {}", cfg_.branch, redact_url(cfg_.url)))};
+    return Error{git_err(fmt::format("branch {} not found at {}", cfg_.branch, redact_url(cfg_.url)))};
   git_commit* craw = nullptr;
-  if (git_commit_lookup(&craw, repo.get(), &oid) != 0) return Failure{git_err("git tip commit lookup failed")};
+  if (git_commit_lookup(&craw, repo.get(), &oid) != 0) return Error{git_err("git tip commit lookup failed")};
   CommitPtr commit(craw);
   CommitInfo info;
   info.id = git_oid_tostr_s(&oid);
@@ -154,13 +154,13 @@ Expected<CommitInfo> GitSource::fetch_into(const std::string& dir) {
   info.summary = git_commit_summary(commit.get()) ? git_commit_summary(commit.get()) : "";
   // Reading the tip's tree proves the objects we need are intact.
   git_tree* traw = nullptr;
-  if (git_commit_tree(&traw, commit.get()) != 0) return Failure{git_err("git tip tree read failed")};
+  if (git_commit_tree(&traw, commit.get()) != 0) return Error{git_err("git tip tree read failed")};
   TreePtr tree(traw);
   repo_ = std::make_unique<Repo>(Repo{std::move(repo)});
   return info;
 }
 
-Expected<CommitInfo> GitSource::fetch() {
+Result<CommitInfo> GitSource::fetch() {
   recloned_ = false;
   repo_.reset();
   auto r = fetch_into(work_dir_);
@@ -176,48 +176,48 @@ Expected<CommitInfo> GitSource::fetch() {
   repo_.reset();
   if (!f) {
     fs::remove_all(fresh, ec);
-    return Failure{r.error()};
+    return r.error();
   }
   fs::remove_all(work_dir_, ec);
   fs::rename(fresh, work_dir_, ec);
-  if (ec) return Failure{fmt::format("git working copy {} replace failed: {}", work_dir_, ec.message())};
+  if (ec) return Error{fmt::format("git working copy {} replace failed: {}", work_dir_, ec.message())};
   recloned_ = true;
   git_repository* raw = nullptr;
-  if (git_repository_open_bare(&raw, work_dir_.c_str()) != 0) return Failure{git_err("git working copy reopen failed")};
+  if (git_repository_open_bare(&raw, work_dir_.c_str()) != 0) return Error{git_err("git working copy reopen failed")};
   repo_ = std::make_unique<Repo>(Repo{RepoPtr(raw)});
   return f;
 }
 
-Expected<bool> GitSource::descends_from(const std::string& commit, const std::string& ancestor) {
-  if (!repo_) return Failure{"git working copy not open (fetch first)"};
+Result<bool> GitSource::descends_from(const std::string& commit, const std::string& ancestor) {
+  if (!repo_) return Error{"git working copy not open (fetch first)"};
   if (commit == ancestor) return true;
   git_oid c, a;
-  if (!valid_oid(commit, c)) return Failure{fmt::format("'{}' is not a commit id", commit)};
+  if (!valid_oid(commit, c)) return Error{fmt::format("'{}' is not a commit id", commit)};
   if (!valid_oid(ancestor, a)) return false;
   git_commit* raw = nullptr;
   if (git_commit_lookup(&raw, repo_->repo.get(), &a) != 0) return false;  // not in our clone: history rewritten
   CommitPtr keep(raw);
   int rc = git_graph_descendant_of(repo_->repo.get(), &c, &a);
-  if (rc < 0) return Failure{git_err("git ancestry check failed")};
+  if (rc < 0) return Error{git_err("git ancestry check failed")};
   return rc == 1;
 }
 
-Outcome GitSource::verify_signature(const std::string& commit) {
-  if (!repo_) return Failure{"git working copy not open (fetch first)"};
+Status GitSource::verify_signature(const std::string& commit) {
+  if (!repo_) return Error{"git working copy not open (fetch first)"};
   git_oid oid;
-  if (!valid_oid(commit, oid)) return Failure{fmt::format("'{}' is not a commit id", commit)};
+  if (!valid_oid(commit, oid)) return Error{fmt::format("'{}' is not a commit id", commit)};
   Buf sig, data;
   int rc = git_commit_extract_signature(&sig.b, &data.b, repo_->repo.get(), &oid, nullptr);
-  if (rc == GIT_ENOTFOUND) return Failure{fmt::format("commit {} is not signed", commit)};
-  if (rc != 0) return Failure{git_err(fmt::format("commit {} signature read failed", commit))};
+  if (rc == GIT_ENOTFOUND) return Error{fmt::format("commit {} is not signed", commit)};
+  if (rc != 0) return Error{git_err(fmt::format("commit {} signature read failed", commit))};
   std::string s = sig.str();
   if (s.find("-----BEGIN SSH SIGNATURE-----") == std::string::npos)
-    return Failure{fmt::format("commit {} has a signature that is not an SSH signature (only SSH signatures are verified)", commit)};
+    return Error{fmt::format("commit {} has a signature that is not an SSH signature (only SSH signatures are verified)", commit)};
   std::error_code ec;
   if (!fs::exists(cfg_.allowed_signers_file, ec))
-    return Failure{fmt::format("allowed signers file {} does not exist", cfg_.allowed_signers_file)};
+    return Error{fmt::format("allowed signers file {} does not exist", cfg_.allowed_signers_file)};
   std::string tmpl = (fs::temp_directory_path() / "hostscope-sig-XXXXXX").string();
-  if (!mkdtemp(tmpl.data())) return Failure{fmt::format("temporary directory for signature check failed: {}", std::strerror(errno))};
+  if (!mkdtemp(tmpl.data())) return Error{fmt::format("temporary directory for signature check failed: {}", std::strerror(errno))};
   struct Cleanup {
     std::string dir;
     ~Cleanup() {
@@ -229,48 +229,48 @@ Outcome GitSource::verify_signature(const std::string& commit) {
   {
     std::ofstream f(sig_file, std::ios::binary);
     f << s;
-    if (!f) return Failure{fmt::format("signature file {} write failed", sig_file)};
+    if (!f) return Error{fmt::format("signature file {} write failed", sig_file)};
   }
   auto who = run_->run({"ssh-keygen", "-Y", "find-principals", "-f", cfg_.allowed_signers_file, "-s", sig_file}, "");
-  if (who.exit_code == -1) return Failure{"ssh-keygen could not be run (install openssh-client)"};
+  if (who.exit_code == -1) return Error{"ssh-keygen could not be run (install openssh-client)"};
   std::string principal;
   std::istringstream(who.out) >> principal;
   if (!who.ok() || principal.empty())
-    return Failure{fmt::format("commit {} is signed by a key that is not in {}", commit, cfg_.allowed_signers_file)};
+    return Error{fmt::format("commit {} is signed by a key that is not in {}", commit, cfg_.allowed_signers_file)};
   auto v = run_->run({"ssh-keygen", "-Y", "verify", "-f", cfg_.allowed_signers_file, "-I", principal, "-n", "git", "-s", sig_file},
                      data.str());
   if (!v.ok()) {
     auto msg = v.err.empty() ? v.out : v.err;
     while (!msg.empty() && msg.back() == '\n') msg.pop_back();
-    return Failure{fmt::format("commit {} signature does not verify for {}: {}", commit, principal, msg)};
+    return Error{fmt::format("commit {} signature does not verify for {}: {}", commit, principal, msg)};
   }
-  return Done{};
+  return {};
 }
 
-Outcome GitSource::export_tree(const std::string& commit, const std::string& dest) {
-  if (!repo_) return Failure{"git working copy not open (fetch first)"};
+Status GitSource::export_tree(const std::string& commit, const std::string& dest) {
+  if (!repo_) return Error{"git working copy not open (fetch first)"};
   git_repository* repo = repo_->repo.get();
   git_oid oid;
-  if (!valid_oid(commit, oid)) return Failure{fmt::format("'{}' is not a commit id", commit)};
+  if (!valid_oid(commit, oid)) return Error{fmt::format("'{}' is not a commit id", commit)};
   git_commit* craw = nullptr;
-  if (git_commit_lookup(&craw, repo, &oid) != 0) return Failure{git_err(fmt::format("commit {} lookup failed", commit))};
+  if (git_commit_lookup(&craw, repo, &oid) != 0) return Error{git_err(fmt::format("commit {} lookup failed", commit))};
   CommitPtr c(craw);
   git_tree* traw = nullptr;
-  if (git_commit_tree(&traw, c.get()) != 0) return Failure{git_err(fmt::format("commit {} tree read failed", commit))};
+  if (git_commit_tree(&traw, c.get()) != 0) return Error{git_err(fmt::format("commit {} tree read failed", commit))};
   TreePtr tree(traw);
   if (!cfg_.directory.empty()) {
     git_tree_entry* eraw = nullptr;
     if (git_tree_entry_bypath(&eraw, tree.get(), cfg_.directory.c_str()) != 0)
-      return Failure{fmt::format("commit {} has no directory '{}'", commit, cfg_.directory)};
+      return Error{fmt::format("commit {} has no directory '{}'", commit, cfg_.directory)};
     TreeEntryPtr entry(eraw);
     if (git_tree_entry_type(entry.get()) != GIT_OBJECT_TREE)
-      return Failure{fmt::format("commit {}: '{}' is not a directory", commit, cfg_.directory)};
+      return Error{fmt::format("commit {}: '{}' is not a directory", commit, cfg_.directory)};
     git_tree* sraw = nullptr;
-    if (git_tree_lookup(&sraw, repo, git_tree_entry_id(entry.get())) != 0) return Failure{git_err("git sub-tree read failed")};
+    if (git_tree_lookup(&sraw, repo, git_tree_entry_id(entry.get())) != 0) return Error{git_err("git sub-tree read failed")};
     tree.reset(sraw);
   }
   std::error_code ec;
-  if (!fs::create_directories(dest, ec) || ec) return Failure{fmt::format("staging directory {} create failed: {}", dest, ec ? ec.message() : "exists")};
+  if (!fs::create_directories(dest, ec) || ec) return Error{fmt::format("staging directory {} create failed: {}", dest, ec ? ec.message() : "exists")};
   size_t files = 0;
   for (size_t i = 0; i < git_tree_entrycount(tree.get()); ++i) {
     const git_tree_entry* e = git_tree_entry_byindex(tree.get(), i);
@@ -279,22 +279,22 @@ Outcome GitSource::export_tree(const std::string& commit, const std::string& des
     if (mode != GIT_FILEMODE_BLOB && mode != GIT_FILEMODE_BLOB_EXECUTABLE) {
       // Sub-trees, symlinks and submodules are not policy files; one named like a policy file would be lost silently.
       if (is_policy_file_name(name))
-        return Failure{fmt::format("commit {}: {} is not a regular file (git mode {:06o}); a policy file must be one", commit,
+        return Error{fmt::format("commit {}: {} is not a regular file (git mode {:06o}); a policy file must be one", commit,
                                    name, static_cast<unsigned>(mode))};
       continue;
     }
-    if (++files > kMaxFiles) return Failure{fmt::format("commit {}: more than {} files in '{}'", commit, kMaxFiles, cfg_.directory)};
+    if (++files > kMaxFiles) return Error{fmt::format("commit {}: more than {} files in '{}'", commit, kMaxFiles, cfg_.directory)};
     git_blob* braw = nullptr;
-    if (git_blob_lookup(&braw, repo, git_tree_entry_id(e)) != 0) return Failure{git_err(fmt::format("blob {} read failed", name))};
+    if (git_blob_lookup(&braw, repo, git_tree_entry_id(e)) != 0) return Error{git_err(fmt::format("blob {} read failed", name))};
     BlobPtr blob(braw);
     auto size = static_cast<size_t>(git_blob_rawsize(blob.get()));
-    if (size > kMaxFileBytes) return Failure{fmt::format("commit {}: {} is larger than {} bytes", commit, name, kMaxFileBytes)};
+    if (size > kMaxFileBytes) return Error{fmt::format("commit {}: {} is larger than {} bytes", commit, name, kMaxFileBytes)};
     std::ofstream f(fs::path(dest) / name, std::ios::binary);
     f.write(static_cast<const char*>(git_blob_rawcontent(blob.get())), static_cast<std::streamsize>(size));
     f.flush();
-    if (!f) return Failure{fmt::format("staging file {} write failed", (fs::path(dest) / name).string())};
+    if (!f) return Error{fmt::format("staging file {} write failed", (fs::path(dest) / name).string())};
   }
-  return Done{};
+  return {};
 }
 
 }  // namespace hostscope::policy

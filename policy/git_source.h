@@ -10,7 +10,7 @@
 #include <string>
 
 #include "policy/command.h"
-#include "policy/expected.h"
+#include "common/result.h"
 #include "policy/reconcile_config.h"
 
 namespace hostscope::policy {
@@ -32,20 +32,20 @@ class GitSource {
 
   // Fetches the branch and returns its tip. A working copy that is missing, corrupt or fails to fetch is
   // re-cloned into a fresh directory that replaces it only when the clone succeeded.
-  Expected<CommitInfo> fetch();
+  Result<CommitInfo> fetch();
   // True when `commit` is `ancestor` or descends from it; false when `ancestor` is unknown (history rewritten).
-  Expected<bool> descends_from(const std::string& commit, const std::string& ancestor);
+  Result<bool> descends_from(const std::string& commit, const std::string& ancestor);
   // Checks the commit's SSH signature against cfg.allowed_signers_file with `ssh-keygen -Y verify`, as git does
   // for gpg.format=ssh. Fails for unsigned commits, non-SSH signatures and keys not in the file.
-  Outcome verify_signature(const std::string& commit);
+  Status verify_signature(const std::string& commit);
   // Writes the regular files directly in cfg.directory of the commit's tree into `dest` (created, must not exist).
-  Outcome export_tree(const std::string& commit, const std::string& dest);
+  Status export_tree(const std::string& commit, const std::string& dest);
 
   bool recloned_last_fetch() const { return recloned_; }
 
  private:
   struct Repo;
-  Expected<CommitInfo> fetch_into(const std::string& dir);
+  Result<CommitInfo> fetch_into(const std::string& dir);
   GitSourceConfig cfg_;
   std::string work_dir_;
   const std::atomic<bool>* cancel_;

@@ -80,8 +80,8 @@ std::string now_iso() {
 std::string render_rule(const std::string& chain, const IrRule& r, Family f, const RenderOptions& o) {
   const IrMatch& m = r.match;
   std::string s = "-A " + chain;
-  if (m.src) s += " -s " + m.src->to_string();
-  if (m.dst) s += " -d " + m.dst->to_string();
+  if (m.src) s += " -s " + m.src->str();
+  if (m.dst) s += " -d " + m.dst->str();
   if (m.proto != Protocol::Any) s += fmt::format(" -p {}", to_string(m.proto));
   if (m.icmpv6_type) s += fmt::format(" -m icmp6 --icmpv6-type {}", *m.icmpv6_type);
   if (!m.cgroup.empty()) s += fmt::format(" -m cgroup --path \"{}\"", m.cgroup);
@@ -125,7 +125,7 @@ RenderedTable render(const IrTable& t, const RenderOptions& o) {
     size_t maxelem = std::max<size_t>(65536, s.members.size());
     out.ipsets += fmt::format("create {} hash:net family {} maxelem {}\n", s.name, fam, maxelem);
     out.ipsets += fmt::format("create {}-t hash:net family {} maxelem {}\nflush {}-t\n", s.name, fam, maxelem, s.name);
-    for (const auto& m : s.members) out.ipsets += fmt::format("add {}-t {}\n", s.name, m.to_string());
+    for (const auto& m : s.members) out.ipsets += fmt::format("add {}-t {}\n", s.name, m.str());
     out.ipsets += fmt::format("swap {}-t {}\ndestroy {}-t\n", s.name, s.name, s.name);
     out.set_names.push_back(s.name);
   }
@@ -329,17 +329,17 @@ std::vector<std::string> IptablesBackend::cmd(Family f, const char* tool) const 
   return v;
 }
 
-Expected<SavedTable> IptablesBackend::save(Family f) {
+Result<SavedTable> IptablesBackend::save(Family f) {
   auto argv = cmd(f, "save");
   argv.insert(argv.end(), {"-c", "-t", "filter"});
   auto r = run_->run(argv, "");
-  if (!r.ok()) return Failure{fmt::format("{} failed (exit {}): {}", join_command(argv), r.exit_code, r.err)};
+  if (!r.ok()) return Error{fmt::format("{} failed (exit {}): {}", join_command(argv), r.exit_code, r.err)};
   return parse_save(r.out);
 }
 
-Outcome IptablesBackend::install_family(const Generation& g, Family f, Plan* plan) {
+Status IptablesBackend::install_family(const Generation& g, Family f, Plan* plan) {
   auto saved = save(f);
-  if (!saved) return Failure{saved.error()};
+  if (!saved) return saved.error();
   const RenderedTable& next = g.table(f);
   if (plan) {
     auto p = make_plan(*saved, next);
@@ -350,7 +350,7 @@ Outcome IptablesBackend::install_family(const Generation& g, Family f, Plan* pla
     auto argv = o_.command_prefix;
     argv.insert(argv.end(), {"ipset", "-exist", "restore"});
     auto r = run_->run(argv, next.ipsets);
-    if (!r.ok()) return Failure{fmt::format("ipset restore ({}) failed (exit {}): {}", to_string(f), r.exit_code, r.err)};
+    if (!r.ok()) return Error{fmt::format("ipset restore ({}) failed (exit {}): {}", to_string(f), r.exit_code, r.err)};
   }
   // Declaring a chain with --noflush flushes exactly that chain; nothing else in the table changes.
   std::string text = "*filter\n";
@@ -377,11 +377,11 @@ Outcome IptablesBackend::install_family(const Generation& g, Family f, Plan* pla
   auto argv = cmd(f, "restore");
   argv.insert(argv.end(), {"--wait=10", "--noflush"});
   auto r = run_->run(argv, text);
-  if (!r.ok()) return Failure{fmt::format("{} ({}) failed (exit {}): {}", join_command(argv), to_string(f), r.exit_code, r.err)};
-  return Done{};
+  if (!r.ok()) return Error{fmt::format("{} ({}) failed (exit {}): {}", join_command(argv), to_string(f), r.exit_code, r.err)};
+  return {};
 }
 
-Outcome IptablesBackend::switch_families(const Generation* g, int back, Plan* plan, bool* reverted) {
+Status IptablesBackend::switch_families(const Generation* g, int back, Plan* plan, bool* reverted) {
   *reverted = true;
   auto fams = families();
   for (size_t i = 0; i < fams.size(); ++i) {
@@ -405,15 +405,15 @@ Outcome IptablesBackend::switch_families(const Generation* g, int back, Plan* pl
     }
     return r;
   }
-  return Done{};
+  return {};
 }
 
-Expected<Plan> IptablesBackend::plan(const Ir& ir) {
-  if (auto r = recover(); !r) return Failure{r.error()};
+Result<Plan> IptablesBackend::plan(const Ir& ir) {
+  if (auto r = recover(); !r) return r.error();
   Plan plan;
   for (auto f : families()) {
     auto saved = save(f);
-    if (!saved) return Failure{saved.error()};
+    if (!saved) return saved.error();
     auto p = make_plan(*saved, render(ir.table(f), o_.render));
     plan.chains.insert(plan.chains.end(), p.chains.begin(), p.chains.end());
     plan.jumps_to_add.insert(plan.jumps_to_add.end(), p.jumps_to_add.begin(), p.jumps_to_add.end());
@@ -430,30 +430,30 @@ bool same_rules(const RenderedTable& a, const RenderedTable& b) {
 
 }  // namespace
 
-Expected<ApplyReport> IptablesBackend::keep_current(Generation& in_force, const Ir& ir) {
+Result<ApplyReport> IptablesBackend::keep_current(Generation& in_force, const Ir& ir) {
   ApplyReport rep;
   rep.generation = in_force.number;
   rep.rules = in_force.v4.rules.size() + (o_.ipv6 ? in_force.v6.rules.size() : 0);
   rep.unchanged = true;
   if (in_force.source_hash != ir.source_hash) {  // e.g. only YAML comments changed: status names the new source
     in_force.source_hash = ir.source_hash;
-    if (auto r = store_generation(in_force); !r) return Failure{r.error()};
-    if (auto r = store_ir(o_.state_dir, in_force.number, ir); !r) return Failure{r.error()};
+    if (auto r = store_generation(in_force); !r) return r.error();
+    if (auto r = store_ir(o_.state_dir, in_force.number, ir); !r) return r.error();
   }
   auto st = status();
-  if (!st) return Failure{st.error()};
+  if (!st) return st.error();
   if (st->drift) {
     auto r = reinstall_locked(in_force.number);
-    if (!r) return Failure{r.error()};
+    if (!r) return r.error();
     rep.plan = std::move(r->plan);
     rep.drift_repaired = true;
   }
   return rep;
 }
 
-Expected<ApplyReport> IptablesBackend::apply(const Ir& ir) {
+Result<ApplyReport> IptablesBackend::apply(const Ir& ir) {
   auto lock = lock_and_recover();
-  if (!lock) return Failure{lock.error()};
+  if (!lock) return lock.error();
   Generation g;
   auto gens = generations();
   g.number = gens.empty() ? 1 : gens.back() + 1;
@@ -480,7 +480,7 @@ Expected<ApplyReport> IptablesBackend::apply(const Ir& ir) {
   rep.generation = g.number;
   rep.rules = g.v4.rules.size() + (o_.ipv6 ? g.v6.rules.size() : 0);
   auto plan = transition(&g, &ir);
-  if (!plan) return Failure{plan.error()};
+  if (!plan) return plan.error();
   rep.plan = std::move(*plan);
   prune(g.number, g.parent);
   auto keep = g.v4.set_names;
@@ -489,9 +489,9 @@ Expected<ApplyReport> IptablesBackend::apply(const Ir& ir) {
   return rep;
 }
 
-Expected<ApplyReport> IptablesBackend::rollback() {
+Result<ApplyReport> IptablesBackend::rollback() {
   auto lock = lock_and_recover();
-  if (!lock) return Failure{lock.error()};
+  if (!lock) return lock.error();
   int cur = current();
   int target = 0;
   if (cur == 0) {  // after a flush: put the last applied generation back
@@ -499,28 +499,28 @@ Expected<ApplyReport> IptablesBackend::rollback() {
     if (!gens.empty()) target = gens.back();
   } else {
     auto g = load_generation(cur);
-    if (!g) return Failure{g.error()};
+    if (!g) return g.error();
     target = g->parent;
   }
   if (target == 0 || !fs::exists(fs::path(o_.state_dir) / fmt::format("gen-{}.json", target)))
-    return Failure{fmt::format("policy rollback failed: generation {} has no earlier generation kept in {}", cur, o_.state_dir)};
+    return Error{fmt::format("policy rollback failed: generation {} has no earlier generation kept in {}", cur, o_.state_dir)};
   return reinstall_locked(target);
 }
 
-Expected<ApplyReport> IptablesBackend::reinstall(int target) {
+Result<ApplyReport> IptablesBackend::reinstall(int target) {
   auto lock = lock_and_recover();
-  if (!lock) return Failure{lock.error()};
+  if (!lock) return lock.error();
   return reinstall_locked(target);
 }
 
-Expected<ApplyReport> IptablesBackend::reinstall_locked(int target) {
+Result<ApplyReport> IptablesBackend::reinstall_locked(int target) {
   auto g = load_generation(target);
-  if (!g) return Failure{g.error()};
+  if (!g) return g.error();
   ApplyReport rep;
   rep.generation = target;
   rep.rules = g->v4.rules.size() + (o_.ipv6 ? g->v6.rules.size() : 0);
   auto plan = transition(&*g, nullptr);
-  if (!plan) return Failure{plan.error()};
+  if (!plan) return plan.error();
   rep.plan = std::move(*plan);
   auto keep = g->v4.set_names;
   keep.insert(keep.end(), g->v6.set_names.begin(), g->v6.set_names.end());
@@ -528,21 +528,21 @@ Expected<ApplyReport> IptablesBackend::reinstall_locked(int target) {
   return rep;
 }
 
-Expected<BackendStatus> IptablesBackend::status() {
-  if (auto r = recover(); !r) return Failure{r.error()};
+Result<BackendStatus> IptablesBackend::status() {
+  if (auto r = recover(); !r) return r.error();
   BackendStatus st;
   st.generation = current();
   std::optional<Generation> g;
   if (st.generation > 0) {
     auto lg = load_generation(st.generation);
-    if (!lg) return Failure{lg.error()};
+    if (!lg) return lg.error();
     g = std::move(*lg);
     st.source_hash = g->source_hash;
     st.modes = g->modes;
   }
   for (auto f : families()) {
     auto saved = save(f);
-    if (!saved) return Failure{saved.error()};
+    if (!saved) return saved.error();
     for (const auto& r : saved->rules) {
       if (!is_our_chain(r.chain) || r.tag.empty()) continue;
       RuleCounter c;
@@ -579,12 +579,12 @@ Expected<BackendStatus> IptablesBackend::status() {
   return st;
 }
 
-Outcome IptablesBackend::flush_family(Family f) {
+Status IptablesBackend::flush_family(Family f) {
   auto saved = save(f);
-  if (!saved) return Failure{saved.error()};
+  if (!saved) return saved.error();
   auto ours = saved->our_chains();
   auto jumps = saved->jumps_to_us();
-  if (ours.empty() && jumps.empty()) return Done{};
+  if (ours.empty() && jumps.empty()) return {};
   std::string text = "*filter\n";
   for (const auto& j : jumps) text += "-D" + j.line.substr(2) + "\n";
   for (const auto& c : ours) text += ":" + c + " - [0:0]\n";
@@ -593,16 +593,16 @@ Outcome IptablesBackend::flush_family(Family f) {
   auto argv = cmd(f, "restore");
   argv.insert(argv.end(), {"--wait=10", "--noflush"});
   auto r = run_->run(argv, text);
-  if (!r.ok()) return Failure{fmt::format("{} ({}) flush failed (exit {}): {}", join_command(argv), to_string(f), r.exit_code, r.err)};
-  return Done{};
+  if (!r.ok()) return Error{fmt::format("{} ({}) flush failed (exit {}): {}", join_command(argv), to_string(f), r.exit_code, r.err)};
+  return {};
 }
 
-Outcome IptablesBackend::flush() {
+Status IptablesBackend::flush() {
   auto lock = lock_and_recover();
-  if (!lock) return Failure{lock.error()};
-  if (auto r = transition(nullptr, nullptr); !r) return Failure{r.error()};
+  if (!lock) return lock.error();
+  if (auto r = transition(nullptr, nullptr); !r) return r.error();
   destroy_stale_sets({});
-  return Done{};
+  return {};
 }
 
 void IptablesBackend::destroy_stale_sets(const std::vector<std::string>& keep) {
@@ -636,12 +636,12 @@ std::vector<int> IptablesBackend::generations() const {
 
 int IptablesBackend::current() const { return current_generation(o_.state_dir); }
 
-Outcome IptablesBackend::set_current(int n) const { return write_file_atomic(fs::path(o_.state_dir) / "current", fmt::format("{}\n", n)); }
+Status IptablesBackend::set_current(int n) const { return write_file_atomic(fs::path(o_.state_dir) / "current", fmt::format("{}\n", n)); }
 
-Outcome IptablesBackend::store_generation(Generation& g) const {
+Status IptablesBackend::store_generation(Generation& g) const {
   std::error_code ec;
   fs::create_directories(o_.state_dir, ec);
-  if (ec) return Failure{fmt::format("policy state directory {} create failed: {}", o_.state_dir, ec.message())};
+  if (ec) return Error{fmt::format("policy state directory {} create failed: {}", o_.state_dir, ec.message())};
   json j = {{"generation", g.number}, {"parent", g.parent}, {"created", g.created}, {"source_hash", g.source_hash}, {"modes", g.modes},
             {"ipv4", table_json(g.v4)}, {"ipv6", table_json(g.v6)}, {"index", nullptr},
             {"observed_ipv4", g.observed_v4}, {"observed_ipv6", g.observed_v6}, {"ipv6_installed", g.ipv6}};
@@ -652,10 +652,10 @@ Outcome IptablesBackend::store_generation(Generation& g) const {
   return write_file_atomic(fs::path(o_.state_dir) / fmt::format("gen-{}.json", g.number), text);
 }
 
-Expected<IptablesBackend::Generation> IptablesBackend::load_generation(int n) const {
+Result<IptablesBackend::Generation> IptablesBackend::load_generation(int n) const {
   auto path = fs::path(o_.state_dir) / fmt::format("gen-{}.json", n);
   std::ifstream f(path);
-  if (!f) return Failure{fmt::format("policy generation {} open failed", path.string())};
+  if (!f) return Error{fmt::format("policy generation {} open failed", path.string())};
   try {
     json j = json::parse(f);
     Generation g;
@@ -672,7 +672,7 @@ Expected<IptablesBackend::Generation> IptablesBackend::load_generation(int n) co
     g.ipv6 = j.value("ipv6_installed", true);
     return g;
   } catch (const json::exception& e) {
-    return Failure{fmt::format("policy generation {} parse failed: {}", path.string(), e.what())};
+    return Error{fmt::format("policy generation {} parse failed: {}", path.string(), e.what())};
   }
 }
 
@@ -714,19 +714,19 @@ void IptablesBackend::forget(int n) const {
   fs::remove(ir_path(o_.state_dir, n), ec);
 }
 
-Expected<Plan> IptablesBackend::transition(Generation* g, const Ir* ir) {
+Result<Plan> IptablesBackend::transition(Generation* g, const Ir* ir) {
   int prev = current();
   int target = g ? g->number : 0;
   auto pending = pending_path(o_.state_dir);
   json intent = {{"generation", target}, {"previous", prev}, {"new", ir != nullptr}};
-  if (auto r = write_file_atomic(pending, intent.dump() + "\n"); !r) return Failure{r.error()};
+  if (auto r = write_file_atomic(pending, intent.dump() + "\n"); !r) return r.error();
   if (ir) {  // the new generation is on disk before the kernel is touched
-    Outcome stored = store_generation(*g);
+    Status stored = store_generation(*g);
     if (stored) stored = store_ir(o_.state_dir, target, *ir);
     if (!stored) {
       forget(target);
       (void)remove_file_durable(pending);
-      return Failure{stored.error()};
+      return stored.error();
     }
   }
   crash_point("intent");
@@ -734,12 +734,12 @@ Expected<Plan> IptablesBackend::transition(Generation* g, const Ir* ir) {
   bool reverted = true;
   if (auto r = switch_families(g, prev, &plan, &reverted); !r) {
     if (!reverted)  // the marker stays: the next policy command (or the agent's next pass) finishes the job
-      return Failure{fmt::format("{}; putting back the families already switched failed too: the next policy command puts "
+      return Error{fmt::format("{}; putting back the families already switched failed too: the next policy command puts "
                                  "one generation back in force",
-                                 r.error())};
+                                 r.error().str())};
     if (ir) forget(target);
     (void)remove_file_durable(pending);
-    return Failure{r.error()};
+    return r.error();
   }
   if (g) {
     for (auto f : families()) {
@@ -747,21 +747,21 @@ Expected<Plan> IptablesBackend::transition(Generation* g, const Ir* ir) {
       if (saved) g->observed(f) = observe(*saved);
     }
     g->ipv6 = o_.ipv6;
-    if (auto r = store_generation(*g); !r) return Failure{r.error()};
+    if (auto r = store_generation(*g); !r) return r.error();
     crash_point("stored");
   }
   // The commit point: once `current` names the target, a crash finishes the switch instead of undoing it.
-  if (auto r = set_current(target); !r) return Failure{r.error()};
+  if (auto r = set_current(target); !r) return r.error();
   crash_point("current");
-  if (auto r = remove_file_durable(pending); !r) return Failure{r.error()};
+  if (auto r = remove_file_durable(pending); !r) return r.error();
   return plan;
 }
 
-Outcome IptablesBackend::settle(int n) {
+Status IptablesBackend::settle(int n) {
   std::optional<Generation> g;
   if (n > 0) {
     auto l = load_generation(n);
-    if (!l) return Failure{l.error()};
+    if (!l) return l.error();
     g = std::move(*l);
   }
   bool reverted = true;
@@ -779,10 +779,10 @@ Outcome IptablesBackend::settle(int n) {
   }
   if (auto r = set_current(n); !r) return r;
   destroy_stale_sets(keep);
-  return Done{};
+  return {};
 }
 
-Expected<std::string> IptablesBackend::recover_locked() {
+Result<std::string> IptablesBackend::recover_locked() {
   auto p = read_pending();
   if (!p) return std::string();
   bool committed = current() == p->target;
@@ -793,34 +793,34 @@ Expected<std::string> IptablesBackend::recover_locked() {
   if (!r && other != want && (other == 0 || fs::exists(fs::path(o_.state_dir) / fmt::format("gen-{}.json", other)))) {
     // One generation in force beats the preferred one: e.g. the previous one refers to a cgroup that is gone.
     if (auto r2 = settle(other); r2) {
-      how = fmt::format("{} instead ({} failed: {})", committed ? "undone" : "finished", committed ? "finishing" : "undoing", r.error());
+      how = fmt::format("{} instead ({} failed: {})", committed ? "undone" : "finished", committed ? "finishing" : "undoing", r.error().str());
       want = other;
       r = r2;
     }
   }
   if (!r)
-    return Failure{fmt::format("policy state {}: an interrupted switch from generation {} to {} could not be finished or undone: {}",
-                               o_.state_dir, p->previous, p->target, r.error())};
+    return Error{fmt::format("policy state {}: an interrupted switch from generation {} to {} could not be finished or undone: {}",
+                               o_.state_dir, p->previous, p->target, r.error().str())};
   if (want != p->target && p->fresh) forget(p->target);
-  if (auto c = remove_file_durable(pending_path(o_.state_dir)); !c) return Failure{c.error()};
+  if (auto c = remove_file_durable(pending_path(o_.state_dir)); !c) return c.error();
   auto msg = fmt::format("an interrupted {} of generation {} (from {}) was {}: {}", p->fresh ? "apply" : "switch", p->target,
                          p->previous, how, in_force_text(want));
   spdlog::warn("policy: {}", msg);
   return msg;
 }
 
-Expected<std::string> IptablesBackend::recover() {
+Result<std::string> IptablesBackend::recover() {
   std::error_code ec;
   if (!fs::exists(pending_path(o_.state_dir), ec)) return std::string();
   auto lock = StateLock::acquire(o_.state_dir);
-  if (!lock) return Failure{lock.error()};
+  if (!lock) return lock.error();
   return recover_locked();  // re-reads the marker: the holder we waited for may have finished
 }
 
-Expected<StateLock> IptablesBackend::lock_and_recover() {
+Result<StateLock> IptablesBackend::lock_and_recover() {
   auto lock = StateLock::acquire(o_.state_dir);
-  if (!lock) return Failure{lock.error()};
-  if (auto r = recover_locked(); !r) return Failure{r.error()};
+  if (!lock) return lock.error();
+  if (auto r = recover_locked(); !r) return r.error();
   return std::move(*lock);
 }
 

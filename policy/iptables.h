@@ -12,7 +12,7 @@
 
 #include "policy/command.h"
 #include "policy/diagnostic.h"
-#include "policy/expected.h"
+#include "common/result.h"
 #include "policy/ir.h"
 #include "policy/state_file.h"
 
@@ -125,20 +125,20 @@ class IptablesBackend {
  public:
   explicit IptablesBackend(IptablesOptions o, std::shared_ptr<CommandRunner> runner = nullptr);
 
-  Expected<Plan> plan(const Ir& ir);
+  Result<Plan> plan(const Ir& ir);
   // Atomic per table: on any failure the previous generation stays (or is put back) in force.
   // When the rules, modes and rule index equal the current generation's, nothing is installed and no generation is
   // made (report.unchanged); drift is still repaired by installing the current generation again.
-  Expected<ApplyReport> apply(const Ir& ir);
-  Expected<ApplyReport> rollback();
+  Result<ApplyReport> apply(const Ir& ir);
+  Result<ApplyReport> rollback();
   // Installs stored generation `n` again and makes it current (drift repair; rollback uses it too).
-  Expected<ApplyReport> reinstall(int n);
-  Expected<BackendStatus> status();
+  Result<ApplyReport> reinstall(int n);
+  Result<BackendStatus> status();
   // Removes our jump rules, our chains and our ipsets; nothing else.
-  Outcome flush();
+  Status flush();
   // Finishes or undoes a switch a dead process left half done; "" when there was none, else what was done.
   // plan, apply, rollback, reinstall, status and flush call it first.
-  Expected<std::string> recover();
+  Result<std::string> recover();
 
   const IptablesOptions& options() const { return o_; }
 
@@ -147,27 +147,27 @@ class IptablesBackend {
   struct Pending;
   std::vector<Family> families() const;
   std::vector<std::string> cmd(Family f, const char* tool) const;
-  Expected<SavedTable> save(Family f);
-  Expected<ApplyReport> keep_current(Generation& in_force, const Ir& ir);
-  Expected<ApplyReport> reinstall_locked(int n);
+  Result<SavedTable> save(Family f);
+  Result<ApplyReport> keep_current(Generation& in_force, const Ir& ir);
+  Result<ApplyReport> reinstall_locked(int n);
   // Puts every family on `g` (nullptr: no rules of ours). When one fails, the families already switched go back to
   // generation `back` (0: none; -1: leave them); `reverted` says whether that worked.
-  Outcome switch_families(const Generation* g, int back, Plan* plan, bool* reverted);
-  Outcome install_family(const Generation& g, Family f, Plan* plan);
-  Outcome flush_family(Family f);
+  Status switch_families(const Generation* g, int back, Plan* plan, bool* reverted);
+  Status install_family(const Generation& g, Family f, Plan* plan);
+  Status flush_family(Family f);
   // Journalled switch from `current` to `g` (nullptr: none). `ir`: g is a new generation, stored with it first.
-  Expected<Plan> transition(Generation* g, const Ir* ir);
-  Outcome settle(int n);  // recovery: installs n (0: none) everywhere and makes it current, no journal
-  Expected<std::string> recover_locked();
-  Expected<StateLock> lock_and_recover();
+  Result<Plan> transition(Generation* g, const Ir* ir);
+  Status settle(int n);  // recovery: installs n (0: none) everywhere and makes it current, no journal
+  Result<std::string> recover_locked();
+  Result<StateLock> lock_and_recover();
   std::optional<Pending> read_pending() const;
   void crash_point(const std::string& step) const;
   void forget(int n) const;  // removes the files of generation n
-  Expected<Generation> load_generation(int n) const;
-  Outcome store_generation(Generation& g) const;  // borrows g.index while writing (no copy)
+  Result<Generation> load_generation(int n) const;
+  Status store_generation(Generation& g) const;  // borrows g.index while writing (no copy)
   std::vector<int> generations() const;
   int current() const;
-  Outcome set_current(int n) const;
+  Status set_current(int n) const;
   void prune(int cur, int parent) const;
   void destroy_stale_sets(const std::vector<std::string>& keep);
 

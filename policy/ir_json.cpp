@@ -18,7 +18,7 @@ json rule_json(const IrRule& r) {
   json ports = json::array();
   for (const auto& p : r.match.dports) ports.push_back({p.first, p.last});
   const auto& m = r.match;
-  return {m.src ? m.src->to_string() : "", m.dst ? m.dst->to_string() : "", m.src_set, m.dst_set, int(m.proto), std::move(ports),
+  return {m.src ? m.src->str() : "", m.dst ? m.dst->str() : "", m.src_set, m.dst_set, int(m.proto), std::move(ports),
           m.cgroup, m.established, int(r.target), r.jump, r.owner, int(r.mode), r.what, r.hash,
           m.icmpv6_type ? int(*m.icmpv6_type) : -1};
 }
@@ -90,7 +90,7 @@ json table_json(const IrTable& t) {
   }
   for (const auto& s : t.sets) {
     json members = json::array();
-    for (const auto& m : s.members) members.push_back(m.to_string());
+    for (const auto& m : s.members) members.push_back(m.str());
     sets.push_back({{"name", s.name}, {"members", std::move(members)}});
   }
   return {{"chains", std::move(chains)}, {"sets", std::move(sets)}};
@@ -133,9 +133,9 @@ json ir_to_json(const Ir& ir) {
           {"ipv4", table_json(ir.v4)}, {"ipv6", table_json(ir.v6)}};
 }
 
-Expected<Ir> ir_from_json(const json& j) {
+Result<Ir> ir_from_json(const json& j) {
   try {
-    if (!j.is_object() || j.value("schema", "") != "hostscope.ir/v1") return Failure{"IR: not a hostscope.ir/v1 document"};
+    if (!j.is_object() || j.value("schema", "") != "hostscope.ir/v1") return Error{"IR: not a hostscope.ir/v1 document"};
     Ir ir;
     ir.source_hash = j.value("source_hash", "");
     if (j.contains("modes") && j["modes"].is_object())
@@ -145,7 +145,7 @@ Expected<Ir> ir_from_json(const json& j) {
     ir.v6 = table_from(j.value("ipv6", json()), Family::V6, "ipv6");
     return ir;
   } catch (const std::exception& e) {
-    return Failure{fmt::format("IR: {}", e.what())};
+    return Error{fmt::format("IR: {}", e.what())};
   }
 }
 
@@ -153,18 +153,18 @@ std::string ir_path(const std::string& state_dir, int generation) {
   return (std::filesystem::path(state_dir) / fmt::format("gen-{}.ir.json", generation)).string();
 }
 
-Outcome store_ir(const std::string& state_dir, int generation, const Ir& ir) {
+Status store_ir(const std::string& state_dir, int generation, const Ir& ir) {
   return write_file_atomic(ir_path(state_dir, generation), ir_to_json(ir).dump());
 }
 
-Expected<Ir> load_ir(const std::string& state_dir, int generation) {
+Result<Ir> load_ir(const std::string& state_dir, int generation) {
   auto path = ir_path(state_dir, generation);
   std::ifstream f(path);
-  if (!f) return Failure{fmt::format("policy IR {} open failed", path)};
+  if (!f) return Error{fmt::format("policy IR {} open failed", path)};
   json j = json::parse(f, nullptr, false);
-  if (j.is_discarded()) return Failure{fmt::format("policy IR {} is not valid JSON", path)};
+  if (j.is_discarded()) return Error{fmt::format("policy IR {} is not valid JSON", path)};
   auto ir = ir_from_json(j);
-  if (!ir) return Failure{fmt::format("policy IR {}: {}", path, ir.error())};
+  if (!ir) return Error{fmt::format("policy IR {}: {}", path, ir.error().str())};
   return ir;
 }
 

@@ -7,18 +7,18 @@
 
 #include <nlohmann/json.hpp>
 
-#include "policy/expected.h"
+#include "common/result.h"
 #include "policy/ir.h"
 
 namespace hostscope::policy {
 
 nlohmann::json ir_to_json(const Ir& ir);
-Expected<Ir> ir_from_json(const nlohmann::json& j);  // names the first malformed member
+Result<Ir> ir_from_json(const nlohmann::json& j);  // names the first malformed member
 
 // <state_dir>/gen-<generation>.ir.json
 std::string ir_path(const std::string& state_dir, int generation);
-Outcome store_ir(const std::string& state_dir, int generation, const Ir& ir);
-Expected<Ir> load_ir(const std::string& state_dir, int generation);
+Status store_ir(const std::string& state_dir, int generation, const Ir& ir);
+Result<Ir> load_ir(const std::string& state_dir, int generation);
 // The generation in force (<state_dir>/current), 0 when none.
 int current_generation(const std::string& state_dir);
 

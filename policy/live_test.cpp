@@ -74,8 +74,8 @@ class SignalGuard {
 };
 
 bool interrupted() { return g_signal != 0; }
-Failure interrupted_failure() {
-  return Failure{fmt::format("interrupted by signal {}; scratch namespaces and cgroups were removed", static_cast<int>(g_signal))};
+Error interrupted_failure() {
+  return Error{fmt::format("interrupted by signal {}; scratch namespaces and cgroups were removed", static_cast<int>(g_signal))};
 }
 
 // ---- small OS helpers ----
@@ -250,38 +250,38 @@ class Scratch {
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
 
-  Outcome run(const std::vector<std::string>& argv) {
+  Status run(const std::vector<std::string>& argv) {
     if (interrupted()) return interrupted_failure();
     auto r = run_->run(argv, "");
-    if (!r.ok()) return Failure{fmt::format("{} failed (exit {}): {}", join_command(argv), r.exit_code, r.err)};
-    return Done{};
+    if (!r.ok()) return Error{fmt::format("{} failed (exit {}): {}", join_command(argv), r.exit_code, r.err)};
+    return {};
   }
-  Outcome add_netns(const std::string& name) {
+  Status add_netns(const std::string& name) {
     auto r = run({"ip", "netns", "add", name});
     if (r) netns_.push_back(name);
     return r;
   }
   // mkdir -p of `rel` below `base` (the cgroup2 mount), remembering every directory it created.
-  Outcome make_cgroup(const fs::path& base, const std::string& rel) {
+  Status make_cgroup(const fs::path& base, const std::string& rel) {
     fs::path cur = base;
     for (const auto& part : fs::path(rel).relative_path()) {
       cur /= part;
       if (mkdir(cur.c_str(), 0755) == 0) cgroup_dirs_.push_back(cur.string());
-      else if (errno != EEXIST) return Failure{fmt::format("mkdir {} failed: {}", cur.string(), std::strerror(errno))};
+      else if (errno != EEXIST) return Error{fmt::format("mkdir {} failed: {}", cur.string(), std::strerror(errno))};
     }
-    return Done{};
+    return {};
   }
   // The scratch parent must be new: never adopt (or later remove) a cgroup somebody else made.
-  Outcome make_parent_cgroup(const fs::path& dir) {
-    if (mkdir(dir.c_str(), 0755) != 0) return Failure{fmt::format("mkdir {} failed: {}", dir.string(), std::strerror(errno))};
+  Status make_parent_cgroup(const fs::path& dir) {
+    if (mkdir(dir.c_str(), 0755) != 0) return Error{fmt::format("mkdir {} failed: {}", dir.string(), std::strerror(errno))};
     cgroup_dirs_.push_back(dir.string());
-    return Done{};
+    return {};
   }
-  Outcome make_state_dir() {
+  Status make_state_dir() {
     std::string tmpl = (fs::temp_directory_path() / "hostscope-live-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) return Failure{fmt::format("mkdtemp {} failed: {}", tmpl, std::strerror(errno))};
+    if (!mkdtemp(tmpl.data())) return Error{fmt::format("mkdtemp {} failed: {}", tmpl, std::strerror(errno))};
     state_dir_ = tmpl;
-    return Done{};
+    return {};
   }
   void adopt_child(pid_t pid) { children_.insert(pid); }
   void reaped(pid_t pid) { children_.erase(pid); }  // its pid may be reused: never signal it again
@@ -315,7 +315,7 @@ struct Planned {
 
 std::string describe(const Endpoint& e) {
   if (e.local) return "cgroup " + e.cgroup;
-  return e.address ? to_string(*e.address) : "?";
+  return e.address ? e.address->str() : "?";
 }
 
 // Why an address cannot stand as its own scratch host ("" when it can).
@@ -323,15 +323,15 @@ std::string unusable_address(const IpAddr& a) {
   if (a.family == Family::V6) {
     const auto& b = a.bytes;
     bool low_zero = std::all_of(b.begin(), b.begin() + 10, [](uint8_t x) { return x == 0; });
-    if (b[0] == 0xff || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || (low_zero && ((b[10] == 0xff && b[11] == 0xff) || to_string(a) == "::" ||
-                                                                                to_string(a) == "::1")))
+    if (b[0] == 0xff || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || (low_zero && ((b[10] == 0xff && b[11] == 0xff) || a.str() == "::" ||
+                                                                                a.str() == "::1")))
       return "not a unicast host address the scratch topology can own (multicast, link-local, loopback, unspecified or IPv4-mapped)";
-    if (to_string(a) == kNodeAddr6) return fmt::format("{} is the scratch node's own address", kNodeAddr6);
+    if (a.str() == kNodeAddr6) return fmt::format("{} is the scratch node's own address", kNodeAddr6);
     return "";
   }
   uint8_t b0 = a.bytes[0];
   if (b0 == 0 || b0 == 127 || b0 >= 224) return "not a unicast host address the scratch topology can own";
-  if (to_string(a) == kNodeAddr) return fmt::format("{} is the scratch node's own address", kNodeAddr);
+  if (a.str() == kNodeAddr) return fmt::format("{} is the scratch node's own address", kNodeAddr);
   return "";
 }
 
@@ -432,10 +432,10 @@ std::string live_requirements(const LiveOptions& o) {
   return s;
 }
 
-Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, const Context& ctx, const LiveOptions& o) {
-  if (auto why = live_requirements(o); !why.empty()) return Failure{"live checks cannot run; missing: " + why};
+Result<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, const Context& ctx, const LiveOptions& o) {
+  if (auto why = live_requirements(o); !why.empty()) return Error{"live checks cannot run; missing: " + why};
   auto reference = compile(loaded, ctx);
-  if (!reference.ok()) return Failure{"policy set does not validate"};
+  if (!reference.ok()) return Error{"policy set does not validate"};
   const Ir& ir = *reference.ir;
 
   SignalGuard signals;
@@ -445,9 +445,9 @@ Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, c
   const fs::path cg_root = cgroup2_root();
 
   // Kernel view: every cgroup (catalogue and literal subjects) mirrored under the scratch parent.
-  auto mirror = [&](const std::string& cg) -> Expected<std::string> {
+  auto mirror = [&](const std::string& cg) -> Result<std::string> {
     auto m = mirror_cgroup(parent, cg);
-    if (!m) return Failure{fmt::format("cgroup path '{}' cannot be mirrored under {} (it has . or .. components)", cg, parent)};
+    if (!m) return Error{fmt::format("cgroup path '{}' cannot be mirrored under {} (it has . or .. components)", cg, parent)};
     return *m;
   };
   LoadResult live_set = loaded;
@@ -456,7 +456,7 @@ Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, c
   for (auto& p : live_set.set.policies)
     if (p.subject.cgroup && safe_cgroup_path(*p.subject.cgroup)) {
       auto m = mirror(*p.subject.cgroup);
-      if (!m) return Failure{m.error()};
+      if (!m) return m.error();
       p.subject.cgroup = *m;
       scratch_cgroups.insert(*m);
     }
@@ -464,12 +464,12 @@ Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, c
     for (auto& cg : s.cgroups)
       if (safe_cgroup_path(cg)) {
         auto m = mirror(cg);
-        if (!m) return Failure{m.error()};
+        if (!m) return m.error();
         cg = *m;
         scratch_cgroups.insert(*m);
       }
   auto live_compiled = compile(live_set, live_ctx);
-  if (!live_compiled.ok()) return Failure{"the policy set with mirrored cgroups does not validate"};
+  if (!live_compiled.ok()) return Error{"the policy set with mirrored cgroups does not validate"};
 
   // Plan every (case, from endpoint, to endpoint) pair the evaluator looks at.
   std::vector<LiveCaseResult> results;
@@ -510,7 +510,7 @@ Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, c
             continue;
           }
           auto ns_of = [&](const IpAddr& a) {
-            std::string text = to_string(a);
+            std::string text = a.str();
             auto [it, fresh] = addr_ns.emplace(text, "");
             if (fresh) it->second = fmt::format("hsl-{}-a{}", scratch.id(), addr_ns.size());
             return it->second;
@@ -526,7 +526,7 @@ Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, c
             p.dst = f.local ? kLoopback : f.address->family == Family::V6 ? kNodeAddr6 : kNodeAddr;
           } else {
             p.dst_ns = ns_of(*to.address);
-            p.dst = to_string(*to.address);
+            p.dst = to.address->str();
           }
           listeners[p.dst_ns].sockets.insert({p.proto, p.port});
           listeners[p.dst_ns].v6 |= p.dst.find(':') != std::string::npos;
@@ -536,15 +536,15 @@ Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, c
       results.push_back(std::move(r));
     }
   if (addr_ns.size() > kLiveMaxAddresses)
-    return Failure{fmt::format("the test cases use {} distinct remote addresses; live checks emulate at most {}", addr_ns.size(), kLiveMaxAddresses)};
+    return Error{fmt::format("the test cases use {} distinct remote addresses; live checks emulate at most {}", addr_ns.size(), kLiveMaxAddresses)};
   if (planned.size() > kLiveMaxProbes)
-    return Failure{fmt::format("the test cases need {} connections; live checks make at most {}", planned.size(), kLiveMaxProbes)};
+    return Error{fmt::format("the test cases need {} connections; live checks make at most {}", planned.size(), kLiveMaxProbes)};
 
   // Topology: node namespace, one namespace per address, veth h<k> <-> eth0, routed by the node.
-  if (auto r = scratch.make_parent_cgroup(cg_root / fs::path(parent).relative_path()); !r) return Failure{r.error()};
+  if (auto r = scratch.make_parent_cgroup(cg_root / fs::path(parent).relative_path()); !r) return r.error();
   for (const auto& cg : scratch_cgroups)
-    if (auto r = scratch.make_cgroup(cg_root, cg); !r) return Failure{r.error()};
-  if (auto r = scratch.make_state_dir(); !r) return Failure{r.error()};
+    if (auto r = scratch.make_cgroup(cg_root, cg); !r) return r.error();
+  if (auto r = scratch.make_state_dir(); !r) return r.error();
   auto step = [&](const std::vector<std::string>& argv) { return scratch.run(argv); };
   // No duplicate address detection: addresses are usable at once, and neighbour discovery (which the rules
   // must leave open) needs the link-local ones.
@@ -555,10 +555,10 @@ Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, c
   std::vector<std::vector<std::string>> setup = {
       {"ip", "-n", node_ns, "link", "set", "lo", "up"},
       {"ip", "netns", "exec", node_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"}, no_dad(node_ns)};
-  if (auto r = scratch.add_netns(node_ns); !r) return Failure{r.error()};
+  if (auto r = scratch.add_netns(node_ns); !r) return r.error();
   size_t k = 0;
   for (const auto& [addr, ns] : addr_ns) {
-    if (auto r = scratch.add_netns(ns); !r) return Failure{r.error()};
+    if (auto r = scratch.add_netns(ns); !r) return r.error();
     std::string dev = fmt::format("h{}", ++k);
     bool v6 = addr.find(':') != std::string::npos;
     const std::string node_addr = v6 ? kNodeAddr6 : kNodeAddr, host = v6 ? "/128" : "/32";
@@ -579,15 +579,15 @@ Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, c
   listeners[node_ns].udp_addrs = {kLoopback, kNodeAddr};
   if (listeners[node_ns].v6) listeners[node_ns].udp_addrs.push_back(kNodeAddr6);
   for (const auto& argv : setup)
-    if (auto r = step(argv); !r) return Failure{r.error()};
+    if (auto r = step(argv); !r) return r.error();
 
   // Listeners, each ready before anything is probed.
   for (const auto& [ns, l] : listeners) {
     if (l.sockets.empty()) continue;
     int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) != 0) return Failure{fmt::format("pipe failed: {}", std::strerror(errno))};
+    if (pipe2(pipefd, O_CLOEXEC) != 0) return Error{fmt::format("pipe failed: {}", std::strerror(errno))};
     pid_t pid = fork();
-    if (pid < 0) return Failure{fmt::format("fork failed: {}", std::strerror(errno))};
+    if (pid < 0) return Error{fmt::format("fork failed: {}", std::strerror(errno))};
     if (pid == 0) {
       close(pipefd[0]);
       serve(ns, l, pipefd[1]);
@@ -602,12 +602,12 @@ Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, c
     ssize_t got = n == 1 ? read(pipefd[0], &c, 1) : 0;
     close(pipefd[0]);
     if (interrupted()) return interrupted_failure();
-    if (got != 1 || c != 'R') return Failure{fmt::format("listeners in namespace {} could not be started", ns)};
+    if (got != 1 || c != 'R') return Error{fmt::format("listeners in namespace {} could not be started", ns)};
   }
 
   // The compiled rules (with the scratch cgroups) go into the node namespace only.
   auto applied = scratch.backend(node_ns).apply(*live_compiled.ir);
-  if (!applied) return Failure{"applying the compiled rules in the scratch namespace failed: " + applied.error()};
+  if (!applied) return Error{"applying the compiled rules in the scratch namespace failed: " + applied.error().str()};
 
   // Probes, in parallel batches; each is bounded by the timeout.
   for (size_t start = 0; start < planned.size(); start += kLiveParallelProbes) {
@@ -617,7 +617,7 @@ Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, c
       const Planned& p = planned[i];
       if (p.client_ns.empty()) continue;
       pid_t pid = fork();
-      if (pid < 0) return Failure{fmt::format("fork failed: {}", std::strerror(errno))};
+      if (pid < 0) return Error{fmt::format("fork failed: {}", std::strerror(errno))};
       if (pid == 0) {
         child_common();
         if (!p.client_cgroup_dir.empty()) {
@@ -646,7 +646,7 @@ Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, c
                                                          {kTimeout, "no answer within the timeout (dropped)"},
                                                          {kRefused, "refused (rejected)"},
                                                          {kOtherError, "connection error (rejected or unreachable)"}};
-      if (code == kSetupFailed) return Failure{fmt::format("a client in namespace {} could not be started", p.client_ns)};
+      if (code == kSetupFailed) return Error{fmt::format("a client in namespace {} could not be started", p.client_ns)};
       p.probe.live_allow = code == kConnected;
       p.probe.live_detail = kDetail.count(code) ? kDetail.at(code) : fmt::format("exit {}", code);
       p.probe.live_detail += fmt::format(", {} -> {}:{}/{}", p.client_cgroup_dir.empty() ? p.client_ns : "node in " + p.probe.from,

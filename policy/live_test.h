@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "policy/context.h"
-#include "policy/expected.h"
+#include "common/result.h"
 #include "policy/loader.h"
 
 namespace hostscope::policy {
@@ -57,8 +57,8 @@ std::string live_requirements(const LiveOptions& o);
 
 // Compiles `loaded` with `ctx` (evaluator verdicts) and with the cgroups mirrored under the scratch
 // parent (kernel verdicts), builds the topology, runs every probe, tears everything down.
-// A Failure means the live check could not run (setup, apply, interrupted); results otherwise.
-Expected<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, const Context& ctx, const LiveOptions& o);
+// An Error means the live check could not run (setup, apply, interrupted); results otherwise.
+Result<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, const Context& ctx, const LiveOptions& o);
 
 // One line per case ("PASS file:line:col: name — expect allow, evaluator allow, live allow"), the
 // reasons under a failing case, then a summary. True when every case passed.

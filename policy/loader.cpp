@@ -289,7 +289,7 @@ class DocLoader {
         return;
       }
       if (c.host_bits_set)
-        warning(p.loc, fmt::format("CIDR '{}' has host bits set; it means {}", *v, c.cidr->to_string()));
+        warning(p.loc, fmt::format("CIDR '{}' has host bits set; it means {}", *v, c.cidr->str()));
       p.cidr = c.cidr;
     }
     r.peers.push_back(std::move(p));
@@ -553,7 +553,7 @@ const char* file_type(mode_t m) {
   return "a special file";
 }
 
-Failure unreadable(const std::string& why) { return Failure{"cannot read policy file: " + why}; }
+Error unreadable(const std::string& why) { return Error{"cannot read policy file: " + why}; }
 
 }  // namespace
 
@@ -562,7 +562,7 @@ bool is_policy_file_name(const std::string& name) {
   return ext == ".yaml" || ext == ".yml";
 }
 
-Expected<std::string> read_policy_file(const std::string& path, size_t limit) {
+Result<std::string> read_policy_file(const std::string& path, size_t limit) {
   // The type is checked before open: opening a FIFO blocks and opening a device can have side effects.
   struct stat st {};
   if (lstat(path.c_str(), &st) != 0) return unreadable(fmt::format("stat failed ({})", std::strerror(errno)));
@@ -632,7 +632,7 @@ LoadResult load_dir(const std::string& dir) {
   for (const auto& n : names) {
     auto text = read_policy_file((fs::path(dir) / n).string());
     if (!text) {
-      r.diagnostics.push_back({Severity::Error, {n, 0, 0}, text.error()});
+      r.diagnostics.push_back({Severity::Error, {n, 0, 0}, text.error().str()});
       continue;
     }
     h.add(n);

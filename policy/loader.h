@@ -5,7 +5,7 @@
 #include <string_view>
 
 #include "policy/diagnostic.h"
-#include "policy/expected.h"
+#include "common/result.h"
 #include "policy/model.h"
 
 namespace hostscope::policy {
@@ -27,7 +27,7 @@ bool is_policy_file_name(const std::string& name);
 // regular file or a symlink to one (Kubernetes ConfigMap volumes: x.yaml -> ..data/x.yaml). Anything else (a
 // dangling or looping symlink, a FIFO, a device, a socket, a directory) is refused without being opened for
 // reading; the error says what the entry is: "it is a symlink to '/dev/zero', which is a character device, ...".
-Expected<std::string> read_policy_file(const std::string& path, size_t limit = kMaxFileBytes + 1);
+Result<std::string> read_policy_file(const std::string& path, size_t limit = kMaxFileBytes + 1);
 
 // Loads every entry named *.yaml / *.yml directly in `dir`, sorted by file name (byte order), documents
 // in file order. Locations name files relative to `dir`. An entry that cannot be read whole is an error

@@ -93,12 +93,12 @@ std::string ReconcileConfig::describe() const {
   return "";
 }
 
-Expected<ReconcileConfig> parse_reconcile_config(const YAML::Node& node, const std::string& file) {
+Result<ReconcileConfig> parse_reconcile_config(const YAML::Node& node, const std::string& file) {
   ReconcileConfig c;
   if (!node || node.IsNull()) return c;
   Errors e(file);
   if (!e.map(node, "policy", {"state_dir", "work_dir", "iptables", "netns", "ipv6", "allow_failsafe_off", "allow_mass_removal", "context", "source"}))
-    return Failure{e.joined()};
+    return Error{e.joined()};
   e.get(node, "state_dir", c.state_dir, "policy");
   absolute(e, node, "state_dir", c.state_dir, "policy");
   e.get(node, "work_dir", c.work_dir, "policy");
@@ -114,7 +114,7 @@ Expected<ReconcileConfig> parse_reconcile_config(const YAML::Node& node, const s
   if (e.get(node, "context", c.context_file, "policy")) {
     absolute(e, node, "context", c.context_file, "policy");
     if (!c.context_file.empty() && c.context_file.front() == '/')
-      if (auto ctx = load_context_file(c.context_file); !ctx) e.at(node["context"], "policy.context: " + ctx.error());
+      if (auto ctx = load_context_file(c.context_file); !ctx) e.at(node["context"], "policy.context: " + ctx.error().str());
   }
 
   auto src = node["source"];
@@ -158,7 +158,7 @@ Expected<ReconcileConfig> parse_reconcile_config(const YAML::Node& node, const s
         e.at(git, w + " takes ssh_key_file or token_file, not both");
     }
   }
-  if (!e.ok()) return Failure{e.joined()};
+  if (!e.ok()) return Error{e.joined()};
   return c;
 }
 

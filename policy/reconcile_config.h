@@ -8,7 +8,7 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "policy/expected.h"
+#include "common/result.h"
 #include "policy/iptables.h"
 
 namespace hostscope::policy {
@@ -50,7 +50,7 @@ struct ReconcileConfig {
 
 // `node` is the value of the top-level `policy` key (may be null/undefined: defaults, no source). Errors are
 // "file:line:column: message" lines, joined with '\n'.
-Expected<ReconcileConfig> parse_reconcile_config(const YAML::Node& node, const std::string& file);
+Result<ReconcileConfig> parse_reconcile_config(const YAML::Node& node, const std::string& file);
 
 // The backend options the reconciler (and the policy metrics) use: variant, state_dir, ipv6, netns prefix.
 IptablesOptions iptables_options(const ReconcileConfig& c);

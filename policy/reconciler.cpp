@@ -28,26 +28,26 @@ std::string short_id(const std::string& c) { return c.size() > 12 ? c.substr(0, 
 // Copies the policy files of a plain directory into `dest` and returns the content hash standing in for a commit.
 // An entry named like a policy file that cannot be read whole (dangling symlink, FIFO, directory, ...) fails the
 // stage: the set is never applied without it.
-Expected<std::string> stage_directory(const std::string& src, const std::string& dest) {
+Result<std::string> stage_directory(const std::string& src, const std::string& dest) {
   std::error_code ec;
-  if (!fs::is_directory(src, ec)) return Failure{fmt::format("policy directory {} does not exist", src)};
+  if (!fs::is_directory(src, ec)) return Error{fmt::format("policy directory {} does not exist", src)};
   std::vector<fs::path> files;
   for (fs::directory_iterator it(src, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
     if (is_policy_file_name(it->path().filename().string())) files.push_back(it->path());
-  if (ec) return Failure{fmt::format("policy directory {} read failed: {}", src, ec.message())};
-  if (files.size() > kMaxFiles) return Failure{fmt::format("policy directory {} has more than {} files", src, kMaxFiles)};
+  if (ec) return Error{fmt::format("policy directory {} read failed: {}", src, ec.message())};
+  if (files.size() > kMaxFiles) return Error{fmt::format("policy directory {} has more than {} files", src, kMaxFiles)};
   std::sort(files.begin(), files.end());
-  if (!fs::create_directories(dest, ec) || ec) return Failure{fmt::format("staging directory {} create failed: {}", dest, ec ? ec.message() : "exists")};
+  if (!fs::create_directories(dest, ec) || ec) return Error{fmt::format("staging directory {} create failed: {}", dest, ec ? ec.message() : "exists")};
   Hasher h;
   for (const auto& f : files) {
     auto text = read_policy_file(f.string());
-    if (!text) return Failure{fmt::format("policy file {}: {}", f.string(), text.error())};
-    if (text->size() > kMaxFileBytes) return Failure{fmt::format("policy file {} is larger than {} bytes", f.string(), kMaxFileBytes)};
+    if (!text) return Error{fmt::format("policy file {}: {}", f.string(), text.error().str())};
+    if (text->size() > kMaxFileBytes) return Error{fmt::format("policy file {} is larger than {} bytes", f.string(), kMaxFileBytes)};
     h.add(f.filename().string()).add(*text);
     std::ofstream out(fs::path(dest) / f.filename(), std::ios::binary);
     out << *text;
     out.flush();
-    if (!out) return Failure{fmt::format("staging file {} write failed", (fs::path(dest) / f.filename()).string())};
+    if (!out) return Error{fmt::format("staging file {} write failed", (fs::path(dest) / f.filename()).string())};
   }
   return h.hex(16);
 }
@@ -154,7 +154,7 @@ void Reconciler::persist() {
   std::error_code ec;
   fs::create_directories(cfg_.state_dir, ec);
   if (auto r = write_file_atomic(status_path(cfg_.state_dir), j.dump(1) + "\n"); !r)
-    spdlog::warn("policy: {}; the status on disk is stale", r.error());
+    spdlog::warn("policy: {}; the status on disk is stale", r.error().str());
 }
 
 bool Reconciler::repair_drift() {
@@ -166,7 +166,7 @@ bool Reconciler::repair_drift() {
   if (gen == 0) return false;  // nothing applied by us yet
   auto s = backend_.status();
   if (!s) {
-    spdlog::warn("policy: drift check failed: {}", s.error());
+    spdlog::warn("policy: drift check failed: {}", s.error().str());
     return false;
   }
   if (s->generation == gen && !s->drift) return false;
@@ -175,7 +175,7 @@ bool Reconciler::repair_drift() {
   if (s->generation != gen) details = fmt::format("generation {} in force instead of {}{}{}", s->generation, gen, details.empty() ? "" : "; ", details);
   auto r = backend_.reinstall(gen);
   if (!r) {
-    spdlog::warn("policy: drift detected ({}) but re-installing generation {} failed: {}", details, gen, r.error());
+    spdlog::warn("policy: drift detected ({}) but re-installing generation {} failed: {}", details, gen, r.error().str());
     return false;
   }
   spdlog::warn("policy: drift repaired: re-installed generation {} ({})", gen, details);
@@ -226,7 +226,7 @@ PassResult Reconciler::attempt() {
   Context ctx = context_ ? context_() : Context{};
   if (!cfg_.context_file.empty()) {
     auto file = load_context_file(cfg_.context_file);
-    if (!file) return refuse("", "context", file.error(), true);
+    if (!file) return refuse("", "context", file.error().str(), true);
     ctx = merge_context(std::move(ctx), *file);
   }
   pass_catalogue_ = context_hash(ctx);
@@ -234,14 +234,14 @@ PassResult Reconciler::attempt() {
     auto tip = git_->fetch();
     if (!tip) {
       if (stopping_) return {"unchanged", "", "fetch", "stopping", false};
-      return refuse("", "fetch", tip.error(), true);
+      return refuse("", "fetch", tip.error().str(), true);
     }
     if (git_->recloned_last_fetch()) spdlog::warn("policy: git working copy {} was unusable and has been cloned again", cfg_.work_dir);
     commit = tip->id;
     commit_time = tip->time;
   } else {
     auto h = stage_directory(cfg_.directory, staging);
-    if (!h) return refuse("", "stage", h.error(), true);
+    if (!h) return refuse("", "stage", h.error().str(), true);
     commit = *h;
   }
   {
@@ -271,7 +271,7 @@ PassResult Reconciler::attempt() {
   if (git_) {
     if (!applied.empty() && !cfg_.git.follow_force_push) {
       auto d = git_->descends_from(commit, applied);
-      if (!d) return refuse(commit, "verify", d.error(), true);
+      if (!d) return refuse(commit, "verify", d.error().str(), true);
       if (!*d)
         return refuse(commit, "verify",
                       fmt::format("commit {} does not descend from the applied commit {}: the history of branch {} was rewritten "
@@ -280,12 +280,12 @@ PassResult Reconciler::attempt() {
                       false);
     }
     if (!cfg_.git.allowed_signers_file.empty())
-      if (auto v = git_->verify_signature(commit); !v) return refuse(commit, "verify", v.error(), false);
+      if (auto v = git_->verify_signature(commit); !v) return refuse(commit, "verify", v.error().str(), false);
     if (auto x = git_->export_tree(commit, staging); !x) {
-      bool missing = x.error().find("has no directory") != std::string::npos || x.error().find("is not a directory") != std::string::npos ||
-                     x.error().find("larger than") != std::string::npos || x.error().find("more than") != std::string::npos ||
-                     x.error().find("is not a regular file") != std::string::npos;
-      return refuse(commit, "stage", x.error(), !missing);
+      bool missing = x.error().message.find("has no directory") != std::string::npos || x.error().message.find("is not a directory") != std::string::npos ||
+                     x.error().message.find("larger than") != std::string::npos || x.error().message.find("more than") != std::string::npos ||
+                     x.error().message.find("is not a regular file") != std::string::npos;
+      return refuse(commit, "stage", x.error().str(), !missing);
     }
   }
 
@@ -313,14 +313,14 @@ PassResult Reconciler::attempt() {
   if (!cfg_.allow_failsafe_off)
     if (auto v = failsafe_violation(loaded.set, prefix); !v.empty()) return refuse(commit, "plan", v, false);
   auto plan = backend_.plan(*compiled.ir);
-  if (!plan) return refuse(commit, "plan", plan.error(), true);
+  if (!plan) return refuse(commit, "plan", plan.error().str(), true);
   if (!cfg_.allow_mass_removal)
     if (auto in_force = backend_.status(); in_force)
       if (auto m = mass_removal(*plan, policy_rules_in_force(*in_force), compiled.unselected, loaded.set.policies.size(), prefix); !m.empty())
         return refuse(commit, "select", m + "; or set policy.allow_mass_removal to apply anyway", false);
 
   auto rep = backend_.apply(*compiled.ir);
-  if (!rep) return refuse(commit, "apply", rep.error() + "; the previous generation stays in force", true);
+  if (!rep) return refuse(commit, "apply", rep.error().str() + "; the previous generation stays in force", true);
   std::string message = fmt::format("generation {}", rep->generation);
   if (rep->unchanged) {
     message = fmt::format("no change: generation {} kept", rep->generation);
@@ -345,7 +345,7 @@ PassResult Reconciler::attempt() {
 PassResult Reconciler::pass() {
   std::lock_guard l(pass_mu_);
   // An apply the agent (or a CLI) was killed in is finished or undone before anything else (logged by the backend).
-  if (auto r = backend_.recover(); !r) spdlog::warn("policy: {}", r.error());
+  if (auto r = backend_.recover(); !r) spdlog::warn("policy: {}", r.error().str());
   bool repaired = repair_drift();
   PassResult r = attempt();
   r.drift_repaired = repaired;
@@ -360,7 +360,7 @@ PassResult Reconciler::pass() {
 
 nlohmann::json Reconciler::backend_summary() {
   auto s = backend_.status();
-  if (!s) return {{"error", s.error()}};
+  if (!s) return {{"error", s.error().str()}};
   return {{"generation", s->generation},
           {"source_hash", s->source_hash},
           {"drift", s->drift},

@@ -5,19 +5,19 @@
 #include <filesystem>
 #include <string>
 
-#include "policy/expected.h"
+#include "common/result.h"
 
 namespace hostscope::policy {
 
-Outcome write_file_atomic(const std::filesystem::path& p, const std::string& text);
+Status write_file_atomic(const std::filesystem::path& p, const std::string& text);
 // Removes `p` (absent is fine) and makes the removal durable (fsync of the directory).
-Outcome remove_file_durable(const std::filesystem::path& p);
+Status remove_file_durable(const std::filesystem::path& p);
 
 // An exclusive flock on <dir>/lock, released when the holder is destroyed or its process dies (also by SIGKILL).
 class StateLock {
  public:
   // Waits up to `timeout_ms` for another holder; the directory is created when missing.
-  static Expected<StateLock> acquire(const std::filesystem::path& dir, int timeout_ms = 60000);
+  static Result<StateLock> acquire(const std::filesystem::path& dir, int timeout_ms = 60000);
   StateLock(StateLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
   StateLock& operator=(StateLock&&) = delete;
   StateLock(const StateLock&) = delete;

@@ -19,7 +19,7 @@
 #include "agent/bpf/tcp_tracer.h"
 #include "agent/identity/go_offsets.h"
 #include "agent/identity/process_table.h"
-#include "agent/util/result.h"
+#include "common/result.h"
 
 namespace hostscope::bpf {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/util/result.h"
+#include "common/result.h"
 
 namespace hostscope::bpf {
 

@@ -38,7 +38,7 @@ policy::Context node_context(std::string* error) {
     if (auto file = policy::load_context_file(cfg->policy.context_file))
       ctx = policy::merge_context(std::move(ctx), *file);
     else
-      why = file.error();
+      why = file.error().str();
   }
   if (!why.empty() && error)
     *error = why;

@@ -11,8 +11,8 @@
 namespace hostscope::cli {
 namespace {
 
-bool loopback(const policy::IpAddr& a) {
-  static const auto v4 = policy::parse_cidr("127.0.0.0/8").cidr, v6 = policy::parse_cidr("::1/128").cidr;
+bool loopback(const IpAddr& a) {
+  static const auto v4 = parse_cidr("127.0.0.0/8").cidr, v6 = parse_cidr("::1/128").cidr;
   return v4->contains(a) || v6->contains(a);
 }
 
@@ -22,12 +22,12 @@ bool loopback(const policy::IpAddr& a) {
 // so loopback edges the kernel allowed were marked denied. An observed address the catalogue lists for the service
 // (a pod's) is routed, not local. Without an observed address, every cgroup and address of the service.
 std::vector<policy::Endpoint> endpoints(const topology::EdgeEnd& end, const policy::Context& ctx) {
-  auto addr = policy::parse_ip(end.address);
+  auto addr = IpAddr::parse(end.address);
   if (end.kind == topology::NodeKind::Service && !end.service.empty()) {
     const auto* s = ctx.find_service(end.service);
     if (s && addr) {
       auto own = policy::service_addresses(*s);
-      bool routed = std::any_of(own.begin(), own.end(), [&](const policy::Cidr& c) { return c.contains(*addr); });
+      bool routed = std::any_of(own.begin(), own.end(), [&](const Cidr& c) { return c.contains(*addr); });
       if (!routed && !s->cgroups.empty()) {
         std::vector<policy::Endpoint> out;
         for (const auto& cg : s->cgroups) out.push_back({*addr, cg, true});
@@ -82,7 +82,7 @@ void PolicyMarker::mark(topology::TopologySnapshot& s) {
       summary_ = fmt::format("policy generation {} ({} policies, {} in audit)", gen, ir->policy_modes.size(), audit);
       ir_ = std::move(*ir);
     } else {
-      summary_ = fmt::format("policy marks unavailable: {}", ir.error());
+      summary_ = fmt::format("policy marks unavailable: {}", ir.error().str());
     }
   }
   auto now = std::chrono::steady_clock::now();

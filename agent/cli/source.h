@@ -6,7 +6,7 @@
 
 #include "agent/daemon/config.h"
 #include "agent/topology/model.h"
-#include "agent/util/result.h"
+#include "common/result.h"
 
 namespace hostscope::cli {
 

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "agent/util/json_nesting.h"
+#include "common/json_nesting.h"
 
 namespace hostscope::daemon {
 

@@ -8,7 +8,7 @@
 
 #include "agent/events/filter.h"
 #include "agent/topology/model.h"
-#include "agent/util/result.h"
+#include "common/result.h"
 
 namespace hostscope::daemon {
 

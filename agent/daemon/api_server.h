@@ -27,7 +27,7 @@
 
 #include "agent/daemon/api_request.h"
 #include "agent/util/fd.h"
-#include "agent/util/result.h"
+#include "common/result.h"
 
 namespace hostscope::daemon {
 

@@ -82,9 +82,9 @@ class Checker {
   std::vector<std::string> errors_;
 };
 
-// The topology's own CIDR parser, so a network the config accepts is one the topology can use.
+// The strict CIDR parser the topology uses (common/net.h), so a network the config accepts is one it can use.
 std::string cidr_error(const std::string& s) {
-  auto r = topology::Cidr::parse(s);
+  auto r = Cidr::parse(s);
   return r ? std::string() : r.error().str();
 }
 
@@ -227,7 +227,7 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
     ck.integer(i, "max_processes", c.identity.max_processes, 64, 4u << 20, "identity");
   }
   auto pol = policy::parse_reconcile_config(root["policy"], name);
-  if (!pol) return errorf("{}", ck.ok() ? pol.error() : ck.joined() + "\n" + pol.error());
+  if (!pol) return errorf("{}", ck.ok() ? pol.error().str() : ck.joined() + "\n" + pol.error().str());
   c.policy = std::move(*pol);
   c.service_rules = root["service_rules"];
   if (!ck.ok()) return errorf("{}", ck.joined());

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/util/result.h"
+#include "common/result.h"
 #include "policy/reconcile_config.h"
 
 namespace hostscope::daemon {

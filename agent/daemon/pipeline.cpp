@@ -22,18 +22,18 @@ class CommResolver : public IdentityResolver {
   }
 };
 
-std::vector<events::IpAddr> host_addresses() {
-  std::vector<events::IpAddr> out;
+std::vector<IpAddr> host_addresses() {
+  std::vector<IpAddr> out;
   ifaddrs* ifa = nullptr;
   if (getifaddrs(&ifa) != 0) return out;
   for (auto* i = ifa; i; i = i->ifa_next) {
     if (!i->ifa_addr) continue;
-    events::IpAddr a;
+    IpAddr a;
     if (i->ifa_addr->sa_family == AF_INET) {
-      a.family = 4;
+      a.family = Family::V4;
       std::memcpy(a.bytes.data(), &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, 4);
     } else if (i->ifa_addr->sa_family == AF_INET6) {
-      a.family = 6;
+      a.family = Family::V6;
       std::memcpy(a.bytes.data(), &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, 16);
     } else {
       continue;

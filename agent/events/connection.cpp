@@ -51,44 +51,6 @@ std::optional<Outcome> outcome_from_string(std::string_view s) {
   return std::nullopt;
 }
 
-size_t IpAddr::format(char* out, size_t cap) const {
-  if (cap < INET6_ADDRSTRLEN) return 0;
-  if (family != 6) {  // dotted quad by hand: inet_ntop goes through sprintf, and this is on the per-event path
-    char* p = out;
-    for (int i = 0; i < 4; i++) {
-      unsigned v = bytes[i];
-      if (i) *p++ = '.';
-      if (v >= 100) *p++ = char('0' + v / 100);
-      if (v >= 10) *p++ = char('0' + v / 10 % 10);
-      *p++ = char('0' + v % 10);
-    }
-    *p = 0;
-    return size_t(p - out);
-  }
-  if (!inet_ntop(family == 6 ? AF_INET6 : AF_INET, bytes.data(), out, socklen_t(cap))) return 0;
-  return std::strlen(out);
-}
-
-std::string IpAddr::str() const {
-  char buf[INET6_ADDRSTRLEN];
-  size_t n = format(buf, sizeof(buf));
-  return std::string(buf, n);
-}
-
-std::optional<IpAddr> IpAddr::parse(std::string_view s) {
-  std::string z(s);
-  IpAddr a;
-  if (inet_pton(AF_INET, z.c_str(), a.bytes.data()) == 1) {
-    a.family = 4;
-    return a;
-  }
-  if (inet_pton(AF_INET6, z.c_str(), a.bytes.data()) == 1) {
-    a.family = 6;
-    return a;
-  }
-  return std::nullopt;
-}
-
 std::string_view ConnectionEvent::comm_view() const { return std::string_view(comm.data(), strnlen(comm.data(), comm.size())); }
 
 // ::ffff:a.b.c.d
@@ -100,10 +62,10 @@ static bool is_v4_mapped(const uint8_t* a) {
 static IpAddr make_addr(uint16_t family, const uint8_t* raw, bool as_v4) {
   IpAddr a;
   if (family == AF_INET6 && !as_v4) {
-    a.family = 6;
+    a.family = Family::V6;
     std::memcpy(a.bytes.data(), raw, 16);
   } else {
-    a.family = 4;
+    a.family = Family::V4;
     std::memcpy(a.bytes.data(), family == AF_INET6 ? raw + 12 : raw, 4);
   }
   return a;

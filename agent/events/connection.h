@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/net.h"
+
 struct hs_tcp_event;
 
 namespace hostscope::events {
@@ -20,16 +22,6 @@ std::string_view to_string(Kind k);
 std::string_view to_string(Role r);
 std::string_view to_string(Outcome o);
 std::optional<Outcome> outcome_from_string(std::string_view s);
-
-struct IpAddr {
-  uint8_t family = 0;  // 4 or 6
-  std::array<uint8_t, 16> bytes{};
-  // Appends the textual form (inet_ntop) to out; returns the length written.
-  size_t format(char* out, size_t cap) const;
-  std::string str() const;
-  bool operator==(const IpAddr&) const = default;
-  static std::optional<IpAddr> parse(std::string_view s);
-};
 
 struct ConnectionEvent {
   uint64_t ts_ns = 0;  // wall clock, ns since the epoch
@@ -45,7 +37,7 @@ struct ConnectionEvent {
   std::array<char, 16> comm{};  // NUL-terminated
   uint64_t cgroup_id = 0;
   uint32_t netns = 0;
-  IpAddr saddr, daddr;
+  IpAddr saddr, daddr;  // from common/net.h
   uint16_t sport = 0, dport = 0;
   std::optional<uint64_t> duration_ns;         // close: open..close, when the open was seen
   std::optional<uint64_t> connect_latency_ns;  // active: SYN_SENT..ESTABLISHED

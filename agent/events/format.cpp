@@ -61,7 +61,7 @@ void append_json(fmt::memory_buffer& out, const ConnectionEvent& e, const EventI
                  e.pid, e.tid);
   append_json_escaped(out, e.comm_view());
   fmt::format_to(it, FMT_COMPILE(R"(","cgroup_id":{},"netns":{},"family":{},"saddr":")"), e.cgroup_id, e.netns,
-                 e.saddr.family == 6 ? 6 : 4);
+                 e.saddr.family == Family::V6 ? 6 : 4);
   append_addr(out, e.saddr);
   fmt::format_to(it, FMT_COMPILE(R"(","sport":{},"daddr":")"), e.sport);
   append_addr(out, e.daddr);
@@ -104,7 +104,7 @@ void append_table_header(fmt::memory_buffer& out) {
 }
 
 static std::string endpoint(const IpAddr& a, uint16_t port) {
-  return a.family == 6 ? fmt::format("[{}]:{}", a.str(), port) : fmt::format("{}:{}", a.str(), port);
+  return a.family == Family::V6 ? fmt::format("[{}]:{}", a.str(), port) : fmt::format("{}:{}", a.str(), port);
 }
 
 void append_table_row(fmt::memory_buffer& out, const ConnectionEvent& e, const EventIdentity* id) {

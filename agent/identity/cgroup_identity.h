@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/util/result.h"
+#include "common/result.h"
 
 namespace hostscope::identity {
 

@@ -16,7 +16,7 @@
 
 #include "agent/identity/go_buildinfo.h"
 #include "agent/identity/go_offsets.h"
-#include "agent/util/result.h"
+#include "common/result.h"
 
 namespace hostscope::identity {
 

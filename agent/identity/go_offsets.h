@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "agent/identity/go_buildinfo.h"
-#include "agent/util/result.h"
+#include "common/result.h"
 
 namespace hostscope::identity {
 

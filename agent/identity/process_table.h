@@ -33,7 +33,7 @@
 #include "agent/identity/kube_meta.h"
 #include "agent/identity/service_name.h"
 #include "agent/identity/workload.h"
-#include "agent/util/result.h"
+#include "common/result.h"
 
 namespace hostscope::identity {
 

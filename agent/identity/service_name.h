@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "agent/identity/cgroup_identity.h"
-#include "agent/util/result.h"
+#include "common/result.h"
 
 namespace hostscope::identity {
 

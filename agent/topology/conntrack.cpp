@@ -53,16 +53,16 @@ namespace {
 
 struct Answer {
   bool found = false;
-  uint8_t family = 0;
+  Family family = Family::None;
   Destination dest;
 };
 
 int on_entry(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
   auto* a = static_cast<Answer*>(data);
   a->found = true;
-  events::IpAddr addr;
+  IpAddr addr;
   addr.family = a->family;
-  if (a->family == 4) {
+  if (a->family == Family::V4) {
     uint32_t v = nfct_get_attr_u32(ct, ATTR_REPL_IPV4_SRC);
     std::memcpy(addr.bytes.data(), &v, 4);
   } else if (const void* p = nfct_get_attr(ct, ATTR_REPL_IPV6_SRC)) {
@@ -76,11 +76,11 @@ int on_entry(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
 }  // namespace
 
 Result<std::optional<Destination>> NetfilterConntrack::actual_destination(const FlowTuple& t) {
-  if (t.src.family != t.dst.family || (t.src.family != 4 && t.src.family != 6))
+  if (t.src.family != t.dst.family || (t.src.family != Family::V4 && t.src.family != Family::V6))
     return errorf("conntrack lookup: mixed or unknown address family");
   std::unique_ptr<nf_conntrack, void (*)(nf_conntrack*)> ct(nfct_new(), nfct_destroy);
   if (!ct) return errorf_errno(ENOMEM, "conntrack lookup: nfct_new failed");
-  if (t.src.family == 4) {
+  if (t.src.family == Family::V4) {
     nfct_set_attr_u8(ct.get(), ATTR_L3PROTO, AF_INET);
     uint32_t s, d;
     std::memcpy(&s, t.src.bytes.data(), 4);

@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "agent/topology/nat.h"
-#include "agent/util/result.h"
+#include "common/result.h"
 
 struct nfct_handle;
 

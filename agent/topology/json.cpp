@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "agent/util/json_nesting.h"
+#include "common/json_nesting.h"
 
 namespace hostscope::topology {
 

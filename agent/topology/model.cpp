@@ -42,21 +42,16 @@ bool is_connect_failure(events::Outcome o) {
 
 bool is_reset(events::Outcome o) { return o == events::Outcome::ResetSent || o == events::Outcome::ResetReceived; }
 
-std::string format_addr(const events::IpAddr& a) { return a.family == 4 || a.family == 6 ? a.str() : std::string(); }
+std::string format_addr(const IpAddr& a) { return a.family == Family::V4 || a.family == Family::V6 ? a.str() : std::string(); }
 
-std::optional<events::IpAddr> parse_addr(std::string_view s) {
-  if (s.size() >= INET6_ADDRSTRLEN) return std::nullopt;
-  return events::IpAddr::parse(s);
-}
-
-std::string format_addr_port(const events::IpAddr& a, uint16_t port) {
-  if (a.family == 6) return "[" + format_addr(a) + "]:" + std::to_string(port);
+std::string format_addr_port(const IpAddr& a, uint16_t port) {
+  if (a.family == Family::V6) return "[" + format_addr(a) + "]:" + std::to_string(port);
   return format_addr(a) + ":" + std::to_string(port);
 }
 
-bool is_loopback(const events::IpAddr& a) {
-  if (a.family == 4) return a.bytes[0] == 127;
-  if (a.family == 6) {
+bool is_loopback(const IpAddr& a) {
+  if (a.family == Family::V4) return a.bytes[0] == 127;
+  if (a.family == Family::V6) {
     static constexpr uint8_t lo[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
     return std::memcmp(a.bytes.data(), lo, 16) == 0;
   }

@@ -36,11 +36,10 @@ std::string_view outcome_name(events::Outcome o);
 bool is_connect_failure(events::Outcome o);  // refused, timed_out, failed: never established
 bool is_reset(events::Outcome o);            // reset_sent, reset_received
 
-// Address text without agent/events' out-of-line helpers (same reason as outcome_name).
-std::string format_addr(const events::IpAddr& a);
-std::optional<events::IpAddr> parse_addr(std::string_view s);
-std::string format_addr_port(const events::IpAddr& a, uint16_t port);  // 1.2.3.4:80, [::1]:80
-bool is_loopback(const events::IpAddr& a);
+// Address text for rendering: empty for Family::None (an end not seen), IPv6 with brackets before a port.
+std::string format_addr(const IpAddr& a);
+std::string format_addr_port(const IpAddr& a, uint16_t port);  // 1.2.3.4:80, [::1]:80
+bool is_loopback(const IpAddr& a);
 
 // The name of a node. `address` is set only for external nodes (one node per remote address, bounded).
 struct NodeKey {

@@ -13,19 +13,19 @@
 #include <vector>
 
 #include "agent/topology/model.h"
-#include "agent/util/result.h"
+#include "common/result.h"
 
 namespace hostscope::topology {
 
 struct FlowTuple {
-  events::IpAddr src, dst;  // as the client's socket sees them (dst = the dialled address)
+  IpAddr src, dst;  // as the client's socket sees them (dst = the dialled address)
   uint16_t sport = 0, dport = 0;
   Protocol protocol = Protocol::Tcp;
   bool operator==(const FlowTuple&) const = default;
 };
 
 struct Destination {
-  events::IpAddr addr;
+  IpAddr addr;
   uint16_t port = 0;
   bool operator==(const Destination&) const = default;
   std::string str() const { return format_addr_port(addr, port); }

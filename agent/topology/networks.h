@@ -7,20 +7,10 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/events/connection.h"
-#include "agent/util/result.h"
+#include "common/net.h"
+#include "common/result.h"
 
 namespace hostscope::topology {
-
-struct Cidr {
-  events::IpAddr addr;  // host bits cleared
-  int prefix = 0;
-  bool contains(const events::IpAddr& a) const;
-  std::string str() const;
-  // "10.0.0.0/8", "fd00::/8", or a plain address (/32, /128). Host bits set are rejected: "10.0.0.1/8" is
-  // almost always a typo for a host or a different network.
-  static Result<Cidr> parse(std::string_view s);
-};
 
 class NetworkMap {
  public:
@@ -30,7 +20,7 @@ class NetworkMap {
   static Result<NetworkMap> build(const std::map<std::string, std::vector<std::string>>& networks);
 
   // Name of the most specific network containing `a`, if any.
-  std::optional<std::string_view> lookup(const events::IpAddr& a) const;
+  std::optional<std::string_view> lookup(const IpAddr& a) const;
   size_t size() const { return entries_.size(); }
 
  private:

@@ -30,11 +30,11 @@ namespace {
 constexpr uint8_t kActiveSide = 1, kPassiveSide = 2;
 constexpr double kSrttAlpha = 1.0 / 8;  // the kernel's own srtt gain
 
-size_t hash_addr(const events::IpAddr& a) {
+size_t hash_addr(const IpAddr& a) {
   uint64_t lo = 0, hi = 0;
   std::memcpy(&lo, a.bytes.data(), 8);
   std::memcpy(&hi, a.bytes.data() + 8, 8);
-  return std::hash<uint64_t>{}(lo * 0x9e3779b97f4a7c15ull ^ hi ^ a.family);
+  return std::hash<uint64_t>{}(lo * 0x9e3779b97f4a7c15ull ^ hi ^ uint64_t(a.family));
 }
 
 // The overflow node: where new nodes go once a node limit is reached, so the edge count stays bounded and the
@@ -57,7 +57,7 @@ Topology::Topology(TopologyConfig cfg, uint64_t start_ns) : cfg_(std::move(cfg))
 
 Topology::~Topology() = default;
 
-void Topology::set_local_addresses(std::vector<events::IpAddr> addrs) {
+void Topology::set_local_addresses(std::vector<IpAddr> addrs) {
   std::lock_guard lk(mu_);
   local_addrs_ = std::move(addrs);
 }
@@ -67,7 +67,7 @@ void Topology::set_nat_worker(NatWorker* worker) {
   nat_ = worker;
 }
 
-bool Topology::is_local_address(const events::IpAddr& a) const {
+bool Topology::is_local_address(const IpAddr& a) const {
   if (is_loopback(a)) return true;
   return std::find(local_addrs_.begin(), local_addrs_.end(), a) != local_addrs_.end();
 }
@@ -85,13 +85,13 @@ NodeKey Topology::service_node(const Endpoint& e) const {
   return NodeKey{NodeKind::Service, e.service.empty() ? "unknown" : e.service, e.ns, ""};
 }
 
-NodeKey Topology::remote_server_node(const events::IpAddr& a, uint16_t port, uint32_t netns) const {
+NodeKey Topology::remote_server_node(const IpAddr& a, uint16_t port, uint32_t netns) const {
   if (auto it = listeners_.find(ListenKey{a, port, is_loopback(a) ? netns : 0}); it != listeners_.end())
     return it->second;
   return remote_client_node(a);
 }
 
-NodeKey Topology::remote_client_node(const events::IpAddr& a) const {
+NodeKey Topology::remote_client_node(const IpAddr& a) const {
   if (auto name = cfg_.networks.lookup(a)) return NodeKey{NodeKind::Network, std::string(*name), "", ""};
   return NodeKey{NodeKind::External, "external", "", format_addr(a)};
 }
@@ -348,7 +348,7 @@ void Topology::release_expired_holds(uint64_t now) {
 void Topology::ingest_locked(const events::ConnectionEvent& ev, const Endpoint& local, const Endpoint* peer,
                              uint64_t now) {
   ++counters_.events;
-  if ((ev.saddr.family != 4 && ev.saddr.family != 6) || ev.daddr.family != ev.saddr.family) {
+  if ((ev.saddr.family != Family::V4 && ev.saddr.family != Family::V6) || ev.daddr.family != ev.saddr.family) {
     ++counters_.dropped;
     return;
   }

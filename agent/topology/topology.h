@@ -59,7 +59,7 @@ class Topology {
   void ingest_batch(std::span<const IngestItem> items, uint64_t now_ns);
 
   // This node's own addresses (besides loopback): a connection to one of them is same-host.
-  void set_local_addresses(std::vector<events::IpAddr> addrs);
+  void set_local_addresses(std::vector<IpAddr> addrs);
   // Conntrack lookups for active connections go to this worker (not owned; nullptr to detach).
   void set_nat_worker(NatWorker* worker);
   // Records DNAT answers (tick() does this for the attached worker).
@@ -77,7 +77,7 @@ class Topology {
 
  private:
   struct ConnKey {
-    events::IpAddr caddr, saddr;
+    IpAddr caddr, saddr;
     uint16_t cport = 0, sport = 0;
     uint32_t netns = 0;  // only for loopback, where the same tuple exists in every namespace
     bool operator==(const ConnKey&) const = default;
@@ -111,7 +111,7 @@ class Topology {
     ConnKey ck;
   };
   struct ListenKey {
-    events::IpAddr addr;
+    IpAddr addr;
     uint16_t port = 0;
     uint32_t netns = 0;
     bool operator==(const ListenKey&) const = default;
@@ -122,7 +122,7 @@ class Topology {
   struct EdgeState {
     EdgeKey key;
     std::string client_pod, server_pod;
-    events::IpAddr client_addr, server_addr;
+    IpAddr client_addr, server_addr;
     bool server_addr_from_server = false;  // the server's own socket reported it (else: as dialled)
     uint64_t connections = 0, closed = 0, resets = 0, active = 0, c2s = 0, s2c = 0, retransmits = 0;
     std::array<uint64_t, 8> failed{};  // by events::Outcome
@@ -146,10 +146,10 @@ class Topology {
   void release_held(const ConnKey& ck, Conn& conn, std::optional<NodeKey> server, uint64_t now);
   void release_expired_holds(uint64_t now);
   events::Role infer_role(const events::ConnectionEvent& ev) const;
-  bool is_local_address(const events::IpAddr& a) const;
+  bool is_local_address(const IpAddr& a) const;
   NodeKey service_node(const Endpoint& e) const;
-  NodeKey remote_server_node(const events::IpAddr& a, uint16_t port, uint32_t netns) const;
-  NodeKey remote_client_node(const events::IpAddr& a) const;
+  NodeKey remote_server_node(const IpAddr& a, uint16_t port, uint32_t netns) const;
+  NodeKey remote_client_node(const IpAddr& a) const;
   NodeKey admit_node(NodeKey k, uint64_t now);
   EdgeState* edge_for(const EdgeKey& key, uint64_t now);
   void remove_edge(std::unordered_map<EdgeKey, EdgeState, EdgeKeyHash>::iterator it);
@@ -174,7 +174,7 @@ class Topology {
   std::unordered_map<ListenKey, NodeKey, ListenKeyHash> listeners_;
   std::unordered_set<size_t> known_edges_;
   std::deque<size_t> known_order_;
-  std::vector<events::IpAddr> local_addrs_;
+  std::vector<IpAddr> local_addrs_;
   NatWorker* nat_ = nullptr;
   TopologyCounters counters_;
 };

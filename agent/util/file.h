@@ -5,7 +5,7 @@
 #include <cstddef>
 #include <string>
 
-#include "agent/util/result.h"
+#include "common/result.h"
 
 namespace hostscope {
 

@@ -406,7 +406,7 @@ int main(int argc, char** argv) {
         auto rep = b.apply(ir);
         hs.push_back(seconds_since(t0));
         hs_tools.push_back(timing->seconds);
-        if (!rep) die("hostscope apply failed: " + rep.error());
+        if (!rep) die("hostscope apply failed: " + rep.error().str());
         installed = rep->rules;
       }
       {
@@ -471,7 +471,7 @@ int main(int argc, char** argv) {
     auto ir = compile_or_die(peers_policy(n));
     auto b = backend(*c.ns, c.state->path);
     auto rep = b.apply(ir);
-    if (!rep) die("hostscope apply failed: " + rep.error());
+    if (!rep) die("hostscope apply failed: " + rep.error().str());
     return c;
   };
   if (o.rate_rounds > 0) {

@@ -3,5 +3,5 @@
 hs_fuzz(NAME fuzz_go_buildinfo
         SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_go_buildinfo.cpp
                 ${CMAKE_SOURCE_DIR}/agent/identity/go_buildinfo.cpp
-                ${CMAKE_SOURCE_DIR}/agent/util/result.cpp
+                ${CMAKE_SOURCE_DIR}/common/result.cpp
         LIBS fmt::fmt)

@@ -104,10 +104,10 @@ class ConntrackTest : public ::testing::Test {
       f.error = "accept failed";
       return f;
     }
-    f.tuple.src.family = 4;
+    f.tuple.src.family = Family::V4;
     std::memcpy(f.tuple.src.bytes.data(), &client.second.sin_addr, 4);
     f.tuple.sport = ntohs(client.second.sin_port);
-    f.tuple.dst = *parse_addr("10.96.0.10");
+    f.tuple.dst = *IpAddr::parse("10.96.0.10");
     f.tuple.dport = 80;
     keep.push_back(std::move(listener.first));
     keep.push_back(std::move(client.first));

@@ -263,7 +263,7 @@ TEST(PolicyMetrics, GenerationCommitAttemptsRuleHitsAndWouldDeny) {
   io.ipv6 = false;
   policy::IptablesBackend backend(io);
   auto applied = backend.apply(*c.ir);
-  HS_REQUIRE_SETUP(applied, "iptables apply in the namespace: " + (applied ? "" : applied.error()));
+  HS_REQUIRE_SETUP(applied, "iptables apply in the namespace: " + (applied ? std::string() : applied.error().str()));
 
   policy::ReconcileStatus rs;
   rs.generation = applied->generation;
@@ -280,7 +280,7 @@ TEST(PolicyMetrics, GenerationCommitAttemptsRuleHitsAndWouldDeny) {
   connect(8080, 2);
   connect(8081, 4);
   auto st = backend.status();
-  ASSERT_TRUE(st) << st.error();
+  ASSERT_TRUE(st) << st.error().str();
 
   exporters::PolicyCollectorOptions po;
   po.iptables = io;

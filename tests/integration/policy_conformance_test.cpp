@@ -307,9 +307,9 @@ std::vector<Probe> matrix(const Lab& lab) {
         std::string dst = addr(v6, d.k, d.local ? 1 : 2);
         Endpoint from;
         // A local sender's source address is r's address on the way to the destination.
-        if (s.pod) from = {parse_ip(addr(v6, s.pod, 2)), "", false};
-        else from = {parse_ip(addr(v6, d.k, 1)), s.cgroup, true};
-        Endpoint to{parse_ip(dst), "", d.local};
+        if (s.pod) from = {IpAddr::parse(addr(v6, s.pod, 2)), "", false};
+        else from = {IpAddr::parse(addr(v6, d.k, 1)), s.cgroup, true};
+        Endpoint to{IpAddr::parse(dst), "", d.local};
         std::string label = v6 ? d.label + "6" : d.label;
         for (uint16_t port : {80, 81})
           for (auto proto : {Protocol::Tcp, Protocol::Udp}) out.push_back({s.label, s.ns, s.leaf, from, label, dst, to, port, proto});
@@ -393,12 +393,12 @@ TEST_P(PolicyConformance, MatrixMatchesEvaluator) {
     SCOPED_TRACE(what);
     auto ir = compile_or_die("apiVersion: hostscope.io/v1\nkind: PolicyTest\nmetadata: {name: none}\ncases: []\n" + yaml, ctx, 2);
     auto r = backend.apply(ir);
-    ASSERT_TRUE(r) << r.error();
+    ASSERT_TRUE(r) << r.error().str();
     auto stored = load_ir(lab.state_dir(), current_generation(lab.state_dir()));
-    ASSERT_TRUE(stored) << stored.error();
+    ASSERT_TRUE(stored) << stored.error().str();
     check_matrix(lab, ir, what, &*stored);
     auto st = backend.status();
-    ASSERT_TRUE(st) << st.error();
+    ASSERT_TRUE(st) << st.error().str();
     EXPECT_FALSE(st->drift) << st->text();
     if (what.find("audit") != std::string::npos) {
       EXPECT_GT(st->audit_would_deny_packets, 0u) << st->text();  // y's probes to 81
@@ -432,7 +432,7 @@ TEST_P(PolicyConformance, FailsafePortsSurviveDenyAll) {
   EXPECT_FALSE(lab.probe_ok("y", "", "fd88:1::2", 80, Protocol::Tcp));
   EXPECT_FALSE(lab.probe_ok("y", "", "10.88.1.2", 80, Protocol::Tcp));
   EXPECT_TRUE(lab.probe_ok("r", "a", "10.88.2.2", 80, Protocol::Tcp) == false);
-  EXPECT_EQ(evaluate_connection(ir, {parse_ip("10.88.2.2"), "", false}, {parse_ip("10.88.1.2"), "", false}, Protocol::Tcp, 22),
+  EXPECT_EQ(evaluate_connection(ir, {IpAddr::parse("10.88.2.2"), "", false}, {IpAddr::parse("10.88.1.2"), "", false}, Protocol::Tcp, 22),
             Verdict::Allow);
   // failsafe: false really closes it.
   auto ir2 = compile_or_die(yaml_header("lockdown", "service: x") + "failsafe: false\ndefault: {ingress: deny}\n", ctx);
@@ -463,7 +463,7 @@ TEST_P(PolicyConformance, AuditCountsEachPacketOnce) {
   EXPECT_EQ(would_deny(), 1u) << "the deny rule's SYN: " << backend.status()->text();
   ASSERT_TRUE(lab.probe_ok("y", "", "10.88.1.2", 80, Protocol::Tcp));
   EXPECT_EQ(would_deny(), 2u) << "the default's SYN: " << backend.status()->text();
-  EXPECT_EQ(evaluate_connection(ir, {parse_ip("10.88.2.2"), "", false}, {parse_ip("10.88.1.2"), "", false}, Protocol::Tcp, 81),
+  EXPECT_EQ(evaluate_connection(ir, {IpAddr::parse("10.88.2.2"), "", false}, {IpAddr::parse("10.88.1.2"), "", false}, Protocol::Tcp, 81),
             Verdict::AuditWouldDeny);
   ASSERT_TRUE(backend.flush());
 }
@@ -478,7 +478,7 @@ TEST_P(PolicyConformance, DriftIsReportedAndRepaired) {
   must({"ip", "netns", "exec", lab.ns("r"), GetParam() == "nft" ? "iptables-nft" : "iptables-legacy", "-F", "HOSTSCOPE-FORWARD"});
   EXPECT_TRUE(lab.probe_ok("y", "", "10.88.1.2", 80, Protocol::Tcp));
   auto st = backend.status();
-  ASSERT_TRUE(st) << st.error();
+  ASSERT_TRUE(st) << st.error().str();
   EXPECT_TRUE(st->drift);
   ASSERT_FALSE(st->drift_details.empty());
   EXPECT_NE(st->drift_details[0].find("ipv4 missing: -A HOSTSCOPE-FORWARD"), std::string::npos) << st->text();
@@ -504,7 +504,7 @@ TEST_P(PolicyConformance, FailedApplyKeepsPreviousGeneration) {
                             ctx);
   auto r = backend.apply(bad);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().find("iptables"), std::string::npos) << r.error();
+  EXPECT_NE(r.error().message.find("iptables"), std::string::npos) << r.error().str();
   auto st = backend.status();
   ASSERT_TRUE(st);
   EXPECT_EQ(st->generation, 1);
@@ -548,9 +548,9 @@ TEST_P(PolicyConformance, ApplyRollbackIsAtomicUnderProbing) {
   close(pipefd[1]);
   for (int i = 0; i < 50; ++i) {
     auto a = backend.apply(new_ir);
-    ASSERT_TRUE(a) << a.error();
+    ASSERT_TRUE(a) << a.error().str();
     auto b = backend.rollback();
-    ASSERT_TRUE(b) << b.error();
+    ASSERT_TRUE(b) << b.error().str();
   }
   kill(prober, SIGTERM);
   char buf[64] = {};

@@ -123,12 +123,12 @@ void exchange_and_check(EventCollector& col, const std::string& addr, int family
   auto passive = col.wait_for(1, close_of(server.port, cport));
   ASSERT_EQ(active.size(), 1u) << "client close event missing";
   ASSERT_EQ(passive.size(), 1u) << "server close event missing";
-  auto ip = events::IpAddr::parse(addr == "::1" ? "::1" : "127.0.0.1");
+  auto ip = IpAddr::parse(addr == "::1" ? "::1" : "127.0.0.1");
 
   const auto& a = active[0];
   EXPECT_EQ(a.role, Role::Active);
   expect_owner(a, client.pid, "hs-client");
-  EXPECT_EQ(a.saddr.family, family);
+  EXPECT_EQ(int(a.saddr.family), family);
   EXPECT_EQ(a.saddr, *ip);
   EXPECT_EQ(a.daddr, *ip);
   EXPECT_EQ(a.bytes_sent, n);
@@ -208,7 +208,7 @@ TEST(TcpLifecycle, V4MappedIpv6IsShownAsIpv4) {
   for (auto* e : {&a[0], &p[0]}) {
     EXPECT_EQ(e->saddr.str(), "127.0.0.1");
     EXPECT_EQ(e->daddr.str(), "127.0.0.1");
-    EXPECT_EQ(e->saddr.family, 4);
+    EXPECT_EQ(int(e->saddr.family), 4);
     EXPECT_EQ(e->bytes_sent, 10u);
   }
 }

@@ -11,6 +11,8 @@
 #include "tcp_lifecycle.h"
 
 using namespace hostscope::events;
+using hostscope::Family;
+using hostscope::IpAddr;
 
 namespace {
 
@@ -53,7 +55,7 @@ TEST(Decode, ActiveCloseCarriesEveryField) {
   EXPECT_EQ(e.cgroup_id, 7u);
   EXPECT_EQ(e.saddr.str(), "10.1.2.3");
   EXPECT_EQ(e.daddr.str(), "93.184.216.34");
-  EXPECT_EQ(e.saddr.family, 4);
+  EXPECT_EQ(int(e.saddr.family), 4);
   EXPECT_EQ(*e.duration_ns, 4'000'000'000u);
   EXPECT_EQ(*e.connect_latency_ns, 250'000u);
   EXPECT_EQ(e.bytes_sent, 100u);
@@ -79,14 +81,14 @@ TEST(Decode, V4MappedIpv6BecomesIpv4AndRealIpv6Stays) {
   inet_pton(AF_INET6, "::ffff:127.0.0.1", r.saddr);
   inet_pton(AF_INET6, "::ffff:10.0.0.9", r.daddr);
   auto e = decode(r, 0);
-  EXPECT_EQ(e.saddr.family, 4);
+  EXPECT_EQ(int(e.saddr.family), 4);
   EXPECT_EQ(e.saddr.str(), "127.0.0.1");
   EXPECT_EQ(e.daddr.str(), "10.0.0.9");
 
   inet_pton(AF_INET6, "fd00::1", r.saddr);
   inet_pton(AF_INET6, "2001:db8::2", r.daddr);
   e = decode(r, 0);
-  EXPECT_EQ(e.saddr.family, 6);
+  EXPECT_EQ(int(e.saddr.family), 6);
   EXPECT_EQ(e.daddr.str(), "2001:db8::2");
 }
 
@@ -244,7 +246,7 @@ TEST(IpAddr, ParseRoundTrip) {
 // IPv4 addresses are formatted by hand on the per-event path: they must read exactly as inet_ntop writes them.
 TEST(IpAddr, Ipv4FormatMatchesInetNtop) {
   IpAddr a;
-  a.family = 4;
+  a.family = Family::V4;
   char want[INET_ADDRSTRLEN];
   for (unsigned v : {0u, 1u, 9u, 10u, 11u, 99u, 100u, 101u, 109u, 110u, 199u, 200u, 250u, 255u})
     for (int pos = 0; pos < 4; pos++) {

@@ -39,8 +39,8 @@ ConnectionEvent ev(Kind kind, const char* local, uint16_t lport, const char* rem
   ConnectionEvent e;
   e.kind = kind;
   e.role = Role::Active;
-  e.saddr = *topology::parse_addr(local);
-  e.daddr = *topology::parse_addr(remote);
+  e.saddr = *IpAddr::parse(local);
+  e.daddr = *IpAddr::parse(remote);
   e.sport = lport;
   e.dport = rport;
   e.netns = 4026531840u;

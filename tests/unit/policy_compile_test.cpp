@@ -99,7 +99,7 @@ struct Row {
 };
 
 Endpoint local(const std::string& cg) { return {std::nullopt, cg, true}; }
-Endpoint addr(const char* a) { return {parse_ip(a), "", false}; }
+Endpoint addr(const char* a) { return {IpAddr::parse(a), "", false}; }
 Endpoint local_dst() { return {std::nullopt, "", true}; }
 
 TEST(PolicyEvaluator, TruthTableEnforce) {
@@ -131,8 +131,8 @@ TEST(PolicyEvaluator, TruthTableEnforce) {
     std::string path;
     for (auto& s : t.steps) path += "\n  " + s;
     EXPECT_EQ(to_string(v), std::string(to_string(r.want)))
-        << (r.from.local ? r.from.cgroup : to_string(*r.from.address)) << " -> "
-        << (r.to.address ? to_string(*r.to.address) : "local") << ":" << r.port << "/" << to_string(r.proto) << path;
+        << (r.from.local ? r.from.cgroup : r.from.address->str()) << " -> "
+        << (r.to.address ? r.to.address->str() : "local") << ":" << r.port << "/" << to_string(r.proto) << path;
   }
 }
 
@@ -229,12 +229,12 @@ default: {egress: reject, ingress: deny}
 )";
   auto ir = must_compile(y);
   Packet ns_out;  // the pod's solicitation to the node, dispatched on INPUT by its source address
-  ns_out.src = parse_ip("fd00::3");
-  ns_out.dst = parse_ip("ff02::1:ff00:1");
+  ns_out.src = IpAddr::parse("fd00::3");
+  ns_out.dst = IpAddr::parse("ff02::1:ff00:1");
   ns_out.proto = Protocol::Icmpv6;
   Packet na_in;  // the node's advertisement to the pod, dispatched on OUTPUT by its destination
-  na_in.src = parse_ip("fe80::1");
-  na_in.dst = parse_ip("fd00::3");
+  na_in.src = IpAddr::parse("fe80::1");
+  na_in.dst = IpAddr::parse("fd00::3");
   na_in.proto = Protocol::Icmpv6;
   for (int type = 130; type <= 136; ++type) {
     ns_out.icmpv6_type = na_in.icmpv6_type = uint8_t(type);
@@ -264,7 +264,7 @@ default: {egress: reject, ingress: deny}
   for (const auto& l : render(ir.v4).rules) EXPECT_EQ(l.find("icmp6"), std::string::npos) << l;
   // The stored IR keeps the ICMPv6 type (it is what `top` evaluates with).
   auto back = ir_from_json(ir_to_json(ir));
-  ASSERT_TRUE(back) << back.error();
+  ASSERT_TRUE(back) << back.error().str();
   ns_out.proto = Protocol::Icmpv6;
   ns_out.icmpv6_type = 135;
   EXPECT_EQ(evaluate_hook(back->v6, Hook::Input, ns_out), Verdict::Allow);
@@ -345,7 +345,7 @@ TEST(PolicyBackend, ApplyRollbackStatusFlushFlow) {
 
   auto ir1 = must_compile(kWeb);
   auto a1 = b.apply(ir1);
-  ASSERT_TRUE(a1) << a1.error();
+  ASSERT_TRUE(a1) << a1.error().str();
   EXPECT_EQ(a1->generation, 1);
   EXPECT_EQ(fake->restores.size(), 2u);  // one restore per family
   EXPECT_THAT(fake->restores[0], ::testing::HasSubstr("-I INPUT 1 -m comment --comment \"hostscope:jump\" -j HOSTSCOPE-INPUT\n"));
@@ -353,7 +353,7 @@ TEST(PolicyBackend, ApplyRollbackStatusFlushFlow) {
   EXPECT_THAT(fake->tables["iptables"], ::testing::HasSubstr("-A INPUT -j KUBE-FIREWALL"));  // untouched
 
   auto st = b.status();
-  ASSERT_TRUE(st) << st.error();
+  ASSERT_TRUE(st) << st.error().str();
   EXPECT_EQ(st->generation, 1);
   EXPECT_FALSE(st->drift) << st->text();
   EXPECT_FALSE(st->counters.empty());
@@ -371,12 +371,12 @@ TEST(PolicyBackend, ApplyRollbackStatusFlushFlow) {
   fake->fail_restore = false;
 
   auto a2 = b.apply(ir2);
-  ASSERT_TRUE(a2) << a2.error();
+  ASSERT_TRUE(a2) << a2.error().str();
   EXPECT_EQ(a2->generation, 2);
   EXPECT_THAT(a2->plan.text(), ::testing::HasSubstr("--dport 5433"));
   EXPECT_TRUE(a2->plan.jumps_to_add.empty());
   auto rb = b.rollback();
-  ASSERT_TRUE(rb) << rb.error();
+  ASSERT_TRUE(rb) << rb.error().str();
   EXPECT_EQ(rb->generation, 1);
   EXPECT_THAT(fake->tables["iptables"], ::testing::HasSubstr("--dport 5432"));
   EXPECT_THAT(fake->tables["iptables"], ::testing::Not(::testing::HasSubstr("--dport 5433")));
@@ -432,13 +432,13 @@ TEST(PolicyBackend, ApplyWithoutChangeKeepsTheGeneration) {
   IptablesBackend b(o, fake);
   auto ir = must_compile(kWeb);
   auto a1 = b.apply(ir);
-  ASSERT_TRUE(a1) << a1.error();
+  ASSERT_TRUE(a1) << a1.error().str();
   EXPECT_FALSE(a1->unchanged);
   auto restores = fake->restores.size();
   auto gen1 = std::filesystem::last_write_time(dir.path + "/gen-1.json");
 
   auto a2 = b.apply(ir);
-  ASSERT_TRUE(a2) << a2.error();
+  ASSERT_TRUE(a2) << a2.error().str();
   EXPECT_TRUE(a2->unchanged);
   EXPECT_FALSE(a2->drift_repaired);
   EXPECT_EQ(a2->generation, 1);
@@ -452,7 +452,7 @@ TEST(PolicyBackend, ApplyWithoutChangeKeepsTheGeneration) {
   auto commented = must_compile(std::string("# reviewed\n") + kWeb);
   ASSERT_NE(commented.source_hash, ir.source_hash);
   auto a3 = b.apply(commented);
-  ASSERT_TRUE(a3) << a3.error();
+  ASSERT_TRUE(a3) << a3.error().str();
   EXPECT_TRUE(a3->unchanged);
   EXPECT_EQ(a3->generation, 1);
   EXPECT_EQ(b.status()->source_hash, commented.source_hash);
@@ -464,7 +464,7 @@ TEST(PolicyBackend, ApplyWithoutChangeKeepsTheGeneration) {
   t.erase(t.rfind('\n', pos) + 1, t.find('\n', pos) - t.rfind('\n', pos));
   ASSERT_TRUE(b.status()->drift);
   auto a4 = b.apply(ir);
-  ASSERT_TRUE(a4) << a4.error();
+  ASSERT_TRUE(a4) << a4.error().str();
   EXPECT_TRUE(a4->unchanged);
   EXPECT_TRUE(a4->drift_repaired);
   EXPECT_EQ(a4->generation, 1);
@@ -476,7 +476,7 @@ TEST(PolicyBackend, ApplyWithoutChangeKeepsTheGeneration) {
   std::string y2 = kWeb;
   y2.replace(y2.find("[5432]"), 6, "[5433]");
   auto a5 = b.apply(must_compile(y2));
-  ASSERT_TRUE(a5) << a5.error();
+  ASSERT_TRUE(a5) << a5.error().str();
   EXPECT_FALSE(a5->unchanged);
   EXPECT_EQ(a5->generation, 2);
 }
@@ -520,19 +520,19 @@ TEST(PolicyBackend, HalfDoneSwitchIsUndoneByTheNextCommand) {
   fake->restores_left = 1;  // the IPv4 restore works, then nothing does
   auto r = b.apply(must_compile(y2));
   ASSERT_FALSE(r);
-  EXPECT_THAT(r.error(), ::testing::HasSubstr("the next policy command puts one generation back in force"));
+  EXPECT_THAT(r.error().str(), ::testing::HasSubstr("the next policy command puts one generation back in force"));
   EXPECT_TRUE(std::filesystem::exists(dir.path + "/pending"));
   EXPECT_THAT(fake->tables["iptables"], ::testing::HasSubstr("--dport 5433"));  // mixed: IPv4 new, IPv6 old
   fake->restores_left = -1;
   auto st = b.status();
-  ASSERT_TRUE(st) << st.error();
+  ASSERT_TRUE(st) << st.error().str();
   EXPECT_EQ(st->generation, 1);
   EXPECT_FALSE(st->drift) << st->text();
   EXPECT_THAT(fake->tables["iptables"], ::testing::Not(::testing::HasSubstr("--dport 5433")));
   EXPECT_FALSE(std::filesystem::exists(dir.path + "/pending"));
   EXPECT_FALSE(std::filesystem::exists(dir.path + "/gen-2.json"));
   auto again = b.apply(must_compile(y2));
-  ASSERT_TRUE(again) << again.error();
+  ASSERT_TRUE(again) << again.error().str();
   EXPECT_EQ(again->generation, 2);
 }
 

@@ -86,7 +86,7 @@ json topology(const std::vector<json>& edges) {
 
 Generated must_generate(const json& t, const Context& ctx = node()) {
   auto g = generate(t, ctx);
-  EXPECT_TRUE(g.has_value()) << (g ? "" : g.error());
+  EXPECT_TRUE(g.has_value()) << (g ? "" : g.error().str());
   return g ? std::move(*g) : Generated{};
 }
 
@@ -186,8 +186,8 @@ TEST(PolicyGenerate, EnforcedPoliciesAllowOnlyWhatWasObserved) {
   Endpoint web_proc{std::nullopt, "/system.slice/web.service", true};
   Endpoint cron_proc{std::nullopt, "/system.slice/cron.service", true};
   Endpoint db_proc{std::nullopt, "/system.slice/db.service", true};
-  auto ip = [](const char* a) { return Endpoint{parse_ip(a), "", false}; };
-  auto from_ip = [](const char* a) { return Endpoint{parse_ip(a), "", false}; };
+  auto ip = [](const char* a) { return Endpoint{IpAddr::parse(a), "", false}; };
+  auto from_ip = [](const char* a) { return Endpoint{IpAddr::parse(a), "", false}; };
 
   EXPECT_EQ(verdict(ir, web_proc, ip("127.0.0.1"), 5432), Verdict::Allow);
   EXPECT_EQ(verdict(ir, web_proc, ip("127.0.0.1"), 5433), Verdict::Deny);  // only ever refused: not allowed
@@ -346,7 +346,7 @@ TEST(PolicyGenerate, NamesAreValidUniqueAndQuoted) {
 TEST(PolicyGenerate, RefusesBadTopology) {
   auto err = [](const json& j) {
     auto g = generate(j, node());
-    return g ? std::string("ok") : g.error();
+    return g ? std::string("ok") : g.error().str();
   };
   auto base = topology({edge(svc("web", "", "127.0.0.1"), ext("192.0.2.1"), 80, 1)});
   EXPECT_EQ(err(base), "ok");
@@ -376,11 +376,11 @@ TEST(PolicyGenerate, RefusesBadTopology) {
   EXPECT_FALSE(parse_topology_text("{").has_value());
   auto deep = parse_topology_text(std::string(100000, '[') + std::string(100000, ']'));
   ASSERT_FALSE(deep.has_value());
-  EXPECT_THAT(deep.error(), HasSubstr("nested deeper than 16"));
+  EXPECT_THAT(deep.error().str(), HasSubstr("nested deeper than 16"));
   EXPECT_TRUE(parse_topology_text(R"({"a":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["})").has_value());  // brackets in strings do not count
   auto big = parse_topology_text(std::string(kMaxTopologyBytes + 1, ' '));
   ASSERT_FALSE(big.has_value());
-  EXPECT_THAT(big.error(), HasSubstr("the limit is"));
+  EXPECT_THAT(big.error().str(), HasSubstr("the limit is"));
 }
 
 struct TempDir {
@@ -406,7 +406,7 @@ TEST(PolicyGenerate, WritesADirectoryThatLoadsAsOneSet) {
   EXPECT_EQ(loaded.set.tests.size(), 5u);
   auto again = write_generated(g, dir, false);
   ASSERT_FALSE(again.has_value());
-  EXPECT_THAT(again.error(), HasSubstr("already exists; pass --force"));
+  EXPECT_THAT(again.error().str(), HasSubstr("already exists; pass --force"));
   EXPECT_TRUE(write_generated(g, dir, true).has_value());
   // The stdout form is one valid policy file holding the same set.
   auto one = load_text(g.stream(), "all.yaml");
@@ -461,7 +461,7 @@ TEST(PolicyGenerate, FetchesTopologyFromTheAgentSocket) {
   {
     FakeAgent agent(tmp.path / "ok.sock", json{{"ok", true}, {"result", t}}.dump() + "\n");
     auto got = fetch_topology(agent.path(), 5000);
-    ASSERT_TRUE(got.has_value()) << got.error();
+    ASSERT_TRUE(got.has_value()) << got.error().str();
     EXPECT_EQ(*got, t);
     EXPECT_EQ(agent.request(), R"({"method":"topology","params":{}})");
   }
@@ -469,17 +469,17 @@ TEST(PolicyGenerate, FetchesTopologyFromTheAgentSocket) {
     FakeAgent agent(tmp.path / "err.sock", R"({"ok":false,"error":"topology is disabled"})" "\n");
     auto got = fetch_topology(agent.path(), 5000);
     ASSERT_FALSE(got.has_value());
-    EXPECT_EQ(got.error(), "agent topology request failed: topology is disabled");
+    EXPECT_EQ(got.error().str(), "agent topology request failed: topology is disabled");
   }
   {
     FakeAgent agent(tmp.path / "cut.sock", R"({"ok":true,"result":{)");
     auto got = fetch_topology(agent.path(), 5000);
     ASSERT_FALSE(got.has_value());
-    EXPECT_THAT(got.error(), HasSubstr("closed before a complete topology reply"));
+    EXPECT_THAT(got.error().str(), HasSubstr("closed before a complete topology reply"));
   }
   auto none = fetch_topology((tmp.path / "absent.sock").string(), 1000);
   ASSERT_FALSE(none.has_value());
-  EXPECT_THAT(none.error(), HasSubstr("connect failed"));
+  EXPECT_THAT(none.error().str(), HasSubstr("connect failed"));
 }
 
 int run_cli(std::vector<std::string> args) {

@@ -11,16 +11,17 @@
 #include "support/git_repo.h"
 
 using namespace hostscope::policy;
+using hostscope::Result;
 using namespace hostscope::testing;
 using ::testing::HasSubstr;
 
 namespace {
 
-Expected<ReconcileConfig> parse(const std::string& yaml) { return parse_reconcile_config(YAML::Load(yaml)["policy"], "c.yaml"); }
+Result<ReconcileConfig> parse(const std::string& yaml) { return parse_reconcile_config(YAML::Load(yaml)["policy"], "c.yaml"); }
 
 TEST(PolicyConfig, AbsentMeansNoSource) {
   auto c = parse("other: 1\n");
-  ASSERT_TRUE(c) << c.error();
+  ASSERT_TRUE(c) << c.error().str();
   EXPECT_FALSE(c->enabled());
   EXPECT_EQ(c->state_dir, "/var/lib/hostscope/policy");
   EXPECT_EQ(c->work_dir, "/var/lib/hostscope/policy-git");
@@ -43,7 +44,7 @@ TEST(PolicyConfig, GitSourceParses) {
       allowed_signers_file: /etc/hostscope/git/allowed_signers
       follow_force_push: true
 )");
-  ASSERT_TRUE(c) << c.error();
+  ASSERT_TRUE(c) << c.error().str();
   EXPECT_EQ(c->kind, ReconcileConfig::Kind::Git);
   EXPECT_EQ(c->git.branch, "prod");
   EXPECT_EQ(c->git.directory, "policies");
@@ -58,7 +59,7 @@ TEST(PolicyConfig, GitSourceParses) {
 
 TEST(PolicyConfig, DirectorySourceParses) {
   auto c = parse("policy:\n  source:\n    directory: /etc/hostscope/policies\n    poll_seconds: 7\n");
-  ASSERT_TRUE(c) << c.error();
+  ASSERT_TRUE(c) << c.error().str();
   EXPECT_EQ(c->kind, ReconcileConfig::Kind::Directory);
   EXPECT_EQ(c->directory, "/etc/hostscope/policies");
   EXPECT_EQ(c->poll_seconds, 7u);
@@ -76,8 +77,8 @@ class PolicyConfigErrors : public ::testing::TestWithParam<Bad> {};
 TEST_P(PolicyConfigErrors, NameFileLineColumn) {
   auto c = parse(GetParam().yaml);
   ASSERT_FALSE(c);
-  EXPECT_THAT(c.error(), HasSubstr(GetParam().where));
-  EXPECT_THAT(c.error(), HasSubstr(GetParam().what));
+  EXPECT_THAT(c.error().str(), HasSubstr(GetParam().where));
+  EXPECT_THAT(c.error().str(), HasSubstr(GetParam().what));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -122,16 +123,16 @@ TEST(PolicyConfig, ContextFileIsLoadedAndABadOneNamesItsPath) {
   std::ofstream(dir + "/bad.json") << R"({"services": [{"name": "billing", "addresses": ["10.9.0.0/24"]},)";
   std::ofstream(dir + "/noname.json") << R"({"services": [{"addresses": ["10.9.0.1"]}]})";
   auto good = parse("policy:\n  context: " + dir + "/good.json\n");
-  ASSERT_TRUE(good) << good.error();
+  ASSERT_TRUE(good) << good.error().str();
   EXPECT_EQ(good->context_file, dir + "/good.json");
   EXPECT_FALSE(good->allow_mass_removal);
   for (const char* name : {"bad.json", "noname.json", "missing.json"}) {
     auto bad = parse("policy:\n  context: " + dir + "/" + name + "\n");
     ASSERT_FALSE(bad) << name;
-    EXPECT_THAT(bad.error(), HasSubstr("c.yaml:2:12: policy.context: policy context file " + dir + "/" + name)) << bad.error();
+    EXPECT_THAT(bad.error().str(), HasSubstr("c.yaml:2:12: policy.context: policy context file " + dir + "/" + name)) << bad.error().str();
   }
-  EXPECT_THAT(parse("policy:\n  context: /x/../nope.json\n").error(), HasSubstr("open failed: No such file or directory"));
-  EXPECT_THAT(parse("policy:\n  context: rel.json\n").error(), HasSubstr("c.yaml:2:12: policy.context must be an absolute path"));
+  EXPECT_THAT(parse("policy:\n  context: /x/../nope.json\n").error().str(), HasSubstr("open failed: No such file or directory"));
+  EXPECT_THAT(parse("policy:\n  context: rel.json\n").error().str(), HasSubstr("c.yaml:2:12: policy.context must be an absolute path"));
   std::filesystem::remove_all(dir);
 }
 
@@ -171,7 +172,7 @@ TEST_F(GitSourceTest, FetchesTipAndExportsOnlyThePolicyDirectory) {
   ASSERT_FALSE(c1.empty());
   GitSource src(cfg, tmp / "wc");
   auto tip = src.fetch();
-  ASSERT_TRUE(tip) << tip.error();
+  ASSERT_TRUE(tip) << tip.error().str();
   EXPECT_EQ(tip->id, c1);
   EXPECT_EQ(tip->summary, "first");
   EXPECT_GT(tip->time, 0);
@@ -195,7 +196,7 @@ TEST_F(GitSourceTest, SymlinkNamedLikeAPolicyFileIsRefused) {
   ASSERT_TRUE(src.fetch());
   auto x = src.export_tree(c, tmp / "stage");
   ASSERT_FALSE(x);
-  EXPECT_EQ(x.error(), "commit " + c + ": alias.yaml is not a regular file (git mode 120000); a policy file must be one");
+  EXPECT_EQ(x.error().str(), "commit " + c + ": alias.yaml is not a regular file (git mode 120000); a policy file must be one");
 }
 
 TEST_F(GitSourceTest, AncestryDetectsRewrittenHistory) {
@@ -206,7 +207,7 @@ TEST_F(GitSourceTest, AncestryDetectsRewrittenHistory) {
   GitSource src(cfg, tmp / "wc");
   ASSERT_TRUE(src.fetch());
   auto d = src.descends_from(c2, c1);
-  ASSERT_TRUE(d) << d.error();
+  ASSERT_TRUE(d) << d.error().str();
   EXPECT_TRUE(*d);
   // Rewrite: drop c2, commit something else, force-push.
   ASSERT_EQ(repo.git("reset -q --hard " + c1).status, 0);
@@ -214,7 +215,7 @@ TEST_F(GitSourceTest, AncestryDetectsRewrittenHistory) {
   auto c3 = repo.commit("rewritten", "", true);
   ASSERT_FALSE(c3.empty());
   auto tip = src.fetch();
-  ASSERT_TRUE(tip) << tip.error();
+  ASSERT_TRUE(tip) << tip.error().str();
   EXPECT_EQ(tip->id, c3);
   EXPECT_FALSE(src.descends_from(c3, c2).value());
   EXPECT_TRUE(src.descends_from(c3, c1).value());
@@ -228,13 +229,13 @@ TEST_F(GitSourceTest, MissingDirectoryAndBranchAreErrors) {
   ASSERT_TRUE(src.fetch());
   auto x = src.export_tree(c1, tmp / "stage");
   ASSERT_FALSE(x);
-  EXPECT_THAT(x.error(), HasSubstr("has no directory 'policies'"));
+  EXPECT_THAT(x.error().str(), HasSubstr("has no directory 'policies'"));
   auto other = cfg;
   other.branch = "nope";
   GitSource src2(other, tmp / "wc2");
   auto t = src2.fetch();
   ASSERT_FALSE(t);
-  EXPECT_THAT(t.error(), HasSubstr("nope"));
+  EXPECT_THAT(t.error().str(), HasSubstr("nope"));
 }
 
 TEST_F(GitSourceTest, UnreachableRemoteFailsAndCorruptWorkingCopyIsRecloned) {
@@ -246,14 +247,14 @@ TEST_F(GitSourceTest, UnreachableRemoteFailsAndCorruptWorkingCopyIsRecloned) {
   std::filesystem::rename(repo.remote(), repo.remote() + ".away");
   auto down = src.fetch();
   ASSERT_FALSE(down);
-  EXPECT_THAT(down.error(), HasSubstr("git fetch of branch main"));
+  EXPECT_THAT(down.error().str(), HasSubstr("git fetch of branch main"));
   EXPECT_TRUE(std::filesystem::exists(tmp / "wc/HEAD")) << "a failed fetch keeps the working copy";
   std::filesystem::rename(repo.remote() + ".away", repo.remote());
   // Corrupt the clone: its object store is gone.
   std::filesystem::remove_all(tmp / "wc/objects");
   std::ofstream(tmp / "wc/HEAD") << "garbage\n";
   auto again = src.fetch();
-  ASSERT_TRUE(again) << again.error();
+  ASSERT_TRUE(again) << again.error().str();
   EXPECT_TRUE(src.recloned_last_fetch());
   EXPECT_EQ(again->id, c1);
   EXPECT_TRUE(src.export_tree(c1, tmp / "stage"));
@@ -277,12 +278,12 @@ TEST_F(GitSourceTest, SshSignaturesAgainstAllowedSigners) {
   ASSERT_TRUE(src.fetch());
   auto u = src.verify_signature(unsigned_c);
   ASSERT_FALSE(u);
-  EXPECT_THAT(u.error(), HasSubstr("is not signed"));
+  EXPECT_THAT(u.error().str(), HasSubstr("is not signed"));
   auto o = src.verify_signature(signed_other);
   ASSERT_FALSE(o);
-  EXPECT_THAT(o.error(), HasSubstr("not in"));
+  EXPECT_THAT(o.error().str(), HasSubstr("not in"));
   auto ok = src.verify_signature(signed_ok);
-  EXPECT_TRUE(ok) << ok.error();
+  EXPECT_TRUE(ok) << ok.error().str();
 }
 
 }  // namespace

@@ -77,8 +77,8 @@ TEST(PolicyIrJson, RoundTripKeepsEveryRuleAndSet) {
                      "---\napiVersion: hostscope.io/v1\nkind: NetworkPolicy\nmetadata: {name: many}\nsubject: {cgroup: /batch}\n"
                      "egress:\n  - {action: reject, peers: [{cidr: 192.0.2.1}, {cidr: 192.0.2.9}, {cidr: 198.51.100.0/24}, {cidr: \"2001:db8::/64\"}], ports: [\"80-90\", 443]}\n");
   auto back = policy::ir_from_json(nlohmann::json::parse(policy::ir_to_json(ir).dump()));
-  ASSERT_TRUE(back) << back.error();
-  for (auto f : {policy::Family::V4, policy::Family::V6}) {
+  ASSERT_TRUE(back) << back.error().str();
+  for (auto f : {Family::V4, Family::V6}) {
     auto a = policy::render(ir.table(f)), b = policy::render(back->table(f));
     EXPECT_EQ(a.rules, b.rules);
     EXPECT_EQ(a.chains, b.chains);
@@ -94,12 +94,12 @@ TEST(PolicyIrJson, MalformedInputNamesTheMember) {
   j["ipv4"]["chains"][0]["rules"][0][0] = "10.0.0.300/8";
   auto r = policy::ir_from_json(j);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().find("ipv4.chains[0].rules[0]: src '10.0.0.300/8'"), std::string::npos) << r.error();
+  EXPECT_NE(r.error().message.find("ipv4.chains[0].rules[0]: src '10.0.0.300/8'"), std::string::npos) << r.error().str();
   j = policy::ir_to_json(compiled(kPolicies));
   j["ipv6"]["chains"][1]["rules"][0][8] = 99;
   r = policy::ir_from_json(j);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().find("target 99 out of range"), std::string::npos) << r.error();
+  EXPECT_NE(r.error().message.find("target 99 out of range"), std::string::npos) << r.error().str();
   EXPECT_FALSE(policy::ir_from_json(nlohmann::json::array()));
   EXPECT_FALSE(policy::ir_from_json({{"schema", "hostscope.ir/v1"}}));
 }

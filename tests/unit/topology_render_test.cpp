@@ -85,8 +85,8 @@ TEST(TopologyJson, RoundTripsASnapshotOfTheLiveStore) {
   events::ConnectionEvent e;
   e.kind = events::Kind::Close;
   e.role = events::Role::Active;
-  e.saddr = *parse_addr("::1");
-  e.daddr = *parse_addr("::1");
+  e.saddr = *IpAddr::parse("::1");
+  e.daddr = *IpAddr::parse("::1");
   e.sport = 50000;
   e.dport = 8443;
   e.established = true;

@@ -20,7 +20,7 @@ using events::Role;
 constexpr uint64_t kSec = 1'000'000'000ull;
 constexpr uint64_t kT0 = 1'700'000'000ull * kSec;
 
-events::IpAddr ip(const char* s) { return *parse_addr(s); }
+IpAddr ip(const char* s) { return *IpAddr::parse(s); }
 
 // One socket's view: local address/port first, like the tracer reports it.
 ConnectionEvent ev(Kind kind, Role role, const char* local, uint16_t lport, const char* remote, uint16_t rport,

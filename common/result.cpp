@@ -1,4 +1,4 @@
-#include "agent/util/result.h"
+#include "common/result.h"
 
 namespace hostscope {
 

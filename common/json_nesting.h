@@ -1,6 +1,7 @@
 #pragma once
 // A cheap pre-check for untrusted JSON text: nlohmann's parser and destructor work per nesting level, so hostile
-// nesting is refused before the text is handed over (topology JSON, API requests).
+// nesting is refused before the text is handed over (topology JSON read by the agent and by `policy generate`,
+// API requests).
 #include <string_view>
 
 namespace hostscope {
