@@ -197,7 +197,12 @@ TEST(DoctorHooks, PredictsEachHookOnItsOwnLikeTheAgent) {
   EXPECT_EQ(find(cs, "hook sock/inet_sock_set_state").level, Level::Ok);
   EXPECT_EQ(find(cs, "hook sock/sock_send_length").level, Level::Warn);
   EXPECT_EQ(find(cs, "hook fexit/inet_csk_accept").level, Level::Ok);
+  // The missing send hook says what the agent then does instead, as the agent's own degraded note does.
+  EXPECT_NE(find(cs, "hook sock/sock_send_length").message.find("taken at accept() instead (fexit/inet_csk_accept)"),
+            std::string::npos)
+      << find(cs, "hook sock/sock_send_length").message;
   f.fexit_accept_error = "EPERM";
+  EXPECT_EQ(find(evaluate(f), "hook sock/sock_send_length").message.find("fexit"), std::string::npos);
   EXPECT_EQ(predicted_accept_mode(f), "off");
   EXPECT_EQ(find(evaluate(f), "hook fexit/inet_csk_accept").level, Level::Warn);
   EXPECT_NE(find(evaluate(f), "hook fexit/inet_csk_accept").message.find("EPERM"), std::string::npos);
