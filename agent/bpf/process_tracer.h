@@ -25,7 +25,7 @@ namespace hostscope::bpf {
 
 struct ProcessTracerOptions {
   AttachMode mode = AttachMode::Auto;
-  uint32_t ring_bytes = 2u << 20;  // power of two, page multiple
+  uint32_t ring_bytes = 4u << 20;  // power of two, page multiple
 };
 
 struct ProcessCounters {
