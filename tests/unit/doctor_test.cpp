@@ -216,7 +216,8 @@ TEST(DoctorHooks, PredictsEachHookOnItsOwnLikeTheAgent) {
                           {"sock/sock_recv_length", "off"},        {"fexit/inet_csk_accept", "fexit"}};
   EXPECT_EQ(find(evaluate(f), "agent hooks").level, Level::Ok);
   (*f.health)["hooks"]["sock/inet_sock_set_state"] = "tracepoint";
-  const auto& differ = find(evaluate(f), "agent hooks");
+  const auto differing = evaluate(f);  // find() returns a reference into it: keep it alive
+  const auto& differ = find(differing, "agent hooks");
   EXPECT_EQ(differ.level, Level::Warn);
   EXPECT_NE(differ.message.find("sock/inet_sock_set_state is tracepoint (predicted tp_btf)"), std::string::npos)
       << differ.message;
