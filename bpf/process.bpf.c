@@ -15,7 +15,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
-  __uint(max_entries, 4 * 1024 * 1024);
+  __uint(max_entries, 4 * 1024 * 1024); /* resized by the agent (kernel.process_ring_buffer_mb) */
 } proc_events SEC(".maps");
 
 static __always_inline void proc__fill(struct hs_proc_event* e, struct task_struct* task, __u8 kind) {

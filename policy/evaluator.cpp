@@ -141,11 +141,13 @@ std::vector<TestOutcome> run_policy_tests(const PolicySet& set, const Ir& ir, co
           Trace trace;
           auto v = evaluate_connection(ir, f, to, c.protocol, c.port, &trace);
           bool allowed = v != Verdict::Deny;  // audit only reports; the packet passes
-          if (allowed != c.expect_allow) {
+          bool as_expected = c.expect_audit ? v == Verdict::AuditWouldDeny : allowed == c.expect_allow;
+          if (!as_expected) {
             o.passed = false;
             std::string path;
             for (const auto& s : trace.steps) path += "\n    " + s;
-            o.detail = fmt::format("expected {}, got {} (from {} to {}){}", c.expect_allow ? "allow" : "deny", to_string(v),
+            o.detail = fmt::format("expected {}, got {} (from {} to {}){}",
+                                   c.expect_audit ? "audit-would-deny" : c.expect_allow ? "allow" : "deny", to_string(v),
                                    f.local ? "cgroup " + f.cgroup : f.address->str(),
                                    to.local ? "local" : to.address->str(), path);
           }

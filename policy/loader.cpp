@@ -429,7 +429,12 @@ class DocLoader {
         else ok = false;
       }
       if (auto v = req("expect")) {
-        if (auto e = enum_value<bool>(v, "expect", {{"allow", true}, {"deny", false}})) c.expect_allow = *e;
+        enum class Expect { Allow, Deny, AuditWouldDeny };
+        if (auto e = enum_value<Expect>(v, "expect", {{"allow", Expect::Allow}, {"deny", Expect::Deny},
+                                                      {"audit-would-deny", Expect::AuditWouldDeny}})) {
+          c.expect_allow = *e != Expect::Deny;
+          c.expect_audit = *e == Expect::AuditWouldDeny;
+        }
         else ok = false;
       }
       if (c.name.empty()) c.name = fmt::format("{} -> {}:{}/{}", c.from, c.to, c.port, to_string(c.protocol));

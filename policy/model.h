@@ -77,7 +77,8 @@ struct TestCase {
   std::string from, to;  // service name or IP address
   uint16_t port = 0;
   Protocol protocol = Protocol::Tcp;
-  bool expect_allow = true;
+  bool expect_allow = true;   // allow (also audit-would-deny: the packet passes) or deny
+  bool expect_audit = false;  // `expect: audit-would-deny`: an audit policy would have denied it
   SourceLoc loc;
 };
 

@@ -2,9 +2,12 @@
 # Sets up a fresh Debian 12 machine (packages, build) and runs every test tier:
 #   1. unit tests (no root)                         ctest -L unit
 #   2. privileged integration tests (root + BPF)    ctest -L privileged   (fail, never skip, under CI=true)
-#   3. the unit tests again under ASan+UBSan        build-asan
-#   4. a short libFuzzer run of every fuzz target   build-fuzz (clang-16)
-# Env: FUZZ_SECONDS (default 30 per target), SKIP_ASAN=1, SKIP_FUZZ=1 for quicker local runs.
+#   3. the kernel matrix: Debian's 6.1 and 6.12 kernels booted in qemu run the kernel-dependent privileged tests
+#                                                   tests/kernels/run.sh (docs/kernels.md)
+#   4. the unit tests again under ASan+UBSan        build-asan
+#   5. a short libFuzzer run of every fuzz target   build-fuzz (clang-16)
+# Env: FUZZ_SECONDS (default 30 per target), KERNELS (default "6.1 6.12"), SKIP_KERNELS=1, SKIP_ASAN=1, SKIP_FUZZ=1
+# for quicker local runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +17,12 @@ status=0
 ctest --test-dir build -L unit -j"$(nproc)" --output-on-failure || status=1
 # Privileged tests share kernel state (BPF hooks, netns, iptables): one at a time.
 ctest --test-dir build -L privileged -j1 --output-on-failure || status=1
+
+# A guest that does not boot, or a test that fails in it, fails the run (about 4 min per kernel under TCG).
+if [ "${SKIP_KERNELS:-0}" != 1 ]; then
+  # shellcheck disable=SC2086
+  bash tests/kernels/run.sh ${KERNELS:-6.1 6.12} || status=1
+fi
 
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   BUILD_DIR=build-asan BUILD_TYPE=Debug CMAKE_ARGS="-DHOSTSCOPE_SANITIZE=ON" bash scripts/setup.sh

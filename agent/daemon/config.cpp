@@ -155,15 +155,18 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
     return errorf("{}", ck.joined());
 
   ck.get(root, "node_name", c.node_name, "config");
-  if (auto k = root["kernel"]; k && ck.map(k, "kernel", {"attach", "socket_table_size", "ring_buffer_mb"})) {
+  if (auto k = root["kernel"];
+      k && ck.map(k, "kernel", {"attach", "socket_table_size", "ring_buffer_mb", "process_ring_buffer_mb"})) {
     ck.get(k, "attach", c.kernel.attach, "kernel");
     if (k["attach"] && c.kernel.attach != "auto" && c.kernel.attach != "btf" && c.kernel.attach != "classic")
       ck.error(k["attach"], "kernel.attach must be one of auto, btf, classic");
     ck.integer(k, "socket_table_size", c.kernel.socket_table_size, 1024, 4u << 20, "kernel");
-    ck.integer(k, "ring_buffer_mb", c.kernel.ring_buffer_mb, 1, 1024, "kernel");
-    const uint32_t mb = c.kernel.ring_buffer_mb;
-    if (k["ring_buffer_mb"] && (mb & (mb - 1)))
-      ck.error(k["ring_buffer_mb"], "kernel.ring_buffer_mb must be a power of two from 1 to 1024");
+    for (auto [key, mb] : {std::pair{"ring_buffer_mb", &c.kernel.ring_buffer_mb},
+                           std::pair{"process_ring_buffer_mb", &c.kernel.process_ring_buffer_mb}}) {
+      ck.integer(k, key, *mb, 1, 1024, "kernel");
+      if (k[key] && (*mb & (*mb - 1)))
+        ck.error(k[key], std::string("kernel.") + key + " must be a power of two from 1 to 1024");
+    }
   }
   if (auto m = root["metrics"]; m && ck.map(m, "metrics", {"listen", "max_series"})) {
     ck.get(m, "listen", c.metrics.listen, "metrics");

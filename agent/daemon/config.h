@@ -25,6 +25,7 @@ struct Config {
     std::string attach = "auto";  // auto | btf | classic
     uint32_t socket_table_size = 65536;
     uint32_t ring_buffer_mb = 8;
+    uint32_t process_ring_buffer_mb = 4;  // exec/fork/exit events; smaller rings lost exec events in a go build burst
   } kernel;
 
   struct Api {

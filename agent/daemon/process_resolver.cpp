@@ -17,6 +17,7 @@ Status ProcessResolver::start(int go_procs_fd) {
   table_ = std::make_unique<identity::ProcessTable>(std::move(*opts));
   bpf::ProcessTracerOptions pto;
   pto.mode = s_.mode;
+  pto.ring_bytes = s_.ring_bytes;
   auto pt = bpf::ProcessTracer::start(pto);
   if (pt) {
     tracer_ = std::move(*pt);

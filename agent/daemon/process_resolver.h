@@ -15,6 +15,7 @@ struct IdentitySettings {
   std::string config_file;  // YAML with service_rules: ("" for none)
   size_t max_processes = 32768;
   bpf::AttachMode mode = bpf::AttachMode::Auto;
+  uint32_t ring_bytes = 4u << 20;  // proc_events ring buffer (power of two, page multiple)
 };
 
 class ProcessResolver : public IdentityResolver {

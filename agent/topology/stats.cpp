@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <optional>
 
 namespace hostscope::topology {
 
@@ -26,36 +27,67 @@ uint64_t LatencyHistogram::bucket_high(size_t b) {
   return bucket_low(b) + (uint64_t(1) << (e - 2));
 }
 
+template <typename F>
+void LatencyHistogram::each(F&& f) const {
+  if (dense_) {
+    for (size_t b = 0; b < kBuckets; ++b)
+      if ((*dense_)[b]) f(b, uint64_t((*dense_)[b]));
+  } else {
+    for (uint32_t w : sparse_) f(size_t(w >> 24), uint64_t(w & kSparseCountMax));
+  }
+}
+
+void LatencyHistogram::make_dense() {
+  dense_ = std::make_unique<std::array<uint32_t, kBuckets>>();
+  for (uint32_t w : sparse_) (*dense_)[w >> 24] = w & kSparseCountMax;
+  std::vector<uint32_t>().swap(sparse_);  // give the memory back, not just the size
+}
+
 void LatencyHistogram::add(uint64_t us) {
-  auto& c = counts_[bucket_of(us)];
-  if (c != UINT32_MAX) ++c;
+  const size_t b = bucket_of(us);
   ++count_;
   sum_us_ += us;
+  if (!dense_) {
+    auto it = std::lower_bound(sparse_.begin(), sparse_.end(), uint32_t(b) << 24);
+    if (it != sparse_.end() && (*it >> 24) == b) {
+      if ((*it & kSparseCountMax) < kSparseCountMax) {
+        ++*it;
+        return;
+      }
+    } else if (sparse_.size() < kSparseMax) {
+      sparse_.insert(it, (uint32_t(b) << 24) | 1);
+      return;
+    }
+    make_dense();
+  }
+  auto& c = (*dense_)[b];
+  if (c != UINT32_MAX) ++c;
 }
 
 std::vector<uint64_t> LatencyHistogram::export_buckets() const {
   std::vector<uint64_t> out(kExportBoundsUs.size(), 0);
   uint64_t seen = 0;
   size_t i = 0;
-  for (size_t b = 0; b < kBuckets && i < out.size(); ++b) {
+  each([&](size_t b, uint64_t c) {
     while (i < out.size() && bucket_low(b) >= kExportBoundsUs[i]) out[i++] = seen;
-    seen += counts_[b];
-  }
+    seen += c;
+  });
   for (; i < out.size(); ++i) out[i] = seen;  // bounds above the last bucket's low edge: values capped there
   return out;
 }
 
 uint64_t LatencyHistogram::quantile(double q) const {
   uint64_t total = 0;
-  for (auto c : counts_) total += c;
+  each([&](size_t, uint64_t c) { total += c; });
   if (total == 0) return 0;
   uint64_t rank = std::max<uint64_t>(1, uint64_t(std::ceil(q * double(total))));
   uint64_t seen = 0;
-  for (size_t b = 0; b < kBuckets; ++b) {
-    seen += counts_[b];
-    if (seen >= rank) return b < 4 ? b : (bucket_low(b) + bucket_high(b) - 1) / 2;
-  }
-  return bucket_low(kBuckets - 1);
+  std::optional<uint64_t> v;
+  each([&](size_t b, uint64_t c) {
+    seen += c;
+    if (!v && seen >= rank) v = b < 4 ? b : (bucket_low(b) + bucket_high(b) - 1) / 2;
+  });
+  return v ? *v : bucket_low(kBuckets - 1);
 }
 
 LatencySummary LatencyHistogram::summary() const {

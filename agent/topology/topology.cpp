@@ -1,5 +1,7 @@
 #include "agent/topology/topology.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -29,6 +31,7 @@ namespace {
 
 constexpr uint8_t kActiveSide = 1, kPassiveSide = 2;
 constexpr double kSrttAlpha = 1.0 / 8;  // the kernel's own srtt gain
+constexpr size_t kTrimAfterEntries = 4096;  // edges and connections removed by one tick before the heap is trimmed
 
 size_t hash_addr(const IpAddr& a) {
   uint64_t lo = 0, hi = 0;
@@ -183,7 +186,7 @@ Topology::EdgeState* Topology::edge_for(const EdgeKey& wanted, uint64_t now) {
   }
   auto [it, _] = edges_.try_emplace(key);
   EdgeState& e = it->second;
-  e.key = key;
+  e.key = &it->first;
   e.first_ns = now;
   e.last_ns = now;
   remember_edge(key, e, now);
@@ -405,7 +408,7 @@ void Topology::account(const events::ConnectionEvent& ev, const Endpoint& local,
   // `e` is looked up again if any edge went away meanwhile.
   auto track = [&]() -> Conn* {
     if (conns_.size() < cfg_.max_connections) return new_conn(ck, now);
-    EdgeKey key = e->key;
+    EdgeKey key = *e->key;
     uint64_t removals = edge_removals_;
     Conn* c = new_conn(ck, now);
     if (removals != edge_removals_) e = edge_for(key, now);
@@ -438,7 +441,7 @@ void Topology::account(const events::ConnectionEvent& ev, const Endpoint& local,
     if (!conn) {
       conn = track();
       if (conn) {
-        conn->edge = e->key;
+        conn->edge = *e->key;
         conn->same_host = v.same_host;
       }
       count_open(conn);
@@ -457,7 +460,7 @@ void Topology::account(const events::ConnectionEvent& ev, const Endpoint& local,
     }
     if (active && nat_ && !v.loop) {
       ++counters_.nat_requests;
-      if (!nat_->submit(NatRequest{FlowTuple{ev.saddr, ev.daddr, ev.sport, ev.dport, Protocol::Tcp}, e->key}))
+      if (!nat_->submit(NatRequest{FlowTuple{ev.saddr, ev.daddr, ev.sport, ev.dport, Protocol::Tcp}, *e->key}))
         ++counters_.nat_dropped;
     }
     return;
@@ -487,7 +490,7 @@ void Topology::account(const events::ConnectionEvent& ev, const Endpoint& local,
     }
     if (!conn && active && nat_ && !v.loop && !ev.open_seen && ev.established) {
       ++counters_.nat_requests;
-      if (!nat_->submit(NatRequest{FlowTuple{ev.saddr, ev.daddr, ev.sport, ev.dport, Protocol::Tcp}, e->key}))
+      if (!nat_->submit(NatRequest{FlowTuple{ev.saddr, ev.daddr, ev.sport, ev.dport, Protocol::Tcp}, *e->key}))
         ++counters_.nat_dropped;
     }
   }
@@ -516,7 +519,7 @@ void Topology::account(const events::ConnectionEvent& ev, const Endpoint& local,
     // Wait a while for the other socket of this connection so it is not counted again.
     conn = track();
     if (conn) {
-      conn->edge = e->key;
+      conn->edge = *e->key;
       conn->same_host = true;
       conn->counted_open = true;
       conn->c2s = c2s;
@@ -558,7 +561,8 @@ void Topology::tick(uint64_t now_ns) {
     w = nat_;
   }
   if (w) apply_nat(w->take_results());
-  std::lock_guard lk(mu_);
+  std::unique_lock lk(mu_);
+  const size_t edges_before = edges_.size(), conns_before = conns_.size();
   release_expired_holds(now_ns);
   for (auto& [_, e] : edges_) counters_.anomalies += e.detector.roll(now_ns, cfg_.anomaly, e.flags);
   for (auto it = conns_.begin(); it != conns_.end();) {
@@ -578,11 +582,16 @@ void Topology::tick(uint64_t now_ns) {
       ++it;
     }
   }
+  const size_t freed = (edges_before - std::min(edges_before, edges_.size())) +
+                       (conns_before - std::min(conns_before, conns_.size()));
+  lk.unlock();
+  // glibc keeps the freed entries for reuse, scattered through the heap; after a large expiry give the pages back.
+  if (freed >= kTrimAfterEntries) malloc_trim(0);
 }
 
 EdgeSnapshot Topology::snapshot_edge(const EdgeState& e) const {
   EdgeSnapshot s;
-  const EdgeKey& k = e.key;
+  const EdgeKey& k = *e.key;
   s.client = EdgeEnd{k.client.kind, k.client.name, k.client.ns, e.client_pod,
                      k.client.kind == NodeKind::External ? k.client.address : format_addr(e.client_addr)};
   s.server = EdgeEnd{k.server.kind, k.server.name, k.server.ns, e.server_pod,

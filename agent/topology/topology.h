@@ -120,7 +120,7 @@ class Topology {
     size_t operator()(const ListenKey& k) const noexcept;
   };
   struct EdgeState {
-    EdgeKey key;
+    const EdgeKey* key = nullptr;  // the key of its entry in edges_ (node-based map: stable), not a second copy
     std::string client_pod, server_pod;
     IpAddr client_addr, server_addr;
     bool server_addr_from_server = false;  // the server's own socket reported it (else: as dialled)

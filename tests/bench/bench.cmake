@@ -11,5 +11,5 @@ set_target_properties(hs_bench_agent PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE
 # 64 MiB or the kernel loses an event. docs/testing.md has the full-size run.
 add_test(NAME agent_memory_check
          COMMAND hs_bench_agent --hostscope $<TARGET_FILE:hostscope> --config ${CMAKE_SOURCE_DIR}/tests/bench/agent-bench.yaml
-                 --latency-n 50 --churn-n 200000 --edges 10000 --max-rss-mib 64)
+                 --latency-n 50 --churn-n 200000 --edges 20000 --max-rss-mib 64)
 set_tests_properties(agent_memory_check PROPERTIES LABELS privileged TIMEOUT 300 SKIP_RETURN_CODE 77)

@@ -49,13 +49,15 @@ inline void pin_to_cpu(int cpu) {
 
 // A TCP listener on 127.0.0.1 with a port the kernel picks (SO_REUSEADDR, backlog 4096); its address in *addr.
 // Returns -1 on failure.
-inline int loopback_listener(sockaddr_in* addr) {
+// `port` 0 lets the kernel pick one from the ephemeral range.
+inline int loopback_listener(sockaddr_in* addr, uint16_t port = 0) {
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(port);
   socklen_t len = sizeof(sa);
   if (ls < 0 || bind(ls, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) || listen(ls, 4096) ||
       getsockname(ls, reinterpret_cast<sockaddr*>(&sa), &len)) {

@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 
+#include "agent/bpf/libbpf_util.h"
 #include "support/event_collector.h"
 
 using namespace hostscope;
@@ -352,6 +353,43 @@ TEST(TcpLifecycle, PassiveOwnerIsTakenAtCloseWhenTheOwnerNeverDidIo) {
     EXPECT_EQ(e->pid, uint32_t(getpid()));
   }
   EXPECT_EQ(closes[0].outcome, Outcome::Closed);
+}
+
+// Issue 17: a long-lived accepted connection names its server process before it closes, on every kernel. Where
+// the kernel has neither send/receive tracepoint (6.1) the owner comes from fexit/inet_csk_accept, at accept() and
+// before any I/O; elsewhere from the owner's first send.
+TEST(TcpLifecycle, AcceptedLongLivedConnectionNamesItsServerBeforeItCloses) {
+  HS_START_COLLECTOR(col);
+  bool at_accept = false;
+  for (const auto& h : col.tracer().hooks())
+    if (h.hook == "fexit/inet_csk_accept") at_accept = h.mode == bpf::HookMode::Fexit;
+  {
+    bpf::KernelHooks kernel;
+    if (!kernel.btf_tracepoint("sock_send_length") && !kernel.btf_tracepoint("sock_recv_length") &&
+        kernel.fexit_error("inet_csk_accept").empty())
+      EXPECT_TRUE(at_accept) << "the kernel runs fexit/inet_csk_accept but the tracer did not attach it";
+  }
+  Listener l;
+  ASSERT_GT(l.port, 0);
+  auto child = connect_from_child(l.port, ChildEnd::wait_for_fin);
+  ASSERT_GT(child.port, 0);
+  const int cport = child.port;
+  int s = accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(s, 0);
+  if (!at_accept) ASSERT_EQ(write(s, "x", 1), 1);  // the owner's first send names it
+  auto opens = col.wait_for(1, open_of(l.port, cport));
+  EXPECT_TRUE(col.matching(close_of(l.port, cport)).empty()) << "the connection is still open";
+  char comm[16] = {};
+  std::ifstream("/proc/self/comm").getline(comm, sizeof(comm));
+  ASSERT_EQ(opens.size(), 1u);
+  EXPECT_EQ(opens[0].role, Role::Passive);
+  EXPECT_TRUE(opens[0].owner_known);
+  EXPECT_EQ(opens[0].pid, uint32_t(getpid()));
+  EXPECT_EQ(opens[0].comm_view(), comm);
+  close(s);
+  int status = 0;
+  waitpid(child.pid, &status, 0);
+  EXPECT_EQ(col.wait_for(1, close_of(l.port, cport)).size(), 1u);
 }
 
 TEST(TcpLifecycle, PassiveConnectionResetBeforeItsOwnerActsHasNoOwnerAndIsCounted) {

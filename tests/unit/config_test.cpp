@@ -23,7 +23,7 @@ TEST(Config, EmptyFileGivesDefaults) {
 
 TEST(Config, FullFileParses) {
   auto c = parse_config(R"(node_name: n1
-kernel: {attach: classic, socket_table_size: 4096, ring_buffer_mb: 16}
+kernel: {attach: classic, socket_table_size: 4096, ring_buffer_mb: 16, process_ring_buffer_mb: 2}
 api: {socket: /tmp/x.sock, group: ops, max_request_bytes: 1024, max_clients: 4, stream_queue: 100}
 topology: {max_edges: 100, max_nodes: 50, idle_expiry_seconds: 30}
 networks:
@@ -35,6 +35,7 @@ identity: {kubelet_root: /tmp/node, max_processes: 128}
   EXPECT_EQ(c->node_name, "n1");
   EXPECT_EQ(c->kernel.attach, "classic");
   EXPECT_EQ(c->kernel.ring_buffer_mb, 16u);
+  EXPECT_EQ(c->kernel.process_ring_buffer_mb, 2u);
   EXPECT_EQ(c->api.group, "ops");
   EXPECT_EQ(c->topology.max_edges, 100u);
   ASSERT_EQ(c->networks.at("cluster-pods").size(), 2u);
@@ -75,6 +76,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(BadCase{"api:\n  sokcet: /x\n", "cfg.yaml:2:3", "unknown key 'sokcet' in api"},
                       BadCase{"kernel: {attach: kprobe}\n", "cfg.yaml:1:18", "kernel.attach must be one of"},
                       BadCase{"kernel:\n  ring_buffer_mb: 3\n", "cfg.yaml:2:19", "power of two"},
+                      BadCase{"kernel:\n  process_ring_buffer_mb: 6\n", "cfg.yaml:2:27",
+                              "kernel.process_ring_buffer_mb must be a power of two"},
                       BadCase{"kernel:\n  socket_table_size: lots\n", "cfg.yaml:2:22", "kernel.socket_table_size must be an integer from"},
                       BadCase{"api: {max_clients: 0}\n", "cfg.yaml:1:20", "api.max_clients must be an integer from 1 to 1024"},
                       BadCase{"networks:\n  pods: [10.244.0.0/33]\n", "cfg.yaml:2:10", "networks.pods"},
@@ -118,6 +121,7 @@ TEST_P(ConfigIntegers, OutOfRangeNegativeAndHugeAreRejected) {
 INSTANTIATE_TEST_SUITE_P(
     All, ConfigIntegers,
     ::testing::Values(IntKey{"kernel", "socket_table_size", "1023", "4194305"}, IntKey{"kernel", "ring_buffer_mb", "0", "2048"},
+                      IntKey{"kernel", "process_ring_buffer_mb", "0", "2048"},
                       IntKey{"api", "max_request_bytes", "255", "1048577"}, IntKey{"api", "max_clients", "0", "1025"},
                       IntKey{"api", "stream_queue", "15", "1048577"}, IntKey{"metrics", "max_series", "", "10000001"},
                       IntKey{"events", "max_file_mb", "0", "1048577"}, IntKey{"events", "max_files", "0", "1001"},

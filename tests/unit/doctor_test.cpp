@@ -197,7 +197,12 @@ TEST(DoctorHooks, PredictsEachHookOnItsOwnLikeTheAgent) {
   EXPECT_EQ(find(cs, "hook sock/inet_sock_set_state").level, Level::Ok);
   EXPECT_EQ(find(cs, "hook sock/sock_send_length").level, Level::Warn);
   EXPECT_EQ(find(cs, "hook fexit/inet_csk_accept").level, Level::Ok);
+  // The missing send hook says what the agent then does instead, as the agent's own degraded note does.
+  EXPECT_NE(find(cs, "hook sock/sock_send_length").message.find("taken at accept() instead (fexit/inet_csk_accept)"),
+            std::string::npos)
+      << find(cs, "hook sock/sock_send_length").message;
   f.fexit_accept_error = "EPERM";
+  EXPECT_EQ(find(evaluate(f), "hook sock/sock_send_length").message.find("fexit"), std::string::npos);
   EXPECT_EQ(predicted_accept_mode(f), "off");
   EXPECT_EQ(find(evaluate(f), "hook fexit/inet_csk_accept").level, Level::Warn);
   EXPECT_NE(find(evaluate(f), "hook fexit/inet_csk_accept").message.find("EPERM"), std::string::npos);
@@ -211,7 +216,8 @@ TEST(DoctorHooks, PredictsEachHookOnItsOwnLikeTheAgent) {
                           {"sock/sock_recv_length", "off"},        {"fexit/inet_csk_accept", "fexit"}};
   EXPECT_EQ(find(evaluate(f), "agent hooks").level, Level::Ok);
   (*f.health)["hooks"]["sock/inet_sock_set_state"] = "tracepoint";
-  const auto& differ = find(evaluate(f), "agent hooks");
+  const auto differing = evaluate(f);  // find() returns a reference into it: keep it alive
+  const auto& differ = find(differing, "agent hooks");
   EXPECT_EQ(differ.level, Level::Warn);
   EXPECT_NE(differ.message.find("sock/inet_sock_set_state is tracepoint (predicted tp_btf)"), std::string::npos)
       << differ.message;

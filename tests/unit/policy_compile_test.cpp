@@ -293,6 +293,46 @@ cases:
   EXPECT_THAT(res[2].detail, ::testing::HasSubstr("expected allow, got deny"));
 }
 
+// Issue 19: a PolicyTest case can expect an audit policy's would-deny verdict, which `allow` does not tell apart
+// (the packet passes either way).
+TEST(PolicyEvaluator, PolicyTestsExpectAuditWouldDeny) {
+  std::string y = R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: cache}
+subject: {service: cache}
+mode: audit
+default: {egress: deny}
+egress:
+  - action: allow
+    ports: [6379]
+    protocol: tcp
+---
+apiVersion: hostscope.io/v1
+kind: PolicyTest
+metadata: {name: cache-tests}
+cases:
+  - {from: cache, to: 10.0.0.1, port: 80, expect: audit-would-deny}
+  - {from: cache, to: 10.0.0.1, port: 6379, expect: audit-would-deny}
+  - {from: cache, to: 10.0.0.1, port: 80, expect: allow}
+  - {from: cache, to: 10.0.0.1, port: 80, expect: deny}
+)";
+  auto loaded = load_text(y, "t.yaml");
+  ASSERT_TRUE(loaded.diagnostics.empty()) << loaded.diagnostics.front().str();
+  auto c = compile(loaded, catalogue());
+  ASSERT_TRUE(c.ok());
+  auto res = run_policy_tests(loaded.set, *c.ir, catalogue());
+  ASSERT_EQ(res.size(), 4u);
+  EXPECT_TRUE(res[0].passed) << res[0].detail;
+  EXPECT_FALSE(res[1].passed);  // allowed by the rule, not an audit would-deny
+  EXPECT_THAT(res[1].detail, ::testing::HasSubstr("expected audit-would-deny, got allow"));
+  EXPECT_TRUE(res[2].passed) << res[2].detail;  // the packet passes: `allow` still holds for audit policies
+  EXPECT_FALSE(res[3].passed);
+  // An unknown expectation names the three values.
+  auto bad = load_text(std::string(y).replace(y.find("expect: deny"), 12, "expect: drop"), "t.yaml");
+  ASSERT_FALSE(bad.diagnostics.empty());
+  EXPECT_THAT(bad.diagnostics.front().str(), ::testing::HasSubstr("allow, deny, audit-would-deny"));
+}
+
 TEST(PolicyPlan, DiffByRuleTag) {
   auto ir = must_compile(kWeb);
   auto next = render(ir.v4);

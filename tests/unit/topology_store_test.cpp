@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <random>
 
@@ -847,6 +849,71 @@ TEST(LatencyHistogram, BucketsAreContiguousAndQuantilesClose) {
   EXPECT_NEAR(double(h.quantile(0.9)), 9000.0, 9000.0 * 0.13);
   EXPECT_NEAR(double(h.quantile(0.99)), 9900.0, 9900.0 * 0.13);
   EXPECT_EQ(LatencyHistogram().quantile(0.5), 0u);
+}
+
+// The plain table every bucket count is kept in, as the histogram was before it kept few buckets sparsely.
+struct ReferenceHistogram {
+  std::array<uint64_t, LatencyHistogram::kBuckets> counts{};
+  void add(uint64_t us) { ++counts[LatencyHistogram::bucket_of(us)]; }
+  uint64_t quantile(double q) const {
+    uint64_t total = 0;
+    for (auto c : counts) total += c;
+    if (total == 0) return 0;
+    uint64_t rank = std::max<uint64_t>(1, uint64_t(std::ceil(q * double(total)))), seen = 0;
+    for (size_t b = 0; b < counts.size(); ++b) {
+      seen += counts[b];
+      if (seen >= rank)
+        return b < 4 ? b : (LatencyHistogram::bucket_low(b) + LatencyHistogram::bucket_high(b) - 1) / 2;
+    }
+    return 0;
+  }
+  std::vector<uint64_t> export_buckets() const {
+    std::vector<uint64_t> out;
+    for (uint64_t bound : LatencyHistogram::kExportBoundsUs) {
+      uint64_t below = 0;
+      for (size_t b = 0; b < counts.size(); ++b)
+        if (LatencyHistogram::bucket_high(b) <= bound) below += counts[b];
+      out.push_back(below);
+    }
+    return out;
+  }
+};
+
+TEST(LatencyHistogram, SparseAndDenseFormsAnswerLikeThePlainTable) {
+  std::mt19937_64 rng(15);
+  for (int round = 0; round < 20; ++round) {
+    LatencyHistogram h;
+    ReferenceHistogram ref;
+    // Few distinct latencies first (sparse), then spread over every bucket (dense).
+    const int spread_after = round * 10;
+    for (int i = 0; i < 400; ++i) {
+      uint64_t us = i < spread_after ? 50 + rng() % 3 * 40 : rng() >> (rng() % 64);
+      h.add(us);
+      ref.add(us);
+      for (double q : {0.0, 0.5, 0.9, 0.99, 1.0}) ASSERT_EQ(h.quantile(q), ref.quantile(q)) << round << " " << i << " q" << q;
+      ASSERT_EQ(h.export_buckets(), ref.export_buckets()) << round << " " << i;
+    }
+    EXPECT_TRUE(h.dense());
+  }
+  LatencyHistogram few;
+  for (uint64_t us = 1; us <= 100'000; us *= 2) few.add(us);  // 17 buckets: one past the sparse form
+  EXPECT_TRUE(few.dense());
+  LatencyHistogram one;
+  one.add(70);
+  EXPECT_FALSE(one.dense());
+}
+
+TEST(LatencyHistogram, CountsPastTheSparseWordKeepCounting) {
+  LatencyHistogram h;
+  const uint64_t n = (1u << 24) + 5;  // one bucket's count outgrows the 24 bits of a sparse word
+  for (uint64_t i = 0; i < n; ++i) h.add(100);
+  h.add(5000);
+  EXPECT_EQ(h.count(), n + 1);
+  EXPECT_EQ(h.export_buckets().front(), 0u);  // below 16 us
+  EXPECT_EQ(h.export_buckets()[3], n);        // below 128 us
+  EXPECT_EQ(h.export_buckets().back(), n + 1);
+  const size_t b = LatencyHistogram::bucket_of(100);
+  EXPECT_EQ(h.quantile(0.99), (LatencyHistogram::bucket_low(b) + LatencyHistogram::bucket_high(b) - 1) / 2);
 }
 
 }  // namespace

@@ -106,8 +106,13 @@ void hook_checks(const NodeFacts& f, std::vector<Check>& out) {
                       "this user cannot read it; run doctor as root once the agent runs. Without it {}",
                       key, h.lost));
     } else {
+      // The agent's own note for the send/receive hooks when fexit/inet_csk_accept stands in (6.1).
+      const bool owner_hook = h.event == "sock_send_length" || h.event == "sock_recv_length";
+      std::string lost = owner_hook && predicted_accept_mode(f) == "fexit"
+                             ? "the owner of accepted connections is taken at accept() instead (fexit/inet_csk_accept)"
+                             : h.lost;
       add(out, name, h.required ? Level::Fail : Level::Warn,
-          fmt::format("neither tp_btf/{} nor tracepoint {} exists on this kernel: {}", h.event, key, h.lost));
+          fmt::format("neither tp_btf/{} nor tracepoint {} exists on this kernel: {}", h.event, key, lost));
     }
   }
   // Without both send/receive hooks (6.1), the agent takes the passive owner at accept() with fexit, where the
