@@ -27,7 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const auto& d : report.diagnostics) (void)d.str();
   auto c = compile(loaded, ctx, CompileOptions{2});
   if (!c.ok()) return 0;
-  for (auto f : {Family::V4, Family::V6}) (void)render(c.ir->table(f));
+  for (auto f : {hostscope::Family::V4, hostscope::Family::V6}) (void)render(c.ir->table(f));
   (void)run_policy_tests(loaded.set, *c.ir, ctx);
   return 0;
 }
