@@ -1,6 +1,9 @@
 #include "policy/cli.h"
 
+#include <array>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -10,8 +13,10 @@
 
 #include "policy/analysis.h"
 #include "policy/compiler.h"
+#include "policy/diff.h"
 #include "policy/evaluator.h"
 #include "policy/generate.h"
+#include "policy/git_source.h"
 #include "policy/iptables.h"
 #include "policy/live_test.h"
 #include "policy/loader.h"
@@ -208,6 +213,59 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
     if (!p) fail(1, p.error().str());
     std::cout << p->text();
     if (auto m = mass_removal_of(b, *p, c); !m.empty()) std::cerr << "WARNING: " << m << "; `policy apply` refuses this without --allow-mass-removal\n";
+  });
+
+  // Semantic diff: both sides compiled with the same catalogue; exit 0 when no class changes verdict, 3 when one
+  // becomes denied (so CI can gate on it, as `plan --impact` will), 4 when verdicts change but none is newly denied.
+  auto diff_opts = std::make_shared<std::array<std::string, 4>>();  // A, B, --git repository, --path in it
+  auto* diff_cmd = policy->add_subcommand("diff", "Which connection classes two policy sets judge differently");
+  diff_cmd->add_option("A", (*diff_opts)[0], "Policy directory, or a revision with --git")->required();
+  diff_cmd->add_option("B", (*diff_opts)[1], "Policy directory, or a revision with --git")->required();
+  diff_cmd->add_option("--git", (*diff_opts)[2], "A and B are revisions of this Git repository");
+  diff_cmd->add_option("--path", (*diff_opts)[3], "With --git: the policy directory inside the repository");
+  diff_cmd->add_option("--context", o->context_file, "JSON file with the service catalogue and named networks");
+  diff_cmd->add_flag("--json", o->json, "Machine-readable output");
+  diff_cmd->callback([o, diff_opts] {
+    const auto& [a_arg, b_arg, repo, sub] = *diff_opts;
+    std::string tmp;
+    if (!repo.empty()) {
+      char tmpl[] = "/tmp/hostscope-diff-XXXXXX";
+      if (!mkdtemp(tmpl)) fail(2, fmt::format("temporary directory create failed: {}", std::strerror(errno)));
+      tmp = tmpl;
+    }
+    struct Cleanup {
+      std::string dir;
+      ~Cleanup() {
+        std::error_code ec;
+        if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+      }
+    } cleanup{tmp};
+    auto side_dir = [&](const std::string& arg, const char* which) {
+      if (repo.empty()) return arg;
+      std::string dest = tmp + "/" + which;
+      if (auto st = export_revision(repo, arg, sub, dest); !st) fail(2, st.error().str());
+      return dest;
+    };
+    const std::string da = side_dir(a_arg, "a"), db = side_dir(b_arg, "b");
+    auto ctx = context(*o);
+    std::error_code ec;
+    for (const auto& d : {da, db})
+      if (!std::filesystem::is_directory(d, ec)) fail(2, fmt::format("policy directory {} does not exist", d));
+    auto la = load_dir(da), lb = load_dir(db);
+    auto ca = compile(la, ctx), cb = compile(lb, ctx);
+    for (auto [c, arg] : {std::pair<const CompileResult*, const std::string*>{&ca, &a_arg}, {&cb, &b_arg}})
+      if (!c->ok()) {
+        print_diagnostics(c->diagnostics);
+        fail(1, fmt::format("policy set {} does not validate", *arg));
+      }
+    auto aa = analyze(la.set, ctx), ab = analyze(lb.set, ctx);
+    auto d = semantic_diff({&la.set, &aa, &*ca.ir}, {&lb.set, &ab, &*cb.ir}, ctx);
+    if (o->json)
+      std::cout << diff_json(d).dump(2) << "\n";
+    else
+      std::cout << diff_text(d);
+    if (d.newly_denied()) fail(3, "");
+    if (!d.changes.empty()) fail(4, "");
   });
 
   auto* apply_cmd = policy->add_subcommand("apply", "Compile and install atomically");

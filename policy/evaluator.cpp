@@ -61,7 +61,9 @@ struct Walk {
     for (size_t i = 0; i < c->rules.size(); ++i) {
       const IrRule& r = c->rules[i];
       if (!matches(t, r.match, p)) continue;
-      if (trace) trace->steps.push_back(fmt::format("{} #{} {} -> {} ({})", name, i + 1, r.tag(), to_string(r.target), r.what));
+      if (trace && trace->record_steps)
+        trace->steps.push_back(fmt::format("{} #{} {} -> {} ({})", name, i + 1, r.tag(), to_string(r.target), r.what));
+      if (trace && r.target != IrTarget::Log && r.target != IrTarget::Jump) trace->decided = &r;
       switch (r.target) {
         case IrTarget::Return: return false;
         case IrTarget::Drop:

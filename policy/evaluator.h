@@ -25,6 +25,10 @@ struct Packet {
 
 struct Trace {
   std::vector<std::string> steps;  // "HOSTSCOPE-OUTPUT #2 hostscope:web:abc -> JUMP", ...
+  bool record_steps = true;         // false: only `decided` is kept (no formatting on the hot path)
+  // The last rule that decided (Return, Drop, Reject or Audit), or null when the packet fell off the hook chains.
+  // Points into the evaluated Ir.
+  const IrRule* decided = nullptr;
 };
 
 Verdict evaluate_hook(const IrTable& table, Hook hook, const Packet& p, Trace* trace = nullptr);

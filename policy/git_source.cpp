@@ -247,24 +247,22 @@ Status GitSource::verify_signature(const std::string& commit) {
   return {};
 }
 
-Status GitSource::export_tree(const std::string& commit, const std::string& dest) {
-  if (!repo_) return Error{"git working copy not open (fetch first)"};
-  git_repository* repo = repo_->repo.get();
-  git_oid oid;
-  if (!valid_oid(commit, oid)) return Error{fmt::format("'{}' is not a commit id", commit)};
-  git_commit* craw = nullptr;
-  if (git_commit_lookup(&craw, repo, &oid) != 0) return Error{git_err(fmt::format("commit {} lookup failed", commit))};
-  CommitPtr c(craw);
+namespace {
+
+// The regular files directly in `directory` of `commit`'s tree, written into `dest` (created, must not exist).
+// `label` names the commit in errors.
+Status export_commit_files(git_repository* repo, git_commit* commit, const std::string& label, const std::string& directory,
+                           const std::string& dest) {
   git_tree* traw = nullptr;
-  if (git_commit_tree(&traw, c.get()) != 0) return Error{git_err(fmt::format("commit {} tree read failed", commit))};
+  if (git_commit_tree(&traw, commit) != 0) return Error{git_err(fmt::format("commit {} tree read failed", label))};
   TreePtr tree(traw);
-  if (!cfg_.directory.empty()) {
+  if (!directory.empty()) {
     git_tree_entry* eraw = nullptr;
-    if (git_tree_entry_bypath(&eraw, tree.get(), cfg_.directory.c_str()) != 0)
-      return Error{fmt::format("commit {} has no directory '{}'", commit, cfg_.directory)};
+    if (git_tree_entry_bypath(&eraw, tree.get(), directory.c_str()) != 0)
+      return Error{fmt::format("commit {} has no directory '{}'", label, directory)};
     TreeEntryPtr entry(eraw);
     if (git_tree_entry_type(entry.get()) != GIT_OBJECT_TREE)
-      return Error{fmt::format("commit {}: '{}' is not a directory", commit, cfg_.directory)};
+      return Error{fmt::format("commit {}: '{}' is not a directory", label, directory)};
     git_tree* sraw = nullptr;
     if (git_tree_lookup(&sraw, repo, git_tree_entry_id(entry.get())) != 0) return Error{git_err("git sub-tree read failed")};
     tree.reset(sraw);
@@ -279,22 +277,52 @@ Status GitSource::export_tree(const std::string& commit, const std::string& dest
     if (mode != GIT_FILEMODE_BLOB && mode != GIT_FILEMODE_BLOB_EXECUTABLE) {
       // Sub-trees, symlinks and submodules are not policy files; one named like a policy file would be lost silently.
       if (is_policy_file_name(name))
-        return Error{fmt::format("commit {}: {} is not a regular file (git mode {:06o}); a policy file must be one", commit,
+        return Error{fmt::format("commit {}: {} is not a regular file (git mode {:06o}); a policy file must be one", label,
                                    name, static_cast<unsigned>(mode))};
       continue;
     }
-    if (++files > kMaxFiles) return Error{fmt::format("commit {}: more than {} files in '{}'", commit, kMaxFiles, cfg_.directory)};
+    if (++files > kMaxFiles) return Error{fmt::format("commit {}: more than {} files in '{}'", label, kMaxFiles, directory)};
     git_blob* braw = nullptr;
     if (git_blob_lookup(&braw, repo, git_tree_entry_id(e)) != 0) return Error{git_err(fmt::format("blob {} read failed", name))};
     BlobPtr blob(braw);
     auto size = static_cast<size_t>(git_blob_rawsize(blob.get()));
-    if (size > kMaxFileBytes) return Error{fmt::format("commit {}: {} is larger than {} bytes", commit, name, kMaxFileBytes)};
+    if (size > kMaxFileBytes) return Error{fmt::format("commit {}: {} is larger than {} bytes", label, name, kMaxFileBytes)};
     std::ofstream f(fs::path(dest) / name, std::ios::binary);
     f.write(static_cast<const char*>(git_blob_rawcontent(blob.get())), static_cast<std::streamsize>(size));
     f.flush();
     if (!f) return Error{fmt::format("staging file {} write failed", (fs::path(dest) / name).string())};
   }
   return {};
+}
+
+}  // namespace
+
+Status GitSource::export_tree(const std::string& commit, const std::string& dest) {
+  if (!repo_) return Error{"git working copy not open (fetch first)"};
+  git_repository* repo = repo_->repo.get();
+  git_oid oid;
+  if (!valid_oid(commit, oid)) return Error{fmt::format("'{}' is not a commit id", commit)};
+  git_commit* craw = nullptr;
+  if (git_commit_lookup(&craw, repo, &oid) != 0) return Error{git_err(fmt::format("commit {} lookup failed", commit))};
+  CommitPtr c(craw);
+  return export_commit_files(repo, c.get(), commit, cfg_.directory, dest);
+}
+
+Status export_revision(const std::string& repo_path, const std::string& rev, const std::string& directory, const std::string& dest) {
+  init_libgit2();
+  git_repository* rraw = nullptr;
+  if (git_repository_open_ext(&rraw, repo_path.c_str(), 0, nullptr) != 0)
+    return Error{git_err(fmt::format("git repository {} open failed", repo_path))};
+  RepoPtr repo(rraw);
+  git_object* oraw = nullptr;
+  if (git_revparse_single(&oraw, repo.get(), rev.c_str()) != 0)
+    return Error{git_err(fmt::format("revision '{}' not found in {}", rev, repo_path))};
+  git_object* craw = nullptr;
+  int rc = git_object_peel(&craw, oraw, GIT_OBJECT_COMMIT);
+  git_object_free(oraw);
+  if (rc != 0) return Error{git_err(fmt::format("revision '{}' is not a commit", rev))};
+  CommitPtr c(reinterpret_cast<git_commit*>(craw));
+  return export_commit_files(repo.get(), c.get(), rev, directory, dest);
 }
 
 }  // namespace hostscope::policy

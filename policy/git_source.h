@@ -54,4 +54,9 @@ class GitSource {
   bool recloned_ = false;
 };
 
+// `hostscope policy diff --git REPO`: the policy files directly in `directory` of revision `rev` (anything git
+// understands: a commit id, a branch, HEAD~1, a tag) of the repository at or above `repo_path`, written into `dest`
+// (created, must not exist). The same checks as GitSource::export_tree (regular files only, bounded size and count).
+Status export_revision(const std::string& repo_path, const std::string& rev, const std::string& directory, const std::string& dest);
+
 }  // namespace hostscope::policy

@@ -7,3 +7,5 @@ target_compile_definitions(policy_compile_test PRIVATE HOSTSCOPE_TESTDATA="${CMA
 hs_test(NAME policy_generate_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_generate_test.cpp LIBS hs_policy LABELS unit)
 # Policy verdicts on topology edges (`top`/`topology` marks) and the stored IR they are computed from.
 hs_test(NAME policy_marks_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_marks_test.cpp LIBS hs_agent LABELS unit)
+# `policy diff`: semantic diff of two sets on their rules' atoms.
+hs_test(NAME policy_diff_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_diff_test.cpp LIBS hs_policy LABELS unit)

@@ -1,0 +1,263 @@
+#include "policy/diff.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace hostscope::policy {
+namespace {
+
+// Bound on the classes evaluated (each against both generations): about a second of evaluator time here.
+constexpr size_t kMaxClasses = 2'000'000;
+
+// The address after the last one of `c`, or nothing when `c` ends the address space.
+std::optional<IpAddr> after_last(const Cidr& c) {
+  IpAddr a = c.addr;
+  const int bytes = a.is_v4() ? 4 : 16;
+  for (int i = c.prefix; i < bytes * 8; ++i) a.bytes[i / 8] |= uint8_t(0x80u >> (i % 8));
+  for (int i = bytes - 1; i >= 0; --i)
+    if (++a.bytes[i] != 0) return a;
+  return std::nullopt;
+}
+
+int severity(Verdict v) { return v == Verdict::Deny ? 2 : v == Verdict::AuditWouldDeny ? 1 : 0; }
+
+struct SubjectEnd {
+  Endpoint ep;
+  std::string label;
+  std::optional<uint16_t> only_port;  // a local-port target is reached on that port only
+};
+
+SubjectEnd subject_end(const Target& t) {
+  switch (t.kind) {
+    case Target::Kind::Cgroup: return {Endpoint{std::nullopt, t.cgroup, true}, t.str(), std::nullopt};
+    case Target::Kind::Address: return {Endpoint{t.cidr.addr, "", false}, "address " + t.cidr.addr.str(), std::nullopt};
+    case Target::Kind::LocalPort: return {Endpoint{std::nullopt, "", true}, t.str(), t.port};
+  }
+  return {};
+}
+
+const ResolvedPolicy* find_policy(const Analysis* a, const std::string& name) {
+  if (!a) return nullptr;
+  for (const auto& p : a->policies)
+    if (p.policy && p.policy->name == name) return &p;
+  return nullptr;
+}
+
+bool starts_with(const std::string& s, std::string_view p) { return s.size() >= p.size() && s.compare(0, p.size(), p) == 0; }
+
+// Peers (by direction) and port boundaries named by the rules of policy `name` and by hostscope's own rules.
+void collect_atoms(const Ir* ir, const std::string& name, Direction dir, std::vector<Cidr>& peers, std::set<uint32_t>& ports) {
+  if (!ir) return;
+  const std::string dir_prefix = std::string(to_string(dir)) + " ";
+  for (const IrTable* t : {&ir->v4, &ir->v6})
+    for (const auto& c : t->chains)
+      for (const auto& r : c.rules) {
+        const bool own = r.owner == name, ours = starts_with(r.owner, "hs.");
+        if (!own && !ours) continue;
+        for (const auto& pr : r.match.dports) {
+          ports.insert(pr.first);
+          ports.insert(uint32_t(pr.last) + 1);
+        }
+        if (!own || !starts_with(r.what, dir_prefix)) continue;
+        const auto& cidr = dir == Direction::Egress ? r.match.dst : r.match.src;
+        const auto& set = dir == Direction::Egress ? r.match.dst_set : r.match.src_set;
+        if (cidr) peers.push_back(*cidr);
+        if (!set.empty())
+          if (const IrSet* s = t->find_set(set)) peers.insert(peers.end(), s->members.begin(), s->members.end());
+      }
+}
+
+std::string peer_label(const IpAddr& a, const std::vector<Cidr>& peers, const Context& ctx) {
+  const Cidr* best = nullptr;
+  for (const auto& c : peers)
+    if (c.contains(a) && (!best || c.prefix > best->prefix)) best = &c;
+  if (!best) return a.is_v4() ? "any other IPv4 address" : "any other IPv6 address";
+  for (const auto& s : ctx.services)
+    for (const auto& sc : service_addresses(s))
+      if (sc == *best) return fmt::format("service {} ({})", s.name, best->str());
+  return best->str();
+}
+
+struct Eval {
+  Verdict v = Verdict::Allow;
+  const IrRule* decided = nullptr;
+};
+
+Eval eval(const Ir& ir, const Endpoint& from, const Endpoint& to, Protocol proto, uint16_t port) {
+  Trace t;
+  t.record_steps = false;
+  Eval e;
+  e.v = evaluate_connection(ir, from, to, proto, port, &t);
+  e.decided = t.decided;
+  return e;
+}
+
+std::string ports_text(const PortRange& r) { return r.first == r.last ? std::to_string(r.first) : r.to_string(); }
+
+}  // namespace
+
+std::string describe_rule(const IrRule* r, const PolicySet& set) {
+  if (!r) return "";
+  if (starts_with(r->owner, "hs.")) return "hostscope: " + r->what;
+  for (const auto& p : set.policies) {
+    if (p.name != r->owner) continue;
+    SourceLoc loc = p.loc;
+    for (auto dir : {Direction::Egress, Direction::Ingress}) {
+      const std::string d = to_string(dir);
+      int n = 0;
+      if (std::sscanf(r->what.c_str(), (d + " rule %d").c_str(), &n) == 1 && n >= 1 && size_t(n) <= p.rules(dir).size())
+        loc = p.rules(dir)[size_t(n) - 1].loc;
+      else if (starts_with(r->what, d + " default"))
+        loc = p.default_loc.line ? p.default_loc : p.loc;
+    }
+    return fmt::format("policy {}: {} at {}", p.name, r->what, loc.str());
+  }
+  return fmt::format("policy {}: {}", r->owner, r->what);
+}
+
+bool DiffResult::newly_denied() const {
+  return std::any_of(changes.begin(), changes.end(), [](const VerdictChange& c) { return c.newly_denied(); });
+}
+
+DiffResult semantic_diff(const DiffSide& before, const DiffSide& after, const Context& ctx) {
+  DiffResult out;
+  std::vector<std::string> names;
+  for (const DiffSide* side : {&before, &after})
+    if (side->set)
+      for (const auto& p : side->set->policies)
+        if (std::find(names.begin(), names.end(), p.name) == names.end()) names.push_back(p.name);
+
+  // One evaluated class per (direction, subject end, peer address, protocol, port atom), whichever policy led to it.
+  std::set<std::string> seen;
+  for (const auto& name : names)
+    for (auto dir : {Direction::Egress, Direction::Ingress}) {
+      std::vector<SubjectEnd> ends;
+      std::set<std::string> end_keys;
+      for (const auto* rp : {find_policy(before.analysis, name), find_policy(after.analysis, name)})
+        if (rp)
+          for (const auto& t : rp->targets(dir))
+            if (end_keys.insert(t.str()).second) ends.push_back(subject_end(t));
+      if (ends.empty()) continue;
+      std::vector<Cidr> peers;
+      std::set<uint32_t> points{1};
+      collect_atoms(before.ir, name, dir, peers, points);
+      collect_atoms(after.ir, name, dir, peers, points);
+      std::vector<IpAddr> probes;
+      std::set<std::string> probe_keys;
+      auto add_probe = [&](const IpAddr& a) {
+        if (probe_keys.insert(a.str()).second) probes.push_back(a);
+      };
+      for (const auto& c : peers) {
+        add_probe(c.addr);
+        if (auto n = after_last(c)) add_probe(*n);
+      }
+      add_probe(*IpAddr::parse("192.0.2.1"));
+      add_probe(*IpAddr::parse("2001:db8::1"));
+      std::vector<PortRange> atoms;
+      for (auto it = points.begin(); it != points.end() && *it <= 65535; ++it) {
+        auto next = std::next(it);
+        uint32_t last = next == points.end() ? 65535 : std::min<uint32_t>(*next - 1, 65535);
+        atoms.push_back({uint16_t(*it), uint16_t(last)});
+      }
+
+      for (const auto& end : ends)
+        for (const auto& probe : probes) {
+          if (end.ep.address && end.ep.address->family != probe.family) continue;
+          const Endpoint peer{probe, "", false};
+          const Endpoint& from = dir == Direction::Egress ? end.ep : peer;
+          const Endpoint& to = dir == Direction::Egress ? peer : end.ep;
+          for (auto proto : {Protocol::Tcp, Protocol::Udp}) {
+            VerdictChange* open = nullptr;  // the last change, extended while the next atom changes the same way
+            for (const auto& atom : atoms) {
+              if (end.only_port && !atom.contains(*end.only_port)) continue;
+              const uint16_t port = end.only_port ? *end.only_port : atom.first;
+              auto key = fmt::format("{}|{}|{}|{}|{}", int(dir), end.label, probe.str(), int(proto), atom.first);
+              if (!seen.insert(key).second) {
+                open = nullptr;
+                continue;
+              }
+              if (++out.classes > kMaxClasses) {
+                out.truncated = true;
+                goto done;
+              }
+              Eval b = before.ir ? eval(*before.ir, from, to, proto, port) : Eval{};
+              Eval a = after.ir ? eval(*after.ir, from, to, proto, port) : Eval{};
+              if (b.v == a.v) {
+                open = nullptr;
+                continue;
+              }
+              std::string db = before.set ? describe_rule(b.decided, *before.set) : "";
+              std::string da = after.set ? describe_rule(a.decided, *after.set) : "";
+              PortRange shown = end.only_port ? PortRange{port, port} : atom;
+              if (open && open->before == b.v && open->after == a.v && open->decided_before == db &&
+                  open->decided_after == da && uint32_t(open->ports.last) + 1 == shown.first) {
+                open->ports.last = shown.last;
+                continue;
+              }
+              VerdictChange c;
+              c.subject = name;
+              c.direction = dir;
+              c.endpoint = end.label;
+              c.peer = peer_label(probe, peers, ctx);
+              c.peer_address = probe.str();
+              c.protocol = proto;
+              c.ports = shown;
+              c.before = b.v;
+              c.after = a.v;
+              c.decided_before = std::move(db);
+              c.decided_after = std::move(da);
+              out.changes.push_back(std::move(c));
+              open = &out.changes.back();
+            }
+          }
+        }
+    }
+done:
+  std::stable_sort(out.changes.begin(), out.changes.end(), [](const VerdictChange& x, const VerdictChange& y) {
+    return std::make_tuple(!x.newly_denied(), x.subject, int(x.direction), x.endpoint, x.peer_address, int(x.protocol), x.ports.first) <
+           std::make_tuple(!y.newly_denied(), y.subject, int(y.direction), y.endpoint, y.peer_address, int(y.protocol), y.ports.first);
+  });
+  return out;
+}
+
+std::string diff_text(const DiffResult& d) {
+  std::string s;
+  size_t denied = 0;
+  for (const auto& c : d.changes) {
+    denied += c.newly_denied();
+    const bool egress = c.direction == Direction::Egress;
+    s += fmt::format("{}{} {}: {} {} {} {}/{}: {} -> {}\n", c.newly_denied() ? "NEWLY DENIED " : "", c.subject,
+                     to_string(c.direction), egress ? c.endpoint : c.peer, egress ? "->" : "<-", egress ? c.peer : c.endpoint,
+                     to_string(c.protocol), ports_text(c.ports), to_string(c.before), to_string(c.after));
+    if (!c.decided_before.empty()) s += fmt::format("    before: {}\n", c.decided_before);
+    if (!c.decided_after.empty()) s += fmt::format("    after:  {}\n", c.decided_after);
+  }
+  s += fmt::format("{} verdict change(s), {} newly denied, over {} connection classes{}\n", d.changes.size(), denied,
+                   d.classes, d.truncated ? fmt::format(" (stopped at the bound of {} classes: the diff is incomplete)", kMaxClasses) : "");
+  return s;
+}
+
+nlohmann::json diff_json(const DiffResult& d) {
+  nlohmann::json changes = nlohmann::json::array();
+  for (const auto& c : d.changes)
+    changes.push_back({{"subject", c.subject},
+                       {"direction", to_string(c.direction)},
+                       {"endpoint", c.endpoint},
+                       {"peer", c.peer},
+                       {"peer_address", c.peer_address},
+                       {"protocol", to_string(c.protocol)},
+                       {"ports", ports_text(c.ports)},
+                       {"before", to_string(c.before)},
+                       {"after", to_string(c.after)},
+                       {"newly_denied", c.newly_denied()},
+                       {"decided_before", c.decided_before},
+                       {"decided_after", c.decided_after}});
+  return {{"changes", changes}, {"classes", d.classes}, {"truncated", d.truncated}, {"newly_denied", d.newly_denied()}};
+}
+
+}  // namespace hostscope::policy

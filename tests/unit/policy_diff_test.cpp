@@ -1,0 +1,129 @@
+// `policy diff`: the semantic diff of two policy sets on their rules' atoms (issue 19).
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "policy/compiler.h"
+#include "policy/diff.h"
+#include "policy/loader.h"
+
+namespace hostscope::policy {
+namespace {
+
+Context catalogue() {
+  Context c;
+  c.services.push_back({"web", {"/web"}, {}, {}, "", "", "", ""});
+  c.services.push_back({"db", {}, {"10.1.0.3", "fd00::3"}, {}, "", "", "", ""});
+  return c;
+}
+
+// One compiled side; kept whole because the diff refers into the set and its analysis.
+struct Side {
+  LoadResult loaded;
+  Analysis analysis;
+  CompileResult compiled;
+  explicit Side(const std::string& yaml)
+      : loaded(load_text(yaml, "web.yaml")), analysis(analyze(loaded.set, catalogue())), compiled(compile(loaded, catalogue())) {
+    std::string diags;
+    for (const auto& d : compiled.diagnostics) diags += d.str() + "\n";
+    EXPECT_TRUE(compiled.ok()) << diags;
+  }
+  DiffSide side() const { return {&loaded.set, &analysis, &*compiled.ir}; }
+};
+
+std::string web(const std::string& mode, const std::string& port) {
+  return "apiVersion: hostscope.io/v1\n"
+         "kind: NetworkPolicy\n"
+         "metadata: {name: web}\n"
+         "subject: {service: web}\n"
+         "mode: " + mode + "\n"
+         "default: {egress: deny}\n"
+         "egress:\n"
+         "  - action: allow\n"
+         "    peers: [{service: db}]\n"
+         "    ports: [" + port + "]\n";
+}
+
+const VerdictChange* find(const DiffResult& d, const std::string& peer_address, const std::string& proto, uint16_t port) {
+  for (const auto& c : d.changes)
+    if (c.peer_address == peer_address && to_string(c.protocol) == proto && c.ports.contains(port)) return &c;
+  return nullptr;
+}
+
+TEST(PolicyDiff, IdenticalSetsHaveNoVerdictChange) {
+  Side a(web("enforce", "5432")), b(web("enforce", "5432"));
+  auto d = semantic_diff(a.side(), b.side(), catalogue());
+  EXPECT_TRUE(d.changes.empty()) << diff_text(d);
+  EXPECT_GT(d.classes, 0u);
+  EXPECT_FALSE(d.newly_denied());
+}
+
+// Moving the allowed port denies the old one and allows the new one, for each family of the peer, and names the rule
+// that decides on each side with its file:line.
+TEST(PolicyDiff, MovedPortIsNewlyDeniedAndTheNewOneAllowed) {
+  Side a(web("enforce", "5432")), b(web("enforce", "5433"));
+  auto d = semantic_diff(a.side(), b.side(), catalogue());
+  ASSERT_TRUE(d.newly_denied()) << diff_text(d);
+  for (const char* addr : {"10.1.0.3", "fd00::3"}) {
+    const auto* old_port = find(d, addr, "tcp", 5432);
+    ASSERT_NE(old_port, nullptr) << addr << "\n" << diff_text(d);
+    EXPECT_EQ(old_port->before, Verdict::Allow);
+    EXPECT_EQ(old_port->after, Verdict::Deny);
+    EXPECT_EQ(old_port->ports.first, 5432);
+    EXPECT_EQ(old_port->ports.last, 5432);
+    EXPECT_EQ(old_port->subject, "web");
+    EXPECT_EQ(old_port->direction, Direction::Egress);
+    EXPECT_EQ(old_port->endpoint, "cgroup /web");
+    EXPECT_NE(old_port->peer.find("service db"), std::string::npos) << old_port->peer;
+    EXPECT_NE(old_port->decided_before.find("egress rule 1 (allow) at web.yaml:8:"), std::string::npos) << old_port->decided_before;
+    EXPECT_NE(old_port->decided_after.find("egress default deny at web.yaml:6:"), std::string::npos) << old_port->decided_after;
+    const auto* new_port = find(d, addr, "tcp", 5433);
+    ASSERT_NE(new_port, nullptr) << addr << "\n" << diff_text(d);
+    EXPECT_EQ(new_port->before, Verdict::Deny);
+    EXPECT_EQ(new_port->after, Verdict::Allow);
+    EXPECT_FALSE(new_port->newly_denied());
+  }
+  // Nothing else changed: other ports, other peers and UDP keep their verdicts.
+  EXPECT_EQ(find(d, "10.1.0.3", "tcp", 5434), nullptr);
+  EXPECT_EQ(find(d, "192.0.2.1", "tcp", 5432), nullptr);
+  EXPECT_EQ(d.changes.size(), 8u) << diff_text(d);  // tcp and udp (the rule names no protocol), two families
+  EXPECT_TRUE(d.changes.front().newly_denied());  // newly denied first
+}
+
+// Audit to enforce: what was only counted as a would-deny is now dropped, across whole port ranges.
+TEST(PolicyDiff, AuditToEnforceTurnsWouldDenyIntoDeny) {
+  Side a(web("audit", "5432")), b(web("enforce", "5432"));
+  auto d = semantic_diff(a.side(), b.side(), catalogue());
+  const auto* other = find(d, "192.0.2.1", "udp", 1000);
+  ASSERT_NE(other, nullptr) << diff_text(d);
+  EXPECT_EQ(other->before, Verdict::AuditWouldDeny);
+  EXPECT_EQ(other->after, Verdict::Deny);
+  EXPECT_TRUE(other->newly_denied());
+  EXPECT_EQ(other->peer, "any other IPv4 address");
+  EXPECT_EQ(find(d, "192.0.2.1", "udp", 53), nullptr) << "DNS is failsafe: allowed on both sides";
+  EXPECT_EQ(find(d, "192.0.2.1", "tcp", 6443), nullptr) << "the API server port is failsafe: allowed on both sides";
+  EXPECT_EQ(find(d, "10.1.0.3", "tcp", 5432), nullptr) << "allowed on both sides";
+  // Adjacent port atoms with the same change are one line: from after the failsafe port 179 to before 2379.
+  const auto* low = find(d, "10.1.0.3", "tcp", 1000);
+  ASSERT_NE(low, nullptr) << diff_text(d);
+  EXPECT_EQ(low->ports.first, 180);
+  EXPECT_EQ(low->ports.last, 2378);
+}
+
+TEST(PolicyDiff, TextAndJsonNameTheChange) {
+  Side a(web("enforce", "5432")), b(web("enforce", "5433"));
+  auto d = semantic_diff(a.side(), b.side(), catalogue());
+  auto text = diff_text(d);
+  EXPECT_NE(text.find("NEWLY DENIED web egress: cgroup /web -> service db (10.1.0.3/32) tcp/5432: allow -> deny"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("8 verdict change(s), 4 newly denied"), std::string::npos) << text;
+  auto j = diff_json(d);
+  EXPECT_TRUE(j["newly_denied"].get<bool>());
+  EXPECT_EQ(j["changes"].size(), 8u);
+  EXPECT_EQ(j["changes"][0]["ports"], "5432");
+}
+
+}  // namespace
+}  // namespace hostscope::policy
