@@ -50,26 +50,39 @@ const ResolvedPolicy* find_policy(const Analysis* a, const std::string& name) {
 
 bool starts_with(const std::string& s, std::string_view p) { return s.size() >= p.size() && s.compare(0, p.size(), p) == 0; }
 
-// Peers (by direction) and port boundaries named by the rules of policy `name` and by hostscope's own rules.
-void collect_atoms(const Ir* ir, const std::string& name, Direction dir, std::vector<Cidr>& peers, std::set<uint32_t>& ports) {
-  if (!ir) return;
-  const std::string dir_prefix = std::string(to_string(dir)) + " ";
+// The rules of one IR by owner (policy name, or "hs.*" for hostscope's own), indexed once per diff rather than
+// walked again for every policy.
+using RulesByOwner = std::map<std::string, std::vector<std::pair<const IrTable*, const IrRule*>>>;
+
+RulesByOwner by_owner(const Ir* ir) {
+  RulesByOwner out;
+  if (!ir) return out;
   for (const IrTable* t : {&ir->v4, &ir->v6})
     for (const auto& c : t->chains)
-      for (const auto& r : c.rules) {
-        const bool own = r.owner == name, ours = starts_with(r.owner, "hs.");
-        if (!own && !ours) continue;
-        for (const auto& pr : r.match.dports) {
-          ports.insert(pr.first);
-          ports.insert(uint32_t(pr.last) + 1);
-        }
-        if (!own || !starts_with(r.what, dir_prefix)) continue;
-        const auto& cidr = dir == Direction::Egress ? r.match.dst : r.match.src;
-        const auto& set = dir == Direction::Egress ? r.match.dst_set : r.match.src_set;
-        if (cidr) peers.push_back(*cidr);
-        if (!set.empty())
-          if (const IrSet* s = t->find_set(set)) peers.insert(peers.end(), s->members.begin(), s->members.end());
+      for (const auto& r : c.rules) out[r.owner].push_back({t, &r});
+  return out;
+}
+
+// Peers (by direction) and port boundaries named by the rules of policy `name` and by hostscope's own rules.
+void collect_atoms(const RulesByOwner& rules, const std::string& name, Direction dir, std::vector<Cidr>& peers,
+                   std::set<uint32_t>& ports) {
+  const std::string dir_prefix = std::string(to_string(dir)) + " ";
+  for (const auto& [owner, list] : rules) {
+    const bool own = owner == name;
+    if (!own && !starts_with(owner, "hs.")) continue;
+    for (const auto& [t, r] : list) {
+      for (const auto& pr : r->match.dports) {
+        ports.insert(pr.first);
+        ports.insert(uint32_t(pr.last) + 1);
       }
+      if (!own || !starts_with(r->what, dir_prefix)) continue;
+      const auto& cidr = dir == Direction::Egress ? r->match.dst : r->match.src;
+      const auto& set = dir == Direction::Egress ? r->match.dst_set : r->match.src_set;
+      if (cidr) peers.push_back(*cidr);
+      if (!set.empty())
+        if (const IrSet* s = t->find_set(set)) peers.insert(peers.end(), s->members.begin(), s->members.end());
+    }
+  }
 }
 
 std::string peer_label(const IpAddr& a, const std::vector<Cidr>& peers, const Context& ctx) {
@@ -134,6 +147,7 @@ DiffResult semantic_diff(const DiffSide& before, const DiffSide& after, const Co
 
   // One evaluated class per (direction, subject end, peer address, protocol, port atom), whichever policy led to it.
   std::set<std::string> seen;
+  const RulesByOwner rules_before = by_owner(before.ir), rules_after = by_owner(after.ir);
   for (const auto& name : names)
     for (auto dir : {Direction::Egress, Direction::Ingress}) {
       std::vector<SubjectEnd> ends;
@@ -145,8 +159,8 @@ DiffResult semantic_diff(const DiffSide& before, const DiffSide& after, const Co
       if (ends.empty()) continue;
       std::vector<Cidr> peers;
       std::set<uint32_t> points{1};
-      collect_atoms(before.ir, name, dir, peers, points);
-      collect_atoms(after.ir, name, dir, peers, points);
+      collect_atoms(rules_before, name, dir, peers, points);
+      collect_atoms(rules_after, name, dir, peers, points);
       std::vector<IpAddr> probes;
       std::set<std::string> probe_keys;
       auto add_probe = [&](const IpAddr& a) {
