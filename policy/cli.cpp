@@ -13,7 +13,7 @@
 #include "policy/evaluator.h"
 #include "policy/generate.h"
 #include "policy/iptables.h"
-#include "policy/live_test.h"
+#include "policy/live_check.h"
 #include "policy/loader.h"
 #include "policy/reconciler.h"
 
