@@ -2,27 +2,9 @@
 
 namespace hostscope::exporters {
 
-void EventCounter::count(std::span<const events::ConnectionEvent> batch) {
-  for (auto& e : batch) {
-    size_t k = e.kind == events::Kind::Open ? 0 : 1, o = size_t(e.outcome) % kOutcomes;
-    n_[k * kOutcomes + o].fetch_add(1, std::memory_order_relaxed);
-  }
-}
-
-uint64_t EventCounter::get(events::Kind k, events::Outcome o) const {
-  size_t ki = k == events::Kind::Open ? 0 : 1;
-  return n_[ki * kOutcomes + size_t(o) % kOutcomes].load(std::memory_order_relaxed);
-}
-
-void EventCounter::write(Exposition& out) const {
+void write_event_counts(Exposition& out, const std::vector<EventCount>& counts) {
   out.family("hostscope_events_total", "counter", "TCP lifecycle events received from the kernel, by type and outcome.");
-  for (auto k : {events::Kind::Open, events::Kind::Close})
-    for (size_t o = 0; o <= size_t(events::Outcome::Failed); ++o) {
-      uint64_t n = get(k, events::Outcome(o));
-      if (!n) continue;
-      std::string_view outcome = o == 0 ? std::string_view("none") : events::to_string(events::Outcome(o));
-      out.sample("hostscope_events_total", Labels{{"type", events::to_string(k)}, {"outcome", outcome}}, n);
-    }
+  for (auto& c : counts) out.sample("hostscope_events_total", Labels{{"type", c.type}, {"outcome", c.outcome}}, c.n);
 }
 
 void write_agent_health(Exposition& out, const AgentHealth& h, const std::string& node) {

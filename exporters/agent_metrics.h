@@ -1,15 +1,11 @@
 #pragma once
 // Agent health as plain values (filled by the daemon from Pipeline::health() and its components) and the
 // families written from it. Plain values keep exporters independent of agent/daemon.
-#include <array>
-#include <atomic>
 #include <cstdint>
 #include <map>
-#include <span>
 #include <string>
 #include <vector>
 
-#include "agent/events/connection.h"
 #include "exporters/exposition.h"
 
 namespace hostscope::exporters {
@@ -17,6 +13,13 @@ namespace hostscope::exporters {
 struct MapUsage {
   std::string name;
   uint64_t entries = 0, capacity = 0;
+};
+
+// Connection events received from the kernel with one type and outcome (label values as written).
+struct EventCount {
+  std::string type;     // open | close
+  std::string outcome;  // none | closed | refused | ...
+  uint64_t n = 0;
 };
 
 struct AgentHealth {
@@ -28,20 +31,12 @@ struct AgentHealth {
   std::vector<MapUsage> maps;      // BPF map occupancy
   std::map<std::string, uint64_t> identity_hits, identity_misses;  // by cache
   std::map<std::string, uint64_t> topology;  // store counters (edges_expired, edges_evicted, ...)
+  std::vector<EventCount> events;  // non-zero counts, in the order written (agent/daemon/event_counter.h)
 };
 
-// Counts events by kind and outcome. count() runs in the kernel reader thread: relaxed atomics only.
-class EventCounter {
- public:
-  void count(std::span<const events::ConnectionEvent> batch);
-  uint64_t get(events::Kind k, events::Outcome o) const;
-  void write(Exposition& out) const;
-
- private:
-  static constexpr size_t kOutcomes = 8;
-  std::array<std::atomic<uint64_t>, 2 * kOutcomes> n_{};
-};
-
+// Every family of AgentHealth except the event counts.
 void write_agent_health(Exposition& out, const AgentHealth& h, const std::string& node);
+// hostscope_events_total (the family is written even without counts).
+void write_event_counts(Exposition& out, const std::vector<EventCount>& counts);
 
 }  // namespace hostscope::exporters

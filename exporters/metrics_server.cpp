@@ -58,8 +58,12 @@ std::string MetricsRegistry::render() {
                "Topology series left out of scrapes because of the cap, summed over scrapes.");
     out.sample("hostscope_metrics_series_refused_total", {}, refused_.load());
   }
-  if (health_) write_agent_health(out, health_(), o_.node);
-  events_.write(out);
+  AgentHealth h;
+  if (health_) {
+    h = health_();
+    write_agent_health(out, h, o_.node);
+  }
+  write_event_counts(out, h.events);
   for (auto& c : collectors_) c(out);
   out.family("hostscope_metrics_scrapes_total", "counter", "Scrapes served (including this one).");
   out.sample("hostscope_metrics_scrapes_total", {}, ++scrapes_);

@@ -43,7 +43,6 @@ class MetricsRegistry {
   MetricsRegistry(MetricsOptions o, SnapshotFn snapshot, HealthFn health);
   // Extra families (policy, event sink). Called on the scrape thread; must not block long.
   void add_collector(CollectFn fn);
-  EventCounter& events() { return events_; }
   // One scrape: the whole exposition text.
   std::string render();
   uint64_t series_refused() const { return refused_.load(); }
@@ -54,7 +53,6 @@ class MetricsRegistry {
   HealthFn health_;
   std::mutex mu_;  // one scrape at a time; guards collectors_
   std::vector<CollectFn> collectors_;
-  EventCounter events_;
   std::atomic<uint64_t> refused_{0}, scrapes_{0};
 };
 

@@ -18,7 +18,7 @@
 #include "policy/generate.h"
 #include "policy/git_source.h"
 #include "policy/iptables.h"
-#include "policy/live_test.h"
+#include "policy/live_check.h"
 #include "policy/loader.h"
 #include "policy/reconciler.h"
 

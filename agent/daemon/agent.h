@@ -5,6 +5,7 @@
 
 #include "agent/daemon/api_server.h"
 #include "agent/daemon/config.h"
+#include "agent/daemon/event_counter.h"
 #include "agent/daemon/pipeline.h"
 #include "exporters/event_sink.h"
 #include "exporters/metrics_server.h"
@@ -25,8 +26,9 @@ std::unique_ptr<IdentityResolver> make_default_resolver(const Config& cfg, Pipel
 // Registers the topology API methods (snapshot as JSON, filters) on the server.
 void register_topology_api(ApiServer& api, Pipeline& pipeline, const Config& cfg);
 
-// Agent health as the exporters see it (api and sink may be null).
-exporters::AgentHealth agent_health(const Health& h, const ApiCounters* api, const exporters::EventSink* sink);
+// Agent health as the exporters see it (api, sink and events may be null).
+exporters::AgentHealth agent_health(const Health& h, const ApiCounters* api, const exporters::EventSink* sink,
+                                    const EventCounter* events = nullptr);
 
 class Agent {
  public:
@@ -52,6 +54,7 @@ class Agent {
   std::unique_ptr<ApiServer> api_;
   std::unique_ptr<policy::Reconciler> policy_;
   std::unique_ptr<exporters::EventSink> sink_;
+  std::unique_ptr<EventCounter> event_counter_;  // hostscope_events_total (only while /metrics is on)
   std::unique_ptr<exporters::MetricsRegistry> metrics_;
   std::unique_ptr<exporters::MetricsServer> metrics_server_;
   std::vector<uint64_t> subs_;  // pipeline subscriptions of the exporters

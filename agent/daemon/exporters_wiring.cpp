@@ -3,8 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/daemon/agent.h"
+#include "agent/daemon/policy_health.h"
 #include "exporters/endpoint_metrics.h"
-#include "exporters/policy_metrics.h"
 #include "policy/reconcile_config.h"
 #include "hostscope_version.h"
 
@@ -19,7 +19,8 @@ uint64_t json_u64(const nlohmann::json& j, const char* obj, const char* key) {
 
 }  // namespace
 
-exporters::AgentHealth agent_health(const Health& h, const ApiCounters* api, const exporters::EventSink* sink) {
+exporters::AgentHealth agent_health(const Health& h, const ApiCounters* api, const exporters::EventSink* sink,
+                                    const EventCounter* events) {
   exporters::AgentHealth a;
   a.version = std::string(HOSTSCOPE_VERSION) + "+" + HOSTSCOPE_GIT;
   a.lost_by_source["kernel_ring_buffer"] = h.kernel.ringbuf_dropped;
@@ -46,6 +47,7 @@ exporters::AgentHealth agent_health(const Health& h, const ApiCounters* api, con
                 {"connections_evicted", t.connections_evicted}, {"node_overflow", t.node_overflow},
                 {"stitched", t.stitched},                   {"anomalies", t.anomalies},
                 {"nat_dropped", t.nat_dropped}};
+  if (events) a.events = events->counts();
   return a;
 }
 
@@ -77,6 +79,7 @@ Status Agent::start_exporters() {
   mo.listen = cfg_.metrics.listen;
   mo.max_series = cfg_.metrics.max_series;
   mo.node = cfg_.node_name;
+  event_counter_ = std::make_unique<EventCounter>();
   metrics_ = std::make_unique<exporters::MetricsRegistry>(
       mo,
       [this] {
@@ -87,12 +90,15 @@ Status Agent::start_exporters() {
       [this] {
         ApiCounters c;
         if (api_) c = api_->counters();
-        return agent_health(pipeline_->health(), api_ ? &c : nullptr, sink_.get());
+        return agent_health(pipeline_->health(), api_ ? &c : nullptr, sink_.get(), event_counter_.get());
       });
   // Policy state: the generation in force (whoever applied it), per-rule counters, the reconciler's record.
-  exporters::PolicyCollectorOptions po;
+  // Read here (iptables-save, cached) and handed to the exporter as plain values.
+  PolicyHealthOptions po;
   po.iptables = policy::iptables_options(cfg_.policy);
-  metrics_->add_collector([pc = std::make_shared<exporters::PolicyCollector>(po)](exporters::Exposition& out) { pc->collect(out); });
+  metrics_->add_collector([r = std::make_shared<PolicyHealthReader>(po)](exporters::Exposition& out) {
+    exporters::write_policy_health(out, r->read());
+  });
   // This node's addresses and its pods'/containers', with their owners (cached by the resolver, see
   // identity/local_endpoints.h), so Prometheus can name an address by the workload and node that own it.
   metrics_->add_collector([this](exporters::Exposition& out) {
@@ -106,8 +112,8 @@ Status Agent::start_exporters() {
   });
   if (sink_) metrics_->add_collector([s = sink_.get()](exporters::Exposition& out) { s->write_metrics(out); });
   subs_.push_back(pipeline_->subscribe(
-      [m = metrics_.get()](std::span<const events::ConnectionEvent> batch, std::span<const ResolvedEvent>) {
-        m->events().count(batch);
+      [c = event_counter_.get()](std::span<const events::ConnectionEvent> batch, std::span<const ResolvedEvent>) {
+        c->count(batch);
       },
       true));
   metrics_server_ = std::make_unique<exporters::MetricsServer>(*metrics_);

@@ -1,7 +1,7 @@
 // The real `hostscope agent` with /metrics and the event file on, in a network namespace the test owns, under a
 // scripted hs_peer workload: exact counter values for the known edges, promtool check metrics on the scrape,
-// the event file's lines for the workload in the `connections -o json` schema. Then the policy collector over
-// a policy applied for real with iptables inside a namespace.
+// the event file's lines for the workload in the `connections -o json` schema. Then the policy state the agent
+// reads (and the exporter renders) over a policy applied for real with iptables inside a namespace.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "agent/daemon/policy_health.h"
 #include "agent/identity/local_endpoints.h"
 #include "exporters/exposition.h"
 #include "exporters/policy_metrics.h"
@@ -282,12 +283,12 @@ TEST(PolicyMetrics, GenerationCommitAttemptsRuleHitsAndWouldDeny) {
   auto st = backend.status();
   ASSERT_TRUE(st) << st.error().str();
 
-  exporters::PolicyCollectorOptions po;
+  daemon::PolicyHealthOptions po;
   po.iptables = io;
   po.refresh_seconds = 3600;  // cached: a second scrape must not re-read the backend
-  exporters::PolicyCollector pc(po);
+  daemon::PolicyHealthReader pc(po);
   exporters::Exposition out;
-  pc.collect(out);
+  exporters::write_policy_health(out, pc.read());
   auto m = parse_exposition(out.text());
   EXPECT_EQ(sum(m, "hostscope_policy_generation", {}), applied->generation);
   EXPECT_EQ(sum(m, "hostscope_policy_info", {{"generation", std::to_string(applied->generation)}, {"commit", "4f1c2e9"}}), 1);
@@ -308,14 +309,14 @@ TEST(PolicyMetrics, GenerationCommitAttemptsRuleHitsAndWouldDeny) {
 
   connect(8081, 1);
   exporters::Exposition again;
-  pc.collect(again);
+  exporters::write_policy_health(again, pc.read());
   EXPECT_EQ(sum(parse_exposition(again.text()), "hostscope_policy_audit_would_deny_packets_total", {}), 4)
       << "status is cached for refresh_seconds";
-  exporters::PolicyCollectorOptions fresh = po;
+  daemon::PolicyHealthOptions fresh = po;
   fresh.refresh_seconds = 0;
-  exporters::PolicyCollector pc2(fresh);
+  daemon::PolicyHealthReader pc2(fresh);
   exporters::Exposition third;
-  pc2.collect(third);
+  exporters::write_policy_health(third, pc2.read());
   EXPECT_EQ(sum(parse_exposition(third.text()), "hostscope_policy_audit_would_deny_packets_total", {}), 5);
   auto file = state / "policy.txt";
   std::ofstream(file) << third.text();

@@ -16,6 +16,8 @@
 
 #include <httplib.h>
 
+#include "agent/daemon/event_counter.h"
+#include "agent/daemon/policy_health.h"
 #include "agent/topology/topology.h"
 #include "exporters/endpoint_metrics.h"
 #include "exporters/event_sink.h"
@@ -288,7 +290,11 @@ std::string full_exposition(const fs::path& state_dir) {
     connections(t, "10.1.0.1", 5432, 3, 10, 9000, kT0, 42000);
     filled = true;
   }
-  MetricsRegistry reg({"127.0.0.1:0", 100000, "n1"}, [&] { return snap(t, kT0); }, [] {
+  // Event counts come from the agent's counter, as plain values in the health.
+  daemon::EventCounter events;
+  ConnectionEvent e = ev(Kind::Open, "10.0.0.5", 1, "10.0.0.6", 2);
+  events.count(std::span(&e, 1));
+  MetricsRegistry reg({"127.0.0.1:0", 100000, "n1"}, [&] { return snap(t, kT0); }, [&] {
     AgentHealth h;
     h.version = "0.1.0+test";
     h.lost_by_source = {{"kernel_ring_buffer", 1}, {"user_space_queue", 2}};
@@ -296,15 +302,14 @@ std::string full_exposition(const fs::path& state_dir) {
     h.identity_hits = {{"processes", 4}};
     h.identity_misses = {{"processes", 5}};
     h.topology = {{"edges_expired", 6}};
+    h.events = events.counts();
     return h;
   });
-  ConnectionEvent e = ev(Kind::Open, "10.0.0.5", 1, "10.0.0.6", 2);
-  reg.events().count(std::span(&e, 1));
-  PolicyCollectorOptions po;
+  daemon::PolicyHealthOptions po;
   po.iptables.command_prefix = {"false"};  // no backend here: status fails, the families stay
   po.iptables.state_dir = state_dir.string();
-  auto pc = std::make_shared<PolicyCollector>(po);
-  reg.add_collector([pc](Exposition& out) { pc->collect(out); });
+  auto pr = std::make_shared<daemon::PolicyHealthReader>(po);
+  reg.add_collector([pr](Exposition& out) { write_policy_health(out, pr->read()); });
   EventSinkOptions so;
   so.output = "file";
   so.file = (state_dir / "events.jsonl").string();

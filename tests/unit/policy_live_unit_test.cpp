@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include "policy/live_test.h"
+#include "policy/live_check.h"
 
 namespace hostscope::policy {
 namespace {

@@ -1,4 +1,4 @@
-#include "policy/live_test.h"
+#include "policy/live_check.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
