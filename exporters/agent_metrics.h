@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/events/connection.h"
+#include "common/connection.h"
 #include "exporters/exposition.h"
 
 namespace hostscope::exporters {

@@ -3,7 +3,7 @@
 // docs/topology.md). One NetworkPolicy per local service seen on an edge, allowing exactly the
 // observed edges, default deny, `mode: audit`; plus one PolicyTest per policy asserting that every
 // observed edge stays allowed. The JSON is read here with nlohmann directly because policy/ must
-// not depend on agent/ (agent/topology/json.h is the agent's parser of the same schema).
+// not depend on agent/ (common/topology_json.h is the agent's parser of the same schema).
 #include <cstddef>
 #include <string>
 #include <string_view>

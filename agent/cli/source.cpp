@@ -4,7 +4,7 @@
 #include "agent/cli/policy_marks.h"
 #include "agent/daemon/agent.h"
 #include "agent/daemon/api_server.h"
-#include "agent/topology/json.h"
+#include "common/topology_json.h"
 #include "agent/util/logging.h"
 
 namespace hostscope::cli {
