@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "agent/topology/model.h"
+#include "common/topology_model.h"
 #include "common/result.h"
 #include "exporters/agent_metrics.h"
 #include "exporters/exposition.h"

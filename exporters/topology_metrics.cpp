@@ -4,7 +4,6 @@
 #include <map>
 #include <tuple>
 
-#include "agent/topology/stats.h"
 
 namespace hostscope::exporters {
 
@@ -23,7 +22,7 @@ struct Row {
   uint64_t first_seen_ns = UINT64_MAX;
   uint64_t opened = 0, closed = 0, resets = 0, active = 0, sent = 0, received = 0, retransmits = 0;
   std::map<std::string, uint64_t> failed;
-  std::vector<uint64_t> buckets;  // cumulative, LatencyHistogram::kExportBoundsUs
+  std::vector<uint64_t> buckets;  // cumulative, kLatencyExportBoundsUs
   uint64_t lat_sum_us = 0, lat_count = 0;
 
   void add(const topology::EdgeSnapshot& e) {
@@ -44,7 +43,7 @@ struct Row {
     }
   }
   uint64_t series() const {
-    return 7 + failed.size() + (lat_count ? topology::LatencyHistogram::kExportBoundsUs.size() + 3 : 0);
+    return 7 + failed.size() + (lat_count ? topology::kLatencyExportBoundsUs.size() + 3 : 0);
   }
 };
 
@@ -121,7 +120,7 @@ TopologyExportStats write_topology(Exposition& out, const topology::TopologySnap
   out.family("hostscope_connect_duration_seconds", "histogram",
              "Time from SYN sent to established, for connections this node opened.");
   std::vector<double> bounds;
-  for (auto us : topology::LatencyHistogram::kExportBoundsUs) bounds.push_back(double(us) / 1e6);
+  for (auto us : topology::kLatencyExportBoundsUs) bounds.push_back(double(us) / 1e6);
   for (size_t i = 0; i < kept.size(); ++i) {
     auto& r = *kept[i].second;
     if (!r.lat_count) continue;

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "agent/topology/model.h"
+#include "common/topology_model.h"
 #include "exporters/exposition.h"
 
 namespace hostscope::exporters {

@@ -1,15 +1,6 @@
 #include "policy/generate.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -21,6 +12,7 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "common/api_client.h"
 #include "common/json_nesting.h"
 #include "policy/analysis.h"
 #include "policy/hash.h"
@@ -582,57 +574,12 @@ Result<Generated> generate(const json& topology, const Context& ctx) {
 Result<json> fetch_topology(const std::string& socket_path, int timeout_ms) { return agent_request(socket_path, "topology", timeout_ms); }
 
 Result<json> agent_request(const std::string& socket_path, const std::string& method, int timeout_ms) {
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  if (socket_path.empty() || socket_path.size() >= sizeof(sa.sun_path))
-    return Error{fmt::format("agent socket path '{}' is empty or too long", socket_path)};
-  std::memcpy(sa.sun_path, socket_path.data(), socket_path.size());
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Error{fmt::format("agent socket {} create failed: {}", socket_path, std::strerror(errno))};
-  struct Closer {
-    int fd;
-    ~Closer() { close(fd); }
-  } closer{fd};
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0)
-    return Error{fmt::format("agent socket {} connect failed: {} (is the agent running?)", socket_path, std::strerror(errno))};
-  std::string req = json{{"method", method}, {"params", json::object()}}.dump() + "\n";
-  for (size_t off = 0; off < req.size();) {
-    ssize_t n = send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Error{fmt::format("agent socket {} request write failed: {}", socket_path, std::strerror(errno))};
-    off += size_t(n);
-  }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  std::string line;
-  char buf[65536];
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) return Error{fmt::format("agent socket {} {} reply timed out after {} ms", socket_path, method, timeout_ms)};
-    pollfd p{fd, POLLIN, 0};
-    int pr = poll(&p, 1, static_cast<int>(left));
-    if (pr < 0 && errno == EINTR) continue;
-    if (pr < 0) return Error{fmt::format("agent socket {} poll failed: {}", socket_path, std::strerror(errno))};
-    if (pr == 0) continue;
-    ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error{fmt::format("agent socket {} read failed: {}", socket_path, std::strerror(errno))};
-    if (n == 0) return Error{fmt::format("agent socket {} closed before a complete {} reply", socket_path, method)};
-    auto nl = std::string_view(buf, size_t(n)).find('\n');
-    line.append(buf, nl == std::string_view::npos ? size_t(n) : nl);
-    if (line.size() > kMaxTopologyBytes + 1024)
-      return Error{fmt::format("agent socket {} {} reply exceeds {} bytes", socket_path, method, kMaxTopologyBytes)};
-    if (nl != std::string_view::npos) break;
-  }
-  auto reply = parse_topology_text(line);
-  if (!reply) return Error{"agent reply: " + reply.error().str()};
-  if (!reply->is_object()) return Error{"agent reply: expected a JSON object"};
-  if (!reply->value("ok", false)) {
-    auto err = reply->find("error");
-    return Error{fmt::format("agent {} request failed: {}", method, err != reply->end() && err->is_string() ? err->get<std::string>() : "no reason given")};
-  }
-  auto result = reply->find("result");
-  if (result == reply->end()) return Error{"agent reply: missing 'result'"};
-  return std::move(*result);
+  auto reply = api::request(socket_path, method, json::object(), timeout_ms, {kMaxTopologyBytes + 1024, kMaxTopologyDepth});
+  if (!reply) return reply.error();
+  if (!reply->ok)
+    return Error{fmt::format("agent {} request failed: {}", method, reply->error.empty() ? "no reason given" : reply->error)};
+  if (reply->result.is_null()) return Error{"agent reply: missing 'result'"};
+  return std::move(reply->result);
 }
 
 Status write_generated(const Generated& g, const std::string& dir, bool force) {

@@ -6,18 +6,19 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "agent/daemon/api_server.h"
-#include "agent/daemon/process_resolver.h"
 #include "agent/bpf/tcp_tracer.h"
 #include "agent/cli/commands.h"
 #include "agent/cli/signals.h"
 #include "agent/cli/source.h"
+#include "agent/daemon/api_server.h"
+#include "agent/daemon/process_resolver.h"
 #include "agent/events/filter.h"
 #include "agent/events/format.h"
 #include "agent/identity/resolver.h"
 #include "agent/pipeline/tcp_reader.h"
 #include "agent/util/io.h"
 #include "agent/util/logging.h"
+#include "common/api_client.h"
 
 namespace hostscope::cli {
 
@@ -70,7 +71,7 @@ int run_via_daemon(const ConnectionsOptions& o) {
   write_all(1, head.data(), head.size());
   Status result;
   std::thread t([&] {
-    result = daemon::api_stream(
+    result = api::stream(
         o.socket, "connections", params,
         [&](const std::string& line) {
           if (o.count && shown.load() >= o.count) return false;

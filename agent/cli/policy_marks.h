@@ -11,7 +11,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "agent/topology/model.h"
+#include "common/topology_model.h"
 #include "policy/context.h"
 #include "policy/evaluator.h"
 #include "policy/ir.h"

@@ -3,9 +3,9 @@
 #include "agent/cli/policy_context.h"
 #include "agent/cli/policy_marks.h"
 #include "agent/daemon/agent.h"
-#include "agent/daemon/api_server.h"
-#include "agent/topology/json.h"
 #include "agent/util/logging.h"
+#include "common/api_client.h"
+#include "common/topology_json.h"
 
 namespace hostscope::cli {
 
@@ -24,11 +24,11 @@ class DaemonSource : public SnapshotSource {
  public:
   explicit DaemonSource(std::string socket) : socket_(std::move(socket)) {}
   Result<topology::TopologySnapshot> snapshot(const topology::SnapshotFilter& f) override {
-    auto r = daemon::api_call(socket_, "topology", filter_params(f));
+    auto r = api::call(socket_, "topology", filter_params(f));
     if (!r) return r.error();
     return topology::from_json(*r);
   }
-  Result<nlohmann::json> health() override { return daemon::api_call(socket_, "health"); }
+  Result<nlohmann::json> health() override { return api::call(socket_, "health"); }
   std::string describe() const override { return "agent at " + socket_; }
   bool embedded() const override { return false; }
 
@@ -80,10 +80,10 @@ std::unique_ptr<SnapshotSource> with_marks(std::unique_ptr<SnapshotSource> s, co
 }  // namespace
 
 Result<bool> agent_answers(const std::string& socket) {
-  auto p = daemon::probe_agent(socket);
-  if (p.state == daemon::AgentProbe::State::Running) return true;
-  if (p.state == daemon::AgentProbe::State::Absent) return false;
-  return errorf("{}", daemon::probe_message(socket, p));
+  auto p = api::probe_agent(socket);
+  if (p.state == api::AgentProbe::State::Running) return true;
+  if (p.state == api::AgentProbe::State::Absent) return false;
+  return errorf("{}", api::probe_message(socket, p));
 }
 
 Result<std::unique_ptr<SnapshotSource>> open_source(const SourceOptions& o) {

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/daemon/config.h"
-#include "agent/topology/model.h"
+#include "common/topology_model.h"
 #include "common/result.h"
 
 namespace hostscope::cli {

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/topology/model.h"
+#include "common/topology_model.h"
 
 namespace hostscope::cli {
 

@@ -4,10 +4,10 @@
 #include "agent/cli/commands.h"
 #include "agent/cli/signals.h"
 #include "agent/cli/source.h"
-#include "agent/daemon/api_server.h"
 #include "agent/topology/render.h"
 #include "agent/util/clock.h"
 #include "agent/util/logging.h"
+#include "common/api_client.h"
 
 namespace hostscope::cli {
 
@@ -49,7 +49,7 @@ int run_topology(const TopologyOptions& o) {
     if (!snap && o.watch && !(*src)->embedded()) {
       // Like `top`: an agent that stops or restarts under a watch is waited for, not a reason to exit.
       if (!away)
-        spdlog::warn("{}: {}; retrying every {:.1f}s", daemon::agent_gone(snap.error()) ? "the agent went away" : "snapshot failed",
+        spdlog::warn("{}: {}; retrying every {:.1f}s", api::agent_gone(snap.error()) ? "the agent went away" : "snapshot failed",
                      snap.error().str(), o.interval_s);
       away = true;
       if (wait_for_shutdown([] { return true; }, std::chrono::milliseconds(int(o.interval_s * 1000))) != 0) return 0;

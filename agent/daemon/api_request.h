@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "agent/events/filter.h"
-#include "agent/topology/model.h"
+#include "common/topology_model.h"
 #include "common/result.h"
 
 namespace hostscope::daemon {

@@ -14,6 +14,7 @@
 
 #include "agent/util/io.h"
 #include "agent/util/logging.h"
+#include "common/api_client.h"
 
 namespace hostscope::daemon {
 
@@ -49,56 +50,6 @@ void StreamQueue::close() {
 }
 
 namespace {
-
-
-// Reads one '\n'-terminated line of at most `limit` bytes (the newline not counted) within `timeout_ms`.
-// `what` names the line in errors ("request", "reply"); a timeout carries ETIMEDOUT, a peer that closed first
-// ECONNRESET.
-Result<std::string> read_line(int fd, size_t limit, int timeout_ms, const char* what) {
-  std::string buf;
-  char tmp[4096];
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (;;) {
-    auto nl = buf.find('\n');
-    if (nl != std::string::npos) {
-      if (nl > limit) return errorf("{} larger than {} bytes", what, limit);
-      buf.resize(nl);
-      return buf;
-    }
-    if (buf.size() > limit) return errorf("{} larger than {} bytes", what, limit);
-    int left = int(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
-    if (left <= 0) return errorf_errno(ETIMEDOUT, "no {} line within {} ms", what, timeout_ms);
-    pollfd p{fd, POLLIN, 0};
-    int r = poll(&p, 1, left);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return errorf_errno(ETIMEDOUT, "no {} line within {} ms", what, timeout_ms);
-    ssize_t n = ::recv(fd, tmp, std::min(sizeof(tmp), limit + 1 - buf.size()), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      if (!buf.empty() && n == 0) return buf;  // last line without newline
-      return errorf_errno(ECONNRESET, "connection closed before a {}", what);
-    }
-    buf.append(tmp, size_t(n));
-  }
-}
-
-Result<int> connect_unix(const std::string& path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return errorf_errno(errno, "socket");
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(sa.sun_path)) {
-    close(fd);
-    return errorf("api socket path {} too long", path);
-  }
-  std::strcpy(sa.sun_path, path.c_str());
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
-    int e = errno;
-    close(fd);
-    return errorf_errno(e, "connect to hostscope agent at {}", path);
-  }
-  return fd;
-}
 
 // A write that makes no progress for this long fails with EAGAIN, so a client that stops reading frees its slot.
 void set_send_timeout(int fd, uint32_t ms) {
@@ -172,7 +123,7 @@ Status ApiServer::start() {
   // A stale socket from a crashed agent would make bind fail. The caller holds the instance lock
   // (lock_agent_instance), so no other agent of this version owns it; still never unlink one anything listens on.
   if (fs::exists(o_.socket_path, ec)) {
-    if (auto p = probe_agent(o_.socket_path); p.state != AgentProbe::State::Absent)
+    if (auto p = api::probe_agent(o_.socket_path); p.state != api::AgentProbe::State::Absent)
       return errorf("api socket {}: something is listening on it ({}); not replacing it", o_.socket_path,
                     p.detail.empty() ? "a hostscope agent answered" : p.detail);
     fs::remove(o_.socket_path, ec);
@@ -307,7 +258,7 @@ void ApiServer::serve_chunked(int fd, const ChunkedHandler& h, const nlohmann::j
 
 void ApiServer::serve(Client& client) {
   const int fd = client.fd;
-  auto line = read_line(fd, o_.max_request_bytes, int(o_.request_timeout_ms), "request");
+  auto line = api::read_line(fd, o_.max_request_bytes, int(o_.request_timeout_ms), "request");
   client.awaiting_request = false;
   if (!line) {
     if (client.preempted.load()) return;  // closed to make room (counted there)
@@ -401,116 +352,6 @@ void ApiServer::stop() {
 ApiCounters ApiServer::counters() const {
   return {requests_.load(),     bad_.load(),         rejected_.load(),    stream_dropped_.load(), streams_active_.load(),
           idle_closed_.load(),  slow_streams_.load(), slow_writes_.load(), snapshots_busy_.load()};
-}
-
-namespace {
-
-// After a failed request write: the agent may have refused us (too many clients) and closed before reading. Its
-// one-line reason is still in our receive queue; nullopt when there is none.
-std::optional<Error> refusal(int fd, int write_errno, const std::string& method) {
-  if (write_errno != EPIPE && write_errno != ECONNRESET) return std::nullopt;
-  auto line = read_line(fd, 4096, 200, "reply");
-  if (!line) return std::nullopt;
-  auto j = nlohmann::json::parse(*line, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("error")) return std::nullopt;
-  return errorf("api {}: {}", method, j.value("error", std::string("refused")));
-}
-
-// Sends one request line and reads one reply line (errors keep their errno).
-Result<std::string> request_reply(int fd, const std::string& method, const nlohmann::json& params, int timeout_ms) {
-  std::string req = nlohmann::json{{"method", method}, {"params", params}}.dump() + "\n";
-  if (!write_all(fd, req.data(), req.size())) {
-    int e = errno;
-    if (auto why = refusal(fd, e, method)) return *why;
-    return errorf_errno(e, "api request {} write", method);
-  }
-  auto line = read_line(fd, 256u << 20, timeout_ms, "reply");
-  if (!line) return errorf_errno(line.error().err, "api {}: {}", method, line.error().message);
-  return line;
-}
-
-}  // namespace
-
-Result<nlohmann::json> api_call(const std::string& socket_path, const std::string& method, const nlohmann::json& params,
-                                int timeout_ms) {
-  auto fd = connect_unix(socket_path);
-  if (!fd) return fd.error();
-  UniqueFd guard(*fd);
-  auto line = request_reply(*fd, method, params, timeout_ms);
-  if (!line) return line.error();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(*line);
-  } catch (const nlohmann::json::exception& e) {
-    return errorf("api {}: reply is not JSON: {}", method, e.what());
-  }
-  if (!j.value("ok", false)) return errorf("api {}: {}", method, j.value("error", std::string("unknown error")));
-  return j["result"];
-}
-
-Status api_stream(const std::string& socket_path, const std::string& method, const nlohmann::json& params,
-                  const std::function<bool(const std::string&)>& on_line, const std::atomic<bool>* stop) {
-  auto fd = connect_unix(socket_path);
-  if (!fd) return fd.error();
-  UniqueFd guard(*fd);
-  std::string req = nlohmann::json{{"method", method}, {"params", params}}.dump() + "\n";
-  if (!write_all(*fd, req.data(), req.size())) {
-    auto why = refusal(*fd, errno, method);  // a refused client learns why
-    return why ? errorf("api stream {}: {}", method, why->str()) : errorf_errno(errno, "api stream {} write", method);
-  }
-  std::string buf;
-  char tmp[65536];
-  bool first = true;
-  for (;;) {
-    if (stop && stop->load()) return {};
-    pollfd p{*fd, POLLIN, 0};
-    if (poll(&p, 1, 200) == 0) continue;
-    ssize_t n = recv(*fd, tmp, sizeof(tmp), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0)  // only the caller ends a stream: the agent closing it is news the user must get
-      return errorf_errno(ECONNRESET, "api stream {}: the agent ended the stream (it stopped, or this client fell "
-                                      "behind by more than api.stream_queue lines and was dropped)", method);
-    buf.append(tmp, size_t(n));
-    size_t pos;
-    while ((pos = buf.find('\n')) != std::string::npos) {
-      std::string l = buf.substr(0, pos);
-      buf.erase(0, pos + 1);
-      if (first) {
-        first = false;
-        auto j = nlohmann::json::parse(l, nullptr, false);
-        if (j.is_discarded() || !j.value("ok", false))
-          return errorf("api stream {}: {}", method, j.is_discarded() ? l : j.value("error", std::string("refused")));
-        continue;
-      }
-      if (!on_line(l)) return {};
-    }
-  }
-}
-
-bool daemon_running(const std::string& socket_path) {
-  auto r = api_call(socket_path, "health", nlohmann::json::object(), 1000);
-  return r.has_value();
-}
-
-AgentProbe probe_agent(const std::string& socket_path, int timeout_ms) {
-  auto r = api_call(socket_path, "health", nlohmann::json::object(), timeout_ms);
-  if (r) return {AgentProbe::State::Running, ""};
-  const Error& e = r.error();
-  if (e.err == ENOENT || e.err == ECONNREFUSED || e.err == ENOTDIR) return {AgentProbe::State::Absent, e.str()};
-  if (e.err == EACCES || e.err == EPERM) return {AgentProbe::State::Denied, e.str()};
-  return {AgentProbe::State::Refused, e.str()};
-}
-
-std::string probe_message(const std::string& socket_path, const AgentProbe& p) {
-  if (p.state == AgentProbe::State::Denied)
-    return fmt::format("permission denied on the agent's socket {}; join group hostscope (or run as root)", socket_path);
-  if (p.state == AgentProbe::State::Refused)
-    return fmt::format("the agent is running but refused us: {}", p.detail);
-  return p.detail;
-}
-
-bool agent_gone(const Error& e) {
-  return e.err == ENOENT || e.err == ECONNREFUSED || e.err == ECONNRESET || e.err == EPIPE;
 }
 
 Result<UniqueFd> lock_agent_instance(const std::string& socket_path) {

@@ -9,7 +9,7 @@
 // must send its request within request_timeout_ms, and when every slot is taken the oldest client still waiting
 // for its request is closed to make room; every write to a client must progress within request_timeout_ms.
 // Large replies (chunked handlers: topology snapshots) are written in pieces as they are produced, at most
-// max_snapshots at a time; the heap is trimmed after a large one.
+// max_snapshots at a time; the heap is trimmed after a large one. The client side is common/api_client.h.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "agent/daemon/api_request.h"
-#include "agent/util/fd.h"
+#include "common/fd.h"
 #include "common/result.h"
 
 namespace hostscope::daemon {
@@ -139,28 +139,6 @@ class ApiServer {
   std::atomic<uint64_t> requests_{0}, bad_{0}, rejected_{0}, stream_dropped_{0}, streams_active_{0};
   std::atomic<uint64_t> idle_closed_{0}, slow_streams_{0}, slow_writes_{0}, snapshots_busy_{0};
 };
-
-// Client side: one request, one reply (or a stream of lines for stream methods).
-Result<nlohmann::json> api_call(const std::string& socket_path, const std::string& method,
-                                const nlohmann::json& params = nlohmann::json::object(), int timeout_ms = 5000);
-// Opens a stream; calls on_line for each line until it returns false (success) or the server closes (an error).
-// `stop` (optional) is checked every 200 ms so a caller can end a quiet stream.
-Status api_stream(const std::string& socket_path, const std::string& method, const nlohmann::json& params,
-                  const std::function<bool(const std::string&)>& on_line, const std::atomic<bool>* stop = nullptr);
-// True when a daemon answers on this socket.
-bool daemon_running(const std::string& socket_path);
-
-// What a client finds on the socket. Only `Absent` (no socket, or nothing listening on it) means there is no
-// agent: a full or slow agent is `Refused`, a socket the caller may not open is `Denied`.
-struct AgentProbe {
-  enum class State { Running, Absent, Refused, Denied } state = State::Absent;
-  std::string detail;  // the reason, for Refused, Denied and Absent
-};
-AgentProbe probe_agent(const std::string& socket_path, int timeout_ms = 1000);
-// The message a CLI shows for Refused or Denied.
-std::string probe_message(const std::string& socket_path, const AgentProbe& p);
-// True when an API error means the agent is not there any more (stopped, restarted), not that it refused.
-bool agent_gone(const Error& e);
 
 // One agent per socket: an exclusive flock on `<socket>.lock`, held (with the fd) for the agent's life; the file
 // holds the owner's pid. A second agent gets an error naming the first's pid.

@@ -12,7 +12,7 @@
 
 #include "agent/bpf/tcp_tracer.h"
 #include "agent/daemon/config.h"
-#include "agent/events/connection.h"
+#include "common/connection.h"
 #include "agent/events/format.h"
 #include "agent/identity/local_endpoints.h"
 #include "agent/pipeline/tcp_reader.h"

@@ -1,6 +1,6 @@
 #include "agent/daemon/agent.h"
-#include "agent/topology/json.h"
 #include "agent/util/clock.h"
+#include "common/topology_json.h"
 
 namespace hostscope::daemon {
 

@@ -22,37 +22,6 @@ static_assert(uint8_t(Outcome::None) == HS_OUT_NONE && uint8_t(Outcome::Closed) 
               uint8_t(Outcome::Refused) == HS_OUT_REFUSED && uint8_t(Outcome::TimedOut) == HS_OUT_TIMED_OUT &&
               uint8_t(Outcome::Failed) == HS_OUT_FAILED);
 
-std::string_view to_string(Kind k) { return k == Kind::Open ? "open" : "close"; }
-
-std::string_view to_string(Role r) {
-  switch (r) {
-    case Role::Active: return "active";
-    case Role::Passive: return "passive";
-    default: return "unknown";
-  }
-}
-
-std::string_view to_string(Outcome o) {
-  switch (o) {
-    case Outcome::Closed: return "closed";
-    case Outcome::ResetSent: return "reset_sent";
-    case Outcome::ResetReceived: return "reset_received";
-    case Outcome::Refused: return "refused";
-    case Outcome::TimedOut: return "timed_out";
-    case Outcome::Failed: return "failed";
-    default: return "";
-  }
-}
-
-std::optional<Outcome> outcome_from_string(std::string_view s) {
-  for (auto o : {Outcome::Closed, Outcome::ResetSent, Outcome::ResetReceived, Outcome::Refused, Outcome::TimedOut,
-                 Outcome::Failed})
-    if (to_string(o) == s) return o;
-  return std::nullopt;
-}
-
-std::string_view ConnectionEvent::comm_view() const { return std::string_view(comm.data(), strnlen(comm.data(), comm.size())); }
-
 // ::ffff:a.b.c.d
 static bool is_v4_mapped(const uint8_t* a) {
   static constexpr uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};

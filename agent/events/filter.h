@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/events/connection.h"
+#include "common/connection.h"
 
 namespace hostscope::events {
 

@@ -3,7 +3,7 @@
 // Both append to a caller-owned buffer so a batch is written with one write().
 #include <fmt/format.h>
 
-#include "agent/events/connection.h"
+#include "common/connection.h"
 
 namespace hostscope::events {
 

@@ -9,8 +9,8 @@
 #include <charconv>
 #include <fstream>
 
-#include "agent/util/fd.h"
 #include "agent/util/mounts.h"
+#include "common/fd.h"
 
 namespace hostscope::identity {
 

@@ -9,7 +9,7 @@
 #include <memory>
 #include <optional>
 
-#include "agent/events/connection.h"
+#include "common/connection.h"
 #include "agent/identity/process_table.h"
 
 namespace hostscope::identity {

@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "agent/topology/model.h"
+#include "common/topology_model.h"
 #include "common/result.h"
 
 namespace hostscope::topology {

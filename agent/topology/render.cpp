@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "agent/topology/json.h"
+#include "common/topology_json.h"
 
 namespace hostscope::topology {
 

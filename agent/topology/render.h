@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "agent/topology/model.h"
+#include "common/topology_model.h"
 
 namespace hostscope::topology {
 

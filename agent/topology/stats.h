@@ -5,7 +5,7 @@
 #include <memory>
 #include <vector>
 
-#include "agent/topology/model.h"
+#include "common/topology_model.h"
 
 namespace hostscope::topology {
 
@@ -14,11 +14,9 @@ namespace hostscope::topology {
 class LatencyHistogram {
  public:
   static constexpr size_t kBuckets = 124;
-  // Upper bounds (us) of the cumulative buckets exported to Prometheus: powers of two, which are bucket
-  // boundaries of this histogram, so an exported bucket holds exactly the samples below its bound.
-  static constexpr std::array<uint64_t, 19> kExportBoundsUs = {
-      16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288,
-      1048576, 2097152, 4194304};
+  // Upper bounds (us) of the cumulative buckets exported to Prometheus (defined with the snapshot model, which
+  // carries the exported buckets); each is a power of two and so a boundary of this histogram.
+  static constexpr const auto& kExportBoundsUs = kLatencyExportBoundsUs;
   void add(uint64_t us);
   uint64_t count() const { return count_; }
   uint64_t sum_us() const { return sum_us_; }

@@ -13,8 +13,8 @@
 #include <unordered_set>
 #include <vector>
 
-#include "agent/events/connection.h"
-#include "agent/topology/model.h"
+#include "common/connection.h"
+#include "common/topology_model.h"
 #include "agent/topology/nat.h"
 #include "agent/topology/networks.h"
 #include "agent/topology/stats.h"

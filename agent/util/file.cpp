@@ -6,7 +6,7 @@
 
 #include <cerrno>
 
-#include "agent/util/fd.h"
+#include "common/fd.h"
 
 namespace hostscope {
 

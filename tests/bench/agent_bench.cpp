@@ -20,6 +20,7 @@
 #include "agent/daemon/api_server.h"
 #include "agent/daemon/config.h"
 #include "churn_lib.h"
+#include "common/api_client.h"
 
 using namespace hostscope;
 using Clock = std::chrono::steady_clock;
@@ -128,7 +129,7 @@ int main(int argc, char** argv) {
     _exit(127);
   }
   auto t_start = Clock::now();
-  while (!daemon::daemon_running(sock)) {
+  while (!api::daemon_running(sock)) {
     if (Clock::now() - t_start > std::chrono::seconds(30)) {
       fprintf(stderr, "agent did not come up on %s\n", sock.c_str());
       kill(agent, SIGKILL);
@@ -149,7 +150,7 @@ int main(int argc, char** argv) {
     if (!one_connection(port, ls)) continue;
     auto t0 = Clock::now();  // both ends closed
     for (;;) {
-      auto r = daemon::api_call(sock, "topology", {{"port", port}});
+      auto r = api::call(sock, "topology", {{"port", port}});
       if (r && edge_connections(*r, port) > seen) {
         seen = edge_connections(*r, port);
         break;
@@ -190,14 +191,14 @@ int main(int argc, char** argv) {
   if (made < o.edges) fprintf(stderr, "only %d of %d edge connections made (%d ports in use)\n", made, o.edges, bind_failed);
   std::this_thread::sleep_for(std::chrono::seconds(2));
   size_t edges = 0;
-  if (auto r = daemon::api_call(sock, "topology", nlohmann::json::object(), 30000); r) edges = (*r)["edges"].size();
+  if (auto r = api::call(sock, "topology", nlohmann::json::object(), 30000); r) edges = (*r)["edges"].size();
   uint64_t rss_edges = rss_kib(agent), hwm = rss_kib(agent, "VmHWM:"), anon_edges = rss_kib(agent, "RssAnon:");
   printf("RSS with %zu edges in the topology (%d connections to distinct ports): %.1f MiB, anonymous %.1f MiB; peak RSS %.1f MiB\n",
          edges, made, rss_edges / 1024.0, anon_edges / 1024.0, hwm / 1024.0);
 
   uint64_t lost = 0;
   bool health_ok = false;
-  if (auto h = daemon::api_call(sock, "health"); h && (*h).contains("kernel")) {
+  if (auto h = api::call(sock, "health"); h && (*h).contains("kernel")) {
     const uint64_t tcp_lost = (*h)["kernel"].value("lost_ringbuf", uint64_t(0)),
                    reentry = (*h)["kernel"].value("lost_reentry", uint64_t(0));
     // The process hooks have their own ring buffer (kernel.process_ring_buffer_mb); their losses count too.

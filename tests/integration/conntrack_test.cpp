@@ -15,7 +15,7 @@
 
 #include "agent/topology/conntrack.h"
 #include "agent/topology/topology.h"
-#include "agent/util/fd.h"
+#include "common/fd.h"
 #include "support/privileged.h"
 
 namespace hostscope::topology {

@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "agent/daemon/api_server.h"
+#include "common/api_client.h"
 #include "support/privileged.h"
 
 using namespace hostscope;
@@ -60,7 +60,7 @@ class Daemon {
     std::ofstream(dir_ / "config.yaml") << "api:\n  socket: " << sock_ << "\n  max_request_bytes: 4096\n"
                                         << api_extra << "networks:\n  test-net: [10.213.0.0/16]\n";
     child_ = std::make_unique<Child>(std::vector<std::string>{bin(), "agent", "--config", (dir_ / "config.yaml").string()});
-    ready_ = eventually([&] { return daemon::daemon_running(sock_); }, std::chrono::seconds(20));
+    ready_ = eventually([&] { return api::daemon_running(sock_); }, std::chrono::seconds(20));
   }
   ~Daemon() {
     stop();
@@ -90,7 +90,7 @@ TEST(Daemon, ServesHealthStreamsConnectionsAndRejectsBadRequests) {
   Daemon d;
   ASSERT_TRUE(d.ready()) << "agent did not answer on its socket";
 
-  auto h = daemon::api_call(d.sock(), "health");
+  auto h = api::call(d.sock(), "health");
   ASSERT_TRUE(h) << h.error().str();
   EXPECT_EQ((*h)["attach_mode"], "tp_btf");
   EXPECT_EQ((*h)["kernel"]["lost_ringbuf"], 0);
@@ -109,7 +109,7 @@ TEST(Daemon, ServesHealthStreamsConnectionsAndRejectsBadRequests) {
   std::vector<json> lines;
   std::mutex mu;
   std::thread streamer([&] {
-    auto st = daemon::api_stream(d.sock(), "connections", {{"ports", {port}}}, [&](const std::string& l) {
+    auto st = api::stream(d.sock(), "connections", {{"ports", {port}}}, [&](const std::string& l) {
       std::lock_guard lk(mu);
       lines.push_back(json::parse(l));
       return lines.size() < 2;
@@ -117,7 +117,7 @@ TEST(Daemon, ServesHealthStreamsConnectionsAndRejectsBadRequests) {
     EXPECT_TRUE(st) << st.error().str();
   });
   ASSERT_TRUE(eventually([&] {
-    auto hh = daemon::api_call(d.sock(), "health");
+    auto hh = api::call(d.sock(), "health");
     return hh && (*hh)["subscribers"] == 1;
   }));
   Child client({peer(), "client", "127.0.0.1", std::to_string(port), "300"});
@@ -161,7 +161,7 @@ TEST(Daemon, ServesHealthStreamsConnectionsAndRejectsBadRequests) {
     EXPECT_EQ(j["ok"], false) << bad.substr(0, 40);
     EXPECT_TRUE(j["error"].is_string());
   }
-  auto h2 = daemon::api_call(d.sock(), "health");
+  auto h2 = api::call(d.sock(), "health");
   ASSERT_TRUE(h2) << h2.error().str();
   EXPECT_GE((*h2)["api"]["bad_requests"].get<int>(), 7);
 
@@ -180,7 +180,7 @@ TEST(Daemon, ConnectionsCommandUsesTheRunningAgent) {
   int port = std::stoi(ready->substr(6));
   Child cli({bin(), "connections", "-o", "json", "--socket", d.sock(), "--port", std::to_string(port), "--count", "2"});
   ASSERT_TRUE(eventually([&] {
-    auto h = daemon::api_call(d.sock(), "health");
+    auto h = api::call(d.sock(), "health");
     return h && (*h)["subscribers"] == 1;
   }));
   Child client({peer(), "client", "127.0.0.1", std::to_string(port), "50"});
@@ -229,14 +229,14 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 double health_latency_ms(const std::string& sock) {
   auto t0 = std::chrono::steady_clock::now();
   while (ms_since(t0) < 10000) {
-    if (daemon::api_call(sock, "health", json::object(), 5000)) return ms_since(t0);
+    if (api::call(sock, "health", json::object(), 5000)) return ms_since(t0);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return -1;
 }
 
 json api_counters(const std::string& sock) {
-  auto h = daemon::api_call(sock, "health");
+  auto h = api::call(sock, "health");
   return h ? (*h)["api"] : json::object();
 }
 
@@ -271,7 +271,7 @@ TEST(DaemonAbuse, IdleClientsDoNotLockOutTheApi) {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   auto t0 = std::chrono::steady_clock::now();
-  auto first = daemon::api_call(d.sock(), "health");
+  auto first = api::call(d.sock(), "health");
   double first_ms = ms_since(t0);
   double ms = health_latency_ms(d.sock());
   printf("[ figures ] 24 idle clients held: first health %s in %.1f ms; answered after %.1f ms (bound %.0f ms)\n",
@@ -353,7 +353,7 @@ TEST(DaemonAbuse, OversizedAndDeeplyNestedRequestsAreRefusedExactly) {
   auto deep = json::parse(raw_request(d.sock(), nested), nullptr, false);
   EXPECT_EQ(deep.value("ok", true), false) << deep.dump();
   EXPECT_NE(deep.value("error", "").find("nested deeper than"), std::string::npos) << deep.dump();
-  EXPECT_TRUE(daemon::api_call(d.sock(), "health"));
+  EXPECT_TRUE(api::call(d.sock(), "health"));
 }
 
 // Makes `n` distinct loopback edges cheaply: listeners on n distinct ports (from 10000 up, below the ephemeral
@@ -397,7 +397,7 @@ TEST(DaemonAbuse, ConcurrentSnapshotsStayBoundedInMemory) {
   size_t have = 0;
   eventually(
       [&] {
-        auto t = daemon::api_call(d.sock(), "topology", json::object(), 30000);
+        auto t = api::call(d.sock(), "topology", json::object(), 30000);
         have = t ? (*t)["edges"].size() : 0;
         return have >= size_t(edges) * 9 / 10;
       },
@@ -467,7 +467,7 @@ TEST(DaemonAbuse, ConcurrentSnapshotsStayBoundedInMemory) {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   auto ts = std::chrono::steady_clock::now();
-  bool served = eventually([&] { return bool(daemon::api_call(d.sock(), "topology", json::object(), 30000)); },
+  bool served = eventually([&] { return bool(api::call(d.sock(), "topology", json::object(), 30000)); },
                            std::chrono::seconds(20));
   double stuck_ms = ms_since(ts);
   auto c = api_counters(d.sock());
@@ -522,7 +522,7 @@ TEST(DaemonAbuse, SecondAgentExitsNamingTheFirst) {
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_NE(r.out.find("another hostscope agent (pid " + std::to_string(d.pid()) + ")"), std::string::npos) << r.out;
   EXPECT_EQ(inode_of(d.sock()), inode) << "the second agent replaced the first's socket";
-  auto h = daemon::api_call(d.sock(), "health");
+  auto h = api::call(d.sock(), "health");
   EXPECT_TRUE(h) << h.error().str();
 }
 
@@ -534,7 +534,7 @@ TEST(DaemonAbuse, ConnectionsSaysTheAgentEndedTheStream) {
   CmdResult r;
   std::thread cli([&] { r = sh("timeout 20 " + bin() + " connections --port 1 --socket " + d.sock()); });
   ASSERT_TRUE(eventually([&] {
-    auto h = daemon::api_call(d.sock(), "health");
+    auto h = api::call(d.sock(), "health");
     return h && (*h)["api"]["streams_active"] == 1;
   }));
   EXPECT_EQ(d.stop(), 0);

@@ -7,7 +7,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "agent/daemon/api_server.h"
+#include "common/api_client.h"
 #include "support/privileged.h"
 
 namespace hostscope {
@@ -82,7 +82,7 @@ TEST_F(DoctorTest, BadConfigFailsWithItsPosition) {
 
 TEST_F(DoctorTest, RunningAgentIsHealthyAndExitCodeFollowsVerdicts) {
   Child agent({bin(), "agent", "--config", config_});
-  ASSERT_TRUE(eventually([&] { return daemon::daemon_running(sock_); }, std::chrono::seconds(30)));
+  ASSERT_TRUE(eventually([&] { return api::daemon_running(sock_); }, std::chrono::seconds(30)));
   auto d = doctor("-c " + config_);
   EXPECT_EQ(d.status_of["agent"], "ok") << d.json.dump(2);
   EXPECT_EQ(d.status_of["agent events"], "ok") << d.json.dump(2);

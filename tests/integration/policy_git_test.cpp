@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "agent/daemon/api_server.h"
+#include "common/api_client.h"
 #include "policy/reconciler.h"
 #include "support/git_repo.h"
 
@@ -362,7 +362,7 @@ class Agent {
   ~Agent() { stop(); }
   bool start() {
     child_ = std::make_unique<Child>(std::vector<std::string>{bin(), "agent", "--config", config_});
-    return eventually([&] { return daemon::daemon_running(sock_); }, std::chrono::seconds(30));
+    return eventually([&] { return api::daemon_running(sock_); }, std::chrono::seconds(30));
   }
   void stop() {
     if (!child_) return;
@@ -371,7 +371,7 @@ class Agent {
     child_.reset();
   }
   ReconcileStatus status() const {
-    auto r = daemon::api_call(sock_, "policy.status");
+    auto r = api::call(sock_, "policy.status");
     if (!r) return {};
     return ReconcileStatus::from_json((*r)["reconcile"]);
   }
@@ -609,7 +609,7 @@ policy:
   for (int i = 0; i < kLocal; i++) EXPECT_THAT(rules, HasSubstr("-m cgroup --path \"" + cg + "/" + lib(i) + "\"")) << lib(i);
   for (int i = kLocal; i < kServices; i++) EXPECT_THAT(rules, HasSubstr("-d " + lib_addr(i) + "/32")) << lib(i);
   EXPECT_THAT(rules, HasSubstr("--dport 9001"));
-  auto st = daemon::api_call(agent.sock(), "policy.status");
+  auto st = api::call(agent.sock(), "policy.status");
   ASSERT_TRUE(st);
   EXPECT_GE((*st)["backend"]["rules"].get<size_t>(), 417u) << st->dump();
 }

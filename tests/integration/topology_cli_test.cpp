@@ -15,7 +15,7 @@
 #include <set>
 #include <sstream>
 
-#include "agent/topology/json.h"
+#include "common/topology_json.h"
 #include "topology_scenario.h"
 
 namespace hostscope::testing {

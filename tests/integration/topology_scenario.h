@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/daemon/api_server.h"
+#include "common/api_client.h"
 #include "support/privileged.h"
 
 namespace hostscope::testing {
@@ -105,7 +105,7 @@ class TopologyNode {
   bool start_agent() {
     agent_ = std::make_unique<Child>(
         in_netns(*node_, {hostscope_bin(), "agent", "--config", (dir_ / "config.yaml").string()}));
-    return eventually([&] { return daemon::daemon_running(sock_); }, std::chrono::seconds(30));
+    return eventually([&] { return api::daemon_running(sock_); }, std::chrono::seconds(30));
   }
   int stop_agent() {
     if (!agent_) return 0;

@@ -9,9 +9,9 @@
 #include <fstream>
 #include <regex>
 
-#include "agent/topology/json.h"
 #include "agent/topology/render.h"
 #include "agent/topology/topology.h"
+#include "common/topology_json.h"
 #include "support/privileged.h"
 
 namespace hostscope::topology {

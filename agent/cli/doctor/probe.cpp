@@ -13,9 +13,9 @@
 
 #include "agent/bpf/libbpf_util.h"
 #include "agent/daemon/agent.h"
-#include "agent/daemon/api_server.h"
 #include "agent/identity/process_table.h"
 #include "agent/util/mounts.h"
+#include "common/api_client.h"
 
 namespace hostscope::doctor {
 
@@ -156,7 +156,7 @@ NodeFacts probe(const ProbeOptions& o) {
     f.caller_in_group = caller_has_group(g->gr_gid);
   }
   f.socket_exists = fs::exists(f.socket_path, ec);
-  if (auto h = daemon::api_call(f.socket_path, "health", nlohmann::json::object(), 3000))
+  if (auto h = api::call(f.socket_path, "health", nlohmann::json::object(), 3000))
     f.health = *h;
   else
     f.daemon_error = h.error().str();

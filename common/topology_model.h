@@ -2,6 +2,7 @@
 // The service topology model shared by the live store, its snapshots and every rendering (docs/topology.md).
 // A node is a service (from identity), a named network (config `networks:`) or an external address; an edge is
 // (client node -> server node, server port, protocol). Ephemeral client ports never become keys.
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -10,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/events/connection.h"
+#include "common/connection.h"
 
 namespace hostscope::topology {
 
@@ -30,8 +31,7 @@ enum class Protocol : uint8_t { Tcp = 6, Udp = 17 };
 std::string_view to_string(Protocol p);
 std::optional<Protocol> protocol_from_string(std::string_view s);
 
-// Failure reasons as they appear in `failed {reason: count}` (the names of events::Outcome, kept here because
-// agent/events is compiled into hs_agent, which hs_topology must not depend on).
+// Failure reasons as they appear in `failed {reason: count}` (the names of events::Outcome, "none" for None).
 std::string_view outcome_name(events::Outcome o);
 bool is_connect_failure(events::Outcome o);  // refused, timed_out, failed: never established
 bool is_reset(events::Outcome o);            // reset_sent, reset_received
@@ -94,6 +94,13 @@ struct LatencySummary {
   bool operator==(const LatencySummary&) const = default;
 };
 
+// Upper bounds (us) of the cumulative connect-latency buckets exported to Prometheus: powers of two, which are
+// bucket boundaries of the store's histogram (agent/topology/stats.h), so an exported bucket holds exactly the
+// samples below its bound.
+inline constexpr std::array<uint64_t, 19> kLatencyExportBoundsUs = {
+    16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288,
+    1048576, 2097152, 4194304};
+
 struct EdgeSnapshot {
   EdgeEnd client;
   EdgeEnd server;
@@ -116,7 +123,7 @@ struct EdgeSnapshot {
   // Verdict of the policy generation in force for this edge: "denied", "would-deny" (audit mode) or "" (allowed, or no
   // policy applied). Set by the CLI from <policy state>/gen-N.ir.json (agent/cli/policy_marks.h), not by the store.
   std::string policy;
-  // Connect-latency histogram for exporters: cumulative counts below LatencyHistogram::kExportBoundsUs and
+  // Connect-latency histogram for exporters: cumulative counts below kLatencyExportBoundsUs and
   // the sum of all samples (us). Filled only when SnapshotFilter::latency_buckets asks; not in the JSON form.
   std::vector<uint64_t> latency_buckets;
   uint64_t latency_sum_us = 0;

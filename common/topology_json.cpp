@@ -1,4 +1,4 @@
-#include "agent/topology/json.h"
+#include "common/topology_json.h"
 
 #include <ctime>
 

@@ -1,4 +1,4 @@
-#include "agent/topology/model.h"
+#include "common/topology_model.h"
 
 #include <arpa/inet.h>
 
