@@ -150,14 +150,18 @@ std::string render_json(const TopologySnapshot& s, int indent) {
 
 namespace {
 
+// Parsed text gives unsigned numbers; a document built in code may hold signed ones.
+bool non_negative_integer(const json& v) { return v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0); }
+
 // Typed accessors that name the JSON path in their errors.
 struct Reader {
   std::string err;
+  bool lenient = false;  // null counts as missing (ReadOptions::lenient)
 
   const json* field(const json& obj, const std::string& path, const char* key, bool required) {
     if (!err.empty()) return nullptr;
     auto it = obj.find(key);
-    if (it == obj.end()) {
+    if (it == obj.end() || (lenient && it->is_null())) {
       if (required) err = fmt::format("{}.{}: missing", path, key);
       return nullptr;
     }
@@ -176,7 +180,7 @@ struct Reader {
                 bool required = true) {
     const json* v = field(obj, path, key, required);
     if (!v) return 0;
-    if (!v->is_number_unsigned() || v->get<uint64_t>() > max) {
+    if (!non_negative_integer(*v) || v->get<uint64_t>() > max) {
       err = fmt::format("{}.{}: expected an integer 0..{}", path, key, max);
       return 0;
     }
@@ -191,7 +195,8 @@ struct Reader {
     }
     return v->get<double>();
   }
-  uint64_t time(const json& obj, const std::string& path, const char* key) {
+  uint64_t time(const json& obj, const std::string& path, const char* key, bool required = true) {
+    if (!field(obj, path, key, required)) return 0;
     std::string s = str(obj, path, key);
     if (!err.empty()) return 0;
     auto t = parse_time(s);
@@ -216,6 +221,7 @@ struct Reader {
   }
 
   EdgeEnd end(const json& obj, const std::string& path) {
+    const bool req = !lenient;
     EdgeEnd e;
     std::string kind = str(obj, path, "kind");
     if (!err.empty()) return e;
@@ -226,23 +232,25 @@ struct Reader {
     }
     e.kind = *k;
     e.service = str(obj, path, "service");
-    e.ns = str(obj, path, "namespace");
-    e.pod = str(obj, path, "pod");
-    e.address = str(obj, path, "address");
+    e.ns = str(obj, path, "namespace", req);
+    e.pod = str(obj, path, "pod", req);
+    e.address = str(obj, path, "address", req);
     return e;
   }
 };
 
 }  // namespace
 
-Result<TopologySnapshot> from_json(const json& j) {
+Result<TopologySnapshot> from_json(const json& j, ReadOptions opts) {
   if (!j.is_object()) return errorf("topology JSON: expected an object at the top level");
   Reader r;
+  r.lenient = opts.lenient;
+  const bool req = !opts.lenient;  // fields only the strict form requires
   TopologySnapshot s;
   std::string schema = r.str(j, "$", "schema");
   if (!r.err.empty()) return errorf("topology JSON: {}", r.err);
-  if (schema != kJsonSchema) return errorf("topology JSON: unsupported schema '{}' (this build reads {})", schema, kJsonSchema);
-  s.taken_ns = r.time(j, "$", "taken_at");
+  if (schema != kJsonSchema) return errorf("topology JSON: $.schema: unsupported schema '{}' (this build reads {})", schema, kJsonSchema);
+  s.taken_ns = r.time(j, "$", "taken_at", req);
   if (const json* c = r.object(j, "$", "counters", false)) {
     auto& k = s.counters;
     const std::string p = "$.counters";
@@ -275,38 +283,40 @@ Result<TopologySnapshot> from_json(const json& j) {
       else e.protocol = *pr;
     }
     e.connections = r.uint(ej, p, "connections");
-    e.closed = r.uint(ej, p, "closed");
-    if (const json* f = r.object(ej, p, "failed")) {
+    e.closed = r.uint(ej, p, "closed", UINT64_MAX, req);
+    if (const json* f = r.object(ej, p, "failed", req)) {
       for (auto it = f->begin(); it != f->end() && r.err.empty(); ++it) {
-        if (!it.value().is_number_unsigned()) {
+        if (!non_negative_integer(it.value())) {
           r.err = fmt::format("{}.failed.{}: expected an integer", p, it.key());
           break;
         }
         e.failed[it.key()] = it.value().get<uint64_t>();
       }
     }
-    e.resets = r.uint(ej, p, "resets");
-    e.active = r.uint(ej, p, "active");
-    e.bytes_sent = r.uint(ej, p, "bytes_sent");
-    e.bytes_received = r.uint(ej, p, "bytes_received");
-    if (const json* l = r.object(ej, p, "latency_us")) {
+    e.resets = r.uint(ej, p, "resets", UINT64_MAX, req);
+    e.active = r.uint(ej, p, "active", UINT64_MAX, req);
+    e.bytes_sent = r.uint(ej, p, "bytes_sent", UINT64_MAX, req);
+    e.bytes_received = r.uint(ej, p, "bytes_received", UINT64_MAX, req);
+    if (const json* l = r.object(ej, p, "latency_us", req)) {
       e.latency.samples = r.uint(*l, p + ".latency_us", "samples");
       e.latency.p50_us = r.uint(*l, p + ".latency_us", "p50");
       e.latency.p90_us = r.uint(*l, p + ".latency_us", "p90");
       e.latency.p99_us = r.uint(*l, p + ".latency_us", "p99");
     }
-    e.srtt_us = uint32_t(r.uint(ej, p, "srtt_us", UINT32_MAX));
-    e.retransmits = r.uint(ej, p, "retransmits");
-    e.first_seen_ns = r.time(ej, p, "first_seen");
-    e.last_seen_ns = r.time(ej, p, "last_seen");
+    e.srtt_us = uint32_t(r.uint(ej, p, "srtt_us", UINT32_MAX, req));
+    e.retransmits = r.uint(ej, p, "retransmits", UINT64_MAX, req);
+    e.first_seen_ns = r.time(ej, p, "first_seen", req);
+    e.last_seen_ns = r.time(ej, p, "last_seen", req);
     e.dialed = r.str(ej, p, "dialed", false);
     e.policy = r.str(ej, p, "policy", false);
     if (!e.policy.empty() && e.policy != "denied" && e.policy != "would-deny")
       r.err = fmt::format("{}.policy: unknown verdict '{}' (denied, would-deny)", p, e.policy);
     if (const json* a = r.array(ej, p, "actual", false)) {
       for (size_t k = 0; k < a->size() && r.err.empty(); ++k) {
-        if (!(*a)[k].is_string()) r.err = fmt::format("{}.actual[{}]: expected a string", p, k);
-        else e.actual.push_back((*a)[k].get<std::string>());
+        const json& v = (*a)[k];
+        if (!v.is_string() || !parse_addr_port(v.get<std::string>()))
+          r.err = fmt::format("{}.actual[{}]: expected \"address:port\"", p, k);
+        else e.actual.push_back(v.get<std::string>());
       }
     }
     if (const json* an = r.array(ej, p, "anomalies", false)) {

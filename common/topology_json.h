@@ -22,9 +22,17 @@ std::string render_json(const TopologySnapshot& s, int indent = 2);
 // time, so a large snapshot is never held as a JSON document or one string. Stops (false) when `out` does.
 bool write_json(const TopologySnapshot& s, const std::function<bool(std::string_view)>& out);
 
+struct ReadOptions {
+  // Lenient (documents written by hand or by other tools, e.g. for `policy generate --from`): only the schema, the
+  // edges and, per edge, client/server kind and service, port, protocol and connections are required; null counts
+  // as missing. Everything present is still checked as strictly as below.
+  bool lenient = false;
+};
+
 // Strict: wrong types, missing required fields, out-of-range numbers and unknown schema versions are errors
-// naming the JSON path ("edges[2].port: expected an integer 0..65535"). Nodes are rebuilt from the edges.
-Result<TopologySnapshot> from_json(const nlohmann::json& j);
+// naming the JSON path ("edges[2].port: expected an integer 0..65535"). Nodes are rebuilt from the edges, and edges
+// come back in the model's canonical order.
+Result<TopologySnapshot> from_json(const nlohmann::json& j, ReadOptions opts = {});
 Result<TopologySnapshot> parse_json(std::string_view text);
 
 // RFC 3339 UTC with nanoseconds ("2024-05-01T12:00:00.000000123Z"); the parser accepts 0..9 fraction digits.

@@ -49,6 +49,30 @@ std::string format_addr_port(const IpAddr& a, uint16_t port) {
   return format_addr(a) + ":" + std::to_string(port);
 }
 
+std::optional<std::pair<IpAddr, uint16_t>> parse_addr_port(std::string_view s) {
+  std::string_view host, port;
+  if (!s.empty() && s.front() == '[') {
+    auto close = s.find("]:");
+    if (close == std::string_view::npos) return std::nullopt;
+    host = s.substr(1, close - 1);
+    port = s.substr(close + 2);
+  } else {
+    auto colon = s.rfind(':');
+    if (colon == std::string_view::npos || s.find(':') != colon) return std::nullopt;
+    host = s.substr(0, colon);
+    port = s.substr(colon + 1);
+  }
+  auto ip = IpAddr::parse(host);
+  if (!ip || port.empty() || port.size() > 5) return std::nullopt;
+  uint32_t p = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return std::nullopt;
+    p = p * 10 + uint32_t(c - '0');
+  }
+  if (p == 0 || p > 65535) return std::nullopt;
+  return std::make_pair(*ip, uint16_t(p));
+}
+
 bool is_loopback(const IpAddr& a) {
   if (a.family == Family::V4) return a.bytes[0] == 127;
   if (a.family == Family::V6) {

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/connection.h"
@@ -39,6 +40,8 @@ bool is_reset(events::Outcome o);            // reset_sent, reset_received
 // Address text for rendering: empty for Family::None (an end not seen), IPv6 with brackets before a port.
 std::string format_addr(const IpAddr& a);
 std::string format_addr_port(const IpAddr& a, uint16_t port);  // 1.2.3.4:80, [::1]:80
+// The inverse: "10.0.0.1:80" or "[fd00::1]:80" with a port 1..65535; nullopt for anything else.
+std::optional<std::pair<IpAddr, uint16_t>> parse_addr_port(std::string_view s);
 bool is_loopback(const IpAddr& a);
 
 // The name of a node. `address` is set only for external nodes (one node per remote address, bounded).

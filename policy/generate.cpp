@@ -14,6 +14,7 @@
 
 #include "common/api_client.h"
 #include "common/json_nesting.h"
+#include "common/topology_json.h"
 #include "policy/analysis.h"
 #include "policy/hash.h"
 #include "policy/model.h"
@@ -24,7 +25,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kSchema = "hostscope.topology/v1";
 // The topology's name for a service whose identity the resolver did not find: not selectable.
 constexpr const char* kUnknownService = "unknown";
 
@@ -98,126 +98,32 @@ struct Topology {
   std::vector<Edge> edges;
 };
 
-class Reader {
- public:
-  std::optional<std::string> error;
 
-  const json* member(const json& o, const char* key, const std::string& path, bool required) {
-    if (error) return nullptr;
-    auto it = o.find(key);
-    if (it == o.end() || it->is_null()) {
-      if (required) fail(path + "." + key, "missing");
-      return nullptr;
-    }
-    return &*it;
-  }
-  std::string str(const json& o, const char* key, const std::string& path, bool required) {
-    const json* v = member(o, key, path, required);
-    if (!v) return "";
-    if (!v->is_string()) return fail(path + "." + key, "expected a string"), "";
-    return v->get<std::string>();
-  }
-  uint64_t uint(const json& o, const char* key, const std::string& path, bool required, uint64_t max) {
-    const json* v = member(o, key, path, required);
-    if (!v) return 0;
-    // Parsed text gives unsigned numbers; a document built in code may hold signed ones.
-    bool non_negative = v->is_number_unsigned() || (v->is_number_integer() && v->get<int64_t>() >= 0);
-    if (!non_negative || v->get<uint64_t>() > max) return fail(path + "." + key, fmt::format("expected an integer 0..{}", max)), 0;
-    return v->get<uint64_t>();
-  }
-  void fail(const std::string& path, const std::string& what) {
-    if (!error) error = fmt::format("{}: {}", path, what);
-  }
-};
+uint64_t sat_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
 
-// "10.0.0.1:80" or "[fd00::1]:80".
-std::optional<std::pair<std::string, uint16_t>> split_host_port(std::string_view s) {
-  std::string_view host;
-  std::string_view port;
-  if (!s.empty() && s.front() == '[') {
-    auto close = s.find("]:");
-    if (close == std::string_view::npos) return std::nullopt;
-    host = s.substr(1, close - 1);
-    port = s.substr(close + 2);
-  } else {
-    auto colon = s.rfind(':');
-    if (colon == std::string_view::npos || s.find(':') != colon) return std::nullopt;
-    host = s.substr(0, colon);
-    port = s.substr(colon + 1);
-  }
-  if (!IpAddr::parse(host) || port.empty() || port.size() > 5) return std::nullopt;
-  uint32_t p = 0;
-  for (char c : port) {
-    if (c < '0' || c > '9') return std::nullopt;
-    p = p * 10 + uint32_t(c - '0');
-  }
-  if (p == 0 || p > 65535) return std::nullopt;
-  return std::make_pair(IpAddr::parse(host)->str(), static_cast<uint16_t>(p));
-}
+End end_of(const topology::EdgeEnd& e) { return End{std::string(topology::to_string(e.kind)), e.service, e.ns, e.address}; }
 
+// The topology's one JSON reader (common/topology_json.h) in its lenient form: generate needs only the fields it
+// uses, and a hand-written or older document may leave the rest out.
 Result<Topology> read_topology(const json& j) {
-  if (!j.is_object()) return Error{"topology: expected a JSON object"};
-  Reader r;
+  auto snap = topology::from_json(j, {.lenient = true});
+  if (!snap) return snap.error();
   Topology t;
-  auto schema = r.str(j, "schema", "$", true);
-  if (!r.error && schema != kSchema) r.fail("$.schema", fmt::format("unsupported schema '{}'; expected '{}'", schema, kSchema));
-  t.taken_at = r.str(j, "taken_at", "$", false);
-  const json* edges = r.member(j, "edges", "$", true);
-  if (edges && !edges->is_array()) r.fail("$.edges", "expected an array");
-  if (r.error) return Error{"topology " + *r.error};
-  for (size_t i = 0; i < edges->size() && !r.error; ++i) {
-    const json& e = (*edges)[i];
-    std::string p = fmt::format("$.edges[{}]", i);
-    if (!e.is_object()) {
-      r.fail(p, "expected an object");
-      break;
-    }
+  if (snap->taken_ns) t.taken_at = topology::format_time(snap->taken_ns);
+  t.edges.reserve(snap->edges.size());
+  for (const auto& e : snap->edges) {
     Edge edge;
-    for (auto [key, end] : {std::pair{"client", &edge.client}, std::pair{"server", &edge.server}}) {
-      const json* n = r.member(e, key, p, true);
-      if (!n) break;
-      std::string np = p + "." + key;
-      if (!n->is_object()) {
-        r.fail(np, "expected an object");
-        break;
-      }
-      end->kind = r.str(*n, "kind", np, true);
-      if (!r.error && end->kind != "service" && end->kind != "network" && end->kind != "external")
-        r.fail(np + ".kind", fmt::format("unknown node kind '{}' (service, network, external)", end->kind));
-      end->service = r.str(*n, "service", np, true);
-      end->ns = r.str(*n, "namespace", np, false);
-      end->address = r.str(*n, "address", np, false);
-    }
-    edge.port = static_cast<uint16_t>(r.uint(e, "port", p, true, 65535));
-    auto proto = r.str(e, "protocol", p, true);
-    if (!r.error) {
-      if (proto == "tcp") edge.proto = Protocol::Tcp;
-      else if (proto == "udp") edge.proto = Protocol::Udp;
-      else r.fail(p + ".protocol", fmt::format("unknown protocol '{}' (tcp, udp)", proto));
-    }
-    edge.connections = r.uint(e, "connections", p, true, UINT64_MAX);
-    if (const json* f = r.member(e, "failed", p, false)) {
-      if (!f->is_object()) r.fail(p + ".failed", "expected an object");
-      else
-        for (auto it = f->begin(); it != f->end() && !r.error; ++it) {
-          uint64_t n = r.uint(*f, it.key().c_str(), p + ".failed", true, UINT64_MAX);
-          edge.failed = n > UINT64_MAX - edge.failed ? UINT64_MAX : edge.failed + n;
-        }
-    }
-    edge.dialed = r.str(e, "dialed", p, false);
-    if (const json* a = r.member(e, "actual", p, false)) {
-      if (!a->is_array()) r.fail(p + ".actual", "expected an array");
-      else
-        for (size_t k = 0; k < a->size() && !r.error; ++k) {
-          const json& v = (*a)[k];
-          auto hp = v.is_string() ? split_host_port(v.get<std::string>()) : std::nullopt;
-          if (!hp) r.fail(fmt::format("{}.actual[{}]", p, k), "expected \"address:port\"");
-          else edge.actual.push_back(*hp);
-        }
-    }
-    if (!r.error) t.edges.push_back(std::move(edge));
+    edge.client = end_of(e.client);
+    edge.server = end_of(e.server);
+    edge.port = e.port;
+    edge.proto = e.protocol == topology::Protocol::Udp ? Protocol::Udp : Protocol::Tcp;
+    edge.connections = e.connections;
+    for (const auto& [_, n] : e.failed) edge.failed = sat_add(edge.failed, n);
+    edge.dialed = e.dialed;
+    for (const auto& a : e.actual)
+      if (auto hp = topology::parse_addr_port(a)) edge.actual.emplace_back(hp->first.str(), hp->second);  // checked by the reader
+    t.edges.push_back(std::move(edge));
   }
-  if (r.error) return Error{"topology " + *r.error};
   return t;
 }
 
@@ -358,7 +264,6 @@ struct Subject {
   std::vector<std::string> comments;  // edges left out, with why
 };
 
-uint64_t sat_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
 
 std::string counts(uint64_t connections, uint64_t failed) {
   std::string s = fmt::format("{} connection{}", connections, connections == 1 ? "" : "s");

@@ -2,10 +2,8 @@
 // `policy generate`: least-privilege policy YAML from an observed topology (hostscope.topology/v1,
 // docs/topology.md). One NetworkPolicy per local service seen on an edge, allowing exactly the
 // observed edges, default deny, `mode: audit`; plus one PolicyTest per policy asserting that every
-// observed edge stays allowed. The JSON is still read here with its own lenient reader: it accepts
-// documents common/topology_json.h's strict from_json refuses (only the fields generate uses are
-// required, signed integers from documents built in code, null as missing), and its error texts are
-// part of this command's tests (issue 16: merging the two readers is still open).
+// observed edge stays allowed. The JSON is read with common/topology_json.h's from_json in its lenient
+// form (only the fields generate uses are required; null counts as missing).
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -15,13 +13,14 @@
 
 #include "policy/context.h"
 #include "common/result.h"
+#include "common/topology_json.h"
 
 namespace hostscope::policy {
 
 inline constexpr const char* kDefaultAgentSocket = "/run/hostscope/hostscope.sock";
-// Same bounds as the agent's topology parser: input size and nesting depth.
-inline constexpr size_t kMaxTopologyBytes = 64u << 20;
-inline constexpr int kMaxTopologyDepth = 16;
+// The topology parser's bounds (common/topology_json.h): input size and nesting depth.
+inline constexpr size_t kMaxTopologyBytes = topology::kMaxJsonBytes;
+inline constexpr int kMaxTopologyDepth = topology::kMaxJsonDepth;
 
 struct GeneratedFile {
   std::string name;  // "web.yaml" (NetworkPolicy) or "web.test.yaml" (PolicyTest)

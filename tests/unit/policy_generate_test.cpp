@@ -355,10 +355,10 @@ TEST(PolicyGenerate, RefusesBadTopology) {
   EXPECT_THAT(err(j), HasSubstr("$.schema: unsupported schema 'hostscope.topology/v2'"));
   j = base;
   j.erase("edges");
-  EXPECT_EQ(err(j), "topology $.edges: missing");
+  EXPECT_THAT(err(j), HasSubstr("$.edges: missing"));
   j = base;
   j["edges"][0]["port"] = 70000;
-  EXPECT_EQ(err(j), "topology $.edges[0].port: expected an integer 0..65535");
+  EXPECT_THAT(err(j), HasSubstr("$.edges[0].port: expected an integer 0..65535"));
   j = base;
   j["edges"][0]["client"]["kind"] = "pod";
   EXPECT_THAT(err(j), HasSubstr("$.edges[0].client.kind: unknown node kind 'pod'"));
@@ -371,7 +371,7 @@ TEST(PolicyGenerate, RefusesBadTopology) {
   j = base;
   j["edges"][0]["actual"] = {"not-an-address"};
   EXPECT_THAT(err(j), HasSubstr("$.edges[0].actual[0]: expected \"address:port\""));
-  EXPECT_THAT(err(json::array()), HasSubstr("expected a JSON object"));
+  EXPECT_THAT(err(json::array()), HasSubstr("expected an object"));
 
   EXPECT_FALSE(parse_topology_text("{").has_value());
   auto deep = parse_topology_text(std::string(100000, '[') + std::string(100000, ']'));

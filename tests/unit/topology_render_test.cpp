@@ -187,6 +187,48 @@ TEST(TopologyJson, RejectsMalformedInputWithPath) {
   expect_error(bad.dump(), "$.edges: expected an array");
 }
 
+TEST(TopologyJson, LenientReadsMinimalDocumentsStrictRefusesThem) {
+  using nlohmann::json;
+  json minimal = {{"schema", "hostscope.topology/v1"},
+                  {"taken_at", nullptr},
+                  {"edges",
+                   {{{"client", {{"kind", "service"}, {"service", "web"}, {"namespace", nullptr}}},
+                     {"server", {{"kind", "external"}, {"service", "external"}, {"address", "10.96.0.20"}}},
+                     {"port", 80},
+                     {"protocol", "tcp"},
+                     {"connections", int64_t(3)},  // signed, as a document built in code holds it
+                     {"failed", {{"refused", int64_t(2)}}},
+                     {"actual", {"10.244.1.7:8080", "[fd00::7]:8080"}}}}}};
+  auto strict = from_json(minimal);
+  ASSERT_FALSE(strict);
+  EXPECT_NE(strict.error().message.find("$.taken_at"), std::string::npos) << strict.error().message;
+  auto lenient = from_json(minimal, {.lenient = true});
+  ASSERT_TRUE(lenient) << lenient.error().str();
+  ASSERT_EQ(lenient->edges.size(), 1u);
+  const auto& e = lenient->edges[0];
+  EXPECT_EQ(e.client.service, "web");
+  EXPECT_EQ(e.server.address, "10.96.0.20");
+  EXPECT_EQ(e.connections, 3u);
+  EXPECT_EQ(e.failed.at("refused"), 2u);
+  EXPECT_EQ(e.actual, (std::vector<std::string>{"10.244.1.7:8080", "[fd00::7]:8080"}));
+  EXPECT_EQ(lenient->taken_ns, 0u);
+  // What is present is still checked in both modes.
+  const json complete = json::parse(render_json(sample()));
+  for (bool lenient_mode : {false, true}) {
+    const json& base = lenient_mode ? minimal : complete;
+    auto bad = base;
+    bad["edges"][0]["actual"] = {"not-an-address"};
+    auto r = from_json(bad, {.lenient = lenient_mode});
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("$.edges[0].actual[0]: expected \"address:port\""), std::string::npos) << r.error().message;
+    bad = base;
+    bad["edges"][0].erase("connections");
+    r = from_json(bad, {.lenient = lenient_mode});
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("$.edges[0].connections: missing"), std::string::npos) << r.error().message;
+  }
+}
+
 TEST(TopologyJson, TimesRoundTripAndRejectGarbage) {
   for (uint64_t t : {uint64_t(0), kT0, uint64_t(4102444800ull * kSec + 999999999ull)}) EXPECT_EQ(parse_time(format_time(t)), t);
   EXPECT_EQ(format_time(kT0), "2023-11-14T22:13:20.123456789Z");
