@@ -1,6 +1,8 @@
 #include "policy/cli.h"
 
 #include <array>
+#include <chrono>
+#include <optional>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +16,8 @@
 #include "policy/analysis.h"
 #include "policy/compiler.h"
 #include "policy/diff.h"
+#include "policy/impact.h"
+#include "policy/ir_json.h"
 #include "policy/evaluator.h"
 #include "policy/generate.h"
 #include "policy/git_source.h"
@@ -29,7 +33,7 @@ struct Options {
   std::string dir, context_file, from_file, socket = kDefaultAgentSocket, out_dir;
   bool force = false;
   std::string state_dir = "/var/lib/hostscope/policy", variant = "iptables", netns;
-  bool no_ipv6 = false, json = false, live = false, allow_mass_removal = false;
+  bool no_ipv6 = false, json = false, live = false, allow_mass_removal = false, impact = false;
   int live_timeout_ms = 1000;
   int keep = 5;
   size_t ipset_threshold = 8;
@@ -66,11 +70,14 @@ void print_diagnostics(const Diagnostics& d) {
   std::cout << fmt::format("{} error(s), {} warning(s)\n", errors, warnings);
 }
 
-CompileResult compiled_set(const Options& o) {
+// `keep`: the loaded set, for callers that name rules by file:line; `ctx`: the catalogue to compile with (default:
+// context(o)).
+CompileResult compiled_set(const Options& o, LoadResult* keep = nullptr, const Context* ctx = nullptr) {
   auto loaded = load(o);
   CompileOptions co;
   co.ipset_threshold = o.ipset_threshold;
-  auto c = compile(loaded, context(o), co);
+  auto c = ctx ? compile(loaded, *ctx, co) : compile(loaded, context(o), co);
+  if (keep) *keep = std::move(loaded);
   if (!c.ok()) {
     print_diagnostics(c.diagnostics);
     fail(1, "policy set does not validate; nothing was changed");
@@ -79,6 +86,24 @@ CompileResult compiled_set(const Options& o) {
   return c;
 }
 Ir compiled(const Options& o) { return std::move(*compiled_set(o).ir); }
+
+// The observed topology: `--from FILE` (bounded read) or the running agent's reply.
+nlohmann::json observed_topology(const Options& o) {
+  if (!o.from_file.empty()) {
+    std::ifstream f(o.from_file, std::ios::binary);
+    if (!f) fail(2, fmt::format("topology file {} open failed", o.from_file));
+    // Read at most one byte past the limit so an oversized file is refused without loading it.
+    std::string text(kMaxTopologyBytes + 1, '\0');
+    f.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(f.gcount()));
+    auto topo = parse_topology_text(text);
+    if (!topo) fail(1, fmt::format("topology file {}: {}", o.from_file, topo.error().str()));
+    return std::move(*topo);
+  }
+  auto topo = fetch_topology(o.socket);
+  if (!topo) fail(1, fmt::format("{} (is the agent running? or pass --from topology.json)", topo.error().str()));
+  return std::move(*topo);
+}
 
 // mass_removal() for the CLI: the rules in force come from the backend's status ("" when it cannot be read: plan and
 // apply report that themselves).
@@ -206,7 +231,42 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
 
   auto* plan_cmd = policy->add_subcommand("plan", "Show what apply would change");
   common(plan_cmd, true, true);
-  plan_cmd->callback([o] {
+  auto impact_since = std::make_shared<std::string>();
+  plan_cmd->add_flag("--impact", o->impact,
+                     "Instead of the rule changes: the observed edges whose verdict would change (exit 3 when one would be newly denied)");
+  auto* plan_from = plan_cmd->add_option("--from", o->from_file, "With --impact: topology JSON file instead of asking the agent");
+  plan_cmd->add_option("--socket", o->socket, "With --impact: agent API socket")->capture_default_str()->excludes(plan_from);
+  plan_cmd->add_option("--since", *impact_since, "With --impact: only edges last seen within this window (30m, 24h, 7d)");
+  plan_cmd->add_flag("--json", o->json, "With --impact: machine-readable output");
+  plan_cmd->callback([o, impact_since] {
+    if (o->impact) {
+      uint64_t since = 0;
+      if (!impact_since->empty()) {
+        auto d = parse_duration_ns(*impact_since);
+        if (!d) fail(2, fmt::format("--since {}: expected a duration like 30m, 24h or 7d", *impact_since));
+        uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+        since = now > *d ? now - *d : 1;
+      }
+      auto observed = topology::from_json(observed_topology(*o), {.lenient = true});
+      if (!observed) fail(1, observed.error().str());
+      Context ctx = context(*o);
+      LoadResult next_set;
+      auto next = compiled_set(*o, &next_set, &ctx);
+      std::optional<Ir> current;
+      ImpactSide before{nullptr, nullptr, "no policy applied"};
+      if (int gen = current_generation(o->state_dir); gen > 0) {
+        auto ir = load_ir(o->state_dir, gen);
+        if (!ir) fail(1, fmt::format("generation {} in force: {}", gen, ir.error().str()));
+        current = std::move(*ir);
+        before = {&*current, nullptr, fmt::format("generation {} in force", gen)};
+      }
+      ImpactSide after{&*next.ir, &next_set.set, fmt::format("policy directory {}", o->dir)};
+      auto r = observed_impact(before, after, ctx, *observed, since);
+      if (o->json) std::cout << impact_json(r).dump(2) << "\n";
+      else std::cout << impact_text(r);
+      if (r.newly_denied()) fail(3, "");
+      return;
+    }
     auto c = compiled_set(*o);
     auto b = backend(*o);
     auto p = b.plan(*c.ir);
@@ -345,21 +405,8 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
   gen_cmd->add_option("-o,--output", o->out_dir, "Write one file per policy and per test here (default: one YAML stream on stdout)");
   gen_cmd->add_flag("--force", o->force, "Overwrite existing files in the output directory");
   gen_cmd->callback([o] {
-    Result<nlohmann::json> topo = Error{};
-    if (!o->from_file.empty()) {
-      std::ifstream f(o->from_file, std::ios::binary);
-      if (!f) fail(2, fmt::format("topology file {} open failed", o->from_file));
-      // Read at most one byte past the limit so an oversized file is refused without loading it.
-      std::string text(kMaxTopologyBytes + 1, '\0');
-      f.read(text.data(), static_cast<std::streamsize>(text.size()));
-      text.resize(static_cast<size_t>(f.gcount()));
-      topo = parse_topology_text(text);
-      if (!topo) fail(1, fmt::format("topology file {}: {}", o->from_file, topo.error().str()));
-    } else {
-      topo = fetch_topology(o->socket);
-      if (!topo) fail(1, topo.error().str());
-    }
-    auto g = generate(*topo, context(*o));
+    auto topo = observed_topology(*o);
+    auto g = generate(topo, context(*o));
     if (!g) fail(1, g.error().str());
     for (const auto& n : g->notes) std::cerr << "note: " << n << "\n";
     if (o->out_dir.empty()) {

@@ -1,10 +1,9 @@
 #pragma once
 // Marks topology edges with the verdict of the policy generation in force: "denied" when an enforcing policy drops
 // the connection, "would-deny" when an audit-mode policy would. The rules are the applied generation's IR
-// (<state_dir>/gen-<N>.ir.json, written by every apply), walked by the reference evaluator that the conformance
-// tests hold equal to the kernel's verdicts; edge ends map to evaluator endpoints through the node's service
-// catalogue (cgroups of local services, at the address the edge observed) or their observed addresses. Used by `top`
-// and `topology`.
+// (<state_dir>/gen-<N>.ir.json, written by every apply), judged edge by edge by policy::edge_verdict
+// (policy/impact.h: the reference evaluator that the conformance tests hold equal to the kernel's verdicts). Used by
+// `top` and `topology`.
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -17,9 +16,6 @@
 #include "policy/ir.h"
 
 namespace hostscope::cli {
-
-// One edge, given the IR and catalogue: "denied", "would-deny" or "".
-std::string edge_verdict(const policy::Ir& ir, const policy::Context& ctx, const topology::EdgeSnapshot& e);
 
 class PolicyMarker {
  public:

@@ -182,5 +182,75 @@ TEST_F(PolicyMarksLive, MarksEqualWhatTheKernelDid) {
   EXPECT_EQ(r.status, 0) << r.out;
 }
 
+
+// `policy plan --impact` on the same node (issue 19): a known workload (front -> cart once, front -> db with three
+// connections), then a planned policy that allows front only to cart. The report must name the front -> db edge as
+// newly denied, with its three connections and the rule that decides (file:line), and exit 3; with a policy that
+// keeps db allowed it reports no change and exits 0. Nothing is applied: plan never touches the kernel.
+TEST_F(PolicyMarksLive, PlanImpactNamesTheObservedEdgeThePlanWouldDeny) {
+  Child& anchor = start("mk-front", {"server", "127.0.0.1", "0", "0", "1"});
+  Child& cart = start("mk-cart", {"server", "127.0.0.1", "0", "100", "1000"});
+  Child& db = start("mk-db", {"server", kNodeAddr, "0", "100", "1000"});
+  ASSERT_GT(ready_port(anchor), 0);
+  int cart_port = ready_port(cart), db_port = ready_port(db);
+  ASSERT_GT(cart_port, 0);
+  ASSERT_GT(db_port, 0);
+  const std::string to_cart = "mk-front -> " + std::to_string(cart_port);
+  const std::string to_db = "mk-front -> " + std::to_string(db_port);
+  ASSERT_EQ(start("mk-front", {"client", "127.0.0.1", std::to_string(cart_port), "100"}).wait(), 0);
+  ASSERT_EQ(start("mk-front", {"client", kNodeAddr, std::to_string(db_port), "100", "concurrent=3"}).wait(), 0);
+  std::map<std::string, json> seen;
+  ASSERT_TRUE(eventually(
+      [&] {
+        nudge_agent();
+        seen = edges();
+        return seen.count(to_cart) && seen.count(to_db) && seen[to_db].value("connections", 0) == 3;
+      },
+      std::chrono::seconds(20)))
+      << "the agent never showed both observed edges with the known counts";
+
+  auto write_policy = [&](const std::string& dir, const std::string& ports) {
+    fs::create_directories(dir);
+    std::ofstream(dir + "/front.yaml") << "apiVersion: hostscope.io/v1\n"
+                                          "kind: NetworkPolicy\n"
+                                          "metadata: {name: front}\n"
+                                          "subject: {service: mk-front}\n"
+                                          "mode: enforce\n"
+                                          "default: {egress: deny}\n"
+                                          "egress:\n"
+                                          "  - action: allow\n"
+                                          "    ports: [" + ports + "]\n";
+  };
+  const std::string narrow = (node_->dir() / "narrow").string(), wide = (node_->dir() / "wide").string();
+  write_policy(narrow, std::to_string(cart_port));
+  write_policy(wide, std::to_string(cart_port) + ", " + std::to_string(db_port));
+  const std::string opts = " --impact --socket " + node_->sock() + " --state-dir " + (node_->dir() / "no-state").string();
+
+  auto r = hostscope("policy plan " + narrow + opts);
+  EXPECT_EQ(r.status, 3) << r.out;
+  EXPECT_NE(r.out.find("port " + std::to_string(db_port) + "/tcp: allowed -> denied"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("observed 3 connection(s)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("after:  policy front: egress default deny at front.yaml:6:"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("port " + std::to_string(cart_port) + "/tcp: allowed -> denied"), std::string::npos) << r.out;
+
+  r = hostscope("policy plan " + narrow + opts + " --json");
+  EXPECT_EQ(r.status, 3) << r.out;
+  auto j = json::parse(r.out.substr(r.out.find('{')), nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  ASSERT_EQ(j["changes"].size(), 1u) << r.out;
+  EXPECT_EQ(j["changes"][0]["port"], db_port);
+  EXPECT_EQ(j["changes"][0]["connections"], 3);
+  EXPECT_EQ(j["newly_denied_connections"], 3);
+
+  r = hostscope("policy plan " + wide + opts);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("no observed edge changes verdict"), std::string::npos) << r.out;
+
+  // Bad input changes nothing and says why.
+  r = hostscope("policy plan " + narrow + opts + " --since yesterday");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_NE(r.out.find("--since yesterday"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace hostscope::testing

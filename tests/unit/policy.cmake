@@ -9,3 +9,5 @@ hs_test(NAME policy_generate_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_gener
 hs_test(NAME policy_marks_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_marks_test.cpp LIBS hs_agent LABELS unit)
 # `policy diff`: semantic diff of two sets on their rules' atoms.
 hs_test(NAME policy_diff_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_diff_test.cpp LIBS hs_policy LABELS unit)
+# `policy plan --impact`: observed edges judged by the generation in force and the planned one.
+hs_test(NAME policy_impact_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_impact_test.cpp LIBS hs_policy LABELS unit)

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "agent/cli/policy_marks.h"
+#include "policy/impact.h"
 #include "policy/compiler.h"
 #include "policy/iptables.h"
 #include "policy/ir_json.h"
@@ -108,20 +109,20 @@ TEST(PolicyMarks, EdgeVerdicts) {
   auto ir = compiled(kPolicies);
   auto ctx = catalogue();
   // web (local, by cgroup): allowed inside 10.0.0.0/24:5432, denied elsewhere.
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("web", "10.0.0.1"), ext("10.0.0.7"), 5432)), "");
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("web", "10.0.0.1"), ext("10.0.1.7"), 5432)), "denied");
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("web", "10.0.0.1"), ext("10.0.0.7"), 5433)), "denied");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("web", "10.0.0.1"), ext("10.0.0.7"), 5432)), "");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("web", "10.0.0.1"), ext("10.0.1.7"), 5432)), "denied");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("web", "10.0.0.1"), ext("10.0.0.7"), 5433)), "denied");
   // cron is in audit mode: would-deny, never denied.
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("cron", "10.0.0.1"), ext("93.184.216.34"), 80)), "would-deny");
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("cron", "10.0.0.1"), ext("93.184.216.34"), 443)), "");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("cron", "10.0.0.1"), ext("93.184.216.34"), 80)), "would-deny");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("cron", "10.0.0.1"), ext("93.184.216.34"), 443)), "");
   // api (pod addresses): ingress from the pod network only, both families of its addresses.
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(ext("10.244.3.3"), svc("api", "10.244.0.5", "shop"), 8443)), "");
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(ext("198.51.100.7"), svc("api", "10.244.0.5", "shop"), 8443)), "denied");
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(ext("10.244.3.3"), svc("api", "10.244.0.5", "shop"), 8443, topology::Protocol::Udp)), "");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(ext("10.244.3.3"), svc("api", "10.244.0.5", "shop"), 8443)), "");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(ext("198.51.100.7"), svc("api", "10.244.0.5", "shop"), 8443)), "denied");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(ext("10.244.3.3"), svc("api", "10.244.0.5", "shop"), 8443, topology::Protocol::Udp)), "");
   // A service the catalogue does not know is judged by its observed address; no policy selects it here.
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("batch", "10.0.0.9"), ext("10.0.5.5"), 22)), "");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("batch", "10.0.0.9"), ext("10.0.5.5"), 22)), "");
   // No usable end: nothing to judge.
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("ghost", ""), ext("10.0.0.7"), 5432)), "");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("ghost", ""), ext("10.0.0.7"), 5432)), "");
 }
 
 // Local services talking over loopback and the node's address, with the policies `policy generate` writes for them
@@ -163,20 +164,20 @@ ingress:
   ASSERT_TRUE(c.ok());
   const auto& ir = *c.ir;
   // Allowed by both ends' policies: not marked.
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("front", "127.0.0.1"), svc("cart", "127.0.0.1"), 7001)), "");
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("front", "10.214.9.1"), svc("db", "10.214.9.1"), 7002)), "");
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("front", "::1"), ext("::1"), 7003)), "");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("front", "127.0.0.1"), svc("cart", "127.0.0.1"), 7001)), "");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("front", "10.214.9.1"), svc("db", "10.214.9.1"), 7002)), "");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("front", "::1"), ext("::1"), 7003)), "");
   // Dropped by front's egress (port or address not allowed) or by cart's ingress (source not allowed).
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("front", "127.0.0.1"), svc("cart", "127.0.0.1"), 7002)), "denied");
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("front", "127.0.0.1"), svc("db", "127.0.0.1"), 7002)), "denied");
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("db", "10.214.9.1"), svc("cart", "10.214.9.1"), 7001)), "denied");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("front", "127.0.0.1"), svc("cart", "127.0.0.1"), 7002)), "denied");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("front", "127.0.0.1"), svc("db", "127.0.0.1"), 7002)), "denied");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("db", "10.214.9.1"), svc("cart", "10.214.9.1"), 7001)), "denied");
   // An uncatalogued process over loopback is still local (a loopback packet is never forwarded): cart's ingress
   // sees it on INPUT and allows 127.0.0.1.
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.1"), svc("cart", "127.0.0.1"), 7001)), "");
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.2"), svc("cart", "127.0.0.1"), 7001)), "denied");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.1"), svc("cart", "127.0.0.1"), 7001)), "");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.2"), svc("cart", "127.0.0.1"), 7001)), "denied");
   // A server end seen only by address (the SYN never reached it) on loopback is local too: its INPUT is judged.
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.2"), ext("127.0.0.1"), 7001)), "denied");
-  EXPECT_EQ(cli::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.1"), ext("127.0.0.1"), 7001)), "");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.2"), ext("127.0.0.1"), 7001)), "denied");
+  EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.1"), ext("127.0.0.1"), 7001)), "");
 }
 
 class PolicyMarkerTest : public ::testing::Test {
