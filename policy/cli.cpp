@@ -158,6 +158,7 @@ std::string reconcile_text(const ReconcileStatus& r) {
   s += fmt::format("  last attempt: {} at {}: {}{}\n", r.last_attempt_commit.empty() ? "-" : r.last_attempt_commit, unix_time(r.last_attempt_unix),
                    r.last_result.empty() ? "(none)" : r.last_result, r.last_step.empty() ? "" : " at step " + r.last_step);
   if (!r.last_error.empty()) s += fmt::format("  last error: {}\n", r.last_error);
+  if (!r.last_warning.empty()) s += fmt::format("  last warning: {}\n", r.last_warning);
   s += fmt::format("  drift repairs: {} (last {}), passes: {}\n", r.drift_repairs, unix_time(r.last_drift_unix), r.passes);
   return s;
 }

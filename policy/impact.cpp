@@ -158,6 +158,20 @@ std::string impact_text(const ImpactReport& r) {
   return s;
 }
 
+std::string impact_summary(const ImpactReport& r, size_t max_edges) {
+  std::string list;
+  size_t n = 0;
+  for (const auto& c : r.changes) {
+    if (!c.newly_denied()) continue;
+    if (++n > max_edges) continue;
+    const auto& e = c.edge;
+    list += fmt::format("{}{} -> {} port {}/{} ({} connections{})", list.empty() ? "" : "; ", end_text(e.client), end_text(e.server), e.port,
+                        topology::to_string(e.protocol), e.connections, c.decided_after.empty() ? "" : "; " + c.decided_after);
+  }
+  if (n > max_edges) list += fmt::format("; and {} more", n - max_edges);
+  return fmt::format("{} observed edge(s) ({} connections) would be newly denied: {}", n, r.newly_denied_connections, list);
+}
+
 nlohmann::json impact_json(const ImpactReport& r) {
   nlohmann::json changes = nlohmann::json::array();
   for (const auto& c : r.changes) {

@@ -62,6 +62,9 @@ ImpactReport observed_impact(const ImpactSide& before, const ImpactSide& after, 
                              const topology::TopologySnapshot& observed, uint64_t since_ns = 0);
 
 std::string impact_text(const ImpactReport& r);
+// One line for logs and refusals: "2 observed edge(s) (45 connections) would be newly denied: <edge> (<n> connections;
+// <rule>); ..." naming at most `max_edges` edges.
+std::string impact_summary(const ImpactReport& r, size_t max_edges);
 nlohmann::json impact_json(const ImpactReport& r);
 
 // "24h", "90m", "7d", "30s" -> nanoseconds; nullopt for anything else.

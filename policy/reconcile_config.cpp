@@ -97,7 +97,7 @@ Result<ReconcileConfig> parse_reconcile_config(const YAML::Node& node, const std
   ReconcileConfig c;
   if (!node || node.IsNull()) return c;
   Errors e(file);
-  if (!e.map(node, "policy", {"state_dir", "work_dir", "iptables", "netns", "ipv6", "allow_failsafe_off", "allow_mass_removal", "context", "source"}))
+  if (!e.map(node, "policy", {"state_dir", "work_dir", "iptables", "netns", "ipv6", "allow_failsafe_off", "allow_mass_removal", "impact", "context", "source"}))
     return Error{e.joined()};
   e.get(node, "state_dir", c.state_dir, "policy");
   absolute(e, node, "state_dir", c.state_dir, "policy");
@@ -111,6 +111,12 @@ Result<ReconcileConfig> parse_reconcile_config(const YAML::Node& node, const std
   e.get(node, "ipv6", c.ipv6, "policy");
   e.get(node, "allow_failsafe_off", c.allow_failsafe_off, "policy");
   e.get(node, "allow_mass_removal", c.allow_mass_removal, "policy");
+  if (std::string impact; e.get(node, "impact", impact, "policy")) {
+    if (impact == "off") c.impact = ReconcileConfig::Impact::Off;
+    else if (impact == "warn") c.impact = ReconcileConfig::Impact::Warn;
+    else if (impact == "refuse") c.impact = ReconcileConfig::Impact::Refuse;
+    else e.at(node["impact"], "policy.impact must be one of off, warn, refuse");
+  }
   if (e.get(node, "context", c.context_file, "policy")) {
     absolute(e, node, "context", c.context_file, "policy");
     if (!c.context_file.empty() && c.context_file.front() == '/')

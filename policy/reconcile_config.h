@@ -42,6 +42,11 @@ struct ReconcileConfig {
   // Apply a set whose plan removes more than half of the rules in force while some of its policies select nothing
   // on this node (see Reconciler); off: such a commit is refused at step `select`.
   bool allow_mass_removal = false;
+  // `policy.impact`: what a pass does when the new set would deny a connection the agent observed and the generation
+  // in force allows (policy/impact.h): warn (log it, record it in reconcile.json, apply), refuse (step `impact`), or
+  // off (do not look).
+  enum class Impact { Off, Warn, Refuse };
+  Impact impact = Impact::Warn;
 
   bool enabled() const { return kind != Kind::None; }
   // "git <url> branch <b> dir <sub>" or "dir <path>"; never contains credentials.

@@ -21,8 +21,9 @@ struct ReconcileStatus {
   std::string last_attempt_commit;
   int64_t last_attempt_unix = 0;
   std::string last_result;       // applied | refused | error | "" (never attempted)
-  std::string last_step;         // context | fetch | verify | stage | lint | test | plan | select | apply (the step that failed)
+  std::string last_step;         // context | fetch | verify | stage | lint | test | plan | select | impact | apply (the step that failed)
   std::string last_error;
+  std::string last_warning;      // applied with a warning (policy.impact: warn): the observed edges it newly denies
   std::map<std::string, uint64_t> attempts;  // result -> count since the agent started
   uint64_t drift_repairs = 0;
   int64_t last_drift_unix = 0;      // when drift was last repaired
@@ -39,6 +40,7 @@ struct ReconcileStatus {
             {"last_result", last_result},
             {"last_step", last_step},
             {"last_error", last_error},
+            {"last_warning", last_warning},
             {"attempts", attempts},
             {"drift_repairs", drift_repairs},
             {"last_drift_unix", last_drift_unix},
@@ -56,6 +58,7 @@ struct ReconcileStatus {
     s.last_result = j.value("last_result", "");
     s.last_step = j.value("last_step", "");
     s.last_error = j.value("last_error", "");
+    s.last_warning = j.value("last_warning", "");
     if (j.contains("attempts") && j["attempts"].is_object()) s.attempts = j["attempts"].get<std::map<std::string, uint64_t>>();
     s.drift_repairs = j.value("drift_repairs", uint64_t{0});
     s.last_drift_unix = j.value("last_drift_unix", int64_t{0});

@@ -14,6 +14,8 @@
 #include "policy/compiler.h"
 #include "policy/evaluator.h"
 #include "policy/hash.h"
+#include "policy/impact.h"
+#include "policy/ir_json.h"
 #include "policy/loader.h"
 #include "policy/state_file.h"
 
@@ -202,6 +204,7 @@ PassResult Reconciler::refuse(const std::string& commit, const std::string& step
   st_.last_result = r.result;
   st_.last_step = step;
   st_.last_error = message;
+  st_.last_warning.clear();
   return r;
 }
 
@@ -319,6 +322,27 @@ PassResult Reconciler::attempt() {
       if (auto m = mass_removal(*plan, policy_rules_in_force(*in_force), compiled.unselected, loaded.set.policies.size(), prefix); !m.empty())
         return refuse(commit, "select", m + "; or set policy.allow_mass_removal to apply anyway", false);
 
+  // Observed traffic the new set would newly deny (policy.impact): refused, or logged and recorded, before the kernel
+  // is touched.
+  std::string impact_note;
+  if (cfg_.impact != ReconcileConfig::Impact::Off && observed_)
+    if (auto observed = observed_()) {
+      std::optional<Ir> current;
+      ImpactSide before{nullptr, nullptr, "no policy applied"};
+      if (int gen = current_generation(cfg_.state_dir); gen > 0)
+        if (auto ir = load_ir(cfg_.state_dir, gen)) {
+          current = std::move(*ir);
+          before = {&*current, nullptr, fmt::format("generation {}", gen)};
+        }
+      auto impact = observed_impact(before, {&*compiled.ir, &loaded.set, "commit " + short_id(commit)}, ctx, *observed);
+      if (impact.newly_denied()) {
+        impact_note = impact_summary(impact, 3);
+        if (cfg_.impact == ReconcileConfig::Impact::Refuse)
+          return refuse(commit, "impact", impact_note + "; set policy.impact: warn to apply anyway", false);
+        spdlog::warn("policy: commit {}: {} (policy.impact: warn, applying)", short_id(commit), impact_note);
+      }
+    }
+
   auto rep = backend_.apply(*compiled.ir);
   if (!rep) return refuse(commit, "apply", rep.error().str() + "; the previous generation stays in force", true);
   std::string message = fmt::format("generation {}", rep->generation);
@@ -339,6 +363,8 @@ PassResult Reconciler::attempt() {
   st_.last_result = "applied";
   st_.last_step.clear();
   st_.last_error.clear();
+  st_.last_warning = impact_note;
+  if (!impact_note.empty()) message += "; " + impact_note;
   return {"applied", commit, "", message, false};
 }
 

@@ -17,11 +17,13 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "common/topology_model.h"
 #include "policy/command.h"
 #include "policy/context.h"
 #include "policy/git_source.h"
@@ -61,6 +63,10 @@ class Reconciler {
   static std::string status_path(const std::string& state_dir);
   // Replaces the steady clock the retry backoff reads (tests).
   void set_clock(Clock c) { clock_ = std::move(c); }
+  // The traffic the node observed (the agent's topology), for the `policy.impact` gate; nullopt when unavailable.
+  // Without it the gate is skipped.
+  using ObservedFn = std::function<std::optional<topology::TopologySnapshot>()>;
+  void set_observed(ObservedFn f) { observed_ = std::move(f); }
 
  private:
   struct Candidate;
@@ -72,6 +78,7 @@ class Reconciler {
 
   ReconcileConfig cfg_;
   std::function<Context()> context_;
+  ObservedFn observed_;
   std::shared_ptr<CommandRunner> run_;
   IptablesBackend backend_;
   std::atomic<bool> stopping_{false};

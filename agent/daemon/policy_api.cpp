@@ -23,6 +23,8 @@ policy::Context agent_policy_context(Pipeline& pipeline, const Config& cfg) {
 void Agent::start_policy() {
   if (!cfg_.policy.enabled()) return;
   policy_ = std::make_unique<policy::Reconciler>(cfg_.policy, [this] { return agent_policy_context(*pipeline_, cfg_); });
+  // policy.impact: the edges this agent holds are the observed traffic a new set is checked against.
+  policy_->set_observed([this]() -> std::optional<topology::TopologySnapshot> { return pipeline_->snapshot(); });
   api_->handle("policy.status", [this](const nlohmann::json&) {
     return nlohmann::json{{"reconcile", policy_->status().to_json()}, {"backend", policy_->backend_summary()}};
   });

@@ -136,6 +136,19 @@ TEST(PolicyConfig, ContextFileIsLoadedAndABadOneNamesItsPath) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(PolicyConfig, ImpactGateKeyDefaultsToWarnAndRejectsUnknownValues) {
+  auto d = parse("policy:\n  ipv6: true\n");
+  ASSERT_TRUE(d) << d.error().str();
+  EXPECT_EQ(d->impact, ReconcileConfig::Impact::Warn);
+  auto refuse = parse("policy:\n  impact: refuse\n");
+  ASSERT_TRUE(refuse) << refuse.error().str();
+  EXPECT_EQ(refuse->impact, ReconcileConfig::Impact::Refuse);
+  EXPECT_EQ(parse("policy:\n  impact: off\n")->impact, ReconcileConfig::Impact::Off);
+  auto bad = parse("policy:\n  impact: audit-first\n");
+  ASSERT_FALSE(bad);
+  EXPECT_THAT(bad.error().str(), HasSubstr("c.yaml:2:11: policy.impact must be one of off, warn, refuse"));
+}
+
 TEST(RedactUrl, HidesPasswordsOnly) {
   EXPECT_EQ(redact_url("https://u:p@h/x.git"), "https://u:***@h/x.git");
   EXPECT_EQ(redact_url("ssh://git@h/x.git"), "ssh://git@h/x.git");

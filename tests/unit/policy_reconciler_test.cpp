@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "policy/ir_json.h"
 #include "policy/reconciler.h"
 #include "support/fake_iptables.h"
 
@@ -239,6 +240,68 @@ TEST_F(ReconcilerRetry, PlanThatRemovesMostRulesForUnknownSubjectsIsRefused) {
 
 // What the node sees wins for cgroups and ports (live) when it sees any; addresses are the union; services only in
 // the file are added; networks are unioned per name.
+// policy.impact (issue 19): web was observed talking to 192.0.2.9:443; the set allows it only 10.0.0.0/24:5432. With
+// `refuse` the commit is refused at step `impact` naming the edge, its count and the rule, and nothing is applied;
+// with `warn` it is applied and the warning recorded; with `off`, or without observed traffic, nothing is checked.
+TEST_F(ReconcilerRetry, ImpactGateRefusesOrWarnsAboutObservedEdgesTheSetWouldDeny) {
+  add_service("web");
+  topology::TopologySnapshot observed;
+  topology::EdgeSnapshot e;
+  e.client = {topology::NodeKind::Service, "web", "", "", "10.0.0.1"};
+  e.server = {topology::NodeKind::External, "external", "", "", "192.0.2.9"};
+  e.port = 443;
+  e.connections = 12;
+  observed.edges.push_back(e);
+  e.server.address = "10.0.0.7";
+  e.port = 5432;
+  observed.edges.push_back(e);  // allowed by the set: not reported
+
+  cfg_.impact = ReconcileConfig::Impact::Refuse;
+  auto r = reconciler();
+  r->set_observed([&]() -> std::optional<topology::TopologySnapshot> { return observed; });
+  auto p = r->pass();
+  ASSERT_EQ(p.result, "refused") << p.message;
+  EXPECT_EQ(p.step, "impact");
+  EXPECT_NE(p.message.find("1 observed edge(s) (12 connections) would be newly denied: service:/web (10.0.0.1) -> external:192.0.2.9 "
+                           "port 443/tcp (12 connections; policy web: egress default deny at web.yaml:"),
+            std::string::npos)
+      << p.message;
+  EXPECT_EQ(p.message.find("5432"), std::string::npos) << p.message;
+  EXPECT_EQ(current_generation(cfg_.state_dir), 0) << "a refused commit applies nothing";
+
+  cfg_.impact = ReconcileConfig::Impact::Warn;
+  r = reconciler();
+  r->set_observed([&]() -> std::optional<topology::TopologySnapshot> { return observed; });
+  p = r->pass();
+  ASSERT_EQ(p.result, "applied") << p.message;
+  EXPECT_NE(p.message.find("would be newly denied"), std::string::npos) << p.message;
+  EXPECT_NE(r->status().last_warning.find("external:192.0.2.9"), std::string::npos) << r->status().last_warning;
+  EXPECT_EQ(current_generation(cfg_.state_dir), 1);
+}
+
+TEST_F(ReconcilerRetry, ImpactGateOffOrWithoutObservedTrafficApplies) {
+  add_service("web");
+  cfg_.impact = ReconcileConfig::Impact::Refuse;
+  auto r = reconciler();  // no observed traffic source
+  EXPECT_EQ(r->pass().result, "applied");
+  fs::remove_all(cfg_.state_dir);
+  cfg_.impact = ReconcileConfig::Impact::Off;
+  r = reconciler();
+  r->set_observed([]() -> std::optional<topology::TopologySnapshot> {
+    topology::TopologySnapshot s;
+    topology::EdgeSnapshot e;
+    e.client = {topology::NodeKind::Service, "web", "", "", "10.0.0.1"};
+    e.server = {topology::NodeKind::External, "external", "", "", "192.0.2.9"};
+    e.port = 443;
+    e.connections = 1;
+    s.edges.push_back(e);
+    return s;
+  });
+  auto p = r->pass();
+  EXPECT_EQ(p.result, "applied") << p.message;
+  EXPECT_TRUE(r->status().last_warning.empty());
+}
+
 TEST(MergeContext, NodeWinsForCgroupsAndPortsAddressesAreUnioned) {
   Context seen;
   seen.services.push_back({"web", {"/system.slice/web.service"}, {"10.0.0.2"}, {8080}, "", "", "", "/usr/bin/web"});
