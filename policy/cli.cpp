@@ -85,7 +85,6 @@ CompileResult compiled_set(const Options& o, LoadResult* keep = nullptr, const C
   for (const auto& d : c.diagnostics) std::cerr << d.str() << "\n";
   return c;
 }
-Ir compiled(const Options& o) { return std::move(*compiled_set(o).ir); }
 
 // The observed topology: `--from FILE` (bounded read) or the running agent's reply.
 nlohmann::json observed_topology(const Options& o) {

@@ -51,6 +51,7 @@ std::vector<Endpoint> edge_endpoints(const topology::EdgeEnd& end, const Context
       bool routed = std::any_of(own.begin(), own.end(), [&](const Cidr& c) { return c.contains(*addr); });
       if (!routed && !s->cgroups.empty()) {
         std::vector<Endpoint> out;
+        out.reserve(s->cgroups.size());
         for (const auto& cg : s->cgroups) out.push_back({*addr, cg, true});
         return out;
       }

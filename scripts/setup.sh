@@ -14,7 +14,7 @@ PACKAGES=(
   libcpp-httplib-dev libgit2-dev libnetfilter-conntrack-dev libmnl-dev
   prometheus  # promtool: the tests run `promtool check metrics` on the agent's /metrics
   # tests, fuzzing, sanitizers
-  libgtest-dev libgmock-dev libfuzzer-16-dev libclang-rt-16-dev
+  libgtest-dev libgmock-dev libfuzzer-16-dev libclang-rt-16-dev clang-tidy-16
   golang-go iptables nftables ipset iproute2 tmux graphviz curl python3 procps psmisc kmod
   openssh-client  # ssh-keygen: SSH commit signatures (policy from Git)
   # packaging (scripts/build-deb.sh, tests/integration/package_test.cpp)

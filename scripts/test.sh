@@ -6,8 +6,9 @@
 #                                                   tests/kernels/run.sh (docs/kernels.md)
 #   4. the unit tests again under ASan+UBSan        build-asan
 #   5. a short libFuzzer run of every fuzz target   build-fuzz (clang-16)
-# Env: FUZZ_SECONDS (default 30 per target), KERNELS (default "6.1 6.12"), SKIP_KERNELS=1, SKIP_ASAN=1, SKIP_FUZZ=1
-# for quicker local runs.
+#   6. clang-tidy on the C++ files the last commit changed   scripts/tidy.sh (.clang-tidy)
+# Env: FUZZ_SECONDS (default 30 per target), KERNELS (default "6.1 6.12"), SKIP_KERNELS=1, SKIP_ASAN=1, SKIP_FUZZ=1,
+# SKIP_TIDY=1 for quicker local runs; TIDY_BASE (default HEAD~1) for what counts as changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +52,10 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
       rm -rf "$work"
     fi
   done
+fi
+
+if [ "${SKIP_TIDY:-0}" != 1 ]; then
+  bash scripts/tidy.sh "${TIDY_BASE:-HEAD~1}" || status=1
 fi
 
 exit $status
