@@ -120,6 +120,7 @@ TopologyExportStats write_topology(Exposition& out, const topology::TopologySnap
   out.family("hostscope_connect_duration_seconds", "histogram",
              "Time from SYN sent to established, for connections this node opened.");
   std::vector<double> bounds;
+  bounds.reserve(std::size(topology::kLatencyExportBoundsUs));
   for (auto us : topology::kLatencyExportBoundsUs) bounds.push_back(double(us) / 1e6);
   for (size_t i = 0; i < kept.size(); ++i) {
     auto& r = *kept[i].second;

@@ -357,26 +357,33 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
     std::cout << r->plan.text() << fmt::format("rolled back to generation {}\n", r->generation);
   });
 
-  auto* status_cmd = policy->add_subcommand("status", "Applied generation, counters, drift");
+  auto* status_cmd = policy->add_subcommand("status", "Applied generation, per-policy and per-rule counters, drift, reconciler");
   common(status_cmd, false, true);
+  auto status_policy = std::make_shared<std::string>();
+  auto status_raw = std::make_shared<bool>(false);
   status_cmd->add_flag("--json", o->json, "Machine-readable output");
+  status_cmd->add_option("--policy", *status_policy, "Only this policy");
+  status_cmd->add_flag("--raw", *status_raw, "Every iptables rule hostscope owns with its counters, chain by chain");
   status_cmd->add_option("--socket", o->socket, "Agent API socket asked for the reconcile status")->capture_default_str();
-  status_cmd->callback([o] {
+  status_cmd->callback([o, status_policy, status_raw] {
     auto s = backend(*o).status();
     if (!s) fail(1, s.error().str());
+    if (!status_policy->empty() && !s->modes.count(*status_policy))
+      fail(1, fmt::format("policy {} is not in the applied generation{}", *status_policy, s->generation ? "" : " (none applied)"));
     auto rec = reconcile_status(*o);
     if (!o->json) {
-      std::cout << s->text();
-      if (rec) std::cout << reconcile_text(*rec);
+      std::cout << (*status_raw ? s->raw_text() : s->text(*status_policy));
+      if (rec && status_policy->empty()) std::cout << reconcile_text(*rec);
       return;
     }
     nlohmann::json j = {{"generation", s->generation}, {"source_hash", s->source_hash}, {"modes", s->modes},
                         {"drift", s->drift}, {"drift_details", s->drift_details},
                         {"audit_would_deny_packets", s->audit_would_deny_packets}, {"rules", nlohmann::json::array()}};
     j["reconcile"] = rec ? rec->to_json() : nlohmann::json(nullptr);
+    j["policies"] = s->policies_json(*status_policy);
     for (const auto& c : s->counters)
       j["rules"].push_back({{"family", to_string(c.family)}, {"chain", c.chain}, {"tag", c.tag}, {"owner", c.owner},
-                            {"what", c.what}, {"target", c.target}, {"mode", c.mode}, {"packets", c.packets}, {"bytes", c.bytes}});
+                            {"what", c.what}, {"loc", c.loc}, {"target", c.target}, {"mode", c.mode}, {"packets", c.packets}, {"bytes", c.bytes}});
     std::cout << j.dump(2) << "\n";
   });
 

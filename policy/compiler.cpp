@@ -228,6 +228,7 @@ class Compiler {
       r.mode = first.mode;
       r.target = first.mode == Mode::Audit ? IrTarget::Audit : def == Action::Reject ? IrTarget::Reject : IrTarget::Drop;
       r.what = fmt::format("{} default {}", to_string(dir), to_string(def));
+      r.loc = (first.default_loc.line ? first.default_loc : first.loc).str();
       add(chain, r);
     }
     table_.chains.push_back(std::move(chain));
@@ -282,6 +283,7 @@ class Compiler {
           r.mode = p.mode;
           r.what = fmt::format("{} rule {} ({}){}", to_string(dir), rule.index, to_string(rule.action),
                                rule.comment.empty() ? "" : ": " + rule.comment);
+          r.loc = rule.loc.str();
           r.match.proto = proto;
           r.match.dports = chunk;
           if (dir == Direction::Egress) {

@@ -26,7 +26,7 @@ std::string describe(const IrRule* r, const PolicySet* set) {
   if (!r) return "";
   if (set) return describe_rule(r, *set);
   if (r->owner.rfind("hs.", 0) == 0) return "hostscope: " + r->what;
-  return fmt::format("policy {}: {}", r->owner, r->what);
+  return fmt::format("policy {}: {}{}", r->owner, r->what, r->loc.empty() ? "" : " at " + r->loc);  // IRs stored before loc: none
 }
 
 std::string end_text(const topology::EdgeEnd& e) {

@@ -254,7 +254,95 @@ std::string Plan::text() const {
   return s;
 }
 
-std::string BackendStatus::text() const {
+namespace {
+
+struct RuleTotals {
+  std::string what, loc, target;
+  uint64_t packets = 0, bytes = 0;
+};
+struct PolicyTotals {
+  std::string name, mode;
+  std::vector<RuleTotals> rules;  // in the order the kernel walks them (first appearance)
+  uint64_t packets = 0, would_deny = 0;
+};
+
+// Counters grouped by policy and rule (both families, every chain a rule is rendered into); hostscope's own rules
+// (owner "hs.*" or unknown) are summed into `own`. The "(audit: ends the chain)" companion of an audit rule sees the
+// same packets as the rule itself and is left out.
+std::vector<PolicyTotals> group_counters(const BackendStatus& st, const std::string& only, RuleTotals& own, size_t& own_rules) {
+  std::map<std::string, PolicyTotals> by;
+  for (const auto& [p, m] : st.modes)
+    if (only.empty() || p == only) by[p] = PolicyTotals{p, m, {}, 0, 0};
+  std::map<std::string, std::map<std::string, size_t>> pos;  // policy -> what|loc -> index in rules
+  for (const auto& c : st.counters) {
+    if (c.owner.empty() || c.owner.rfind("hs.", 0) == 0) {
+      own.packets += c.packets;
+      own.bytes += c.bytes;
+      ++own_rules;
+      continue;
+    }
+    auto it = by.find(c.owner);
+    if (it == by.end()) continue;  // another policy (--policy), or a rule of a policy the generation does not list
+    if (c.what.size() >= 23 && c.what.compare(c.what.size() - 23, 23, "(audit: ends the chain)") == 0) continue;
+    auto& pt = it->second;
+    auto [ix, fresh] = pos[c.owner].emplace(c.what + "|" + c.loc, pt.rules.size());
+    if (fresh) pt.rules.push_back(RuleTotals{c.what, c.loc, c.target, 0, 0});
+    auto& r = pt.rules[ix->second];
+    r.packets += c.packets;
+    r.bytes += c.bytes;
+    pt.packets += c.packets;
+    if (c.target == "AUDIT") pt.would_deny += c.packets;
+  }
+  std::vector<PolicyTotals> out;
+  for (auto& [_, p] : by) out.push_back(std::move(p));
+  return out;
+}
+
+}  // namespace
+
+std::string BackendStatus::text(const std::string& only_policy) const {
+  std::string s;
+  if (generation == 0) s += "generation: none applied\n";
+  else s += fmt::format("generation: {}\nsource hash: {}\n", generation, source_hash);
+  s += fmt::format("drift: {}\n", drift ? "yes" : "no");
+  for (const auto& d : drift_details) s += "  " + d + "\n";
+  s += fmt::format("audit would-deny packets: {}\n", audit_would_deny_packets);
+  RuleTotals own;
+  size_t own_rules = 0;
+  auto policies = group_counters(*this, only_policy, own, own_rules);
+  if (!only_policy.empty() && policies.empty()) s += fmt::format("policy {}: not in the applied generation\n", only_policy);
+  size_t loc_w = 4, what_w = 4;
+  for (const auto& p : policies)
+    for (const auto& r : p.rules) {
+      loc_w = std::max(loc_w, r.loc.size());
+      what_w = std::max(what_w, r.what.size() + (r.target == "AUDIT" ? 12 : 0));
+    }
+  for (const auto& p : policies) {
+    s += fmt::format("policy {} ({}): {} packets{}\n", p.name, p.mode, p.packets,
+                     p.mode == "audit" ? fmt::format(", {} would-deny", p.would_deny) : "");
+    for (const auto& r : p.rules)
+      s += fmt::format("  {:<{}}  {:<{}}  {:>10} packets {:>12} bytes\n", r.loc.empty() ? "-" : r.loc, loc_w,
+                       r.what + (r.target == "AUDIT" ? ": would-deny" : ""), what_w, r.packets, r.bytes);
+  }
+  if (only_policy.empty() && own_rules)
+    s += fmt::format("hostscope's own rules (failsafes, neighbour discovery, dispatch): {} rules, {} packets\n", own_rules, own.packets);
+  return s;
+}
+
+json BackendStatus::policies_json(const std::string& only_policy) const {
+  RuleTotals own;
+  size_t own_rules = 0;
+  json out = json::array();
+  for (const auto& p : group_counters(*this, only_policy, own, own_rules)) {
+    json rules = json::array();
+    for (const auto& r : p.rules)
+      rules.push_back({{"rule", r.what}, {"loc", r.loc}, {"target", r.target}, {"packets", r.packets}, {"bytes", r.bytes}});
+    out.push_back({{"name", p.name}, {"mode", p.mode}, {"packets", p.packets}, {"would_deny_packets", p.would_deny}, {"rules", std::move(rules)}});
+  }
+  return out;
+}
+
+std::string BackendStatus::raw_text() const {
   std::string s;
   if (generation == 0) s += "generation: none applied\n";
   else s += fmt::format("generation: {}\nsource hash: {}\n", generation, source_hash);
@@ -468,13 +556,20 @@ Result<ApplyReport> IptablesBackend::apply(const Ir& ir) {
     for (const auto& c : t->chains)
       for (const auto& r : c.rules)
         g.index[r.tag()] = {{"chain", c.name}, {"owner", r.owner}, {"what", r.what}, {"target", to_string(r.target)},
-                            {"mode", to_string(r.mode)}};
+                            {"mode", to_string(r.mode)}, {"loc", r.loc}};
   if (g.parent > 0) {
     // Nothing to change: keep the generation (no new one per no-op apply or reconcile pass).
     auto in_force = load_generation(g.parent);
-    if (in_force && in_force->ipv6 == g.ipv6 && in_force->modes == g.modes && in_force->index == g.index &&
-        same_rules(in_force->v4, g.v4) && same_rules(in_force->v6, g.v6))
+    // Rule positions (loc) are not part of "the same rules": a comment that shifts lines keeps the generation.
+    auto without_loc = [](json index) {
+      for (auto& [_, v] : index.items()) v.erase("loc");
+      return index;
+    };
+    if (in_force && in_force->ipv6 == g.ipv6 && in_force->modes == g.modes && without_loc(in_force->index) == without_loc(g.index) &&
+        same_rules(in_force->v4, g.v4) && same_rules(in_force->v6, g.v6)) {
+      if (in_force->source_hash != ir.source_hash) in_force->index = g.index;  // status names the new positions
       return keep_current(*in_force, ir);
+    }
   }
   ApplyReport rep;
   rep.generation = g.number;
@@ -557,6 +652,7 @@ Result<BackendStatus> IptablesBackend::status() {
         c.what = i.value("what", "");
         c.target = i.value("target", "");
         c.mode = i.value("mode", "");
+        c.loc = i.value("loc", "");
       } else {
         c.what = "(not in the applied generation)";
       }

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "policy/command.h"
 #include "policy/diagnostic.h"
 #include "common/result.h"
@@ -94,6 +96,7 @@ struct RuleCounter {
   std::string chain, tag, owner, what;
   std::string target;  // RETURN, DROP, REJECT, LOG, AUDIT, JUMP
   std::string mode;    // enforce | audit
+  std::string loc;     // "web.yaml:12:5" for a policy's rule or default (generations applied before it existed: "")
   uint64_t packets = 0, bytes = 0;
 };
 
@@ -106,7 +109,13 @@ struct BackendStatus {
   std::vector<std::string> drift_details;
   // Sum of packets counted by audit rules (traffic that enforce mode would have dropped).
   uint64_t audit_would_deny_packets = 0;
-  std::string text() const;
+  // Per policy and rule, with file:line, counters summed over families and chains; hostscope's own rules in one
+  // line. `only_policy`: that policy alone ("" = all).
+  std::string text(const std::string& only_policy = "") const;
+  // Every iptables rule hostscope owns with its counters (`policy status --raw`).
+  std::string raw_text() const;
+  // The per-policy view as JSON: [{name, mode, packets, would_deny_packets, rules: [{rule, loc, target, packets, bytes}]}].
+  nlohmann::json policies_json(const std::string& only_policy = "") const;
 };
 
 struct ApplyReport {

@@ -45,6 +45,7 @@ struct IrRule {
   std::string owner;  // policy name, or "hs.nd" / "hs.conntrack" / "hs.failsafe" / "hs.dispatch"
   Mode mode = Mode::Enforce;
   std::string what;  // human description: "egress rule 2 (deny)", "default deny", ...
+  std::string loc;   // where a policy's rule or default is written ("web.yaml:12:5"); "" for hostscope's own rules
   std::string hash;  // 12 hex digits, stable for identical content, unique within a table
   std::string tag() const { return "hostscope:" + owner + ":" + hash; }
 };

@@ -13,14 +13,14 @@ namespace {
 using json = nlohmann::json;
 
 // rule: [src, dst, src_set, dst_set, proto, [[first,last],...], cgroup, established, target, jump, owner, mode, what, hash,
-//        icmpv6 type or -1 (absent in IRs stored before it existed)]
+//        icmpv6 type or -1, loc (each absent in IRs stored before it existed)]
 json rule_json(const IrRule& r) {
   json ports = json::array();
   for (const auto& p : r.match.dports) ports.push_back({p.first, p.last});
   const auto& m = r.match;
   return {m.src ? m.src->str() : "", m.dst ? m.dst->str() : "", m.src_set, m.dst_set, int(m.proto), std::move(ports),
           m.cgroup, m.established, int(r.target), r.jump, r.owner, int(r.mode), r.what, r.hash,
-          m.icmpv6_type ? int(*m.icmpv6_type) : -1};
+          m.icmpv6_type ? int(*m.icmpv6_type) : -1, r.loc};
 }
 
 struct Reader {
@@ -78,6 +78,7 @@ IrRule rule_from(const json& a, const std::string& where) {
     if (t < -1 || t > 255) throw std::runtime_error(fmt::format("{}: icmpv6 type {} out of range", where, t));
     if (t >= 0) x.match.icmpv6_type = uint8_t(t);
   }
+  if (a.size() > 15) x.loc = r.get<std::string>(a, 15, "loc");
   return x;
 }
 

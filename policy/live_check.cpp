@@ -83,8 +83,13 @@ bool have_tool(const std::string& tool) {
   const char* path = std::getenv("PATH");
   std::stringstream ss(path ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
   std::string dir;
-  while (std::getline(ss, dir, ':'))
-    if (!dir.empty() && access((dir + "/" + tool).c_str(), X_OK) == 0) return true;
+  while (std::getline(ss, dir, ':')) {
+    if (dir.empty()) continue;
+    std::string candidate(dir);
+    candidate += '/';
+    candidate += tool;
+    if (access(candidate.c_str(), X_OK) == 0) return true;
+  }
   return false;
 }
 

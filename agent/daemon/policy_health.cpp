@@ -18,7 +18,7 @@ std::optional<policy::ReconcileStatus> read_reconcile_status(const std::string& 
   }
 }
 
-PolicyHealthReader::PolicyHealthReader(PolicyHealthOptions o) : o_(o), backend_(o.iptables) {}
+PolicyHealthReader::PolicyHealthReader(PolicyHealthOptions o) : o_(std::move(o)), backend_(o_.iptables) {}
 
 exporters::PolicyHealth PolicyHealthReader::read() {
   std::lock_guard lk(mu_);

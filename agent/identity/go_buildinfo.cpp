@@ -285,7 +285,8 @@ class Decoder {
       return {};
     }
     if (std::memcmp(buf_.data() + kMaxBack, enc, enc_n) != 0) return {};
-    for (uint64_t vlen = 2; vlen < kMaxBack - 1 && vlen < 0x80; vlen++) {
+    constexpr uint64_t kMaxVlen = std::min<uint64_t>(kMaxBack - 1, 0x80);  // a one-byte varint length, inside the window
+    for (uint64_t vlen = 2; vlen < kMaxVlen; vlen++) {
       const uint64_t at = kMaxBack - vlen;
       if (buf_[at - 1] != vlen) continue;
       std::string v(buf_.begin() + static_cast<long>(at), buf_.begin() + static_cast<long>(kMaxBack));

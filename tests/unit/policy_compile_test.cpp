@@ -497,6 +497,15 @@ TEST(PolicyBackend, ApplyWithoutChangeKeepsTheGeneration) {
   EXPECT_EQ(a3->generation, 1);
   EXPECT_EQ(b.status()->source_hash, commented.source_hash);
   EXPECT_EQ(fake->restores.size(), restores);
+  // `policy status` a person can read: per policy and rule with file:line (the positions of the commented source,
+  // one line lower), hostscope's own rules in one line; --policy of another name shows none of web's rules.
+  auto text = b.status()->text();
+  EXPECT_NE(text.find("policy web (enforce): "), std::string::npos) << text;
+  EXPECT_NE(text.find("  t.yaml:6:"), std::string::npos) << text;
+  EXPECT_NE(text.find("egress default deny"), std::string::npos) << text;
+  EXPECT_NE(text.find("hostscope's own rules"), std::string::npos) << text;
+  EXPECT_EQ(b.status()->text("other").find("t.yaml:"), std::string::npos);
+  EXPECT_EQ(b.status()->policies_json()[0]["name"], "web");
 
   // Drift (one of our rules deleted by hand): the same generation is installed again, not a new one.
   auto& t = fake->tables["iptables"];

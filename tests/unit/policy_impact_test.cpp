@@ -98,7 +98,7 @@ TEST(PolicyImpact, AuditModeIsWouldDenyNotNewlyDenied) {
 }
 
 // Moving the allowed port: both db edges become denied; the side read from an applied IR (no policy files) names its
-// rule without a file position, the planned side with one.
+// rule by the position the IR keeps, the planned side through its policy set.
 TEST(PolicyImpact, GenerationInForceAgainstThePlannedOne) {
   Compiled current(web("enforce", "5432")), next(web("enforce", "5433"));
   auto r = observed_impact(current.side(false), next.side(), catalogue(), observed());
@@ -106,7 +106,7 @@ TEST(PolicyImpact, GenerationInForceAgainstThePlannedOne) {
   EXPECT_EQ(r.changes[0].edge.connections, 40u);  // most connections first
   for (const auto& c : r.changes) {
     EXPECT_TRUE(c.newly_denied());
-    EXPECT_EQ(c.decided_before, "policy web: egress rule 1 (allow)");
+    EXPECT_EQ(c.decided_before, "policy web: egress rule 1 (allow) at web.yaml:8:5");  // from the IR alone
     EXPECT_NE(c.decided_after.find("at web.yaml:"), std::string::npos) << c.decided_after;
   }
   EXPECT_EQ(r.newly_denied_connections, 45u);
