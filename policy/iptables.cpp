@@ -294,6 +294,7 @@ std::vector<PolicyTotals> group_counters(const BackendStatus& st, const std::str
     if (c.target == "AUDIT") pt.would_deny += c.packets;
   }
   std::vector<PolicyTotals> out;
+  out.reserve(by.size());
   for (auto& [_, p] : by) out.push_back(std::move(p));
   return out;
 }

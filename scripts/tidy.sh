@@ -10,8 +10,12 @@ tidy=${TIDY:-clang-tidy-16}
 base=${1:-HEAD~1}
 command -v "$tidy" >/dev/null || { echo "tidy: $tidy not installed (scripts/setup.sh installs it)" >&2; exit 2; }
 [ -f "$build/compile_commands.json" ] || { echo "tidy: $build/compile_commands.json missing (configure first)" >&2; exit 2; }
-git rev-parse -q --verify "$base^{commit}" >/dev/null || base=$(git hash-object -t tree /dev/null)  # a one-commit clone
-mapfile -t files < <( { git diff --name-only "$base" -- ; git ls-files --others --exclude-standard; } |
+if git rev-parse -q --verify "$base^{commit}" >/dev/null; then
+  changed() { git diff --name-only "$base" --; }
+else  # a shallow clone without BASE: the files of the HEAD commit itself
+  changed() { git show --name-only --format= HEAD; }
+fi
+mapfile -t files < <( { changed; git ls-files --others --exclude-standard; } |
   grep -E '^(agent|policy|exporters|common)/.*\.cpp$' | sort -u | while read -r f; do [ -f "$f" ] && echo "$f"; done)
 if ((${#files[@]} == 0)); then echo "tidy: no changed C++ files since $base"; exit 0; fi
 echo "tidy: ${#files[@]} file(s) changed since $base"
