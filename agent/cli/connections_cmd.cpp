@@ -39,23 +39,6 @@ struct ConnectionsOptions {
   bool embedded = false;
 };
 
-// A table row from a JSON event line of the agent's stream (same columns as events::append_table_row).
-void append_table_row_json(fmt::memory_buffer& out, const nlohmann::json& j) {
-  auto ep = [](const nlohmann::json& a, const nlohmann::json& p) {
-    std::string addr = a.is_string() ? a.get<std::string>() : "?";
-    return addr.find(':') != std::string::npos ? fmt::format("[{}]:{}", addr, p.dump()) : fmt::format("{}:{}", addr, p.dump());
-  };
-  std::string ts = j.value("ts", std::string());
-  std::string ms = j["duration_ms"].is_number() ? fmt::format("{:.3f}", j["duration_ms"].get<double>()) : "-";
-  std::string lat = j["connect_latency_us"].is_number() ? j["connect_latency_us"].dump() : "-";
-  std::string outcome = j["outcome"].is_string() ? j["outcome"].get<std::string>() : "open";
-  fmt::format_to(std::back_inserter(out), "{:<8} {:>7} {:<15} {:<7} {:<22} {:<22} {:>9} {:>9} {:>9} {:>8} {} {}\n",
-                 ts.size() >= 19 ? ts.substr(11, 8) : ts, j.value("pid", 0), j.value("comm", std::string()),
-                 j.value("role", std::string()), ep(j["saddr"], j["sport"]), ep(j["daddr"], j["dport"]),
-                 j.value("bytes_sent", uint64_t(0)), j.value("bytes_received", uint64_t(0)), ms, lat, outcome,
-                 j.value("service", std::string()));
-}
-
 // Streams events from a running agent instead of loading the BPF programs again.
 int run_via_daemon(const ConnectionsOptions& o) {
   nlohmann::json params = {{"opens", o.filter.opens}, {"failed_only", o.filter.failed_only}};
@@ -82,7 +65,7 @@ int run_via_daemon(const ConnectionsOptions& o) {
           } else {
             auto j = nlohmann::json::parse(line, nullptr, false);
             if (j.is_discarded()) return true;
-            append_table_row_json(b, j);
+            events::append_table_row(b, events::table_row_from_json(j));
           }
           if (!write_all(1, b.data(), b.size())) {
             failed = true;
