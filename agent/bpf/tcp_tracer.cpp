@@ -28,6 +28,13 @@ std::string_view to_string(AttachMode m) {
   }
 }
 
+std::optional<AttachMode> parse_attach_mode(std::string_view name) {
+  if (name == "auto") return AttachMode::Auto;
+  if (name == "btf") return AttachMode::Btf;
+  if (name == "classic") return AttachMode::Classic;
+  return std::nullopt;
+}
+
 struct TcpTracer::Impl {
   TcpSkel skel;
   std::vector<Link> links;

@@ -3,6 +3,7 @@
 // where the kernel's BTF has it, else the classic tracepoint, else the hook is off (optional hooks only). Falls
 // back to classic tracepoints for everything when the tp_btf programs cannot load, and says what degrades.
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,7 +12,10 @@
 namespace hostscope::bpf {
 
 enum class AttachMode { Auto, Btf, Classic };
-std::string_view to_string(AttachMode m);
+std::string_view to_string(AttachMode m);  // what was attached: "auto" | "tp_btf" | "tracepoint"
+// The one parser of the attach-mode names the config (kernel.attach) and the CLI (--attach) accept.
+inline constexpr std::string_view kAttachModeNames = "auto, btf, classic";
+std::optional<AttachMode> parse_attach_mode(std::string_view name);
 
 // What one hook got on this kernel (Auto chooses per hook: tp_btf where the kernel's BTF has it, else the classic
 // tracepoint, else off).

@@ -2,20 +2,16 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "agent/bpf/tcp_tracer.h"
 #include "agent/cli/commands.h"
 #include "agent/cli/signals.h"
 #include "agent/cli/source.h"
 #include "agent/daemon/api_server.h"
-#include "agent/daemon/process_resolver.h"
 #include "agent/events/filter.h"
 #include "agent/events/format.h"
-#include "agent/identity/resolver.h"
-#include "agent/pipeline/tcp_reader.h"
+#include "agent/pipeline/pipeline.h"
 #include "agent/util/io.h"
 #include "agent/util/logging.h"
 #include "common/api_client.h"
@@ -27,7 +23,7 @@ namespace {
 struct ConnectionsOptions {
   std::string output = "table";
   events::ConnectionFilter filter;
-  std::string attach = "auto";
+  bpf::AttachMode attach = bpf::AttachMode::Auto;
   double duration_s = 0;
   uint64_t count = 0;
   uint32_t socket_table = 65536;
@@ -38,23 +34,6 @@ struct ConnectionsOptions {
   std::string socket = daemon::kDefaultSocketPath;
   bool embedded = false;
 };
-
-// A table row from a JSON event line of the agent's stream (same columns as events::append_table_row).
-void append_table_row_json(fmt::memory_buffer& out, const nlohmann::json& j) {
-  auto ep = [](const nlohmann::json& a, const nlohmann::json& p) {
-    std::string addr = a.is_string() ? a.get<std::string>() : "?";
-    return addr.find(':') != std::string::npos ? fmt::format("[{}]:{}", addr, p.dump()) : fmt::format("{}:{}", addr, p.dump());
-  };
-  std::string ts = j.value("ts", std::string());
-  std::string ms = j["duration_ms"].is_number() ? fmt::format("{:.3f}", j["duration_ms"].get<double>()) : "-";
-  std::string lat = j["connect_latency_us"].is_number() ? j["connect_latency_us"].dump() : "-";
-  std::string outcome = j["outcome"].is_string() ? j["outcome"].get<std::string>() : "open";
-  fmt::format_to(std::back_inserter(out), "{:<8} {:>7} {:<15} {:<7} {:<22} {:<22} {:>9} {:>9} {:>9} {:>8} {} {}\n",
-                 ts.size() >= 19 ? ts.substr(11, 8) : ts, j.value("pid", 0), j.value("comm", std::string()),
-                 j.value("role", std::string()), ep(j["saddr"], j["sport"]), ep(j["daddr"], j["dport"]),
-                 j.value("bytes_sent", uint64_t(0)), j.value("bytes_received", uint64_t(0)), ms, lat, outcome,
-                 j.value("service", std::string()));
-}
 
 // Streams events from a running agent instead of loading the BPF programs again.
 int run_via_daemon(const ConnectionsOptions& o) {
@@ -82,7 +61,7 @@ int run_via_daemon(const ConnectionsOptions& o) {
           } else {
             auto j = nlohmann::json::parse(line, nullptr, false);
             if (j.is_discarded()) return true;
-            append_table_row_json(b, j);
+            events::append_table_row(b, events::table_row_from_json(j));
           }
           if (!write_all(1, b.data(), b.size())) {
             failed = true;
@@ -110,8 +89,6 @@ int run_via_daemon(const ConnectionsOptions& o) {
   return 0;
 }
 
-// Writes all of buf to fd; false on error (EPIPE when the reader of our output went away).
-
 int run_connections(const ConnectionsOptions& o) {
   if (!o.embedded) {
     auto up = agent_answers(o.socket);
@@ -121,34 +98,19 @@ int run_connections(const ConnectionsOptions& o) {
     }
     if (*up) return run_via_daemon(o);
   }
-  bpf::TcpTracerOptions topts;
-  topts.mode = o.attach == "btf" ? bpf::AttachMode::Btf : o.attach == "classic" ? bpf::AttachMode::Classic : bpf::AttachMode::Auto;
-  // Local peers are stitched in the kernel, so identity needs no open events.
-  topts.emit_opens = o.filter.opens;
-  topts.stitch_peers = o.identity;
-  topts.socket_table_size = o.socket_table;
-  topts.ring_bytes = o.ring_mb << 20;
+  // The pipeline of the agent and of `top`, with the topology off: events go straight to the subscriber below.
+  pipeline::PipelineOptions po;
+  po.attach = o.attach;
+  po.socket_table_size = o.socket_table;
+  po.ring_bytes = o.ring_mb << 20;
+  po.topology = false;
+  po.emit_opens = o.filter.opens;
+  po.identity = o.identity;
+  po.identity_settings.kubelet_root = o.kubelet_root;
+  po.identity_settings.config_file = o.config;
+  po.keep_only = o.filter;
+  pipeline::Pipeline pipe(po);
 
-  block_shutdown_signals();
-  auto tracer = bpf::TcpTracer::start(topts);
-  if (!tracer) {
-    spdlog::error("{}", tracer.error().str());
-    if (geteuid() != 0) spdlog::error("hostscope needs root (CAP_BPF, CAP_PERFMON) to load its BPF programs");
-    return 1;
-  }
-  // Identity: process hooks feed the table; Go offsets go to the TCP tracer's go_procs map.
-  std::unique_ptr<daemon::ProcessResolver> resolver;
-  if (o.identity) {
-    daemon::IdentitySettings is;
-    is.kubelet_root = o.kubelet_root;
-    is.config_file = o.config;
-    is.mode = topts.mode;
-    resolver = std::make_unique<daemon::ProcessResolver>(is);
-    if (auto st = resolver->start((*tracer)->go_procs_fd()); !st) {
-      spdlog::error("{}", st.error().str());
-      return 2;
-    }
-  }
   const bool json = o.output == "json";
   std::atomic<bool> output_failed{false};
   std::atomic<uint64_t> shown{0};
@@ -158,48 +120,25 @@ int run_connections(const ConnectionsOptions& o) {
     write_all(1, buf.data(), buf.size());
     buf.clear();
   }
-
-  auto sink = [&](std::span<const events::ConnectionEvent> batch) {
+  pipe.subscribe([&](std::span<const events::ConnectionEvent> batch, std::span<const pipeline::ResolvedEvent> ids) {
     if (output_failed.load(std::memory_order_relaxed)) return;
     uint64_t n = 0;
-    if (resolver) resolver->begin_batch();
-    for (const auto& e : batch) {
-      if (!o.filter.match(e)) continue;
+    for (size_t i = 0; i < batch.size(); i++) {
       if (o.count && shown.load(std::memory_order_relaxed) + n >= o.count) break;
-      // Only shown events are resolved: the kernel pairs local peers, so nothing needs to see the others.
-      identity::ResolvedConnection r;
-      if (resolver) r = resolver->resolve_connection(e);
-      events::EventIdentity id;
-      if (r.owner) id.service = r.owner->service;
-      id.peer_pid = r.peer_pid;
-      if (r.peer) id.peer_service = r.peer->service;
-      const events::EventIdentity* idp = resolver ? &id : nullptr;
-      json ? events::append_json(buf, e, idp) : events::append_table_row(buf, e, idp);
+      auto id = pipeline::event_identity(ids[i]);
+      const events::EventIdentity* idp = o.identity ? &id : nullptr;  // --no-identity: no service column
+      json ? events::append_json(buf, batch[i], idp) : events::append_table_row(buf, batch[i], idp);
       n++;
     }
     if (buf.size() && !write_all(1, buf.data(), buf.size())) output_failed = true;
     buf.clear();
     shown.fetch_add(n, std::memory_order_relaxed);
-  };
+  });
 
-  bpf::KernelCounters last{};
-  std::mutex health_mu;
-  auto health = [&](const bpf::KernelCounters& c) {
-    std::lock_guard lk(health_mu);
-    if (c.ringbuf_dropped > last.ringbuf_dropped)
-      spdlog::warn("lost {} events (ring buffer full; {} lost in total)", c.ringbuf_dropped - last.ringbuf_dropped,
-                   c.ringbuf_dropped);
-    if (c.prog_recursion_misses > last.prog_recursion_misses)
-      spdlog::warn("kernel skipped {} hook runs (program re-entered on the same CPU; events lost)",
-                   c.prog_recursion_misses - last.prog_recursion_misses);
-    if (c.socket_table_full > last.socket_table_full)
-      spdlog::warn("socket table full: {} connections not tracked", c.socket_table_full - last.socket_table_full);
-    last = c;
-  };
-
-  pipeline::TcpReader reader(**tracer, sink, health);
-  if (auto st = reader.start(); !st) {
+  block_shutdown_signals();
+  if (auto st = pipe.start(); !st) {
     spdlog::error("{}", st.error().str());
+    if (geteuid() != 0) spdlog::error("hostscope needs root (CAP_BPF, CAP_PERFMON) to load its BPF programs");
     return 1;
   }
   spdlog::info("hostscope connections running");
@@ -208,19 +147,18 @@ int run_connections(const ConnectionsOptions& o) {
     return output_failed.load() || (o.count && shown.load() >= o.count) ||
            (o.duration_s > 0 && std::chrono::steady_clock::now() >= deadline);
   });
-  reader.stop();
-  if (resolver) {
-    resolver->stop();
-    spdlog::info("identity: {}", resolver->health_json().dump());
-    auto h = resolver->health_json();
-    if (h.contains("process_events") && h["process_events"]["lost_ringbuf"].get<uint64_t>())
-      spdlog::warn("lost {} process events (ring buffer full)", h["process_events"]["lost_ringbuf"].get<uint64_t>());
+  pipe.stop();
+  auto h = pipe.health();
+  if (o.identity) {
+    spdlog::info("identity: {}", h.identity.dump());
+    if (h.identity.contains("process_events") && h.identity["process_events"]["lost_ringbuf"].get<uint64_t>())
+      spdlog::warn("lost {} process events (ring buffer full)", h.identity["process_events"]["lost_ringbuf"].get<uint64_t>());
   }
-  auto c = (*tracer)->counters();
+  const auto& c = h.kernel;
   fmt::print(stderr,
              "hostscope: {} events shown, {} received, {} lost (ring buffer full), {} lost (hook re-entered), "
              "{} untracked closes, {} socket-table inserts failed\n",
-             shown.load(), reader.delivered(), c.ringbuf_dropped, c.prog_recursion_misses, c.close_untracked,
+             shown.load(), h.events_delivered, c.ringbuf_dropped, c.prog_recursion_misses, c.close_untracked,
              c.socket_table_full);
   return 0;
 }
@@ -236,9 +174,15 @@ void register_connections(CLI::App& app, const GlobalOptions& g, int& exit_code)
   cmd->add_option("--comm", o->filter.comm, "Only connections owned by this command name");
   cmd->add_option("--port", o->filter.ports, "Only connections with this local or remote port");
   cmd->add_flag("--failed-only", o->filter.failed_only, "Only refused, timed-out, failed or reset connections");
-  cmd->add_option("--attach", o->attach, "Kernel hooks: auto (tp_btf, else classic), btf, classic")
-      ->check(CLI::IsMember({"auto", "btf", "classic"}))
-      ->capture_default_str();
+  cmd->add_option_function<std::string>(
+         "--attach",
+         [o](const std::string& name) {
+           auto m = bpf::parse_attach_mode(name);
+           if (!m) throw CLI::ValidationError("--attach", fmt::format("must be one of {}", bpf::kAttachModeNames));
+           o->attach = *m;
+         },
+         "Kernel hooks: auto (tp_btf, else classic), btf, classic")
+      ->default_str("auto");
   cmd->add_option("--duration", o->duration_s, "Stop after this many seconds (0: until interrupted)");
   cmd->add_option("--count", o->count, "Stop after this many lines");
   cmd->add_option("--socket-table", o->socket_table, "Connections tracked at once in the kernel")->capture_default_str();

@@ -7,7 +7,7 @@
 #include "agent/cli/policy_context.h"
 #include "agent/daemon/agent.h"
 #include "agent/daemon/service_catalogue.h"
-#include "agent/identity/resolver.h"
+#include "agent/identity/process_lookup.h"
 #include "agent/util/logging.h"
 #include "policy/cli.h"
 

@@ -6,7 +6,7 @@
 
 #include "agent/cli/commands.h"
 #include "agent/identity/process_json.h"
-#include "agent/identity/resolver.h"
+#include "agent/identity/process_lookup.h"
 #include "agent/util/logging.h"
 
 namespace hostscope::cli {

@@ -38,19 +38,15 @@ class DaemonSource : public SnapshotSource {
 
 class EmbeddedSource : public SnapshotSource {
  public:
-  explicit EmbeddedSource(daemon::Config cfg) : agent_cfg_(std::move(cfg)) {}
-  Status start() {
-    pipeline_ = std::make_unique<daemon::Pipeline>(agent_cfg_, daemon::make_default_resolver(agent_cfg_, nullptr));
-    return pipeline_->start();
-  }
-  Result<topology::TopologySnapshot> snapshot(const topology::SnapshotFilter& f) override { return pipeline_->snapshot(f); }
-  Result<nlohmann::json> health() override { return pipeline_->health().to_json(); }
+  explicit EmbeddedSource(const daemon::Config& cfg) : pipeline_(daemon::pipeline_options(cfg)) {}
+  Status start() { return pipeline_.start(); }
+  Result<topology::TopologySnapshot> snapshot(const topology::SnapshotFilter& f) override { return pipeline_.snapshot(f); }
+  Result<nlohmann::json> health() override { return pipeline_.health().to_json(); }
   std::string describe() const override { return "embedded (no agent running)"; }
   bool embedded() const override { return true; }
 
  private:
-  daemon::Config agent_cfg_;
-  std::unique_ptr<daemon::Pipeline> pipeline_;
+  pipeline::Pipeline pipeline_;
 };
 
 // Any source, with the applied policy's verdict on each edge.

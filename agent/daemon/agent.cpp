@@ -20,9 +20,25 @@ Result<Config> load_agent_config(const std::string& path, bool missing_ok) {
   return load_config(path);
 }
 
-Agent::Agent(Config cfg) : cfg_(std::move(cfg)) {
-  pipeline_ = std::make_unique<Pipeline>(cfg_, make_default_resolver(cfg_, nullptr));
+pipeline::PipelineOptions pipeline_options(const Config& cfg) {
+  pipeline::PipelineOptions o;
+  o.attach = cfg.kernel.attach;
+  o.socket_table_size = cfg.kernel.socket_table_size;
+  o.ring_bytes = cfg.kernel.ring_buffer_mb << 20;
+  o.topology_config.max_edges = cfg.topology.max_edges;
+  o.topology_config.max_nodes = cfg.topology.max_nodes;
+  o.topology_config.edge_idle_timeout_ns = uint64_t(cfg.topology.idle_expiry_seconds) * 1'000'000'000ull;
+  if (auto nm = topology::NetworkMap::build(cfg.networks)) o.topology_config.networks = std::move(*nm);
+  else spdlog::error("networks: {}", nm.error().str());  // parse_config already validated every CIDR
+  o.identity_settings.kubelet_root = cfg.identity.kubelet_root;
+  // service_rules come from the same file (already validated by parse_config).
+  if (!cfg.source.empty() && cfg.source != "(defaults)") o.identity_settings.config_file = cfg.source;
+  o.identity_settings.max_processes = cfg.identity.max_processes;
+  o.identity_settings.ring_bytes = cfg.kernel.process_ring_buffer_mb << 20;
+  return o;
 }
+
+Agent::Agent(Config cfg) : cfg_(std::move(cfg)) { pipeline_ = std::make_unique<pipeline::Pipeline>(pipeline_options(cfg_)); }
 
 Agent::~Agent() { stop(); }
 
@@ -86,12 +102,12 @@ void Agent::register_api() {
   api_->stream("connections", [this](const nlohmann::json& p, std::shared_ptr<StreamQueue> q) {
     auto f = std::make_shared<events::ConnectionFilter>(stream_filter_from_json(p));
     uint64_t id = pipeline_->subscribe(
-        [f, q](std::span<const events::ConnectionEvent> batch, std::span<const ResolvedEvent> ids) {
+        [f, q](std::span<const events::ConnectionEvent> batch, std::span<const pipeline::ResolvedEvent> ids) {
           fmt::memory_buffer b;
           for (size_t i = 0; i < batch.size(); i++) {
             if (!f->match(batch[i])) continue;
             b.clear();
-            append_event_json(b, batch[i], ids[i]);
+            pipeline::append_event_json(b, batch[i], ids[i]);
             q->push(std::string(b.data(), b.size()));
           }
         });

@@ -1,12 +1,12 @@
 #pragma once
-// The daemon: the pipeline plus the local API that serves its snapshots and streams.
+// The daemon: the pipeline (agent/pipeline) plus the local API that serves its snapshots and streams.
 #include <memory>
 #include <optional>
 
 #include "agent/daemon/api_server.h"
 #include "agent/daemon/config.h"
 #include "agent/daemon/event_counter.h"
-#include "agent/daemon/pipeline.h"
+#include "agent/pipeline/pipeline.h"
 #include "exporters/event_sink.h"
 #include "exporters/metrics_server.h"
 #include "policy/reconcile_status.h"
@@ -20,14 +20,14 @@ namespace hostscope::daemon {
 // Loads the config; when `missing_ok` and the file does not exist, returns the defaults.
 Result<Config> load_agent_config(const std::string& path, bool missing_ok);
 
-// The identity resolver the agent uses (process table when available, comm otherwise).
-std::unique_ptr<IdentityResolver> make_default_resolver(const Config& cfg, Pipeline* pipeline);
+// The pipeline the config describes (the agent's, and the one `top`/`topology` run in embedded mode).
+pipeline::PipelineOptions pipeline_options(const Config& cfg);
 
 // Registers the topology API methods (snapshot as JSON, filters) on the server.
-void register_topology_api(ApiServer& api, Pipeline& pipeline, const Config& cfg);
+void register_topology_api(ApiServer& api, pipeline::Pipeline& pipeline, const Config& cfg);
 
 // Agent health as the exporters see it (api, sink and events may be null).
-exporters::AgentHealth agent_health(const Health& h, const ApiCounters* api, const exporters::EventSink* sink,
+exporters::AgentHealth agent_health(const pipeline::Health& h, const ApiCounters* api, const exporters::EventSink* sink,
                                     const EventCounter* events = nullptr);
 
 class Agent {
@@ -36,7 +36,7 @@ class Agent {
   ~Agent();
   Status start();
   void stop();
-  Pipeline& pipeline() { return *pipeline_; }
+  pipeline::Pipeline& pipeline() { return *pipeline_; }
   // The policy reconciler's record (policy from Git or a directory); nullopt when no policy source is configured.
   std::optional<policy::ReconcileStatus> policy_status() const;
   // The /metrics registry (null when metrics.listen is ""): extra collectors (policy) are added here.
@@ -50,7 +50,7 @@ class Agent {
   void stop_exporters();
   Config cfg_;
   UniqueFd instance_lock_;  // lock_agent_instance: held while this agent runs
-  std::unique_ptr<Pipeline> pipeline_;
+  std::unique_ptr<pipeline::Pipeline> pipeline_;
   std::unique_ptr<ApiServer> api_;
   std::unique_ptr<policy::Reconciler> policy_;
   std::unique_ptr<exporters::EventSink> sink_;

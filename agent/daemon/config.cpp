@@ -157,9 +157,10 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
   ck.get(root, "node_name", c.node_name, "config");
   if (auto k = root["kernel"];
       k && ck.map(k, "kernel", {"attach", "socket_table_size", "ring_buffer_mb", "process_ring_buffer_mb"})) {
-    ck.get(k, "attach", c.kernel.attach, "kernel");
-    if (k["attach"] && c.kernel.attach != "auto" && c.kernel.attach != "btf" && c.kernel.attach != "classic")
-      ck.error(k["attach"], "kernel.attach must be one of auto, btf, classic");
+    std::string attach = "auto";
+    ck.get(k, "attach", attach, "kernel");
+    if (auto m = bpf::parse_attach_mode(attach)) c.kernel.attach = *m;
+    else if (k["attach"]) ck.error(k["attach"], fmt::format("kernel.attach must be one of {}", bpf::kAttachModeNames));
     ck.integer(k, "socket_table_size", c.kernel.socket_table_size, 1024, 4u << 20, "kernel");
     for (auto [key, mb] : {std::pair{"ring_buffer_mb", &c.kernel.ring_buffer_mb},
                            std::pair{"process_ring_buffer_mb", &c.kernel.process_ring_buffer_mb}}) {

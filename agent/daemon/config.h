@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/bpf/tcp_tracer.h"
 #include "common/result.h"
 #include "policy/reconcile_config.h"
 
@@ -22,7 +23,7 @@ struct Config {
   std::string node_name;
 
   struct Kernel {
-    std::string attach = "auto";  // auto | btf | classic
+    bpf::AttachMode attach = bpf::AttachMode::Auto;  // auto | btf | classic (bpf::parse_attach_mode)
     uint32_t socket_table_size = 65536;
     uint32_t ring_buffer_mb = 8;
     uint32_t process_ring_buffer_mb = 4;  // exec/fork/exit events; smaller rings lost exec events in a go build burst

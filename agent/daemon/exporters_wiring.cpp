@@ -19,7 +19,7 @@ uint64_t json_u64(const nlohmann::json& j, const char* obj, const char* key) {
 
 }  // namespace
 
-exporters::AgentHealth agent_health(const Health& h, const ApiCounters* api, const exporters::EventSink* sink,
+exporters::AgentHealth agent_health(const pipeline::Health& h, const ApiCounters* api, const exporters::EventSink* sink,
                                     const EventCounter* events) {
   exporters::AgentHealth a;
   a.version = std::string(HOSTSCOPE_VERSION) + "+" + HOSTSCOPE_GIT;
@@ -63,11 +63,11 @@ Status Agent::start_exporters() {
     if (!s) return s.error();
     sink_ = std::move(*s);
     subs_.push_back(pipeline_->subscribe(
-        [sink = sink_.get()](std::span<const events::ConnectionEvent> batch, std::span<const ResolvedEvent> ids) {
+        [sink = sink_.get()](std::span<const events::ConnectionEvent> batch, std::span<const pipeline::ResolvedEvent> ids) {
           fmt::memory_buffer b;
           for (size_t i = 0; i < batch.size(); i++) {
             b.clear();
-            append_event_json(b, batch[i], ids[i]);
+            pipeline::append_event_json(b, batch[i], ids[i]);
             sink->push(std::string(b.data(), b.size()));
           }
         },
@@ -112,7 +112,7 @@ Status Agent::start_exporters() {
   });
   if (sink_) metrics_->add_collector([s = sink_.get()](exporters::Exposition& out) { s->write_metrics(out); });
   subs_.push_back(pipeline_->subscribe(
-      [c = event_counter_.get()](std::span<const events::ConnectionEvent> batch, std::span<const ResolvedEvent>) {
+      [c = event_counter_.get()](std::span<const events::ConnectionEvent> batch, std::span<const pipeline::ResolvedEvent>) {
         c->count(batch);
       },
       true));

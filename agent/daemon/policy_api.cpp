@@ -12,7 +12,7 @@ namespace {
 
 // The service catalogue for policy subjects and PolicyTest names: the identity layer's processes grouped by
 // service, with their pods'/containers' addresses and listening ports, plus the config's named networks.
-policy::Context agent_policy_context(Pipeline& pipeline, const Config& cfg) {
+policy::Context agent_policy_context(pipeline::Pipeline& pipeline, const Config& cfg) {
   auto endpoints = pipeline.local_endpoints();
   return service_catalogue(pipeline.processes(), endpoints ? *endpoints : identity::LocalEndpointsSnapshot{},
                            cfg.networks);

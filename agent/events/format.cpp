@@ -3,6 +3,8 @@
 #include <fmt/compile.h>
 #include <time.h>
 
+#include <nlohmann/json.hpp>
+
 namespace hostscope::events {
 
 // The JSON line is on the per-event path (connections -o json, the agent's event sink): format strings are
@@ -103,24 +105,78 @@ void append_table_header(fmt::memory_buffer& out) {
                  "TIME", "PID", "COMM", "ROLE", "LOCAL", "REMOTE", "TX_B", "RX_B", "MS", "LAT_US", "OUTCOME");
 }
 
-static std::string endpoint(const IpAddr& a, uint16_t port) {
-  return a.family == Family::V6 ? fmt::format("[{}]:{}", a.str(), port) : fmt::format("{}:{}", a.str(), port);
+namespace {
+
+std::string endpoint(std::string_view addr, uint16_t port) {
+  return addr.find(':') != std::string_view::npos ? fmt::format("[{}]:{}", addr, port) : fmt::format("{}:{}", addr, port);
 }
 
-void append_table_row(fmt::memory_buffer& out, const ConnectionEvent& e, const EventIdentity* id) {
+std::string printable(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out)
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+  return out;
+}
+
+// JSON strings of an event line hold bytes, each byte >= 0x7f escaped as the code point U+00XX
+// (append_json_escaped): back to those bytes, so a row from the agent's line equals the row from the event.
+std::string line_bytes(const std::string& utf8) {
+  std::string out;
+  for (size_t i = 0; i < utf8.size(); i++) {
+    auto c = static_cast<unsigned char>(utf8[i]);
+    if ((c == 0xc2 || c == 0xc3) && i + 1 < utf8.size()) out.push_back(char(((c & 0x03) << 6) | (utf8[++i] & 0x3f)));
+    else out.push_back(char(c));
+  }
+  return out;
+}
+
+}  // namespace
+
+TableRow table_row(const ConnectionEvent& e, const EventIdentity* id) {
+  TableRow r;
   time_t secs = time_t(e.ts_ns / 1'000'000'000ull);
   struct tm tm{};
-  localtime_r(&secs, &tm);
-  std::string comm(e.comm_view());
-  for (auto& c : comm)
-    if (c < 0x20 || c >= 0x7f) c = '?';
-  auto ms = e.duration_ns ? fmt::format("{:.3f}", double(*e.duration_ns) / 1e6) : std::string("-");
-  auto lat = e.connect_latency_ns ? fmt::format("{}", *e.connect_latency_ns / 1000) : std::string("-");
-  auto outcome = e.kind == Kind::Open ? std::string_view("open") : to_string(e.outcome);
-  fmt::format_to(std::back_inserter(out), "{:02}:{:02}:{:02} {:>7} {:<15} {:<7} {:<22} {:<22} {:>9} {:>9} {:>9} {:>8} {}",
-                 tm.tm_hour, tm.tm_min, tm.tm_sec, e.pid, comm, to_string(e.role), endpoint(e.saddr, e.sport),
-                 endpoint(e.daddr, e.dport), e.bytes_sent, e.bytes_received, ms, lat, outcome);
-  if (id && !id->service.empty()) fmt::format_to(std::back_inserter(out), " {}", id->service);
+  gmtime_r(&secs, &tm);
+  r.time = fmt::format("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec);
+  r.pid = e.pid;
+  r.comm = e.comm_view();
+  r.role = to_string(e.role);
+  r.local = endpoint(e.saddr.str(), e.sport);
+  r.remote = endpoint(e.daddr.str(), e.dport);
+  r.bytes_sent = e.bytes_sent;
+  r.bytes_received = e.bytes_received;
+  if (e.duration_ns) r.ms = fmt::format("{:.3f}", double(*e.duration_ns) / 1e6);
+  if (e.connect_latency_ns) r.latency_us = fmt::format("{}", *e.connect_latency_ns / 1000);
+  r.outcome = e.kind == Kind::Open ? std::string_view("open") : to_string(e.outcome);
+  if (id) r.service = id->service;
+  return r;
+}
+
+TableRow table_row_from_json(const nlohmann::json& j) {
+  auto str = [&](const char* k) { return j.contains(k) && j[k].is_string() ? line_bytes(j[k].get<std::string>()) : std::string(); };
+  auto num = [&](const char* k) { return j.contains(k) && j[k].is_number_unsigned() ? j[k].get<uint64_t>() : uint64_t(0); };
+  TableRow r;
+  std::string ts = str("ts");  // RFC 3339, UTC
+  r.time = ts.size() >= 19 ? ts.substr(11, 8) : ts;
+  r.pid = uint32_t(num("pid"));
+  r.comm = str("comm");
+  r.role = str("role");
+  r.local = endpoint(j.contains("saddr") && j["saddr"].is_string() ? str("saddr") : "?", uint16_t(num("sport")));
+  r.remote = endpoint(j.contains("daddr") && j["daddr"].is_string() ? str("daddr") : "?", uint16_t(num("dport")));
+  r.bytes_sent = num("bytes_sent");
+  r.bytes_received = num("bytes_received");
+  if (j.contains("duration_ms") && j["duration_ms"].is_number()) r.ms = fmt::format("{:.3f}", j["duration_ms"].get<double>());
+  if (j.contains("connect_latency_us") && j["connect_latency_us"].is_number()) r.latency_us = j["connect_latency_us"].dump();
+  r.outcome = j.contains("outcome") && j["outcome"].is_string() ? str("outcome") : "open";
+  r.service = str("service");
+  return r;
+}
+
+void append_table_row(fmt::memory_buffer& out, const TableRow& r) {
+  fmt::format_to(std::back_inserter(out), "{:<8} {:>7} {:<15} {:<7} {:<22} {:<22} {:>9} {:>9} {:>9} {:>8} {}", r.time,
+                 r.pid, printable(r.comm), printable(r.role), printable(r.local), printable(r.remote), r.bytes_sent,
+                 r.bytes_received, r.ms, r.latency_us, printable(r.outcome));
+  if (!r.service.empty()) fmt::format_to(std::back_inserter(out), " {}", printable(r.service));
   out.push_back('\n');
 }
 

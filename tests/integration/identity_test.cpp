@@ -21,7 +21,8 @@
 
 #include "agent/bpf/process_tracer.h"
 #include "agent/bpf/tcp_tracer.h"
-#include "agent/identity/resolver.h"
+#include "agent/identity/process_lookup.h"
+#include "agent/pipeline/process_reader.h"
 #include "agent/pipeline/tcp_reader.h"
 #include "support/fake_pod.h"
 #include "support/hostile_elf.h"
@@ -60,10 +61,10 @@ struct TempDir {
   ~TempDir() { fs::remove_all(path); }
 };
 
-// The identity pipeline of `hostscope connections`, in-process: every event with what the resolver said.
+// The identity stack of the pipeline, in-process: every event with what the process lookup said.
 struct Resolved {
   ConnectionEvent e;
-  identity::ResolvedConnection r;
+  identity::ConnectionProcesses r;
 };
 
 class IdentityStack {
@@ -83,13 +84,13 @@ class IdentityStack {
       return;
     }
     proc_ = std::move(*p);
-    preader_ = std::make_unique<bpf::ProcessReader>(*proc_, *table_);
+    preader_ = std::make_unique<pipeline::ProcessReader>(*proc_, *table_);
     if (auto st = preader_->start(); !st) {
       error_ = st.error().str();
       return;
     }
     while (!preader_->ready()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    resolver_ = std::make_unique<identity::ConnectionResolver>(*table_, [this] { preader_->catch_up(); });
+    resolver_ = std::make_unique<identity::ProcessLookup>(*table_, [this] { preader_->catch_up(); });
     reader_ = std::make_unique<pipeline::TcpReader>(*tcp_, [this](std::span<const ConnectionEvent> b) {
       resolver_->begin_batch();
       for (const auto& e : b) {
@@ -126,8 +127,8 @@ class IdentityStack {
   std::unique_ptr<bpf::TcpTracer> tcp_;
   std::unique_ptr<identity::ProcessTable> table_;
   std::unique_ptr<bpf::ProcessTracer> proc_;
-  std::unique_ptr<bpf::ProcessReader> preader_;
-  std::unique_ptr<identity::ConnectionResolver> resolver_;
+  std::unique_ptr<pipeline::ProcessReader> preader_;
+  std::unique_ptr<identity::ProcessLookup> resolver_;
   std::unique_ptr<pipeline::TcpReader> reader_;
   std::mutex mu_;
   std::vector<Resolved> got_;

@@ -14,7 +14,7 @@ using hostscope::daemon::parse_config;
 TEST(Config, EmptyFileGivesDefaults) {
   auto c = parse_config("", "c.yaml");
   ASSERT_TRUE(c) << c.error().str();
-  EXPECT_EQ(c->kernel.attach, "auto");
+  EXPECT_EQ(c->kernel.attach, hostscope::bpf::AttachMode::Auto);
   EXPECT_EQ(c->kernel.socket_table_size, 65536u);
   EXPECT_EQ(c->api.socket, "/run/hostscope/hostscope.sock");
   EXPECT_EQ(c->api.max_request_bytes, 65536u);
@@ -33,7 +33,7 @@ identity: {kubelet_root: /tmp/node, max_processes: 128}
 )", "c.yaml");
   ASSERT_TRUE(c) << c.error().str();
   EXPECT_EQ(c->node_name, "n1");
-  EXPECT_EQ(c->kernel.attach, "classic");
+  EXPECT_EQ(c->kernel.attach, hostscope::bpf::AttachMode::Classic);
   EXPECT_EQ(c->kernel.ring_buffer_mb, 16u);
   EXPECT_EQ(c->kernel.process_ring_buffer_mb, 2u);
   EXPECT_EQ(c->api.group, "ops");

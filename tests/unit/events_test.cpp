@@ -201,6 +201,34 @@ TEST(Format, TableRowShowsOutcomeAndBracketsIpv6) {
   EXPECT_NE(s.find("OUTCOME"), std::string::npos);
 }
 
+// One row formatter for both `connections` paths: the row from the agent's JSON line equals the row from the event,
+// the time is UTC whatever TZ says, and a hostile comm reaches the terminal as '?' (no control characters).
+TEST(Format, TableRowIsUtcSanitisedAndTheSameFromJson) {
+  auto r = raw_v4_close();
+  const char evil[16] = {'e', 'v', '\x1b', '[', '2', 'J', '\n', '\xff', 'x', 0};
+  std::memcpy(r.comm, evil, sizeof(evil));
+  auto e = decode(r, 1'700'000'000'000'000'000);  // 2023-11-14T22:13:25Z
+  const char* tz = std::getenv("TZ");
+  std::string old_tz = tz ? tz : "";
+  setenv("TZ", "Asia/Kolkata", 1);  // UTC+05:30
+  tzset();
+  EventIdentity id;
+  id.service = "svc\x07";
+  fmt::memory_buffer row, line, from_json;
+  append_table_row(row, e, &id);
+  append_json(line, e, &id);
+  append_table_row(from_json, table_row_from_json(nlohmann::json::parse(std::string(line.data(), line.size()))));
+  if (tz) setenv("TZ", old_tz.c_str(), 1);
+  else unsetenv("TZ");
+  tzset();
+  std::string s(row.data(), row.size());
+  EXPECT_EQ(s.rfind("22:13:25 ", 0), 0u) << s;
+  EXPECT_NE(s.find(" ev?[2J??x "), std::string::npos) << s;
+  EXPECT_NE(s.find(" svc?\n"), std::string::npos) << s;
+  for (char c : s.substr(0, s.size() - 1)) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << s;
+  EXPECT_EQ(std::string(from_json.data(), from_json.size()), s);
+}
+
 TEST(Filter, MatchesPidCommPortAndFailures) {
   auto e = decode(raw_v4_close(), 0);
   ConnectionFilter f;

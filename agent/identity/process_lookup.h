@@ -1,6 +1,7 @@
 #pragma once
-// Glue between TCP events and identity: for each event, the owner's identity and, for a local peer, the peer's
-// identity (the kernel stitches local peers and puts the peer's pid on the event, see bpf/tcp_lifecycle.bpf.c).
+// The process-table lookup behind the pipeline's IdentityResolver (agent/pipeline/identity_resolver.h): for each
+// event, the owner's identity and, for a local peer, the peer's identity (the kernel stitches local peers and puts
+// the peer's pid on the event, see bpf/tcp_lifecycle.bpf.c).
 // Runs in the TCP reader's sink, so it only does hash lookups; an unknown pid first asks the
 // process reader to apply what is already queued (catch_up), because the exec event of a process that
 // connected right away may still wait in the process ring buffer.
@@ -14,28 +15,28 @@
 
 namespace hostscope::identity {
 
-struct ResolvedConnection {
+struct ConnectionProcesses {
   std::shared_ptr<const ProcessIdentity> owner;  // nullptr when the owner is unknown (pid 0, or never seen)
   std::optional<uint32_t> peer_pid;              // the other end's owner when it is on this host
   std::shared_ptr<const ProcessIdentity> peer;
 };
 
-struct ResolverStats {
+struct ProcessLookupStats {
   uint64_t events = 0, owner_unknown = 0, catch_ups = 0, refreshes_requested = 0, peers_found = 0;
 };
 
-class ConnectionResolver {
+class ProcessLookup {
  public:
   // `catch_up` may be empty (no process tracer: lookups only).
-  explicit ConnectionResolver(ProcessTable& table, std::function<void()> catch_up = {});
+  explicit ProcessLookup(ProcessTable& table, std::function<void()> catch_up = {});
 
   // Call once per batch of TCP events, before resolving them: applies the process events already queued, so an
   // exec that happened before a connection is known when the connection is resolved (one ring check per batch).
   void begin_batch();
   // Call once per event.
-  ResolvedConnection resolve(const events::ConnectionEvent& e);
+  ConnectionProcesses resolve(const events::ConnectionEvent& e);
   // Safe from any thread (health reads it while the reader thread resolves).
-  ResolverStats stats() const;
+  ProcessLookupStats stats() const;
 
  private:
   ProcessTable& table_;

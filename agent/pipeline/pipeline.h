@@ -1,7 +1,8 @@
 #pragma once
-// The one event path of the agent: kernel -> reader -> identity -> topology -> outputs. Used by the daemon
-// (`hostscope agent`) and, in-process, by CLI commands when no daemon is running (embedded mode).
-// Outputs read snapshots or subscribe to the event stream; they never reach back into the reader.
+// The one event path of the agent: kernel -> reader -> identity -> topology -> subscribers. The daemon
+// (`hostscope agent`) runs it, and so do the CLI commands when no daemon is running (embedded mode): `top` and
+// `topology` with the topology on, `connections` with it off. Outputs read snapshots or subscribe to the event
+// stream; they never reach back into the reader.
 #include <chrono>
 #include <functional>
 #include <map>
@@ -11,40 +12,33 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/bpf/tcp_tracer.h"
-#include "agent/daemon/config.h"
-#include "common/connection.h"
+#include "agent/events/filter.h"
 #include "agent/events/format.h"
-#include "agent/identity/local_endpoints.h"
+#include "agent/pipeline/identity_resolver.h"
 #include "agent/pipeline/tcp_reader.h"
+#include "common/connection.h"
 #include "agent/topology/nat.h"
 #include "agent/topology/topology.h"
 
-namespace hostscope::daemon {
+namespace hostscope::pipeline {
 
-// Identity of the local owner of an event, and of the local peer when the other end is on this host.
-struct ResolvedEvent {
-  topology::Endpoint local;
-  std::optional<topology::Endpoint> peer;
+// What the pipeline loads and keeps; the daemon fills it from its config (daemon::pipeline_options), the CLI
+// from its flags.
+struct PipelineOptions {
+  bpf::AttachMode attach = bpf::AttachMode::Auto;
+  uint32_t socket_table_size = 65536;
+  uint32_t ring_bytes = 8u << 20;
+  // The topology store (and conntrack lookups for DNAT'd destinations). Off: events flow to the subscribers only.
+  bool topology = true;
+  topology::TopologyConfig topology_config;
+  // Open events are always read when the topology is on (it counts active connections and asks conntrack at open).
+  bool emit_opens = true;
+  // Off: no process hooks and no local peers; the service is the owner's comm.
+  bool identity = true;
+  IdentitySettings identity_settings;
+  // Events outside it are dropped before identity and topology: `connections` resolves only what it shows.
+  std::optional<events::ConnectionFilter> keep_only;
 };
-class IdentityResolver {
- public:
-  virtual ~IdentityResolver() = default;
-  // `go_procs_fd`: the TCP tracer's map of Go processes whose goroutine ids the kernel reads.
-  virtual Status start(int go_procs_fd) { return {}; }
-  virtual void stop() {}
-  virtual void begin_batch() {}
-  // Called in the reader thread for every event: must be cheap (cache lookups only).
-  virtual ResolvedEvent resolve(const events::ConnectionEvent& e) = 0;
-  virtual nlohmann::json services_json() { return nlohmann::json::array(); }
-  // Live processes the resolver knows (empty without a process table).
-  virtual identity::LocalEndpoints::Processes processes() { return {}; }
-  // This node's pods'/containers' addresses and listening ports, cached (nullptr without a process table).
-  virtual std::shared_ptr<const identity::LocalEndpointsSnapshot> local_endpoints() { return nullptr; }
-  virtual nlohmann::json health_json() { return nlohmann::json::object(); }
-};
-
-// Fallback resolver: the service is the owner's comm (used until the process table knows more).
-std::unique_ptr<IdentityResolver> make_comm_resolver();
 
 struct Health {
   bpf::KernelCounters kernel;
@@ -65,7 +59,7 @@ class Pipeline {
  public:
   using EventSubscriber = std::function<void(std::span<const events::ConnectionEvent>, std::span<const ResolvedEvent>)>;
 
-  Pipeline(const Config& cfg, std::unique_ptr<IdentityResolver> resolver);
+  explicit Pipeline(PipelineOptions o);
   ~Pipeline();
   Status start();
   void stop();
@@ -81,15 +75,18 @@ class Pipeline {
   void unsubscribe(uint64_t id);
 
  private:
+  void start_nat();
   void on_batch(std::span<const events::ConnectionEvent> batch);
+  void tick(uint64_t now_ns);
 
-  Config cfg_;
+  PipelineOptions opts_;
   std::unique_ptr<IdentityResolver> resolver_;
   std::unique_ptr<bpf::TcpTracer> tracer_;
   std::unique_ptr<pipeline::TcpReader> reader_;
   std::unique_ptr<topology::NatWorker> nat_;  // conntrack lookups for DNAT (ClusterIP) destinations
-  std::unique_ptr<topology::Topology> topo_;
+  std::unique_ptr<topology::Topology> topo_;  // null with the topology off
   std::vector<std::string> degraded_;
+  std::vector<events::ConnectionEvent> kept_;  // the batch after keep_only
   std::vector<ResolvedEvent> resolved_;
   std::vector<topology::IngestItem> items_;
   mutable std::mutex subs_mu_;
@@ -106,7 +103,9 @@ class Pipeline {
   mutable uint64_t sockets_counted_ = 0;
 };
 
+// The identity fields of an event line (views into `r`).
+events::EventIdentity event_identity(const ResolvedEvent& r);
 // JSON line (docs/events.md schema) for one resolved event.
 void append_event_json(fmt::memory_buffer& out, const events::ConnectionEvent& e, const ResolvedEvent& r);
 
-}  // namespace hostscope::daemon
+}  // namespace hostscope::pipeline

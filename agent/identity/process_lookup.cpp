@@ -1,16 +1,16 @@
-#include "agent/identity/resolver.h"
+#include "agent/identity/process_lookup.h"
 
 #include "agent/util/file.h"
 
 namespace hostscope::identity {
 
-ConnectionResolver::ConnectionResolver(ProcessTable& table, std::function<void()> catch_up)
+ProcessLookup::ProcessLookup(ProcessTable& table, std::function<void()> catch_up)
     : table_(table), catch_up_(std::move(catch_up)) {}
 
-ResolverStats ConnectionResolver::stats() const {
+ProcessLookupStats ProcessLookup::stats() const {
   // The per-kind counters first, the total last: an event counted in between only makes the total larger, so a
   // reader that subtracts never sees a kind exceed the total.
-  ResolverStats s;
+  ProcessLookupStats s;
   s.peers_found = peers_found_.get();
   s.owner_unknown = owner_unknown_.get();
   s.refreshes_requested = refreshes_requested_.get();
@@ -19,13 +19,13 @@ ResolverStats ConnectionResolver::stats() const {
   return s;
 }
 
-void ConnectionResolver::begin_batch() {
+void ProcessLookup::begin_batch() {
   if (catch_up_) catch_up_();
 }
 
-ResolvedConnection ConnectionResolver::resolve(const events::ConnectionEvent& e) {
+ConnectionProcesses ProcessLookup::resolve(const events::ConnectionEvent& e) {
   events_.inc();
-  ResolvedConnection r;
+  ConnectionProcesses r;
   if (e.owner_known && e.pid) {
     r.owner = table_.lookup(e.pid);
     if (!r.owner && catch_up_) {

@@ -1,27 +1,46 @@
-#include "agent/daemon/process_resolver.h"
+#include "agent/pipeline/identity_resolver.h"
 
 #include <thread>
 
 #include "agent/identity/process_json.h"
 #include "agent/util/logging.h"
 
-namespace hostscope::daemon {
+namespace hostscope::pipeline {
 
-ProcessResolver::~ProcessResolver() { stop(); }
+namespace {
 
-Status ProcessResolver::start(int go_procs_fd) {
+class CommResolver : public IdentityResolver {
+ public:
+  ResolvedEvent resolve(const events::ConnectionEvent& e) override {
+    ResolvedEvent r;
+    r.local.pid = e.pid;
+    r.local.service = e.owner_known ? std::string(e.comm_view()) : std::string();
+    return r;
+  }
+};
+
+topology::Endpoint endpoint_of(const identity::ProcessIdentity& p) { return {p.service, p.k8s_namespace, p.pod, p.pid}; }
+
+}  // namespace
+
+std::unique_ptr<IdentityResolver> make_comm_resolver() { return std::make_unique<CommResolver>(); }
+
+
+ProcessIdentityResolver::~ProcessIdentityResolver() { stop(); }
+
+Status ProcessIdentityResolver::start(int go_procs_fd) {
   auto opts = identity::identity_options(s_.kubelet_root, s_.config_file);
   if (!opts) return opts.error();
   opts->capacity = s_.max_processes;
   if (go_procs_fd >= 0) bpf::connect_go_procs(*opts, go_procs_fd);
   table_ = std::make_unique<identity::ProcessTable>(std::move(*opts));
   bpf::ProcessTracerOptions pto;
-  pto.mode = s_.mode;
+  pto.mode = mode_;
   pto.ring_bytes = s_.ring_bytes;
   auto pt = bpf::ProcessTracer::start(pto);
   if (pt) {
     tracer_ = std::move(*pt);
-    reader_ = std::make_unique<bpf::ProcessReader>(*tracer_, *table_);
+    reader_ = std::make_unique<ProcessReader>(*tracer_, *table_);
     if (auto st = reader_->start(); !st) return st;
     // The /proc scan must finish first: it pushes Go offsets for Go processes already running.
     while (!reader_->ready()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -31,30 +50,22 @@ Status ProcessResolver::start(int go_procs_fd) {
     spdlog::warn("degraded: {}", degraded_.back());
     table_->scan_proc();
   }
-  resolver_ = std::make_unique<identity::ConnectionResolver>(
+  lookup_ = std::make_unique<identity::ProcessLookup>(
       *table_, reader_ ? std::function<void()>([r = reader_.get()] { r->catch_up(); }) : nullptr);
   return {};
 }
 
-void ProcessResolver::stop() {
+void ProcessIdentityResolver::stop() {
   if (reader_) reader_->stop();
 }
 
-void ProcessResolver::begin_batch() {
-  if (resolver_) resolver_->begin_batch();
+void ProcessIdentityResolver::begin_batch() {
+  if (lookup_) lookup_->begin_batch();
 }
 
-identity::ResolvedConnection ProcessResolver::resolve_connection(const events::ConnectionEvent& e) {
-  return resolver_ ? resolver_->resolve(e) : identity::ResolvedConnection{};
-}
-
-static topology::Endpoint endpoint_of(const identity::ProcessIdentity& p) {
-  return {p.service, p.k8s_namespace, p.pod, p.pid};
-}
-
-ResolvedEvent ProcessResolver::resolve(const events::ConnectionEvent& e) {
+ResolvedEvent ProcessIdentityResolver::resolve(const events::ConnectionEvent& e) {
   ResolvedEvent out;
-  auto r = resolve_connection(e);
+  auto r = lookup_ ? lookup_->resolve(e) : identity::ConnectionProcesses{};
   if (r.owner) out.local = endpoint_of(*r.owner);
   else {
     out.local.pid = e.pid;
@@ -65,7 +76,7 @@ ResolvedEvent ProcessResolver::resolve(const events::ConnectionEvent& e) {
   return out;
 }
 
-nlohmann::json ProcessResolver::services_json() {
+nlohmann::json ProcessIdentityResolver::services_json() {
   nlohmann::json arr = nlohmann::json::array();
   if (!table_) return arr;
   for (auto& p : table_->snapshot())
@@ -73,15 +84,15 @@ nlohmann::json ProcessResolver::services_json() {
   return arr;
 }
 
-identity::LocalEndpoints::Processes ProcessResolver::processes() {
+identity::LocalEndpoints::Processes ProcessIdentityResolver::processes() {
   return table_ ? table_->snapshot() : identity::LocalEndpoints::Processes{};
 }
 
-std::shared_ptr<const identity::LocalEndpointsSnapshot> ProcessResolver::local_endpoints() {
+std::shared_ptr<const identity::LocalEndpointsSnapshot> ProcessIdentityResolver::local_endpoints() {
   return table_ ? endpoints_.get(*table_) : nullptr;
 }
 
-nlohmann::json ProcessResolver::health_json() {
+nlohmann::json ProcessIdentityResolver::health_json() {
   nlohmann::json j = nlohmann::json::object();
   if (table_) {
     auto s = table_->stats();
@@ -104,11 +115,11 @@ nlohmann::json ProcessResolver::health_json() {
   }
   // Local peers are stitched in the kernel (its table's losses are the kernel counter peer_evicted): here, how
   // many events named a local peer and how many did not (a remote peer, or a local one not known in time).
-  if (resolver_) {
-    auto r = resolver_->stats();
+  if (lookup_) {
+    auto r = lookup_->stats();
     j["peers"] = {{"hits", r.peers_found}, {"misses", r.events - r.peers_found}};
   }
   return j;
 }
 
-}  // namespace hostscope::daemon
+}  // namespace hostscope::pipeline

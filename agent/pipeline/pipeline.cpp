@@ -1,4 +1,4 @@
-#include "agent/daemon/pipeline.h"
+#include "agent/pipeline/pipeline.h"
 
 #include <ifaddrs.h>
 #include <bpf/bpf.h>
@@ -8,19 +8,9 @@
 #include "agent/util/clock.h"
 #include "agent/util/logging.h"
 
-namespace hostscope::daemon {
+namespace hostscope::pipeline {
 
 namespace {
-
-class CommResolver : public IdentityResolver {
- public:
-  ResolvedEvent resolve(const events::ConnectionEvent& e) override {
-    ResolvedEvent r;
-    r.local.pid = e.pid;
-    r.local.service = e.owner_known ? std::string(e.comm_view()) : std::string();
-    return r;
-  }
-};
 
 std::vector<IpAddr> host_addresses() {
   std::vector<IpAddr> out;
@@ -60,8 +50,6 @@ uint64_t count_map_entries(int fd, uint64_t cap) {
 
 }  // namespace
 
-std::unique_ptr<IdentityResolver> make_comm_resolver() { return std::make_unique<CommResolver>(); }
-
 nlohmann::json Health::to_json() const {
   return {
       {"attach_mode", attach_mode},
@@ -94,58 +82,56 @@ nlohmann::json Health::to_json() const {
   };
 }
 
-Pipeline::Pipeline(const Config& cfg, std::unique_ptr<IdentityResolver> resolver)
-    : cfg_(cfg), resolver_(resolver ? std::move(resolver) : make_comm_resolver()) {
-  topology::TopologyConfig tc;
-  tc.max_edges = cfg.topology.max_edges;
-  tc.max_nodes = cfg.topology.max_nodes;
-  tc.edge_idle_timeout_ns = uint64_t(cfg.topology.idle_expiry_seconds) * 1'000'000'000ull;
-  if (auto nm = topology::NetworkMap::build(cfg.networks)) tc.networks = std::move(*nm);
-  else spdlog::error("networks: {}", nm.error().str());  // parse_config already validated every CIDR
-  topo_ = std::make_unique<topology::Topology>(tc, clock_ns(CLOCK_REALTIME));
-  topo_->set_local_addresses(host_addresses());
+Pipeline::Pipeline(PipelineOptions o) : opts_(std::move(o)) {
+  if (opts_.identity) resolver_ = std::make_unique<ProcessIdentityResolver>(opts_.identity_settings, opts_.attach);
+  else resolver_ = make_comm_resolver();
+  if (opts_.topology) {
+    topo_ = std::make_unique<topology::Topology>(opts_.topology_config, clock_ns(CLOCK_REALTIME));
+    topo_->set_local_addresses(host_addresses());
+  }
 }
 
 Pipeline::~Pipeline() { stop(); }
 
 Status Pipeline::start() {
   bpf::TcpTracerOptions o;
-  o.mode = cfg_.kernel.attach == "btf" ? bpf::AttachMode::Btf
-           : cfg_.kernel.attach == "classic" ? bpf::AttachMode::Classic
-                                             : bpf::AttachMode::Auto;
-  o.socket_table_size = cfg_.kernel.socket_table_size;
-  o.ring_bytes = cfg_.kernel.ring_buffer_mb << 20;
-  o.emit_opens = true;  // the topology counts active connections and asks conntrack at open
-  o.stitch_peers = true;
+  o.mode = opts_.attach;
+  o.socket_table_size = opts_.socket_table_size;
+  o.ring_bytes = opts_.ring_bytes;
+  o.emit_opens = opts_.emit_opens || opts_.topology;  // the topology counts active connections and asks conntrack at open
+  o.stitch_peers = opts_.identity;  // local peers are stitched in the kernel, so identity needs no open events
   auto t = bpf::TcpTracer::start(o);
   if (!t) return t.error();
   tracer_ = std::move(*t);
-  if (auto ct = topology::NetfilterConntrack::open(); ct) {
-    nat_ = std::make_unique<topology::NatWorker>(std::move(*ct));
-    topo_->set_nat_worker(nat_.get());
-  } else {
-    degraded_.push_back(fmt::format("{}: DNAT'd destinations (ClusterIPs) show only the dialled address", ct.error().str()));
-    spdlog::warn("degraded: {}", degraded_.back());
-  }
+  if (topo_) start_nat();
   if (auto st = resolver_->start(tracer_->go_procs_fd()); !st) return st;
   reader_ = std::make_unique<pipeline::TcpReader>(
       *tracer_, [this](std::span<const events::ConnectionEvent> b) { on_batch(b); },
       [this](const bpf::KernelCounters& c) {
-        // About once a second even when no events arrive: close anomaly windows, expire idle edges and held
-        // connections, apply finished conntrack lookups.
-        uint64_t now = clock_ns(CLOCK_REALTIME);
-        if (now - last_tick_ns_.load() >= 1'000'000'000ull) {
-          topo_->tick(now);
-          last_tick_ns_ = now;
-        }
+        tick(clock_ns(CLOCK_REALTIME));
         std::lock_guard lk(health_mu_);
         if (c.ringbuf_dropped > last_kernel_.ringbuf_dropped)
-          spdlog::warn("lost {} events (ring buffer full)", c.ringbuf_dropped - last_kernel_.ringbuf_dropped);
+          spdlog::warn("lost {} events (ring buffer full; {} lost in total)", c.ringbuf_dropped - last_kernel_.ringbuf_dropped,
+                       c.ringbuf_dropped);
         if (c.prog_recursion_misses > last_kernel_.prog_recursion_misses)
-          spdlog::warn("kernel skipped {} hook runs (events lost)", c.prog_recursion_misses - last_kernel_.prog_recursion_misses);
+          spdlog::warn("kernel skipped {} hook runs (program re-entered on the same CPU; events lost)",
+                       c.prog_recursion_misses - last_kernel_.prog_recursion_misses);
+        if (c.socket_table_full > last_kernel_.socket_table_full)
+          spdlog::warn("socket table full: {} connections not tracked", c.socket_table_full - last_kernel_.socket_table_full);
         last_kernel_ = c;
       });
   return reader_->start();
+}
+
+void Pipeline::start_nat() {
+  auto ct = topology::NetfilterConntrack::open();
+  if (!ct) {
+    degraded_.push_back(fmt::format("{}: DNAT'd destinations (ClusterIPs) show only the dialled address", ct.error().str()));
+    spdlog::warn("degraded: {}", degraded_.back());
+    return;
+  }
+  nat_ = std::make_unique<topology::NatWorker>(std::move(*ct));
+  topo_->set_nat_worker(nat_.get());
 }
 
 void Pipeline::stop() {
@@ -159,25 +145,40 @@ void Pipeline::stop() {
 }
 
 void Pipeline::on_batch(std::span<const events::ConnectionEvent> batch) {
+  if (opts_.keep_only) {
+    kept_.clear();
+    for (const auto& e : batch)
+      if (opts_.keep_only->match(e)) kept_.push_back(e);
+    if (kept_.empty()) return;
+    batch = kept_;
+  }
   uint64_t now = clock_ns(CLOCK_REALTIME);
   resolved_.clear();
-  items_.clear();
   resolved_.reserve(batch.size());
   resolver_->begin_batch();
   for (const auto& e : batch) resolved_.push_back(resolver_->resolve(e));
-  for (size_t i = 0; i < batch.size(); i++)
-    items_.push_back({&batch[i], &resolved_[i].local, resolved_[i].peer ? &*resolved_[i].peer : nullptr});
-  topo_->ingest_batch(items_, now);
-  if (now - last_tick_ns_.load() >= 1'000'000'000ull) {
-    topo_->tick(now);
-    last_tick_ns_ = now;
+  if (topo_) {
+    items_.clear();
+    for (size_t i = 0; i < batch.size(); i++)
+      items_.push_back({&batch[i], &resolved_[i].local, resolved_[i].peer ? &*resolved_[i].peer : nullptr});
+    topo_->ingest_batch(items_, now);
+    tick(now);
   }
   std::lock_guard lk(subs_mu_);
   for (auto& [id, s] : subs_) s(batch, resolved_);
 }
 
+// At most once a second, also when no events arrive (the reader's health call comes about once a second): close
+// anomaly windows, expire idle edges and held connections, apply finished conntrack lookups.
+void Pipeline::tick(uint64_t now) {
+  if (topo_ && now - last_tick_ns_.load() >= 1'000'000'000ull) {
+    topo_->tick(now);
+    last_tick_ns_ = now;
+  }
+}
+
 topology::TopologySnapshot Pipeline::snapshot(const topology::SnapshotFilter& f) const {
-  return topo_->snapshot(clock_ns(CLOCK_REALTIME), f);
+  return topo_ ? topo_->snapshot(clock_ns(CLOCK_REALTIME), f) : topology::TopologySnapshot{};
 }
 
 Health Pipeline::health() const {
@@ -190,8 +191,10 @@ Health Pipeline::health() const {
   }
   h.degraded.insert(h.degraded.end(), degraded_.begin(), degraded_.end());
   if (reader_) h.events_delivered = reader_->delivered();
-  h.topology = topo_->counters();
-  h.tracked_connections = topo_->connection_count();
+  if (topo_) {
+    h.topology = topo_->counters();
+    h.tracked_connections = topo_->connection_count();
+  }
   if (tracer_) {
     h.socket_table_capacity = tracer_->socket_table_size();
     std::lock_guard lk(sockets_mu_);
@@ -221,14 +224,19 @@ void Pipeline::unsubscribe(uint64_t id) {
   internal_subs_.erase(id);
 }
 
-void append_event_json(fmt::memory_buffer& out, const events::ConnectionEvent& e, const ResolvedEvent& r) {
+events::EventIdentity event_identity(const ResolvedEvent& r) {
   events::EventIdentity id;
   id.service = r.local.service;
   if (r.peer) {
     if (r.peer->pid) id.peer_pid = r.peer->pid;
     id.peer_service = r.peer->service;
   }
+  return id;
+}
+
+void append_event_json(fmt::memory_buffer& out, const events::ConnectionEvent& e, const ResolvedEvent& r) {
+  auto id = event_identity(r);
   events::append_json(out, e, &id);
 }
 
-}  // namespace hostscope::daemon
+}  // namespace hostscope::pipeline
