@@ -9,6 +9,15 @@
 
 namespace hostscope::cli {
 
+void add_source_options(CLI::App* cmd, SourceOptions& o) {
+  cmd->add_option("--socket", o.socket, "Agent API socket")->capture_default_str();
+  cmd->add_option("--config", o.config, "Config for embedded mode")->capture_default_str();
+  cmd->add_option("--policy-state", o.policy_state,
+                  "Policy state directory: edges are marked denied / would-deny by the generation in force (\"\": off)")
+      ->capture_default_str();
+  cmd->add_flag("--embedded", o.embedded_only, "Do not use a running agent; load the BPF programs in-process");
+}
+
 namespace {
 
 nlohmann::json filter_params(const topology::SnapshotFilter& f) {

@@ -2,6 +2,8 @@
 // Where CLI commands get their data: the running daemon (local API) when it answers, otherwise an in-process
 // pipeline (embedded mode) so the commands work on a node with nothing else running.
 #include <memory>
+
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "agent/daemon/config.h"
@@ -17,6 +19,9 @@ struct SourceOptions {
   // Policy state directory whose generation in force marks edges (denied / would-deny); "" = no marks.
   std::string policy_state = "/var/lib/hostscope/policy";
 };
+
+// The options every snapshot-reading command shares: --socket, --config, --policy-state, --embedded.
+void add_source_options(CLI::App* cmd, SourceOptions& o);
 
 class SnapshotSource {
  public:

@@ -181,12 +181,7 @@ void register_top(CLI::App& app, const GlobalOptions& g, int& exit_code) {
   cmd->add_option("--sort", o->sort, "Initial sort")->check(CLI::IsMember({"rate", "bytes", "failures", "latency"}))->capture_default_str();
   cmd->add_option("--filter", o->filter, "Initial filter: service, namespace or port");
   cmd->add_option("--iterations", o->iterations, "Stop after this many refreshes (0: until quit)");
-  cmd->add_option("--socket", o->source.socket, "Agent API socket")->capture_default_str();
-  cmd->add_option("--config", o->source.config, "Config for embedded mode")->capture_default_str();
-  cmd->add_option("--policy-state", o->source.policy_state,
-                  "Policy state directory: edges are marked denied / would-deny by the generation in force (\"\": off)")
-      ->capture_default_str();
-  cmd->add_flag("--embedded", o->source.embedded_only, "Do not use a running agent; load the BPF programs in-process");
+  add_source_options(cmd, o->source);
   cmd->callback([o, &exit_code] {
     block_shutdown_signals();
     auto src = open_source(o->source);

@@ -86,12 +86,7 @@ void register_topology(CLI::App& app, const GlobalOptions& g, int& exit_code) {
   cmd->add_option("--interval", o->interval_s, "Seconds between snapshots with --watch")->capture_default_str();
   cmd->add_option("--window", o->window_s, "Embedded mode (no agent): seconds to observe before the snapshot")
       ->capture_default_str();
-  cmd->add_option("--socket", o->source.socket, "Agent API socket")->capture_default_str();
-  cmd->add_option("--config", o->source.config, "Config for embedded mode")->capture_default_str();
-  cmd->add_option("--policy-state", o->source.policy_state,
-                  "Policy state directory: edges are marked denied / would-deny by the generation in force (\"\": off)")
-      ->capture_default_str();
-  cmd->add_flag("--embedded", o->source.embedded_only, "Do not use a running agent; load the BPF programs in-process");
+  add_source_options(cmd, o->source);
   cmd->callback([o, &exit_code] { exit_code = run_topology(*o); });
 }
 

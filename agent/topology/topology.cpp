@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 
+#include <cmath>
 #include <algorithm>
 #include <cstring>
 
@@ -132,8 +133,8 @@ void Topology::remove_edge(std::unordered_map<EdgeKey, EdgeState, EdgeKeyHash>::
   release_node(s);
 }
 
-// Frees room: idle edges first, then the least recently seen eighth, so the cost is amortised over many inserts.
-void Topology::sweep_edges(uint64_t now) {
+// Drops the edges with no open connection that have been idle longer than edge_idle_timeout (counted as expired).
+void Topology::expire_idle_edges(uint64_t now) {
   for (auto it = edges_.begin(); it != edges_.end();) {
     auto& e = it->second;
     if (e.active == 0 && e.last_ns + cfg_.edge_idle_timeout_ns < now) {
@@ -145,6 +146,11 @@ void Topology::sweep_edges(uint64_t now) {
       ++it;
     }
   }
+}
+
+// Frees room: idle edges first, then the least recently seen eighth, so the cost is amortised over many inserts.
+void Topology::sweep_edges(uint64_t now) {
+  expire_idle_edges(now);
   if (edges_.size() < cfg_.max_edges && nodes_.size() < cfg_.max_nodes) return;
   std::vector<EdgeKey> victims = least_recent_eighth(edges_);
   for (auto& k : victims) {
@@ -571,17 +577,7 @@ void Topology::tick(uint64_t now_ns) {
     else
       ++it;
   }
-  for (auto it = edges_.begin(); it != edges_.end();) {
-    auto& e = it->second;
-    if (e.active == 0 && e.last_ns + cfg_.edge_idle_timeout_ns < now_ns) {
-      ++counters_.edges_expired;
-      auto next = std::next(it);
-      remove_edge(it);
-      it = next;
-    } else {
-      ++it;
-    }
-  }
+  expire_idle_edges(now_ns);
   const size_t freed = (edges_before - std::min(edges_before, edges_.size())) +
                        (conns_before - std::min(conns_before, conns_.size()));
   lk.unlock();
@@ -609,7 +605,7 @@ EdgeSnapshot Topology::snapshot_edge(const EdgeState& e) const {
   if (e.latency) {
     s.latency = e.latency->summary();
   }
-  s.srtt_us = uint32_t(e.srtt_us + 0.5);
+  s.srtt_us = static_cast<uint32_t>(std::lround(e.srtt_us));
   s.retransmits = e.retransmits;
   s.first_seen_ns = e.first_ns;
   s.last_seen_ns = e.last_ns;

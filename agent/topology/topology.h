@@ -154,6 +154,7 @@ class Topology {
   EdgeState* edge_for(const EdgeKey& key, uint64_t now);
   void remove_edge(std::unordered_map<EdgeKey, EdgeState, EdgeKeyHash>::iterator it);
   void release_node(const NodeKey& k);
+  void expire_idle_edges(uint64_t now);
   void sweep_edges(uint64_t now);
   Conn* new_conn(const ConnKey& k, uint64_t now);
   void evict_conns(uint64_t now);
