@@ -2,8 +2,8 @@
 
 #include <malloc.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace hostscope::topology {
