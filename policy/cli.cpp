@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <map>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -429,16 +428,18 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
 
   // Export: stdout carries only YAML (or the summary with -o); diagnostics and notes go to stderr.
   auto export_opts = std::make_shared<ExportOptions>();
+  auto export_format = std::make_shared<std::string>();
   auto* export_cmd = policy->add_subcommand(
       "export", "The set as Kubernetes NetworkPolicy or CiliumNetworkPolicy YAML; exit 3 when something could not be exported exactly");
   common(export_cmd, true, false);
-  export_cmd->add_option("--format", export_opts->format, "kubernetes (networking.k8s.io/v1) or cilium (cilium.io/v2)")
+  export_cmd->add_option("--format", *export_format, "kubernetes (networking.k8s.io/v1) or cilium (cilium.io/v2)")
       ->required()
-      ->transform(CLI::CheckedTransformer(std::map<std::string, ExportFormat>{{"kubernetes", ExportFormat::Kubernetes}, {"cilium", ExportFormat::Cilium}}));
+      ->check(CLI::IsMember({"kubernetes", "cilium"}));
   export_cmd->add_option("--label-key", export_opts->label_key, "Pod label that `service:` and `workload:` selectors become")->capture_default_str();
   export_cmd->add_option("-o,--output", o->out_dir, "Write one file per object here (default: one YAML stream on stdout)");
   export_cmd->add_flag("--force", o->force, "Overwrite existing files in the output directory");
-  export_cmd->callback([o, export_opts] {
+  export_cmd->callback([o, export_opts, export_format] {
+    export_opts->format = *export_format == "cilium" ? ExportFormat::Cilium : ExportFormat::Kubernetes;
     if (!valid_label_key(export_opts->label_key)) fail(2, fmt::format("--label-key {}: not a valid Kubernetes label key", export_opts->label_key));
     auto loaded = load(*o);
     auto ctx = context(*o);
