@@ -19,6 +19,7 @@
 #include "policy/impact.h"
 #include "policy/ir_json.h"
 #include "policy/evaluator.h"
+#include "policy/export.h"
 #include "policy/generate.h"
 #include "policy/git_source.h"
 #include "policy/iptables.h"
@@ -61,13 +62,13 @@ LoadResult load(const Options& o) {
   return load_dir(o.dir);
 }
 
-void print_diagnostics(const Diagnostics& d) {
+void print_diagnostics(const Diagnostics& d, std::ostream& out = std::cout) {
   size_t errors = 0, warnings = 0;
   for (const auto& x : d) {
-    std::cout << x.str() << "\n";
+    out << x.str() << "\n";
     (x.severity == Severity::Error ? errors : warnings)++;
   }
-  std::cout << fmt::format("{} error(s), {} warning(s)\n", errors, warnings);
+  out << fmt::format("{} error(s), {} warning(s)\n", errors, warnings);
 }
 
 // `keep`: the loaded set, for callers that name rules by file:line; `ctx`: the catalogue to compile with (default:
@@ -169,7 +170,7 @@ void register_policy_command(CLI::App& app) { register_policy_command(app, {}); 
 void register_policy_command(CLI::App& app, std::function<Context()> provider) {
   auto o = std::make_shared<Options>();
   o->provider = std::move(provider);
-  auto* policy = app.add_subcommand("policy", "Policy as code: lint, test, plan, apply, rollback, status, flush, generate");
+  auto* policy = app.add_subcommand("policy", "Policy as code: lint, test, plan, apply, rollback, status, flush, generate, export");
   policy->require_subcommand(1);
   auto common = [o](CLI::App* c, bool needs_dir, bool backend_opts) {
     if (needs_dir) c->add_option("DIR", o->dir, "Directory of *.yaml policy files")->required();
@@ -423,6 +424,45 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
     if (auto w = write_generated(*g, o->out_dir, o->force); !w) fail(1, w.error().str());
     std::cout << fmt::format("wrote {} files to {}: {} policies (mode: audit), {} test cases; {} edges used, {} left out\n",
                              g->files.size(), o->out_dir, g->policies, g->cases, g->edges_used, g->edges_skipped);
+  });
+
+  // Export: stdout carries only YAML (or the summary with -o); diagnostics and notes go to stderr.
+  auto export_opts = std::make_shared<ExportOptions>();
+  auto export_format = std::make_shared<std::string>();
+  auto* export_cmd = policy->add_subcommand(
+      "export", "The set as Kubernetes NetworkPolicy or CiliumNetworkPolicy YAML; exit 3 when something could not be exported exactly");
+  common(export_cmd, true, false);
+  export_cmd->add_option("--format", *export_format, "kubernetes (networking.k8s.io/v1) or cilium (cilium.io/v2)")
+      ->required()
+      ->check(CLI::IsMember({"kubernetes", "cilium"}));
+  export_cmd->add_option("--label-key", export_opts->label_key, "Pod label that `service:` and `workload:` selectors become")->capture_default_str();
+  export_cmd->add_option("-o,--output", o->out_dir, "Write one file per object here (default: one YAML stream on stdout)");
+  export_cmd->add_flag("--force", o->force, "Overwrite existing files in the output directory");
+  export_cmd->callback([o, export_opts, export_format] {
+    export_opts->format = *export_format == "cilium" ? ExportFormat::Cilium : ExportFormat::Kubernetes;
+    if (!valid_label_key(export_opts->label_key)) fail(2, fmt::format("--label-key {}: not a valid Kubernetes label key", export_opts->label_key));
+    auto loaded = load(*o);
+    auto ctx = context(*o);
+    auto report = lint(loaded, ctx);
+    if (!report.ok()) {
+      print_diagnostics(report.diagnostics, std::cerr);
+      fail(1, "policy set does not validate; nothing was exported");
+    }
+    for (const auto& d : report.diagnostics) std::cerr << d.str() << "\n";
+    auto r = export_policies(loaded.set, ctx, *export_opts);
+    for (const auto& n : r.notes) std::cerr << n.str() << "\n";
+    if (o->out_dir.empty()) {
+      std::cout << r.stream();
+    } else {
+      std::vector<GeneratedFile> files;
+      files.reserve(r.objects.size());
+      for (const auto& obj : r.objects) files.push_back({obj.name + ".yaml", obj.yaml});
+      if (auto w = write_files(files, o->out_dir, o->force); !w) fail(1, w.error().str());
+      std::cout << fmt::format("wrote {} files to {}\n", files.size(), o->out_dir);
+    }
+    if (!r.exact())
+      fail(3, fmt::format("{} policies exported, {} not exported, {} note(s): not everything could be expressed exactly", r.objects.size(),
+                          r.skipped, r.notes.size()));
   });
 
   auto* flush_cmd = policy->add_subcommand("flush", "Remove everything hostscope installed, nothing else");

@@ -487,15 +487,17 @@ Result<json> agent_request(const std::string& socket_path, const std::string& me
   return std::move(reply->result);
 }
 
-Status write_generated(const Generated& g, const std::string& dir, bool force) {
+Status write_generated(const Generated& g, const std::string& dir, bool force) { return write_files(g.files, dir, force); }
+
+Status write_files(const std::vector<GeneratedFile>& files, const std::string& dir, bool force) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return Error{fmt::format("output directory {} create failed: {}", dir, ec.message())};
   if (!force)
-    for (const auto& f : g.files)
+    for (const auto& f : files)
       if (fs::exists(fs::path(dir) / f.name, ec))
-        return Error{fmt::format("{} already exists; pass --force to overwrite generated files", (fs::path(dir) / f.name).string())};
-  for (const auto& f : g.files) {
+        return Error{fmt::format("{} already exists; pass --force to overwrite it", (fs::path(dir) / f.name).string())};
+  for (const auto& f : files) {
     auto path = fs::path(dir) / f.name;
     auto tmp = fs::path(dir) / ("." + f.name + ".tmp");
     {

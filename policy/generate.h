@@ -54,6 +54,7 @@ Result<nlohmann::json> agent_request(const std::string& socket_path, const std::
 
 // Writes the files into `dir` (created if missing). Refuses to overwrite an existing file unless
 // `force`; each file is written to a temporary name and renamed into place.
+Status write_files(const std::vector<GeneratedFile>& files, const std::string& dir, bool force);
 Status write_generated(const Generated& g, const std::string& dir, bool force);
 
 }  // namespace hostscope::policy

@@ -11,3 +11,5 @@ hs_test(NAME policy_marks_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_marks_te
 hs_test(NAME policy_diff_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_diff_test.cpp LIBS hs_policy LABELS unit)
 # `policy plan --impact`: observed edges judged by the generation in force and the planned one.
 hs_test(NAME policy_impact_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_impact_test.cpp LIBS hs_policy LABELS unit)
+# `policy export`: the set as Kubernetes NetworkPolicy / CiliumNetworkPolicy, notes for what cannot be expressed.
+hs_test(NAME policy_export_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/policy_export_test.cpp LIBS hs_policy LABELS unit)

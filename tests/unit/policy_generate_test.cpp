@@ -23,6 +23,7 @@
 #include "policy/evaluator.h"
 #include "policy/generate.h"
 #include "policy/loader.h"
+#include "support/policy_cli.h"
 
 namespace hostscope::policy {
 namespace {
@@ -482,18 +483,7 @@ TEST(PolicyGenerate, FetchesTopologyFromTheAgentSocket) {
   EXPECT_THAT(none.error().str(), HasSubstr("connect failed"));
 }
 
-int run_cli(std::vector<std::string> args) {
-  CLI::App app("hostscope");
-  register_policy_command(app, node);
-  std::vector<const char*> argv = {"hostscope"};
-  for (auto& a : args) argv.push_back(a.c_str());
-  try {
-    app.parse(static_cast<int>(argv.size()), argv.data());
-  } catch (const CLI::ParseError& e) {
-    return e.get_exit_code();
-  }
-  return 0;
-}
+int run_cli(std::vector<std::string> args) { return cli_test::run_cli(std::move(args), node); }
 
 TEST(PolicyGenerate, CliGeneratesThenLintAndTestPass) {
   TempDir tmp;

@@ -7,16 +7,13 @@
 
 #include <filesystem>
 #include <fstream>
-#include <iostream>
-#include <sstream>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "policy/analysis.h"
-#include "policy/cli.h"
 #include "policy/compiler.h"
 #include "policy/loader.h"
+#include "support/policy_cli.h"
 
 namespace hostscope::policy {
 namespace {
@@ -341,18 +338,8 @@ TEST(PolicyCompile, RefusesSetWithErrors) {
   EXPECT_TRUE(has_errors(c.diagnostics));
 }
 
-int run_cli(std::vector<std::string> args) {
-  CLI::App app("hostscope");
-  register_policy_command(app);
-  std::vector<const char*> argv = {"hostscope"};
-  for (auto& a : args) argv.push_back(a.c_str());
-  try {
-    app.parse(static_cast<int>(argv.size()), argv.data());
-  } catch (const CLI::ParseError& e) {
-    return e.get_exit_code();
-  }
-  return 0;
-}
+using cli_test::capture_cli;
+using cli_test::run_cli;
 
 TEST(PolicyCli, LintExitCodes) {
   std::string data = HOSTSCOPE_TESTDATA;
@@ -360,21 +347,6 @@ TEST(PolicyCli, LintExitCodes) {
   EXPECT_EQ(run_cli({"policy", "lint", data + "/bad"}), 1);
   EXPECT_EQ(run_cli({"policy", "lint", data + "/does-not-exist"}), 2);
   EXPECT_EQ(run_cli({"policy", "plan", data + "/bad", "--state-dir", "/nonexistent"}), 1);  // refuses before touching iptables
-}
-
-// stdout and stderr of one in-process CLI run.
-struct Captured {
-  int code = 0;
-  std::string out, err;
-};
-Captured capture_cli(std::vector<std::string> args) {
-  std::ostringstream out, err;
-  auto* old_out = std::cout.rdbuf(out.rdbuf());
-  auto* old_err = std::cerr.rdbuf(err.rdbuf());
-  int code = run_cli(std::move(args));
-  std::cout.rdbuf(old_out);
-  std::cerr.rdbuf(old_err);
-  return {code, out.str(), err.str()};
 }
 
 TEST(PolicyCli, LintAndApplyRefuseASetWithAMissingFile) {
