@@ -320,6 +320,27 @@ TEST_P(PolicyLive, ManyAddressesRunInBatches) {
   expect_passing_run(d, GetParam(), lines);
 }
 
+// SIGTERM while the second batch runs (its last probe is dropped and would wait a minute): the first batch's
+// namespaces are gone by then, and nothing of either batch is left afterwards.
+TEST_P(PolicyLive, InterruptedSecondBatchRemovesItsScratch) {
+  REQUIRE_LIVE_TOOLS(GetParam());
+  PolicyDir d;
+  d.context(kManyContext);
+  d.write("10-policies.yaml", kManyPolicies);
+  std::vector<TcpCase> cases;
+  for (int n = 1; n <= 65; ++n) cases.push_back({fmt::format("v4-{}-to-web", n), fmt::format("198.51.100.{}", n), "web", 8080, true});
+  cases.push_back({"web-to-v4-66", "web", "198.51.100.66", 5432, false});
+  write_cases(d, cases);
+  Child c({bin(), "policy", "test", d.dir(), "--context", d.context_file(), "--live", "--iptables", GetParam(), "--timeout-ms", "60000"});
+  ASSERT_TRUE(eventually([&] { return sh("ip netns list").out.find(fmt::format("hsl-{}-b2-node", c.pid())) != std::string::npos; },
+                         std::chrono::seconds(240)));
+  auto ns = sh("ip netns list");
+  EXPECT_EQ(ns.out.find(fmt::format("hsl-{}-b1-", c.pid())), std::string::npos) << ns.out;
+  kill(c.pid(), SIGTERM);
+  EXPECT_EQ(c.wait(), 2);
+  expect_no_scratch(c.pid());
+}
+
 TEST_P(PolicyLive, WrongExpectationFailsNamingTheCase) {
   REQUIRE_LIVE_TOOLS(GetParam());
   PolicyDir d;
@@ -377,7 +398,7 @@ TEST_P(PolicyLive, InterruptedRunRemovesItsScratch) {
   d.write("20-tests.yaml", cases("allow"));
   Child c({bin(), "policy", "test", d.dir(), "--context", d.context_file(), "--live", "--iptables", GetParam(), "--timeout-ms", "60000"});
   // The node namespace exists from setup until teardown; the drop cases then wait up to a minute.
-  ASSERT_TRUE(eventually([&] { return sh("ip netns list").out.find(fmt::format("hsl-{}-node", c.pid())) != std::string::npos; },
+  ASSERT_TRUE(eventually([&] { return sh("ip netns list").out.find(fmt::format("hsl-{}-b1-node", c.pid())) != std::string::npos; },
                          std::chrono::seconds(60)));
   kill(c.pid(), SIGTERM);
   EXPECT_EQ(c.wait(), 2);
