@@ -236,7 +236,8 @@ struct Listener {
   }
 }
 
-// Everything the live run creates; the destructor removes it in reverse order, whatever happened.
+// Everything a live run (its cgroups) or one of its batches (namespaces, processes, rules, state directory)
+// creates; the destructor removes it in reverse order, whatever happened.
 class Scratch {
  public:
   Scratch(std::string id, std::string variant) : id_(std::move(id)), variant_(std::move(variant)), run_(make_process_runner()) {}
@@ -312,10 +313,21 @@ class Scratch {
 struct Planned {
   size_t case_index = 0;
   LiveProbe probe;
-  // Set when the probe is made for real.
-  std::string client_ns, client_cgroup_dir, dst_ns, dst;
+  // Set when the probe is made for real. A remote end is an address, emulated by a namespace of the batch the
+  // probe runs in; an empty address stands for the node (a local client joins client_cgroup_dir there).
+  bool live = false;
+  std::string client_addr, client_cgroup_dir, dst_addr, dst;
   uint16_t port = 0;
   Protocol proto = Protocol::Tcp;
+};
+
+// What every batch shares: the per-case results in test order, every probe in plan order, the scratch
+// cgroups and the rules compiled with them.
+struct Plan {
+  std::vector<LiveCaseResult> results;
+  std::vector<Planned> probes;
+  std::set<std::string> scratch_cgroups;
+  Ir live_ir;
 };
 
 std::string describe(const Endpoint& e) {
@@ -390,7 +402,8 @@ std::string LiveCaseResult::explanation() const {
   return out;
 }
 
-bool print_live_results(const std::vector<LiveCaseResult>& results, std::ostream& out) {
+bool print_live_results(const LiveRun& run, std::ostream& out) {
+  const auto& results = run.cases;
   size_t failed = 0, made = 0, skipped = 0;
   for (const auto& r : results) {
     made += r.probes.size() - r.skipped();
@@ -405,8 +418,9 @@ bool print_live_results(const std::vector<LiveCaseResult>& results, std::ostream
                        r.passed() ? "" : r.error.empty() ? r.explanation() : " — " + r.error,
                        note);
   }
-  out << fmt::format("{} passed, {} failed; {} connections made live, {} not tried live\n", results.size() - failed, failed, made,
-                     skipped);
+  out << fmt::format("{} passed, {} failed; {} connections made live, {} not tried live; {} remote {} in {} {}\n", results.size() - failed,
+                     failed, made, skipped, run.addresses, run.addresses == 1 ? "address" : "addresses", run.batches,
+                     run.batches == 1 ? "batch" : "batches");
   return failed == 0;
 }
 
@@ -437,18 +451,12 @@ std::string live_requirements(const LiveOptions& o) {
   return s;
 }
 
-Result<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, const Context& ctx, const LiveOptions& o) {
-  if (auto why = live_requirements(o); !why.empty()) return Error{"live checks cannot run; missing: " + why};
-  auto reference = compile(loaded, ctx);
-  if (!reference.ok()) return Error{"policy set does not validate"};
-  const Ir& ir = *reference.ir;
+namespace {
 
-  SignalGuard signals;
-  Scratch scratch(std::to_string(getpid()), o.variant);
-  const std::string parent = "/hostscope-live-" + scratch.id();
-  const std::string node_ns = "hsl-" + scratch.id() + "-node";
-  const fs::path cg_root = cgroup2_root();
-
+// Mirrors the cgroups under `parent`, compiles the set with them, and plans every (case, from endpoint, to
+// endpoint) pair the evaluator (`ir`) looks at, in test order.
+Result<Plan> plan_live(const LoadResult& loaded, const Context& ctx, const Ir& ir, const std::string& parent, const fs::path& cg_root) {
+  Plan plan;
   // Kernel view: every cgroup (catalogue and literal subjects) mirrored under the scratch parent.
   auto mirror = [&](const std::string& cg) -> Result<std::string> {
     auto m = mirror_cgroup(parent, cg);
@@ -457,13 +465,12 @@ Result<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, con
   };
   LoadResult live_set = loaded;
   Context live_ctx = ctx;
-  std::set<std::string> scratch_cgroups;
   for (auto& p : live_set.set.policies)
     if (p.subject.cgroup && safe_cgroup_path(*p.subject.cgroup)) {
       auto m = mirror(*p.subject.cgroup);
       if (!m) return m.error();
       p.subject.cgroup = *m;
-      scratch_cgroups.insert(*m);
+      plan.scratch_cgroups.insert(*m);
     }
   for (auto& s : live_ctx.services)
     for (auto& cg : s.cgroups)
@@ -471,16 +478,12 @@ Result<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, con
         auto m = mirror(cg);
         if (!m) return m.error();
         cg = *m;
-        scratch_cgroups.insert(*m);
+        plan.scratch_cgroups.insert(*m);
       }
   auto live_compiled = compile(live_set, live_ctx);
   if (!live_compiled.ok()) return Error{"the policy set with mirrored cgroups does not validate"};
+  plan.live_ir = std::move(*live_compiled.ir);
 
-  // Plan every (case, from endpoint, to endpoint) pair the evaluator looks at.
-  std::vector<LiveCaseResult> results;
-  std::vector<Planned> planned;
-  std::map<std::string, std::string> addr_ns;  // remote address -> its namespace
-  std::map<std::string, Listener> listeners;   // namespace -> sockets
   for (const auto& t : loaded.set.tests)
     for (const auto& c : t.cases) {
       LiveCaseResult r;
@@ -496,7 +499,7 @@ Result<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, con
           if (f.address && to.address && f.address->family != to.address->family) continue;
           ++pairs;
           Planned p;
-          p.case_index = results.size();
+          p.case_index = plan.results.size();
           p.probe.from = describe(f);
           p.probe.to = to.local ? "local" : describe(to);
           p.probe.evaluator_allow = evaluate_connection(ir, f, to, c.protocol, c.port) != Verdict::Deny;
@@ -511,46 +514,65 @@ Result<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, con
           if (skip.empty() && p.proto != Protocol::Tcp && p.proto != Protocol::Udp) skip = "only tcp and udp can be tried";
           if (!skip.empty()) {
             p.probe.live_detail = "skipped: " + skip;
-            planned.push_back(std::move(p));
+            plan.probes.push_back(std::move(p));
             continue;
           }
-          auto ns_of = [&](const IpAddr& a) {
-            std::string text = a.str();
-            auto [it, fresh] = addr_ns.emplace(text, "");
-            if (fresh) it->second = fmt::format("hsl-{}-a{}", scratch.id(), addr_ns.size());
-            return it->second;
-          };
-          if (f.local) {
-            p.client_ns = node_ns;
-            p.client_cgroup_dir = (cg_root / fs::path(*mirror_cgroup(parent, f.cgroup)).relative_path()).string();
-          } else {
-            p.client_ns = ns_of(*f.address);
-          }
+          p.live = true;
+          if (f.local) p.client_cgroup_dir = (cg_root / fs::path(*mirror_cgroup(parent, f.cgroup)).relative_path()).string();
+          else p.client_addr = f.address->str();
           if (to.local) {
-            p.dst_ns = node_ns;
             p.dst = f.local ? kLoopback : f.address->family == Family::V6 ? kNodeAddr6 : kNodeAddr;
           } else {
-            p.dst_ns = ns_of(*to.address);
-            p.dst = to.address->str();
+            p.dst_addr = to.address->str();
+            p.dst = p.dst_addr;
           }
-          listeners[p.dst_ns].sockets.insert({p.proto, p.port});
-          listeners[p.dst_ns].v6 |= p.dst.find(':') != std::string::npos;
-          planned.push_back(std::move(p));
+          plan.probes.push_back(std::move(p));
         }
       if (r.error.empty() && pairs == 0) r.error = fmt::format("'{}' and '{}' share no address family", c.from, c.to);
-      results.push_back(std::move(r));
+      plan.results.push_back(std::move(r));
     }
-  if (addr_ns.size() > kLiveMaxAddresses)
-    return Error{fmt::format("the test cases use {} distinct remote addresses; live checks emulate at most {}", addr_ns.size(), kLiveMaxAddresses)};
-  if (planned.size() > kLiveMaxProbes)
-    return Error{fmt::format("the test cases need {} connections; live checks make at most {}", planned.size(), kLiveMaxProbes)};
+  if (plan.probes.size() > kLiveMaxProbes)
+    return Error{fmt::format("the test cases need {} connections; live checks make at most {}", plan.probes.size(), kLiveMaxProbes)};
+  return plan;
+}
+
+// The remote addresses each probe needs emulated (client and destination, none for the node), for batching.
+std::vector<std::vector<std::string>> probe_addresses(const std::vector<Planned>& probes) {
+  std::vector<std::vector<std::string>> needs(probes.size());
+  for (size_t i = 0; i < probes.size(); ++i)
+    for (const std::string* a : {&probes[i].client_addr, &probes[i].dst_addr})
+      if (probes[i].live && !a->empty()) needs[i].push_back(*a);
+  return needs;
+}
+
+// One scratch environment named after `id` ("<pid>-b<k>"): the node namespace, one namespace per remote
+// address the probes [begin, end) use, their listeners and the rules; makes those probes and records the
+// outcome in them. Everything it created is removed when it returns, whatever happened.
+Status run_batch(std::vector<Planned>& probes, size_t begin, size_t end, const std::string& id, const Ir& live_ir,
+                 const LiveOptions& o) {
+  Scratch scratch(id, o.variant);
+  const std::string node_ns = "hsl-" + scratch.id() + "-node";
+  std::map<std::string, std::string> addr_ns;  // remote address -> its namespace, numbered in plan order
+  std::map<std::string, Listener> listeners;   // namespace -> sockets
+  auto ns_of = [&](const std::string& addr) -> const std::string& {
+    if (addr.empty()) return node_ns;
+    auto [it, fresh] = addr_ns.emplace(addr, "");
+    if (fresh) it->second = fmt::format("hsl-{}-a{}", scratch.id(), addr_ns.size());
+    return it->second;
+  };
+  std::vector<size_t> live;
+  for (size_t i = begin; i < end; ++i) {
+    const Planned& p = probes[i];
+    if (!p.live) continue;
+    live.push_back(i);
+    ns_of(p.client_addr);
+    Listener& l = listeners[ns_of(p.dst_addr)];
+    l.sockets.insert({p.proto, p.port});
+    l.v6 |= p.dst.find(':') != std::string::npos;
+  }
 
   // Topology: node namespace, one namespace per address, veth h<k> <-> eth0, routed by the node.
-  if (auto r = scratch.make_parent_cgroup(cg_root / fs::path(parent).relative_path()); !r) return r.error();
-  for (const auto& cg : scratch_cgroups)
-    if (auto r = scratch.make_cgroup(cg_root, cg); !r) return r.error();
   if (auto r = scratch.make_state_dir(); !r) return r.error();
-  auto step = [&](const std::vector<std::string>& argv) { return scratch.run(argv); };
   // No duplicate address detection: addresses are usable at once, and neighbour discovery (which the rules
   // must leave open) needs the link-local ones.
   auto no_dad = [](const std::string& ns) {
@@ -584,7 +606,7 @@ Result<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, con
   listeners[node_ns].udp_addrs = {kLoopback, kNodeAddr};
   if (listeners[node_ns].v6) listeners[node_ns].udp_addrs.push_back(kNodeAddr6);
   for (const auto& argv : setup)
-    if (auto r = step(argv); !r) return r.error();
+    if (auto r = scratch.run(argv); !r) return r.error();
 
   // Listeners, each ready before anything is probed.
   for (const auto& [ns, l] : listeners) {
@@ -611,16 +633,16 @@ Result<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, con
   }
 
   // The compiled rules (with the scratch cgroups) go into the node namespace only.
-  auto applied = scratch.backend(node_ns).apply(*live_compiled.ir);
+  auto applied = scratch.backend(node_ns).apply(live_ir);
   if (!applied) return Error{"applying the compiled rules in the scratch namespace failed: " + applied.error().str()};
 
-  // Probes, in parallel batches; each is bounded by the timeout.
-  for (size_t start = 0; start < planned.size(); start += kLiveParallelProbes) {
-    size_t end = std::min(planned.size(), start + kLiveParallelProbes);
-    std::vector<pid_t> pids(end - start, -1);
-    for (size_t i = start; i < end; ++i) {
-      const Planned& p = planned[i];
-      if (p.client_ns.empty()) continue;
+  // Probes, kLiveParallelProbes at a time; each is bounded by the timeout.
+  for (size_t start = 0; start < live.size(); start += kLiveParallelProbes) {
+    size_t stop = std::min(live.size(), start + kLiveParallelProbes);
+    std::vector<pid_t> pids(stop - start, -1);
+    for (size_t i = start; i < stop; ++i) {
+      const Planned& p = probes[live[i]];
+      const std::string& client_ns = ns_of(p.client_addr);
       pid_t pid = fork();
       if (pid < 0) return Error{fmt::format("fork failed: {}", std::strerror(errno))};
       if (pid == 0) {
@@ -630,16 +652,15 @@ Result<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, con
           if (fd < 0 || write(fd, "0", 1) != 1) child_setup_failed();
           close(fd);
         }
-        enter_netns(p.client_ns);
+        enter_netns(client_ns);
         _exit(connect_once(p.dst, p.port, p.proto, o.timeout_ms));
       }
       pids[i - start] = pid;
       scratch.adopt_child(pid);  // killed and reaped by the scratch guard on an early return
     }
-    for (size_t i = start; i < end; ++i) {
-      Planned& p = planned[i];
+    for (size_t i = start; i < stop; ++i) {
+      Planned& p = probes[live[i]];
       pid_t pid = pids[i - start];
-      if (pid < 0) continue;
       int st = -1;  // not WIFEXITED: an unreaped probe counts as a setup failure
       while (waitpid(pid, &st, 0) < 0) {
         if (errno != EINTR) break;
@@ -651,16 +672,73 @@ Result<std::vector<LiveCaseResult>> run_live_tests(const LoadResult& loaded, con
                                                          {kTimeout, "no answer within the timeout (dropped)"},
                                                          {kRefused, "refused (rejected)"},
                                                          {kOtherError, "connection error (rejected or unreachable)"}};
-      if (code == kSetupFailed) return Error{fmt::format("a client in namespace {} could not be started", p.client_ns)};
+      if (code == kSetupFailed) return Error{fmt::format("a client in namespace {} could not be started", ns_of(p.client_addr))};
       p.probe.live_allow = code == kConnected;
       p.probe.live_detail = kDetail.count(code) ? kDetail.at(code) : fmt::format("exit {}", code);
-      p.probe.live_detail += fmt::format(", {} -> {}:{}/{}", p.client_cgroup_dir.empty() ? p.client_ns : "node in " + p.probe.from,
+      // The client is named by what it stands for, never by its namespace: the text does not depend on the batch.
+      p.probe.live_detail += fmt::format(", {} -> {}:{}/{}", p.client_cgroup_dir.empty() ? p.client_addr : "node in " + p.probe.from,
                                          p.dst, p.port, to_string(p.proto));
     }
   }
   if (interrupted()) return interrupted_failure();
-  for (auto& p : planned) results[p.case_index].probes.push_back(std::move(p.probe));
-  return results;
+  return {};
+}
+
+}  // namespace
+
+std::vector<size_t> split_live_batches(const std::vector<std::vector<std::string>>& needs, size_t max_addresses) {
+  std::vector<size_t> ends;
+  std::set<std::string> batch;  // distinct addresses of the batch being filled
+  for (size_t i = 0; i < needs.size(); ++i) {
+    std::set<std::string> fresh;
+    for (const auto& a : needs[i])
+      if (!batch.count(a)) fresh.insert(a);
+    if (!batch.empty() && batch.size() + fresh.size() > max_addresses) {
+      ends.push_back(i);
+      batch.clear();
+    }
+    batch.insert(needs[i].begin(), needs[i].end());
+  }
+  ends.push_back(needs.size());
+  return ends;
+}
+
+Result<LiveRun> run_live_tests(const LoadResult& loaded, const Context& ctx, const LiveOptions& o) {
+  if (auto why = live_requirements(o); !why.empty()) return Error{"live checks cannot run; missing: " + why};
+  auto reference = compile(loaded, ctx);
+  if (!reference.ok()) return Error{"policy set does not validate"};
+
+  SignalGuard signals;
+  // The run's own scratch holds the mirrored cgroups, for all batches (the compiled rules name them); each
+  // batch has a scratch of its own for namespaces, processes, rules and state, removed before the next
+  // batch starts and always before the cgroups.
+  Scratch scratch(std::to_string(getpid()), o.variant);
+  const std::string parent = "/hostscope-live-" + scratch.id();
+  const fs::path cg_root = cgroup2_root();
+  auto plan = plan_live(loaded, ctx, *reference.ir, parent, cg_root);
+  if (!plan) return plan.error();
+  auto needs = probe_addresses(plan->probes);
+  auto ends = split_live_batches(needs, kLiveMaxAddresses);
+
+  if (auto r = scratch.make_parent_cgroup(cg_root / fs::path(parent).relative_path()); !r) return r.error();
+  for (const auto& cg : plan->scratch_cgroups)
+    if (auto r = scratch.make_cgroup(cg_root, cg); !r) return r.error();
+  size_t begin = 0;
+  for (size_t b = 0; b < ends.size(); ++b) {
+    if (interrupted()) return interrupted_failure();
+    if (auto r = run_batch(plan->probes, begin, ends[b], fmt::format("{}-b{}", scratch.id(), b + 1), plan->live_ir, o); !r) return r.error();
+    begin = ends[b];
+  }
+  if (interrupted()) return interrupted_failure();
+
+  LiveRun run;
+  std::set<std::string> addresses;
+  for (const auto& n : needs) addresses.insert(n.begin(), n.end());
+  run.addresses = addresses.size();
+  run.batches = ends.size();
+  for (auto& p : plan->probes) plan->results[p.case_index].probes.push_back(std::move(p.probe));
+  run.cases = std::move(plan->results);
+  return run;
 }
 
 }  // namespace hostscope::policy

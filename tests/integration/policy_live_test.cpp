@@ -1,7 +1,8 @@
 // `hostscope policy test DIR --live` end to end: the real binary builds its scratch topology,
 // applies the compiled rules in its own namespace, makes every connection and reports per case.
 // Checks the pass run, a wrong expectation (exit 1 naming the case), an interrupted run and a
-// run without root (exit 2 naming what is missing), and that nothing scratch is left behind.
+// run without root (exit 2 naming what is missing), a run with more remote addresses than one scratch
+// environment holds (split into batches), and that nothing scratch is left behind.
 // Runs on iptables-nft and iptables-legacy.
 #include <signal.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -150,11 +152,11 @@ size_t hostscope_rules_on_host(const std::string& variant) {
 }
 
 // A run where every case passes: exit 0, every expected output line, no scratch left, host ruleset unchanged.
-void expect_passing_run(const PolicyDir& d, const std::string& variant, std::initializer_list<const char*> lines) {
+void expect_passing_run(const PolicyDir& d, const std::string& variant, const std::vector<std::string>& lines) {
   size_t host_rules = hostscope_rules_on_host(variant);
   auto r = run_live(d, variant);
   EXPECT_EQ(r.exit_code, 0) << r.out;
-  for (const char* line : lines) EXPECT_NE(r.out.find(line), std::string::npos) << "missing: " << line << "\n" << r.out;
+  for (const auto& line : lines) EXPECT_NE(r.out.find(line), std::string::npos) << "missing: " << line << "\n" << r.out;
   expect_no_scratch(r.pid);
   EXPECT_EQ(hostscope_rules_on_host(variant), host_rules) << "the host's own ruleset changed";
 }
@@ -244,6 +246,101 @@ cases:
                            "8 passed, 0 failed; 8 connections made live, 0 not tried live"});
 }
 
+// For the runs with more distinct remote addresses than one scratch environment emulates (kLiveMaxAddresses,
+// 64). web (local) may reach 198.51.100.0/26 except 198.51.100.8/29 and 2001:db8:77::/126 on tcp/5432; sink
+// (198.51.100.70) rejects everything but 198.51.100.0/27 on tcp/443.
+constexpr const char* kManyContext = R"({"services": [
+  {"name": "web", "cgroups": ["/system.slice/hs-live-many.service"], "ports": [8080]},
+  {"name": "sink", "addresses": ["198.51.100.70"]}]})";
+
+constexpr const char* kManyPolicies = R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: web}
+subject: {service: web}
+default: {egress: deny}
+egress:
+  - action: deny
+    peers: [{cidr: 198.51.100.8/29}]
+  - action: allow
+    peers: [{cidr: 198.51.100.0/26}, {cidr: "2001:db8:77::/126"}]
+    ports: [5432]
+    protocol: tcp
+---
+apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: sink}
+subject: {service: sink}
+default: {ingress: reject}
+ingress:
+  - action: allow
+    peers: [{cidr: 198.51.100.0/27}]
+    ports: [443]
+    protocol: tcp
+)";
+
+struct TcpCase {
+  std::string name, from, to;
+  int port;
+  bool allow;
+};
+
+// 20-tests.yaml with `cases`, case i on line 5 + i; returns the PASS line each case must get.
+std::vector<std::string> write_cases(const PolicyDir& d, const std::vector<TcpCase>& cases) {
+  std::string yaml = "apiVersion: hostscope.io/v1\nkind: PolicyTest\nmetadata: {name: many}\ncases:\n";
+  std::vector<std::string> lines;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto& c = cases[i];
+    const char* verdict = c.allow ? "allow" : "deny";
+    yaml += fmt::format("  - {{name: {}, from: \"{}\", to: \"{}\", port: {}, protocol: tcp, expect: {}}}\n", c.name, c.from, c.to, c.port,
+                        verdict);
+    lines.push_back(fmt::format("PASS 20-tests.yaml:{}:5: {} — expect {}, evaluator {}, live {}\n", i + 5, c.name, verdict, verdict, verdict));
+  }
+  d.write("20-tests.yaml", yaml);
+  return lines;
+}
+
+// 66 IPv4 addresses web reaches (some allowed, some denied by the CIDR deny, some outside the allowed CIDR), 4
+// IPv6 ones, then address-to-address cases that need an address of the first batch again together with the
+// rejecting sink: 71 addresses, so 2 batches, and every case comes out as the evaluator says.
+TEST_P(PolicyLive, ManyAddressesRunInBatches) {
+  REQUIRE_LIVE_TOOLS(GetParam());
+  PolicyDir d;
+  d.context(kManyContext);
+  d.write("10-policies.yaml", kManyPolicies);
+  std::vector<TcpCase> cases;
+  for (int n = 1; n <= 66; ++n)
+    cases.push_back({fmt::format("web-to-v4-{}", n), "web", fmt::format("198.51.100.{}", n), 5432, n <= 63 && (n < 8 || n > 15)});
+  for (int n = 1; n <= 4; ++n) cases.push_back({fmt::format("web-to-v6-{}", n), "web", fmt::format("2001:db8:77::{}", n), 5432, n <= 3});
+  cases.push_back({"v4-1-to-sink", "198.51.100.1", "sink", 443, true});
+  cases.push_back({"v4-40-to-sink", "198.51.100.40", "sink", 443, false});
+  cases.push_back({"v4-65-to-web", "198.51.100.65", "web", 8080, true});
+  auto lines = write_cases(d, cases);
+  lines.push_back(fmt::format("{} passed, 0 failed; {} connections made live, 0 not tried live; 71 remote addresses in 2 batches\n",
+                              cases.size(), cases.size()));
+  expect_passing_run(d, GetParam(), lines);
+}
+
+// SIGTERM while the second batch runs (its last probe is dropped and would wait a minute): the first batch's
+// namespaces are gone by then, and nothing of either batch is left afterwards.
+TEST_P(PolicyLive, InterruptedSecondBatchRemovesItsScratch) {
+  REQUIRE_LIVE_TOOLS(GetParam());
+  PolicyDir d;
+  d.context(kManyContext);
+  d.write("10-policies.yaml", kManyPolicies);
+  std::vector<TcpCase> cases;
+  for (int n = 1; n <= 65; ++n) cases.push_back({fmt::format("v4-{}-to-web", n), fmt::format("198.51.100.{}", n), "web", 8080, true});
+  cases.push_back({"web-to-v4-66", "web", "198.51.100.66", 5432, false});
+  write_cases(d, cases);
+  Child c({bin(), "policy", "test", d.dir(), "--context", d.context_file(), "--live", "--iptables", GetParam(), "--timeout-ms", "60000"});
+  ASSERT_TRUE(eventually([&] { return sh("ip netns list").out.find(fmt::format("hsl-{}-b2-node", c.pid())) != std::string::npos; },
+                         std::chrono::seconds(240)));
+  auto ns = sh("ip netns list");
+  EXPECT_EQ(ns.out.find(fmt::format("hsl-{}-b1-", c.pid())), std::string::npos) << ns.out;
+  kill(c.pid(), SIGTERM);
+  EXPECT_EQ(c.wait(), 2);
+  expect_no_scratch(c.pid());
+}
+
 TEST_P(PolicyLive, WrongExpectationFailsNamingTheCase) {
   REQUIRE_LIVE_TOOLS(GetParam());
   PolicyDir d;
@@ -301,7 +398,7 @@ TEST_P(PolicyLive, InterruptedRunRemovesItsScratch) {
   d.write("20-tests.yaml", cases("allow"));
   Child c({bin(), "policy", "test", d.dir(), "--context", d.context_file(), "--live", "--iptables", GetParam(), "--timeout-ms", "60000"});
   // The node namespace exists from setup until teardown; the drop cases then wait up to a minute.
-  ASSERT_TRUE(eventually([&] { return sh("ip netns list").out.find(fmt::format("hsl-{}-node", c.pid())) != std::string::npos; },
+  ASSERT_TRUE(eventually([&] { return sh("ip netns list").out.find(fmt::format("hsl-{}-b1-node", c.pid())) != std::string::npos; },
                          std::chrono::seconds(60)));
   kill(c.pid(), SIGTERM);
   EXPECT_EQ(c.wait(), 2);
