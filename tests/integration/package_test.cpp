@@ -92,9 +92,17 @@ TEST_F(Package, ControlDeclaresLinkedLibrariesAndConffile) {
   auto needed = sh("objdump -p " + q(env("HOSTSCOPE_BIN")) + " | awk '/NEEDED/ {print $2}'");
   ASSERT_EQ(needed.status, 0);
   ASSERT_FALSE(lines_of(needed.out).empty());
+  // Each library as the loader resolves it for this binary (a bare name can match other architectures' copies,
+  // e.g. libc6-i386's /lib32/libm.so.6), owned by the path itself or its /usr-merged alias.
   for (const auto& lib : lines_of(needed.out)) {
-    auto owner = sh("dpkg -S " + q("*/" + lib) + " | head -1 | cut -d: -f1");
+    auto path = sh("ldd " + q(env("HOSTSCOPE_BIN")) + " | awk -v l=" + q(lib) + " '$1 == l {print $3}'");
+    ASSERT_EQ(path.status, 0) << lib;
+    ASSERT_FALSE(lines_of(path.out).empty()) << lib << " not resolved by ldd";
+    const std::string p = lines_of(path.out).at(0);
+    const std::string alias = p.rfind("/usr/", 0) == 0 ? p.substr(4) : "/usr" + p;
+    auto owner = sh("{ dpkg -S " + q(p) + " || dpkg -S " + q(alias) + "; } 2>/dev/null | head -1 | cut -d: -f1");
     ASSERT_EQ(owner.status, 0) << lib;
+    ASSERT_FALSE(lines_of(owner.out).empty()) << lib << " (" << p << ") belongs to no package";
     std::string pkg = lines_of(owner.out).at(0);
     EXPECT_NE(depends.find(pkg), std::string::npos) << lib << " from " << pkg << " not in Depends: " << depends;
   }

@@ -28,6 +28,10 @@ done
 ((${#kernels[@]})) || { echo "usage: $0 [--build DIR] [--tests LIST] KERNEL..." >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "kernels: must run as root (apt, qemu shares of /)" >&2; exit 2; }
 [ -x "$build/hostscope" ] || { echo "kernels: no build at $build (run scripts/setup.sh first)" >&2; exit 2; }
+# The guest sees the host's root over 9p but mounts fresh tmpfs on /tmp, /run and /root: a tree there is hidden.
+case "$src/" in
+  /tmp/*|/run/*|/root/*) echo "kernels: the tree at $src is under /tmp, /run or /root, which the guest hides behind its own tmpfs; clone it elsewhere (e.g. /srv or /var/tmp)" >&2; exit 2 ;;
+esac
 
 need=()
 for p in qemu-system-x86 busybox-static xz-utils zstd cpio kmod; do
