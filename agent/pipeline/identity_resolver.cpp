@@ -13,8 +13,8 @@ class CommResolver : public IdentityResolver {
  public:
   ResolvedEvent resolve(const events::ConnectionEvent& e) override {
     ResolvedEvent r;
-    r.local.pid = e.pid;
-    r.local.service = e.owner_known ? std::string(e.comm_view()) : std::string();
+    r.pid = e.pid;
+    if (e.owner_known) r.comm = e.comm_view();
     return r;
   }
 };
@@ -22,6 +22,22 @@ class CommResolver : public IdentityResolver {
 topology::Endpoint endpoint_of(const identity::ProcessIdentity& p) { return {p.service, p.k8s_namespace, p.pod, p.pid}; }
 
 }  // namespace
+
+std::string_view ResolvedEvent::service() const { return owner ? std::string_view(owner->service) : comm; }
+
+topology::Endpoint ResolvedEvent::local_endpoint() const {
+  if (owner) return endpoint_of(*owner);
+  topology::Endpoint ep;
+  ep.pid = pid;
+  ep.service = std::string(comm);
+  return ep;
+}
+
+std::optional<topology::Endpoint> ResolvedEvent::peer_endpoint() const {
+  if (peer) return endpoint_of(*peer);
+  if (peer_pid) return topology::Endpoint{"", "", "", *peer_pid};
+  return std::nullopt;
+}
 
 std::unique_ptr<IdentityResolver> make_comm_resolver() { return std::make_unique<CommResolver>(); }
 
@@ -66,13 +82,11 @@ void ProcessIdentityResolver::begin_batch() {
 ResolvedEvent ProcessIdentityResolver::resolve(const events::ConnectionEvent& e) {
   ResolvedEvent out;
   auto r = lookup_ ? lookup_->resolve(e) : identity::ConnectionProcesses{};
-  if (r.owner) out.local = endpoint_of(*r.owner);
-  else {
-    out.local.pid = e.pid;
-    if (e.owner_known) out.local.service = std::string(e.comm_view());
-  }
-  if (r.peer) out.peer = endpoint_of(*r.peer);
-  else if (r.peer_pid) out.peer = topology::Endpoint{"", "", "", *r.peer_pid};
+  out.pid = e.pid;
+  out.owner = std::move(r.owner);
+  out.peer = std::move(r.peer);
+  out.peer_pid = r.peer_pid;
+  if (!out.owner && e.owner_known) out.comm = e.comm_view();
   return out;
 }
 

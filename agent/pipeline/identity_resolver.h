@@ -3,6 +3,8 @@
 // this host, who the peer is. The process identity stack: process hooks (bpf/process.bpf.c) feed the process
 // table, Go offsets flow to the TCP tracer's go_procs map, and the peer pid the kernel put on an event is named.
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <nlohmann/json.hpp>
 
 #include "agent/bpf/process_tracer.h"
@@ -14,10 +16,21 @@
 
 namespace hostscope::pipeline {
 
-// Identity of the local owner of an event, and of the local peer when the other end is on this host.
+// Identity of the local owner of an event, and of the local peer when the other end is on this host. It holds the
+// process table's identities rather than copies of their names (resolved for every event); the topology's endpoints
+// are built from it only where a topology is kept.
 struct ResolvedEvent {
-  topology::Endpoint local;
-  std::optional<topology::Endpoint> peer;
+  std::shared_ptr<const identity::ProcessIdentity> owner;  // null: the process table does not know the owner
+  std::shared_ptr<const identity::ProcessIdentity> peer;   // the local peer, when the table knows it
+  std::optional<uint32_t> peer_pid;                        // the local peer's pid, when the kernel paired the two ends
+  uint32_t pid = 0;                                        // the event's owner pid
+  // The owner's comm when the kernel knew the owner and the table did not (points into the event, which lives as
+  // long as the batch this value belongs to).
+  std::string_view comm;
+
+  std::string_view service() const;  // the owner's service, else its comm, else ""
+  topology::Endpoint local_endpoint() const;
+  std::optional<topology::Endpoint> peer_endpoint() const;
 };
 
 class IdentityResolver {

@@ -4,6 +4,8 @@
 #include <bpf/bpf.h>
 #include <netinet/in.h>
 
+#include <algorithm>
+
 #include "agent/topology/conntrack.h"
 #include "agent/util/clock.h"
 #include "agent/util/logging.h"
@@ -146,11 +148,17 @@ void Pipeline::stop() {
 
 void Pipeline::on_batch(std::span<const events::ConnectionEvent> batch) {
   if (opts_.keep_only) {
-    kept_.clear();
-    for (const auto& e : batch)
-      if (opts_.keep_only->match(e)) kept_.push_back(e);
-    if (kept_.empty()) return;
-    batch = kept_;
+    // Copy only when something is filtered out: with an empty filter every event is kept, and the batch is
+    // handed on as the reader delivered it.
+    const auto& f = *opts_.keep_only;
+    auto miss = std::find_if_not(batch.begin(), batch.end(), [&](const auto& e) { return f.match(e); });
+    if (miss != batch.end()) {
+      kept_.assign(batch.begin(), miss);
+      for (auto it = miss + 1; it != batch.end(); ++it)
+        if (f.match(*it)) kept_.push_back(*it);
+      if (kept_.empty()) return;
+      batch = kept_;
+    }
   }
   uint64_t now = clock_ns(CLOCK_REALTIME);
   resolved_.clear();
@@ -158,9 +166,13 @@ void Pipeline::on_batch(std::span<const events::ConnectionEvent> batch) {
   resolver_->begin_batch();
   for (const auto& e : batch) resolved_.push_back(resolver_->resolve(e));
   if (topo_) {
+    // The topology keys edges on endpoints (names copied): built here, only where a topology is kept.
+    endpoints_.clear();
+    endpoints_.reserve(batch.size());
+    for (const auto& r : resolved_) endpoints_.push_back({r.local_endpoint(), r.peer_endpoint()});
     items_.clear();
     for (size_t i = 0; i < batch.size(); i++)
-      items_.push_back({&batch[i], &resolved_[i].local, resolved_[i].peer ? &*resolved_[i].peer : nullptr});
+      items_.push_back({&batch[i], &endpoints_[i].first, endpoints_[i].second ? &*endpoints_[i].second : nullptr});
     topo_->ingest_batch(items_, now);
     tick(now);
   }
@@ -226,10 +238,12 @@ void Pipeline::unsubscribe(uint64_t id) {
 
 events::EventIdentity event_identity(const ResolvedEvent& r) {
   events::EventIdentity id;
-  id.service = r.local.service;
+  id.service = r.service();
   if (r.peer) {
     if (r.peer->pid) id.peer_pid = r.peer->pid;
     id.peer_service = r.peer->service;
+  } else if (r.peer_pid && *r.peer_pid) {
+    id.peer_pid = r.peer_pid;
   }
   return id;
 }
