@@ -105,6 +105,22 @@ nlohmann::json observed_topology(const Options& o) {
   return std::move(*topo);
 }
 
+// The observed edges of `--impact`, read leniently like `generate --from`.
+topology::TopologySnapshot observed_edges(const Options& o) {
+  auto observed = topology::from_json(observed_topology(o), {.lenient = true});
+  if (!observed) fail(1, observed.error().str());
+  return std::move(*observed);
+}
+
+// `--since D` of `--impact`: the earliest last-seen time kept (0: no window); a malformed D is a usage error.
+uint64_t since_ns(const std::string& since) {
+  if (since.empty()) return 0;
+  auto d = parse_duration_ns(since);
+  if (!d) fail(2, fmt::format("--since {}: expected a duration like 30m, 24h or 7d", since));
+  uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  return now > *d ? now - *d : 1;
+}
+
 // mass_removal() for the CLI: the rules in force come from the backend's status ("" when it cannot be read: plan and
 // apply report that themselves).
 std::string mass_removal_of(IptablesBackend& b, const Plan& p, const CompileResult& c) {
@@ -241,15 +257,8 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
   plan_cmd->add_flag("--json", o->json, "With --impact: machine-readable output");
   plan_cmd->callback([o, impact_since] {
     if (o->impact) {
-      uint64_t since = 0;
-      if (!impact_since->empty()) {
-        auto d = parse_duration_ns(*impact_since);
-        if (!d) fail(2, fmt::format("--since {}: expected a duration like 30m, 24h or 7d", *impact_since));
-        uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-        since = now > *d ? now - *d : 1;
-      }
-      auto observed = topology::from_json(observed_topology(*o), {.lenient = true});
-      if (!observed) fail(1, observed.error().str());
+      const uint64_t since = since_ns(*impact_since);
+      auto observed = observed_edges(*o);
       Context ctx = context(*o);
       LoadResult next_set;
       auto next = compiled_set(*o, &next_set, &ctx);
@@ -262,7 +271,7 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
         before = {&*current, nullptr, fmt::format("generation {} in force", gen)};
       }
       ImpactSide after{&*next.ir, &next_set.set, fmt::format("policy directory {}", o->dir)};
-      auto r = observed_impact(before, after, ctx, *observed, since);
+      auto r = observed_impact(before, after, ctx, observed, since);
       if (o->json) std::cout << impact_json(r).dump(2) << "\n";
       else std::cout << impact_text(r);
       if (r.newly_denied()) fail(3, "");
@@ -286,7 +295,12 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
   diff_cmd->add_option("--path", (*diff_opts)[3], "With --git: the policy directory inside the repository");
   diff_cmd->add_option("--context", o->context_file, "JSON file with the service catalogue and named networks");
   diff_cmd->add_flag("--json", o->json, "Machine-readable output");
-  diff_cmd->callback([o, diff_opts] {
+  diff_cmd->add_flag("--impact", o->impact, "Also list the observed edges behind each class (from the agent or --from)");
+  auto* diff_from = diff_cmd->add_option("--from", o->from_file, "With --impact: topology JSON file instead of asking the agent");
+  diff_cmd->add_option("--socket", o->socket, "With --impact: agent API socket")->capture_default_str()->excludes(diff_from);
+  diff_cmd->add_option("--since", *impact_since, "With --impact: only edges last seen within this window (30m, 24h, 7d)");
+  diff_cmd->callback([o, diff_opts, impact_since] {
+    const uint64_t since = since_ns(*impact_since);  // usage errors before any work
     const auto& [a_arg, b_arg, repo, sub] = *diff_opts;
     std::string tmp;
     if (!repo.empty()) {
@@ -321,10 +335,18 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
       }
     auto aa = analyze(la.set, ctx), ab = analyze(lb.set, ctx);
     auto d = semantic_diff({&la.set, &aa, &*ca.ir}, {&lb.set, &ab, &*cb.ir}, ctx);
+    std::optional<ImpactReport> report;
+    std::optional<DiffImpact> impact;
+    if (o->impact) {
+      auto observed = observed_edges(*o);
+      report = observed_impact({&*ca.ir, &la.set, a_arg}, {&*cb.ir, &lb.set, b_arg}, ctx, observed, since);
+      impact = attach_impact(d, *report);
+    }
+    const DiffImpact* ip = impact ? &*impact : nullptr;
     if (o->json)
-      std::cout << diff_json(d).dump(2) << "\n";
+      std::cout << diff_json(d, ip).dump(2) << "\n";
     else
-      std::cout << diff_text(d);
+      std::cout << diff_text(d, ip);
     if (d.newly_denied()) fail(3, "");
     if (!d.changes.empty()) fail(4, "");
   });

@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/topology_json.h"
+
 namespace hostscope::policy {
 namespace {
 
@@ -23,8 +25,6 @@ std::optional<IpAddr> after_last(const Cidr& c) {
     if (++a.bytes[i] != 0) return a;
   return std::nullopt;
 }
-
-int severity(Verdict v) { return v == Verdict::Deny ? 2 : v == Verdict::AuditWouldDeny ? 1 : 0; }
 
 struct SubjectEnd {
   Endpoint ep;
@@ -161,6 +161,7 @@ DiffResult semantic_diff(const DiffSide& before, const DiffSide& after, const Co
       std::set<uint32_t> points{1};
       collect_atoms(rules_before, name, dir, peers, points);
       collect_atoms(rules_after, name, dir, peers, points);
+      auto peer_atoms = std::make_shared<const std::vector<Cidr>>(peers);
       std::vector<IpAddr> probes;
       std::set<std::string> probe_keys;
       auto add_probe = [&](const IpAddr& a) {
@@ -225,6 +226,7 @@ DiffResult semantic_diff(const DiffSide& before, const DiffSide& after, const Co
               c.after = a.v;
               c.decided_before = std::move(db);
               c.decided_after = std::move(da);
+              c.atoms = peer_atoms;
               out.changes.push_back(std::move(c));
               open = &out.changes.back();
             }
@@ -239,10 +241,81 @@ done:
   return out;
 }
 
-std::string diff_text(const DiffResult& d) {
+bool VerdictChange::covers(const IpAddr& peer, Protocol proto, uint16_t port) const {
+  if (proto != protocol || !ports.contains(port)) return false;
+  auto rep = IpAddr::parse(peer_address);
+  if (!rep || rep->family != peer.family) return false;
+  if (!atoms) return true;
+  return std::all_of(atoms->begin(), atoms->end(), [&](const Cidr& c) { return c.contains(peer) == c.contains(*rep); });
+}
+
+DiffImpact attach_impact(const DiffResult& d, const ImpactReport& report) {
+  DiffImpact out;
+  out.report = &report;
+  out.per_change.resize(d.changes.size());
+  for (size_t i = 0; i < report.changes.size(); ++i) {
+    const auto& ch = report.changes[i];
+    const auto& e = ch.edge;
+    const Protocol proto = e.protocol == topology::Protocol::Udp ? Protocol::Udp : Protocol::Tcp;
+    // Where each direction's peer is: the server (or the DNAT backends, as the filter table sees them) for egress,
+    // the client for ingress, on the port the server was reached at.
+    std::vector<std::pair<IpAddr, uint16_t>> servers;
+    for (const auto& a : e.actual)
+      if (auto hp = topology::parse_addr_port(a)) servers.push_back(*hp);
+    if (servers.empty())
+      if (auto a = IpAddr::parse(e.server.address)) servers.push_back({*a, e.port});
+    const auto client = IpAddr::parse(e.client.address);
+    bool placed = false;
+    for (size_t k = 0; k < d.changes.size(); ++k) {
+      const auto& c = d.changes[k];
+      if (c.before != ch.before || c.after != ch.after || c.decided_before != ch.decided_before ||
+          c.decided_after != ch.decided_after)
+        continue;
+      bool hit = false;
+      if (c.direction == Direction::Egress) {
+        hit = std::any_of(servers.begin(), servers.end(), [&](const auto& s) { return c.covers(s.first, proto, s.second); });
+      } else if (client) {
+        hit = std::any_of(servers.begin(), servers.end(), [&](const auto& s) { return c.covers(*client, proto, s.second); });
+      }
+      if (hit) {
+        out.per_change[k].push_back(i);
+        placed = true;
+      }
+    }
+    if (!placed) out.outside.push_back(i);
+  }
+  return out;
+}
+
+namespace {
+
+std::string observed_line(const ImpactChange& c) {
+  const auto& e = c.edge;
+  auto end = [](const topology::EdgeEnd& x) {
+    std::string id = topology::node_id(x);
+    if (x.kind == topology::NodeKind::Service && !x.address.empty()) id += " (" + x.address + ")";
+    return id;
+  };
+  std::string s = fmt::format("{} -> {} port {}/{}, {} connection(s)", end(e.client), end(e.server), e.port,
+                              topology::to_string(e.protocol), e.connections);
+  if (e.failed_total()) s += fmt::format(", {} failed", e.failed_total());
+  if (e.last_seen_ns) s += ", last seen " + topology::format_time(e.last_seen_ns);
+  return s;
+}
+
+uint64_t observed_connections(const DiffImpact& impact, const std::vector<size_t>& edges) {
+  uint64_t n = 0;
+  for (size_t i : edges) n += impact.report->changes[i].edge.connections;
+  return n;
+}
+
+}  // namespace
+
+std::string diff_text(const DiffResult& d, const DiffImpact* impact) {
   std::string s;
   size_t denied = 0;
-  for (const auto& c : d.changes) {
+  for (size_t k = 0; k < d.changes.size(); ++k) {
+    const auto& c = d.changes[k];
     denied += c.newly_denied();
     const bool egress = c.direction == Direction::Egress;
     s += fmt::format("{}{} {}: {} {} {} {}/{}: {} -> {}\n", c.newly_denied() ? "NEWLY DENIED " : "", c.subject,
@@ -250,15 +323,50 @@ std::string diff_text(const DiffResult& d) {
                      to_string(c.protocol), ports_text(c.ports), to_string(c.before), to_string(c.after));
     if (!c.decided_before.empty()) s += fmt::format("    before: {}\n", c.decided_before);
     if (!c.decided_after.empty()) s += fmt::format("    after:  {}\n", c.decided_after);
+    if (!impact) continue;
+    const auto& edges = impact->per_change[k];  // report order: most connections first
+    if (edges.empty()) s += "    observed: no edge\n";
+    for (size_t j = 0; j < edges.size() && j < kObservedShown; ++j)
+      s += "    observed: " + observed_line(impact->report->changes[edges[j]]) + "\n";
+    if (edges.size() > kObservedShown)
+      s += fmt::format("    observed: and {} more edge(s), {} connection(s) in all\n", edges.size() - kObservedShown,
+                       observed_connections(*impact, edges));
   }
   s += fmt::format("{} verdict change(s), {} newly denied, over {} connection classes{}\n", d.changes.size(), denied,
                    d.classes, d.truncated ? fmt::format(" (stopped at the bound of {} classes: the diff is incomplete)", kMaxClasses) : "");
+  if (impact) {
+    const auto& r = *impact->report;
+    size_t with_edges = 0;
+    for (const auto& e : impact->per_change) with_edges += !e.empty();
+    size_t newly = std::count_if(r.changes.begin(), r.changes.end(), [](const ImpactChange& c) { return c.newly_denied(); });
+    s += fmt::format("observed traffic: {} edge(s) judged{}{}; {} change verdict ({} newly denied, {} connection(s)), behind {} of "
+                     "the {} class(es)\n",
+                     r.edges, r.outside_window ? fmt::format(", {} older left out", r.outside_window) : "",
+                     r.unjudged ? fmt::format(", {} without an address to judge", r.unjudged) : "", r.changes.size(), newly,
+                     r.newly_denied_connections, with_edges, d.changes.size());
+    for (size_t i : impact->outside)
+      s += "  in no listed class: " + observed_line(r.changes[i]) + "\n";
+  }
   return s;
 }
 
-nlohmann::json diff_json(const DiffResult& d) {
+nlohmann::json diff_json(const DiffResult& d, const DiffImpact* impact) {
   nlohmann::json changes = nlohmann::json::array();
-  for (const auto& c : d.changes)
+  auto edge_json = [&](size_t i) {
+    const auto& e = impact->report->changes[i].edge;
+    return nlohmann::json{{"client", topology::node_id(e.client)},
+                          {"client_address", e.client.address},
+                          {"server", topology::node_id(e.server)},
+                          {"server_address", e.server.address},
+                          {"port", e.port},
+                          {"protocol", topology::to_string(e.protocol)},
+                          {"actual", e.actual},
+                          {"connections", e.connections},
+                          {"failed", e.failed_total()},
+                          {"last_seen", e.last_seen_ns ? topology::format_time(e.last_seen_ns) : ""}};
+  };
+  for (size_t k = 0; k < d.changes.size(); ++k) {
+    const auto& c = d.changes[k];
     changes.push_back({{"subject", c.subject},
                        {"direction", to_string(c.direction)},
                        {"endpoint", c.endpoint},
@@ -271,7 +379,26 @@ nlohmann::json diff_json(const DiffResult& d) {
                        {"newly_denied", c.newly_denied()},
                        {"decided_before", c.decided_before},
                        {"decided_after", c.decided_after}});
-  return {{"changes", changes}, {"classes", d.classes}, {"truncated", d.truncated}, {"newly_denied", d.newly_denied()}};
+    if (impact) {
+      nlohmann::json observed = nlohmann::json::array();
+      for (size_t i : impact->per_change[k]) observed.push_back(edge_json(i));
+      changes.back()["observed"] = std::move(observed);
+    }
+  }
+  nlohmann::json out = {{"changes", changes}, {"classes", d.classes}, {"truncated", d.truncated}, {"newly_denied", d.newly_denied()}};
+  if (impact) {
+    const auto& r = *impact->report;
+    nlohmann::json outside = nlohmann::json::array();
+    for (size_t i : impact->outside) outside.push_back(edge_json(i));
+    out["impact"] = {{"edges", r.edges},
+                     {"unjudged", r.unjudged},
+                     {"outside_window", r.outside_window},
+                     {"since", r.since_ns ? topology::format_time(r.since_ns) : ""},
+                     {"changed", r.changes.size()},
+                     {"newly_denied_connections", r.newly_denied_connections},
+                     {"in_no_class", std::move(outside)}};
+  }
+  return out;
 }
 
 }  // namespace hostscope::policy

@@ -6,6 +6,7 @@
 // after its last, every port range's first port and the port after its last, plus one address outside every rule
 // (192.0.2.1, 2001:db8::1) and port 1. Within one piece every rule of the subject matches all or nothing, so one
 // representative per piece, evaluated by the reference evaluator against both generations, stands for the piece.
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 
 #include "policy/analysis.h"
 #include "policy/evaluator.h"
+#include "policy/impact.h"
 #include "policy/ir.h"
 
 namespace hostscope::policy {
@@ -34,7 +36,12 @@ struct VerdictChange {
   PortRange ports;
   Verdict before = Verdict::Allow, after = Verdict::Allow;
   std::string decided_before, decided_after;  // "policy web: egress rule 2 (deny) at web.yaml:12:5", or ""
+  // Every peer CIDR the subject's rules name in this direction: an address is in this class's piece when exactly the
+  // same of them contain it as contain peer_address (shared by the changes of one subject and direction).
+  std::shared_ptr<const std::vector<Cidr>> atoms;
   bool newly_denied() const { return before != Verdict::Deny && after == Verdict::Deny; }
+  // Whether a connection to (egress) or from (ingress) `peer` on `port` falls in this class's piece and ports.
+  bool covers(const IpAddr& peer, Protocol proto, uint16_t port) const;
 };
 
 struct DiffResult {
@@ -46,8 +53,22 @@ struct DiffResult {
 
 DiffResult semantic_diff(const DiffSide& before, const DiffSide& after, const Context& ctx);
 
-std::string diff_text(const DiffResult& d);
-nlohmann::json diff_json(const DiffResult& d);
+// `policy diff --impact`: the observed edges behind each class. `report` is observed_impact() with the same two
+// sets (A as before, B as after); an edge whose verdict changes is put under every class it falls in: same verdicts
+// and deciding rules on both sides, same protocol, its port in the class's ports, its peer address (the server's, or
+// a DNAT backend's, for egress; the client's for ingress) in the class's piece. An edge that changes verdict but
+// falls in no listed class (possible only when the diff was truncated) is listed apart.
+struct DiffImpact {
+  const ImpactReport* report = nullptr;
+  std::vector<std::vector<size_t>> per_change;  // per DiffResult::changes entry: indices into report->changes
+  std::vector<size_t> outside;                  // changed edges in no class
+};
+DiffImpact attach_impact(const DiffResult& d, const ImpactReport& report);
+
+// With `impact`, each class lists up to `kObservedShown` of its observed edges (most connections first).
+inline constexpr size_t kObservedShown = 5;
+std::string diff_text(const DiffResult& d, const DiffImpact* impact = nullptr);
+nlohmann::json diff_json(const DiffResult& d, const DiffImpact* impact = nullptr);
 
 // "policy web: egress rule 2 (deny) at web.yaml:12:5" for the rule that decided, found in `set` by owner and
 // description; hostscope's own rules ("hs.failsafe", ...) are named as such.

@@ -186,7 +186,8 @@ TEST_F(PolicyMarksLive, MarksEqualWhatTheKernelDid) {
 // `policy plan --impact` on the same node (issue 19): a known workload (front -> cart once, front -> db with three
 // connections), then a planned policy that allows front only to cart. The report must name the front -> db edge as
 // newly denied, with its three connections and the rule that decides (file:line), and exit 3; with a policy that
-// keeps db allowed it reports no change and exits 0. Nothing is applied: plan never touches the kernel.
+// keeps db allowed it reports no change and exits 0; `policy diff --impact` of the two sets lists the same edge under
+// the class that changes. Nothing is applied: plan and diff never touch the kernel.
 TEST_F(PolicyMarksLive, PlanImpactNamesTheObservedEdgeThePlanWouldDeny) {
   Child& anchor = start("mk-front", {"server", "127.0.0.1", "0", "0", "1"});
   Child& cart = start("mk-cart", {"server", "127.0.0.1", "0", "100", "1000"});
@@ -246,10 +247,22 @@ TEST_F(PolicyMarksLive, PlanImpactNamesTheObservedEdgeThePlanWouldDeny) {
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("no observed edge changes verdict"), std::string::npos) << r.out;
 
+  // `policy diff wide narrow --impact`: the class that loses db's port lists the observed front -> db edge with its
+  // three connections; cart's edge keeps its verdict and is listed nowhere.
+  r = hostscope("policy diff " + wide + " " + narrow + " --impact --socket " + node_->sock());
+  EXPECT_EQ(r.status, 3) << r.out;
+  EXPECT_NE(r.out.find("tcp/" + std::to_string(db_port) + ": allow -> deny"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("port " + std::to_string(db_port) + "/tcp, 3 connection(s)"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("port " + std::to_string(cart_port) + "/tcp, "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 change verdict (1 newly denied, 3 connection(s))"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("in no listed class"), std::string::npos) << r.out;
+
   // Bad input changes nothing and says why.
   r = hostscope("policy plan " + narrow + opts + " --since yesterday");
   EXPECT_EQ(r.status, 2) << r.out;
   EXPECT_NE(r.out.find("--since yesterday"), std::string::npos) << r.out;
+  r = hostscope("policy diff " + wide + " " + narrow + " --impact --socket " + node_->sock() + " --since yesterday");
+  EXPECT_EQ(r.status, 2) << r.out;
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "policy/compiler.h"
 #include "policy/diff.h"
+#include "policy/impact.h"
 #include "policy/loader.h"
 
 namespace hostscope::policy {
@@ -123,6 +124,79 @@ TEST(PolicyDiff, TextAndJsonNameTheChange) {
   EXPECT_TRUE(j["newly_denied"].get<bool>());
   EXPECT_EQ(j["changes"].size(), 8u);
   EXPECT_EQ(j["changes"][0]["ports"], "5432");
+}
+
+// `diff --impact`: the observed edges behind each class. Moving the allowed port from 5432 to 5433 newly denies
+// web's 40 observed connections to db on 5432 (listed under that class, with its count), lets the 3 refused ones on
+// 5433 through (listed under the 5433 class), and leaves the edge to an outside address (denied on both sides) out.
+topology::EdgeSnapshot observed_edge(const std::string& server, const std::string& server_addr, uint16_t port, uint64_t conns) {
+  topology::EdgeSnapshot e;
+  e.client = {topology::NodeKind::Service, "web", "", "", "10.0.0.1"};
+  e.server = {server == "db" ? topology::NodeKind::Service : topology::NodeKind::External, server, "", "", server_addr};
+  e.port = port;
+  e.connections = conns;
+  e.first_seen_ns = 1000;
+  e.last_seen_ns = 2000;
+  return e;
+}
+
+TEST(PolicyDiff, ImpactListsTheObservedEdgesBehindEachClass) {
+  Side a(web("enforce", "5432")), b(web("enforce", "5433"));
+  auto d = semantic_diff(a.side(), b.side(), catalogue());
+  topology::TopologySnapshot seen;
+  seen.edges.push_back(observed_edge("db", "10.1.0.3", 5432, 40));
+  seen.edges.push_back(observed_edge("db", "10.1.0.3", 5433, 3));
+  seen.edges.push_back(observed_edge("external", "192.0.2.9", 443, 7));
+  auto r = observed_impact({&*a.compiled.ir, &a.loaded.set, "A"}, {&*b.compiled.ir, &b.loaded.set, "B"}, catalogue(), seen);
+  ASSERT_EQ(r.changes.size(), 2u) << impact_text(r);
+  auto impact = attach_impact(d, r);
+  ASSERT_EQ(impact.per_change.size(), d.changes.size());
+  EXPECT_TRUE(impact.outside.empty());
+  size_t listed = 0;
+  for (size_t k = 0; k < d.changes.size(); ++k) {
+    const auto& c = d.changes[k];
+    for (size_t i : impact.per_change[k]) {
+      listed++;
+      const auto& e = r.changes[i].edge;
+      EXPECT_EQ(c.peer_address, "10.1.0.3") << diff_text(d, &impact);
+      EXPECT_TRUE(c.ports.contains(e.port));
+      EXPECT_EQ(c.newly_denied(), e.port == 5432);
+    }
+  }
+  EXPECT_EQ(listed, 2u) << diff_text(d, &impact);
+  auto text = diff_text(d, &impact);
+  EXPECT_NE(text.find("NEWLY DENIED web egress: cgroup /web -> service db (10.1.0.3/32) tcp/5432: allow -> deny\n"
+                      "    before: policy web: egress rule 1 (allow) at web.yaml:8:5\n"
+                      "    after:  policy web: egress default deny at web.yaml:6:10\n"
+                      "    observed: service:/web (10.0.0.1) -> service:/db (10.1.0.3) port 5432/tcp, 40 connection(s)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("observed traffic: 3 edge(s) judged; 2 change verdict (1 newly denied, 40 connection(s)), behind 2 of the 8 class(es)"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("192.0.2.9"), std::string::npos) << "denied on both sides: not behind any change\n" << text;
+  auto j = diff_json(d, &impact);
+  EXPECT_EQ(j["changes"][0]["observed"].size(), 1u) << j.dump(2);
+  EXPECT_EQ(j["changes"][0]["observed"][0]["connections"], 40);
+  EXPECT_EQ(j["impact"]["edges"], 3);
+  EXPECT_EQ(j["impact"]["in_no_class"].size(), 0u);
+  EXPECT_FALSE(diff_json(d).contains("impact")) << "without --impact the JSON is unchanged";
+}
+
+// An edge whose verdict changes but that no listed class covers (a class the bound cut off) is listed apart, never
+// dropped.
+TEST(PolicyDiff, ImpactEdgeOutsideEveryClassIsListedApart) {
+  Side a(web("enforce", "5432")), b(web("enforce", "5433"));
+  auto d = semantic_diff(a.side(), b.side(), catalogue());
+  topology::TopologySnapshot seen;
+  seen.edges.push_back(observed_edge("db", "10.1.0.3", 5432, 40));
+  auto r = observed_impact({&*a.compiled.ir, &a.loaded.set, "A"}, {&*b.compiled.ir, &b.loaded.set, "B"}, catalogue(), seen);
+  d.changes.erase(d.changes.begin());  // as if truncated before the 5432 class
+  auto impact = attach_impact(d, r);
+  ASSERT_EQ(impact.outside.size(), 1u) << diff_text(d, &impact);
+  EXPECT_NE(diff_text(d, &impact).find("  in no listed class: service:/web (10.0.0.1) -> service:/db (10.1.0.3) port 5432/tcp"),
+            std::string::npos)
+      << diff_text(d, &impact);
 }
 
 }  // namespace
