@@ -133,7 +133,7 @@ void Agent::register_api() {
   });
   api_->handle("services", [this](const nlohmann::json&) { return pipeline_->services_json(); });
   register_topology_api(*api_, *pipeline_, cfg_);
-  api_->stream("connections", [this](const nlohmann::json& p, std::shared_ptr<StreamQueue> q) {
+  api_->stream("connections", [this](const nlohmann::json& p, const std::shared_ptr<StreamQueue>& q) {
     auto f = std::make_shared<events::ConnectionFilter>(stream_filter_from_json(p));
     uint64_t id = pipeline_->subscribe(
         [f, q](std::span<const events::ConnectionEvent> batch, std::span<const pipeline::ResolvedEvent> ids) {

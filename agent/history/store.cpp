@@ -194,7 +194,7 @@ Status Store::migrate(int from) {
                            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                            "set schema version");
     if (!set) return set.error();
-    if (auto st = set->bind(1, int64_t(v + 1)).run(); !st) return st;
+    if (auto st = set->bind(1, int64_t(v) + 1).run(); !st) return st;
     if (auto st = tx.commit(); !st) return st;
   }
   return {};
