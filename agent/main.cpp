@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   cli::register_topology(app, g, exit_code);
   cli::register_policy(app);
   cli::register_doctor(app, exit_code);
+  cli::register_history(app, exit_code);
   app.parse_complete_callback([&] { init_logging(g.verbosity); });
   try {
     app.parse(argc, argv);

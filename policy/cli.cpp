@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/time_arg.h"
 #include "policy/analysis.h"
 #include "policy/compiler.h"
 #include "policy/diff.h"

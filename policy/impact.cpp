@@ -204,21 +204,4 @@ nlohmann::json impact_json(const ImpactReport& r) {
           {"changes", std::move(changes)}};
 }
 
-std::optional<uint64_t> parse_duration_ns(std::string_view s) {
-  if (s.size() < 2) return std::nullopt;
-  uint64_t unit = 0;
-  switch (s.back()) {
-    case 's': unit = 1'000'000'000ull; break;
-    case 'm': unit = 60'000'000'000ull; break;
-    case 'h': unit = 3'600'000'000'000ull; break;
-    case 'd': unit = 86'400'000'000'000ull; break;
-    default: return std::nullopt;
-  }
-  uint64_t n = 0;
-  auto num = s.substr(0, s.size() - 1);
-  auto [p, ec] = std::from_chars(num.data(), num.data() + num.size(), n);
-  if (ec != std::errc() || p != num.data() + num.size() || n == 0 || n > UINT64_MAX / unit) return std::nullopt;
-  return n * unit;
-}
-
 }  // namespace hostscope::policy

@@ -67,7 +67,4 @@ std::string impact_text(const ImpactReport& r);
 std::string impact_summary(const ImpactReport& r, size_t max_edges);
 nlohmann::json impact_json(const ImpactReport& r);
 
-// "24h", "90m", "7d", "30s" -> nanoseconds; nullopt for anything else.
-std::optional<uint64_t> parse_duration_ns(std::string_view s);
-
 }  // namespace hostscope::policy

@@ -11,7 +11,7 @@ PACKAGES=(
   clang-16 llvm-16 libbpf-dev bpftool libelf-dev zlib1g-dev
   # libraries
   libdw-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libncurses-dev
-  libcpp-httplib-dev libgit2-dev libnetfilter-conntrack-dev libmnl-dev
+  libcpp-httplib-dev libgit2-dev libnetfilter-conntrack-dev libmnl-dev libsqlite3-dev
   prometheus  # promtool: the tests run `promtool check metrics` on the agent's /metrics
   # tests, fuzzing, sanitizers
   libgtest-dev libgmock-dev libfuzzer-16-dev libclang-rt-16-dev clang-tidy-16

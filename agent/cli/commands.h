@@ -18,5 +18,7 @@ void register_topology(CLI::App& app, const GlobalOptions& g, int& exit_code);
 // `hostscope policy ...` (policy/cli.h) with the node's live service catalogue.
 void register_policy(CLI::App& app);
 void register_doctor(CLI::App& app, int& exit_code);
+// `hostscope history status` (agent/history).
+void register_history(CLI::App& app, int& exit_code);
 
 }  // namespace hostscope::cli

@@ -3,6 +3,7 @@
 #include "agent/cli/policy_context.h"
 #include "agent/cli/policy_marks.h"
 #include "agent/daemon/agent.h"
+#include "agent/history/store.h"
 #include "agent/util/logging.h"
 #include "common/api_client.h"
 #include "common/topology_json.h"
@@ -58,6 +59,26 @@ class EmbeddedSource : public SnapshotSource {
   pipeline::Pipeline pipeline_;
 };
 
+class HistorySource : public SnapshotSource {
+ public:
+  HistorySource(history::Store store, uint64_t from_ns, uint64_t to_ns)
+      : store_(std::move(store)), from_(from_ns), to_(to_ns) {}
+  Result<topology::TopologySnapshot> snapshot(const topology::SnapshotFilter& f) override {
+    auto s = store_.topology(from_, to_);
+    if (!s) return s.error();
+    return topology::filter(*s, f);
+  }
+  Result<nlohmann::json> health() override { return nlohmann::json{{"history", store_.path()}}; }
+  std::string describe() const override {
+    return fmt::format("history {} from {} to {}", store_.path(), topology::format_time(from_), topology::format_time(to_));
+  }
+  bool embedded() const override { return false; }
+
+ private:
+  history::Store store_;
+  uint64_t from_, to_;
+};
+
 // Any source, with the applied policy's verdict on each edge.
 class MarkedSource : public SnapshotSource {
  public:
@@ -102,6 +123,19 @@ Result<std::unique_ptr<SnapshotSource>> open_source(const SourceOptions& o) {
   auto src = std::make_unique<EmbeddedSource>(*cfg);
   if (auto st = src->start(); !st) return st.error();
   return with_marks(std::move(src), o);
+}
+
+Result<std::string> history_path(const SourceOptions& o) {
+  auto cfg = daemon::load_agent_config(o.config, o.config == daemon::kDefaultConfigPath);
+  if (!cfg) return cfg.error();
+  return cfg->history.path;
+}
+
+Result<std::unique_ptr<SnapshotSource>> open_history_source(const std::string& path, uint64_t from_ns, uint64_t to_ns) {
+  auto store = history::Store::open(path, {}, true);
+  if (!store) return store.error();
+  // Marks are left out on purpose: they would show today's policy on yesterday's edges.
+  return std::unique_ptr<SnapshotSource>(std::make_unique<HistorySource>(std::move(*store), from_ns, to_ns));
 }
 
 }  // namespace hostscope::cli

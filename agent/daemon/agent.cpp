@@ -59,6 +59,7 @@ Status Agent::start() {
   o.request_timeout_ms = cfg_.api.request_timeout_ms;
   o.max_snapshots = cfg_.api.max_snapshots;
   api_ = std::make_unique<ApiServer>(o);
+  start_history();
   register_api();
   start_policy();
   if (auto st = api_->start(); !st) return st;
@@ -69,8 +70,34 @@ void Agent::stop() {
   stop_exporters();
   if (api_) api_->stop();
   if (policy_) policy_->stop();
+  stop_history();  // before the pipeline: the last partial minute is taken from its snapshot
   if (pipeline_) pipeline_->stop();
   instance_lock_.reset();
+}
+
+void Agent::start_history() {
+  if (!cfg_.history.enabled) return;
+  history::WriterOptions o;
+  o.path = cfg_.history.path;
+  o.store.retention_ns = cfg_.history.retention_ns;
+  o.store.max_bytes = cfg_.history.max_bytes;
+  history_writer_ = std::make_unique<history::Writer>(o);
+  // A file that cannot be used is logged once by the writer; the agent runs on and health says why.
+  if (!history_writer_->start()) return;
+  history_recorder_ = std::make_unique<history::Recorder>(
+      [this] {
+        topology::SnapshotFilter f;
+        f.latency_buckets = true;
+        return pipeline_->snapshot(f);
+      },
+      *history_writer_);
+  history_recorder_->start();
+}
+
+void Agent::stop_history() {
+  if (history_recorder_) history_recorder_->stop();
+  history_recorder_.reset();
+  if (history_writer_) history_writer_->stop();
 }
 
 void Agent::register_api() {
@@ -90,6 +117,13 @@ void Agent::register_api() {
     j["node"] = cfg_.node_name;
     if (!cfg_.metrics.listen.empty())
       j["metrics"] = {{"listen", cfg_.metrics.listen}, {"port", metrics_port()}, {"error", metrics_error_}};
+    if (history_writer_) {
+      auto h = history_writer_->stats();
+      j["history"] = {{"path", cfg_.history.path},       {"ok", h.ok},
+                      {"error", h.error},                {"intervals_written", h.intervals_written},
+                      {"intervals_dropped", h.intervals_dropped}, {"rows_written", h.rows_written},
+                      {"last_write_ns", h.last_write_ns}};
+    }
     if (sink_) {
       auto s = sink_->stats();
       j["events_sink"] = {{"lines_written", s.lines_written}, {"lines_dropped", s.lines_dropped},
@@ -99,7 +133,7 @@ void Agent::register_api() {
   });
   api_->handle("services", [this](const nlohmann::json&) { return pipeline_->services_json(); });
   register_topology_api(*api_, *pipeline_, cfg_);
-  api_->stream("connections", [this](const nlohmann::json& p, std::shared_ptr<StreamQueue> q) {
+  api_->stream("connections", [this](const nlohmann::json& p, const std::shared_ptr<StreamQueue>& q) {
     auto f = std::make_shared<events::ConnectionFilter>(stream_filter_from_json(p));
     uint64_t id = pipeline_->subscribe(
         [f, q](std::span<const events::ConnectionEvent> batch, std::span<const pipeline::ResolvedEvent> ids) {

@@ -6,6 +6,7 @@
 #include "agent/daemon/api_server.h"
 #include "agent/daemon/config.h"
 #include "agent/daemon/event_counter.h"
+#include "agent/history/writer.h"
 #include "agent/pipeline/pipeline.h"
 #include "exporters/event_sink.h"
 #include "exporters/metrics_server.h"
@@ -48,6 +49,8 @@ class Agent {
   void start_policy();       // agent/daemon/policy_api.cpp
   Status start_exporters();  // exporters_wiring.cpp
   void stop_exporters();
+  void start_history();
+  void stop_history();
   Config cfg_;
   UniqueFd instance_lock_;  // lock_agent_instance: held while this agent runs
   std::unique_ptr<pipeline::Pipeline> pipeline_;
@@ -59,6 +62,9 @@ class Agent {
   std::unique_ptr<exporters::MetricsServer> metrics_server_;
   std::vector<uint64_t> subs_;  // pipeline subscriptions of the exporters
   std::string metrics_error_;   // why /metrics is not served (bind failed), for health
+  // history.enabled: a minute timer over the topology snapshot feeding one writer thread (agent/history).
+  std::unique_ptr<history::Writer> history_writer_;
+  std::unique_ptr<history::Recorder> history_recorder_;
 };
 
 }  // namespace hostscope::daemon

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "agent/util/file.h"
+#include "common/time_arg.h"
 
 namespace hostscope::daemon {
 
@@ -68,6 +69,41 @@ class Checker {
       return;
     }
     out = static_cast<uint32_t>(v);
+  }
+
+  // A duration key ("7d", "12h", "90m"; common/time_arg.h) within [lo, hi].
+  void duration(const YAML::Node& parent, const char* key, uint64_t& out, uint64_t lo, uint64_t hi, const char* range,
+                const std::string& where) {
+    auto n = parent[key];
+    if (!n) return;
+    auto d = n.IsScalar() ? parse_duration_ns(n.Scalar()) : std::nullopt;
+    if (!d || *d < lo || *d > hi) {
+      error(n, fmt::format("{}.{} must be a duration like 12h or 7d, from {}", where, key, range));
+      return;
+    }
+    out = *d;
+  }
+
+  // A size key: bytes, or a number with KiB, MiB or GiB ("256MiB"), within [lo, hi].
+  void bytes(const YAML::Node& parent, const char* key, uint64_t& out, uint64_t lo, uint64_t hi, const char* range,
+             const std::string& where) {
+    auto n = parent[key];
+    if (!n) return;
+    std::string s = n.IsScalar() ? n.Scalar() : std::string();
+    uint64_t unit = 1;
+    for (auto [suffix, u] : {std::pair{"KiB", 1ull << 10}, std::pair{"MiB", 1ull << 20}, std::pair{"GiB", 1ull << 30}})
+      if (s.size() > 3 && s.ends_with(suffix)) {
+        unit = u;
+        s.resize(s.size() - 3);
+      }
+    uint64_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || s[0] < '0' || s[0] > '9' || ec != std::errc() || end != s.data() + s.size() || v > hi / unit ||
+        v * unit < lo) {
+      error(n, fmt::format("{}.{} must be a size in bytes or with KiB, MiB or GiB, from {}", where, key, range));
+      return;
+    }
+    out = v * unit;
   }
 
   bool ok() const { return errors_.empty(); }
@@ -151,7 +187,8 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
   if (!root || root.IsNull()) return c;  // empty file: all defaults
   Checker ck(name);
   if (!ck.map(root, "the configuration",
-              {"node_name", "kernel", "api", "topology", "networks", "identity", "service_rules", "metrics", "events", "policy"}))
+              {"node_name", "kernel", "api", "topology", "networks", "identity", "service_rules", "metrics", "events", "policy",
+               "history"}))
     return errorf("{}", ck.joined());
 
   ck.get(root, "node_name", c.node_name, "config");
@@ -229,6 +266,15 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
   if (auto i = root["identity"]; i && ck.map(i, "identity", {"kubelet_root", "max_processes"})) {
     ck.get(i, "kubelet_root", c.identity.kubelet_root, "identity");
     ck.integer(i, "max_processes", c.identity.max_processes, 64, 4u << 20, "identity");
+  }
+  if (auto h = root["history"]; h && ck.map(h, "history", {"enabled", "path", "retention", "max_bytes"})) {
+    ck.get(h, "enabled", c.history.enabled, "history");
+    ck.get(h, "path", c.history.path, "history");
+    if (h["path"] && (c.history.path.empty() || c.history.path[0] != '/'))
+      ck.error(h["path"], "history.path must be an absolute path");
+    ck.duration(h, "retention", c.history.retention_ns, 3'600'000'000'000ull, 400ull * 86'400'000'000'000ull,
+                "1h to 400d", "history");
+    ck.bytes(h, "max_bytes", c.history.max_bytes, 1ull << 20, 1ull << 40, "1MiB to 1024GiB", "history");
   }
   auto pol = policy::parse_reconcile_config(root["policy"], name);
   if (!pol) return errorf("{}", ck.ok() ? pol.error().str() : ck.joined() + "\n" + pol.error().str());

@@ -65,6 +65,13 @@ struct Config {
     uint32_t max_processes = 32768;
   } identity;
 
+  struct History {                      // topology history on the node (docs/topology.md, "History")
+    bool enabled = false;
+    std::string path = "/var/lib/hostscope/history.db";
+    uint64_t retention_ns = 7ull * 86400 * 1'000'000'000;  // rows older than this are deleted (1h .. 400d)
+    uint64_t max_bytes = 256ull << 20;   // pages in use; the oldest rows go first (1 MiB .. 1 TiB)
+  } history;
+
   policy::ReconcileConfig policy;  // `policy:` (docs/policy-git.md); no source = the agent does not manage policy
 
   YAML::Node service_rules;  // validated by identity::load_service_rules

@@ -129,6 +129,42 @@ INSTANTIATE_TEST_SUITE_P(
                       IntKey{"topology", "max_nodes", "15", "10000001"}, IntKey{"topology", "idle_expiry_seconds", "0", "2592001"},
                       IntKey{"identity", "max_processes", "63", "4194305"}));
 
+TEST(Config, History) {
+  auto d = parse_config("", "c.yaml");
+  ASSERT_TRUE(d);
+  EXPECT_FALSE(d->history.enabled);
+  EXPECT_EQ(d->history.path, "/var/lib/hostscope/history.db");
+  EXPECT_EQ(d->history.retention_ns, 7ull * 86400 * 1'000'000'000);
+  EXPECT_EQ(d->history.max_bytes, 256ull << 20);
+  auto c = parse_config("history: {enabled: true, path: /tmp/h.db, retention: 36h, max_bytes: 64MiB}\n", "c.yaml");
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_TRUE(c->history.enabled);
+  EXPECT_EQ(c->history.path, "/tmp/h.db");
+  EXPECT_EQ(c->history.retention_ns, 36ull * 3600 * 1'000'000'000);
+  EXPECT_EQ(c->history.max_bytes, 64ull << 20);
+  auto b = parse_config("history: {max_bytes: 1048576, retention: 1h}\n", "c.yaml");
+  ASSERT_TRUE(b) << b.error().str();
+  EXPECT_EQ(b->history.max_bytes, 1048576u);
+  auto g = parse_config("history: {max_bytes: 1024GiB, retention: 400d}\n", "c.yaml");
+  ASSERT_TRUE(g) << g.error().str();
+  EXPECT_EQ(g->history.max_bytes, 1ull << 40);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    History, ConfigErrors,
+    ::testing::Values(BadCase{"history:\n  retention: 59m\n", "cfg.yaml:2:14", "history.retention must be a duration like 12h or 7d, from 1h to 400d"},
+                      BadCase{"history:\n  retention: 401d\n", "cfg.yaml:2:14", "history.retention must be a duration"},
+                      BadCase{"history:\n  retention: 7\n", "cfg.yaml:2:14", "history.retention must be a duration"},
+                      BadCase{"history:\n  retention: -7d\n", "cfg.yaml:2:14", "history.retention must be a duration"},
+                      BadCase{"history:\n  max_bytes: 1023KiB\n", "cfg.yaml:2:14", "history.max_bytes must be a size in bytes or with KiB, MiB or GiB, from 1MiB to 1024GiB"},
+                      BadCase{"history:\n  max_bytes: 1025GiB\n", "cfg.yaml:2:14", "history.max_bytes must be a size"},
+                      BadCase{"history:\n  max_bytes: -1\n", "cfg.yaml:2:14", "history.max_bytes must be a size"},
+                      BadCase{"history:\n  max_bytes: 99999999999999999999999MiB\n", "cfg.yaml:2:14", "history.max_bytes must be a size"},
+                      BadCase{"history:\n  max_bytes: 256MB\n", "cfg.yaml:2:14", "history.max_bytes must be a size"},
+                      BadCase{"history:\n  path: relative.db\n", "cfg.yaml:2:9", "history.path must be an absolute path"},
+                      BadCase{"history:\n  enabled: maybe\n", "cfg.yaml:2:12", "history.enabled has the wrong type"},
+                      BadCase{"history:\n  retension: 7d\n", "cfg.yaml:2:3", "unknown key 'retension' in history"}));
+
 TEST(Config, RangeEndsAreAccepted) {
   auto c = parse_config("kernel: {socket_table_size: 4194304, ring_buffer_mb: 1024}\ntopology: {idle_expiry_seconds: 1}\n"
                         "metrics: {max_series: 0}\n", "c.yaml");

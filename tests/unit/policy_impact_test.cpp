@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/time_arg.h"
 #include "policy/compiler.h"
 #include "policy/impact.h"
 #include "policy/loader.h"

@@ -1,0 +1,484 @@
+#include "agent/history/store.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+namespace hostscope::history {
+
+namespace {
+
+// v1. Edge identities are kept once (`edges`) and referenced by the interval rows; rows are clustered by start time
+// (WITHOUT ROWID, primary key first on start_ns) so the oldest rows fill the first pages and evicting them frees
+// whole pages.
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS edges(
+  id INTEGER PRIMARY KEY,
+  client_kind INTEGER NOT NULL, client_service TEXT NOT NULL, client_ns TEXT NOT NULL, client_pod TEXT NOT NULL,
+  client_address TEXT NOT NULL,
+  server_kind INTEGER NOT NULL, server_service TEXT NOT NULL, server_ns TEXT NOT NULL, server_pod TEXT NOT NULL,
+  server_address TEXT NOT NULL,
+  port INTEGER NOT NULL, protocol INTEGER NOT NULL, dialed TEXT NOT NULL,
+  UNIQUE(client_kind, client_service, client_ns, client_pod, client_address, server_kind, server_service, server_ns,
+         server_pod, server_address, port, protocol, dialed));
+CREATE TABLE IF NOT EXISTS intervals(
+  start_ns INTEGER NOT NULL, tier INTEGER NOT NULL, edge_id INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+  connections INTEGER NOT NULL, closed INTEGER NOT NULL,
+  failed_refused INTEGER NOT NULL, failed_timed_out INTEGER NOT NULL, failed_other INTEGER NOT NULL,
+  resets INTEGER NOT NULL, active INTEGER NOT NULL, bytes_sent INTEGER NOT NULL, bytes_received INTEGER NOT NULL,
+  retransmits INTEGER NOT NULL, srtt_us INTEGER NOT NULL, latency_sum_us INTEGER NOT NULL, latency BLOB NOT NULL,
+  first_seen_ns INTEGER NOT NULL, last_seen_ns INTEGER NOT NULL, anomalies TEXT,
+  PRIMARY KEY(start_ns, tier, edge_id)) WITHOUT ROWID;
+)sql";
+
+constexpr const char* kRowColumns =
+    "i.start_ns, i.end_ns, i.connections, i.closed, i.failed_refused, i.failed_timed_out, i.failed_other, i.resets, "
+    "i.active, i.bytes_sent, i.bytes_received, i.retransmits, i.srtt_us, i.latency_sum_us, i.latency, "
+    "i.first_seen_ns, i.last_seen_ns, i.anomalies, i.edge_id, "
+    "e.client_kind, e.client_service, e.client_ns, e.client_pod, e.client_address, "
+    "e.server_kind, e.server_service, e.server_ns, e.server_pod, e.server_address, e.port, e.protocol, e.dialed";
+
+constexpr uint64_t kMaxWidthNs = kHourNs;  // the widest tier: rows overlapping T start after T - this
+
+std::string pack_latency(const std::array<uint64_t, kLatencyBuckets>& b) {
+  std::string s(kLatencyBuckets * 8, '\0');
+  for (size_t i = 0; i < kLatencyBuckets; ++i)
+    for (size_t k = 0; k < 8; ++k) s[i * 8 + k] = char((b[i] >> (8 * k)) & 0xff);
+  return s;
+}
+
+std::array<uint64_t, kLatencyBuckets> unpack_latency(const std::string& s) {
+  std::array<uint64_t, kLatencyBuckets> b{};
+  for (size_t i = 0; i < kLatencyBuckets && (i + 1) * 8 <= s.size(); ++i)
+    for (size_t k = 0; k < 8; ++k) b[i] |= uint64_t(uint8_t(s[i * 8 + k])) << (8 * k);
+  return b;
+}
+
+std::string pack_flags(const std::vector<topology::AnomalyFlag>& flags) {
+  auto a = nlohmann::json::array();
+  for (const auto& f : flags)
+    a.push_back({{"reason", f.reason}, {"first", f.first_ns}, {"last", f.last_ns}, {"windows", f.windows},
+                 {"value", f.value}, {"baseline", f.baseline}});
+  return a.dump();
+}
+
+std::vector<topology::AnomalyFlag> unpack_flags(const std::string& s) {
+  std::vector<topology::AnomalyFlag> out;
+  auto a = nlohmann::json::parse(s, nullptr, false);
+  if (!a.is_array()) return out;
+  for (const auto& f : a) {
+    if (!f.is_object()) continue;
+    topology::AnomalyFlag g;
+    g.reason = f.value("reason", "");
+    g.first_ns = f.value("first", uint64_t(0));
+    g.last_ns = f.value("last", uint64_t(0));
+    g.windows = f.value("windows", uint32_t(1));
+    g.value = f.value("value", 0.0);
+    g.baseline = f.value("baseline", 0.0);
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+topology::NodeKind kind_of(int64_t v) {
+  return v == int64_t(topology::NodeKind::Network)    ? topology::NodeKind::Network
+         : v == int64_t(topology::NodeKind::External) ? topology::NodeKind::External
+                                                      : topology::NodeKind::Service;
+}
+
+// Reads a row selected with kRowColumns; `edge` gets the edge id.
+IntervalRow read_row(const Stmt& st, int64_t* edge = nullptr) {
+  IntervalRow r;
+  int c = 0;
+  r.start_ns = st.col_u64(c++);
+  r.end_ns = st.col_u64(c++);
+  r.connections = st.col_u64(c++);
+  r.closed = st.col_u64(c++);
+  r.failed_refused = st.col_u64(c++);
+  r.failed_timed_out = st.col_u64(c++);
+  r.failed_other = st.col_u64(c++);
+  r.resets = st.col_u64(c++);
+  r.active = st.col_u64(c++);
+  r.bytes_sent = st.col_u64(c++);
+  r.bytes_received = st.col_u64(c++);
+  r.retransmits = st.col_u64(c++);
+  r.srtt_us = uint32_t(std::min<uint64_t>(st.col_u64(c++), UINT32_MAX));
+  r.latency_sum_us = st.col_u64(c++);
+  r.latency = unpack_latency(st.col_blob(c++));
+  r.first_seen_ns = st.col_u64(c++);
+  r.last_seen_ns = st.col_u64(c++);
+  if (!st.col_null(c)) r.anomalies = unpack_flags(st.col_text(c));
+  c++;
+  if (edge) *edge = st.col_i64(c);
+  c++;
+  for (auto* end : {&r.client, &r.server}) {
+    end->kind = kind_of(st.col_i64(c++));
+    end->service = st.col_text(c++);
+    end->ns = st.col_text(c++);
+    end->pod = st.col_text(c++);
+    end->address = st.col_text(c++);
+  }
+  r.port = uint16_t(st.col_u64(c++));
+  r.protocol = st.col_i64(c++) == int64_t(topology::Protocol::Udp) ? topology::Protocol::Udp : topology::Protocol::Tcp;
+  r.dialed = st.col_text(c++);
+  return r;
+}
+
+uint64_t file_size(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 ? uint64_t(st.st_size) : 0;
+}
+
+}  // namespace
+
+Result<int> schema_version(Db& db) {
+  // Reading sqlite_master is the first page read: a file that is not a database fails here.
+  auto has = db.query_int("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'", "read schema");
+  if (!has) return has.error();
+  if (*has == 0) return 0;
+  auto st = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'", "read schema version");
+  if (!st) return st.error();
+  auto r = st->step();
+  if (!r) return r.error();
+  return *r ? int(st->col_i64(0)) : 0;
+}
+
+Result<Store> Store::open(const std::string& path, const StoreOptions& o, bool read_only) {
+  auto db = Db::open(path, read_only);
+  if (!db) return db.error();
+  auto v = schema_version(*db);
+  if (!v) return v.error();
+  if (*v > kSchemaVersion)
+    return errorf("history {}: schema version {} is newer than this hostscope understands ({}); the file is left as it "
+                  "is (upgrade hostscope, or move the file away to start a new history)",
+                  path, *v, kSchemaVersion);
+  Store s(std::move(*db), o);
+  if (read_only) {
+    if (*v < kSchemaVersion)
+      return errorf("history {}: schema version {} (this hostscope reads {}); the agent migrates it when it opens it",
+                    path, *v, kSchemaVersion);
+    return s;
+  }
+  auto tables = s.db_.query_int("SELECT count(*) FROM sqlite_master", "read schema");
+  if (!tables) return tables.error();
+  // Incremental vacuum has to be chosen before the first table exists: it lets evictions shrink the file.
+  if (*tables == 0)
+    if (auto st = s.db_.exec("PRAGMA auto_vacuum = INCREMENTAL", "set auto_vacuum"); !st) return st.error();
+  if (auto st = s.db_.exec("PRAGMA journal_mode = WAL", "set WAL mode"); !st) return st.error();
+  // NORMAL in WAL mode: a power cut may lose the last transactions, never corrupt the file.
+  if (auto st = s.db_.exec("PRAGMA synchronous = NORMAL", "set synchronous"); !st) return st.error();
+  if (auto st = s.db_.exec("PRAGMA journal_size_limit = 4194304", "set journal_size_limit"); !st) return st.error();
+  if (*v < kSchemaVersion)
+    if (auto st = s.migrate(*v); !st) return st.error();
+  // quick_check reads every page once (no index cross-checks): a damaged file is refused at start, not written to.
+  auto chk = s.check("PRAGMA quick_check");
+  if (!chk) return chk.error();
+  if (*chk != "ok") return errorf("history {}: integrity check failed: {}", path, *chk);
+  return s;
+}
+
+Status Store::migrate(int from) {
+  // One function per step, each in its own transaction with the version bump, so a crash leaves a whole version.
+  for (int v = from; v < kSchemaVersion; ++v) {
+    Transaction tx(db_);
+    if (auto st = tx.begin(); !st) return st;
+    if (v == 0) {
+      if (auto st = db_.exec(kSchemaV1, "create schema v1"); !st) return st;
+    }
+    auto set = db_.prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?) "
+                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           "set schema version");
+    if (!set) return set.error();
+    if (auto st = set->bind(1, int64_t(v) + 1).run(); !st) return st;
+    if (auto st = tx.commit(); !st) return st;
+  }
+  return {};
+}
+
+Result<int64_t> Store::edge_id(const IntervalRow& r) {
+  auto ins = db_.prepare(
+      "INSERT INTO edges(client_kind, client_service, client_ns, client_pod, client_address, server_kind, "
+      "server_service, server_ns, server_pod, server_address, port, protocol, dialed) "
+      "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET port = excluded.port RETURNING id",
+      "insert edge");
+  if (!ins) return ins.error();
+  for (int side = 0; side < 2; ++side) {
+    const auto& end = side == 0 ? r.client : r.server;
+    const int c = 1 + side * 5;
+    ins->bind(c, int64_t(end.kind));
+    ins->bind(c + 1, end.service);
+    ins->bind(c + 2, end.ns);
+    ins->bind(c + 3, end.pod);
+    ins->bind(c + 4, end.address);
+  }
+  ins->bind(11, int64_t(r.port));
+  ins->bind(12, int64_t(r.protocol));
+  ins->bind(13, r.dialed);
+  auto row = ins->step();
+  if (!row) return row.error();
+  if (!*row) return errorf("history {} insert edge failed: no id returned", path());
+  int64_t id = ins->col_i64(0);
+  ins->reset();
+  return id;
+}
+
+Status Store::insert_row(int64_t edge, size_t tier, const IntervalRow& r) {
+  auto st = db_.prepare(
+      "INSERT OR REPLACE INTO intervals(start_ns, tier, edge_id, end_ns, connections, closed, failed_refused, "
+      "failed_timed_out, failed_other, resets, active, bytes_sent, bytes_received, retransmits, srtt_us, "
+      "latency_sum_us, latency, first_seen_ns, last_seen_ns, anomalies) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+      "insert interval");
+  if (!st) return st.error();
+  st->bind_u64(1, r.start_ns);
+  st->bind(2, int64_t(tier));
+  st->bind(3, edge);
+  st->bind_u64(4, r.end_ns);
+  int c = 5;
+  for (uint64_t v : {r.connections, r.closed, r.failed_refused, r.failed_timed_out, r.failed_other, r.resets, r.active,
+                     r.bytes_sent, r.bytes_received, r.retransmits, uint64_t(r.srtt_us), r.latency_sum_us})
+    st->bind_u64(c++, v);
+  auto lat = pack_latency(r.latency);
+  st->bind_blob(17, lat.data(), lat.size());
+  st->bind_u64(18, r.first_seen_ns);
+  st->bind_u64(19, r.last_seen_ns);
+  if (r.anomalies.empty()) st->bind_null(20);
+  else st->bind(20, pack_flags(r.anomalies));
+  return st->run();
+}
+
+Status Store::bump(Stmt& st, const std::string& name, uint64_t delta) {
+  return st.bind(1, name).bind_u64(2, delta).run();
+}
+
+Status Store::add_counter(const std::string& name, uint64_t delta) {
+  auto st = db_.prepare("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = value + "
+                        "excluded.value",
+                        "update counter");
+  if (!st) return st.error();
+  return bump(*st, name, delta);
+}
+
+Status Store::write(const std::vector<IntervalRow>& rows, uint64_t now_ns) {
+  Transaction tx(db_);
+  if (auto st = tx.begin(); !st) return st;
+  for (const auto& r : rows) {
+    auto id = edge_id(r);
+    if (!id) return id.error();
+    if (auto st = insert_row(*id, 0, r); !st) return st;
+  }
+  if (auto st = add_counter("rows_written", rows.size()); !st) return st;
+  if (auto st = add_counter("intervals_written", 1); !st) return st;
+  auto last = db_.prepare("INSERT INTO meta(key, value) VALUES('last_write_ns', ?) "
+                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                          "set last write");
+  if (!last) return last.error();
+  if (auto st = last->bind_u64(1, now_ns).run(); !st) return st;
+  return tx.commit();
+}
+
+Status Store::roll_up(size_t tier, uint64_t now_ns) {
+  const Tier& from = kTiers[tier];
+  if (from.rollup_after_ns == 0 || tier + 1 >= std::size(kTiers) || now_ns < from.rollup_after_ns) return {};
+  const uint64_t width = kTiers[tier + 1].width_ns;
+  // Only whole target intervals: every source row of one has ended before the cut-off.
+  const uint64_t limit = (now_ns - from.rollup_after_ns) / width * width;
+  // One target interval per transaction keeps memory at one interval's edges after a long time without maintenance.
+  for (;;) {
+    auto oldest = db_.prepare("SELECT min(start_ns) FROM intervals WHERE tier = ? AND start_ns < ?", "find roll-up");
+    if (!oldest) return oldest.error();
+    oldest->bind(1, int64_t(tier)).bind_u64(2, limit);
+    auto has = oldest->step();
+    if (!has) return has.error();
+    if (!*has || oldest->col_null(0)) return {};
+    const uint64_t bucket = oldest->col_u64(0) / width * width;
+    oldest->reset();
+    Transaction tx(db_);
+    if (auto st = tx.begin(); !st) return st;
+    std::map<int64_t, IntervalRow> merged;
+    uint64_t sources = 0;
+    auto sel = db_.prepare(std::string("SELECT ") + kRowColumns +
+                               " FROM intervals i JOIN edges e ON e.id = i.edge_id WHERE i.start_ns >= ? AND "
+                               "i.start_ns < ? AND i.tier IN (?, ?) ORDER BY i.start_ns",
+                           "read roll-up rows");
+    if (!sel) return sel.error();
+    sel->bind_u64(1, bucket).bind_u64(2, bucket + width).bind(3, int64_t(tier)).bind(4, int64_t(tier + 1));
+    for (;;) {
+      auto row = sel->step();
+      if (!row) return row.error();
+      if (!*row) break;
+      int64_t edge = 0;
+      IntervalRow r = read_row(*sel, &edge);
+      if (r.end_ns - r.start_ns < width) ++sources;
+      auto [it, fresh] = merged.try_emplace(edge, r);
+      if (!fresh) merge_row(it->second, r);
+    }
+    sel->reset();
+    auto del = db_.prepare("DELETE FROM intervals WHERE start_ns >= ? AND start_ns < ? AND tier IN (?, ?)",
+                           "delete rolled-up rows");
+    if (!del) return del.error();
+    if (auto st = del->bind_u64(1, bucket).bind_u64(2, bucket + width).bind(3, int64_t(tier)).bind(4, int64_t(tier + 1)).run();
+        !st)
+      return st;
+    for (auto& [edge, r] : merged) {
+      r.start_ns = bucket;
+      r.end_ns = bucket + width;
+      if (auto st = insert_row(edge, tier + 1, r); !st) return st;
+    }
+    if (auto st = add_counter("rows_rolled_up", sources); !st) return st;
+    if (auto st = tx.commit(); !st) return st;
+  }
+}
+
+Status Store::evict_age(uint64_t now_ns) {
+  if (now_ns <= opts_.retention_ns) return {};
+  const uint64_t cutoff = now_ns - opts_.retention_ns;
+  Transaction tx(db_);
+  if (auto st = tx.begin(); !st) return st;
+  auto del = db_.prepare("DELETE FROM intervals WHERE start_ns < ? AND end_ns <= ?", "evict rows by age");
+  if (!del) return del.error();
+  if (auto st = del->bind_u64(1, cutoff).bind_u64(2, cutoff).run(); !st) return st;
+  if (auto n = db_.changes(); n > 0)
+    if (auto st = add_counter("rows_evicted_age", uint64_t(n)); !st) return st;
+  return tx.commit();
+}
+
+Result<uint64_t> Store::used_bytes() {
+  auto pages = db_.query_int("PRAGMA page_count", "read page_count");
+  if (!pages) return pages.error();
+  auto free_pages = db_.query_int("PRAGMA freelist_count", "read freelist_count");
+  if (!free_pages) return free_pages.error();
+  auto size = db_.query_int("PRAGMA page_size", "read page_size");
+  if (!size) return size.error();
+  return uint64_t(std::max<int64_t>(0, *pages - *free_pages)) * uint64_t(*size);
+}
+
+Status Store::evict_size() {
+  // Each round deletes the oldest rows in proportion to the excess (at least 64), drops the edges nothing refers to
+  // any more and measures again; it ends when the pages in use fit or no row is left.
+  for (;;) {
+    auto used = used_bytes();
+    if (!used) return used.error();
+    if (*used <= opts_.max_bytes) break;
+    auto total = db_.query_int("SELECT count(*) FROM intervals", "count rows");
+    if (!total) return total.error();
+    if (*total == 0) break;
+    const double excess = double(*used - opts_.max_bytes) / double(*used);
+    const auto n = std::max<int64_t>(64, int64_t(std::ceil(double(*total) * excess * 1.1)));
+    Transaction tx(db_);
+    if (auto st = tx.begin(); !st) return st;
+    auto del = db_.prepare("DELETE FROM intervals WHERE (start_ns, tier, edge_id) IN (SELECT start_ns, tier, edge_id "
+                           "FROM intervals ORDER BY start_ns LIMIT ?)",
+                           "evict rows by size");
+    if (!del) return del.error();
+    if (auto st = del->bind(1, n).run(); !st) return st;
+    if (auto st = add_counter("rows_evicted_size", uint64_t(db_.changes())); !st) return st;
+    if (auto st = db_.exec("DELETE FROM edges WHERE id NOT IN (SELECT DISTINCT edge_id FROM intervals)",
+                           "delete unreferenced edges");
+        !st)
+      return st;
+    if (auto st = tx.commit(); !st) return st;
+  }
+  return db_.exec("PRAGMA incremental_vacuum", "incremental vacuum");
+}
+
+Status Store::maintain(uint64_t now_ns) {
+  // Age first: rows about to go are not rolled up.
+  if (auto st = evict_age(now_ns); !st) return st;
+  for (size_t t = 0; t + 1 < std::size(kTiers); ++t)
+    if (auto st = roll_up(t, now_ns); !st) return st;
+  return evict_size();
+}
+
+Result<std::vector<IntervalRow>> Store::rows(uint64_t from_ns, uint64_t to_ns) {
+  auto sel = db_.prepare(std::string("SELECT ") + kRowColumns +
+                             " FROM intervals i JOIN edges e ON e.id = i.edge_id WHERE i.start_ns >= ? AND "
+                             "i.start_ns < ? AND i.end_ns > ? ORDER BY i.start_ns, i.tier, i.edge_id",
+                         "read intervals");
+  if (!sel) return sel.error();
+  sel->bind_u64(1, from_ns > kMaxWidthNs ? from_ns - kMaxWidthNs : 0).bind_u64(2, to_ns).bind_u64(3, from_ns);
+  std::vector<IntervalRow> out;
+  for (;;) {
+    auto row = sel->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    out.push_back(read_row(*sel));
+  }
+  return out;
+}
+
+Result<topology::TopologySnapshot> Store::topology(uint64_t from_ns, uint64_t to_ns) {
+  auto rs = rows(from_ns, to_ns);
+  if (!rs) return rs.error();
+  std::map<std::string, IntervalRow> by_edge;
+  for (auto& r : *rs) {
+    auto [it, fresh] = by_edge.try_emplace(edge_key(r), r);
+    if (!fresh) merge_row(it->second, r);
+  }
+  topology::TopologySnapshot s;
+  s.taken_ns = to_ns;
+  for (const auto& [_, r] : by_edge) s.edges.push_back(to_edge(r));
+  topology::canonicalize(s);
+  return s;
+}
+
+Result<std::string> Store::integrity_check() { return check("PRAGMA integrity_check"); }
+
+Result<std::string> Store::check(const char* pragma) {
+  auto st = db_.prepare(pragma, "integrity check");
+  if (!st) return st.error();
+  std::string out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    out += (out.empty() ? "" : "; ") + st->col_text(0);
+  }
+  return out;
+}
+
+Result<StoreStatus> Store::status() {
+  StoreStatus s;
+  s.path = path();
+  auto v = schema_version(db_);
+  if (!v) return v.error();
+  s.schema_version = *v;
+  s.file_bytes = file_size(path()) + file_size(path() + "-wal");
+  auto used = used_bytes();
+  if (!used) return used.error();
+  s.used_bytes = *used;
+  auto agg = db_.prepare("SELECT tier, count(*), min(start_ns), max(end_ns) FROM intervals GROUP BY tier",
+                         "read row counts");
+  if (!agg) return agg.error();
+  for (;;) {
+    auto row = agg->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    s.rows_by_width[kTiers[std::min<uint64_t>(agg->col_u64(0), std::size(kTiers) - 1)].width_ns] += agg->col_u64(1);
+    s.rows += agg->col_u64(1);
+    uint64_t lo = agg->col_u64(2), hi = agg->col_u64(3);
+    s.oldest_ns = s.oldest_ns ? std::min(s.oldest_ns, lo) : lo;
+    s.newest_ns = std::max(s.newest_ns, hi);
+  }
+  auto edges = db_.query_int("SELECT count(*) FROM edges", "count edges");
+  if (!edges) return edges.error();
+  s.edges = uint64_t(*edges);
+  auto meta = db_.prepare("SELECT key, value FROM meta WHERE key <> 'schema_version'", "read counters");
+  if (!meta) return meta.error();
+  for (const char* k : {"rows_written", "intervals_written", "intervals_dropped", "rows_rolled_up", "rows_evicted_age",
+                        "rows_evicted_size", "last_write_ns"})
+    s.counters[k] = 0;
+  for (;;) {
+    auto row = meta->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    s.counters[meta->col_text(0)] = meta->col_u64(1);
+  }
+  return s;
+}
+
+}  // namespace hostscope::history

@@ -1,0 +1,92 @@
+#pragma once
+// The topology history on the node (docs/topology.md, "History"): one SQLite file in WAL mode holding, per edge and
+// interval, what the live topology counted. Minute rows roll up into 10-minute rows after 24 h and those into 1-hour
+// rows after 7 days; rows older than the retention go, and when the file's used pages exceed max_bytes the oldest
+// rows go first. Both evictions are counted in the file itself, so `hostscope history status` shows them.
+// Times are passed in (ns since the epoch, UTC) so tests run on a fake clock.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/history/record.h"
+#include "agent/history/sqlite.h"
+#include "common/result.h"
+#include "common/topology_model.h"
+
+namespace hostscope::history {
+
+inline constexpr int kSchemaVersion = 1;
+inline constexpr uint64_t kMinuteNs = 60'000'000'000ull;
+inline constexpr uint64_t kHourNs = 60 * kMinuteNs;
+inline constexpr uint64_t kDayNs = 24 * kHourNs;
+
+struct StoreOptions {
+  uint64_t retention_ns = 7 * kDayNs;
+  uint64_t max_bytes = 256ull << 20;
+};
+
+// One resolution of the store: rows `width_ns` wide, rolled up into the next tier once they end `rollup_after_ns`
+// before now (0: never).
+struct Tier {
+  uint64_t width_ns;
+  uint64_t rollup_after_ns;
+};
+inline constexpr Tier kTiers[] = {{kMinuteNs, kDayNs}, {10 * kMinuteNs, 7 * kDayNs}, {kHourNs, 0}};
+
+struct StoreStatus {
+  std::string path;
+  int schema_version = 0;
+  uint64_t file_bytes = 0;  // the database file plus its WAL
+  uint64_t used_bytes = 0;  // pages in use (what max_bytes bounds)
+  uint64_t rows = 0;
+  std::map<uint64_t, uint64_t> rows_by_width;  // interval width (ns) -> rows
+  uint64_t edges = 0;                          // distinct edge identities referenced
+  uint64_t oldest_ns = 0, newest_ns = 0;       // start of the oldest row, end of the newest
+  std::map<std::string, uint64_t> counters;    // rows_written, rows_evicted_age, ..., last_write_ns
+};
+
+class Store {
+ public:
+  // Read-write (the agent's writer): creates the file, migrates an older schema, refuses a newer one untouched.
+  // Read-only (the CLI): never creates or changes anything.
+  static Result<Store> open(const std::string& path, const StoreOptions& o, bool read_only);
+
+  // Stores one interval's rows (all with the same start/end) and the time of the write.
+  Status write(const std::vector<IntervalRow>& rows, uint64_t now_ns);
+  // Retention by age, then roll-up, then the size bound. Safe to call after every write.
+  Status maintain(uint64_t now_ns);
+  // Adds to a counter kept in the file (the writer's dropped intervals).
+  Status add_counter(const std::string& name, uint64_t delta);
+
+  // Rows overlapping [from_ns, to_ns), oldest first.
+  Result<std::vector<IntervalRow>> rows(uint64_t from_ns, uint64_t to_ns);
+  // The topology of [from_ns, to_ns): every edge with rows there, added up, in the model the live path produces.
+  Result<topology::TopologySnapshot> topology(uint64_t from_ns, uint64_t to_ns);
+  Result<StoreStatus> status();
+  // PRAGMA integrity_check: "ok" or what SQLite found.
+  Result<std::string> integrity_check();
+
+  const std::string& path() const { return db_.path(); }
+
+ private:
+  Store(Db db, StoreOptions o) : db_(std::move(db)), opts_(o) {}
+  Status migrate(int from);
+  Status roll_up(size_t tier, uint64_t now_ns);
+  Status evict_age(uint64_t now_ns);
+  Status evict_size();
+  Result<uint64_t> used_bytes();
+  Result<std::string> check(const char* pragma);
+  Result<int64_t> edge_id(const IntervalRow& r);
+  Status insert_row(int64_t edge, size_t tier, const IntervalRow& r);
+  Status bump(Stmt& st, const std::string& name, uint64_t delta);
+
+  Db db_;
+  StoreOptions opts_;
+};
+
+// Schema version of the file, 0 when it has none (empty or not hostscope's); errors when it is not a database.
+Result<int> schema_version(Db& db);
+
+}  // namespace hostscope::history

@@ -1,0 +1,392 @@
+// The topology history store (agent/history): SQLite on a fake clock.
+#include <gtest/gtest.h>
+
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include "agent/history/store.h"
+#include "common/time_arg.h"
+#include "common/topology_json.h"
+
+namespace hostscope::history {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint64_t kT0 = 1'700'000'000ull * 1'000'000'000ull / kHourNs * kHourNs;  // an hour boundary
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/hs-history-XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string file(const std::string& n) const { return path_ + "/" + n; }
+
+ private:
+  std::string path_;
+};
+
+IntervalRow row(const std::string& client, const std::string& server, uint16_t port, uint64_t start,
+                uint64_t width = kMinuteNs) {
+  IntervalRow r;
+  r.start_ns = start;
+  r.end_ns = start + width;
+  r.client = {topology::NodeKind::Service, client, "shop", client + "-pod", "10.0.0.1"};
+  r.server = {topology::NodeKind::Service, server, "shop", server + "-pod", "10.0.0.2"};
+  r.port = port;
+  r.connections = 10;
+  r.closed = 9;
+  r.failed_refused = 2;
+  r.failed_timed_out = 1;
+  r.resets = 1;
+  r.active = 1;
+  r.bytes_sent = 1000;
+  r.bytes_received = 5000;
+  r.retransmits = 3;
+  r.srtt_us = 77;
+  r.latency[3] = 8;   // [64, 128) us
+  r.latency[10] = 2;  // [8192, 16384) us
+  r.latency_sum_us = 8 * 100 + 2 * 10000;
+  r.first_seen_ns = start + 1;
+  r.last_seen_ns = start + width - 1;
+  return r;
+}
+
+Store open_rw(const std::string& path, StoreOptions o = {}) {
+  auto s = Store::open(path, o, false);
+  EXPECT_TRUE(s) << (s ? "" : s.error().str());
+  return std::move(*s);
+}
+
+int64_t sql_int(const std::string& path, const std::string& q) {
+  sqlite3* db = nullptr;
+  sqlite3_open(path.c_str(), &db);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db, q.c_str(), -1, &st, nullptr);
+  int64_t v = -1;
+  if (st && sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+void sql_exec(const std::string& path, const std::string& q) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, q.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+TEST(HistoryStore, WriteReadRoundTrip) {
+  TempDir d;
+  auto s = open_rw(d.file("h.db"));
+  auto a = row("frontend", "cart", 8080, kT0);
+  a.anomalies.push_back({"failure_rate", kT0 + 5, kT0 + 6, 1, 0.5, 0.01});
+  a.dialed = "10.96.0.10:80";
+  auto b = row("cart", "redis", 6379, kT0);
+  b.client.kind = topology::NodeKind::Service;
+  b.server = {topology::NodeKind::External, "external", "", "", "192.0.2.7"};
+  ASSERT_TRUE(s.write({a, b}, kT0 + kMinuteNs));
+  auto rows = s.rows(kT0, kT0 + kMinuteNs);
+  ASSERT_TRUE(rows) << rows.error().str();
+  ASSERT_EQ(rows->size(), 2u);
+  // Ordered by start, tier, edge id (insertion order here).
+  EXPECT_EQ((*rows)[0], a);
+  EXPECT_EQ((*rows)[1], b);
+
+  // Reopened read-only: the same rows, and the same topology the live path would render.
+  auto ro = Store::open(d.file("h.db"), {}, true);
+  ASSERT_TRUE(ro) << ro.error().str();
+  auto snap = ro->topology(kT0 + 30 * 1'000'000'000ull, kT0 + 30 * 1'000'000'000ull + 1);
+  ASSERT_TRUE(snap) << snap.error().str();
+  ASSERT_EQ(snap->edges.size(), 2u);
+  const auto& e = snap->edges[1].client.service == "frontend" ? snap->edges[1] : snap->edges[0];
+  EXPECT_EQ(e.connections, 10u);
+  EXPECT_EQ(e.failed.at("refused"), 2u);
+  EXPECT_EQ(e.failed.at("timed_out"), 1u);
+  EXPECT_EQ(e.failed.count("failed"), 0u);
+  EXPECT_EQ(e.latency.samples, 10u);
+  EXPECT_EQ(e.latency.p50_us, 95u);     // midpoint of [64, 128)
+  EXPECT_EQ(e.latency.p99_us, 12287u);  // midpoint of [8192, 16384)
+  EXPECT_EQ(e.dialed, "10.96.0.10:80");
+  ASSERT_EQ(e.anomalies.size(), 1u);
+  EXPECT_EQ(e.anomalies[0].reason, "failure_rate");
+  // The JSON form accepts it (every output format renders the model).
+  auto back = topology::from_json(topology::to_json(*snap));
+  ASSERT_TRUE(back) << back.error().str();
+  EXPECT_EQ(back->edges.size(), 2u);
+
+  auto st = ro->status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_EQ(st->rows, 2u);
+  EXPECT_EQ(st->edges, 2u);
+  EXPECT_EQ(st->oldest_ns, kT0);
+  EXPECT_EQ(st->newest_ns, kT0 + kMinuteNs);
+  EXPECT_EQ(st->counters.at("rows_written"), 2u);
+  EXPECT_EQ(st->counters.at("intervals_written"), 1u);
+  EXPECT_EQ(st->counters.at("last_write_ns"), kT0 + kMinuteNs);
+  EXPECT_EQ(st->schema_version, kSchemaVersion);
+}
+
+TEST(HistoryStore, BetweenAddsUpIntervalsAndKeepsTheLatestAttributes) {
+  TempDir d;
+  auto s = open_rw(d.file("h.db"));
+  for (int m = 0; m < 5; ++m) {
+    auto r = row("frontend", "cart", 8080, kT0 + uint64_t(m) * kMinuteNs);
+    r.client.pod = "frontend-" + std::to_string(m);
+    ASSERT_TRUE(s.write({r}, r.end_ns));
+  }
+  auto snap = s.topology(kT0 + kMinuteNs, kT0 + 3 * kMinuteNs);  // minutes 1 and 2
+  ASSERT_TRUE(snap) << snap.error().str();
+  ASSERT_EQ(snap->edges.size(), 1u);  // one edge whatever pod was last seen
+  EXPECT_EQ(snap->edges[0].connections, 20u);
+  EXPECT_EQ(snap->edges[0].bytes_received, 10000u);
+  EXPECT_EQ(snap->edges[0].client.pod, "frontend-2");
+  EXPECT_EQ(snap->edges[0].first_seen_ns, kT0 + kMinuteNs + 1);
+  // Nothing before the first row.
+  auto none = s.topology(kT0 - kHourNs, kT0);
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->edges.empty());
+}
+
+TEST(HistoryStore, RollUpAndRetentionOnAFakeClock) {
+  TempDir d;
+  StoreOptions o;
+  o.retention_ns = 7 * kDayNs;
+  auto s = open_rw(d.file("h.db"), o);
+  // 30 minutes of one edge, starting at an hour boundary.
+  for (int m = 0; m < 30; ++m) ASSERT_TRUE(s.write({row("a", "b", 80, kT0 + uint64_t(m) * kMinuteNs)}, kT0));
+  // 24 h after minute 19 ended: minutes 0..19 roll up into two 10-minute rows; 20..29 stay.
+  ASSERT_TRUE(s.maintain(kT0 + 20 * kMinuteNs + kDayNs + 1));
+  auto st = s.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_EQ(st->rows_by_width[kMinuteNs], 10u);
+  EXPECT_EQ(st->rows_by_width[10 * kMinuteNs], 2u);
+  EXPECT_EQ(st->counters.at("rows_rolled_up"), 20u);
+  auto rows = s.rows(kT0, kT0 + 10 * kMinuteNs);
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].start_ns, kT0);
+  EXPECT_EQ((*rows)[0].end_ns, kT0 + 10 * kMinuteNs);
+  EXPECT_EQ((*rows)[0].connections, 100u);
+  EXPECT_EQ((*rows)[0].latency[3], 80u);
+  EXPECT_EQ((*rows)[0].active, 1u);  // a gauge: the latest, not a sum
+  // The total over the half hour is unchanged by the roll-up.
+  auto all = s.topology(kT0, kT0 + 30 * kMinuteNs);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->edges.size(), 1u);
+  EXPECT_EQ(all->edges[0].connections, 300u);
+  // --at inside a rolled-up interval finds the 10-minute row.
+  auto at = s.topology(kT0 + 5 * kMinuteNs, kT0 + 5 * kMinuteNs + 1);
+  ASSERT_TRUE(at);
+  ASSERT_EQ(at->edges.size(), 1u);
+  EXPECT_EQ(at->edges[0].connections, 100u);
+
+  // A day later everything is in 10-minute rows; 7 days after that the 10-minute rows have reached the retention.
+  ASSERT_TRUE(s.maintain(kT0 + 2 * kDayNs));
+  st = s.status();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->rows_by_width[kMinuteNs], 0u);
+  EXPECT_EQ(st->rows_by_width[10 * kMinuteNs], 3u);
+  EXPECT_EQ(st->counters.at("rows_rolled_up"), 30u);
+  ASSERT_TRUE(s.maintain(kT0 + 10 * kMinuteNs + 7 * kDayNs));  // the first 10-minute row ends at the cut-off
+  st = s.status();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->rows, 2u);
+  EXPECT_EQ(st->counters.at("rows_evicted_age"), 1u);
+  ASSERT_TRUE(s.maintain(kT0 + 8 * kDayNs));
+  st = s.status();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->rows, 0u);
+  EXPECT_EQ(st->counters.at("rows_evicted_age"), 3u);
+}
+
+TEST(HistoryStore, HourTierWhenRetentionAllows) {
+  TempDir d;
+  StoreOptions o;
+  o.retention_ns = 30 * kDayNs;
+  auto s = open_rw(d.file("h.db"), o);
+  for (int m = 0; m < 60; ++m) ASSERT_TRUE(s.write({row("a", "b", 80, kT0 + uint64_t(m) * kMinuteNs)}, kT0));
+  ASSERT_TRUE(s.maintain(kT0 + kHourNs + 7 * kDayNs));
+  auto st = s.status();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->rows, 1u);
+  EXPECT_EQ(st->rows_by_width[kHourNs], 1u);
+  auto all = s.topology(kT0, kT0 + kHourNs);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->edges.size(), 1u);
+  EXPECT_EQ(all->edges[0].connections, 600u);
+  EXPECT_EQ(all->edges[0].latency.samples, 600u);
+}
+
+TEST(HistoryStore, SizeCapEvictsTheOldestAndCounts) {
+  TempDir d;
+  StoreOptions o;
+  o.max_bytes = 256 * 1024;
+  auto s = open_rw(d.file("h.db"), o);
+  const int minutes = 400;
+  for (int m = 0; m < minutes; ++m) {
+    std::vector<IntervalRow> rows;
+    for (int e = 0; e < 8; ++e) rows.push_back(row("client" + std::to_string(e), "server", 80, kT0 + uint64_t(m) * kMinuteNs));
+    ASSERT_TRUE(s.write(rows, kT0 + uint64_t(m + 1) * kMinuteNs));
+    ASSERT_TRUE(s.maintain(kT0 + uint64_t(m + 1) * kMinuteNs));
+  }
+  auto st = s.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_LE(st->used_bytes, o.max_bytes);
+  EXPECT_GT(st->counters.at("rows_evicted_size"), 0u);
+  EXPECT_EQ(st->counters.at("rows_evicted_age"), 0u);
+  EXPECT_EQ(st->rows + st->counters.at("rows_evicted_size"), uint64_t(minutes) * 8);
+  // The oldest went first: what is left is the newest minutes, complete.
+  EXPECT_EQ(st->newest_ns, kT0 + uint64_t(minutes) * kMinuteNs);
+  EXPECT_GT(st->oldest_ns, kT0);
+  auto last = s.rows(kT0 + uint64_t(minutes - 1) * kMinuteNs, kT0 + uint64_t(minutes) * kMinuteNs);
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->size(), 8u);
+  auto first = s.rows(kT0, kT0 + kMinuteNs);
+  ASSERT_TRUE(first);
+  EXPECT_TRUE(first->empty());
+  // Rows before the oldest kept start are all gone (no holes in the middle).
+  auto kept = s.rows(st->oldest_ns, st->newest_ns);
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(kept->size(), st->rows);
+}
+
+TEST(HistoryStore, NewerSchemaIsRefusedAndLeftUntouched) {
+  TempDir d;
+  const auto p = d.file("h.db");
+  {
+    auto s = open_rw(p);
+    ASSERT_TRUE(s.write({row("a", "b", 80, kT0)}, kT0));
+  }
+  sql_exec(p, "UPDATE meta SET value = 99 WHERE key = 'schema_version'");
+  for (bool ro : {false, true}) {
+    auto s = Store::open(p, {}, ro);
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.error().str().find("schema version 99 is newer"), std::string::npos) << s.error().str();
+    EXPECT_NE(s.error().str().find(p), std::string::npos) << s.error().str();
+  }
+  EXPECT_EQ(sql_int(p, "SELECT value FROM meta WHERE key = 'schema_version'"), 99);
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM intervals"), 1);
+}
+
+TEST(HistoryStore, OlderSchemaIsMigratedKeepingWhatIsThere) {
+  TempDir d;
+  const auto p = d.file("h.db");
+  // Version 0: a meta table without tables of ours, and somebody's note that must survive.
+  sql_exec(p, "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+              "INSERT INTO meta VALUES('schema_version', 0);"
+              "CREATE TABLE notes(t TEXT); INSERT INTO notes VALUES('keep me');");
+  auto ro = Store::open(p, {}, true);
+  ASSERT_FALSE(ro);  // a reader never migrates
+  EXPECT_NE(ro.error().str().find("schema version 0"), std::string::npos) << ro.error().str();
+  {
+    auto s = open_rw(p);
+    ASSERT_TRUE(s.write({row("a", "b", 80, kT0)}, kT0));
+  }
+  EXPECT_EQ(sql_int(p, "SELECT value FROM meta WHERE key = 'schema_version'"), kSchemaVersion);
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM notes"), 1);
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM intervals"), 1);
+}
+
+TEST(HistoryStore, CorruptFileIsAnErrorNotACrash) {
+  TempDir d;
+  const auto garbage = d.file("garbage.db");
+  {
+    std::ofstream f(garbage, std::ios::binary);
+    for (int i = 0; i < 4096; ++i) f.put(char(i * 7 + 3));
+  }
+  for (bool ro : {false, true}) {
+    auto s = Store::open(garbage, {}, ro);
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.error().str().find(garbage), std::string::npos) << s.error().str();
+    EXPECT_NE(s.error().str().find("not a database"), std::string::npos) << s.error().str();
+  }
+  // A real store with a page overwritten in the middle: refused by the open's check, or its reads fail; never a crash.
+  const auto p = d.file("h.db");
+  {
+    auto s = open_rw(p);
+    for (int m = 0; m < 200; ++m) ASSERT_TRUE(s.write({row("a", "b", 80, kT0 + uint64_t(m) * kMinuteNs)}, kT0));
+  }
+  ASSERT_GT(fs::file_size(p), 16u * 4096);
+  {
+    std::fstream f(p, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(8 * 4096);
+    for (int i = 0; i < 4096; ++i) f.put(char(0xA5));
+  }
+  auto s = Store::open(p, {}, false);
+  if (s) {
+    auto chk = s->integrity_check();
+    EXPECT_TRUE(!chk || *chk != "ok");
+  } else {
+    EXPECT_NE(s.error().str().find(p), std::string::npos) << s.error().str();
+  }
+}
+
+TEST(HistoryStore, IntegrityAfterAWriterKilledMidWrite) {
+  TempDir d;
+  const auto p = d.file("h.db");
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(ready[0]);
+    auto s = Store::open(p, {}, false);
+    if (!s) _exit(1);
+    for (uint64_t m = 0;; ++m) {
+      std::vector<IntervalRow> rows;
+      for (int e = 0; e < 50; ++e) rows.push_back(row("c" + std::to_string(e), "s", 80, kT0 + m * kMinuteNs));
+      if (!s->write(rows, kT0 + m * kMinuteNs) || !s->maintain(kT0 + m * kMinuteNs)) _exit(2);
+      char c = 'w';
+      if (m == 20 && write(ready[1], &c, 1) != 1) _exit(3);
+    }
+  }
+  close(ready[1]);
+  char c = 0;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);  // 21 intervals committed, more under way
+  kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  close(ready[0]);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  auto s = Store::open(p, {}, false);  // recovers the WAL
+  ASSERT_TRUE(s) << s.error().str();
+  auto chk = s->integrity_check();
+  ASSERT_TRUE(chk) << chk.error().str();
+  EXPECT_EQ(*chk, "ok");
+  auto st = s->status();
+  ASSERT_TRUE(st);
+  // Whole intervals only: every committed interval has all its rows.
+  EXPECT_GE(st->counters.at("intervals_written"), 21u);
+  EXPECT_EQ(st->rows, st->counters.at("intervals_written") * 50);
+}
+
+TEST(TimeArg, ParsesNowRelativeAndRfc3339) {
+  const uint64_t now = kT0 + 123;
+  EXPECT_EQ(*parse_time_arg("now", now), now);
+  EXPECT_EQ(*parse_time_arg("-15m", now), now - 15 * kMinuteNs);
+  EXPECT_EQ(*parse_time_arg("-2h", now), now - 2 * kHourNs);
+  EXPECT_EQ(*parse_time_arg("-7d", now), now - 7 * kDayNs);
+  EXPECT_EQ(*parse_time_arg("2024-05-01T03:12:00Z", now), 1714533120ull * 1'000'000'000ull);
+  EXPECT_EQ(*parse_time_arg("2024-05-01T03:12:00.5Z", now), 1714533120ull * 1'000'000'000ull + 500'000'000ull);
+  for (const char* bad : {"", "-", "-0m", "15m", "-1.5h", "yesterday", "2024-05-01 03:12:00", "-99999999999d"}) {
+    auto r = parse_time_arg(bad, now);
+    EXPECT_FALSE(r) << bad;
+    if (!r) {
+      EXPECT_NE(r.error().str().find(std::string("'") + bad + "'"), std::string::npos) << r.error().str();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace hostscope::history
