@@ -329,6 +329,7 @@ struct NamedCidrs {
 
 std::vector<NamedCidrs> catalogued_names(const Context& ctx) {
   std::vector<NamedCidrs> out;
+  out.reserve(ctx.networks.size() + ctx.services.size());
   for (const auto& [name, _] : ctx.networks) out.push_back({PeerChoice::Kind::Network, name, network_cidrs(ctx, name)});
   for (const auto& s : ctx.services)
     if (auto a = service_addresses(s); !a.empty()) out.push_back({PeerChoice::Kind::Service, s.name, std::move(a)});
@@ -353,6 +354,7 @@ uint64_t breadth(const std::vector<Cidr>& cidrs) {
 void group_peers(std::map<std::pair<Protocol, uint16_t>, PortGroup>& groups, const std::vector<NamedCidrs>& names,
                  const std::string& policy, const char* dir, std::vector<Note>& notes) {
   std::vector<const NamedCidrs*> by_breadth;
+  by_breadth.reserve(names.size());
   for (const auto& n : names) by_breadth.push_back(&n);
   std::stable_sort(by_breadth.begin(), by_breadth.end(), [](const NamedCidrs* a, const NamedCidrs* b) { return breadth(a->cidrs) < breadth(b->cidrs); });
   for (auto& [pp, g] : groups) {
