@@ -32,7 +32,7 @@ namespace hostscope::policy {
 namespace {
 
 struct Options {
-  std::string dir, context_file, from_file, socket = kDefaultAgentSocket, out_dir;
+  std::string dir, context_file, from_file, socket = kDefaultAgentSocket, out_dir, notes_file;
   bool force = false;
   std::string state_dir = "/var/lib/hostscope/policy", variant = "iptables", netns;
   bool no_ipv6 = false, json = false, live = false, allow_mass_removal = false, impact = false;
@@ -435,11 +435,18 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
   gen_cmd->add_option("--socket", o->socket, "Agent API socket to fetch the topology from")->capture_default_str()->excludes(from_opt);
   gen_cmd->add_option("-o,--output", o->out_dir, "Write one file per policy and per test here (default: one YAML stream on stdout)");
   gen_cmd->add_flag("--force", o->force, "Overwrite existing files in the output directory");
+  gen_cmd->add_option("--notes-file", o->notes_file, "Write every note in full here (stderr gets one line per kind, at most 200 lines)");
   gen_cmd->callback([o] {
     auto topo = observed_topology(*o);
     auto g = generate(topo, context(*o));
     if (!g) fail(1, g.error().str());
-    for (const auto& n : g->notes) std::cerr << "note: " << n << "\n";
+    if (!o->notes_file.empty()) {
+      std::ofstream f(o->notes_file, std::ios::binary | std::ios::trunc);
+      f << notes_text(g->notes);
+      f.close();
+      if (!f) fail(1, fmt::format("notes file {} write failed", o->notes_file));
+    }
+    for (const auto& line : note_summary(g->notes, o->notes_file)) std::cerr << line << "\n";
     if (o->out_dir.empty()) {
       std::cout << g->stream();
       return;

@@ -173,12 +173,23 @@ std::map<SubjectKey, std::string> policy_names(const std::set<SubjectKey>& keys)
 
 // ---- peers ---------------------------------------------------------------------------------------
 
+// Note kinds (Note::kind): fixed phrases, one per reason, so notes group by them.
+constexpr const char* kNoteLeftOut = "edge left out";
+constexpr const char* kNoteDnat = "DNAT: the backends conntrack reported are allowed, not the dialled address";
+constexpr const char* kNoteUnknownNetwork = "network not in the agent config: only the observed address is allowed";
+constexpr const char* kNoteLocalService =
+    "local service allowed by its observed address (a `service:` peer matches only catalogued addresses, not local processes)";
+constexpr const char* kNoteUncovered = "service without a catalogued address covering the observed one: the observed address is allowed";
+constexpr const char* kNoteAnyPeer = "no address observed: any peer is allowed on the port";
+constexpr const char* kNoteGrouped = "observed addresses inside one catalogued network or service: the name is allowed";
+
 struct PeerChoice {
   enum class Kind { Service, Network, Cidr, Any } kind = Kind::Any;
   std::string value;
   // How a PolicyTest names this end ("" = no endpoint the evaluator can use).
   std::string test_endpoint;
   std::string note;  // why the peer is less precise than the observation, if it is
+  const char* note_kind = "";
   bool operator<(const PeerChoice& o) const { return std::tie(kind, value) < std::tie(o.kind, o.value); }
 };
 
@@ -221,13 +232,23 @@ PeerChoice choose_peer(const End& e, const std::string& address, const Context& 
     p.kind = PeerChoice::Kind::Cidr;
     p.value = ip->str();
     p.test_endpoint = p.value;
-    if (e.kind == "network")
+    if (e.kind == "network") {
       p.note = fmt::format("network {} is not in the agent config; only the last observed address {} is allowed", shown(e.service), p.value);
-    else if (e.local_service())
+      p.note_kind = kNoteUnknownNetwork;
+    } else if (const auto* s = e.local_service() ? ctx.find_service(e.service) : nullptr; s && !s->cgroups.empty()) {
+      // A `service:` peer compiles to the service's catalogued addresses only; a local process sends
+      // from and listens on the node's addresses, which no name stands for (docs/policy.md, "Generate").
+      p.note = fmt::format("local service {} is allowed as its observed address {}; `service: {}` would not match its local processes",
+                           e.display(), p.value, shown(e.service));
+      p.note_kind = kNoteLocalService;
+    } else if (e.local_service()) {
       p.note = fmt::format("service {} has no catalogued address covering {}; the observed address is allowed", e.display(), p.value);
+      p.note_kind = kNoteUncovered;
+    }
     return p;
   }
   p.note = fmt::format("no address was observed for {}; any peer is allowed on this port", e.display());
+  p.note_kind = kNoteAnyPeer;
   return p;
 }
 
@@ -291,24 +312,152 @@ void add_peer(PortGroup& g, const PeerChoice& c, const End& node, const Edge& e)
   g.connections = sat_add(g.connections, e.connections);
 }
 
+void merge_into(PeerObs& into, const PeerObs& from) {
+  if (into.seen.empty()) into.choice = from.choice;
+  into.seen.insert(from.seen.begin(), from.seen.end());
+  into.notes.insert(from.notes.begin(), from.notes.end());
+  into.connections = sat_add(into.connections, from.connections);
+  into.failed = sat_add(into.failed, from.failed);
+}
+
+// A name the catalogue defines and the addresses it stands for.
+struct NamedCidrs {
+  PeerChoice::Kind kind;
+  std::string name;
+  std::vector<Cidr> cidrs;
+};
+
+std::vector<NamedCidrs> catalogued_names(const Context& ctx) {
+  std::vector<NamedCidrs> out;
+  out.reserve(ctx.networks.size() + ctx.services.size());
+  for (const auto& [name, _] : ctx.networks) out.push_back({PeerChoice::Kind::Network, name, network_cidrs(ctx, name)});
+  for (const auto& s : ctx.services)
+    if (auto a = service_addresses(s); !a.empty()) out.push_back({PeerChoice::Kind::Service, s.name, std::move(a)});
+  return out;
+}
+
+// Peer grouping (least privilege): on one port, at least kGroupPeersMin observed addresses that one catalogued
+// network or service covers become that name. Nothing is ever widened to a prefix (/24, /64) the catalogue does not
+// name, and a single address stays an address. When several names cover the addresses, the one with the fewest
+// addresses wins (ties: networks first, then by name), so the widening is the smallest the catalogue allows.
+constexpr size_t kGroupPeersMin = 2;
+
+uint64_t breadth(const std::vector<Cidr>& cidrs) {
+  uint64_t n = 0;
+  for (const auto& c : cidrs) {
+    int host_bits = (c.addr.is_v4() ? 32 : 128) - c.prefix;
+    n = sat_add(n, host_bits >= 63 ? UINT64_MAX / 2 : uint64_t{1} << host_bits);
+  }
+  return n;
+}
+
+void group_peers(std::map<std::pair<Protocol, uint16_t>, PortGroup>& groups, const std::vector<NamedCidrs>& names,
+                 const std::string& policy, const char* dir, std::vector<Note>& notes) {
+  std::vector<const NamedCidrs*> by_breadth;
+  by_breadth.reserve(names.size());
+  for (const auto& n : names) by_breadth.push_back(&n);
+  std::stable_sort(by_breadth.begin(), by_breadth.end(), [](const NamedCidrs* a, const NamedCidrs* b) { return breadth(a->cidrs) < breadth(b->cidrs); });
+  for (auto& [pp, g] : groups) {
+    if (g.any_peer()) continue;
+    std::map<const NamedCidrs*, std::vector<std::pair<PeerChoice::Kind, std::string>>> inside;
+    for (const auto& [key, o] : g.peers) {
+      if (key.first != PeerChoice::Kind::Cidr) continue;
+      auto ip = IpAddr::parse(key.second);
+      if (!ip) continue;
+      for (const auto* n : by_breadth)
+        if (covered(n->cidrs, *ip)) {
+          inside[n].push_back(key);
+          break;
+        }
+    }
+    for (const auto& [n, keys] : inside) {
+      if (keys.size() < kGroupPeersMin) continue;
+      PeerObs named;
+      named.choice.kind = n->kind;
+      named.choice.value = n->name;
+      for (const auto& k : keys) {
+        auto& o = g.peers.at(k);
+        o.choice = named.choice;
+        merge_into(named, o);
+        g.peers.erase(k);
+      }
+      auto text = fmt::format("{} observed addresses inside {} {} are allowed as `{}: {}`", keys.size(), kind_key(n->kind), shown(n->name),
+                              kind_key(n->kind), shown(n->name));
+      named.notes.insert(text);
+      notes.push_back({kNoteGrouped, fmt::format("{} of {} port {}/{}: {}", dir, policy, pp.second, to_string(pp.first), text)});
+      auto& slot = g.peers[{n->kind, n->name}];
+      merge_into(slot, named);
+    }
+  }
+}
+
+// One rule per protocol and peer set, listing its ports: every (protocol, port) is in exactly one rule, so rules
+// never shadow each other, and a node with thousands of ports gets one rule per distinct peer set.
+struct RuleGroup {
+  Protocol proto = Protocol::Tcp;
+  std::vector<uint16_t> ports;  // ascending
+  std::map<std::pair<PeerChoice::Kind, std::string>, PeerObs> peers;
+  bool any = false;
+  uint64_t connections = 0;
+};
+
+std::vector<RuleGroup> group_ports(const std::map<std::pair<Protocol, uint16_t>, PortGroup>& groups) {
+  using PeerSet = std::vector<std::pair<PeerChoice::Kind, std::string>>;  // empty = any peer
+  std::map<std::pair<Protocol, PeerSet>, RuleGroup> by_set;
+  for (const auto& [pp, g] : groups) {  // ascending (protocol, port)
+    PeerSet key;
+    bool any = g.any_peer();
+    if (!any)
+      for (const auto& [k, _] : g.peers) key.push_back(k);
+    auto& r = by_set[{pp.first, std::move(key)}];
+    r.proto = pp.first;
+    r.any = any;
+    r.ports.push_back(pp.second);
+    r.connections = sat_add(r.connections, g.connections);
+    for (const auto& [k, o] : g.peers) merge_into(r.peers[k], o);
+  }
+  std::vector<RuleGroup> out;
+  out.reserve(by_set.size());
+  for (auto& [_, r] : by_set) out.push_back(std::move(r));
+  std::sort(out.begin(), out.end(), [](const RuleGroup& a, const RuleGroup& b) { return std::tie(a.proto, a.ports.front()) < std::tie(b.proto, b.ports.front()); });
+  return out;
+}
+
+// Runs of at least kMinRange consecutive ports are written as "first-last" ranges; shorter runs as numbers.
+constexpr size_t kMinRange = 3;
+
+std::string port_list(const std::vector<uint16_t>& ports) {
+  std::vector<std::string> items;
+  for (size_t i = 0; i < ports.size();) {
+    size_t j = i;
+    while (j + 1 < ports.size() && ports[j + 1] == ports[j] + 1) ++j;
+    if (j - i + 1 >= kMinRange) {
+      items.push_back(fmt::format("\"{}-{}\"", ports[i], ports[j]));
+    } else {
+      for (size_t k = i; k <= j; ++k) items.push_back(std::to_string(ports[k]));
+    }
+    i = j + 1;
+  }
+  return fmt::format("[{}]", fmt::join(items, ", "));
+}
+
 void render_rules(std::string& y, const char* dir, const std::map<std::pair<Protocol, uint16_t>, PortGroup>& groups) {
   if (groups.empty()) return;
   y += fmt::format("{}:\n", dir);
-  for (const auto& [pp, g] : groups) {
-    bool any = g.any_peer();
-    for (const auto& [_, o] : g.peers) {
+  for (const auto& r : group_ports(groups)) {
+    for (const auto& [_, o] : r.peers) {
       std::vector<std::string> seen(o.seen.begin(), o.seen.end());
       y += fmt::format("  # {} {}: {}\n", std::string(dir) == "egress" ? "to" : "from", fmt::join(seen, ", "), counts(o.connections, o.failed));
       for (const auto& n : o.notes) y += fmt::format("  #   note: {}\n", n);
     }
     y += "  - action: allow\n";
-    y += fmt::format("    protocol: {}\n", to_string(pp.first));
-    y += fmt::format("    ports: [{}]\n", pp.second);
-    if (!any) {
+    y += fmt::format("    protocol: {}\n", to_string(r.proto));
+    y += fmt::format("    ports: {}\n", port_list(r.ports));
+    if (!r.any) {
       y += "    peers:\n";
-      for (const auto& [_, o] : g.peers) y += fmt::format("      - {}: {}\n", kind_key(o.choice.kind), yaml_quoted(o.choice.value));
+      for (const auto& [_, o] : r.peers) y += fmt::format("      - {}: {}\n", kind_key(o.choice.kind), yaml_quoted(o.choice.value));
     }
-    y += fmt::format("    comment: {}\n", yaml_quoted(fmt::format("observed {}", counts(g.connections, 0))));
+    y += fmt::format("    comment: {}\n", yaml_quoted(fmt::format("observed {}", counts(r.connections, 0))));
   }
 }
 
@@ -422,7 +571,7 @@ Result<Generated> generate(const json& topology, const Context& ctx) {
       out.edges_skipped++;
       for (const End* end : {&e.client, &e.server})
         if (end->local_service()) subjects[{end->ns, end->service}].comments.push_back(fmt::format("left out: {}: {}", what, skip));
-      out.notes.push_back(fmt::format("{}: {}", what, skip));
+      out.notes.push_back({kNoteLeftOut, fmt::format("{}: {}", what, skip)});
       continue;
     }
     out.edges_used++;
@@ -435,9 +584,12 @@ Result<Generated> generate(const json& topology, const Context& ctx) {
       else dests.push_back({e.server.address, e.port});
       for (const auto& [addr, port] : dests) {
         auto c = choose_peer(e.actual.empty() ? e.server : End{"external", "external", "", addr}, addr, ctx);
-        if (!e.actual.empty()) c.note = fmt::format("dialled {} (DNAT); backends may change", shown(e.dialed.empty() ? e.server.address : e.dialed));
+        if (!e.actual.empty()) {
+          c.note = fmt::format("dialled {} (DNAT); backends may change", shown(e.dialed.empty() ? e.server.address : e.dialed));
+          c.note_kind = kNoteDnat;
+        }
         add_peer(s.egress[{e.proto, port}], c, e.actual.empty() ? e.server : End{"external", "external", "", addr}, e);
-        if (!c.note.empty()) out.notes.push_back(fmt::format("{} (egress of {}): {}", what, s.name, c.note));
+        if (!c.note.empty()) out.notes.push_back({c.note_kind, fmt::format("{} (egress of {}): {}", what, s.name, c.note)});
         Case k{e.client.service, c.test_endpoint, port, e.proto, e.connections, ""};
         if (!ctx.find_service(e.client.service)) k.skipped = not_catalogued(e.client);
         else if (c.test_endpoint.empty()) k.skipped = "no single address stands for the peer";
@@ -451,7 +603,7 @@ Result<Generated> generate(const json& topology, const Context& ctx) {
       auto& s = subjects[{e.server.ns, e.server.service}];
       auto c = choose_peer(e.client, e.client.address, ctx);
       add_peer(s.ingress[{e.proto, e.port}], c, e.client, e);
-      if (!c.note.empty()) out.notes.push_back(fmt::format("{} (ingress of {}): {}", what, s.name, c.note));
+      if (!c.note.empty()) out.notes.push_back({c.note_kind, fmt::format("{} (ingress of {}): {}", what, s.name, c.note)});
       Case k{c.test_endpoint, e.server.service, e.port, e.proto, e.connections, ""};
       if (!ctx.find_service(e.server.service)) k.skipped = not_catalogued(e.server);
       else if (c.test_endpoint.empty()) k.skipped = "no single address stands for the peer";
@@ -462,7 +614,10 @@ Result<Generated> generate(const json& topology, const Context& ctx) {
     }
   }
 
+  auto names_in_catalogue = catalogued_names(ctx);
   for (auto& [k, s] : subjects) {
+    group_peers(s.egress, names_in_catalogue, s.name, "egress", out.notes);
+    group_peers(s.ingress, names_in_catalogue, s.name, "ingress", out.notes);
     out.files.push_back({s.name + ".yaml", render_policy(s, ctx, t->taken_at)});
     out.policies++;
     size_t checked = std::count_if(s.cases.begin(), s.cases.end(), [](const auto& kv) { return kv.second.skipped.empty(); });
@@ -473,6 +628,39 @@ Result<Generated> generate(const json& topology, const Context& ctx) {
   std::sort(out.files.begin(), out.files.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   std::sort(out.notes.begin(), out.notes.end());
   out.notes.erase(std::unique(out.notes.begin(), out.notes.end()), out.notes.end());
+  return out;
+}
+
+std::vector<std::string> note_summary(const std::vector<Note>& notes, const std::string& notes_file, size_t examples, size_t max_lines) {
+  std::vector<std::string> lines;
+  size_t kinds = 0, cut_notes = 0;
+  for (size_t i = 0; i < notes.size();) {
+    size_t j = i;
+    while (j < notes.size() && notes[j].kind == notes[i].kind) ++j;
+    ++kinds;
+    size_t n = j - i;
+    // The last line may be a kind only when it is the last kind; otherwise it says what was cut.
+    if (cut_notes == 0 && (lines.size() + 1 < max_lines || (lines.size() + 1 == max_lines && j == notes.size()))) {
+      std::vector<std::string> ex;
+      for (size_t k = i; k < j && ex.size() < examples; ++k) ex.push_back(notes[k].text);
+      std::string more = n > ex.size() ? fmt::format("; ... {} more", n - ex.size()) : "";
+      lines.push_back(fmt::format("note: {} ({}): {}{}", notes[i].kind, n, fmt::join(ex, "; "), more));
+    } else {
+      cut_notes += n;
+    }
+    i = j;
+  }
+  if (cut_notes) {
+    size_t cut_kinds = kinds - lines.size();
+    lines.push_back(fmt::format("... {} more ({} notes of {} more kinds; see {})", cut_kinds, cut_notes, cut_kinds,
+                                notes_file.empty() ? "--notes-file" : notes_file));
+  }
+  return lines;
+}
+
+std::string notes_text(const std::vector<Note>& notes) {
+  std::string out;
+  for (const auto& n : notes) out += n.str() + "\n";
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -27,9 +28,19 @@ struct GeneratedFile {
   std::string text;
 };
 
+// Something the operator should know about one edge: why it was left out or is expressed less exactly
+// than observed. `kind` is a fixed phrase shared by every note of that sort (they are grouped by it).
+struct Note {
+  std::string kind;  // "edge left out", "DNAT backends allowed", ...
+  std::string text;  // the edge and the detail
+  bool operator<(const Note& o) const { return std::tie(kind, text) < std::tie(o.kind, o.text); }
+  bool operator==(const Note& o) const = default;
+  std::string str() const { return kind + ": " + text; }
+};
+
 struct Generated {
   std::vector<GeneratedFile> files;  // sorted by name
-  std::vector<std::string> notes;    // edges that could not be expressed exactly, for the operator
+  std::vector<Note> notes;           // sorted by kind then text, no duplicates
   size_t policies = 0, cases = 0, edges_used = 0, edges_skipped = 0;
   // Every file as one YAML stream (a valid single policy file), for stdout.
   std::string stream() const;
@@ -51,6 +62,16 @@ Result<Generated> generate(const nlohmann::json& topology, const Context& ctx);
 Result<nlohmann::json> fetch_topology(const std::string& socket_path, int timeout_ms = 10000);
 // Any agent API method without parameters (policy.status, policy.sync): the reply's "result", same bounds.
 Result<nlohmann::json> agent_request(const std::string& socket_path, const std::string& method, int timeout_ms = 10000);
+
+// The notes for stderr: one line per kind, "note: KIND: N edges, e.g. A; B" with at most `examples`
+// examples each, and at most `max_lines` lines in all; when lines are cut, the last one says how many
+// kinds were left out and where the full list is (`notes_file`, or "--notes-file" when none was given).
+inline constexpr size_t kNoteExamples = 3;
+inline constexpr size_t kMaxNoteLines = 200;
+std::vector<std::string> note_summary(const std::vector<Note>& notes, const std::string& notes_file = "",
+                                      size_t examples = kNoteExamples, size_t max_lines = kMaxNoteLines);
+// Every note in full, one "KIND: TEXT" line each (for --notes-file).
+std::string notes_text(const std::vector<Note>& notes);
 
 // Writes the files into `dir` (created if missing). Refuses to overwrite an existing file unless
 // `force`; each file is written to a temporary name and renamed into place.

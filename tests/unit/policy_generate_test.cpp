@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -245,7 +246,7 @@ egress:
       - cidr: "93.184.216.34"
     comment: "observed 3 connections"
   # to db: 40 connections
-  #   note: service db has no catalogued address covering 127.0.0.1; the observed address is allowed
+  #   note: local service db is allowed as its observed address 127.0.0.1; `service: db` would not match its local processes
   - action: allow
     protocol: tcp
     ports: [5432]
@@ -316,6 +317,96 @@ cases:
   auto api = file_text(g, "shop-api.yaml");
   EXPECT_THAT(api, HasSubstr("#   note: dialled 10.96.0.20:80 (DNAT); backends may change\n"));
   EXPECT_THAT(api, HasSubstr("    ports: [8080]\n    peers:\n      - cidr: \"10.244.1.7\"\n      - cidr: \"10.244.1.8\"\n"));
+}
+
+// Issue 19: one rule per (protocol, peer set) listing its ports, consecutive runs as ranges, instead of one rule per
+// port; every port is in exactly one rule, so nothing shadows and the set still lints and its tests pass.
+TEST(PolicyGenerate, PortsWithTheSamePeersShareOneRule) {
+  // A pod (FORWARD, matched by address) so every port is enforced, not only the catalogued listening ones.
+  auto api = [] { return svc("api", "shop", "10.244.0.5"); };
+  std::vector<json> edges;
+  for (int p : {8000, 8001, 8002, 8003, 8004, 9000, 9001}) edges.push_back(edge(ext("198.51.100.7"), api(), p, 1));
+  edges.push_back(edge(ext("198.51.100.8"), api(), 8006, 1));         // other peer: its own rule
+  edges.push_back(edge(ext("198.51.100.7"), api(), 8007, 1));         // same peer, not adjacent
+  edges.push_back(edge(ext("198.51.100.7"), api(), 8002, 1, "udp"));  // other protocol
+  auto g = must_generate(topology(edges));
+  auto text = file_text(g, "shop-api.yaml");
+  EXPECT_THAT(text, HasSubstr("    protocol: tcp\n    ports: [\"8000-8004\", 8007, 9000, 9001]\n    peers:\n      - cidr: \"198.51.100.7\"\n"));
+  EXPECT_THAT(text, HasSubstr("    protocol: tcp\n    ports: [8006]\n    peers:\n      - cidr: \"198.51.100.8\"\n"));
+  EXPECT_THAT(text, HasSubstr("    protocol: udp\n    ports: [8002]\n"));
+  auto loaded = load_files(g.files, /*enforce=*/true);
+  ASSERT_EQ(loaded.set.policies.size(), 1u);
+  EXPECT_EQ(loaded.set.policies[0].ingress.size(), 3u);
+  auto report = lint(loaded, node());
+  EXPECT_TRUE(report.diagnostics.empty()) << diag_text(report.diagnostics) << text;
+  auto results = run_tests(loaded, node());
+  EXPECT_EQ(results.size(), 10u);
+  for (const auto& r : results) EXPECT_TRUE(r.passed) << r.case_name << ": " << r.detail;
+  auto c = compile(loaded, node());
+  ASSERT_TRUE(c.ok()) << diag_text(c.diagnostics);
+  auto ip = [](const char* a) { return Endpoint{IpAddr::parse(a), "", false}; };
+  EXPECT_EQ(verdict(*c.ir, ip("198.51.100.7"), ip("10.244.0.5"), 8003), Verdict::Allow);
+  EXPECT_EQ(verdict(*c.ir, ip("198.51.100.7"), ip("10.244.0.5"), 9001), Verdict::Allow);
+  EXPECT_EQ(verdict(*c.ir, ip("198.51.100.7"), ip("10.244.0.5"), 8005), Verdict::Deny);  // not observed, inside no range
+  EXPECT_EQ(verdict(*c.ir, ip("198.51.100.7"), ip("10.244.0.5"), 8006), Verdict::Deny);  // that port's peer is .8
+  EXPECT_EQ(verdict(*c.ir, ip("198.51.100.8"), ip("10.244.0.5"), 8006), Verdict::Allow);
+  EXPECT_EQ(verdict(*c.ir, ip("198.51.100.8"), ip("10.244.0.5"), 8003), Verdict::Deny);
+  EXPECT_EQ(verdict(*c.ir, ip("198.51.100.7"), ip("10.244.0.5"), 8001, Protocol::Udp), Verdict::Deny);
+  EXPECT_EQ(verdict(*c.ir, ip("198.51.100.7"), ip("10.244.0.5"), 8002, Protocol::Udp), Verdict::Allow);
+}
+
+// Peer grouping is conservative: two or more observed addresses on one port inside a catalogued network (or service)
+// become that name; a single address, or addresses sharing only a /24 nobody named, stay addresses.
+TEST(PolicyGenerate, AddressesInsideACataloguedNameBecomeTheName) {
+  Context ctx = node();
+  ctx.networks["lab"] = {"198.18.0.0/15"};
+  ctx.networks["lab-rack"] = {"198.18.5.0/28"};  // narrower: wins for the addresses it covers
+  std::vector<json> edges = {
+      edge(ext("198.18.5.1"), svc("web", "", "10.0.0.1"), 22, 1),  edge(ext("198.18.5.2"), svc("web", "", "10.0.0.1"), 22, 1),
+      edge(ext("198.18.9.9"), svc("web", "", "10.0.0.1"), 22, 1),  // alone in lab outside the rack: stays an address
+      edge(ext("198.51.100.1"), svc("web", "", "10.0.0.1"), 22, 1),  edge(ext("198.51.100.2"), svc("web", "", "10.0.0.1"), 22, 1),
+      edge(ext("198.18.5.3"), svc("web", "", "10.0.0.1"), 23, 1),  // alone on its port
+  };
+  auto g = must_generate(topology(edges), ctx);
+  auto web = file_text(g, "web.yaml");
+  EXPECT_THAT(web, HasSubstr("    ports: [22]\n    peers:\n      - network: \"lab-rack\"\n      - cidr: \"198.18.9.9\"\n"
+                             "      - cidr: \"198.51.100.1\"\n      - cidr: \"198.51.100.2\"\n"));
+  EXPECT_THAT(web, HasSubstr("#   note: 2 observed addresses inside network lab-rack are allowed as `network: lab-rack`\n"));
+  EXPECT_THAT(web, HasSubstr("    ports: [23]\n    peers:\n      - cidr: \"198.18.5.3\"\n"));
+  auto loaded = load_files(g.files, /*enforce=*/true);
+  auto report = lint(loaded, ctx);
+  EXPECT_TRUE(report.diagnostics.empty()) << diag_text(report.diagnostics) << web;
+  for (const auto& r : run_tests(loaded, ctx)) EXPECT_TRUE(r.passed) << r.case_name << ": " << r.detail;
+  ASSERT_EQ(std::count_if(g.notes.begin(), g.notes.end(), [](const Note& n) { return n.kind.find("catalogued network") != std::string::npos; }), 1);
+}
+
+// Item 4 (fallback): a local service's loopback/node address stays an address (`service:` matches only catalogued
+// addresses), with a note of its own kind naming the service.
+TEST(PolicyGenerate, LocalServicePeerIsAnAddressWithANoteNamingIt) {
+  auto g = must_generate(topology(observed_edges()));
+  std::vector<std::string> local;
+  for (const auto& n : g.notes)
+    if (n.kind.rfind("local service allowed by its observed address", 0) == 0) local.push_back(n.text);
+  EXPECT_THAT(local, ::testing::Contains(HasSubstr("web -> db port 5432/tcp (egress of web): local service db is allowed as its observed address 127.0.0.1")));
+  EXPECT_THAT(local, ::testing::Contains(HasSubstr("(ingress of db): local service web is allowed as its observed address 127.0.0.1")));
+}
+
+TEST(PolicyGenerate, NotesAreSummarisedByKindAndCapped) {
+  std::vector<Note> notes;
+  for (int i = 0; i < 5; ++i) notes.push_back({"b kind", fmt::format("edge {}", i)});
+  notes.push_back({"a kind", "only"});
+  std::sort(notes.begin(), notes.end());
+  EXPECT_THAT(note_summary(notes, "", 3, 200),
+              ::testing::ElementsAre("note: a kind (1): only", "note: b kind (5): edge 0; edge 1; edge 2; ... 2 more"));
+  std::vector<Note> many;
+  for (int k = 0; k < 300; ++k) many.push_back({fmt::format("kind {:03}", k), "x"});
+  auto lines = note_summary(many, "", 3, 200);
+  ASSERT_EQ(lines.size(), 200u);
+  EXPECT_EQ(lines.back(), "... 101 more (101 notes of 101 more kinds; see --notes-file)");
+  EXPECT_EQ(note_summary(many, "all.txt", 3, 200).back(), "... 101 more (101 notes of 101 more kinds; see all.txt)");
+  many.resize(200);  // exactly the cap: no "more" line
+  EXPECT_EQ(note_summary(many, "", 3, 200).back(), "note: kind 199 (1): x");
+  EXPECT_EQ(notes_text(notes).substr(0, 14), "a kind: only\nb");
 }
 
 TEST(PolicyGenerate, NamesAreValidUniqueAndQuoted) {
@@ -496,6 +587,13 @@ TEST(PolicyGenerate, CliGeneratesThenLintAndTestPass) {
   EXPECT_EQ(run_cli({"policy", "test", out}), 0);
   EXPECT_EQ(run_cli({"policy", "generate", "--from", topo.string(), "-o", out}), 1);  // exists, no --force
   EXPECT_EQ(run_cli({"policy", "generate", "--from", topo.string(), "-o", out, "--force"}), 0);
+  auto notes = tmp.path / "notes.txt";
+  EXPECT_EQ(run_cli({"policy", "generate", "--from", topo.string(), "-o", out, "--force", "--notes-file", notes.string()}), 0);
+  std::stringstream all;
+  all << std::ifstream(notes).rdbuf();
+  EXPECT_THAT(all.str(), HasSubstr("edge left out: web -> db port 5433/tcp: never established (4 failed); not allowed\n"));
+  EXPECT_THAT(all.str(), HasSubstr("DNAT: the backends conntrack reported are allowed, not the dialled address: "));
+  EXPECT_EQ(run_cli({"policy", "generate", "--from", topo.string(), "--notes-file", (tmp.path / "no" / "dir.txt").string()}), 1);
   EXPECT_EQ(run_cli({"policy", "generate", "--from", (tmp.path / "missing.json").string()}), 2);
   std::ofstream(tmp.path / "bad.json") << R"({"schema":"nope","edges":[]})";
   EXPECT_EQ(run_cli({"policy", "generate", "--from", (tmp.path / "bad.json").string()}), 1);
