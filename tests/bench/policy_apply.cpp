@@ -144,11 +144,13 @@ struct TempDir {
 
 std::string addr(size_t i) { return fmt::format("198.18.{}.{}", (i / 250) % 250, 1 + i % 250); }
 
-// N deny rules, each one distinct destination and port, for the subject cgroup "/".
-std::string rules_policy(size_t n) {
+// N deny rules, each one distinct destination and port, for the subject cgroup "/". `changed_port`: the first rule's
+// port instead (the one-rule change).
+std::string rules_policy(size_t n, uint16_t changed_port = 0) {
   std::string y = "apiVersion: hostscope.io/v1\nkind: NetworkPolicy\nmetadata: {name: bench}\nsubject: {cgroup: /}\negress:\n";
   for (size_t i = 0; i < n; ++i)
-    y += fmt::format("  - {{action: deny, peers: [{{cidr: {}}}], ports: [{}], protocol: tcp}}\n", addr(i), 1000 + i % 50000);
+    y += fmt::format("  - {{action: deny, peers: [{{cidr: {}}}], ports: [{}], protocol: tcp}}\n", addr(i),
+                     i == 0 && changed_port ? changed_port : 1000 + i % 50000);
   return y;
 }
 
@@ -386,15 +388,16 @@ int main(int argc, char** argv) {
 
   // ---- 1. apply time ----
   std::string apply_md =
-      "| rules | iptables rules installed | hostscope compile | hostscope apply (median) | of which in iptables/ipset tools | one `iptables-legacy -A` per rule | one `iptables-legacy-restore` (median) |\n"
-      "| --- | --- | --- | --- | --- | --- | --- |\n";
+      "| rules | iptables rules installed | hostscope compile | hostscope apply (median) | of which in iptables/ipset tools | one-rule change (apply) | rollback | one `iptables-legacy -A` per rule | one `iptables-legacy-restore` (median) |\n"
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
   printf("%s", apply_md.c_str());
   bool any_extrapolated = false;
   for (size_t n : o.only == "rate" ? std::vector<size_t>{} : o.sizes) {
     double compile_s = 0;
     Ir ir = compile_or_die(rules_policy(n), &compile_s);
+    Ir changed = compile_or_die(rules_policy(n, 65000));
     auto rendered = render(ir.v4);
-    std::vector<double> hs, hs_tools, rs;
+    std::vector<double> hs, hs_tools, rs, change, rollback;
     size_t installed = 0;
     for (int r = 0; r < o.rounds; ++r) {
       {
@@ -408,6 +411,13 @@ int main(int argc, char** argv) {
         hs_tools.push_back(timing->seconds);
         if (!rep) die("hostscope apply failed: " + rep.error().str());
         installed = rep->rules;
+        // The same set with one rule's port changed, then back to the first generation.
+        t0 = Clock::now();
+        if (auto c = b.apply(changed); !c) die("hostscope one-rule change failed: " + c.error().str());
+        change.push_back(seconds_since(t0));
+        t0 = Clock::now();
+        if (auto rb = b.rollback(); !rb) die("hostscope rollback failed: " + rb.error().str());
+        rollback.push_back(seconds_since(t0));
       }
       {
         Netns ns;
@@ -429,8 +439,8 @@ int main(int argc, char** argv) {
                               ? fmt::format("≈ {} (extrapolated; {} of {} commands run in {})", fmt_s(naive.seconds), naive.done,
                                             naive.total, fmt_s(o.naive_budget))
                               : fmt_s(naive.seconds);
-    auto row = fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", n, installed, fmt_s(compile_s), fmt_s(median(hs)),
-                           fmt_s(median(hs_tools)), naive_s, fmt_s(median(rs)));
+    auto row = fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", n, installed, fmt_s(compile_s), fmt_s(median(hs)),
+                           fmt_s(median(hs_tools)), fmt_s(median(change)), fmt_s(median(rollback)), naive_s, fmt_s(median(rs)));
     printf("%s", row.c_str());
     fflush(stdout);
     apply_md += row;
@@ -440,7 +450,9 @@ int main(int argc, char** argv) {
       "port, plus hostscope's fixed rules (conntrack, dispatch, failsafes, jumps): the same rule lines are used by all "
       "three methods. Every command runs as `ip netns exec NS ...` in a fresh namespace; hostscope's apply includes its "
       "`iptables-save` before and after, the `iptables-restore --noflush` and storing the generation; compile (load, "
-      "lint, compile) is measured separately. Medians over {} rounds; the naive method runs once{}.\n",
+      "lint, compile) is measured separately. The one-rule change applies the same set with the first rule's port changed "
+      "over the first generation; rollback then re-applies the first generation. Medians over {} rounds; the naive "
+      "method runs once{}.\n",
       o.rounds,
       any_extrapolated ? fmt::format(" and stops after {} s, the remaining commands extrapolated from a least-squares fit "
                                      "of the per-command time c(i) = a + b·i (legacy iptables rewrites the whole table on "
