@@ -290,17 +290,7 @@ DiffImpact attach_impact(const DiffResult& d, const ImpactReport& report) {
 namespace {
 
 std::string observed_line(const ImpactChange& c) {
-  const auto& e = c.edge;
-  auto end = [](const topology::EdgeEnd& x) {
-    std::string id = topology::node_id(x);
-    if (x.kind == topology::NodeKind::Service && !x.address.empty()) id += " (" + x.address + ")";
-    return id;
-  };
-  std::string s = fmt::format("{} -> {} port {}/{}, {} connection(s)", end(e.client), end(e.server), e.port,
-                              topology::to_string(e.protocol), e.connections);
-  if (e.failed_total()) s += fmt::format(", {} failed", e.failed_total());
-  if (e.last_seen_ns) s += ", last seen " + topology::format_time(e.last_seen_ns);
-  return s;
+  return observed_edge_text(c.edge) + ", " + observed_counts_text(c.edge);
 }
 
 uint64_t observed_connections(const DiffImpact& impact, const std::vector<size_t>& edges) {
@@ -352,19 +342,7 @@ std::string diff_text(const DiffResult& d, const DiffImpact* impact) {
 
 nlohmann::json diff_json(const DiffResult& d, const DiffImpact* impact) {
   nlohmann::json changes = nlohmann::json::array();
-  auto edge_json = [&](size_t i) {
-    const auto& e = impact->report->changes[i].edge;
-    return nlohmann::json{{"client", topology::node_id(e.client)},
-                          {"client_address", e.client.address},
-                          {"server", topology::node_id(e.server)},
-                          {"server_address", e.server.address},
-                          {"port", e.port},
-                          {"protocol", topology::to_string(e.protocol)},
-                          {"actual", e.actual},
-                          {"connections", e.connections},
-                          {"failed", e.failed_total()},
-                          {"last_seen", e.last_seen_ns ? topology::format_time(e.last_seen_ns) : ""}};
-  };
+  auto edge_json = [&](size_t i) { return observed_edge_json(impact->report->changes[i].edge); };
   for (size_t k = 0; k < d.changes.size(); ++k) {
     const auto& c = d.changes[k];
     changes.push_back({{"subject", c.subject},

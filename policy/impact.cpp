@@ -134,6 +134,30 @@ ImpactReport observed_impact(const ImpactSide& before, const ImpactSide& after, 
   return r;
 }
 
+std::string observed_edge_text(const topology::EdgeSnapshot& e) {
+  return fmt::format("{} -> {} port {}/{}", end_text(e.client), end_text(e.server), e.port, topology::to_string(e.protocol));
+}
+
+std::string observed_counts_text(const topology::EdgeSnapshot& e) {
+  std::string s = fmt::format("{} connection(s)", e.connections);
+  if (e.failed_total()) s += fmt::format(", {} failed", e.failed_total());
+  if (e.last_seen_ns) s += ", last seen " + topology::format_time(e.last_seen_ns);
+  return s;
+}
+
+nlohmann::json observed_edge_json(const topology::EdgeSnapshot& e) {
+  return {{"client", topology::node_id(e.client)},
+          {"client_address", e.client.address},
+          {"server", topology::node_id(e.server)},
+          {"server_address", e.server.address},
+          {"port", e.port},
+          {"protocol", topology::to_string(e.protocol)},
+          {"actual", e.actual},
+          {"connections", e.connections},
+          {"failed", e.failed_total()},
+          {"last_seen", e.last_seen_ns ? topology::format_time(e.last_seen_ns) : ""}};
+}
+
 std::string impact_text(const ImpactReport& r) {
   std::string s = fmt::format("impact on observed traffic: {} -> {}\n", r.before_label, r.after_label);
   s += fmt::format("  {} edges judged{}{}{}\n", r.edges,
@@ -146,11 +170,9 @@ std::string impact_text(const ImpactReport& r) {
                    r.newly_denied_connections);
   for (const auto& c : r.changes) {
     const auto& e = c.edge;
-    s += fmt::format("{} {} -> {} port {}/{}: {} -> {}\n", c.newly_denied() ? "!" : " ", end_text(e.client), end_text(e.server),
-                     e.port, topology::to_string(e.protocol), verdict_word(c.before), verdict_word(c.after));
-    std::string seen = fmt::format("    observed {} connection(s)", e.connections);
-    if (e.failed_total()) seen += fmt::format(", {} failed", e.failed_total());
-    if (e.last_seen_ns) seen += ", last seen " + topology::format_time(e.last_seen_ns);
+    s += fmt::format("{} {}: {} -> {}\n", c.newly_denied() ? "!" : " ", observed_edge_text(e), verdict_word(c.before),
+                     verdict_word(c.after));
+    std::string seen = "    observed " + observed_counts_text(e);
     if (!e.actual.empty()) seen += fmt::format(", DNAT to {}", fmt::format("{}", fmt::join(e.actual, ",")));
     s += seen + "\n";
     if (!c.decided_before.empty()) s += fmt::format("    before: {}\n", c.decided_before);
@@ -166,8 +188,8 @@ std::string impact_summary(const ImpactReport& r, size_t max_edges) {
     if (!c.newly_denied()) continue;
     if (++n > max_edges) continue;
     const auto& e = c.edge;
-    list += fmt::format("{}{} -> {} port {}/{} ({} connections{})", list.empty() ? "" : "; ", end_text(e.client), end_text(e.server), e.port,
-                        topology::to_string(e.protocol), e.connections, c.decided_after.empty() ? "" : "; " + c.decided_after);
+    list += fmt::format("{}{} ({} connections{})", list.empty() ? "" : "; ", observed_edge_text(e), e.connections,
+                        c.decided_after.empty() ? "" : "; " + c.decided_after);
   }
   if (n > max_edges) list += fmt::format("; and {} more", n - max_edges);
   return fmt::format("{} observed edge(s) ({} connections) would be newly denied: {}", n, r.newly_denied_connections, list);
@@ -177,21 +199,13 @@ nlohmann::json impact_json(const ImpactReport& r) {
   nlohmann::json changes = nlohmann::json::array();
   for (const auto& c : r.changes) {
     const auto& e = c.edge;
-    changes.push_back({{"client", topology::node_id(e.client)},
-                       {"client_address", e.client.address},
-                       {"server", topology::node_id(e.server)},
-                       {"server_address", e.server.address},
-                       {"port", e.port},
-                       {"protocol", topology::to_string(e.protocol)},
-                       {"actual", e.actual},
-                       {"connections", e.connections},
-                       {"failed", e.failed_total()},
-                       {"last_seen", e.last_seen_ns ? topology::format_time(e.last_seen_ns) : ""},
-                       {"before", to_string(c.before)},
-                       {"after", to_string(c.after)},
-                       {"newly_denied", c.newly_denied()},
-                       {"decided_before", c.decided_before},
-                       {"decided_after", c.decided_after}});
+    auto j = observed_edge_json(e);
+    j.update({{"before", to_string(c.before)},
+              {"after", to_string(c.after)},
+              {"newly_denied", c.newly_denied()},
+              {"decided_before", c.decided_before},
+              {"decided_after", c.decided_after}});
+    changes.push_back(std::move(j));
   }
   return {{"before", r.before_label},
           {"after", r.after_label},

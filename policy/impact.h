@@ -61,6 +61,13 @@ struct ImpactReport {
 ImpactReport observed_impact(const ImpactSide& before, const ImpactSide& after, const Context& ctx,
                              const topology::TopologySnapshot& observed, uint64_t since_ns = 0);
 
+// One observed edge as impact and diff reports name it: "service:shop/web (10.0.0.1) -> service:shop/api port 80/tcp",
+// its counts "12 connection(s), 1 failed, last seen <time>", and its JSON fields (client, client_address, server,
+// server_address, port, protocol, actual, connections, failed, last_seen).
+std::string observed_edge_text(const topology::EdgeSnapshot& e);
+std::string observed_counts_text(const topology::EdgeSnapshot& e);
+nlohmann::json observed_edge_json(const topology::EdgeSnapshot& e);
+
 std::string impact_text(const ImpactReport& r);
 // One line for logs and refusals: "2 observed edge(s) (45 connections) would be newly denied: <edge> (<n> connections;
 // <rule>); ..." naming at most `max_edges` edges.
