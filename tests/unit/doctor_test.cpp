@@ -2,6 +2,9 @@
 // kept in step with the BPF sources.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -10,6 +13,7 @@
 
 #include "agent/cli/doctor/checks.h"
 #include "agent/cli/doctor/probe.h"
+#include "agent/history/store.h"
 #include "agent/util/mounts.h"
 
 namespace hostscope::doctor {
@@ -248,6 +252,100 @@ TEST(DoctorHooks, MatchTheBpfSources) {
     in_doctor.insert("tp:" + h.category + "/" + h.event);
   }
   EXPECT_EQ(in_sources, in_doctor);
+}
+
+TEST(DoctorVerdicts, HistoryOffOkOnFailOrStale) {
+  auto f = healthy();
+  f.history_path = "/var/lib/hostscope/history.db";
+  EXPECT_EQ(find(evaluate(f), "history").level, Level::Ok);
+  EXPECT_NE(find(evaluate(f), "history").message.find("history is off"), std::string::npos);
+
+  f.history_enabled = true;
+  auto c = find(evaluate(f), "history");
+  EXPECT_EQ(c.level, Level::Ok) << c.message;
+  EXPECT_NE(c.message.find("creates /var/lib/hostscope/history.db"), std::string::npos) << c.message;
+
+  f.history_exists = true;
+  f.history_max_bytes = 256ull << 20;
+  f.history_used_bytes = 64ull << 20;
+  f.history_rows = 1234;
+  f.now_ns = 1'000'000ull * 1'000'000'000ull;
+  f.history_last_write_ns = f.now_ns - 30'000'000'000ull;
+  c = find(evaluate(f), "history");
+  EXPECT_EQ(c.level, Level::Ok) << c.message;
+  EXPECT_NE(c.message.find("1234 rows, 64.0 MiB (25%"), std::string::npos) << c.message;
+
+  auto stale = f;
+  stale.history_last_write_ns = f.now_ns - 3600'000'000'000ull;
+  c = find(evaluate(stale), "history");
+  EXPECT_EQ(c.level, Level::Warn) << c.message;
+  EXPECT_NE(c.message.find("60 min ago"), std::string::npos) << c.message;
+
+  auto corrupt = f;
+  corrupt.history_error = "file is not a database";
+  c = find(evaluate(corrupt), "history");
+  EXPECT_EQ(c.level, Level::Fail);
+  EXPECT_NE(c.message.find("runs without history"), std::string::npos) << c.message;
+
+  auto ro = f;
+  ro.history_writable = false;
+  EXPECT_EQ(find(evaluate(ro), "history").level, Level::Fail);
+
+  auto gave_up = f;
+  (*gave_up.health)["history"] = {{"ok", false}, {"error", "disk I/O error"}};
+  c = find(evaluate(gave_up), "history");
+  EXPECT_EQ(c.level, Level::Fail);
+  EXPECT_NE(c.message.find("disk I/O error"), std::string::npos) << c.message;
+}
+
+// probe_history() on real files: none yet, a healthy store, a damaged one; nothing is created or changed.
+TEST(DoctorProbe, HistoryFileHealthyAndDamaged) {
+  namespace fs = std::filesystem;
+  char tmpl[] = "/tmp/hs-doctor-history-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  struct Rm {
+    std::string d;
+    ~Rm() { std::error_code ec; fs::remove_all(d, ec); }
+  } rm{tmpl};
+  daemon::Config cfg;
+  cfg.history.enabled = true;
+  cfg.history.path = rm.d + "/history.db";
+
+  NodeFacts absent;
+  probe_history(absent, cfg);
+  EXPECT_FALSE(absent.history_exists);
+  EXPECT_TRUE(absent.history_writable);
+  EXPECT_FALSE(fs::exists(cfg.history.path)) << "doctor must not create the file";
+
+  {
+    auto s = history::Store::open(cfg.history.path, {}, false);
+    ASSERT_TRUE(s) << s.error().str();
+    history::IntervalRow r;
+    r.start_ns = 1'700'000'000ull * 1'000'000'000ull;
+    r.end_ns = r.start_ns + history::kMinuteNs;
+    r.client = {topology::NodeKind::Service, "web", "shop", "", ""};
+    r.server = {topology::NodeKind::Service, "api", "shop", "", ""};
+    r.port = 80;
+    r.connections = 3;
+    ASSERT_TRUE(s->write({r}, r.end_ns));
+  }
+  NodeFacts ok;
+  probe_history(ok, cfg);
+  EXPECT_TRUE(ok.history_exists);
+  EXPECT_EQ(ok.history_error, "");
+  EXPECT_EQ(ok.history_rows, 1u);
+  EXPECT_GT(ok.history_used_bytes, 0u);
+  EXPECT_EQ(ok.history_oldest_ns, 1'700'000'000ull * 1'000'000'000ull);
+
+  {
+    std::ofstream out(cfg.history.path, std::ios::binary | std::ios::trunc);
+    out << std::string(8192, 'x');
+  }
+  NodeFacts bad;
+  probe_history(bad, cfg);
+  EXPECT_NE(bad.history_error, "");
+  EXPECT_EQ(find(evaluate(bad), "history").level, Level::Fail);
+  EXPECT_EQ(fs::file_size(cfg.history.path), 8192u) << "doctor must not change the file";
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <filesystem>
 
 namespace hostscope::doctor {
@@ -266,6 +267,53 @@ void socket_checks(const NodeFacts& f, std::vector<Check>& out) {
   }
 }
 
+// The history file as `topology --at/--between`, `topology diff`, `top --replay` and `policy ... --since` read it, and
+// as the running agent writes it (its health reply says whether its writer gave up).
+void history_checks(const NodeFacts& f, std::vector<Check>& out) {
+  if (!f.history_enabled) {
+    add(out, "history", Level::Ok,
+        f.history_exists
+            ? fmt::format("history is off (history.enabled: false); {} still holds an older history to query", f.history_path)
+            : "history is off (history.enabled: false): `topology --at`, `topology diff` and `top --replay` have no "
+              "history to read");
+    return;
+  }
+  if (!f.history_error.empty()) {
+    add(out, "history", Level::Fail,
+        fmt::format("history file {}: {}: the agent runs without history until it is moved away", f.history_path,
+                    f.history_error));
+    return;
+  }
+  if (!f.history_writable) {
+    add(out, "history", Level::Fail,
+        fmt::format("history file {} (or its directory) is not writable: the agent runs without history", f.history_path));
+    return;
+  }
+  if (f.health && f.health->contains("history") && (*f.health)["history"].is_object() &&
+      !(*f.health)["history"].value("ok", true)) {
+    add(out, "history", Level::Fail,
+        fmt::format("the agent stopped writing history to {}: {}", f.history_path,
+                    (*f.health)["history"].value("error", std::string("unknown error"))));
+    return;
+  }
+  if (!f.history_exists) {
+    add(out, "history", Level::Ok, fmt::format("history is on; the agent creates {} with its first minute", f.history_path));
+    return;
+  }
+  const double used = f.history_max_bytes ? 100.0 * double(f.history_used_bytes) / double(f.history_max_bytes) : 0;
+  const uint64_t stale_ns = 10ull * 60 * 1'000'000'000;
+  if (f.health && f.history_last_write_ns && f.now_ns > f.history_last_write_ns + stale_ns) {
+    add(out, "history", Level::Warn,
+        fmt::format("the agent runs but last wrote history {} min ago ({})", (f.now_ns - f.history_last_write_ns) / 60'000'000'000ull,
+                    f.history_path));
+    return;
+  }
+  add(out, "history", Level::Ok,
+      fmt::format("history {}: {} rows, {:.1f} MiB ({:.0f}% of history.max_bytes; the oldest rows go first beyond it){}",
+                  f.history_path, f.history_rows, double(f.history_used_bytes) / (1 << 20), used,
+                  f.history_oldest_ns ? fmt::format(", from {} s ago", (f.now_ns - std::min(f.now_ns, f.history_oldest_ns)) / 1'000'000'000ull) : ""));
+}
+
 }  // namespace
 
 std::vector<Check> evaluate(const NodeFacts& f) {
@@ -276,6 +324,7 @@ std::vector<Check> evaluate(const NodeFacts& f) {
   policy_tool_checks(f, out);
   config_and_kube_checks(f, out);
   socket_checks(f, out);
+  history_checks(f, out);
   return out;
 }
 

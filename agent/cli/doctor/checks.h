@@ -73,6 +73,15 @@ struct NodeFacts {
   std::string socket_path, group = "hostscope";
   bool group_exists = false, caller_in_group = false;
   bool socket_exists = false;
+  // Topology history (config history.*; docs/topology.md "History")
+  bool history_enabled = false;
+  std::string history_path;
+  bool history_exists = false;
+  bool history_writable = true;  // the file, or before the first write its directory, is writable by root
+  std::string history_error;     // the file cannot be opened, has a newer schema or fails PRAGMA integrity_check
+  uint64_t history_used_bytes = 0, history_max_bytes = 0, history_rows = 0;
+  uint64_t history_oldest_ns = 0, history_last_write_ns = 0;
+  uint64_t now_ns = 0;  // wall clock when probed
   std::optional<nlohmann::json> health;  // the daemon's "health" reply
   std::string daemon_error;              // why no reply (not running, permission denied, ...)
 };

@@ -13,6 +13,8 @@
 
 #include "agent/bpf/libbpf_util.h"
 #include "agent/daemon/agent.h"
+#include "agent/history/store.h"
+#include "agent/util/clock.h"
 #include "agent/identity/process_table.h"
 #include "agent/util/mounts.h"
 #include "common/api_client.h"
@@ -120,6 +122,41 @@ bool filesystem_supported(std::string_view text, std::string_view fstype) {
   return false;
 }
 
+// The history file read-only (never created or changed): schema, integrity, size and span.
+void probe_history(NodeFacts& f, const daemon::Config& cfg) {
+  f.history_enabled = cfg.history.enabled;
+  f.history_path = cfg.history.path;
+  f.history_max_bytes = cfg.history.max_bytes;
+  f.now_ns = clock_ns(CLOCK_REALTIME);
+  std::error_code ec;
+  f.history_exists = fs::exists(f.history_path, ec);
+  const std::string dir = fs::path(f.history_path).parent_path().string();
+  if (f.history_exists)
+    f.history_writable = access(f.history_path.c_str(), W_OK) == 0;
+  else if (fs::exists(dir, ec))
+    f.history_writable = access(dir.c_str(), W_OK) == 0;  // a missing directory is created by the agent
+  if (!f.history_exists) return;
+  auto store = history::Store::open(f.history_path, {}, true);
+  if (!store) {
+    f.history_error = store.error().str();
+    return;
+  }
+  auto check = store->integrity_check();
+  if (!check || *check != "ok") {
+    f.history_error = check ? "integrity check: " + *check : check.error().str();
+    return;
+  }
+  auto st = store->status();
+  if (!st) {
+    f.history_error = st.error().str();
+    return;
+  }
+  f.history_used_bytes = st->used_bytes;
+  f.history_rows = st->rows;
+  f.history_oldest_ns = st->oldest_ns;
+  if (auto it = st->counters.find("last_write_ns"); it != st->counters.end()) f.history_last_write_ns = it->second;
+}
+
 NodeFacts probe(const ProbeOptions& o) {
   NodeFacts f;
   f.root = geteuid() == 0;
@@ -155,6 +192,7 @@ NodeFacts probe(const ProbeOptions& o) {
     f.group_exists = true;
     f.caller_in_group = caller_has_group(g->gr_gid);
   }
+  probe_history(f, cfg);
   f.socket_exists = fs::exists(f.socket_path, ec);
   if (auto h = api::call(f.socket_path, "health", nlohmann::json::object(), 3000))
     f.health = *h;

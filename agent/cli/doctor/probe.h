@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "agent/cli/doctor/checks.h"
+#include "agent/daemon/config.h"
 
 namespace hostscope::doctor {
 
@@ -17,6 +18,8 @@ struct ProbeOptions {
 };
 
 NodeFacts probe(const ProbeOptions& o);
+// The history part of probe(): the file of `cfg.history` opened read-only (schema, integrity, size, span).
+void probe_history(NodeFacts& f, const daemon::Config& cfg);
 
 // True when /proc/filesystems text lists `fstype`.
 bool filesystem_supported(std::string_view proc_filesystems, std::string_view fstype);
