@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/time_arg.h"
+#include "common/topology_json.h"
 #include "policy/analysis.h"
 #include "policy/compiler.h"
 #include "policy/diff.h"
@@ -41,6 +42,8 @@ struct Options {
   size_t ipset_threshold = 8;
   int audit_nflog = -1, log_nflog = 100;
   std::function<Context()> provider;
+  HistoryReader history;
+  std::string history_file, since;  // --history FILE, --since D
 };
 
 [[noreturn]] void fail(int code, const std::string& msg) {
@@ -106,20 +109,40 @@ nlohmann::json observed_topology(const Options& o) {
   return std::move(*topo);
 }
 
-// The observed edges of `--impact`, read leniently like `generate --from`.
-topology::TopologySnapshot observed_edges(const Options& o) {
-  auto observed = topology::from_json(observed_topology(o), {.lenient = true});
-  if (!observed) fail(1, observed.error().str());
-  return std::move(*observed);
-}
-
-// `--since D` of `--impact`: the earliest last-seen time kept (0: no window); a malformed D is a usage error.
+// `--since D`: the earliest time kept (0: no window); a malformed D is a usage error.
 uint64_t since_ns(const std::string& since) {
   if (since.empty()) return 0;
   auto d = parse_duration_ns(since);
   if (!d) fail(2, fmt::format("--since {}: expected a duration like 30m, 24h or 7d", since));
   uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
   return now > *d ? now - *d : 1;
+}
+
+// The observed edges of `--impact` and `generate`. With `--since D` (and no --from) they come from the node's
+// topology history over [now - D, now); when there is none, from the agent's live edges last seen within D (said on
+// stderr; an explicit --history that cannot be read is an error). Otherwise the agent's or --from's edges, read
+// leniently like `generate --from`, and `--since` keeps those last seen within D.
+topology::TopologySnapshot observed_edges(const Options& o) {
+  const uint64_t since = since_ns(o.since);
+  if (since && o.from_file.empty()) {
+    if (!o.history && !o.history_file.empty()) fail(2, "--history: this build reads no topology history");
+    if (o.history) {
+      uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+      auto h = o.history(o.history_file, since, now);
+      if (h) return std::move(*h);
+      if (!o.history_file.empty()) fail(1, h.error().str());
+      std::cerr << fmt::format("no topology history ({}); using the agent's live edges last seen within {}\n",
+                               h.error().str(), o.since);
+    }
+  }
+  auto observed = topology::from_json(observed_topology(o), {.lenient = true});
+  if (!observed) fail(1, observed.error().str());
+  if (since) {
+    topology::SnapshotFilter f;
+    f.since_ns = since;
+    *observed = topology::filter(*observed, f);
+  }
+  return std::move(*observed);
 }
 
 // mass_removal() for the CLI: the rules in force come from the backend's status ("" when it cannot be read: plan and
@@ -184,9 +207,16 @@ std::string reconcile_text(const ReconcileStatus& r) {
 
 void register_policy_command(CLI::App& app) { register_policy_command(app, {}); }
 
-void register_policy_command(CLI::App& app, std::function<Context()> provider) {
+void register_policy_command(CLI::App& app, std::function<Context()> provider, HistoryReader history) {
   auto o = std::make_shared<Options>();
   o->provider = std::move(provider);
+  o->history = std::move(history);
+  auto add_since = [o](CLI::App* c, const std::string& with) {
+    c->add_option("--since", o->since,
+                  with + "the edges observed within this window (30m, 24h, 7d): from the node's topology history when "
+                         "there is one, else the agent's edges last seen within it");
+    c->add_option("--history", o->history_file, "With --since: topology history file (default: history.path of the agent config)");
+  };
   auto* policy = app.add_subcommand("policy", "Policy as code: lint, test, plan, apply, rollback, status, flush, generate, export");
   policy->require_subcommand(1);
   auto common = [o](CLI::App* c, bool needs_dir, bool backend_opts) {
@@ -249,16 +279,15 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
 
   auto* plan_cmd = policy->add_subcommand("plan", "Show what apply would change");
   common(plan_cmd, true, true);
-  auto impact_since = std::make_shared<std::string>();
   plan_cmd->add_flag("--impact", o->impact,
                      "Instead of the rule changes: the observed edges whose verdict would change (exit 3 when one would be newly denied)");
   auto* plan_from = plan_cmd->add_option("--from", o->from_file, "With --impact: topology JSON file instead of asking the agent");
   plan_cmd->add_option("--socket", o->socket, "With --impact: agent API socket")->capture_default_str()->excludes(plan_from);
-  plan_cmd->add_option("--since", *impact_since, "With --impact: only edges last seen within this window (30m, 24h, 7d)");
+  add_since(plan_cmd, "With --impact: ");
   plan_cmd->add_flag("--json", o->json, "With --impact: machine-readable output");
-  plan_cmd->callback([o, impact_since] {
+  plan_cmd->callback([o] {
     if (o->impact) {
-      const uint64_t since = since_ns(*impact_since);
+      (void)since_ns(o->since);  // usage errors before any work
       auto observed = observed_edges(*o);
       Context ctx = context(*o);
       LoadResult next_set;
@@ -272,7 +301,7 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
         before = {&*current, nullptr, fmt::format("generation {} in force", gen)};
       }
       ImpactSide after{&*next.ir, &next_set.set, fmt::format("policy directory {}", o->dir)};
-      auto r = observed_impact(before, after, ctx, observed, since);
+      auto r = observed_impact(before, after, ctx, observed, 0);  // observed_edges() applied --since
       if (o->json) std::cout << impact_json(r).dump(2) << "\n";
       else std::cout << impact_text(r);
       if (r.newly_denied()) fail(3, "");
@@ -299,9 +328,9 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
   diff_cmd->add_flag("--impact", o->impact, "Also list the observed edges behind each class (from the agent or --from)");
   auto* diff_from = diff_cmd->add_option("--from", o->from_file, "With --impact: topology JSON file instead of asking the agent");
   diff_cmd->add_option("--socket", o->socket, "With --impact: agent API socket")->capture_default_str()->excludes(diff_from);
-  diff_cmd->add_option("--since", *impact_since, "With --impact: only edges last seen within this window (30m, 24h, 7d)");
-  diff_cmd->callback([o, diff_opts, impact_since] {
-    const uint64_t since = since_ns(*impact_since);  // usage errors before any work
+  add_since(diff_cmd, "With --impact: ");
+  diff_cmd->callback([o, diff_opts] {
+    (void)since_ns(o->since);  // usage errors before any work
     const auto& [a_arg, b_arg, repo, sub] = *diff_opts;
     std::string tmp;
     if (!repo.empty()) {
@@ -340,7 +369,7 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
     std::optional<DiffImpact> impact;
     if (o->impact) {
       auto observed = observed_edges(*o);
-      report = observed_impact({&*ca.ir, &la.set, a_arg}, {&*cb.ir, &lb.set, b_arg}, ctx, observed, since);
+      report = observed_impact({&*ca.ir, &la.set, a_arg}, {&*cb.ir, &lb.set, b_arg}, ctx, observed, 0);
       impact = attach_impact(d, *report);
     }
     const DiffImpact* ip = impact ? &*impact : nullptr;
@@ -435,9 +464,10 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider) {
   gen_cmd->add_option("--socket", o->socket, "Agent API socket to fetch the topology from")->capture_default_str()->excludes(from_opt);
   gen_cmd->add_option("-o,--output", o->out_dir, "Write one file per policy and per test here (default: one YAML stream on stdout)");
   gen_cmd->add_flag("--force", o->force, "Overwrite existing files in the output directory");
+  add_since(gen_cmd, "");
   gen_cmd->add_option("--notes-file", o->notes_file, "Write every note in full here (stderr gets one line per kind, at most 200 lines)");
   gen_cmd->callback([o] {
-    auto topo = observed_topology(*o);
+    auto topo = o->since.empty() ? observed_topology(*o) : topology::to_json(observed_edges(*o));
     auto g = generate(topo, context(*o));
     if (!g) fail(1, g.error().str());
     if (!o->notes_file.empty()) {

@@ -36,15 +36,12 @@ nlohmann::json agent_writer(const std::string& socket) {
 }
 
 int run_status(const HistoryOptions& o) {
-  std::string path = o.path;
-  if (path.empty()) {
-    auto p = history_path(o.source);
-    if (!p) {
-      spdlog::error("{}", p.error().str());
-      return 1;
-    }
-    path = *p;
+  auto p = history_path(o.path, o.source);
+  if (!p) {
+    spdlog::error("{}", p.error().str());
+    return 1;
   }
+  const std::string path = *p;
   auto writer = agent_writer(o.source.socket);
   auto store = history::Store::open(path, {}, true);
   Result<history::StoreStatus> st = store ? store->status() : Result<history::StoreStatus>(store.error());

@@ -3,6 +3,7 @@
 #include "agent/cli/policy_context.h"
 #include "agent/cli/policy_marks.h"
 #include "agent/daemon/agent.h"
+#include "agent/history/replay.h"
 #include "agent/history/store.h"
 #include "agent/util/logging.h"
 #include "common/api_client.h"
@@ -79,6 +80,28 @@ class HistorySource : public SnapshotSource {
   uint64_t from_, to_;
 };
 
+// `top --replay`: every snapshot is the history one step further on.
+class ReplaySource : public SnapshotSource {
+ public:
+  explicit ReplaySource(history::Replay replay) : replay_(std::move(replay)) {}
+  Result<topology::TopologySnapshot> snapshot(const topology::SnapshotFilter& f) override {
+    auto s = replay_.next();
+    if (!s) return s.error();
+    return topology::filter(*s, f);
+  }
+  Result<nlohmann::json> health() override {
+    return nlohmann::json{{"history", replay_.path()}, {"replay_ns", replay_.at_ns()}, {"replay_done", replay_.done()}};
+  }
+  std::string describe() const override {
+    return fmt::format("replay of {} at {}{}", replay_.path(), topology::format_time(replay_.at_ns()),
+                       replay_.done() ? " (end)" : "");
+  }
+  bool embedded() const override { return false; }
+
+ private:
+  history::Replay replay_;
+};
+
 // Any source, with the applied policy's verdict on each edge.
 class MarkedSource : public SnapshotSource {
  public:
@@ -125,7 +148,8 @@ Result<std::unique_ptr<SnapshotSource>> open_source(const SourceOptions& o) {
   return with_marks(std::move(src), o);
 }
 
-Result<std::string> history_path(const SourceOptions& o) {
+Result<std::string> history_path(const std::string& file, const SourceOptions& o) {
+  if (!file.empty()) return file;
   auto cfg = daemon::load_agent_config(o.config, o.config == daemon::kDefaultConfigPath);
   if (!cfg) return cfg.error();
   return cfg->history.path;
@@ -136,6 +160,14 @@ Result<std::unique_ptr<SnapshotSource>> open_history_source(const std::string& p
   if (!store) return store.error();
   // Marks are left out on purpose: they would show today's policy on yesterday's edges.
   return std::unique_ptr<SnapshotSource>(std::make_unique<HistorySource>(std::move(*store), from_ns, to_ns));
+}
+
+Result<std::unique_ptr<SnapshotSource>> open_replay_source(const std::string& path, uint64_t from_ns, uint64_t to_ns,
+                                                          uint64_t step_ns) {
+  auto store = history::Store::open(path, {}, true);
+  if (!store) return store.error();
+  return std::unique_ptr<SnapshotSource>(
+      std::make_unique<ReplaySource>(history::Replay(std::move(*store), from_ns, to_ns, step_ns)));
 }
 
 }  // namespace hostscope::cli

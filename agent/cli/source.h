@@ -39,10 +39,15 @@ Result<bool> agent_answers(const std::string& socket);
 
 Result<std::unique_ptr<SnapshotSource>> open_source(const SourceOptions& o);
 
-// history.path of the config at o.config (the defaults when the default config does not exist).
-Result<std::string> history_path(const SourceOptions& o);
+// The history file a command reads: `file` when given (--history/--path), else history.path of the config at
+// o.config (the defaults when the default config does not exist).
+Result<std::string> history_path(const std::string& file, const SourceOptions& o);
 // `topology --at/--between`: the history file, opened read-only; every snapshot is the topology of [from_ns, to_ns)
 // added up from the stored intervals (no agent needed, nothing written).
 Result<std::unique_ptr<SnapshotSource>> open_history_source(const std::string& path, uint64_t from_ns, uint64_t to_ns);
+
+// `top --replay`: the history file read-only, stepped through from from_ns to to_ns one step per snapshot.
+Result<std::unique_ptr<SnapshotSource>> open_replay_source(const std::string& path, uint64_t from_ns, uint64_t to_ns,
+                                                          uint64_t step_ns);
 
 }  // namespace hostscope::cli

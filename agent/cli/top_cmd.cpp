@@ -15,6 +15,7 @@
 #include "agent/events/format.h"
 #include "agent/util/clock.h"
 #include "agent/util/logging.h"
+#include "common/time_arg.h"
 
 namespace hostscope::cli {
 
@@ -26,7 +27,24 @@ struct TopOptions {
   std::string sort = "rate";
   std::string filter;
   uint64_t iterations = 0;  // 0: until quit
+  // --replay A [--until B] [--step D]: the history stepped through instead of the live topology.
+  std::string replay, until = "now", step = "1m", history;
 };
+
+Result<std::unique_ptr<SnapshotSource>> top_source(const TopOptions& o) {
+  if (o.replay.empty()) return open_source(o.source);
+  const uint64_t now = clock_ns(CLOCK_REALTIME);
+  auto from = parse_time_arg(o.replay, now);
+  if (!from) return errorf("--replay: {}", from.error().str());
+  auto to = parse_time_arg(o.until, now);
+  if (!to) return errorf("--until: {}", to.error().str());
+  if (*to <= *from) return errorf("--until {} is not after --replay {}", o.until, o.replay);
+  auto step = parse_duration_ns(o.step);
+  if (!step) return errorf("--step {}: expected a duration like 1m, 10m or 1h", o.step);
+  auto path = history_path(o.history, o.source);
+  if (!path) return path.error();
+  return open_replay_source(*path, *from, *to, *step);
+}
 
 SortKey sort_key(const std::string& s) {
   if (s == "bytes") return SortKey::Bytes;
@@ -36,6 +54,7 @@ SortKey sort_key(const std::string& s) {
 }
 
 std::string status_line(const nlohmann::json& h, const std::string& src) {
+  if (h.contains("history")) return "source: " + src;  // a replay: no hooks or counters of a live agent
   auto k = h.value("kernel", nlohmann::json::object());
   uint64_t lost = k.value("lost_ringbuf", uint64_t(0)) + k.value("lost_reentry", uint64_t(0));
   auto t = h.value("topology", nlohmann::json::object());
@@ -58,13 +77,14 @@ int run_plain(SnapshotSource& src, const TopOptions& o) {
     auto rows = build_rows(prev ? &*prev : nullptr, *snap, q);
     auto h = src.health();
     fmt::memory_buffer b;
-    events::append_rfc3339(b, clock_ns(CLOCK_REALTIME));
+    events::append_rfc3339(b, snap->taken_ns ? snap->taken_ns : clock_ns(CLOCK_REALTIME));
     fmt::print("--- {} {} edges | {}\n{}\n", std::string_view(b.data(), b.size()), rows.size(),
                h ? status_line(*h, src.describe()) : h.error().str(), header_line(140));
     for (auto& l : format_rows(rows, 140)) fmt::print("{}\n", l);
     std::fflush(stdout);
     prev = std::move(*snap);
     if (o.iterations && ++n >= o.iterations) return 0;
+    if (h && h->value("replay_done", false)) return 0;  // a replay printed its last step
     if (wait_for_shutdown([] { return true; }, std::chrono::milliseconds(int(o.interval_s * 1000))) != 0) return 0;
   }
 }
@@ -181,10 +201,16 @@ void register_top(CLI::App& app, const GlobalOptions& g, int& exit_code) {
   cmd->add_option("--sort", o->sort, "Initial sort")->check(CLI::IsMember({"rate", "bytes", "failures", "latency"}))->capture_default_str();
   cmd->add_option("--filter", o->filter, "Initial filter: service, namespace or port");
   cmd->add_option("--iterations", o->iterations, "Stop after this many refreshes (0: until quit)");
+  cmd->add_option("--replay", o->replay,
+                  "Step through the topology history from TIME (now, -15m, -2h, today/yesterday HH:MM or RFC 3339 UTC), "
+                  "one --step per refresh");
+  cmd->add_option("--until", o->until, "With --replay: where the replay stops")->capture_default_str();
+  cmd->add_option("--step", o->step, "With --replay: history shown per refresh")->capture_default_str();
+  cmd->add_option("--history", o->history, "With --replay: history file (default: history.path of --config)");
   add_source_options(cmd, o->source);
   cmd->callback([o, &exit_code] {
     block_shutdown_signals();
-    auto src = open_source(o->source);
+    auto src = top_source(*o);
     if (!src) {
       spdlog::error("{}", src.error().str());
       exit_code = 1;

@@ -4,6 +4,8 @@
 #include "agent/cli/commands.h"
 #include "agent/cli/signals.h"
 #include "agent/cli/source.h"
+#include "agent/history/store.h"
+#include "agent/topology/diff.h"
 #include "agent/topology/render.h"
 #include "agent/util/clock.h"
 #include "agent/util/logging.h"
@@ -47,13 +49,91 @@ Result<std::unique_ptr<SnapshotSource>> history_source(const TopologyOptions& o)
     from = *a;
     to = *b;
   }
-  std::string path = o.history;
-  if (path.empty()) {
-    auto p = history_path(o.source);
-    if (!p) return p.error();
-    path = *p;
+  auto path = history_path(o.history, o.source);
+  if (!path) return path.error();
+  return open_history_source(*path, from, to);
+}
+
+struct DiffCliOptions {
+  std::vector<std::string> windows;  // A B
+  std::string since;                 // --since T: A is the window as long as [T, now) just before T, B is [T, now)
+  std::string window = "1h";
+  std::string history;
+  std::string output = "table";
+  std::string service, ns;
+  uint16_t port = 0;
+  topology::DiffOptions diff;
+  SourceOptions source;  // --config names the history file
+};
+
+// One side of `topology diff`: "FROM..TO", or a TIME that starts a window `window` long (ending no later than now).
+Result<topology::WindowSpan> diff_window(const std::string& arg, uint64_t window_ns, uint64_t now) {
+  if (auto dots = arg.find(".."); dots != std::string::npos) {
+    auto a = parse_time_arg(arg.substr(0, dots), now);
+    if (!a) return errorf("window '{}': {}", arg, a.error().str());
+    auto b = parse_time_arg(arg.substr(dots + 2), now);
+    if (!b) return errorf("window '{}': {}", arg, b.error().str());
+    if (*b <= *a) return errorf("window '{}': the end must be after the start", arg);
+    return topology::WindowSpan{*a, *b};
   }
-  return open_history_source(path, from, to);
+  auto t = parse_time_arg(arg, now);
+  if (!t) return errorf("window '{}': {}", arg, t.error().str());
+  // A window reaching past now ends now, so its rates are per second actually covered.
+  const uint64_t end = *t < now ? std::min(now, *t + window_ns) : *t + window_ns;
+  return topology::WindowSpan{*t, end};
+}
+
+int run_diff(const DiffCliOptions& o) {
+  const uint64_t now = clock_ns(CLOCK_REALTIME);
+  auto w = parse_duration_ns(o.window);
+  if (!w) {
+    spdlog::error("--window {}: expected a duration like 15m, 1h or 1d", o.window);
+    return 2;
+  }
+  topology::WindowSpan spans[2];
+  if (!o.since.empty()) {
+    auto t = parse_time_arg(o.since, now);
+    if (!t || *t >= now) {
+      spdlog::error("--since {}: {}", o.since, t ? "must be before now" : t.error().str());
+      return 2;
+    }
+    const uint64_t len = now - *t;
+    spans[0] = {*t > len ? *t - len : 0, *t};
+    spans[1] = {*t, now};
+  } else if (o.windows.size() != 2) {
+    spdlog::error("topology diff: give two windows A B, or --since TIME");
+    return 2;
+  }
+  for (int i = 0; i < 2 && o.since.empty(); ++i) {
+    auto s = diff_window(o.windows[size_t(i)], *w, now);
+    if (!s) {
+      spdlog::error("{}", s.error().str());
+      return 2;
+    }
+    spans[i] = *s;
+  }
+  auto path = history_path(o.history, o.source);
+  auto store = path ? history::Store::open(*path, {}, true) : Result<history::Store>(path.error());
+  if (!store) {
+    spdlog::error("{}", store.error().str());
+    return 1;
+  }
+  topology::SnapshotFilter f;
+  f.service = o.service;
+  f.ns = o.ns;
+  if (o.port) f.port = o.port;
+  topology::TopologySnapshot snaps[2];
+  for (int i = 0; i < 2; ++i) {
+    auto s = store->topology(spans[i].from_ns, spans[i].to_ns);
+    if (!s) {
+      spdlog::error("{}", s.error().str());
+      return 1;
+    }
+    snaps[i] = topology::filter(*s, f);
+  }
+  auto d = topology::diff_topology(snaps[0], spans[0], snaps[1], spans[1], o.diff);
+  std::string out = o.output == "json" ? topology::diff_to_json(d).dump(2) + "\n" : topology::render_diff_table(d);
+  return fwrite(out.data(), 1, out.size(), stdout) == out.size() ? 0 : 1;
 }
 
 int run_topology(const TopologyOptions& o) {
@@ -128,7 +208,36 @@ void register_topology(CLI::App& app, const GlobalOptions& g, int& exit_code) {
   at->excludes(between);
   cmd->add_option("--history", o->history, "History file for --at/--between (default: history.path of --config)");
   add_source_options(cmd, o->source);
-  cmd->callback([o, &exit_code] {
+
+  auto d = std::make_shared<DiffCliOptions>();
+  auto* diff = cmd->add_subcommand("diff", "What changed between two windows of the node's topology history");
+  auto* ab = diff->add_option("windows", d->windows,
+                              "A and B, the windows to compare: TIME (a window --window long from TIME) or FROM..TO; times as --at")
+                  ->expected(0, 2)
+                  ->type_name("A B");
+  diff->add_option("--since", d->since, "Compare [TIME, now) with the window as long just before TIME")->excludes(ab);
+  diff->add_option("--window", d->window, "Length of a window given as one TIME")->capture_default_str();
+  diff->add_option("--history", d->history, "History file (default: history.path of --config)");
+  diff->add_option("--config", d->source.config, "Agent config naming the history file")->capture_default_str();
+  diff->add_option("-o,--output", d->output, "Format")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
+  diff->add_option("--service", d->service, "Only edges with this service at either end");
+  diff->add_option("--namespace", d->ns, "Only edges with this Kubernetes namespace at either end");
+  diff->add_option("--port", d->port, "Only edges to this server port");
+  diff->add_option("--rate-change", d->diff.rate_change, "Relative change of connection attempts/s that counts")
+      ->check(CLI::Range(0.01, 100.0))
+      ->capture_default_str();
+  diff->add_option("--failure-change", d->diff.failure_change, "Change of the failure ratio (0..1) that counts")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  diff->add_option("--latency-factor", d->diff.latency_factor, "Factor by which p90 connect latency must change")
+      ->check(CLI::Range(1.0, 1e6))
+      ->capture_default_str();
+  diff->add_option("--min-attempts", d->diff.min_attempts, "Attempts the busier window needs for rate and latency changes")
+      ->capture_default_str();
+  diff->callback([d, &exit_code] { exit_code = run_diff(*d); });
+
+  cmd->callback([o, diff, &exit_code] {
+    if (diff->parsed()) return;
     if ((!o->at.empty() || !o->between.empty()) && o->watch) {
       spdlog::error("--watch shows the live topology; it does not go with --at or --between");
       exit_code = 2;

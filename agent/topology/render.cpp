@@ -73,7 +73,9 @@ std::string pad(std::string_view s, size_t w) {
   return out;
 }
 
-std::string table(const std::vector<std::vector<std::string>>& rows) {
+}  // namespace
+
+std::string render_columns(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> widths;
   for (const auto& r : rows)
     for (size_t i = 0; i < r.size(); ++i) {
@@ -89,6 +91,8 @@ std::string table(const std::vector<std::vector<std::string>>& rows) {
   }
   return out;
 }
+
+namespace {
 
 std::string failures(const EdgeSnapshot& e) {
   uint64_t n = e.failed_total();
@@ -231,7 +235,7 @@ std::string render_table(const TopologySnapshot& s) {
                     std::to_string(e.retransmits), nat.empty() ? "-" : nat, flags(e)});
   }
   const auto& c = s.counters;
-  std::string out = table(rows);
+  std::string out = render_columns(rows);
   out += fmt::format("{} edges, {} nodes; events {}, dropped {}, evicted edges {} (expired {}), evicted connections {}, "
                      "node overflow {}\n",
                      s.edges.size(), s.nodes.size(), c.events, c.dropped, c.edges_evicted, c.edges_expired,

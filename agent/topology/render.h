@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/topology_model.h"
 
@@ -27,5 +28,7 @@ std::string dot_escape(std::string_view s);     // body of a Graphviz double-quo
 std::string mermaid_escape(std::string_view s);  // body of a Mermaid "..." label (entity codes)
 std::string format_bytes(uint64_t n);           // 512B, 1.5KiB, 3.2MiB
 std::string format_us(uint64_t us);             // 850us, 1.2ms, 3.40s
+// Rows of cells as left-aligned columns two spaces apart (the first row is the header); trailing blanks trimmed.
+std::string render_columns(const std::vector<std::vector<std::string>>& rows);
 
 }  // namespace hostscope::topology

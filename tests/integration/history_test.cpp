@@ -3,6 +3,11 @@
 // again, then the stored counts read back with `hostscope topology --between/--at` and `hostscope history status`.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <sstream>
+
 #include <nlohmann/json.hpp>
 
 #include "agent/util/clock.h"
@@ -115,6 +120,56 @@ TEST_F(HistoryAgent, CountsSurviveARestartAndAreFoundByTime) {
   // Nothing stored before the first start.
   e = edge(topology("--between " + topology::format_time(t0 - 3'600'000'000'000ull) + " " + topology::format_time(t0)));
   EXPECT_TRUE(e.is_null());
+
+  // `topology diff` of the two lives: the first run's edge vanished, the second's appeared, with their counts.
+  auto d = sh("(" + hostscope_bin() + " topology diff -o json --history " + db_ + " " + topology::format_time(t0) + ".." +
+              topology::format_time(t1) + " " + topology::format_time(t1) + ".." + topology::format_time(t2 + 1) +
+              " 2>&1)");
+  ASSERT_EQ(d.status, 0) << d.out;
+  auto dj = json::parse(d.out.substr(std::min(d.out.find('{'), d.out.size())), nullptr, false);
+  ASSERT_FALSE(dj.is_discarded()) << d.out;
+  json vanished, appeared;
+  for (const auto& c : dj["changes"]) {
+    if (c["client"]["service"] != "hist-web" || c["server"]["service"] != "hist-cart") continue;
+    if (c["port"] == first_port) vanished = c;
+    if (c["port"] == second_port) appeared = c;
+  }
+  ASSERT_FALSE(vanished.is_null()) << d.out;
+  ASSERT_FALSE(appeared.is_null()) << d.out;
+  EXPECT_EQ(vanished["kinds"], json({"vanished"}));
+  EXPECT_EQ(vanished["before"]["connections"], 5);
+  EXPECT_TRUE(vanished["after"].is_null());
+  EXPECT_EQ(appeared["kinds"], json({"appeared"}));
+  EXPECT_EQ(appeared["after"]["connections"], 3);
+
+  // `top --replay` to a pipe: one block per step; one step of an hour holds both lives with their totals.
+  auto rp = sh("(" + hostscope_bin() + " top --replay " + topology::format_time(t0) + " --until " +
+               topology::format_time(t2 + 1) + " --step 1h --interval 0.1 --history " + db_ + " 2>&1)");
+  ASSERT_EQ(rp.status, 0) << rp.out;
+  EXPECT_NE(rp.out.find("source: replay of " + db_), std::string::npos) << rp.out;
+  EXPECT_NE(rp.out.find("(end)"), std::string::npos) << rp.out;
+  std::map<int, std::string> totals;  // port -> TOTAL column
+  std::istringstream lines(rp.out);
+  for (std::string l; std::getline(lines, l);) {
+    std::istringstream w(l);
+    std::vector<std::string> cols{std::istream_iterator<std::string>(w), std::istream_iterator<std::string>()};
+    if (cols.size() >= 6 && cols[0] == "hist-web" && cols[1] == "hist-cart") totals[std::stoi(cols[2])] = cols[5];
+  }
+  EXPECT_EQ(totals[first_port], "5") << rp.out;
+  EXPECT_EQ(totals[second_port], "3") << rp.out;
+
+  // `policy generate --since` reads the history: both edges, the agent not running; a named file that is not there
+  // is an error, not a silent fallback.
+  const std::string ctx = dir_ + "/context.json";
+  std::ofstream(ctx) << "{}";
+  auto g = sh("(" + hostscope_bin() + " policy generate --since 1h --history " + db_ + " --context " + ctx + " 2>&1)");
+  ASSERT_EQ(g.status, 0) << g.out;
+  EXPECT_NE(g.out.find("hist-cart"), std::string::npos) << g.out;
+  EXPECT_NE(g.out.find(std::to_string(second_port)), std::string::npos) << g.out;
+  auto gm = sh("(" + hostscope_bin() + " policy generate --since 1h --history " + dir_ + "/none.db --context " + ctx +
+               " 2>&1)");
+  EXPECT_EQ(gm.status, 1) << gm.out;
+  EXPECT_NE(gm.out.find(dir_ + "/none.db does not exist"), std::string::npos) << gm.out;
 
   auto st = sh(hostscope_bin() + " history status -o json --socket " + node_->sock() + " --path " + db_);
   ASSERT_EQ(st.status, 0) << st.out;
