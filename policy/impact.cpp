@@ -123,7 +123,8 @@ ImpactReport observed_impact(const ImpactSide& before, const ImpactSide& after, 
     }
     r.edges++;
     if (a.verdict == b.verdict) continue;
-    ImpactChange c{e, b.verdict, a.verdict, describe(b.decided, before.set), describe(a.decided, after.set)};
+    ImpactChange c{e, b.verdict, a.verdict, describe(b.decided, before.set), describe(a.decided, after.set),
+                   a.decided && a.decided->owner.rfind("hs.", 0) != 0 ? a.decided->owner : ""};
     if (c.newly_denied()) r.newly_denied_connections += e.connections + e.failed_total();
     r.changes.push_back(std::move(c));
   }

@@ -43,6 +43,7 @@ struct ImpactChange {
   topology::EdgeSnapshot edge;
   Verdict before = Verdict::Allow, after = Verdict::Allow;
   std::string decided_before, decided_after;  // "policy web: egress default deny at web.yaml:6:3", or ""
+  std::string denied_by;  // the policy whose rule decides `after` ("" when hostscope's own rules or nothing decide)
   bool newly_denied() const { return before != Verdict::Deny && after == Verdict::Deny; }
 };
 

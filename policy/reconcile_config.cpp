@@ -115,7 +115,8 @@ Result<ReconcileConfig> parse_reconcile_config(const YAML::Node& node, const std
     if (impact == "off") c.impact = ReconcileConfig::Impact::Off;
     else if (impact == "warn") c.impact = ReconcileConfig::Impact::Warn;
     else if (impact == "refuse") c.impact = ReconcileConfig::Impact::Refuse;
-    else e.at(node["impact"], "policy.impact must be one of off, warn, refuse");
+    else if (impact == "audit-first") c.impact = ReconcileConfig::Impact::AuditFirst;
+    else e.at(node["impact"], "policy.impact must be one of off, warn, refuse, audit-first");
   }
   if (e.get(node, "context", c.context_file, "policy")) {
     absolute(e, node, "context", c.context_file, "policy");

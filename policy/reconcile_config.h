@@ -43,9 +43,10 @@ struct ReconcileConfig {
   // on this node (see Reconciler); off: such a commit is refused at step `select`.
   bool allow_mass_removal = false;
   // `policy.impact`: what a pass does when the new set would deny a connection the agent observed and the generation
-  // in force allows (policy/impact.h): warn (log it, record it in reconcile.json, apply), refuse (step `impact`), or
-  // off (do not look).
-  enum class Impact { Off, Warn, Refuse };
+  // in force allows (policy/impact.h): warn (log it, record it in reconcile.json, apply), refuse (step `impact`),
+  // audit-first (apply, with the policies that would deny it in audit mode; each later pass enforces them once no
+  // observed edge would be newly denied), or off (do not look).
+  enum class Impact { Off, Warn, Refuse, AuditFirst };
   Impact impact = Impact::Warn;
 
   bool enabled() const { return kind != Kind::None; }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -24,6 +25,9 @@ struct ReconcileStatus {
   std::string last_step;         // context | fetch | verify | stage | lint | test | plan | select | impact | apply (the step that failed)
   std::string last_error;
   std::string last_warning;      // applied with a warning (policy.impact: warn): the observed edges it newly denies
+  // policy.impact: audit-first: policies of the applied commit held in audit mode because they would deny observed
+  // traffic; enforced by a later pass once no observed edge would be newly denied.
+  std::vector<std::string> audit_first;
   std::map<std::string, uint64_t> attempts;  // result -> count since the agent started
   uint64_t drift_repairs = 0;
   int64_t last_drift_unix = 0;      // when drift was last repaired
@@ -41,6 +45,7 @@ struct ReconcileStatus {
             {"last_step", last_step},
             {"last_error", last_error},
             {"last_warning", last_warning},
+            {"audit_first", audit_first},
             {"attempts", attempts},
             {"drift_repairs", drift_repairs},
             {"last_drift_unix", last_drift_unix},
@@ -59,6 +64,9 @@ struct ReconcileStatus {
     s.last_step = j.value("last_step", "");
     s.last_error = j.value("last_error", "");
     s.last_warning = j.value("last_warning", "");
+    if (j.contains("audit_first") && j["audit_first"].is_array())
+      for (const auto& n : j["audit_first"])
+        if (n.is_string()) s.audit_first.push_back(n.get<std::string>());
     if (j.contains("attempts") && j["attempts"].is_object()) s.attempts = j["attempts"].get<std::map<std::string, uint64_t>>();
     s.drift_repairs = j.value("drift_repairs", uint64_t{0});
     s.last_drift_unix = j.value("last_drift_unix", int64_t{0});

@@ -5,9 +5,11 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "policy/analysis.h"
@@ -250,7 +252,9 @@ PassResult Reconciler::attempt() {
   {
     std::lock_guard l(st_mu_);
     applied = st_.applied_commit;
-    if (commit == applied) {
+    // An applied commit with policies held in audit (policy.impact: audit-first) is tried again: the impact check
+    // below enforces them once no observed edge would be newly denied.
+    if (commit == applied && st_.audit_first.empty()) {
       if (st_.last_result == "error" && st_.last_step == "fetch") {  // the source is back and nothing changed
         st_.last_attempt_commit = commit;
         st_.last_result = "applied";
@@ -325,8 +329,11 @@ PassResult Reconciler::attempt() {
   // Observed traffic the new set would newly deny (policy.impact): refused, or logged and recorded, before the kernel
   // is touched.
   std::string impact_note;
+  std::vector<std::string> audit_first;  // policies this pass applies in audit mode first
+  bool impact_checked = false;
   if (cfg_.impact != ReconcileConfig::Impact::Off && observed_)
     if (auto observed = observed_()) {
+      impact_checked = true;
       std::optional<Ir> current;
       ImpactSide before{nullptr, nullptr, "no policy applied"};
       if (int gen = current_generation(cfg_.state_dir); gen > 0)
@@ -339,9 +346,38 @@ PassResult Reconciler::attempt() {
         impact_note = impact_summary(impact, 3);
         if (cfg_.impact == ReconcileConfig::Impact::Refuse)
           return refuse(commit, "impact", impact_note + "; set policy.impact: warn to apply anyway", false);
-        spdlog::warn("policy: commit {}: {} (policy.impact: warn, applying)", short_id(commit), impact_note);
+        if (cfg_.impact == ReconcileConfig::Impact::AuditFirst) {
+          std::set<std::string> names;
+          for (const auto& c : impact.changes)
+            if (c.newly_denied()) {
+              if (c.denied_by.empty())
+                return refuse(commit, "impact", impact_note + "; hostscope's own rules deny some of them, so audit-first cannot hold them back", false);
+              names.insert(c.denied_by);
+            }
+          for (auto& p : loaded.set.policies)
+            if (names.count(p.name)) p.mode = Mode::Audit;
+          compiled = compile(loaded, ctx);
+          if (!compiled.ok()) return refuse(commit, "impact", summarize(compiled.diagnostics, prefix, Severity::Error), false);
+          audit_first.assign(names.begin(), names.end());
+          impact_note += fmt::format("; policies {} applied in audit mode first (policy.impact: audit-first)", fmt::join(audit_first, ", "));
+          spdlog::warn("policy: commit {}: {}", short_id(commit), impact_note);
+        } else {
+          spdlog::warn("policy: commit {}: {} (policy.impact: warn, applying)", short_id(commit), impact_note);
+        }
       }
     }
+  bool promoting = false;
+  {
+    std::lock_guard l(st_mu_);
+    if (commit == applied && !st_.audit_first.empty()) {
+      // Enforcing what audit-first held back needs evidence: without observed traffic the audit stays.
+      if (!impact_checked || !audit_first.empty())
+        return {"unchanged", commit, "", impact_checked ? "policies stay in audit: " + impact_note
+                                                        : "policies stay in audit: no observed traffic to check", false};
+      promoting = true;
+    }
+  }
+  if (promoting) spdlog::info("policy: commit {}: no observed edge would be newly denied any more; enforcing the policies held in audit", short_id(commit));
 
   auto rep = backend_.apply(*compiled.ir);
   if (!rep) return refuse(commit, "apply", rep.error().str() + "; the previous generation stays in force", true);
@@ -364,6 +400,7 @@ PassResult Reconciler::attempt() {
   st_.last_step.clear();
   st_.last_error.clear();
   st_.last_warning = impact_note;
+  st_.audit_first = audit_first;
   if (!impact_note.empty()) message += "; " + impact_note;
   return {"applied", commit, "", message, false};
 }

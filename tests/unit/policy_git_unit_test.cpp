@@ -144,9 +144,10 @@ TEST(PolicyConfig, ImpactGateKeyDefaultsToWarnAndRejectsUnknownValues) {
   ASSERT_TRUE(refuse) << refuse.error().str();
   EXPECT_EQ(refuse->impact, ReconcileConfig::Impact::Refuse);
   EXPECT_EQ(parse("policy:\n  impact: off\n")->impact, ReconcileConfig::Impact::Off);
-  auto bad = parse("policy:\n  impact: audit-first\n");
+  EXPECT_EQ(parse("policy:\n  impact: audit-first\n")->impact, ReconcileConfig::Impact::AuditFirst);
+  auto bad = parse("policy:\n  impact: audit\n");
   ASSERT_FALSE(bad);
-  EXPECT_THAT(bad.error().str(), HasSubstr("c.yaml:2:11: policy.impact must be one of off, warn, refuse"));
+  EXPECT_THAT(bad.error().str(), HasSubstr("c.yaml:2:11: policy.impact must be one of off, warn, refuse, audit-first"));
 }
 
 TEST(RedactUrl, HidesPasswordsOnly) {

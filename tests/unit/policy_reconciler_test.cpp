@@ -55,6 +55,15 @@ class ReconcilerRetry : public ::testing::Test {
     return r;
   }
   void add_service(const std::string& name) { ctx_.services.push_back({name, {"/" + name}, {}, {}, "", "", "", ""}); }
+  // An edge the agent observed: service web (10.0.0.1) to `server`:`port`.
+  static topology::EdgeSnapshot web_to(const std::string& server, uint16_t port, uint64_t connections) {
+    topology::EdgeSnapshot e;
+    e.client = {topology::NodeKind::Service, "web", "", "", "10.0.0.1"};
+    e.server = {topology::NodeKind::External, "external", "", "", server};
+    e.port = port;
+    e.connections = connections;
+    return e;
+  }
 
   fs::path root_;
   ReconcileConfig cfg_;
@@ -246,15 +255,8 @@ TEST_F(ReconcilerRetry, PlanThatRemovesMostRulesForUnknownSubjectsIsRefused) {
 TEST_F(ReconcilerRetry, ImpactGateRefusesOrWarnsAboutObservedEdgesTheSetWouldDeny) {
   add_service("web");
   topology::TopologySnapshot observed;
-  topology::EdgeSnapshot e;
-  e.client = {topology::NodeKind::Service, "web", "", "", "10.0.0.1"};
-  e.server = {topology::NodeKind::External, "external", "", "", "192.0.2.9"};
-  e.port = 443;
-  e.connections = 12;
-  observed.edges.push_back(e);
-  e.server.address = "10.0.0.7";
-  e.port = 5432;
-  observed.edges.push_back(e);  // allowed by the set: not reported
+  observed.edges.push_back(web_to("192.0.2.9", 443, 12));
+  observed.edges.push_back(web_to("10.0.0.7", 5432, 12));  // allowed by the set: not reported
 
   cfg_.impact = ReconcileConfig::Impact::Refuse;
   auto r = reconciler();
@@ -279,6 +281,59 @@ TEST_F(ReconcilerRetry, ImpactGateRefusesOrWarnsAboutObservedEdgesTheSetWouldDen
   EXPECT_EQ(current_generation(cfg_.state_dir), 1);
 }
 
+// policy.impact: audit-first (issue 19): the commit is applied with the policy that would deny observed traffic in
+// audit mode; while the edge is still observed, later passes keep it in audit (and so does a pass without observed
+// traffic to check); once no observed edge would be newly denied, the next pass enforces it. The state survives a
+// restart of the reconciler (reconcile.json).
+TEST_F(ReconcilerRetry, ImpactAuditFirstHoldsBackThenEnforces) {
+  add_service("web");
+  topology::TopologySnapshot observed;
+  observed.edges.push_back(web_to("192.0.2.9", 443, 12));
+  bool have_observed = true;
+  auto source = [&]() -> std::optional<topology::TopologySnapshot> {
+    if (!have_observed) return std::nullopt;
+    return observed;
+  };
+  auto mode_in_force = [&]() {
+    auto ir = load_ir(cfg_.state_dir, current_generation(cfg_.state_dir));
+    return ir ? ir->policy_modes.at("web") : Mode::Enforce;
+  };
+
+  cfg_.impact = ReconcileConfig::Impact::AuditFirst;
+  auto r = reconciler();
+  r->set_observed(source);
+  auto p = r->pass();
+  ASSERT_EQ(p.result, "applied") << p.step << ": " << p.message;
+  EXPECT_NE(p.message.find("policies web applied in audit mode first"), std::string::npos) << p.message;
+  EXPECT_EQ(r->status().audit_first, std::vector<std::string>{"web"});
+  EXPECT_EQ(current_generation(cfg_.state_dir), 1);
+  EXPECT_EQ(mode_in_force(), Mode::Audit);
+
+  // Still observed: stays in audit, nothing applied.
+  p = r->pass();
+  EXPECT_EQ(p.result, "unchanged") << p.message;
+  EXPECT_NE(p.message.find("policies stay in audit"), std::string::npos) << p.message;
+  EXPECT_EQ(current_generation(cfg_.state_dir), 1);
+  // No observed traffic to judge by: no evidence, so no enforcement.
+  have_observed = false;
+  p = r->pass();
+  EXPECT_EQ(p.result, "unchanged") << p.message;
+  EXPECT_EQ(mode_in_force(), Mode::Audit);
+
+  // A new reconciler (agent restart) remembers what is held back; the edge is gone: enforced.
+  have_observed = true;
+  observed.edges.clear();
+  r = reconciler();
+  r->set_observed(source);
+  EXPECT_EQ(r->status().audit_first, std::vector<std::string>{"web"});
+  p = r->pass();
+  ASSERT_EQ(p.result, "applied") << p.step << ": " << p.message;
+  EXPECT_EQ(current_generation(cfg_.state_dir), 2);
+  EXPECT_EQ(mode_in_force(), Mode::Enforce);
+  EXPECT_TRUE(r->status().audit_first.empty());
+  EXPECT_EQ(r->pass().result, "unchanged");
+}
+
 TEST_F(ReconcilerRetry, ImpactGateOffOrWithoutObservedTrafficApplies) {
   add_service("web");
   cfg_.impact = ReconcileConfig::Impact::Refuse;
@@ -289,12 +344,7 @@ TEST_F(ReconcilerRetry, ImpactGateOffOrWithoutObservedTrafficApplies) {
   r = reconciler();
   r->set_observed([]() -> std::optional<topology::TopologySnapshot> {
     topology::TopologySnapshot s;
-    topology::EdgeSnapshot e;
-    e.client = {topology::NodeKind::Service, "web", "", "", "10.0.0.1"};
-    e.server = {topology::NodeKind::External, "external", "", "", "192.0.2.9"};
-    e.port = 443;
-    e.connections = 1;
-    s.edges.push_back(e);
+    s.edges.push_back(web_to("192.0.2.9", 443, 1));
     return s;
   });
   auto p = r->pass();
