@@ -6,6 +6,7 @@
 #include <cmath>
 #include <map>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace hostscope::history {
@@ -36,12 +37,77 @@ CREATE TABLE IF NOT EXISTS intervals(
   PRIMARY KEY(start_ns, tier, edge_id)) WITHOUT ROWID;
 )sql";
 
-constexpr const char* kRowColumns =
-    "i.start_ns, i.end_ns, i.connections, i.closed, i.failed_refused, i.failed_timed_out, i.failed_other, i.resets, "
-    "i.active, i.bytes_sent, i.bytes_received, i.retransmits, i.srtt_us, i.latency_sum_us, i.latency, "
-    "i.first_seen_ns, i.last_seen_ns, i.anomalies, i.edge_id, "
-    "e.client_kind, e.client_service, e.client_ns, e.client_pod, e.client_address, "
-    "e.server_kind, e.server_service, e.server_ns, e.server_pod, e.server_address, e.port, e.protocol, e.dialed";
+// Every interval row with its edge's identity, in the order read_row() takes them; queries add their WHERE.
+#define HS_SELECT_ROWS                                                                                                  \
+  "SELECT i.start_ns, i.end_ns, i.connections, i.closed, i.failed_refused, i.failed_timed_out, i.failed_other, "       \
+  "i.resets, i.active, i.bytes_sent, i.bytes_received, i.retransmits, i.srtt_us, i.latency_sum_us, i.latency, "        \
+  "i.first_seen_ns, i.last_seen_ns, i.anomalies, i.edge_id, "                                                           \
+  "e.client_kind, e.client_service, e.client_ns, e.client_pod, e.client_address, "                                      \
+  "e.server_kind, e.server_service, e.server_ns, e.server_pod, e.server_address, e.port, e.protocol, e.dialed "       \
+  "FROM intervals i JOIN edges e ON e.id = i.edge_id "
+
+// The statements the store keeps prepared (Store::use), by index.
+enum Query : size_t {
+  kFindEdge,
+  kInsertEdge,
+  kInsertRow,
+  kAddCounter,
+  kSetMeta,
+  kFindRollUp,
+  kReadRollUp,
+  kDeleteRollUp,
+  kEvictAge,
+  kEvictSize,
+  kCountRows,
+  kDeleteEdges,
+  kReadRows,
+  kPageCount,
+  kFreelistCount,
+  kPageSize,
+  kQueries
+};
+
+struct QueryText {
+  const char* sql;
+  const char* what;  // names the operation in errors
+};
+
+constexpr QueryText kQueryText[kQueries] = {
+    {"SELECT id FROM edges WHERE client_kind = ?1 AND client_service = ?2 AND client_ns = ?3 AND client_pod = ?4 AND "
+     "client_address = ?5 AND server_kind = ?6 AND server_service = ?7 AND server_ns = ?8 AND server_pod = ?9 AND "
+     "server_address = ?10 AND port = ?11 AND protocol = ?12 AND dialed = ?13",
+     "find edge"},
+    {"INSERT INTO edges(client_kind, client_service, client_ns, client_pod, client_address, server_kind, "
+     "server_service, server_ns, server_pod, server_address, port, protocol, dialed) "
+     "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13) RETURNING id",
+     "insert edge"},
+    {"INSERT OR REPLACE INTO intervals(start_ns, tier, edge_id, end_ns, connections, closed, failed_refused, "
+     "failed_timed_out, failed_other, resets, active, bytes_sent, bytes_received, retransmits, srtt_us, "
+     "latency_sum_us, latency, first_seen_ns, last_seen_ns, anomalies) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+     "insert interval"},
+    {"INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
+     "update counter"},
+    {"INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", "set meta"},
+    {"SELECT min(start_ns) FROM intervals WHERE tier = ? AND start_ns < ?", "find roll-up"},
+    {HS_SELECT_ROWS "WHERE i.start_ns >= ? AND i.start_ns < ? AND i.tier IN (?, ?) ORDER BY i.start_ns",
+     "read roll-up rows"},
+    {"DELETE FROM intervals WHERE start_ns >= ? AND start_ns < ? AND tier IN (?, ?)", "delete rolled-up rows"},
+    {"DELETE FROM intervals WHERE start_ns < ? AND end_ns <= ?", "evict rows by age"},
+    {"DELETE FROM intervals WHERE (start_ns, tier, edge_id) IN (SELECT start_ns, tier, edge_id FROM intervals ORDER BY "
+     "start_ns LIMIT ?)",
+     "evict rows by size"},
+    {"SELECT count(*) FROM intervals", "count rows"},
+    {"DELETE FROM edges WHERE id NOT IN (SELECT DISTINCT edge_id FROM intervals)", "delete unreferenced edges"},
+    {HS_SELECT_ROWS "WHERE i.start_ns >= ? AND i.start_ns < ? AND i.end_ns > ? ORDER BY i.start_ns, i.tier, i.edge_id",
+     "read intervals"},
+    {"PRAGMA page_count", "read page_count"},
+    {"PRAGMA freelist_count", "read freelist_count"},
+    {"PRAGMA page_size", "read page_size"},
+};
+#undef HS_SELECT_ROWS
+
+// Upper bound of Store::edge_ids_ (about 150 bytes an entry): twice the topology's default max_edges.
+constexpr size_t kEdgeIdCacheMax = 40000;
 
 constexpr uint64_t kMaxWidthNs = kHourNs;  // the widest tier: rows overlapping T start after T - this
 
@@ -91,7 +157,7 @@ topology::NodeKind kind_of(int64_t v) {
                                                       : topology::NodeKind::Service;
 }
 
-// Reads a row selected with kRowColumns; `edge` gets the edge id.
+// Reads a row selected with HS_SELECT_ROWS; `edge` gets the edge id.
 IntervalRow read_row(const Stmt& st, int64_t* edge = nullptr) {
   IntervalRow r;
   int c = 0;
@@ -164,15 +230,15 @@ Result<Store> Store::open(const std::string& path, const StoreOptions& o, bool r
                     path, *v, kSchemaVersion);
     return s;
   }
-  auto tables = s.db_.query_int("SELECT count(*) FROM sqlite_master", "read schema");
+  auto tables = s.db_->query_int("SELECT count(*) FROM sqlite_master", "read schema");
   if (!tables) return tables.error();
   // Incremental vacuum has to be chosen before the first table exists: it lets evictions shrink the file.
   if (*tables == 0)
-    if (auto st = s.db_.exec("PRAGMA auto_vacuum = INCREMENTAL", "set auto_vacuum"); !st) return st.error();
-  if (auto st = s.db_.exec("PRAGMA journal_mode = WAL", "set WAL mode"); !st) return st.error();
+    if (auto st = s.db_->exec("PRAGMA auto_vacuum = INCREMENTAL", "set auto_vacuum"); !st) return st.error();
+  if (auto st = s.db_->exec("PRAGMA journal_mode = WAL", "set WAL mode"); !st) return st.error();
   // NORMAL in WAL mode: a power cut may lose the last transactions, never corrupt the file.
-  if (auto st = s.db_.exec("PRAGMA synchronous = NORMAL", "set synchronous"); !st) return st.error();
-  if (auto st = s.db_.exec("PRAGMA journal_size_limit = 4194304", "set journal_size_limit"); !st) return st.error();
+  if (auto st = s.db_->exec("PRAGMA synchronous = NORMAL", "set synchronous"); !st) return st.error();
+  if (auto st = s.db_->exec("PRAGMA journal_size_limit = 4194304", "set journal_size_limit"); !st) return st.error();
   if (*v < kSchemaVersion)
     if (auto st = s.migrate(*v); !st) return st.error();
   // quick_check reads every page once (no index cross-checks): a damaged file is refused at start, not written to.
@@ -185,12 +251,12 @@ Result<Store> Store::open(const std::string& path, const StoreOptions& o, bool r
 Status Store::migrate(int from) {
   // One function per step, each in its own transaction with the version bump, so a crash leaves a whole version.
   for (int v = from; v < kSchemaVersion; ++v) {
-    Transaction tx(db_);
+    Transaction tx(*db_);
     if (auto st = tx.begin(); !st) return st;
     if (v == 0) {
-      if (auto st = db_.exec(kSchemaV1, "create schema v1"); !st) return st;
+      if (auto st = db_->exec(kSchemaV1, "create schema v1"); !st) return st;
     }
-    auto set = db_.prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?) "
+    auto set = db_->prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?) "
                            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                            "set schema version");
     if (!set) return set.error();
@@ -200,85 +266,98 @@ Status Store::migrate(int from) {
   return {};
 }
 
+Result<StmtLease> Store::use(size_t q) { return stmts_.get(*db_, q, kQueryText[q].sql, kQueryText[q].what); }
+
 Result<int64_t> Store::edge_id(const IntervalRow& r) {
-  auto ins = db_.prepare(
-      "INSERT INTO edges(client_kind, client_service, client_ns, client_pod, client_address, server_kind, "
-      "server_service, server_ns, server_pod, server_address, port, protocol, dialed) "
-      "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET port = excluded.port RETURNING id",
-      "insert edge");
-  if (!ins) return ins.error();
-  for (int side = 0; side < 2; ++side) {
-    const auto& end = side == 0 ? r.client : r.server;
-    const int c = 1 + side * 5;
-    ins->bind(c, int64_t(end.kind));
-    ins->bind(c + 1, end.service);
-    ins->bind(c + 2, end.ns);
-    ins->bind(c + 3, end.pod);
-    ins->bind(c + 4, end.address);
+  std::string key = fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}",
+                                int(r.client.kind), r.client.service, r.client.ns, r.client.pod, r.client.address,
+                                int(r.server.kind), r.server.service, r.server.ns, r.server.pod, r.server.address,
+                                r.port, int(r.protocol), r.dialed);
+  if (auto it = edge_ids_.find(key); it != edge_ids_.end()) return it->second;
+  int64_t id = 0;
+  // Look it up first: an existing edge costs one index read, not a write.
+  for (size_t q : {kFindEdge, kInsertEdge}) {
+    auto st = use(q);
+    if (!st) return st.error();
+    for (int side = 0; side < 2; ++side) {
+      const auto& end = side == 0 ? r.client : r.server;
+      const int c = 1 + side * 5;
+      (*st)->bind(c, int64_t(end.kind));
+      (*st)->bind(c + 1, end.service);
+      (*st)->bind(c + 2, end.ns);
+      (*st)->bind(c + 3, end.pod);
+      (*st)->bind(c + 4, end.address);
+    }
+    (*st)->bind(11, int64_t(r.port));
+    (*st)->bind(12, int64_t(r.protocol));
+    (*st)->bind(13, r.dialed);
+    auto row = (*st)->step();
+    if (!row) return row.error();
+    if (*row) {
+      id = (*st)->col_i64(0);
+      break;
+    }
+    if (q == kInsertEdge) return errorf("history {} insert edge failed: no id returned", path());
   }
-  ins->bind(11, int64_t(r.port));
-  ins->bind(12, int64_t(r.protocol));
-  ins->bind(13, r.dialed);
-  auto row = ins->step();
-  if (!row) return row.error();
-  if (!*row) return errorf("history {} insert edge failed: no id returned", path());
-  int64_t id = ins->col_i64(0);
-  ins->reset();
+  if (edge_ids_.size() >= kEdgeIdCacheMax) edge_ids_.clear();
+  edge_ids_.emplace(std::move(key), id);
   return id;
 }
 
 Status Store::insert_row(int64_t edge, size_t tier, const IntervalRow& r) {
-  auto st = db_.prepare(
-      "INSERT OR REPLACE INTO intervals(start_ns, tier, edge_id, end_ns, connections, closed, failed_refused, "
-      "failed_timed_out, failed_other, resets, active, bytes_sent, bytes_received, retransmits, srtt_us, "
-      "latency_sum_us, latency, first_seen_ns, last_seen_ns, anomalies) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-      "insert interval");
+  auto st = use(kInsertRow);
   if (!st) return st.error();
-  st->bind_u64(1, r.start_ns);
-  st->bind(2, int64_t(tier));
-  st->bind(3, edge);
-  st->bind_u64(4, r.end_ns);
+  (*st)->bind_u64(1, r.start_ns);
+  (*st)->bind(2, int64_t(tier));
+  (*st)->bind(3, edge);
+  (*st)->bind_u64(4, r.end_ns);
   int c = 5;
   for (uint64_t v : {r.connections, r.closed, r.failed_refused, r.failed_timed_out, r.failed_other, r.resets, r.active,
                      r.bytes_sent, r.bytes_received, r.retransmits, uint64_t(r.srtt_us), r.latency_sum_us})
-    st->bind_u64(c++, v);
+    (*st)->bind_u64(c++, v);
   auto lat = pack_latency(r.latency);
-  st->bind_blob(17, lat.data(), lat.size());
-  st->bind_u64(18, r.first_seen_ns);
-  st->bind_u64(19, r.last_seen_ns);
-  if (r.anomalies.empty()) st->bind_null(20);
-  else st->bind(20, pack_flags(r.anomalies));
-  return st->run();
+  (*st)->bind_blob(17, lat.data(), lat.size());
+  (*st)->bind_u64(18, r.first_seen_ns);
+  (*st)->bind_u64(19, r.last_seen_ns);
+  if (r.anomalies.empty()) (*st)->bind_null(20);
+  else (*st)->bind(20, pack_flags(r.anomalies));
+  return (*st)->run();
 }
 
-Status Store::bump(Stmt& st, const std::string& name, uint64_t delta) {
-  return st.bind(1, name).bind_u64(2, delta).run();
-}
+Status Store::add_counter(const std::string& name, uint64_t delta) { return set_meta(kAddCounter, name, delta); }
 
-Status Store::add_counter(const std::string& name, uint64_t delta) {
-  auto st = db_.prepare("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = value + "
-                        "excluded.value",
-                        "update counter");
+Status Store::set_meta(size_t q, const std::string& name, uint64_t value) {
+  auto st = use(q);
   if (!st) return st.error();
-  return bump(*st, name, delta);
+  return (*st)->bind(1, name).bind_u64(2, value).run();
 }
 
 Status Store::write(const std::vector<IntervalRow>& rows, uint64_t now_ns) {
-  Transaction tx(db_);
+  Transaction tx(*db_);
   if (auto st = tx.begin(); !st) return st;
+  // A rolled-back write may have inserted edges whose ids are cached: forget them.
+  auto forget = [&](Status st) {
+    if (!st) edge_ids_.clear();
+    return st;
+  };
   for (const auto& r : rows) {
     auto id = edge_id(r);
-    if (!id) return id.error();
-    if (auto st = insert_row(*id, 0, r); !st) return st;
+    if (!id) return forget(id.error());
+    if (auto st = insert_row(*id, 0, r); !st) return forget(st);
   }
-  if (auto st = add_counter("rows_written", rows.size()); !st) return st;
-  if (auto st = add_counter("intervals_written", 1); !st) return st;
-  auto last = db_.prepare("INSERT INTO meta(key, value) VALUES('last_write_ns', ?) "
-                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                          "set last write");
-  if (!last) return last.error();
-  if (auto st = last->bind_u64(1, now_ns).run(); !st) return st;
-  return tx.commit();
+  if (auto st = add_counter("rows_written", rows.size()); !st) return forget(st);
+  if (auto st = add_counter("intervals_written", 1); !st) return forget(st);
+  if (auto st = set_meta(kSetMeta, "last_write_ns", now_ns); !st) return forget(st);
+  return forget(tx.commit());
+}
+
+Result<int64_t> Store::query_int(size_t q) {
+  auto st = use(q);
+  if (!st) return st.error();
+  auto r = (*st)->step();
+  if (!r) return r.error();
+  if (!*r) return errorf("history {} {} failed: no row", path(), kQueryText[q].what);
+  return (*st)->col_i64(0);
 }
 
 Status Store::roll_up(size_t tier, uint64_t now_ns) {
@@ -289,70 +368,78 @@ Status Store::roll_up(size_t tier, uint64_t now_ns) {
   const uint64_t limit = (now_ns - from.rollup_after_ns) / width * width;
   // One target interval per transaction keeps memory at one interval's edges after a long time without maintenance.
   for (;;) {
-    auto oldest = db_.prepare("SELECT min(start_ns) FROM intervals WHERE tier = ? AND start_ns < ?", "find roll-up");
-    if (!oldest) return oldest.error();
-    oldest->bind(1, int64_t(tier)).bind_u64(2, limit);
-    auto has = oldest->step();
-    if (!has) return has.error();
-    if (!*has || oldest->col_null(0)) return {};
-    const uint64_t bucket = oldest->col_u64(0) / width * width;
-    oldest->reset();
-    Transaction tx(db_);
-    if (auto st = tx.begin(); !st) return st;
-    std::map<int64_t, IntervalRow> merged;
-    uint64_t sources = 0;
-    auto sel = db_.prepare(std::string("SELECT ") + kRowColumns +
-                               " FROM intervals i JOIN edges e ON e.id = i.edge_id WHERE i.start_ns >= ? AND "
-                               "i.start_ns < ? AND i.tier IN (?, ?) ORDER BY i.start_ns",
-                           "read roll-up rows");
+    uint64_t bucket = 0;
+    {
+      auto oldest = use(kFindRollUp);
+      if (!oldest) return oldest.error();
+      (*oldest)->bind(1, int64_t(tier)).bind_u64(2, limit);
+      auto has = (*oldest)->step();
+      if (!has) return has.error();
+      if (!*has || (*oldest)->col_null(0)) return {};
+      bucket = (*oldest)->col_u64(0) / width * width;
+    }
+    if (auto st = roll_up_bucket(tier, bucket); !st) return st;
+  }
+}
+
+Status Store::roll_up_bucket(size_t tier, uint64_t bucket) {
+  const uint64_t width = kTiers[tier + 1].width_ns;
+  Transaction tx(*db_);
+  if (auto st = tx.begin(); !st) return st;
+  std::map<int64_t, IntervalRow> merged;
+  uint64_t sources = 0;
+  {
+    auto sel = use(kReadRollUp);
     if (!sel) return sel.error();
-    sel->bind_u64(1, bucket).bind_u64(2, bucket + width).bind(3, int64_t(tier)).bind(4, int64_t(tier + 1));
+    (*sel)->bind_u64(1, bucket).bind_u64(2, bucket + width).bind(3, int64_t(tier)).bind(4, int64_t(tier + 1));
     for (;;) {
-      auto row = sel->step();
+      auto row = (*sel)->step();
       if (!row) return row.error();
       if (!*row) break;
       int64_t edge = 0;
-      IntervalRow r = read_row(*sel, &edge);
+      IntervalRow r = read_row(**sel, &edge);
       if (r.end_ns - r.start_ns < width) ++sources;
       auto [it, fresh] = merged.try_emplace(edge, r);
       if (!fresh) merge_row(it->second, r);
     }
-    sel->reset();
-    auto del = db_.prepare("DELETE FROM intervals WHERE start_ns >= ? AND start_ns < ? AND tier IN (?, ?)",
-                           "delete rolled-up rows");
+  }
+  {
+    auto del = use(kDeleteRollUp);
     if (!del) return del.error();
-    if (auto st = del->bind_u64(1, bucket).bind_u64(2, bucket + width).bind(3, int64_t(tier)).bind(4, int64_t(tier + 1)).run();
+    if (auto st = (*del)->bind_u64(1, bucket).bind_u64(2, bucket + width).bind(3, int64_t(tier)).bind(4, int64_t(tier + 1)).run();
         !st)
       return st;
-    for (auto& [edge, r] : merged) {
-      r.start_ns = bucket;
-      r.end_ns = bucket + width;
-      if (auto st = insert_row(edge, tier + 1, r); !st) return st;
-    }
-    if (auto st = add_counter("rows_rolled_up", sources); !st) return st;
-    if (auto st = tx.commit(); !st) return st;
   }
+  for (auto& [edge, r] : merged) {
+    r.start_ns = bucket;
+    r.end_ns = bucket + width;
+    if (auto st = insert_row(edge, tier + 1, r); !st) return st;
+  }
+  if (auto st = add_counter("rows_rolled_up", sources); !st) return st;
+  return tx.commit();
 }
 
 Status Store::evict_age(uint64_t now_ns) {
   if (now_ns <= opts_.retention_ns) return {};
   const uint64_t cutoff = now_ns - opts_.retention_ns;
-  Transaction tx(db_);
+  Transaction tx(*db_);
   if (auto st = tx.begin(); !st) return st;
-  auto del = db_.prepare("DELETE FROM intervals WHERE start_ns < ? AND end_ns <= ?", "evict rows by age");
-  if (!del) return del.error();
-  if (auto st = del->bind_u64(1, cutoff).bind_u64(2, cutoff).run(); !st) return st;
-  if (auto n = db_.changes(); n > 0)
+  {
+    auto del = use(kEvictAge);
+    if (!del) return del.error();
+    if (auto st = (*del)->bind_u64(1, cutoff).bind_u64(2, cutoff).run(); !st) return st;
+  }
+  if (auto n = db_->changes(); n > 0)
     if (auto st = add_counter("rows_evicted_age", uint64_t(n)); !st) return st;
   return tx.commit();
 }
 
 Result<uint64_t> Store::used_bytes() {
-  auto pages = db_.query_int("PRAGMA page_count", "read page_count");
+  auto pages = query_int(kPageCount);
   if (!pages) return pages.error();
-  auto free_pages = db_.query_int("PRAGMA freelist_count", "read freelist_count");
+  auto free_pages = query_int(kFreelistCount);
   if (!free_pages) return free_pages.error();
-  auto size = db_.query_int("PRAGMA page_size", "read page_size");
+  auto size = query_int(kPageSize);
   if (!size) return size.error();
   return uint64_t(std::max<int64_t>(0, *pages - *free_pages)) * uint64_t(*size);
 }
@@ -364,26 +451,28 @@ Status Store::evict_size() {
     auto used = used_bytes();
     if (!used) return used.error();
     if (*used <= opts_.max_bytes) break;
-    auto total = db_.query_int("SELECT count(*) FROM intervals", "count rows");
+    auto total = query_int(kCountRows);
     if (!total) return total.error();
     if (*total == 0) break;
     const double excess = double(*used - opts_.max_bytes) / double(*used);
     const auto n = std::max<int64_t>(64, int64_t(std::ceil(double(*total) * excess * 1.1)));
-    Transaction tx(db_);
+    Transaction tx(*db_);
     if (auto st = tx.begin(); !st) return st;
-    auto del = db_.prepare("DELETE FROM intervals WHERE (start_ns, tier, edge_id) IN (SELECT start_ns, tier, edge_id "
-                           "FROM intervals ORDER BY start_ns LIMIT ?)",
-                           "evict rows by size");
-    if (!del) return del.error();
-    if (auto st = del->bind(1, n).run(); !st) return st;
-    if (auto st = add_counter("rows_evicted_size", uint64_t(db_.changes())); !st) return st;
-    if (auto st = db_.exec("DELETE FROM edges WHERE id NOT IN (SELECT DISTINCT edge_id FROM intervals)",
-                           "delete unreferenced edges");
-        !st)
-      return st;
+    {
+      auto del = use(kEvictSize);
+      if (!del) return del.error();
+      if (auto st = (*del)->bind(1, n).run(); !st) return st;
+    }
+    if (auto st = add_counter("rows_evicted_size", uint64_t(db_->changes())); !st) return st;
+    edge_ids_.clear();
+    {
+      auto del = use(kDeleteEdges);
+      if (!del) return del.error();
+      if (auto st = (*del)->run(); !st) return st;
+    }
     if (auto st = tx.commit(); !st) return st;
   }
-  return db_.exec("PRAGMA incremental_vacuum", "incremental vacuum");
+  return db_->exec("PRAGMA incremental_vacuum", "incremental vacuum");
 }
 
 Status Store::maintain(uint64_t now_ns) {
@@ -395,18 +484,15 @@ Status Store::maintain(uint64_t now_ns) {
 }
 
 Result<std::vector<IntervalRow>> Store::rows(uint64_t from_ns, uint64_t to_ns) {
-  auto sel = db_.prepare(std::string("SELECT ") + kRowColumns +
-                             " FROM intervals i JOIN edges e ON e.id = i.edge_id WHERE i.start_ns >= ? AND "
-                             "i.start_ns < ? AND i.end_ns > ? ORDER BY i.start_ns, i.tier, i.edge_id",
-                         "read intervals");
+  auto sel = use(kReadRows);
   if (!sel) return sel.error();
-  sel->bind_u64(1, from_ns > kMaxWidthNs ? from_ns - kMaxWidthNs : 0).bind_u64(2, to_ns).bind_u64(3, from_ns);
+  (*sel)->bind_u64(1, from_ns > kMaxWidthNs ? from_ns - kMaxWidthNs : 0).bind_u64(2, to_ns).bind_u64(3, from_ns);
   std::vector<IntervalRow> out;
   for (;;) {
-    auto row = sel->step();
+    auto row = (*sel)->step();
     if (!row) return row.error();
     if (!*row) break;
-    out.push_back(read_row(*sel));
+    out.push_back(read_row(**sel));
   }
   return out;
 }
@@ -429,7 +515,7 @@ Result<topology::TopologySnapshot> Store::topology(uint64_t from_ns, uint64_t to
 Result<std::string> Store::integrity_check() { return check("PRAGMA integrity_check"); }
 
 Result<std::string> Store::check(const char* pragma) {
-  auto st = db_.prepare(pragma, "integrity check");
+  auto st = db_->prepare(pragma, "integrity check");
   if (!st) return st.error();
   std::string out;
   for (;;) {
@@ -444,14 +530,14 @@ Result<std::string> Store::check(const char* pragma) {
 Result<StoreStatus> Store::status() {
   StoreStatus s;
   s.path = path();
-  auto v = schema_version(db_);
+  auto v = schema_version(*db_);
   if (!v) return v.error();
   s.schema_version = *v;
   s.file_bytes = file_size(path()) + file_size(path() + "-wal");
   auto used = used_bytes();
   if (!used) return used.error();
   s.used_bytes = *used;
-  auto agg = db_.prepare("SELECT tier, count(*), min(start_ns), max(end_ns) FROM intervals GROUP BY tier",
+  auto agg = db_->prepare("SELECT tier, count(*), min(start_ns), max(end_ns) FROM intervals GROUP BY tier",
                          "read row counts");
   if (!agg) return agg.error();
   for (;;) {
@@ -464,10 +550,10 @@ Result<StoreStatus> Store::status() {
     s.oldest_ns = s.oldest_ns ? std::min(s.oldest_ns, lo) : lo;
     s.newest_ns = std::max(s.newest_ns, hi);
   }
-  auto edges = db_.query_int("SELECT count(*) FROM edges", "count edges");
+  auto edges = db_->query_int("SELECT count(*) FROM edges", "count edges");
   if (!edges) return edges.error();
   s.edges = uint64_t(*edges);
-  auto meta = db_.prepare("SELECT key, value FROM meta WHERE key <> 'schema_version'", "read counters");
+  auto meta = db_->prepare("SELECT key, value FROM meta WHERE key <> 'schema_version'", "read counters");
   if (!meta) return meta.error();
   for (const char* k : {"rows_written", "intervals_written", "intervals_dropped", "rows_rolled_up", "rows_evicted_age",
                         "rows_evicted_size", "last_write_ns"})

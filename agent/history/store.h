@@ -6,8 +6,10 @@
 // Times are passed in (ns since the epoch, UTC) so tests run on a fake clock.
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "agent/history/record.h"
@@ -68,22 +70,31 @@ class Store {
   // PRAGMA integrity_check: "ok" or what SQLite found.
   Result<std::string> integrity_check();
 
-  const std::string& path() const { return db_.path(); }
+  const std::string& path() const { return db_->path(); }
 
  private:
-  Store(Db db, StoreOptions o) : db_(std::move(db)), opts_(o) {}
+  Store(Db db, StoreOptions o) : db_(std::make_unique<Db>(std::move(db))), opts_(o) {}
+  // The kept statement `q` (an index into the table in store.cpp), prepared on first use.
+  Result<StmtLease> use(size_t q);
   Status migrate(int from);
   Status roll_up(size_t tier, uint64_t now_ns);
+  // Merges the rows of `tier` and `tier + 1` in the target interval starting at `bucket` into `tier + 1` rows.
+  Status roll_up_bucket(size_t tier, uint64_t bucket);
   Status evict_age(uint64_t now_ns);
   Status evict_size();
   Result<uint64_t> used_bytes();
+  Result<int64_t> query_int(size_t q);
+  Status set_meta(size_t q, const std::string& name, uint64_t value);
   Result<std::string> check(const char* pragma);
   Result<int64_t> edge_id(const IntervalRow& r);
   Status insert_row(int64_t edge, size_t tier, const IntervalRow& r);
-  Status bump(Stmt& st, const std::string& name, uint64_t delta);
 
-  Db db_;
+  std::unique_ptr<Db> db_;  // on the heap: the kept statements point at it, and a Store moves
   StoreOptions opts_;
+  StmtCache stmts_;  // after db_: finalized before the connection closes
+  // Edge identity -> id, so a write looks an edge up in the file only the first time it sees it. Bounded (emptied
+  // when full) and emptied whenever edges are deleted or a write is rolled back.
+  std::unordered_map<std::string, int64_t> edge_ids_;
 };
 
 // Schema version of the file, 0 when it has none (empty or not hostscope's); errors when it is not a database.
