@@ -8,10 +8,12 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 
 #include "agent/history/store.h"
 #include "common/time_arg.h"
 #include "common/topology_json.h"
+#include "support/history_synth.h"
 
 namespace hostscope::history {
 namespace {
@@ -259,6 +261,24 @@ TEST(HistoryStore, SizeCapEvictsTheOldestAndCounts) {
   auto kept = s.rows(st->oldest_ns, st->newest_ns);
   ASSERT_TRUE(kept);
   EXPECT_EQ(kept->size(), st->rows);
+}
+
+// What a minute row costs in the file (docs/topology.md, "History"): 2000 busy edges for 30 minutes.
+TEST(HistoryStore, BytesPerRowOfBusyMinutes) {
+  TempDir d;
+  auto s = open_rw(d.file("h.db"));
+  const uint64_t edges = 2000, minutes = 30;
+  for (uint64_t m = 0; m < minutes; ++m) {
+    std::vector<IntervalRow> rows;
+    for (uint64_t e = 0; e < edges; ++e) rows.push_back(synth::row(e, kT0 + m * kMinuteNs, kMinuteNs));
+    ASSERT_TRUE(s.write(rows, kT0 + (m + 1) * kMinuteNs));
+  }
+  auto st = s.status();
+  ASSERT_TRUE(st) << st.error().str();
+  ASSERT_EQ(st->rows, edges * minutes);
+  const double per_row = double(st->used_bytes) / double(st->rows);
+  std::cout << "history bytes per minute row (pages in use / rows, " << edges << " edges): " << per_row << "\n";
+  RecordProperty("bytes_per_row", int(per_row));
 }
 
 TEST(HistoryStore, NewerSchemaIsRefusedAndLeftUntouched) {
