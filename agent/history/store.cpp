@@ -13,10 +13,14 @@ namespace hostscope::history {
 
 namespace {
 
-// v1. Edge identities are kept once (`edges`) and referenced by the interval rows; rows are clustered by start time
-// (WITHOUT ROWID, primary key first on start_ns) so the oldest rows fill the first pages and evicting them frees
-// whole pages.
-constexpr const char* kSchemaV1 = R"sql(
+// v2 (docs/topology.md, "History"). Edge identities are kept once (`edges`) and referenced by the interval rows;
+// rows are clustered by start time (WITHOUT ROWID, primary key first on start_ns) so the oldest rows fill the first
+// pages and evicting them frees whole pages. A row keeps only numbers, as small as SQLite's variable-size integers
+// allow: its length only when it is not its tier's width (len_ns NULL otherwise), first/last seen relative to its
+// start, the latency buckets that are not zero (pack_latency), anomaly flags (rare) as JSON or NULL.
+// v1 differed in the intervals table only: end_ns, first_seen_ns and last_seen_ns absolute, all 20 latency buckets
+// as 8 bytes each (a 160-byte blob in every row: about 270 bytes a row); migrate_v1() converts it.
+constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS edges(
   id INTEGER PRIMARY KEY,
@@ -28,20 +32,27 @@ CREATE TABLE IF NOT EXISTS edges(
   UNIQUE(client_kind, client_service, client_ns, client_pod, client_address, server_kind, server_service, server_ns,
          server_pod, server_address, port, protocol, dialed));
 CREATE TABLE IF NOT EXISTS intervals(
-  start_ns INTEGER NOT NULL, tier INTEGER NOT NULL, edge_id INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+  start_ns INTEGER NOT NULL, tier INTEGER NOT NULL, edge_id INTEGER NOT NULL, len_ns INTEGER,
   connections INTEGER NOT NULL, closed INTEGER NOT NULL,
   failed_refused INTEGER NOT NULL, failed_timed_out INTEGER NOT NULL, failed_other INTEGER NOT NULL,
   resets INTEGER NOT NULL, active INTEGER NOT NULL, bytes_sent INTEGER NOT NULL, bytes_received INTEGER NOT NULL,
-  retransmits INTEGER NOT NULL, srtt_us INTEGER NOT NULL, latency_sum_us INTEGER NOT NULL, latency BLOB NOT NULL,
-  first_seen_ns INTEGER NOT NULL, last_seen_ns INTEGER NOT NULL, anomalies TEXT,
+  retransmits INTEGER NOT NULL, srtt_us INTEGER NOT NULL, latency_sum_us INTEGER NOT NULL, latency BLOB,
+  first_seen_off INTEGER NOT NULL, last_seen_off INTEGER NOT NULL, anomalies TEXT,
   PRIMARY KEY(start_ns, tier, edge_id)) WITHOUT ROWID;
 )sql";
 
+// A row's end in SQL (`t` is the table's alias with its dot): the tier widths of kTiers.
+#define HS_END_NS(t)                                                                                                    \
+  "(" t "start_ns + coalesce(" t "len_ns, CASE " t "tier WHEN 0 THEN 60000000000 WHEN 1 THEN 600000000000 "           \
+  "ELSE 3600000000000 END))"
+static_assert(kTiers[0].width_ns == 60000000000ull && kTiers[1].width_ns == 600000000000ull &&
+              kTiers[2].width_ns == 3600000000000ull && std::size(kTiers) == 3);
+
 // Every interval row with its edge's identity, in the order read_row() takes them; queries add their WHERE.
 #define HS_SELECT_ROWS                                                                                                  \
-  "SELECT i.start_ns, i.end_ns, i.connections, i.closed, i.failed_refused, i.failed_timed_out, i.failed_other, "       \
-  "i.resets, i.active, i.bytes_sent, i.bytes_received, i.retransmits, i.srtt_us, i.latency_sum_us, i.latency, "        \
-  "i.first_seen_ns, i.last_seen_ns, i.anomalies, i.edge_id, "                                                           \
+  "SELECT i.start_ns, i.tier, i.len_ns, i.connections, i.closed, i.failed_refused, i.failed_timed_out, "               \
+  "i.failed_other, i.resets, i.active, i.bytes_sent, i.bytes_received, i.retransmits, i.srtt_us, i.latency_sum_us, "   \
+  "i.latency, i.first_seen_off, i.last_seen_off, i.anomalies, i.edge_id, "                                              \
   "e.client_kind, e.client_service, e.client_ns, e.client_pod, e.client_address, "                                      \
   "e.server_kind, e.server_service, e.server_ns, e.server_pod, e.server_address, e.port, e.protocol, e.dialed "       \
   "FROM intervals i JOIN edges e ON e.id = i.edge_id "
@@ -81,9 +92,10 @@ constexpr QueryText kQueryText[kQueries] = {
      "server_service, server_ns, server_pod, server_address, port, protocol, dialed) "
      "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13) RETURNING id",
      "insert edge"},
-    {"INSERT OR REPLACE INTO intervals(start_ns, tier, edge_id, end_ns, connections, closed, failed_refused, "
+    {"INSERT OR REPLACE INTO intervals(start_ns, tier, edge_id, len_ns, connections, closed, failed_refused, "
      "failed_timed_out, failed_other, resets, active, bytes_sent, bytes_received, retransmits, srtt_us, "
-     "latency_sum_us, latency, first_seen_ns, last_seen_ns, anomalies) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+     "latency_sum_us, latency, first_seen_off, last_seen_off, anomalies) "
+     "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
      "insert interval"},
     {"INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
      "update counter"},
@@ -92,13 +104,14 @@ constexpr QueryText kQueryText[kQueries] = {
     {HS_SELECT_ROWS "WHERE i.start_ns >= ? AND i.start_ns < ? AND i.tier IN (?, ?) ORDER BY i.start_ns",
      "read roll-up rows"},
     {"DELETE FROM intervals WHERE start_ns >= ? AND start_ns < ? AND tier IN (?, ?)", "delete rolled-up rows"},
-    {"DELETE FROM intervals WHERE start_ns < ? AND end_ns <= ?", "evict rows by age"},
+    {"DELETE FROM intervals WHERE start_ns < ?1 AND " HS_END_NS("") " <= ?1", "evict rows by age"},
     {"DELETE FROM intervals WHERE (start_ns, tier, edge_id) IN (SELECT start_ns, tier, edge_id FROM intervals ORDER BY "
      "start_ns LIMIT ?)",
      "evict rows by size"},
     {"SELECT count(*) FROM intervals", "count rows"},
     {"DELETE FROM edges WHERE id NOT IN (SELECT DISTINCT edge_id FROM intervals)", "delete unreferenced edges"},
-    {HS_SELECT_ROWS "WHERE i.start_ns >= ? AND i.start_ns < ? AND i.end_ns > ? ORDER BY i.start_ns, i.tier, i.edge_id",
+    {HS_SELECT_ROWS "WHERE i.start_ns >= ? AND i.start_ns < ? AND " HS_END_NS("i.") " > ? "
+     "ORDER BY i.start_ns, i.tier, i.edge_id",
      "read intervals"},
     {"PRAGMA page_count", "read page_count"},
     {"PRAGMA freelist_count", "read freelist_count"},
@@ -111,14 +124,40 @@ constexpr size_t kEdgeIdCacheMax = 40000;
 
 constexpr uint64_t kMaxWidthNs = kHourNs;  // the widest tier: rows overlapping T start after T - this
 
+// The buckets that are not zero, each as its index (one byte) and its count (LEB128); empty when all are zero.
 std::string pack_latency(const std::array<uint64_t, kLatencyBuckets>& b) {
-  std::string s(kLatencyBuckets * 8, '\0');
-  for (size_t i = 0; i < kLatencyBuckets; ++i)
-    for (size_t k = 0; k < 8; ++k) s[i * 8 + k] = char((b[i] >> (8 * k)) & 0xff);
+  std::string s;
+  for (size_t i = 0; i < kLatencyBuckets; ++i) {
+    if (b[i] == 0) continue;
+    s.push_back(char(i));
+    for (uint64_t v = b[i];; v >>= 7) {
+      s.push_back(char((v & 0x7f) | (v >= 0x80 ? 0x80 : 0)));
+      if (v < 0x80) break;
+    }
+  }
   return s;
 }
 
+// pack_latency's inverse; a damaged blob yields the buckets read up to the damage.
 std::array<uint64_t, kLatencyBuckets> unpack_latency(const std::string& s) {
+  std::array<uint64_t, kLatencyBuckets> b{};
+  for (size_t p = 0; p < s.size();) {
+    const size_t i = uint8_t(s[p++]);
+    uint64_t v = 0;
+    bool done = false;
+    for (int shift = 0; p < s.size() && shift < 64 && !done; shift += 7) {
+      const auto c = uint8_t(s[p++]);
+      v |= uint64_t(c & 0x7f) << shift;
+      done = (c & 0x80) == 0;
+    }
+    if (!done || i >= kLatencyBuckets) break;
+    b[i] = v;
+  }
+  return b;
+}
+
+// v1's blob: every bucket as 8 little-endian bytes.
+std::array<uint64_t, kLatencyBuckets> unpack_latency_v1(const std::string& s) {
   std::array<uint64_t, kLatencyBuckets> b{};
   for (size_t i = 0; i < kLatencyBuckets && (i + 1) * 8 <= s.size(); ++i)
     for (size_t k = 0; k < 8; ++k) b[i] |= uint64_t(uint8_t(s[i * 8 + k])) << (8 * k);
@@ -151,6 +190,16 @@ std::vector<topology::AnomalyFlag> unpack_flags(const std::string& s) {
   return out;
 }
 
+// The twelve counters from column `c` on, in the order of the schema (the same in v1 and v2); the next column.
+int read_counts(const Stmt& st, int c, IntervalRow& r) {
+  for (uint64_t* v : {&r.connections, &r.closed, &r.failed_refused, &r.failed_timed_out, &r.failed_other, &r.resets,
+                      &r.active, &r.bytes_sent, &r.bytes_received, &r.retransmits})
+    *v = st.col_u64(c++);
+  r.srtt_us = uint32_t(std::min<uint64_t>(st.col_u64(c++), UINT32_MAX));
+  r.latency_sum_us = st.col_u64(c++);
+  return c;
+}
+
 topology::NodeKind kind_of(int64_t v) {
   return v == int64_t(topology::NodeKind::Network)    ? topology::NodeKind::Network
          : v == int64_t(topology::NodeKind::External) ? topology::NodeKind::External
@@ -162,22 +211,15 @@ IntervalRow read_row(const Stmt& st, int64_t* edge = nullptr) {
   IntervalRow r;
   int c = 0;
   r.start_ns = st.col_u64(c++);
-  r.end_ns = st.col_u64(c++);
-  r.connections = st.col_u64(c++);
-  r.closed = st.col_u64(c++);
-  r.failed_refused = st.col_u64(c++);
-  r.failed_timed_out = st.col_u64(c++);
-  r.failed_other = st.col_u64(c++);
-  r.resets = st.col_u64(c++);
-  r.active = st.col_u64(c++);
-  r.bytes_sent = st.col_u64(c++);
-  r.bytes_received = st.col_u64(c++);
-  r.retransmits = st.col_u64(c++);
-  r.srtt_us = uint32_t(std::min<uint64_t>(st.col_u64(c++), UINT32_MAX));
-  r.latency_sum_us = st.col_u64(c++);
+  const uint64_t tier = st.col_u64(c++);
+  r.end_ns = r.start_ns + (st.col_null(c) ? kTiers[std::min<uint64_t>(tier, std::size(kTiers) - 1)].width_ns
+                                          : st.col_u64(c));
+  c++;
+  c = read_counts(st, c, r);
   r.latency = unpack_latency(st.col_blob(c++));
-  r.first_seen_ns = st.col_u64(c++);
-  r.last_seen_ns = st.col_u64(c++);
+  // Offsets from the start, negative when seen before it: unsigned arithmetic wraps them back.
+  r.first_seen_ns = r.start_ns + uint64_t(st.col_i64(c++));
+  r.last_seen_ns = r.start_ns + uint64_t(st.col_i64(c++));
   if (!st.col_null(c)) r.anomalies = unpack_flags(st.col_text(c));
   c++;
   if (edge) *edge = st.col_i64(c);
@@ -249,21 +291,51 @@ Result<Store> Store::open(const std::string& path, const StoreOptions& o, bool r
 }
 
 Status Store::migrate(int from) {
-  // One function per step, each in its own transaction with the version bump, so a crash leaves a whole version.
-  for (int v = from; v < kSchemaVersion; ++v) {
+  // One transaction with the version bump: a crash leaves the old version whole.
+  {
     Transaction tx(*db_);
     if (auto st = tx.begin(); !st) return st;
-    if (v == 0) {
-      if (auto st = db_->exec(kSchemaV1, "create schema v1"); !st) return st;
+    if (from == 0) {
+      if (auto st = db_->exec(kSchema, "create schema"); !st) return st;
+    } else if (auto st = migrate_v1(); !st) {
+      return st;
     }
-    auto set = db_->prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?) "
-                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                           "set schema version");
-    if (!set) return set.error();
-    if (auto st = set->bind(1, int64_t(v) + 1).run(); !st) return st;
+    if (auto st = set_meta(kSetMeta, "schema_version", uint64_t(kSchemaVersion)); !st) return st;
     if (auto st = tx.commit(); !st) return st;
   }
-  return {};
+  // The v1 table's pages go back to the file system.
+  return from == 0 ? Status{} : db_->exec("PRAGMA incremental_vacuum", "incremental vacuum");
+}
+
+Status Store::migrate_v1() {
+  if (auto st = db_->exec("ALTER TABLE intervals RENAME TO intervals_v1", "migrate v1: rename intervals"); !st)
+    return st;
+  if (auto st = db_->exec(kSchema, "migrate v1: create schema"); !st) return st;
+  auto sel = db_->prepare("SELECT start_ns, tier, edge_id, end_ns, connections, closed, failed_refused, "
+                          "failed_timed_out, failed_other, resets, active, bytes_sent, bytes_received, retransmits, "
+                          "srtt_us, latency_sum_us, latency, first_seen_ns, last_seen_ns, anomalies FROM intervals_v1",
+                          "migrate v1: read intervals");
+  if (!sel) return sel.error();
+  uint64_t n = 0;
+  for (;; ++n) {
+    auto row = sel->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    IntervalRow r;
+    r.start_ns = sel->col_u64(0);
+    const uint64_t tier = std::min<uint64_t>(sel->col_u64(1), std::size(kTiers) - 1);
+    const int64_t edge = sel->col_i64(2);
+    r.end_ns = sel->col_u64(3);
+    int c = read_counts(*sel, 4, r);
+    r.latency = unpack_latency_v1(sel->col_blob(c++));
+    r.first_seen_ns = sel->col_u64(c++);
+    r.last_seen_ns = sel->col_u64(c++);
+    if (!sel->col_null(c)) r.anomalies = unpack_flags(sel->col_text(c));
+    if (auto st = insert_row(edge, tier, r); !st) return st;
+  }
+  sel->reset();
+  if (auto st = db_->exec("DROP TABLE intervals_v1", "migrate v1: drop the v1 table"); !st) return st;
+  return add_counter("rows_migrated", n);
 }
 
 Result<StmtLease> Store::use(size_t q) { return stmts_.get(*db_, q, kQueryText[q].sql, kQueryText[q].what); }
@@ -310,15 +382,18 @@ Status Store::insert_row(int64_t edge, size_t tier, const IntervalRow& r) {
   (*st)->bind_u64(1, r.start_ns);
   (*st)->bind(2, int64_t(tier));
   (*st)->bind(3, edge);
-  (*st)->bind_u64(4, r.end_ns);
+  const uint64_t len = r.end_ns - r.start_ns;
+  if (len == kTiers[tier].width_ns) (*st)->bind_null(4);
+  else (*st)->bind_u64(4, len);
   int c = 5;
   for (uint64_t v : {r.connections, r.closed, r.failed_refused, r.failed_timed_out, r.failed_other, r.resets, r.active,
                      r.bytes_sent, r.bytes_received, r.retransmits, uint64_t(r.srtt_us), r.latency_sum_us})
     (*st)->bind_u64(c++, v);
   auto lat = pack_latency(r.latency);
-  (*st)->bind_blob(17, lat.data(), lat.size());
-  (*st)->bind_u64(18, r.first_seen_ns);
-  (*st)->bind_u64(19, r.last_seen_ns);
+  if (lat.empty()) (*st)->bind_null(17);
+  else (*st)->bind_blob(17, lat.data(), lat.size());
+  (*st)->bind(18, int64_t(r.first_seen_ns - r.start_ns));  // wraps to the signed offset
+  (*st)->bind(19, int64_t(r.last_seen_ns - r.start_ns));
   if (r.anomalies.empty()) (*st)->bind_null(20);
   else (*st)->bind(20, pack_flags(r.anomalies));
   return (*st)->run();
@@ -340,11 +415,17 @@ Status Store::write(const std::vector<IntervalRow>& rows, uint64_t now_ns) {
     if (!st) edge_ids_.clear();
     return st;
   };
+  // In edge-id order, after the rows already there (the key starts with start_ns): appends fill whole pages.
+  std::vector<std::pair<int64_t, const IntervalRow*>> order;
+  order.reserve(rows.size());
   for (const auto& r : rows) {
     auto id = edge_id(r);
     if (!id) return forget(id.error());
-    if (auto st = insert_row(*id, 0, r); !st) return forget(st);
+    order.emplace_back(*id, &r);
   }
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [id, r] : order)
+    if (auto st = insert_row(id, 0, *r); !st) return forget(st);
   if (auto st = add_counter("rows_written", rows.size()); !st) return forget(st);
   if (auto st = add_counter("intervals_written", 1); !st) return forget(st);
   if (auto st = set_meta(kSetMeta, "last_write_ns", now_ns); !st) return forget(st);
@@ -537,7 +618,7 @@ Result<StoreStatus> Store::status() {
   auto used = used_bytes();
   if (!used) return used.error();
   s.used_bytes = *used;
-  auto agg = db_->prepare("SELECT tier, count(*), min(start_ns), max(end_ns) FROM intervals GROUP BY tier",
+  auto agg = db_->prepare("SELECT tier, count(*), min(start_ns), max(" HS_END_NS("") ") FROM intervals GROUP BY tier",
                          "read row counts");
   if (!agg) return agg.error();
   for (;;) {
@@ -566,5 +647,7 @@ Result<StoreStatus> Store::status() {
   }
   return s;
 }
+
+#undef HS_END_NS
 
 }  // namespace hostscope::history
