@@ -71,6 +71,7 @@ enum Query : size_t {
   kEvictSize,
   kCountRows,
   kDeleteEdges,
+  kOldestFine,
   kReadRows,
   kPageCount,
   kFreelistCount,
@@ -100,7 +101,7 @@ constexpr QueryText kQueryText[kQueries] = {
     {"INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
      "update counter"},
     {"INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", "set meta"},
-    {"SELECT min(start_ns) FROM intervals WHERE tier = ? AND start_ns < ?", "find roll-up"},
+    {"SELECT min(start_ns) FROM intervals WHERE tier = ? AND start_ns >= ? AND start_ns < ?", "find roll-up"},
     {HS_SELECT_ROWS "WHERE i.start_ns >= ? AND i.start_ns < ? AND i.tier IN (?, ?) ORDER BY i.start_ns",
      "read roll-up rows"},
     {"DELETE FROM intervals WHERE start_ns >= ? AND start_ns < ? AND tier IN (?, ?)", "delete rolled-up rows"},
@@ -110,6 +111,8 @@ constexpr QueryText kQueryText[kQueries] = {
      "evict rows by size"},
     {"SELECT count(*) FROM intervals", "count rows"},
     {"DELETE FROM edges WHERE id NOT IN (SELECT DISTINCT edge_id FROM intervals)", "delete unreferenced edges"},
+    {"SELECT start_ns, tier FROM intervals WHERE start_ns >= ? AND tier < ? ORDER BY start_ns LIMIT 1",
+     "find the oldest row to roll up"},
     {HS_SELECT_ROWS "WHERE i.start_ns >= ? AND i.start_ns < ? AND " HS_END_NS("i.") " > ? "
      "ORDER BY i.start_ns, i.tier, i.edge_id",
      "read intervals"},
@@ -301,6 +304,7 @@ Status Store::migrate(int from) {
       return st;
     }
     if (auto st = set_meta(kSetMeta, "schema_version", uint64_t(kSchemaVersion)); !st) return st;
+
     if (auto st = tx.commit(); !st) return st;
   }
   // The v1 table's pages go back to the file system.
@@ -424,8 +428,10 @@ Status Store::write(const std::vector<IntervalRow>& rows, uint64_t now_ns) {
     order.emplace_back(*id, &r);
   }
   std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (const auto& [id, r] : order)
+  for (const auto& [id, r] : order) {
     if (auto st = insert_row(id, 0, *r); !st) return forget(st);
+    floor_[0] = std::min(floor_[0], r->start_ns);
+  }
   if (auto st = add_counter("rows_written", rows.size()); !st) return forget(st);
   if (auto st = add_counter("intervals_written", 1); !st) return forget(st);
   if (auto st = set_meta(kSetMeta, "last_write_ns", now_ns); !st) return forget(st);
@@ -453,17 +459,21 @@ Status Store::roll_up(size_t tier, uint64_t now_ns) {
     {
       auto oldest = use(kFindRollUp);
       if (!oldest) return oldest.error();
-      (*oldest)->bind(1, int64_t(tier)).bind_u64(2, limit);
+      (*oldest)->bind(1, int64_t(tier)).bind_u64(2, floor_[tier]).bind_u64(3, limit);
       auto has = (*oldest)->step();
       if (!has) return has.error();
-      if (!*has || (*oldest)->col_null(0)) return {};
+      if (!*has || (*oldest)->col_null(0)) {
+        floor_[tier] = std::max(floor_[tier], limit);
+        return {};
+      }
+      floor_[tier] = std::max(floor_[tier], (*oldest)->col_u64(0));
       bucket = (*oldest)->col_u64(0) / width * width;
     }
-    if (auto st = roll_up_bucket(tier, bucket); !st) return st;
+    if (auto st = roll_up_bucket(tier, bucket, "rows_rolled_up"); !st) return st;
   }
 }
 
-Status Store::roll_up_bucket(size_t tier, uint64_t bucket) {
+Status Store::roll_up_bucket(size_t tier, uint64_t bucket, const char* counter) {
   const uint64_t width = kTiers[tier + 1].width_ns;
   Transaction tx(*db_);
   if (auto st = tx.begin(); !st) return st;
@@ -496,8 +506,10 @@ Status Store::roll_up_bucket(size_t tier, uint64_t bucket) {
     r.end_ns = bucket + width;
     if (auto st = insert_row(edge, tier + 1, r); !st) return st;
   }
-  if (auto st = add_counter("rows_rolled_up", sources); !st) return st;
-  return tx.commit();
+  if (auto st = add_counter(counter, sources); !st) return st;
+  if (auto st = tx.commit(); !st) return st;
+  if (tier + 1 < kLastTier) floor_[tier + 1] = std::min(floor_[tier + 1], bucket);
+  return {};
 }
 
 Status Store::evict_age(uint64_t now_ns) {
@@ -510,8 +522,10 @@ Status Store::evict_age(uint64_t now_ns) {
     if (!del) return del.error();
     if (auto st = (*del)->bind_u64(1, cutoff).bind_u64(2, cutoff).run(); !st) return st;
   }
-  if (auto n = db_->changes(); n > 0)
+  if (auto n = db_->changes(); n > 0) {
+    evicted_ = true;
     if (auto st = add_counter("rows_evicted_age", uint64_t(n)); !st) return st;
+  }
   return tx.commit();
 }
 
@@ -525,13 +539,46 @@ Result<uint64_t> Store::used_bytes() {
   return uint64_t(std::max<int64_t>(0, *pages - *free_pages)) * uint64_t(*size);
 }
 
-Status Store::evict_size() {
-  // Each round deletes the oldest rows in proportion to the excess (at least 64), drops the edges nothing refers to
-  // any more and measures again; it ends when the pages in use fit or no row is left.
+Result<bool> Store::roll_up_early(uint64_t now_ns) {
+  uint64_t start = 0, tier = 0;
+  {
+    auto sel = use(kOldestFine);
+    if (!sel) return sel.error();
+    (*sel)->bind_u64(1, *std::min_element(floor_.begin(), floor_.end())).bind(2, int64_t(kLastTier));
+    auto row = (*sel)->step();
+    if (!row) return row.error();
+    // No finer row starts before this one (or at all, until a write or a roll-up makes one).
+    start = *row ? (*sel)->col_u64(0) : UINT64_MAX;
+    for (auto& f : floor_) f = std::max(f, start);
+    if (!*row) return false;
+    tier = std::min<uint64_t>((*sel)->col_u64(1), kLastTier - 1);
+  }
+  const uint64_t width = kTiers[tier + 1].width_ns;
+  const uint64_t bucket = start / width * width;
+  // Only a target interval that has ended: no more rows will come for it.
+  if (bucket + width > now_ns) return false;
+  if (auto st = roll_up_bucket(size_t(tier), bucket, "rows_rolled_up_early"); !st) return st.error();
+  return true;
+}
+
+Status Store::evict_size(uint64_t now_ns) {
+  // While the pages in use exceed the bound: first the oldest rows finer than the last tier are rolled up (whatever
+  // their age: a coarser row is better than none), and only when there is nothing left to roll up do the oldest rows
+  // go, in proportion to the excess (at least 64) per round. It ends when the pages in use fit or no row is left.
+  bool swept = false;
   for (;;) {
     auto used = used_bytes();
     if (!used) return used.error();
     if (*used <= opts_.max_bytes) break;
+    auto rolled = roll_up_early(now_ns);
+    if (!rolled) return rolled.error();
+    if (*rolled) continue;
+    // Edges of rows evicted earlier may be what fills the file: dropped (a scan of every row) once per call.
+    if (evicted_ && !swept) {
+      swept = true;
+      if (auto st = delete_unreferenced_edges(); !st) return st;
+      continue;
+    }
     auto total = query_int(kCountRows);
     if (!total) return total.error();
     if (*total == 0) break;
@@ -544,16 +591,20 @@ Status Store::evict_size() {
       if (!del) return del.error();
       if (auto st = (*del)->bind(1, n).run(); !st) return st;
     }
+    evicted_ = true;
     if (auto st = add_counter("rows_evicted_size", uint64_t(db_->changes())); !st) return st;
-    edge_ids_.clear();
-    {
-      auto del = use(kDeleteEdges);
-      if (!del) return del.error();
-      if (auto st = (*del)->run(); !st) return st;
-    }
     if (auto st = tx.commit(); !st) return st;
   }
   return db_->exec("PRAGMA incremental_vacuum", "incremental vacuum");
+}
+
+Status Store::delete_unreferenced_edges() {
+  edge_ids_.clear();
+  auto del = use(kDeleteEdges);
+  if (!del) return del.error();
+  if (auto st = (*del)->run(); !st) return st;
+  evicted_ = false;
+  return {};
 }
 
 Status Store::maintain(uint64_t now_ns) {
@@ -561,7 +612,11 @@ Status Store::maintain(uint64_t now_ns) {
   if (auto st = evict_age(now_ns); !st) return st;
   for (size_t t = 0; t + 1 < std::size(kTiers); ++t)
     if (auto st = roll_up(t, now_ns); !st) return st;
-  return evict_size();
+  if (auto st = evict_size(now_ns); !st) return st;
+  // Edges no row refers to any more, after evictions: a scan of every row, so at most once an hour.
+  if (!evicted_ || now_ns < last_edge_gc_ns_ + kHourNs) return {};
+  last_edge_gc_ns_ = now_ns;
+  return delete_unreferenced_edges();
 }
 
 Result<std::vector<IntervalRow>> Store::rows(uint64_t from_ns, uint64_t to_ns) {
@@ -636,7 +691,8 @@ Result<StoreStatus> Store::status() {
   s.edges = uint64_t(*edges);
   auto meta = db_->prepare("SELECT key, value FROM meta WHERE key <> 'schema_version'", "read counters");
   if (!meta) return meta.error();
-  for (const char* k : {"rows_written", "intervals_written", "intervals_dropped", "rows_rolled_up", "rows_evicted_age",
+  for (const char* k : {"rows_written", "intervals_written", "intervals_dropped", "rows_rolled_up", "rows_rolled_up_early",
+                        "rows_evicted_age",
                         "rows_evicted_size", "last_write_ns"})
     s.counters[k] = 0;
   for (;;) {

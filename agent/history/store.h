@@ -4,6 +4,7 @@
 // rows after 7 days; rows older than the retention go, and when the file's used pages exceed max_bytes the oldest
 // rows go first. Both evictions are counted in the file itself, so `hostscope history status` shows them.
 // Times are passed in (ns since the epoch, UTC) so tests run on a fake clock.
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -36,6 +37,7 @@ struct Tier {
   uint64_t rollup_after_ns;
 };
 inline constexpr Tier kTiers[] = {{kMinuteNs, kDayNs}, {10 * kMinuteNs, 7 * kDayNs}, {kHourNs, 0}};
+inline constexpr size_t kLastTier = std::size(kTiers) - 1;
 
 struct StoreStatus {
   std::string path;
@@ -80,9 +82,13 @@ class Store {
   Status migrate_v1();
   Status roll_up(size_t tier, uint64_t now_ns);
   // Merges the rows of `tier` and `tier + 1` in the target interval starting at `bucket` into `tier + 1` rows.
-  Status roll_up_bucket(size_t tier, uint64_t bucket);
+  Status roll_up_bucket(size_t tier, uint64_t bucket, const char* counter);
+  // The size bound's first resort: rolls up the target interval of the oldest row finer than the last tier, when
+  // that interval has ended; false when there is none.
+  Result<bool> roll_up_early(uint64_t now_ns);
+  Status delete_unreferenced_edges();
   Status evict_age(uint64_t now_ns);
-  Status evict_size();
+  Status evict_size(uint64_t now_ns);
   Result<uint64_t> used_bytes();
   Result<int64_t> query_int(size_t q);
   Status set_meta(size_t q, const std::string& name, uint64_t value);
@@ -96,6 +102,11 @@ class Store {
   // Edge identity -> id, so a write looks an edge up in the file only the first time it sees it. Bounded (emptied
   // when full) and emptied whenever edges are deleted or a write is rolled back.
   std::unordered_map<std::string, int64_t> edge_ids_;
+  // Per tier finer than the last: no row of it starts before this (0: not known yet), so looking for its oldest row
+  // does not walk the coarser rows in front of it every time. Raised by those searches, lowered by writes and roll-ups.
+  std::array<uint64_t, std::size(kTiers) - 1> floor_{};
+  bool evicted_ = false;  // rows went since the last delete_unreferenced_edges()
+  uint64_t last_edge_gc_ns_ = 0;
 };
 
 // Schema version of the file, 0 when it has none (empty or not hostscope's); errors when it is not a database.

@@ -233,6 +233,7 @@ TEST(HistoryStore, HourTierWhenRetentionAllows) {
   EXPECT_EQ(all->edges[0].latency.samples, 600u);
 }
 
+// Rows a roll-up cannot merge (a new edge every minute, as under pod churn): the size bound has to evict.
 TEST(HistoryStore, SizeCapEvictsTheOldestAndCounts) {
   TempDir d;
   StoreOptions o;
@@ -241,7 +242,8 @@ TEST(HistoryStore, SizeCapEvictsTheOldestAndCounts) {
   const int minutes = 1000;  // 8000 rows of about 80 bytes
   for (int m = 0; m < minutes; ++m) {
     std::vector<IntervalRow> rows;
-    for (int e = 0; e < 8; ++e) rows.push_back(row("client" + std::to_string(e), "server", 80, kT0 + uint64_t(m) * kMinuteNs));
+    for (int e = 0; e < 8; ++e)
+      rows.push_back(row("client" + std::to_string(m * 8 + e), "server", 80, kT0 + uint64_t(m) * kMinuteNs));
     ASSERT_TRUE(s.write(rows, kT0 + uint64_t(m + 1) * kMinuteNs));
     ASSERT_TRUE(s.maintain(kT0 + uint64_t(m + 1) * kMinuteNs));
   }
@@ -411,6 +413,58 @@ TEST(HistoryStore, V1FileIsMigratedRowForRow) {
   EXPECT_EQ(sql_int(p, "SELECT count(*) FROM sqlite_master WHERE name = 'intervals_v1'"), 0);
   auto again = Store::open(p, {}, true);  // now readable
   ASSERT_TRUE(again) << again.error().str();
+}
+
+// More minute rows than the bound holds: the oldest are rolled up (to 10 minutes, then to hours) before anything is
+// evicted, so the whole span stays, coarser where it is older.
+TEST(HistoryStore, SizeBoundRollsUpBeforeItEvicts) {
+  TempDir d;
+  StoreOptions o;
+  o.max_bytes = 512 * 1024;
+  auto s = open_rw(d.file("h.db"), o);
+  const uint64_t edges = 40, minutes = 8 * 60;
+  for (uint64_t m = 0; m < minutes; ++m) {
+    std::vector<IntervalRow> rows;
+    for (uint64_t e = 0; e < edges; ++e) rows.push_back(row("client" + std::to_string(e), "server", 80, kT0 + m * kMinuteNs));
+    ASSERT_TRUE(s.write(rows, kT0 + (m + 1) * kMinuteNs));
+    ASSERT_TRUE(s.maintain(kT0 + (m + 1) * kMinuteNs));
+  }
+  auto st = s.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_LE(st->used_bytes, o.max_bytes);
+  EXPECT_EQ(st->counters.at("rows_evicted_size"), 0u);
+  EXPECT_EQ(st->counters.at("rows_rolled_up"), 0u);  // nothing is 24 h old: all of it was the size bound's
+  EXPECT_GT(st->counters.at("rows_rolled_up_early"), 0u);
+  EXPECT_GT(st->rows_by_width[kHourNs], 0u);
+  EXPECT_GT(st->rows_by_width[kMinuteNs], 0u);
+  EXPECT_LT(st->rows, edges * minutes);
+  // The whole span is still there, every connection counted once.
+  EXPECT_EQ(st->oldest_ns, kT0);
+  EXPECT_EQ(st->newest_ns, kT0 + minutes * kMinuteNs);
+  auto all = s.topology(kT0, kT0 + minutes * kMinuteNs);
+  ASSERT_TRUE(all) << all.error().str();
+  ASSERT_EQ(all->edges.size(), edges);
+  for (const auto& e : all->edges) EXPECT_EQ(e.connections, 10 * minutes);
+  // The newest minute at minute resolution, the oldest hour in one row per edge.
+  auto last = s.rows(kT0 + (minutes - 1) * kMinuteNs, kT0 + minutes * kMinuteNs);
+  ASSERT_TRUE(last);
+  ASSERT_EQ(last->size(), edges);
+  EXPECT_EQ((*last)[0].end_ns - (*last)[0].start_ns, kMinuteNs);
+  auto first = s.rows(kT0, kT0 + 1);
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->size(), edges);
+  EXPECT_EQ((*first)[0].end_ns - (*first)[0].start_ns, kHourNs);
+
+  // When even hour rows do not fit, the oldest go (counted), newest first kept.
+  o.max_bytes = 40 * 1024;  // about seven pages are the schema's own
+  auto small = open_rw(d.file("h.db"), o);
+  ASSERT_TRUE(small.maintain(kT0 + minutes * kMinuteNs));
+  st = small.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_LE(st->used_bytes, o.max_bytes);
+  EXPECT_GT(st->counters.at("rows_evicted_size"), 0u);
+  EXPECT_EQ(st->newest_ns, kT0 + minutes * kMinuteNs);
+  EXPECT_GT(st->oldest_ns, kT0);
 }
 
 TEST(HistoryStore, NewerSchemaIsRefusedAndLeftUntouched) {
