@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 
 #include <fmt/format.h>
@@ -72,6 +73,9 @@ enum Query : size_t {
   kCountRows,
   kDeleteEdges,
   kOldestFine,
+  kReadBucket,
+  kRaiseMeta,
+  kReadMeta,
   kReadRows,
   kPageCount,
   kFreelistCount,
@@ -113,6 +117,10 @@ constexpr QueryText kQueryText[kQueries] = {
     {"DELETE FROM edges WHERE id NOT IN (SELECT DISTINCT edge_id FROM intervals)", "delete unreferenced edges"},
     {"SELECT start_ns, tier FROM intervals WHERE start_ns >= ? AND tier < ? ORDER BY start_ns LIMIT 1",
      "find the oldest row to roll up"},
+    {HS_SELECT_ROWS "WHERE i.start_ns = ? AND i.tier = ? ORDER BY i.edge_id", "read intervals"},
+    {"INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+     "update meta"},
+    {"SELECT value FROM meta WHERE key = ?", "read meta"},
     {HS_SELECT_ROWS "WHERE i.start_ns >= ? AND i.start_ns < ? AND " HS_END_NS("i.") " > ? "
      "ORDER BY i.start_ns, i.tier, i.edge_id",
      "read intervals"},
@@ -125,7 +133,9 @@ constexpr QueryText kQueryText[kQueries] = {
 // Upper bound of Store::edge_ids_ (about 150 bytes an entry): twice the topology's default max_edges.
 constexpr size_t kEdgeIdCacheMax = 40000;
 
-constexpr uint64_t kMaxWidthNs = kHourNs;  // the widest tier: rows overlapping T start after T - this
+// The longest minute row written (meta): a minute row overlapping T starts after T - this. Longer than a minute only
+// when the recorder was late (a stalled or suspended node).
+constexpr const char* kMaxMinuteRow = "max_minute_row_ns";
 
 // The buckets that are not zero, each as its index (one byte) and its count (LEB128); empty when all are zero.
 std::string pack_latency(const std::array<uint64_t, kLatencyBuckets>& b) {
@@ -320,7 +330,7 @@ Status Store::migrate_v1() {
                           "srtt_us, latency_sum_us, latency, first_seen_ns, last_seen_ns, anomalies FROM intervals_v1",
                           "migrate v1: read intervals");
   if (!sel) return sel.error();
-  uint64_t n = 0;
+  uint64_t n = 0, longest = kMinuteNs;
   for (;; ++n) {
     auto row = sel->step();
     if (!row) return row.error();
@@ -335,9 +345,11 @@ Status Store::migrate_v1() {
     r.first_seen_ns = sel->col_u64(c++);
     r.last_seen_ns = sel->col_u64(c++);
     if (!sel->col_null(c)) r.anomalies = unpack_flags(sel->col_text(c));
+    if (tier == 0) longest = std::max(longest, r.end_ns - r.start_ns);
     if (auto st = insert_row(edge, tier, r); !st) return st;
   }
   sel->reset();
+  if (auto st = set_meta(kRaiseMeta, kMaxMinuteRow, longest); !st) return st;
   if (auto st = db_->exec("DROP TABLE intervals_v1", "migrate v1: drop the v1 table"); !st) return st;
   return add_counter("rows_migrated", n);
 }
@@ -435,6 +447,10 @@ Status Store::write(const std::vector<IntervalRow>& rows, uint64_t now_ns) {
   if (auto st = add_counter("rows_written", rows.size()); !st) return forget(st);
   if (auto st = add_counter("intervals_written", 1); !st) return forget(st);
   if (auto st = set_meta(kSetMeta, "last_write_ns", now_ns); !st) return forget(st);
+  uint64_t longest = 0;
+  for (const auto& r : rows) longest = std::max(longest, r.end_ns - r.start_ns);
+  if (longest > 0)
+    if (auto st = set_meta(kRaiseMeta, kMaxMinuteRow, longest); !st) return forget(st);
   return forget(tx.commit());
 }
 
@@ -619,17 +635,43 @@ Status Store::maintain(uint64_t now_ns) {
   return delete_unreferenced_edges();
 }
 
-Result<std::vector<IntervalRow>> Store::rows(uint64_t from_ns, uint64_t to_ns) {
-  auto sel = use(kReadRows);
+Status Store::read_rows(size_t q, const std::function<void(Stmt&)>& bind, std::vector<IntervalRow>& out) {
+  auto sel = use(q);
   if (!sel) return sel.error();
-  (*sel)->bind_u64(1, from_ns > kMaxWidthNs ? from_ns - kMaxWidthNs : 0).bind_u64(2, to_ns).bind_u64(3, from_ns);
-  std::vector<IntervalRow> out;
+  bind(**sel);
   for (;;) {
     auto row = (*sel)->step();
     if (!row) return row.error();
-    if (!*row) break;
+    if (!*row) return {};
     out.push_back(read_row(**sel));
   }
+}
+
+Result<std::vector<IntervalRow>> Store::rows(uint64_t from_ns, uint64_t to_ns) {
+  uint64_t longest = kMinuteNs;
+  {
+    auto meta = use(kReadMeta);
+    if (!meta) return meta.error();
+    (*meta)->bind(1, std::string_view(kMaxMinuteRow));
+    auto row = (*meta)->step();
+    if (!row) return row.error();
+    if (*row) longest = std::max(longest, (*meta)->col_u64(0));
+  }
+  // Rows starting from `lo` on are read in one range; a coarser row that overlaps from_ns but starts before `lo`
+  // starts exactly at its tier's boundary (roll-ups write whole aligned intervals), so it is one seek, not a scan
+  // of the hour of minute rows in front of from_ns.
+  const uint64_t lo = from_ns > longest ? from_ns - longest : 0;
+  std::vector<std::pair<uint64_t, size_t>> seeks;  // (start, tier), oldest first
+  for (size_t t = 1; t < std::size(kTiers); ++t)
+    if (uint64_t b = from_ns / kTiers[t].width_ns * kTiers[t].width_ns; b < lo) seeks.emplace_back(b, t);
+  std::sort(seeks.begin(), seeks.end());
+  std::vector<IntervalRow> out;
+  for (const auto& [start, tier] : seeks)
+    if (auto st = read_rows(kReadBucket, [&](Stmt& q) { q.bind_u64(1, start).bind(2, int64_t(tier)); }, out); !st)
+      return st.error();
+  if (auto st = read_rows(kReadRows, [&](Stmt& q) { q.bind_u64(1, lo).bind_u64(2, to_ns).bind_u64(3, from_ns); }, out);
+      !st)
+    return st.error();
   return out;
 }
 

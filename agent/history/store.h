@@ -6,6 +6,7 @@
 // Times are passed in (ns since the epoch, UTC) so tests run on a fake clock.
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -91,6 +92,8 @@ class Store {
   Status evict_size(uint64_t now_ns);
   Result<uint64_t> used_bytes();
   Result<int64_t> query_int(size_t q);
+  // Appends the rows statement `q` selects (HS_SELECT_ROWS) with the parameters `bind` sets.
+  Status read_rows(size_t q, const std::function<void(Stmt&)>& bind, std::vector<IntervalRow>& out);
   Status set_meta(size_t q, const std::string& name, uint64_t value);
   Result<std::string> check(const char* pragma);
   Result<int64_t> edge_id(const IntervalRow& r);
