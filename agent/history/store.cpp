@@ -49,14 +49,20 @@ CREATE TABLE IF NOT EXISTS intervals(
 static_assert(kTiers[0].width_ns == 60000000000ull && kTiers[1].width_ns == 600000000000ull &&
               kTiers[2].width_ns == 3600000000000ull && std::size(kTiers) == 3);
 
-// Every interval row with its edge's identity, in the order read_row() takes them; queries add their WHERE.
-#define HS_SELECT_ROWS                                                                                                  \
-  "SELECT i.start_ns, i.tier, i.len_ns, i.connections, i.closed, i.failed_refused, i.failed_timed_out, "               \
-  "i.failed_other, i.resets, i.active, i.bytes_sent, i.bytes_received, i.retransmits, i.srtt_us, i.latency_sum_us, "   \
-  "i.latency, i.first_seen_off, i.last_seen_off, i.anomalies, i.edge_id, "                                              \
-  "e.client_kind, e.client_service, e.client_ns, e.client_pod, e.client_address, "                                      \
-  "e.server_kind, e.server_service, e.server_ns, e.server_pod, e.server_address, e.port, e.protocol, e.dialed "       \
-  "FROM intervals i JOIN edges e ON e.id = i.edge_id "
+// An interval row's numbers and its edge id, then the edge's identity, in the order read_row() and read_identity()
+// take them. HS_SELECT_ROWS reads both, HS_SELECT_NUMBERS the numbers only; queries add their WHERE.
+#define HS_ROW_NUMBERS                                                                                                  \
+  "i.start_ns, i.tier, i.len_ns, i.connections, i.closed, i.failed_refused, i.failed_timed_out, i.failed_other, "      \
+  "i.resets, i.active, i.bytes_sent, i.bytes_received, i.retransmits, i.srtt_us, i.latency_sum_us, i.latency, "        \
+  "i.first_seen_off, i.last_seen_off, i.anomalies, i.edge_id"
+#define HS_EDGE_IDENTITY                                                                                                \
+  "e.client_kind, e.client_service, e.client_ns, e.client_pod, e.client_address, e.server_kind, e.server_service, "    \
+  "e.server_ns, e.server_pod, e.server_address, e.port, e.protocol, e.dialed"
+#define HS_SELECT_ROWS "SELECT " HS_ROW_NUMBERS ", " HS_EDGE_IDENTITY " FROM intervals i JOIN edges e ON e.id = i.edge_id "
+#define HS_SELECT_NUMBERS "SELECT " HS_ROW_NUMBERS " FROM intervals i "
+#define HS_WHERE_BUCKET "WHERE i.start_ns = ? AND i.tier = ? ORDER BY i.edge_id"
+#define HS_WHERE_RANGE                                                                                                  \
+  "WHERE i.start_ns >= ? AND i.start_ns < ? AND " HS_END_NS("i.") " > ? ORDER BY i.start_ns, i.tier, i.edge_id"
 
 // The statements the store keeps prepared (Store::use), by index.
 enum Query : size_t {
@@ -74,6 +80,9 @@ enum Query : size_t {
   kDeleteEdges,
   kOldestFine,
   kReadBucket,
+  kReadBucketNumbers,
+  kReadRowsNumbers,
+  kReadEdge,
   kRaiseMeta,
   kReadMeta,
   kReadRows,
@@ -117,18 +126,24 @@ constexpr QueryText kQueryText[kQueries] = {
     {"DELETE FROM edges WHERE id NOT IN (SELECT DISTINCT edge_id FROM intervals)", "delete unreferenced edges"},
     {"SELECT start_ns, tier FROM intervals WHERE start_ns >= ? AND tier < ? ORDER BY start_ns LIMIT 1",
      "find the oldest row to roll up"},
-    {HS_SELECT_ROWS "WHERE i.start_ns = ? AND i.tier = ? ORDER BY i.edge_id", "read intervals"},
+    {HS_SELECT_ROWS HS_WHERE_BUCKET, "read intervals"},
+    {HS_SELECT_NUMBERS HS_WHERE_BUCKET, "read intervals"},
+    {HS_SELECT_NUMBERS HS_WHERE_RANGE, "read intervals"},
+    {"SELECT " HS_EDGE_IDENTITY " FROM edges e WHERE e.id = ?", "read edge"},
     {"INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
      "update meta"},
     {"SELECT value FROM meta WHERE key = ?", "read meta"},
-    {HS_SELECT_ROWS "WHERE i.start_ns >= ? AND i.start_ns < ? AND " HS_END_NS("i.") " > ? "
-     "ORDER BY i.start_ns, i.tier, i.edge_id",
-     "read intervals"},
+    {HS_SELECT_ROWS HS_WHERE_RANGE, "read intervals"},
     {"PRAGMA page_count", "read page_count"},
     {"PRAGMA freelist_count", "read freelist_count"},
     {"PRAGMA page_size", "read page_size"},
 };
 #undef HS_SELECT_ROWS
+#undef HS_SELECT_NUMBERS
+#undef HS_WHERE_BUCKET
+#undef HS_WHERE_RANGE
+#undef HS_ROW_NUMBERS
+#undef HS_EDGE_IDENTITY
 
 // Upper bound of Store::edge_ids_ (about 150 bytes an entry): twice the topology's default max_edges.
 constexpr size_t kEdgeIdCacheMax = 40000;
@@ -219,8 +234,22 @@ topology::NodeKind kind_of(int64_t v) {
                                                       : topology::NodeKind::Service;
 }
 
-// Reads a row selected with HS_SELECT_ROWS; `edge` gets the edge id.
-IntervalRow read_row(const Stmt& st, int64_t* edge = nullptr) {
+// The edge identity from column `c` on (HS_EDGE_IDENTITY).
+void read_identity(const Stmt& st, int c, IntervalRow& r) {
+  for (auto* end : {&r.client, &r.server}) {
+    end->kind = kind_of(st.col_i64(c++));
+    end->service = st.col_text(c++);
+    end->ns = st.col_text(c++);
+    end->pod = st.col_text(c++);
+    end->address = st.col_text(c++);
+  }
+  r.port = uint16_t(st.col_u64(c++));
+  r.protocol = st.col_i64(c++) == int64_t(topology::Protocol::Udp) ? topology::Protocol::Udp : topology::Protocol::Tcp;
+  r.dialed = st.col_text(c++);
+}
+
+// Reads a row selected with HS_SELECT_ROWS (or, without `identity`, HS_SELECT_NUMBERS); `edge` gets the edge id.
+IntervalRow read_row(const Stmt& st, int64_t* edge = nullptr, bool identity = true) {
   IntervalRow r;
   int c = 0;
   r.start_ns = st.col_u64(c++);
@@ -237,16 +266,7 @@ IntervalRow read_row(const Stmt& st, int64_t* edge = nullptr) {
   c++;
   if (edge) *edge = st.col_i64(c);
   c++;
-  for (auto* end : {&r.client, &r.server}) {
-    end->kind = kind_of(st.col_i64(c++));
-    end->service = st.col_text(c++);
-    end->ns = st.col_text(c++);
-    end->pod = st.col_text(c++);
-    end->address = st.col_text(c++);
-  }
-  r.port = uint16_t(st.col_u64(c++));
-  r.protocol = st.col_i64(c++) == int64_t(topology::Protocol::Udp) ? topology::Protocol::Udp : topology::Protocol::Tcp;
-  r.dialed = st.col_text(c++);
+  if (identity) read_identity(st, c, r);
   return r;
 }
 
@@ -635,7 +655,7 @@ Status Store::maintain(uint64_t now_ns) {
   return delete_unreferenced_edges();
 }
 
-Status Store::read_rows(size_t q, const std::function<void(Stmt&)>& bind, std::vector<IntervalRow>& out) {
+Status Store::read_rows(size_t q, const std::function<void(Stmt&)>& bind, bool identity, const RowFn& take) {
   auto sel = use(q);
   if (!sel) return sel.error();
   bind(**sel);
@@ -643,11 +663,13 @@ Status Store::read_rows(size_t q, const std::function<void(Stmt&)>& bind, std::v
     auto row = (*sel)->step();
     if (!row) return row.error();
     if (!*row) return {};
-    out.push_back(read_row(**sel));
+    int64_t edge = 0;
+    IntervalRow r = read_row(**sel, &edge, identity);
+    take(std::move(r), edge);
   }
 }
 
-Result<std::vector<IntervalRow>> Store::rows(uint64_t from_ns, uint64_t to_ns) {
+Status Store::scan(uint64_t from_ns, uint64_t to_ns, bool identity, const RowFn& take) {
   uint64_t longest = kMinuteNs;
   {
     auto meta = use(kReadMeta);
@@ -665,21 +687,56 @@ Result<std::vector<IntervalRow>> Store::rows(uint64_t from_ns, uint64_t to_ns) {
   for (size_t t = 1; t < std::size(kTiers); ++t)
     if (uint64_t b = from_ns / kTiers[t].width_ns * kTiers[t].width_ns; b < lo) seeks.emplace_back(b, t);
   std::sort(seeks.begin(), seeks.end());
-  std::vector<IntervalRow> out;
   for (const auto& [start, tier] : seeks)
-    if (auto st = read_rows(kReadBucket, [&](Stmt& q) { q.bind_u64(1, start).bind(2, int64_t(tier)); }, out); !st)
-      return st.error();
-  if (auto st = read_rows(kReadRows, [&](Stmt& q) { q.bind_u64(1, lo).bind_u64(2, to_ns).bind_u64(3, from_ns); }, out);
-      !st)
+    if (auto st = read_rows(identity ? kReadBucket : kReadBucketNumbers,
+                            [&](Stmt& q) { q.bind_u64(1, start).bind(2, int64_t(tier)); }, identity, take);
+        !st)
+      return st;
+  return read_rows(identity ? kReadRows : kReadRowsNumbers,
+                   [&](Stmt& q) { q.bind_u64(1, lo).bind_u64(2, to_ns).bind_u64(3, from_ns); }, identity, take);
+}
+
+Result<std::vector<IntervalRow>> Store::rows(uint64_t from_ns, uint64_t to_ns) {
+  std::vector<IntervalRow> out;
+  if (auto st = scan(from_ns, to_ns, true, [&](IntervalRow&& r, int64_t) { out.push_back(std::move(r)); }); !st)
     return st.error();
   return out;
 }
 
 Result<topology::TopologySnapshot> Store::topology(uint64_t from_ns, uint64_t to_ns) {
-  auto rs = rows(from_ns, to_ns);
-  if (!rs) return rs.error();
+  // Numbers first, added up per edge id (no identity text per row); then each edge's identity once, and the ids
+  // of one edge key (another pod, say) merged in the order of their latest rows, so the latest attributes win as
+  // they would row by row.
+  struct PerId {
+    IntervalRow r;
+    uint64_t last = 0;  // position of the id's latest row in the scan
+  };
+  std::unordered_map<int64_t, PerId> by_id;
+  uint64_t pos = 0;
+  if (auto st = scan(from_ns, to_ns, false,
+                     [&](IntervalRow&& r, int64_t edge) {
+                       auto [it, fresh] = by_id.try_emplace(edge, PerId{r, pos});
+                       if (!fresh) merge_row(it->second.r, r);
+                       it->second.last = pos++;
+                     });
+      !st)
+    return st.error();
+  std::vector<std::pair<uint64_t, int64_t>> order;  // (last, id)
+  order.reserve(by_id.size());
+  for (auto& [id, p] : by_id) {
+    auto sel = use(kReadEdge);
+    if (!sel) return sel.error();
+    (*sel)->bind(1, id);
+    auto row = (*sel)->step();
+    if (!row) return row.error();
+    if (!*row) continue;  // a row without its edge (the reads never saw such a file; skipped like the join did)
+    read_identity(**sel, 0, p.r);
+    order.emplace_back(p.last, id);
+  }
+  std::sort(order.begin(), order.end());
   std::map<std::string, IntervalRow> by_edge;
-  for (auto& r : *rs) {
+  for (const auto& [_, id] : order) {
+    const IntervalRow& r = by_id.at(id).r;
     auto [it, fresh] = by_edge.try_emplace(edge_key(r), r);
     if (!fresh) merge_row(it->second, r);
   }

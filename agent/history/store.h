@@ -92,8 +92,12 @@ class Store {
   Status evict_size(uint64_t now_ns);
   Result<uint64_t> used_bytes();
   Result<int64_t> query_int(size_t q);
-  // Appends the rows statement `q` selects (HS_SELECT_ROWS) with the parameters `bind` sets.
-  Status read_rows(size_t q, const std::function<void(Stmt&)>& bind, std::vector<IntervalRow>& out);
+  // Each row (and its edge id) statement `q` selects with the parameters `bind` sets; without `identity` the rows
+  // have numbers only (HS_SELECT_NUMBERS).
+  using RowFn = std::function<void(IntervalRow&&, int64_t)>;
+  Status read_rows(size_t q, const std::function<void(Stmt&)>& bind, bool identity, const RowFn& take);
+  // The rows overlapping [from_ns, to_ns), oldest first (start, tier, edge id).
+  Status scan(uint64_t from_ns, uint64_t to_ns, bool identity, const RowFn& take);
   Status set_meta(size_t q, const std::string& name, uint64_t value);
   Result<std::string> check(const char* pragma);
   Result<int64_t> edge_id(const IntervalRow& r);
