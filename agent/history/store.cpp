@@ -83,6 +83,7 @@ enum Query : size_t {
   kReadBucketNumbers,
   kReadRowsNumbers,
   kReadEdge,
+  kReadEdges,
   kRaiseMeta,
   kReadMeta,
   kReadRows,
@@ -130,6 +131,7 @@ constexpr QueryText kQueryText[kQueries] = {
     {HS_SELECT_NUMBERS HS_WHERE_BUCKET, "read intervals"},
     {HS_SELECT_NUMBERS HS_WHERE_RANGE, "read intervals"},
     {"SELECT " HS_EDGE_IDENTITY " FROM edges e WHERE e.id = ?", "read edge"},
+    {"SELECT " HS_EDGE_IDENTITY ", e.id FROM edges e", "read edges"},
     {"INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
      "update meta"},
     {"SELECT value FROM meta WHERE key = ?", "read meta"},
@@ -723,15 +725,30 @@ Result<topology::TopologySnapshot> Store::topology(uint64_t from_ns, uint64_t to
     return st.error();
   std::vector<std::pair<uint64_t, int64_t>> order;  // (last, id)
   order.reserve(by_id.size());
-  for (auto& [id, p] : by_id) {
-    auto sel = use(kReadEdge);
-    if (!sel) return sel.error();
-    (*sel)->bind(1, id);
-    auto row = (*sel)->step();
-    if (!row) return row.error();
-    if (!*row) continue;  // a row without its edge (the reads never saw such a file; skipped like the join did)
+  // A few edges are looked up one by one; many are picked out of one pass over the edges table.
+  constexpr size_t kLookUpsAtMost = 256;
+  auto sel = use(by_id.size() <= kLookUpsAtMost ? kReadEdge : kReadEdges);
+  if (!sel) return sel.error();
+  auto take = [&](int64_t id, PerId& p) {
     read_identity(**sel, 0, p.r);
     order.emplace_back(p.last, id);
+  };
+  if (by_id.size() <= kLookUpsAtMost) {
+    for (auto& [id, p] : by_id) {
+      (*sel)->bind(1, id);
+      auto row = (*sel)->step();
+      if (!row) return row.error();
+      if (*row) take(id, p);  // a row without its edge is skipped, as the join skips it
+      (*sel)->reset();
+    }
+  } else {
+    constexpr int kIdColumn = 13;  // after HS_EDGE_IDENTITY
+    for (;;) {
+      auto row = (*sel)->step();
+      if (!row) return row.error();
+      if (!*row) break;
+      if (auto it = by_id.find((*sel)->col_i64(kIdColumn)); it != by_id.end()) take(it->first, it->second);
+    }
   }
   std::sort(order.begin(), order.end());
   std::map<std::string, IntervalRow> by_edge;
