@@ -145,6 +145,16 @@ Error Db::error(std::string_view what, int rc) const {
   return errorf_errno(os, "history {} {} failed: {}", path_, what, msg);
 }
 
+Result<StmtLease> StmtCache::get(Db& db, size_t index, std::string_view sql, const char* what) {
+  if (index >= stmts_.size()) stmts_.resize(index + 1);
+  if (!stmts_[index].prepared()) {
+    auto st = db.prepare(sql, what);
+    if (!st) return st.error();
+    stmts_[index] = std::move(*st);
+  }
+  return StmtLease(stmts_[index]);
+}
+
 Transaction::~Transaction() {
   if (open_) (void)db_.exec("ROLLBACK", "rollback");
 }

@@ -3,8 +3,10 @@
 // Result naming the database file and the operation ("history /var/lib/hostscope/history.db insert interval
 // failed: database or disk is full"). Nothing here knows the schema.
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/result.h"
 
@@ -36,6 +38,7 @@ class Stmt {
   // Runs to completion (statements without rows or whose rows are ignored), then resets.
   Status run();
   void reset();
+  bool prepared() const { return s_ != nullptr; }
 
   int64_t col_i64(int i) const;
   uint64_t col_u64(int i) const;  // negative values read as 0
@@ -80,6 +83,36 @@ class Db {
   explicit Db(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   sqlite3* db_ = nullptr;
   std::string path_;
+};
+
+// A kept statement lent out for one use: reset (bindings cleared) when the lease ends, so an early return never
+// leaves a statement mid-step holding a read open on the file.
+class StmtLease {
+ public:
+  explicit StmtLease(Stmt& s) : s_(&s) {}
+  StmtLease(StmtLease&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  StmtLease(const StmtLease&) = delete;
+  StmtLease& operator=(const StmtLease&) = delete;
+  StmtLease& operator=(StmtLease&&) = delete;
+  ~StmtLease() {
+    if (s_) s_->reset();
+  }
+  Stmt* operator->() const { return s_; }
+  Stmt& operator*() const { return *s_; }
+
+ private:
+  Stmt* s_;
+};
+
+// Statements prepared once per connection, each under a small index the owner chooses. The owner declares the cache
+// after its Db (at a stable address) so the statements are finalized before the connection closes.
+class StmtCache {
+ public:
+  Result<StmtLease> get(Db& db, size_t index, std::string_view sql, const char* what);
+  void clear() { stmts_.clear(); }
+
+ private:
+  std::deque<Stmt> stmts_;  // growing at the end keeps the lent statements where they are
 };
 
 // Runs its statements in one transaction: commit() or rolled back when destroyed.

@@ -4,10 +4,14 @@
 // rows after 7 days; rows older than the retention go, and when the file's used pages exceed max_bytes the oldest
 // rows go first. Both evictions are counted in the file itself, so `hostscope history status` shows them.
 // Times are passed in (ns since the epoch, UTC) so tests run on a fake clock.
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "agent/history/record.h"
@@ -17,7 +21,7 @@
 
 namespace hostscope::history {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 inline constexpr uint64_t kMinuteNs = 60'000'000'000ull;
 inline constexpr uint64_t kHourNs = 60 * kMinuteNs;
 inline constexpr uint64_t kDayNs = 24 * kHourNs;
@@ -34,6 +38,7 @@ struct Tier {
   uint64_t rollup_after_ns;
 };
 inline constexpr Tier kTiers[] = {{kMinuteNs, kDayNs}, {10 * kMinuteNs, 7 * kDayNs}, {kHourNs, 0}};
+inline constexpr size_t kLastTier = std::size(kTiers) - 1;
 
 struct StoreStatus {
   std::string path;
@@ -68,22 +73,47 @@ class Store {
   // PRAGMA integrity_check: "ok" or what SQLite found.
   Result<std::string> integrity_check();
 
-  const std::string& path() const { return db_.path(); }
+  const std::string& path() const { return db_->path(); }
 
  private:
-  Store(Db db, StoreOptions o) : db_(std::move(db)), opts_(o) {}
+  Store(Db db, StoreOptions o) : db_(std::make_unique<Db>(std::move(db))), opts_(o) {}
+  // The kept statement `q` (an index into the table in store.cpp), prepared on first use.
+  Result<StmtLease> use(size_t q);
   Status migrate(int from);
+  Status migrate_v1();
   Status roll_up(size_t tier, uint64_t now_ns);
+  // Merges the rows of `tier` and `tier + 1` in the target interval starting at `bucket` into `tier + 1` rows.
+  Status roll_up_bucket(size_t tier, uint64_t bucket, const char* counter);
+  // The size bound's first resort: rolls up the target interval of the oldest row finer than the last tier, when
+  // that interval has ended; false when there is none.
+  Result<bool> roll_up_early(uint64_t now_ns);
+  Status delete_unreferenced_edges();
   Status evict_age(uint64_t now_ns);
-  Status evict_size();
+  Status evict_size(uint64_t now_ns);
   Result<uint64_t> used_bytes();
+  Result<int64_t> query_int(size_t q);
+  // Each row (and its edge id) statement `q` selects with the parameters `bind` sets; without `identity` the rows
+  // have numbers only (HS_SELECT_NUMBERS).
+  using RowFn = std::function<void(IntervalRow&&, int64_t)>;
+  Status read_rows(size_t q, const std::function<void(Stmt&)>& bind, bool identity, const RowFn& take);
+  // The rows overlapping [from_ns, to_ns), oldest first (start, tier, edge id).
+  Status scan(uint64_t from_ns, uint64_t to_ns, bool identity, const RowFn& take);
+  Status set_meta(size_t q, const std::string& name, uint64_t value);
   Result<std::string> check(const char* pragma);
   Result<int64_t> edge_id(const IntervalRow& r);
   Status insert_row(int64_t edge, size_t tier, const IntervalRow& r);
-  Status bump(Stmt& st, const std::string& name, uint64_t delta);
 
-  Db db_;
+  std::unique_ptr<Db> db_;  // on the heap: the kept statements point at it, and a Store moves
   StoreOptions opts_;
+  StmtCache stmts_;  // after db_: finalized before the connection closes
+  // Edge identity -> id, so a write looks an edge up in the file only the first time it sees it. Bounded (emptied
+  // when full) and emptied whenever edges are deleted or a write is rolled back.
+  std::unordered_map<std::string, int64_t> edge_ids_;
+  // Per tier finer than the last: no row of it starts before this (0: not known yet), so looking for its oldest row
+  // does not walk the coarser rows in front of it every time. Raised by those searches, lowered by writes and roll-ups.
+  std::array<uint64_t, std::size(kTiers) - 1> floor_{};
+  bool evicted_ = false;  // rows went since the last delete_unreferenced_edges()
+  uint64_t last_edge_gc_ns_ = 0;
 };
 
 // Schema version of the file, 0 when it has none (empty or not hostscope's); errors when it is not a database.

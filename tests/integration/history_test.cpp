@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/history/store.h"
 #include "agent/util/clock.h"
 #include "common/topology_json.h"
 #include "topology_scenario.h"
@@ -175,7 +176,7 @@ TEST_F(HistoryAgent, CountsSurviveARestartAndAreFoundByTime) {
   ASSERT_EQ(st.status, 0) << st.out;
   auto j = json::parse(st.out.substr(std::min(st.out.find('{'), st.out.size())), nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << st.out;
-  EXPECT_EQ(j["schema_version"], 1);
+  EXPECT_EQ(j["schema_version"], history::kSchemaVersion);
   EXPECT_GE(j["counters"]["intervals_written"], 2);
   EXPECT_EQ(j["counters"]["intervals_dropped"], 0);
   EXPECT_GE(j["rows"], 2);

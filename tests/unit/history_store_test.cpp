@@ -8,10 +8,12 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 
 #include "agent/history/store.h"
 #include "common/time_arg.h"
 #include "common/topology_json.h"
+#include "support/history_synth.h"
 
 namespace hostscope::history {
 namespace {
@@ -86,6 +88,14 @@ void sql_exec(const std::string& path, const std::string& q) {
   sqlite3_close(db);
 }
 
+// Writes `rows` as one interval (all starting at kT0) and expects to read back exactly them, in edge-id order.
+void expect_round_trip(Store& s, const std::vector<IntervalRow>& rows) {
+  ASSERT_TRUE(s.write(rows, kT0 + kMinuteNs));
+  auto back = s.rows(kT0, kT0 + kMinuteNs);
+  ASSERT_TRUE(back) << back.error().str();
+  EXPECT_EQ(*back, rows);
+}
+
 TEST(HistoryStore, WriteReadRoundTrip) {
   TempDir d;
   auto s = open_rw(d.file("h.db"));
@@ -95,13 +105,8 @@ TEST(HistoryStore, WriteReadRoundTrip) {
   auto b = row("cart", "redis", 6379, kT0);
   b.client.kind = topology::NodeKind::Service;
   b.server = {topology::NodeKind::External, "external", "", "", "192.0.2.7"};
-  ASSERT_TRUE(s.write({a, b}, kT0 + kMinuteNs));
-  auto rows = s.rows(kT0, kT0 + kMinuteNs);
-  ASSERT_TRUE(rows) << rows.error().str();
-  ASSERT_EQ(rows->size(), 2u);
   // Ordered by start, tier, edge id (insertion order here).
-  EXPECT_EQ((*rows)[0], a);
-  EXPECT_EQ((*rows)[1], b);
+  expect_round_trip(s, {a, b});
 
   // Reopened read-only: the same rows, and the same topology the live path would render.
   auto ro = Store::open(d.file("h.db"), {}, true);
@@ -228,15 +233,17 @@ TEST(HistoryStore, HourTierWhenRetentionAllows) {
   EXPECT_EQ(all->edges[0].latency.samples, 600u);
 }
 
+// Rows a roll-up cannot merge (a new edge every minute, as under pod churn): the size bound has to evict.
 TEST(HistoryStore, SizeCapEvictsTheOldestAndCounts) {
   TempDir d;
   StoreOptions o;
   o.max_bytes = 256 * 1024;
   auto s = open_rw(d.file("h.db"), o);
-  const int minutes = 400;
+  const int minutes = 1000;  // 8000 rows of about 80 bytes
   for (int m = 0; m < minutes; ++m) {
     std::vector<IntervalRow> rows;
-    for (int e = 0; e < 8; ++e) rows.push_back(row("client" + std::to_string(e), "server", 80, kT0 + uint64_t(m) * kMinuteNs));
+    for (int e = 0; e < 8; ++e)
+      rows.push_back(row("client" + std::to_string(m * 8 + e), "server", 80, kT0 + uint64_t(m) * kMinuteNs));
     ASSERT_TRUE(s.write(rows, kT0 + uint64_t(m + 1) * kMinuteNs));
     ASSERT_TRUE(s.maintain(kT0 + uint64_t(m + 1) * kMinuteNs));
   }
@@ -259,6 +266,205 @@ TEST(HistoryStore, SizeCapEvictsTheOldestAndCounts) {
   auto kept = s.rows(st->oldest_ns, st->newest_ns);
   ASSERT_TRUE(kept);
   EXPECT_EQ(kept->size(), st->rows);
+}
+
+// What a minute row costs in the file (docs/topology.md, "History"): 2000 busy edges for 30 minutes.
+TEST(HistoryStore, BytesPerRowOfBusyMinutes) {
+  TempDir d;
+  auto s = open_rw(d.file("h.db"));
+  const uint64_t edges = 2000, minutes = 30;
+  for (uint64_t m = 0; m < minutes; ++m) {
+    std::vector<IntervalRow> rows;
+    for (uint64_t e = 0; e < edges; ++e) rows.push_back(synth::row(e, kT0 + m * kMinuteNs, kMinuteNs));
+    ASSERT_TRUE(s.write(rows, kT0 + (m + 1) * kMinuteNs));
+  }
+  auto st = s.status();
+  ASSERT_TRUE(st) << st.error().str();
+  ASSERT_EQ(st->rows, edges * minutes);
+  const double per_row = double(st->used_bytes) / double(st->rows);
+  std::cout << "history bytes per minute row (pages in use / rows, " << edges << " edges): " << per_row << "\n";
+  RecordProperty("bytes_per_row", int(per_row));
+}
+
+TEST(HistoryStore, CompactRowsRoundTripTheirEdges) {
+  TempDir d;
+  auto s = open_rw(d.file("h.db"));
+  auto a = row("frontend", "cart", 8080, kT0);
+  a.latency = {};
+  a.latency[0] = 1;
+  a.latency[kLatencyBuckets - 1] = (1ull << 62) + 5;  // a 9-byte varint
+  a.latency_sum_us = uint64_t(INT64_MAX);
+  a.first_seen_ns = 0;               // unknown: a negative offset the size of the start
+  a.end_ns = kT0 + 30'000'000'000;   // a partial minute (the agent stopped): its length is kept
+  a.last_seen_ns = kT0 + 29'999'999'999;
+  auto b = row("cart", "redis", 6379, kT0);
+  b.latency = {};                    // no samples: no blob
+  b.latency_sum_us = 0;
+  b.first_seen_ns = kT0 - 3 * kDayNs;
+  expect_round_trip(s, {a, b});
+  EXPECT_EQ(sql_int(d.file("h.db"), "SELECT count(*) FROM intervals WHERE len_ns IS NULL"), 1);
+  EXPECT_EQ(sql_int(d.file("h.db"), "SELECT count(*) FROM intervals WHERE latency IS NULL"), 1);
+}
+
+// A v1 file as hostscope wrote it before the compact rows (that version's tables and its 160-byte latency blob),
+// frozen here rather than taken from the code, which no longer writes it.
+void write_v1(const std::string& path, const std::vector<std::pair<int, IntervalRow>>& rows) {
+  sql_exec(path, R"sql(
+PRAGMA auto_vacuum = INCREMENTAL;
+CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO meta VALUES('schema_version', 1), ('rows_written', 3), ('intervals_written', 2);
+CREATE TABLE edges(
+  id INTEGER PRIMARY KEY,
+  client_kind INTEGER NOT NULL, client_service TEXT NOT NULL, client_ns TEXT NOT NULL, client_pod TEXT NOT NULL,
+  client_address TEXT NOT NULL,
+  server_kind INTEGER NOT NULL, server_service TEXT NOT NULL, server_ns TEXT NOT NULL, server_pod TEXT NOT NULL,
+  server_address TEXT NOT NULL,
+  port INTEGER NOT NULL, protocol INTEGER NOT NULL, dialed TEXT NOT NULL,
+  UNIQUE(client_kind, client_service, client_ns, client_pod, client_address, server_kind, server_service, server_ns,
+         server_pod, server_address, port, protocol, dialed));
+CREATE TABLE intervals(
+  start_ns INTEGER NOT NULL, tier INTEGER NOT NULL, edge_id INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+  connections INTEGER NOT NULL, closed INTEGER NOT NULL,
+  failed_refused INTEGER NOT NULL, failed_timed_out INTEGER NOT NULL, failed_other INTEGER NOT NULL,
+  resets INTEGER NOT NULL, active INTEGER NOT NULL, bytes_sent INTEGER NOT NULL, bytes_received INTEGER NOT NULL,
+  retransmits INTEGER NOT NULL, srtt_us INTEGER NOT NULL, latency_sum_us INTEGER NOT NULL, latency BLOB NOT NULL,
+  first_seen_ns INTEGER NOT NULL, last_seen_ns INTEGER NOT NULL, anomalies TEXT,
+  PRIMARY KEY(start_ns, tier, edge_id)) WITHOUT ROWID;
+)sql");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* e = nullptr;
+  sqlite3_stmt* i = nullptr;
+  sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO edges VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &e, nullptr);
+  sqlite3_prepare_v2(db, "INSERT INTO intervals VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &i, nullptr);
+  ASSERT_TRUE(e && i) << sqlite3_errmsg(db);
+  int64_t id = 0;
+  for (const auto& [tier, r] : rows) {
+    sqlite3_bind_int64(e, 1, ++id);
+    int c = 2;
+    for (const auto* end : {&r.client, &r.server}) {
+      sqlite3_bind_int64(e, c++, int64_t(end->kind));
+      for (const auto* t : {&end->service, &end->ns, &end->pod, &end->address})
+        sqlite3_bind_text(e, c++, t->c_str(), -1, SQLITE_TRANSIENT);
+    }
+    sqlite3_bind_int64(e, 12, r.port);
+    sqlite3_bind_int64(e, 13, int64_t(r.protocol));
+    sqlite3_bind_text(e, 14, r.dialed.c_str(), -1, SQLITE_TRANSIENT);
+    ASSERT_EQ(sqlite3_step(e), SQLITE_DONE) << sqlite3_errmsg(db);
+    sqlite3_reset(e);
+    std::string lat(kLatencyBuckets * 8, '\0');
+    for (size_t k = 0; k < kLatencyBuckets; ++k)
+      for (size_t byte = 0; byte < 8; ++byte) lat[k * 8 + byte] = char((r.latency[k] >> (8 * byte)) & 0xff);
+    c = 1;
+    for (uint64_t v : {r.start_ns, uint64_t(tier), uint64_t(id), r.end_ns, r.connections, r.closed, r.failed_refused,
+                       r.failed_timed_out, r.failed_other, r.resets, r.active, r.bytes_sent, r.bytes_received,
+                       r.retransmits, uint64_t(r.srtt_us), r.latency_sum_us})
+      sqlite3_bind_int64(i, c++, int64_t(v));
+    sqlite3_bind_blob(i, c++, lat.data(), int(lat.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(i, c++, int64_t(r.first_seen_ns));
+    sqlite3_bind_int64(i, c++, int64_t(r.last_seen_ns));
+    if (r.anomalies.empty()) sqlite3_bind_null(i, c);
+    else sqlite3_bind_text(i, c, R"([{"reason":"failure_rate","first":5,"last":6,"windows":1,"value":0.5,"baseline":0.01}])", -1, SQLITE_STATIC);
+    ASSERT_EQ(sqlite3_step(i), SQLITE_DONE) << sqlite3_errmsg(db);
+    sqlite3_reset(i);
+  }
+  sqlite3_finalize(e);
+  sqlite3_finalize(i);
+  sqlite3_close(db);
+}
+
+TEST(HistoryStore, V1FileIsMigratedRowForRow) {
+  TempDir d;
+  const auto p = d.file("h.db");
+  auto a = row("frontend", "cart", 8080, kT0);
+  a.dialed = "10.96.0.10:80";
+  a.anomalies.push_back({"failure_rate", 5, 6, 1, 0.5, 0.01});
+  auto b = row("cart", "redis", 6379, kT0);
+  b.end_ns = kT0 + 20'000'000'000;  // partial
+  auto c = row("web", "cart", 8080, kT0 - kHourNs, 10 * kMinuteNs);  // a 10-minute row
+  write_v1(p, {{0, a}, {0, b}, {1, c}});
+
+  auto ro = Store::open(p, {}, true);
+  ASSERT_FALSE(ro);  // a reader never migrates
+  EXPECT_NE(ro.error().str().find("schema version 1"), std::string::npos) << ro.error().str();
+  {
+    auto s = open_rw(p);
+    auto rows = s.rows(kT0 - kHourNs, kT0 + kMinuteNs);
+    ASSERT_TRUE(rows) << rows.error().str();
+    ASSERT_EQ(rows->size(), 3u);
+    EXPECT_EQ((*rows)[0], c);
+    EXPECT_EQ((*rows)[1], a);
+    EXPECT_EQ((*rows)[2], b);
+    auto st = s.status();
+    ASSERT_TRUE(st) << st.error().str();
+    EXPECT_EQ(st->schema_version, 2);
+    EXPECT_EQ(st->counters.at("rows_migrated"), 3u);
+    EXPECT_EQ(st->counters.at("rows_written"), 3u);  // the v1 counters stay
+    EXPECT_EQ(st->rows_by_width[10 * kMinuteNs], 1u);
+    // The migrated file takes new rows of known edges under their old ids.
+    auto later = row("frontend", "cart", 8080, kT0 + kMinuteNs);
+    later.dialed = a.dialed;
+    ASSERT_TRUE(s.write({later}, kT0 + 2 * kMinuteNs));
+    EXPECT_EQ(s.status()->edges, 3u);
+    auto chk = s.integrity_check();
+    ASSERT_TRUE(chk);
+    EXPECT_EQ(*chk, "ok");
+  }
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM sqlite_master WHERE name = 'intervals_v1'"), 0);
+  auto again = Store::open(p, {}, true);  // now readable
+  ASSERT_TRUE(again) << again.error().str();
+}
+
+// More minute rows than the bound holds: the oldest are rolled up (to 10 minutes, then to hours) before anything is
+// evicted, so the whole span stays, coarser where it is older.
+TEST(HistoryStore, SizeBoundRollsUpBeforeItEvicts) {
+  TempDir d;
+  StoreOptions o;
+  o.max_bytes = 512 * 1024;
+  auto s = open_rw(d.file("h.db"), o);
+  const uint64_t edges = 40, minutes = 8 * 60;
+  for (uint64_t m = 0; m < minutes; ++m) {
+    std::vector<IntervalRow> rows;
+    for (uint64_t e = 0; e < edges; ++e) rows.push_back(row("client" + std::to_string(e), "server", 80, kT0 + m * kMinuteNs));
+    ASSERT_TRUE(s.write(rows, kT0 + (m + 1) * kMinuteNs));
+    ASSERT_TRUE(s.maintain(kT0 + (m + 1) * kMinuteNs));
+  }
+  auto st = s.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_LE(st->used_bytes, o.max_bytes);
+  EXPECT_EQ(st->counters.at("rows_evicted_size"), 0u);
+  EXPECT_EQ(st->counters.at("rows_rolled_up"), 0u);  // nothing is 24 h old: all of it was the size bound's
+  EXPECT_GT(st->counters.at("rows_rolled_up_early"), 0u);
+  EXPECT_GT(st->rows_by_width[kHourNs], 0u);
+  EXPECT_GT(st->rows_by_width[kMinuteNs], 0u);
+  EXPECT_LT(st->rows, edges * minutes);
+  // The whole span is still there, every connection counted once.
+  EXPECT_EQ(st->oldest_ns, kT0);
+  EXPECT_EQ(st->newest_ns, kT0 + minutes * kMinuteNs);
+  auto all = s.topology(kT0, kT0 + minutes * kMinuteNs);
+  ASSERT_TRUE(all) << all.error().str();
+  ASSERT_EQ(all->edges.size(), edges);
+  for (const auto& e : all->edges) EXPECT_EQ(e.connections, 10 * minutes);
+  // The newest minute at minute resolution, the oldest hour in one row per edge.
+  auto last = s.rows(kT0 + (minutes - 1) * kMinuteNs, kT0 + minutes * kMinuteNs);
+  ASSERT_TRUE(last);
+  ASSERT_EQ(last->size(), edges);
+  EXPECT_EQ((*last)[0].end_ns - (*last)[0].start_ns, kMinuteNs);
+  auto first = s.rows(kT0, kT0 + 1);
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->size(), edges);
+  EXPECT_EQ((*first)[0].end_ns - (*first)[0].start_ns, kHourNs);
+
+  // When even hour rows do not fit, the oldest go (counted), newest first kept.
+  o.max_bytes = 40 * 1024;  // about seven pages are the schema's own
+  auto small = open_rw(d.file("h.db"), o);
+  ASSERT_TRUE(small.maintain(kT0 + minutes * kMinuteNs));
+  st = small.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_LE(st->used_bytes, o.max_bytes);
+  EXPECT_GT(st->counters.at("rows_evicted_size"), 0u);
+  EXPECT_EQ(st->newest_ns, kT0 + minutes * kMinuteNs);
+  EXPECT_GT(st->oldest_ns, kT0);
 }
 
 TEST(HistoryStore, NewerSchemaIsRefusedAndLeftUntouched) {
@@ -315,7 +521,7 @@ TEST(HistoryStore, CorruptFileIsAnErrorNotACrash) {
   const auto p = d.file("h.db");
   {
     auto s = open_rw(p);
-    for (int m = 0; m < 200; ++m) ASSERT_TRUE(s.write({row("a", "b", 80, kT0 + uint64_t(m) * kMinuteNs)}, kT0));
+    for (int m = 0; m < 2000; ++m) ASSERT_TRUE(s.write({row("a", "b", 80, kT0 + uint64_t(m) * kMinuteNs)}, kT0));
   }
   ASSERT_GT(fs::file_size(p), 16u * 4096);
   {
