@@ -897,13 +897,50 @@ Status IptablesBackend::store_generation(Generation& g) const {
   fs::create_directories(o_.state_dir, ec);
   if (ec) return Error{fmt::format("policy state directory {} create failed: {}", o_.state_dir, ec.message())};
   json j = {{"generation", g.number}, {"parent", g.parent}, {"created", g.created}, {"source_hash", g.source_hash}, {"modes", g.modes},
-            {"ipv4", table_json(g.v4)}, {"ipv6", table_json(g.v6)}, {"index", nullptr},
-            {"observed_ipv4", g.observed_v4}, {"observed_ipv6", g.observed_v6}, {"ipv6_installed", g.ipv6}};
+            {"ipv4", table_json(g.v4)}, {"ipv6", table_json(g.v6)}, {"index", nullptr}, {"ipv6_installed", g.ipv6}};
   // The index is the largest part (an object per rule): moved in and back out instead of copied.
   j["index"] = std::move(g.index);
   std::string text = j.dump();
   g.index = std::move(j["index"]);
-  return write_file_atomic(fs::path(o_.state_dir) / fmt::format("gen-{}.json", g.number), text);
+  if (auto r = write_file_atomic(fs::path(o_.state_dir) / fmt::format("gen-{}.json", g.number), text); !r) return r;
+  return store_observed(g);
+}
+
+namespace {
+fs::path observed_path(const std::string& dir, int n) { return fs::path(dir) / fmt::format("gen-{}.observed", n); }
+constexpr const char* kObservedHeader = "hostscope observed rules v1";
+}  // namespace
+
+// What the kernel read back after the install, beside the generation as plain lines: stored after every install
+// without writing (and escaping) the whole generation's JSON again. "<header>\nipv6_installed <0|1>\nipv4 <count>\n
+// <lines>ipv6 <count>\n<lines>"; rule lines never hold a newline.
+Status IptablesBackend::store_observed(const Generation& g) const {
+  std::string text = fmt::format("{}\nipv6_installed {}\n", kObservedHeader, g.ipv6 ? 1 : 0);
+  for (auto f : {Family::V4, Family::V6}) {
+    text += fmt::format("{} {}\n", to_string(f), g.observed(f).size());
+    for (const auto& l : g.observed(f)) (text += l) += '\n';
+  }
+  return write_file_atomic(observed_path(o_.state_dir, g.number), text);
+}
+
+// Generations stored before the sidecar existed keep their read-back rules in the JSON: then there is no sidecar.
+void IptablesBackend::load_observed(Generation& g) const {
+  std::ifstream in(observed_path(o_.state_dir, g.number));
+  std::string line;
+  if (!in || !std::getline(in, line) || line != kObservedHeader) return;
+  int ipv6 = 1;
+  if (!std::getline(in, line) || std::sscanf(line.c_str(), "ipv6_installed %d", &ipv6) != 1) return;
+  std::vector<std::string> lines[2];
+  for (auto& v : lines) {
+    size_t n = 0;
+    if (!std::getline(in, line) || std::sscanf(line.c_str(), "%*s %zu", &n) != 1) return;
+    v.reserve(n);
+    for (size_t i = 0; i < n && std::getline(in, line); ++i) v.push_back(line);
+    if (v.size() != n) return;  // cut short: cannot happen with atomic writes; then the JSON's copy (if any) stays
+  }
+  g.ipv6 = ipv6 != 0;
+  g.observed_v4 = std::move(lines[0]);
+  g.observed_v6 = std::move(lines[1]);
 }
 
 Result<IptablesBackend::Generation> IptablesBackend::load_generation(int n) const {
@@ -924,6 +961,7 @@ Result<IptablesBackend::Generation> IptablesBackend::load_generation(int n) cons
     g.observed_v4 = j.value("observed_ipv4", std::vector<std::string>{});
     g.observed_v6 = j.value("observed_ipv6", std::vector<std::string>{});
     g.ipv6 = j.value("ipv6_installed", true);
+    load_observed(g);
     return g;
   } catch (const json::exception& e) {
     return Error{fmt::format("policy generation {} parse failed: {}", path.string(), e.what())};
@@ -966,6 +1004,7 @@ void IptablesBackend::forget(int n) const {
   std::error_code ec;
   fs::remove(fs::path(o_.state_dir) / fmt::format("gen-{}.json", n), ec);
   fs::remove(ir_path(o_.state_dir, n), ec);
+  fs::remove(observed_path(o_.state_dir, n), ec);
 }
 
 Result<Plan> IptablesBackend::transition(Generation* g, const Ir* ir, const Generation* in_force) {
@@ -997,7 +1036,7 @@ Result<Plan> IptablesBackend::transition(Generation* g, const Ir* ir, const Gene
   }
   if (g) {
     g->ipv6 = o_.ipv6;
-    if (auto r = store_generation(*g); !r) return r.error();
+    if (auto r = store_observed(*g); !r) return r.error();
     crash_point("stored");
   }
   // The commit point: once `current` names the target, a crash finishes the switch instead of undoing it.
@@ -1019,7 +1058,7 @@ Status IptablesBackend::settle(int n) {
   std::vector<std::string> keep;
   if (g) {
     g->ipv6 = o_.ipv6;
-    if (auto r = store_generation(*g); !r) return r;
+    if (auto r = store_observed(*g); !r) return r;
     keep = g->v4.set_names;
     keep.insert(keep.end(), g->v6.set_names.begin(), g->v6.set_names.end());
   }
@@ -1075,9 +1114,7 @@ void IptablesBackend::prune(int cur, int parent) const {
   int keep = std::max(1, o_.keep_generations);
   for (size_t i = 0; i + static_cast<size_t>(keep) < gens.size(); ++i) {
     if (gens[i] == cur || gens[i] == parent) continue;  // keep what rollback needs
-    std::error_code ec;
-    fs::remove(fs::path(o_.state_dir) / fmt::format("gen-{}.json", gens[i]), ec);
-    fs::remove(ir_path(o_.state_dir, gens[i]), ec);
+    forget(gens[i]);
   }
 }
 

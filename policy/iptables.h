@@ -177,7 +177,9 @@ class IptablesBackend {
   void crash_point(const std::string& step) const;
   void forget(int n) const;  // removes the files of generation n
   Result<Generation> load_generation(int n) const;
-  Status store_generation(Generation& g) const;  // borrows g.index while writing (no copy)
+  Status store_generation(Generation& g) const;  // borrows g.index while writing (no copy); stores observed too
+  Status store_observed(const Generation& g) const;  // <state_dir>/gen-<N>.observed: the rules read back, ipv6_installed
+  void load_observed(Generation& g) const;
   std::vector<int> generations() const;
   int current() const;
   Status set_current(int n) const;
