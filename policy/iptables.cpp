@@ -426,7 +426,77 @@ Result<SavedTable> IptablesBackend::save(Family f) {
   return parse_save(r.out);
 }
 
-Status IptablesBackend::install_family(const Generation& g, Family f, Plan* plan) {
+namespace {
+
+// Rule lines grouped by chain, in order (views into lines that outlive the map).
+using ByChain = std::map<std::string_view, std::vector<std::string_view>>;
+
+std::string_view chain_view(std::string_view line) {
+  if (line.size() < 4) return {};
+  auto end = line.find(' ', 3);
+  return line.substr(3, end == std::string_view::npos ? std::string_view::npos : end - 3);
+}
+
+ByChain by_chain(const std::vector<std::string>& lines) {
+  ByChain m;
+  for (const auto& l : lines)
+    if (auto c = chain_view(l); is_our_chain(std::string(c))) m[c].push_back(l);
+  return m;
+}
+
+// How iptables-save words rule lines we render, learnt from a generation installed with them: it may word a rule
+// differently (NFLOG's options in another order, say). `rendered` and `observed` are aligned per chain by position and
+// tag; only the lines that read back differently are kept.
+void learn_forms(const std::vector<std::string>& rendered, const std::vector<std::string>& observed,
+                 std::map<std::string_view, std::string_view>& forms) {
+  if (observed.empty()) return;
+  auto seen = by_chain(observed);
+  for (const auto& [chain, lines] : by_chain(rendered)) {
+    auto it = seen.find(chain);
+    if (it == seen.end() || it->second.size() != lines.size()) continue;
+    for (size_t i = 0; i < lines.size(); ++i)
+      if (lines[i] != it->second[i] && comment_of(std::string(lines[i])) == comment_of(std::string(it->second[i])))
+        forms.emplace(lines[i], it->second[i]);
+  }
+}
+
+// What install_family expects to read back from a chain it did not declare: `expected` (the rendered lines as
+// iptables-save words them), exactly at positions [0, prefix) and [size - suffix, size); any rule in between by tag.
+struct KeptChain {
+  std::string_view chain;
+  std::vector<std::string_view> rendered, expected;
+  size_t prefix = 0, suffix = 0;
+};
+
+// The rules of our chains read back match what was rendered: every chain has its rules' tags in order, and the lines
+// install_family left in place are word for word what they were.
+std::string verify_kept(const SavedTable& after, const RenderedTable& next, const std::vector<KeptChain>& kept) {
+  auto lines_after = after.our_lines();
+  auto now = by_chain(lines_after);
+  auto chains = after.our_chains();
+  if (chains.size() != next.chains.size()) return fmt::format("{} of our chains instead of {}", chains.size(), next.chains.size());
+  for (const auto& k : kept) {
+    const auto& lines = now[k.chain];
+    if (lines.size() != k.rendered.size())
+      return fmt::format("chain {}: {} rules instead of {}", k.chain, lines.size(), k.rendered.size());
+    for (size_t i = 0; i < lines.size(); ++i) {
+      bool fixed = i < k.prefix || i >= lines.size() - k.suffix;
+      if (fixed ? lines[i] != k.expected[i] : comment_of(std::string(lines[i])) != comment_of(std::string(k.rendered[i])))
+        return fmt::format("chain {}: rule {} reads {}", k.chain, i + 1, lines[i]);
+    }
+  }
+  return "";
+}
+
+// "-A CHAIN spec" as "-R CHAIN n spec" / "-I CHAIN n spec".
+std::string at_position(char op, std::string_view line, size_t n) {
+  auto chain = chain_view(line);
+  return fmt::format("-{} {} {}{}", op, chain, n, line.substr(3 + chain.size()));
+}
+
+}  // namespace
+
+Status IptablesBackend::install_family(Generation& g, Family f, Plan* plan, const Generation* in_force, bool full) {
   auto saved = save(f);
   if (!saved) return saved.error();
   const RenderedTable& next = g.table(f);
@@ -441,40 +511,106 @@ Status IptablesBackend::install_family(const Generation& g, Family f, Plan* plan
     auto r = run_->run(argv, next.ipsets);
     if (!r.ok()) return Error{fmt::format("ipset restore ({}) failed (exit {}): {}", to_string(f), r.exit_code, r.err)};
   }
-  // Declaring a chain with --noflush flushes exactly that chain; nothing else in the table changes.
-  std::string text = "*filter\n";
+  // Only the chains whose rules differ from what the kernel holds are sent. Declaring a chain with --noflush flushes
+  // exactly that chain; a chain not declared is untouched. A chain the kernel holds exactly as the generation in force
+  // left it (no drift) is edited in place (-R/-D/-I at positions) when that sends fewer lines than declaring it again.
+  // Everything still goes in one iptables-restore: a failure changes nothing.
+  auto installed_lines = saved->our_lines();
+  auto now = by_chain(installed_lines);
+  auto want = by_chain(next.rules);
+  std::map<std::string_view, std::string_view> forms;
+  learn_forms(next.rules, g.observed(f), forms);
+  ByChain left;  // each chain as the generation in force left it
+  if (in_force) {
+    learn_forms(in_force->table(f).rules, in_force->observed(f), forms);
+    left = by_chain(in_force->observed(f));
+  }
+  auto installed_chains = saved->our_chains();
+  std::set<std::string_view> present(installed_chains.begin(), installed_chains.end());
+  std::string declare = "*filter\n", edits, body;
+  std::vector<KeptChain> kept;
+  for (const auto& c : next.chains) {
+    const auto& rendered = want[c];
+    if (!full && present.count(c)) {
+      KeptChain k{c, rendered, {}, 0, 0};
+      k.expected.reserve(rendered.size());
+      for (auto l : rendered) {
+        auto it = forms.find(l);
+        k.expected.push_back(it == forms.end() ? l : it->second);
+      }
+      const auto& is = now[c];
+      if (is == k.expected) {
+        k.prefix = is.size();
+        kept.push_back(std::move(k));
+        continue;
+      }
+      auto as_left = left.find(c);
+      if (in_force && (as_left == left.end() ? is.empty() : as_left->second == is)) {
+        size_t n = std::min(is.size(), k.expected.size());
+        while (k.prefix < n && is[k.prefix] == k.expected[k.prefix]) ++k.prefix;
+        while (k.suffix < n - k.prefix && is[is.size() - 1 - k.suffix] == k.expected[k.expected.size() - 1 - k.suffix]) ++k.suffix;
+        size_t del = is.size() - k.prefix - k.suffix, ins = rendered.size() - k.prefix - k.suffix;
+        if (del + ins < rendered.size()) {
+          size_t replaced = std::min(del, ins);
+          for (size_t i = 0; i < replaced; ++i) edits += at_position('R', rendered[k.prefix + i], k.prefix + 1 + i) + "\n";
+          for (size_t i = replaced; i < del; ++i) edits += fmt::format("-D {} {}\n", c, k.prefix + replaced + 1);
+          for (size_t i = replaced; i < ins; ++i)  // at the chain's end -A: not every variant takes -I at size + 1
+            edits += (k.suffix == 0 ? std::string(rendered[k.prefix + i]) : at_position('I', rendered[k.prefix + i], k.prefix + 1 + i)) + "\n";
+          kept.push_back(std::move(k));
+          continue;
+        }
+      }
+    }
+    declare += ":" + c + " - [0:0]\n";
+    for (auto l : rendered) (body += l) += '\n';
+  }
   std::vector<std::string> stale;
-  for (const auto& c : next.chains) text += ":" + c + " - [0:0]\n";
-  for (const auto& c : saved->our_chains())
+  for (const auto& c : installed_chains)
     if (std::find(next.chains.begin(), next.chains.end(), c) == next.chains.end()) {
       stale.push_back(c);
-      text += ":" + c + " - [0:0]\n";
+      declare += ":" + c + " - [0:0]\n";
     }
-  for (const auto& l : next.rules) text += l + "\n";
+  std::string text = std::move(declare) + edits + body;
   auto jumps = saved->jumps_to_us();
   for (auto h : kHooks) {
-    bool present = std::any_of(jumps.begin(), jumps.end(), [&](const SavedRule& j) {
+    bool present_jump = std::any_of(jumps.begin(), jumps.end(), [&](const SavedRule& j) {
       return j.chain == builtin_chain(h) && jump_target(j.line) == hook_chain(h);
     });
-    if (!present) text += fmt::format("-I {} 1 -m comment --comment \"{}\" -j {}\n", builtin_chain(h), kJumpTag, hook_chain(h));
+    if (!present_jump) text += fmt::format("-I {} 1 -m comment --comment \"{}\" -j {}\n", builtin_chain(h), kJumpTag, hook_chain(h));
   }
   // A stale chain may still be jumped to from a built-in chain only if someone else added that.
   for (const auto& j : jumps)
     if (std::find(stale.begin(), stale.end(), jump_target(j.line)) != stale.end()) text += "-D" + j.line.substr(2) + "\n";
   for (const auto& c : stale) text += "-X " + c + "\n";
   text += "COMMIT\n";
-  auto argv = cmd(f, "restore");
-  argv.insert(argv.end(), {"--wait=10", "--noflush"});
-  auto r = run_->run(argv, text);
-  if (!r.ok()) return Error{fmt::format("{} ({}) failed (exit {}): {}", join_command(argv), to_string(f), r.exit_code, r.err)};
+  if (text != "*filter\nCOMMIT\n") {
+    auto argv = cmd(f, "restore");
+    argv.insert(argv.end(), {"--wait=10", "--noflush"});
+    auto r = run_->run(argv, text);
+    if (!r.ok()) return Error{fmt::format("{} ({}) failed (exit {}): {}", join_command(argv), to_string(f), r.exit_code, r.err)};
+  }
+  // Read back: the generation's record of its rules (drift is measured against it). The chains left in place or
+  // edited are checked; when someone changed them between our save and our restore, every chain is declared again.
+  auto after = save(f);
+  if (!after) {
+    spdlog::warn("policy: {} rules read back after install failed: {}", to_string(f), after.error().str());
+    return {};
+  }
+  if (!kept.empty()) {
+    if (auto wrong = verify_kept(*after, next, kept); !wrong.empty()) {
+      spdlog::warn("policy: {} chains changed while they were installed ({}); installing every chain again", to_string(f), wrong);
+      return install_family(g, f, nullptr, nullptr, true);
+    }
+  }
+  g.observed(f) = observe(*after);
   return {};
 }
 
-Status IptablesBackend::switch_families(const Generation* g, int back, Plan* plan, bool* reverted) {
+Status IptablesBackend::switch_families(Generation* g, const Generation* in_force, int back, Plan* plan, bool* reverted) {
   *reverted = true;
   auto fams = families();
   for (size_t i = 0; i < fams.size(); ++i) {
-    auto r = g ? install_family(*g, fams[i], plan) : flush_family(fams[i]);
+    auto r = g ? install_family(*g, fams[i], plan, in_force) : flush_family(fams[i]);
     if (r) {
       crash_point(to_string(fams[i]));
       continue;
@@ -489,7 +625,7 @@ Status IptablesBackend::switch_families(const Generation* g, int back, Plan* pla
     }
     for (size_t k = 0; k < i; ++k) {
       if (back > 0 && !prev) break;
-      auto u = prev ? install_family(*prev, fams[k], nullptr) : flush_family(fams[k]);
+      auto u = prev ? install_family(*prev, fams[k], nullptr, g) : flush_family(fams[k]);
       if (!u) *reverted = false;
     }
     return r;
@@ -515,6 +651,28 @@ namespace {
 // Two generations install the same thing and describe it the same way (status shows modes and the rule index).
 bool same_rules(const RenderedTable& a, const RenderedTable& b) {
   return a.chains == b.chains && a.rules == b.rules && a.ipsets == b.ipsets && a.set_names == b.set_names;
+}
+
+// Two rule indexes describe the same rules. Rule positions (loc) are left out: a comment that shifts lines keeps the
+// generation. Compared in place: copying a 10k-rule index costs more than the rest of a no-op apply.
+bool same_index(const json& a, const json& b) {
+  if (a.size() != b.size()) return false;
+  for (auto x = a.begin(), y = b.begin(); x != a.end(); ++x, ++y) {  // objects iterate in key order
+    if (x.key() != y.key()) return false;
+    if (!x->is_object() || !y->is_object()) {
+      if (*x != *y) return false;
+      continue;
+    }
+    size_t fields = 0;
+    for (auto f = x->begin(); f != x->end(); ++f) {
+      if (f.key() == "loc") continue;
+      auto other = y->find(f.key());
+      if (other == y->end() || *other != *f) return false;
+      ++fields;
+    }
+    if (fields != y->size() - y->count("loc")) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -558,16 +716,12 @@ Result<ApplyReport> IptablesBackend::apply(const Ir& ir) {
       for (const auto& r : c.rules)
         g.index[r.tag()] = {{"chain", c.name}, {"owner", r.owner}, {"what", r.what}, {"target", to_string(r.target)},
                             {"mode", to_string(r.mode)}, {"loc", r.loc}};
+  std::optional<Generation> in_force;
   if (g.parent > 0) {
     // Nothing to change: keep the generation (no new one per no-op apply or reconcile pass).
-    auto in_force = load_generation(g.parent);
-    // Rule positions (loc) are not part of "the same rules": a comment that shifts lines keeps the generation.
-    auto without_loc = [](json index) {
-      for (auto& [_, v] : index.items()) v.erase("loc");
-      return index;
-    };
-    if (in_force && in_force->ipv6 == g.ipv6 && in_force->modes == g.modes && without_loc(in_force->index) == without_loc(g.index) &&
-        same_rules(in_force->v4, g.v4) && same_rules(in_force->v6, g.v6)) {
+    if (auto l = load_generation(g.parent)) in_force = std::move(*l);
+    if (in_force && in_force->ipv6 == g.ipv6 && in_force->modes == g.modes && same_rules(in_force->v4, g.v4) &&
+        same_rules(in_force->v6, g.v6) && same_index(in_force->index, g.index)) {
       if (in_force->source_hash != ir.source_hash) in_force->index = g.index;  // status names the new positions
       return keep_current(*in_force, ir);
     }
@@ -575,7 +729,7 @@ Result<ApplyReport> IptablesBackend::apply(const Ir& ir) {
   ApplyReport rep;
   rep.generation = g.number;
   rep.rules = g.v4.rules.size() + (o_.ipv6 ? g.v6.rules.size() : 0);
-  auto plan = transition(&g, &ir);
+  auto plan = transition(&g, &ir, in_force ? &*in_force : nullptr);
   if (!plan) return plan.error();
   rep.plan = std::move(*plan);
   prune(g.number, g.parent);
@@ -615,7 +769,10 @@ Result<ApplyReport> IptablesBackend::reinstall_locked(int target) {
   ApplyReport rep;
   rep.generation = target;
   rep.rules = g->v4.rules.size() + (o_.ipv6 ? g->v6.rules.size() : 0);
-  auto plan = transition(&*g, nullptr);
+  std::optional<Generation> in_force;  // what the kernel holds, when it is another generation: its chains get edited
+  if (int cur = current(); cur > 0 && cur != target)
+    if (auto l = load_generation(cur)) in_force = std::move(*l);
+  auto plan = transition(&*g, nullptr, in_force ? &*in_force : nullptr);
   if (!plan) return plan.error();
   rep.plan = std::move(*plan);
   auto keep = g->v4.set_names;
@@ -740,13 +897,50 @@ Status IptablesBackend::store_generation(Generation& g) const {
   fs::create_directories(o_.state_dir, ec);
   if (ec) return Error{fmt::format("policy state directory {} create failed: {}", o_.state_dir, ec.message())};
   json j = {{"generation", g.number}, {"parent", g.parent}, {"created", g.created}, {"source_hash", g.source_hash}, {"modes", g.modes},
-            {"ipv4", table_json(g.v4)}, {"ipv6", table_json(g.v6)}, {"index", nullptr},
-            {"observed_ipv4", g.observed_v4}, {"observed_ipv6", g.observed_v6}, {"ipv6_installed", g.ipv6}};
+            {"ipv4", table_json(g.v4)}, {"ipv6", table_json(g.v6)}, {"index", nullptr}, {"ipv6_installed", g.ipv6}};
   // The index is the largest part (an object per rule): moved in and back out instead of copied.
   j["index"] = std::move(g.index);
   std::string text = j.dump();
   g.index = std::move(j["index"]);
-  return write_file_atomic(fs::path(o_.state_dir) / fmt::format("gen-{}.json", g.number), text);
+  if (auto r = write_file_atomic(fs::path(o_.state_dir) / fmt::format("gen-{}.json", g.number), text); !r) return r;
+  return store_observed(g);
+}
+
+namespace {
+fs::path observed_path(const std::string& dir, int n) { return fs::path(dir) / fmt::format("gen-{}.observed", n); }
+constexpr const char* kObservedHeader = "hostscope observed rules v1";
+}  // namespace
+
+// What the kernel read back after the install, beside the generation as plain lines: stored after every install
+// without writing (and escaping) the whole generation's JSON again. "<header>\nipv6_installed <0|1>\nipv4 <count>\n
+// <lines>ipv6 <count>\n<lines>"; rule lines never hold a newline.
+Status IptablesBackend::store_observed(const Generation& g) const {
+  std::string text = fmt::format("{}\nipv6_installed {}\n", kObservedHeader, g.ipv6 ? 1 : 0);
+  for (auto f : {Family::V4, Family::V6}) {
+    text += fmt::format("{} {}\n", to_string(f), g.observed(f).size());
+    for (const auto& l : g.observed(f)) (text += l) += '\n';
+  }
+  return write_file_atomic(observed_path(o_.state_dir, g.number), text);
+}
+
+// Generations stored before the sidecar existed keep their read-back rules in the JSON: then there is no sidecar.
+void IptablesBackend::load_observed(Generation& g) const {
+  std::ifstream in(observed_path(o_.state_dir, g.number));
+  std::string line;
+  if (!in || !std::getline(in, line) || line != kObservedHeader) return;
+  int ipv6 = 1;
+  if (!std::getline(in, line) || std::sscanf(line.c_str(), "ipv6_installed %d", &ipv6) != 1) return;
+  std::vector<std::string> lines[2];
+  for (auto& v : lines) {
+    size_t n = 0;
+    if (!std::getline(in, line) || std::sscanf(line.c_str(), "%*s %zu", &n) != 1) return;
+    v.reserve(n);
+    for (size_t i = 0; i < n && std::getline(in, line); ++i) v.push_back(line);
+    if (v.size() != n) return;  // cut short: cannot happen with atomic writes; then the JSON's copy (if any) stays
+  }
+  g.ipv6 = ipv6 != 0;
+  g.observed_v4 = std::move(lines[0]);
+  g.observed_v6 = std::move(lines[1]);
 }
 
 Result<IptablesBackend::Generation> IptablesBackend::load_generation(int n) const {
@@ -767,6 +961,7 @@ Result<IptablesBackend::Generation> IptablesBackend::load_generation(int n) cons
     g.observed_v4 = j.value("observed_ipv4", std::vector<std::string>{});
     g.observed_v6 = j.value("observed_ipv6", std::vector<std::string>{});
     g.ipv6 = j.value("ipv6_installed", true);
+    load_observed(g);
     return g;
   } catch (const json::exception& e) {
     return Error{fmt::format("policy generation {} parse failed: {}", path.string(), e.what())};
@@ -809,9 +1004,10 @@ void IptablesBackend::forget(int n) const {
   std::error_code ec;
   fs::remove(fs::path(o_.state_dir) / fmt::format("gen-{}.json", n), ec);
   fs::remove(ir_path(o_.state_dir, n), ec);
+  fs::remove(observed_path(o_.state_dir, n), ec);
 }
 
-Result<Plan> IptablesBackend::transition(Generation* g, const Ir* ir) {
+Result<Plan> IptablesBackend::transition(Generation* g, const Ir* ir, const Generation* in_force) {
   int prev = current();
   int target = g ? g->number : 0;
   auto pending = pending_path(o_.state_dir);
@@ -829,7 +1025,7 @@ Result<Plan> IptablesBackend::transition(Generation* g, const Ir* ir) {
   crash_point("intent");
   Plan plan;
   bool reverted = true;
-  if (auto r = switch_families(g, prev, &plan, &reverted); !r) {
+  if (auto r = switch_families(g, in_force, prev, &plan, &reverted); !r) {
     if (!reverted)  // the marker stays: the next policy command (or the agent's next pass) finishes the job
       return Error{fmt::format("{}; putting back the families already switched failed too: the next policy command puts "
                                  "one generation back in force",
@@ -839,12 +1035,8 @@ Result<Plan> IptablesBackend::transition(Generation* g, const Ir* ir) {
     return r.error();
   }
   if (g) {
-    for (auto f : families()) {
-      auto saved = save(f);
-      if (saved) g->observed(f) = observe(*saved);
-    }
     g->ipv6 = o_.ipv6;
-    if (auto r = store_generation(*g); !r) return r.error();
+    if (auto r = store_observed(*g); !r) return r.error();
     crash_point("stored");
   }
   // The commit point: once `current` names the target, a crash finishes the switch instead of undoing it.
@@ -862,15 +1054,11 @@ Status IptablesBackend::settle(int n) {
     g = std::move(*l);
   }
   bool reverted = true;
-  if (auto r = switch_families(g ? &*g : nullptr, -1, nullptr, &reverted); !r) return r;
+  if (auto r = switch_families(g ? &*g : nullptr, nullptr, -1, nullptr, &reverted); !r) return r;
   std::vector<std::string> keep;
   if (g) {
-    for (auto f : families()) {
-      auto saved = save(f);
-      if (saved) g->observed(f) = observe(*saved);
-    }
     g->ipv6 = o_.ipv6;
-    if (auto r = store_generation(*g); !r) return r;
+    if (auto r = store_observed(*g); !r) return r;
     keep = g->v4.set_names;
     keep.insert(keep.end(), g->v6.set_names.begin(), g->v6.set_names.end());
   }
@@ -926,9 +1114,7 @@ void IptablesBackend::prune(int cur, int parent) const {
   int keep = std::max(1, o_.keep_generations);
   for (size_t i = 0; i + static_cast<size_t>(keep) < gens.size(); ++i) {
     if (gens[i] == cur || gens[i] == parent) continue;  // keep what rollback needs
-    std::error_code ec;
-    fs::remove(fs::path(o_.state_dir) / fmt::format("gen-{}.json", gens[i]), ec);
-    fs::remove(ir_path(o_.state_dir, gens[i]), ec);
+    forget(gens[i]);
   }
 }
 

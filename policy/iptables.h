@@ -159,13 +159,17 @@ class IptablesBackend {
   Result<SavedTable> save(Family f);
   Result<ApplyReport> keep_current(Generation& in_force, const Ir& ir);
   Result<ApplyReport> reinstall_locked(int n);
-  // Puts every family on `g` (nullptr: no rules of ours). When one fails, the families already switched go back to
-  // generation `back` (0: none; -1: leave them); `reverted` says whether that worked.
-  Status switch_families(const Generation* g, int back, Plan* plan, bool* reverted);
-  Status install_family(const Generation& g, Family f, Plan* plan);
+  // Puts every family on `g` (nullptr: no rules of ours) and records what each reads back in g->observed. When one
+  // fails, the families already switched go back to generation `back` (0: none; -1: leave them); `reverted` says
+  // whether that worked. `in_force`: the generation the kernel holds (when known), so chains it left as they were are
+  // edited in place instead of declared again.
+  Status switch_families(Generation* g, const Generation* in_force, int back, Plan* plan, bool* reverted);
+  // Sends only the chains that differ from what the kernel holds; `full`: declares every chain again.
+  Status install_family(Generation& g, Family f, Plan* plan, const Generation* in_force, bool full = false);
   Status flush_family(Family f);
-  // Journalled switch from `current` to `g` (nullptr: none). `ir`: g is a new generation, stored with it first.
-  Result<Plan> transition(Generation* g, const Ir* ir);
+  // Journalled switch from `current` (`in_force`, when loaded) to `g` (nullptr: none). `ir`: g is a new generation,
+  // stored with it first.
+  Result<Plan> transition(Generation* g, const Ir* ir, const Generation* in_force = nullptr);
   Status settle(int n);  // recovery: installs n (0: none) everywhere and makes it current, no journal
   Result<std::string> recover_locked();
   Result<StateLock> lock_and_recover();
@@ -173,7 +177,9 @@ class IptablesBackend {
   void crash_point(const std::string& step) const;
   void forget(int n) const;  // removes the files of generation n
   Result<Generation> load_generation(int n) const;
-  Status store_generation(Generation& g) const;  // borrows g.index while writing (no copy)
+  Status store_generation(Generation& g) const;  // borrows g.index while writing (no copy); stores observed too
+  Status store_observed(const Generation& g) const;  // <state_dir>/gen-<N>.observed: the rules read back, ipv6_installed
+  void load_observed(Generation& g) const;
   std::vector<int> generations() const;
   int current() const;
   Status set_current(int n) const;

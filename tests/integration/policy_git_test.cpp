@@ -103,10 +103,10 @@ class PolicyGit : public ::testing::Test {
   std::string save() const { return sh(ns.exec("sh -c 'iptables-save -t filter | grep -v \"^#\"'")).out; }
   size_t generation_files() const {
     size_t n = 0;
-    // gen-<N>.json only (each generation also has its gen-<N>.ir.json beside it).
+    // gen-<N>.json only (each generation also has its gen-<N>.ir.json and gen-<N>.observed beside it).
     for (auto& e : fs::directory_iterator(cfg.state_dir)) {
       auto name = e.path().filename().string();
-      if (name.rfind("gen-", 0) == 0 && name.find(".ir.json") == std::string::npos) ++n;
+      if (name.rfind("gen-", 0) == 0 && name.find(".ir.json") == std::string::npos && e.path().extension() == ".json") ++n;
     }
     return n;
   }

@@ -436,6 +436,153 @@ TEST(PolicyBackend, ApplyRollbackStatusFlushFlow) {
   EXPECT_FALSE(b.status()->drift);
 }
 
+// kWeb with the egress port to db changed (one rule per family) and a log rule, whose NFLOG options iptables-save
+// words in another order than they are rendered.
+std::string web_with_log(int db_port) {
+  std::string y = kWeb;
+  y.replace(y.find("[5432]"), 6, fmt::format("[{}]", db_port));
+  return y + "  - action: log\n    peers: [{cidr: 10.9.0.0/16}]\n    ports: [22]\n";
+}
+
+// The chain of the first rendered line containing `what`.
+std::string chain_with(const RenderedTable& t, const std::string& what) {
+  for (const auto& l : t.rules)
+    if (l.find(what) != std::string::npos) return l.substr(3, l.find(' ', 3) - 3);
+  return "";
+}
+
+struct FakeNode {
+  TempDir dir;
+  std::shared_ptr<FakeIptables> fake = std::make_shared<FakeIptables>();
+  IptablesBackend b;
+  FakeNode() : b(options(dir.path), fake) {
+    fake->tables["iptables"] = fake->tables["ip6tables"] = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+    fake->reword_nflog = true;
+  }
+  static IptablesOptions options(const std::string& dir) {
+    IptablesOptions o;
+    o.state_dir = dir;
+    return o;
+  }
+  // The tables a node that never had rules holds after applying `ir`.
+  static std::map<std::string, std::string> fresh(const Ir& ir) {
+    FakeNode n;
+    EXPECT_TRUE(n.b.apply(ir));
+    return n.fake->tables;
+  }
+  // A rule of `chain` removed by hand: the `n`th (1-based).
+  void remove_rule(const std::string& family, const std::string& chain, int n) {
+    auto& t = fake->tables[family];
+    size_t pos = 0;
+    for (int i = 0; i < n; ++i) pos = t.find("-A " + chain + " ", pos + 1);
+    ASSERT_NE(pos, std::string::npos);
+    auto begin = t.rfind('\n', pos) + 1;
+    t.erase(begin, t.find('\n', pos) + 1 - begin);
+  }
+};
+
+// A node with web_with_log(5432) applied; ir2 changes one rule per family.
+struct OneRuleChange {
+  FakeNode node;
+  Ir ir1 = must_compile(web_with_log(5432)), ir2 = must_compile(web_with_log(5433));
+  std::string changing = chain_with(render(ir2.v4), "--dport 5433");  // the IPv4 chain the change is in
+  std::map<std::string, std::string> first;                            // the tables with ir1 in force
+  OneRuleChange() {
+    EXPECT_TRUE(node.b.apply(ir1));
+    EXPECT_FALSE(changing.empty());
+    first = node.fake->tables;
+    node.fake->restores.clear();
+  }
+};
+
+// A one-rule change sends only that rule, as an edit at its position in its chain (no chain declared, so no other
+// chain or rule is flushed), for each family; the tables end up exactly as a fresh install leaves them. The rollback
+// is an edit too.
+TEST(PolicyBackend, OneRuleChangeSendsOnlyThatRule) {
+  OneRuleChange c;
+  auto& [node, ir1, ir2, changing, first] = c;
+  auto a2 = node.b.apply(ir2);
+  ASSERT_TRUE(a2) << a2.error().str();
+  EXPECT_EQ(a2->generation, 2);
+  EXPECT_THAT(a2->plan.text(), ::testing::HasSubstr("--dport 5433"));
+  ASSERT_EQ(node.fake->restores.size(), 2u);  // one per family
+  for (const auto& text : node.fake->restores) {
+    EXPECT_THAT(text, ::testing::Not(::testing::HasSubstr(":HOSTSCOPE"))) << text;
+    EXPECT_THAT(text, ::testing::MatchesRegex("\\*filter\n-R HOSTSCOPE-[-A-Za-z0-9]+ [0-9]+ [^\n]*--dport 5433[^\n]*\nCOMMIT\n")) << text;
+  }
+  EXPECT_EQ(node.fake->tables, FakeNode::fresh(ir2));
+  auto st = node.b.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_FALSE(st->drift) << st->text();
+
+  node.fake->restores.clear();
+  auto rb = node.b.rollback();
+  ASSERT_TRUE(rb) << rb.error().str();
+  EXPECT_EQ(rb->generation, 1);
+  ASSERT_EQ(node.fake->restores.size(), 2u);
+  for (const auto& text : node.fake->restores)
+    EXPECT_THAT(text, ::testing::MatchesRegex("\\*filter\n-R HOSTSCOPE-[-A-Za-z0-9]+ [0-9]+ [^\n]*--dport 5432[^\n]*\nCOMMIT\n")) << text;
+  EXPECT_EQ(node.fake->tables, first);
+  EXPECT_FALSE(node.b.status()->drift);
+
+  // Rules added and removed at the end and in the middle of a chain: -I/-A and -D, still no chain declared.
+  std::string more = web_with_log(5432);
+  more.replace(more.find("  - action: reject"), 0, "  - action: deny\n    peers: [{cidr: 10.7.0.0/16}]\n");
+  more += "  - action: deny\n    peers: [{cidr: 10.8.0.0/16}]\n    ports: [23]\n";
+  auto ir3 = must_compile(more);
+  node.fake->restores.clear();
+  ASSERT_TRUE(node.b.apply(ir3));
+  EXPECT_THAT(node.fake->restores[0], ::testing::Not(::testing::HasSubstr(":HOSTSCOPE")));
+  EXPECT_THAT(node.fake->restores[0], ::testing::HasSubstr("\n-I HOSTSCOPE-"));
+  EXPECT_EQ(node.fake->tables, FakeNode::fresh(ir3));
+  node.fake->restores.clear();
+  ASSERT_TRUE(node.b.apply(ir1));
+  EXPECT_THAT(node.fake->restores[0], ::testing::Not(::testing::HasSubstr(":HOSTSCOPE")));
+  EXPECT_THAT(node.fake->restores[0], ::testing::HasSubstr("\n-D HOSTSCOPE-"));
+  EXPECT_EQ(node.fake->tables, first);
+  EXPECT_FALSE(node.b.status()->drift);
+}
+
+// Drift: a chain someone changed is declared again in full (never edited around what they did), also when the new
+// set does not change it; the chains nobody touched are still left alone.
+TEST(PolicyBackend, DriftedChainIsDeclaredAgain) {
+  OneRuleChange c;
+  auto& [node, ir1, ir2, changing, first] = c;
+  node.remove_rule("iptables", changing, 1);
+  node.remove_rule("iptables", "HOSTSCOPE-INPUT", 1);
+  ASSERT_TRUE(node.b.status()->drift);
+  ASSERT_TRUE(node.b.apply(ir2));
+  ASSERT_EQ(node.fake->restores.size(), 2u);
+  const auto& v4 = node.fake->restores[0];
+  EXPECT_THAT(v4, ::testing::HasSubstr(":" + changing + " - [0:0]\n"));
+  EXPECT_THAT(v4, ::testing::HasSubstr(":HOSTSCOPE-INPUT - [0:0]\n"));
+  EXPECT_THAT(v4, ::testing::Not(::testing::HasSubstr(":HOSTSCOPE-OUTPUT ")));
+  EXPECT_THAT(v4, ::testing::Not(::testing::HasSubstr("-R ")));
+  EXPECT_THAT(node.fake->restores[1], ::testing::Not(::testing::HasSubstr(":HOSTSCOPE")));  // IPv6: no drift, one edit
+  EXPECT_EQ(node.fake->tables, FakeNode::fresh(ir2));
+  EXPECT_FALSE(node.b.status()->drift);
+}
+
+// Someone changes our chain between the backend's save and its restore: the edit lands in the wrong place, the read
+// back shows it, and every chain is declared again in a second restore; the kernel ends up exact.
+TEST(PolicyBackend, ChainChangedDuringInstallIsInstalledAgainInFull) {
+  OneRuleChange c;
+  auto& [node, ir1, ir2, changing, first] = c;
+  bool raced = false;
+  node.fake->before_restore = [&](const std::string& family, std::string& table) {
+    if (family != "iptables" || raced) return;
+    raced = true;
+    table = FakeIptables::apply(table, "*filter\n-I " + changing + " 1 -j ACCEPT\nCOMMIT\n");
+  };
+  auto a2 = node.b.apply(ir2);
+  ASSERT_TRUE(a2) << a2.error().str();
+  ASSERT_EQ(node.fake->restores.size(), 3u);  // IPv4 edit, IPv4 in full, IPv6 edit
+  EXPECT_THAT(node.fake->restores[0], ::testing::Not(::testing::HasSubstr(":HOSTSCOPE")));
+  EXPECT_THAT(node.fake->restores[1], ::testing::HasSubstr(":HOSTSCOPE-INPUT - [0:0]\n:HOSTSCOPE-OUTPUT - [0:0]\n"));
+  EXPECT_EQ(node.fake->tables, FakeNode::fresh(ir2));
+  EXPECT_FALSE(node.b.status()->drift);
+}
+
 // The agent's directory source: a policy file behind a dangling symlink (a ConfigMap whose target vanished) fails
 // the pass at stage, naming the file; nothing is applied and the rules in force stay.
 TEST(PolicyReconciler, DirectorySourceRefusesADanglingSymlink) {
