@@ -77,10 +77,12 @@ int run_status(const HistoryOptions& o) {
     for (auto [w, n] : st->rows_by_width) by += fmt::format("{}{} x {}", by.empty() ? "" : ", ", n, width_name(w));
     fmt::print("rows:        {} ({}), {} edges\n", st->rows, by.empty() ? "none" : by, st->edges);
     fmt::print("last write:  {}\n", when(st->counters["last_write_ns"]));
-    fmt::print("counters:    intervals_written {}, intervals_dropped {}, rows_written {}, rows_rolled_up {}, "
-               "rows_evicted_age {}, rows_evicted_size {}\n",
-               st->counters["intervals_written"], st->counters["intervals_dropped"], st->counters["rows_written"],
-               st->counters["rows_rolled_up"], st->counters["rows_evicted_age"], st->counters["rows_evicted_size"]);
+    // Every counter the file holds (rows_rolled_up_early and rows_migrated came with schema 2), by name; times (_ns)
+    // are not counters.
+    std::string counters;
+    for (const auto& [name, n] : st->counters)
+      if (!name.ends_with("_ns")) counters += fmt::format("{}{} {}", counters.empty() ? "" : ", ", name, n);
+    fmt::print("counters:    {}\n", counters.empty() ? "none" : counters);
   }
   if (!writer.is_null()) {
     if (writer.value("ok", false))

@@ -5,6 +5,12 @@
 namespace hostscope::history {
 
 Result<topology::TopologySnapshot> Replay::next() {
+  if (!started_) {
+    started_ = true;
+    topology::TopologySnapshot start;
+    start.taken_ns = from_;
+    return start;
+  }
   if (!done()) {
     const uint64_t end = std::min(to_, cursor_ + step_);
     auto rs = store_.rows(cursor_, end);

@@ -20,8 +20,9 @@ class Replay {
   Replay(Store store, uint64_t from_ns, uint64_t to_ns, uint64_t step_ns)
       : store_(std::move(store)), from_(from_ns), cursor_(from_ns), to_(to_ns), step_(step_ns ? step_ns : kMinuteNs) {}
 
-  // Adds the next step and returns the totals at its end (taken_ns). At the end (to_ns reached) nothing more is
-  // added and the last totals come back again.
+  // The first call returns the empty topology at from_ns (the start: a viewer's first step then has rates); every
+  // later call adds the next step and returns the totals at its end (taken_ns). At the end (to_ns reached) nothing
+  // more is added and the last totals come back again.
   Result<topology::TopologySnapshot> next();
   bool done() const { return cursor_ >= to_; }
   uint64_t at_ns() const { return cursor_; }  // end of the last step added (from_ns before the first)
@@ -30,6 +31,7 @@ class Replay {
  private:
   Store store_;
   uint64_t from_, cursor_, to_, step_;
+  bool started_ = false;
   std::map<std::string, IntervalRow> totals_;
 };
 

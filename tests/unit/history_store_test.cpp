@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "agent/history/replay.h"
 #include "agent/history/store.h"
 #include "common/time_arg.h"
 #include "common/topology_json.h"
@@ -161,6 +162,40 @@ TEST(HistoryStore, BetweenAddsUpIntervalsAndKeepsTheLatestAttributes) {
   auto none = s.topology(kT0 - kHourNs, kT0);
   ASSERT_TRUE(none);
   EXPECT_TRUE(none->edges.empty());
+}
+
+// `top --replay`: the start (empty), then one step at a time with running totals; a 10-minute row lands whole in the
+// step where it starts, never twice; the end repeats the last totals.
+TEST(HistoryReplay, StepsAddUpOnceAndStopAtTheEnd) {
+  TempDir d;
+  {
+    auto s = open_rw(d.file("h.db"));
+    for (int m = 0; m < 3; ++m) ASSERT_TRUE(s.write({row("web", "cart", 80, kT0 + uint64_t(m) * kMinuteNs)}, kT0 + uint64_t(m + 1) * kMinuteNs));
+    ASSERT_TRUE(s.write({row("web", "db", 5432, kT0, 10 * kMinuteNs)}, kT0 + 10 * kMinuteNs));
+  }
+  auto store = Store::open(d.file("h.db"), {}, true);
+  ASSERT_TRUE(store) << store.error().str();
+  Replay r(std::move(*store), kT0, kT0 + 4 * kMinuteNs, kMinuteNs);
+  auto conns = [](const topology::TopologySnapshot& s, uint16_t port) -> uint64_t {
+    for (const auto& e : s.edges)
+      if (e.port == port) return e.connections;
+    return 0;
+  };
+  auto start = r.next();
+  ASSERT_TRUE(start);
+  EXPECT_TRUE(start->edges.empty());
+  EXPECT_EQ(start->taken_ns, kT0);
+  std::vector<uint64_t> cart, db;
+  for (int i = 0; i < 5; ++i) {
+    auto s = r.next();
+    ASSERT_TRUE(s) << s.error().str();
+    cart.push_back(conns(*s, 80));
+    db.push_back(conns(*s, 5432));
+    EXPECT_EQ(s->taken_ns, std::min(kT0 + uint64_t(i + 1) * kMinuteNs, kT0 + 4 * kMinuteNs));
+  }
+  EXPECT_EQ(cart, (std::vector<uint64_t>{10, 20, 30, 30, 30}));
+  EXPECT_EQ(db, (std::vector<uint64_t>{10, 10, 10, 10, 10}));
+  EXPECT_TRUE(r.done());
 }
 
 TEST(HistoryStore, RollUpAndRetentionOnAFakeClock) {
