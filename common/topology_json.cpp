@@ -1,5 +1,6 @@
 #include "common/topology_json.h"
 
+#include <array>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -129,23 +130,217 @@ json to_json(const TopologySnapshot& s) {
               {"edges", edges}};
 }
 
+namespace {
+
+// Writes the document's bytes directly, the way nlohmann's dump(indent) lays them out (keys in sorted order, which
+// the callers below keep by hand; "{}"/"[]" when empty; ": " after a key only when indented), without building a
+// json tree. Strings that are plain printable ASCII are written as they are; anything else (escapes, UTF-8, invalid
+// bytes) goes through nlohmann's own escaping so the bytes stay identical to dump().
+class Emitter {
+ public:
+  Emitter(int indent, const std::function<bool(std::string_view)>& out) : indent_(indent), out_(out) {}
+
+  void open(char c) {
+    before_value();
+    buf_ += c;
+    first_[++depth_] = true;
+  }
+  void close(char c) {
+    if (!first_[depth_]) newline(depth_ - 1);
+    --depth_;
+    buf_ += c;
+  }
+  Emitter& key(std::string_view k) {
+    element();
+    put_string(k);
+    buf_ += indent_ >= 0 ? ": " : ":";
+    after_key_ = true;
+    return *this;
+  }
+  void num(uint64_t v) {
+    before_value();
+    buf_ += fmt::format_int(v).str();
+  }
+  void num(double v) {
+    before_value();
+    buf_ += json(v).dump();
+  }
+  void str(std::string_view v) {
+    before_value();
+    put_string(v);
+  }
+  // Hands what was written so far to `out`; false once `out` said stop.
+  bool flush() {
+    if (ok_ && !buf_.empty()) ok_ = out_(buf_);
+    buf_.clear();
+    return ok_;
+  }
+
+ private:
+  void put_string(std::string_view v) {
+    bool plain = true;
+    for (char c : v)
+      if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+        plain = false;
+        break;
+      }
+    if (plain) {
+      buf_ += '"';
+      buf_ += v;
+      buf_ += '"';
+    } else {
+      buf_ += json(std::string(v)).dump(-1, ' ', false, json::error_handler_t::replace);
+    }
+  }
+  void newline(int depth) {
+    if (indent_ < 0) return;
+    buf_ += '\n';
+    buf_.append(size_t(indent_) * size_t(depth), ' ');
+  }
+  void element() {
+    if (!first_[depth_]) buf_ += ',';
+    first_[depth_] = false;
+    newline(depth_);
+  }
+  void before_value() {
+    if (after_key_)
+      after_key_ = false;
+    else if (depth_ > 0)
+      element();
+  }
+
+  int indent_;
+  const std::function<bool(std::string_view)>& out_;
+  std::string buf_;
+  std::array<bool, 8> first_{};  // the document nests 4 deep
+  int depth_ = 0;
+  bool after_key_ = false;
+  bool ok_ = true;
+};
+
+void emit_end(Emitter& w, const EdgeEnd& e) {
+  w.open('{');
+  w.key("address").str(e.address);
+  w.key("kind").str(to_string(e.kind));
+  w.key("namespace").str(e.ns);
+  w.key("pod").str(e.pod);
+  w.key("service").str(e.service);
+  w.close('}');
+}
+
+void emit_edge(Emitter& w, const EdgeSnapshot& e) {
+  w.open('{');
+  w.key("active").num(e.active);
+  if (!e.actual.empty()) {
+    w.key("actual").open('[');
+    for (const auto& a : e.actual) w.str(a);
+    w.close(']');
+  }
+  w.key("anomalies").open('[');
+  for (const auto& a : e.anomalies) {
+    w.open('{');
+    w.key("baseline").num(a.baseline);
+    w.key("first").str(format_time(a.first_ns));
+    w.key("last").str(format_time(a.last_ns));
+    w.key("reason").str(a.reason);
+    w.key("value").num(a.value);
+    w.key("windows").num(uint64_t(a.windows));
+    w.close('}');
+  }
+  w.close(']');
+  w.key("bytes_received").num(e.bytes_received);
+  w.key("bytes_sent").num(e.bytes_sent);
+  w.key("client");
+  emit_end(w, e.client);
+  w.key("closed").num(e.closed);
+  w.key("connections").num(e.connections);
+  if (!e.dialed.empty()) w.key("dialed").str(e.dialed);
+  w.key("failed").open('{');
+  for (const auto& [reason, n] : e.failed) w.key(reason).num(n);
+  w.close('}');
+  w.key("first_seen").str(format_time(e.first_seen_ns));
+  w.key("last_seen").str(format_time(e.last_seen_ns));
+  w.key("latency_us").open('{');
+  w.key("p50").num(e.latency.p50_us);
+  w.key("p90").num(e.latency.p90_us);
+  w.key("p99").num(e.latency.p99_us);
+  w.key("samples").num(e.latency.samples);
+  w.close('}');
+  if (!e.policy.empty()) w.key("policy").str(e.policy);
+  w.key("port").num(uint64_t(e.port));
+  w.key("protocol").str(to_string(e.protocol));
+  w.key("resets").num(e.resets);
+  w.key("retransmits").num(e.retransmits);
+  w.key("server");
+  emit_end(w, e.server);
+  w.key("srtt_us").num(uint64_t(e.srtt_us));
+  w.close('}');
+}
+
+void emit_node(Emitter& w, const NodeSnapshot& n) {
+  w.open('{');
+  w.key("address").str(n.address);
+  w.key("id").str(n.id);
+  w.key("kind").str(to_string(n.kind));
+  w.key("namespace").str(n.ns);
+  w.key("service").str(n.service);
+  w.close('}');
+}
+
+void emit_counters(Emitter& w, const TopologyCounters& c) {
+  w.open('{');
+  w.key("anomalies").num(c.anomalies);
+  w.key("connections_evicted").num(c.connections_evicted);
+  w.key("dropped").num(c.dropped);
+  w.key("edges_evicted").num(c.edges_evicted);
+  w.key("edges_expired").num(c.edges_expired);
+  w.key("events").num(c.events);
+  w.key("nat_dropped").num(c.nat_dropped);
+  w.key("nat_requests").num(c.nat_requests);
+  w.key("nat_translated").num(c.nat_translated);
+  w.key("node_overflow").num(c.node_overflow);
+  w.key("stitched").num(c.stitched);
+  w.close('}');
+}
+
+// The document, handed to `out` a piece (an edge, a node) at a time.
+bool emit(const TopologySnapshot& s, int indent, const std::function<bool(std::string_view)>& out) {
+  Emitter w(indent, out);
+  w.open('{');
+  w.key("counters");
+  emit_counters(w, s.counters);
+  w.key("edges").open('[');
+  for (const auto& e : s.edges) {
+    emit_edge(w, e);
+    if (!w.flush()) return false;
+  }
+  w.close(']');
+  w.key("nodes").open('[');
+  for (const auto& n : s.nodes) {
+    emit_node(w, n);
+    if (!w.flush()) return false;
+  }
+  w.close(']');
+  w.key("schema").str(kJsonSchema);
+  w.key("taken_at").str(format_time(s.taken_ns));
+  w.close('}');
+  return w.flush();
+}
+
+}  // namespace
+
 bool write_json(const TopologySnapshot& s, const std::function<bool(std::string_view)>& out) {
-  // nlohmann objects keep their keys sorted: counters, edges, nodes, schema, taken_at. Each piece is dumped the way
-  // dump() would dump it inside the whole document, so the bytes are the same.
-  auto dump = [](const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); };
-  if (!out("{\"counters\":") || !out(dump(counters_json(s.counters))) || !out(",\"edges\":[")) return false;
-  for (size_t i = 0; i < s.edges.size(); ++i)
-    if ((i && !out(",")) || !out(dump(edge_json(s.edges[i])))) return false;
-  if (!out("],\"nodes\":[")) return false;
-  for (size_t i = 0; i < s.nodes.size(); ++i)
-    if ((i && !out(",")) || !out(dump(node_json(s.nodes[i])))) return false;
-  return out("],\"schema\":") && out(dump(json(kJsonSchema))) && out(",\"taken_at\":") &&
-         out(dump(json(format_time(s.taken_ns)))) && out("}");
+  return emit(s, -1, out);
 }
 
 std::string render_json(const TopologySnapshot& s, int indent) {
   // Names come from processes and pods; invalid UTF-8 is replaced rather than aborting the output.
-  return to_json(s).dump(indent, ' ', false, json::error_handler_t::replace) + "\n";
+  std::string text;
+  emit(s, indent, [&text](std::string_view piece) {
+    text += piece;
+    return true;
+  });
+  return text + "\n";
 }
 
 namespace {

@@ -143,6 +143,27 @@ TEST(TopologyJson, WriteJsonStreamsTheSameBytesAsTheDocument) {
   EXPECT_EQ(calls, 3u);
 }
 
+// render_json writes the document without building it: the bytes must be those of the document's dump(indent), for
+// every field an edge can have, escapes, UTF-8 and invalid bytes, and the empty snapshot.
+TEST(TopologyJson, RenderJsonWritesTheSameBytesAsTheDocument) {
+  auto s = sample();
+  s.edges[0].client.pod = kInvalid;
+  s.edges[0].client.service = "caf\xc3\xa9 \"quoted\" back\\slash\ttab\x01\x7f";
+  s.edges[1].policy = "would-deny";
+  s.edges[1].dialed = "10.96.0.10:80";
+  s.edges[1].actual = {"10.244.1.5:8080", "10.244.2.9:8080"};
+  s.edges[1].failed = {{"refused", 3}, {"timed_out", 1}};
+  s.edges[2].anomalies.push_back({"failure_rate", 1'700'000'000'000'000'001ull, 1'700'000'060'000'000'000ull, 2,
+                                  0.123456789, 1e-7});
+  s.edges[2].anomalies.push_back({"new_edge", 1, 2, 1, 0, 0});
+  s.counters.events = 18446744073709551615ull;
+  for (const auto& snap : {s, TopologySnapshot{}})
+    for (int indent : {2, 0, 4, -1})
+      EXPECT_EQ(render_json(snap, indent),
+                to_json(snap).dump(indent, ' ', false, nlohmann::json::error_handler_t::replace) + "\n")
+          << "indent " << indent << " edges " << snap.edges.size();
+}
+
 TEST(TopologyJson, InvalidUtf8IsReplacedNotFatal) {
   auto s = sample();
   s.edges[0].client.pod = kInvalid;
