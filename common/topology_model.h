@@ -182,6 +182,9 @@ struct SnapshotFilter {
 bool matches(const EdgeSnapshot& e, const SnapshotFilter& f);
 // Keeps the matching edges and only the nodes they reference. Counters are kept as they are.
 TopologySnapshot filter(const TopologySnapshot& s, const SnapshotFilter& f);
+// The same without copying the edges, for a snapshot that is already canonical (from the store, the history or
+// from_json): an empty filter returns it as it is.
+TopologySnapshot filter(TopologySnapshot&& s, const SnapshotFilter& f);
 // Sorts edges and nodes into the canonical order and rebuilds `nodes` from the edges.
 void canonicalize(TopologySnapshot& s);
 

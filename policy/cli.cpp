@@ -140,7 +140,7 @@ topology::TopologySnapshot observed_edges(const Options& o) {
   if (since) {
     topology::SnapshotFilter f;
     f.since_ns = since;
-    *observed = topology::filter(*observed, f);
+    *observed = topology::filter(std::move(*observed), f);
   }
   return std::move(*observed);
 }

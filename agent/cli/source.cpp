@@ -67,7 +67,7 @@ class HistorySource : public SnapshotSource {
   Result<topology::TopologySnapshot> snapshot(const topology::SnapshotFilter& f) override {
     auto s = store_.topology(from_, to_);
     if (!s) return s.error();
-    return topology::filter(*s, f);
+    return topology::filter(std::move(*s), f);
   }
   Result<nlohmann::json> health() override { return nlohmann::json{{"history", store_.path()}}; }
   std::string describe() const override {
@@ -87,7 +87,7 @@ class ReplaySource : public SnapshotSource {
   Result<topology::TopologySnapshot> snapshot(const topology::SnapshotFilter& f) override {
     auto s = replay_.next();
     if (!s) return s.error();
-    return topology::filter(*s, f);
+    return topology::filter(std::move(*s), f);
   }
   Result<nlohmann::json> health() override {
     return nlohmann::json{{"history", replay_.path()}, {"replay_ns", replay_.at_ns()}, {"replay_done", replay_.done()}};

@@ -129,7 +129,7 @@ int run_diff(const DiffCliOptions& o) {
       spdlog::error("{}", s.error().str());
       return 1;
     }
-    snaps[i] = topology::filter(*s, f);
+    snaps[i] = topology::filter(std::move(*s), f);
   }
   auto d = topology::diff_topology(snaps[0], spans[0], snaps[1], spans[1], o.diff);
   std::string out = o.output == "json" ? topology::diff_to_json(d).dump(2) + "\n" : topology::render_diff_table(d);

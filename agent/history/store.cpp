@@ -717,9 +717,12 @@ Result<topology::TopologySnapshot> Store::topology(uint64_t from_ns, uint64_t to
   uint64_t pos = 0;
   if (auto st = scan(from_ns, to_ns, false,
                      [&](IntervalRow&& r, int64_t edge) {
-                       auto [it, fresh] = by_id.try_emplace(edge, PerId{r, pos});
-                       if (!fresh) merge_row(it->second.r, r);
-                       it->second.last = pos++;
+                       if (auto it = by_id.find(edge); it != by_id.end()) {
+                         merge_row(it->second.r, r);
+                         it->second.last = pos++;
+                       } else {
+                         by_id.emplace(edge, PerId{std::move(r), pos++});
+                       }
                      });
       !st)
     return st.error();
@@ -753,12 +756,13 @@ Result<topology::TopologySnapshot> Store::topology(uint64_t from_ns, uint64_t to
   std::sort(order.begin(), order.end());
   std::map<std::string, IntervalRow> by_edge;
   for (const auto& [_, id] : order) {
-    const IntervalRow& r = by_id.at(id).r;
-    auto [it, fresh] = by_edge.try_emplace(edge_key(r), r);
+    IntervalRow& r = by_id.at(id).r;
+    auto [it, fresh] = by_edge.try_emplace(edge_key(r), std::move(r));  // moves only when fresh
     if (!fresh) merge_row(it->second, r);
   }
   topology::TopologySnapshot s;
   s.taken_ns = to_ns;
+  s.edges.reserve(by_edge.size());
   for (const auto& [_, r] : by_edge) s.edges.push_back(to_edge(r));
   topology::canonicalize(s);
   return s;

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <tuple>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -390,6 +392,34 @@ TEST(TopologyFilter, FilterKeepsOnlyReferencedNodes) {
   EXPECT_EQ(f.counters, s.counters);
   EXPECT_EQ(filter(s, dns).edges.size(), 1u);
   EXPECT_EQ(filter(s, later).edges.size(), 0u);
+}
+
+// canonicalize puts edges in place by a permutation of cycles: every order of the input ends in the same snapshot,
+// and the moving filter gives what the copying one gives.
+TEST(TopologyFilter, CanonicalizeAnyOrderAndMovingFilterAgree) {
+  const auto s = sample();
+  ASSERT_GE(s.edges.size(), 3u);
+  auto by_id = [](const EdgeSnapshot& a, const EdgeSnapshot& b) {
+    return std::make_tuple(node_id(a.client), node_id(a.server), a.port, a.protocol) <
+           std::make_tuple(node_id(b.client), node_id(b.server), b.port, b.protocol);
+  };
+  EXPECT_TRUE(std::is_sorted(s.edges.begin(), s.edges.end(), by_id));
+  std::vector<size_t> order(s.edges.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  size_t permutations = 0;
+  do {
+    TopologySnapshot shuffled = s;
+    for (size_t i = 0; i < order.size(); ++i) shuffled.edges[i] = s.edges[order[i]];
+    shuffled.nodes.clear();
+    canonicalize(shuffled);
+    EXPECT_EQ(shuffled, s) << "permutation " << permutations;
+    ++permutations;
+  } while (std::next_permutation(order.begin(), order.end()) && permutations < 720);
+  EXPECT_GT(permutations, 5u);
+  SnapshotFilter none, cart;
+  cart.service = "cart";
+  EXPECT_EQ(filter(TopologySnapshot(s), none), filter(s, none));
+  EXPECT_EQ(filter(TopologySnapshot(s), cart), filter(s, cart));
 }
 
 }  // namespace
