@@ -19,9 +19,7 @@ class CommResolver : public IdentityResolver {
   }
 };
 
-topology::Endpoint endpoint_of(const identity::ProcessIdentity& p) {
-  return {p.service, p.k8s_namespace, p.pod, p.pid, p.workload, p.go ? identity::go_main_module(*p.go) : std::string()};
-}
+topology::Endpoint endpoint_of(const identity::ProcessIdentity& p) { return {p.service, p.k8s_namespace, p.pod, p.pid}; }
 
 }  // namespace
 
