@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "agent/history/record.h"
@@ -200,24 +201,19 @@ uint64_t parse_bytes(const std::string& s) {
 
 int main(int argc, char** argv) {
   Args a;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i], v = argv[i + 1];
-    if (k == "--edges") a.edges = std::stoull(v);
-    else if (k == "--days") a.days = std::stoull(v);
-    else if (k == "--active") a.active = std::stod(v);
-    else if (k == "--full-minutes") a.full_minutes = std::stoull(v);
-    else if (k == "--repeat") a.repeat = std::stoull(v);
-    else if (k == "--max-bytes") a.max_bytes = parse_bytes(v);
-    else if (k == "--dir") a.dir = v;
-    else if (k == "--hostscope") a.hostscope = v;
-    else if (k == "--keep") a.keep = v == "1";
-    else {
-      fmt::print(stderr,
-                 "usage: hs_bench_history [--edges N] [--days D] [--active P] [--full-minutes M] [--repeat R] "
-                 "[--max-bytes 256MiB] [--dir DIR] [--hostscope PATH] [--keep 1]\n");
-      return 2;
-    }
-  }
+  std::string max_bytes;
+  CLI::App app{"hs_bench_history: the topology history's write cost, query time and size (docs/benchmarks.md)"};
+  app.add_option("--edges", a.edges, "edges in the synthetic node")->capture_default_str();
+  app.add_option("--days", a.days, "days of history in the week store")->capture_default_str();
+  app.add_option("--active", a.active, "share of edges active in a minute")->capture_default_str();
+  app.add_option("--full-minutes", a.full_minutes, "minutes of every-edge-every-minute writes")->capture_default_str();
+  app.add_option("--repeat", a.repeat, "repetitions of each query")->capture_default_str();
+  app.add_option("--max-bytes", max_bytes, "size bound of the store, e.g. 256MiB");
+  app.add_option("--dir", a.dir, "directory of the stores (emptied first)")->capture_default_str();
+  app.add_option("--hostscope", a.hostscope, "the hostscope binary whose CLI is timed")->capture_default_str();
+  app.add_option("--keep", a.keep, "1: keep the stores at exit")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (!max_bytes.empty()) a.max_bytes = parse_bytes(max_bytes);
   fs::create_directories(a.dir);
   const std::string full = a.dir + "/full.db", week = a.dir + "/week.db";
   for (const auto& p : {full, week})
