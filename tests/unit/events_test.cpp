@@ -184,6 +184,82 @@ TEST(Format, HostileCommStaysValidJson) {
   EXPECT_EQ(j["comm"].get<std::string>(), std::string("\"\\\n\x01\xc3\xbf}x"));
 }
 
+// The bytes of a line are an interface (log shippers parse them): every field at its extremes, pinned. The lines were
+// written by the fmt-based formatter this one replaced.
+TEST(Format, JsonLineBytesArePinned) {
+  ConnectionEvent e;
+  e.ts_ns = 1798761599'123456789ull;
+  e.kind = Kind::Close;
+  e.role = Role::Passive;
+  e.outcome = Outcome::ResetReceived;
+  e.pid = 4294967295u;
+  const char evil[16] = {'"', '\\', '\n', '\x01', '\xff', '}', 'x', 'y', 'z', '1', '2', '3', '4', '5', '6', 0};
+  std::memcpy(e.comm.data(), evil, 16);
+  e.cgroup_id = UINT64_MAX;
+  e.netns = 4026531840u;
+  e.saddr = *IpAddr::parse("fd00::1");
+  e.daddr = *IpAddr::parse("2001:db8::ffff:1");
+  e.sport = 65535;
+  e.duration_ns = (uint64_t(1) << 43) + 500;
+  e.connect_latency_ns = 999;
+  e.bytes_sent = UINT64_MAX;
+  e.srtt_us = 4294967295u;
+  e.retransmits = 10;
+  e.goid = UINT64_MAX;
+  EventIdentity id{"svc \"a\"\x07\xc3\xa9", 1u, "p\\q"};
+  fmt::memory_buffer b;
+  append_json(b, e, &id);
+  EXPECT_EQ(std::string(b.data(), b.size()),
+            "{\"ts\":\"2026-12-31T23:59:59.123456789Z\",\"event\":\"close\",\"role\":\"passive\",\"pid\":4294967295,\"tid\":0,\"comm\":\"\\\"\\\\\\u000a\\u0001\\u00ff}xyz123456\",\"cgroup_id\":18446744073709551615,\"netns\":4026531840,\"family\":6,\"saddr\":\"fd00::1\",\"sport\":65535,\"daddr\":\"2001:db8::ffff:1\",\"dport\":0,\"duration_ms\":8796093.023,\"connect_latency_us\":0,\"bytes_sent\":18446744073709551615,\"bytes_received\":0,\"srtt_us\":4294967295,\"retransmits\":10,\"outcome\":\"reset_received\",\"goid\":18446744073709551615,\"service\":\"svc \\\"a\\\"\\u0007\\u00c3\\u00a9\",\"peer_pid\":1,\"peer_service\":\"p\\\\q\"}\n");
+  e.kind = Kind::Open;
+  e.role = Role::Unknown;
+  e.duration_ns.reset();
+  e.connect_latency_ns.reset();
+  e.goid.reset();
+  e.saddr = *IpAddr::parse("0.0.0.0");
+  e.daddr = *IpAddr::parse("255.255.255.255");
+  e.ts_ns = 0;
+  e.comm.fill(0);
+  b.clear();
+  append_json(b, e);
+  EXPECT_EQ(std::string(b.data(), b.size()),
+            "{\"ts\":\"1970-01-01T00:00:00.000000000Z\",\"event\":\"open\",\"role\":\"unknown\",\"pid\":4294967295,\"tid\":0,\"comm\":\"\",\"cgroup_id\":18446744073709551615,\"netns\":4026531840,\"family\":4,\"saddr\":\"0.0.0.0\",\"sport\":65535,\"daddr\":\"255.255.255.255\",\"dport\":0,\"duration_ms\":null,\"connect_latency_us\":null,\"bytes_sent\":18446744073709551615,\"bytes_received\":0,\"srtt_us\":4294967295,\"retransmits\":10,\"outcome\":null}\n");
+}
+
+// duration_ms is written from integers, not through a float formatter: the digits must be those of printf-style
+// "%.3f" of the milliseconds as a double, at every magnitude, on exact ties (…500 ns) and past the integer path.
+TEST(Format, DurationMsRoundsLikeTheFloatFormatter) {
+  std::vector<uint64_t> values;
+  for (uint64_t ns = 0; ns < 5000; ns++) values.push_back(ns);
+  for (uint64_t k = 1; k < 1'000'000'000'000ull; k = k * 7 + 3) {
+    for (uint64_t d : {499ull, 500ull, 501ull, 999ull, 1000ull}) values.push_back(k * 1000 + d);
+  }
+  for (int shift : {43, 53, 63})
+    for (int64_t d = -1001; d <= 1001; d++) values.push_back(uint64_t((__int128(1) << shift) + d));
+  values.push_back(UINT64_MAX);
+  uint64_t x = 0x9e3779b97f4a7c15ull;  // fixed-seed xorshift: the same values every run
+  for (int i = 0; i < 200'000; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    values.push_back(x >> (x % 50));
+  }
+  auto e = decode(raw_v4_close(), 0);
+  fmt::memory_buffer b;
+  int wrong = 0;
+  for (uint64_t ns : values) {
+    e.duration_ns = ns;
+    b.clear();
+    append_json(b, e);
+    std::string_view line(b.data(), b.size());
+    auto at = line.find("\"duration_ms\":") + 14;
+    auto got = line.substr(at, line.find(',', at) - at);
+    auto want = fmt::format("{:.3f}", double(ns) / 1e6);
+    if (got != want && wrong++ < 10) ADD_FAILURE() << ns << " ns: got " << got << ", want " << want;
+  }
+  EXPECT_EQ(wrong, 0);
+}
+
 TEST(Format, TableRowShowsOutcomeAndBracketsIpv6) {
   auto r = raw_v4_close();
   r.family = 10;
