@@ -22,6 +22,9 @@ struct Endpoint {
   std::string ns;   // Kubernetes namespace
   std::string pod;  // Kubernetes pod
   uint32_t pid = 0;
+  // Brace initializers that stop at `pid` leave these empty (the {} keeps -Wmissing-field-initializers quiet).
+  std::string workload{};   // Kubernetes workload named after the pod ("frontend" for frontend-6d4f9b7c8-x7k2p)
+  std::string go_module{};  // Go main module "path@version" (the path alone when the version is "(devel)" or empty)
 };
 
 enum class NodeKind : uint8_t { Service, Network, External };
@@ -88,6 +91,9 @@ struct EdgeEnd {
   std::string ns;
   std::string pod;      // most recently seen pod
   std::string address;  // most recently seen address (server: where it was reached; client: its address)
+  // Brace initializers that stop at `address` leave these empty (the {} keeps -Wmissing-field-initializers quiet).
+  std::string workload{};   // most recently seen workload (Endpoint::workload)
+  std::string go_module{};  // most recently seen Go main module "path@version" (Endpoint::go_module)
   bool operator==(const EdgeEnd&) const = default;
 };
 

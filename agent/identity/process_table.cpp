@@ -76,6 +76,12 @@ GoProcessInfo go_info_of(const GoBinaryIdentity& g) {
 
 }  // namespace
 
+std::string go_main_module(const GoProcessInfo& g) {
+  if (g.module.empty()) return "";
+  if (g.module_version.empty() || g.module_version == "(devel)") return g.module;
+  return g.module + "@" + g.module_version;
+}
+
 std::string_view identity_origin_name(IdentityOrigin o) {
   switch (o) {
     case IdentityOrigin::scan: return "scan";

@@ -50,6 +50,11 @@ struct GoProcessInfo {
   std::string offsets_error;
 };
 
+// The main module as one word, "path@version" ("github.com/acme/cart@v1.4.2"): the path alone when the version is
+// empty or "(devel)" (a local build says nothing a version would); "" when the binary has no main module (built
+// outside module mode). This is what topology edges and the history keep of a Go process (docs/topology.md).
+std::string go_main_module(const GoProcessInfo& g);
+
 // How an entry's fields were learnt.
 enum class IdentityOrigin : uint8_t {
   scan,  // /proc scan at start-up (or a process first seen by a refresh)

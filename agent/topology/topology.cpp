@@ -423,16 +423,23 @@ void Topology::account(const events::ConnectionEvent& ev, const Endpoint& local,
   e->last_ns = now;
   counters_.anomalies += e->detector.roll(now, cfg_.anomaly, e->flags);
 
+  // The end's pod, workload and Go module as this event names them; compared first so the common case (the same
+  // process again) does not write the strings.
+  auto keep = [](std::string& pod, std::string& workload, std::string& go_module, const Endpoint& ep) {
+    if (pod != ep.pod) pod = ep.pod;
+    if (workload != ep.workload) workload = ep.workload;
+    if (go_module != ep.go_module) go_module = ep.go_module;
+  };
   if (active) {
-    if (e->client_pod != local.pod) e->client_pod = local.pod;
+    keep(e->client_pod, e->client_workload, e->client_go_module, local);
     e->client_addr = ev.saddr;
-    if (peer && e->server_pod != peer->pod) e->server_pod = peer->pod;
+    if (peer) keep(e->server_pod, e->server_workload, e->server_go_module, *peer);
     if (!e->server_addr_from_server) e->server_addr = ev.daddr;
   } else {
-    if (e->server_pod != local.pod) e->server_pod = local.pod;
+    keep(e->server_pod, e->server_workload, e->server_go_module, local);
     e->server_addr = ev.saddr;
     e->server_addr_from_server = true;
-    if (peer && e->client_pod != peer->pod) e->client_pod = peer->pod;
+    if (peer) keep(e->client_pod, e->client_workload, e->client_go_module, *peer);
     e->client_addr = ev.daddr;
   }
 
@@ -589,9 +596,11 @@ EdgeSnapshot Topology::snapshot_edge(const EdgeState& e) const {
   EdgeSnapshot s;
   const EdgeKey& k = *e.key;
   s.client = EdgeEnd{k.client.kind, k.client.name, k.client.ns, e.client_pod,
-                     k.client.kind == NodeKind::External ? k.client.address : format_addr(e.client_addr)};
+                     k.client.kind == NodeKind::External ? k.client.address : format_addr(e.client_addr),
+                     e.client_workload, e.client_go_module};
   s.server = EdgeEnd{k.server.kind, k.server.name, k.server.ns, e.server_pod,
-                     k.server.kind == NodeKind::External ? k.server.address : format_addr(e.server_addr)};
+                     k.server.kind == NodeKind::External ? k.server.address : format_addr(e.server_addr),
+                     e.server_workload, e.server_go_module};
   s.port = k.port;
   s.protocol = k.protocol;
   s.connections = e.connections;

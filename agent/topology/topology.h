@@ -121,7 +121,10 @@ class Topology {
   };
   struct EdgeState {
     const EdgeKey* key = nullptr;  // the key of its entry in edges_ (node-based map: stable), not a second copy
+    // The last identity attributes seen at each end (not part of the key): a rollout changes them, not the edge.
     std::string client_pod, server_pod;
+    std::string client_workload, server_workload;
+    std::string client_go_module, server_go_module;
     IpAddr client_addr, server_addr;
     bool server_addr_from_server = false;  // the server's own socket reported it (else: as dialled)
     uint64_t connections = 0, closed = 0, resets = 0, active = 0, c2s = 0, s2c = 0, retransmits = 0;

@@ -349,4 +349,26 @@ TEST_F(Fixture, PendingWorkIsBounded) {
   EXPECT_EQ(s.pending_dropped, 7u);
 }
 
+// The main module as topology edges and the history keep it (docs/topology.md): "path@version".
+TEST(GoMainModule, IsPathAtVersion) {
+  auto go = [](std::string module, std::string version) {
+    GoProcessInfo g;
+    g.version = "go1.22.1";
+    g.path = module + "/cmd/server";
+    g.module = std::move(module);
+    g.module_version = std::move(version);
+    return g;
+  };
+  EXPECT_EQ(go_main_module(go("github.com/acme/cart", "v1.4.2")), "github.com/acme/cart@v1.4.2");
+  EXPECT_EQ(go_main_module(go("github.com/acme/cart", "v0.0.0-20240501120000-abcdef123456")),
+            "github.com/acme/cart@v0.0.0-20240501120000-abcdef123456");
+  // A local build's "(devel)" says nothing a version would; an unknown version is left out.
+  EXPECT_EQ(go_main_module(go("github.com/acme/cart", "(devel)")), "github.com/acme/cart");
+  EXPECT_EQ(go_main_module(go("github.com/acme/cart", "")), "github.com/acme/cart");
+  // Built outside module mode: no main module, only a package path.
+  auto gopath = go("", "");
+  gopath.path = "command-line-arguments";
+  EXPECT_EQ(go_main_module(gopath), "");
+}
+
 }  // namespace

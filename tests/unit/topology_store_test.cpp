@@ -51,6 +51,11 @@ ConnectionEvent closed(ConnectionEvent e, uint64_t sent, uint64_t received, Outc
 
 Endpoint svc(std::string name, std::string ns = "", std::string pod = "") { return Endpoint{name, ns, pod, 42}; }
 
+// A process in a pod of a workload, built from a Go module (docs/topology.md: edge ends keep the latest of both).
+Endpoint pod_svc(std::string name, std::string pod, std::string workload, std::string go_module) {
+  return Endpoint{name, "shop", std::move(pod), 42, std::move(workload), std::move(go_module)};
+}
+
 const EdgeSnapshot* find_edge(const TopologySnapshot& s, std::string_view client, std::string_view server,
                               uint16_t port) {
   for (const auto& e : s.edges)
@@ -195,6 +200,47 @@ TEST(TopologyStore, SameHostConnectionIsOneEdgeCountedOnceInAnyOrder) {
     }
   } while (std::next_permutation(order.begin(), order.end()));
   EXPECT_EQ(orders, 6);
+}
+
+// Workload and Go module are attributes of an edge end like its pod: the latest seen, not part of the key, so a new
+// rollout (another pod, another module version) stays the same edge. Both sides of a same-host connection fill in
+// their own end and, with the peer's identity, the other one.
+TEST(TopologyStore, EdgeEndsKeepTheLatestWorkloadAndGoModule) {
+  Topology t({}, kT0);
+  auto client_v1 = pod_svc("frontend", "frontend-7c9d8-abcde", "frontend", "github.com/acme/frontend@v1.0.0");
+  auto client_v2 = pod_svc("frontend", "frontend-5f6b7-fghij", "frontend", "github.com/acme/frontend@v1.1.0");
+  auto server = pod_svc("cart", "cart-0", "cart", "github.com/acme/cart@v2.3.4");
+  auto a1 = ev(Kind::Open, Role::Active, "10.0.0.5", 41000, "10.0.0.5", 8080);
+  auto p1 = ev(Kind::Open, Role::Passive, "10.0.0.5", 8080, "10.0.0.5", 41000);
+  t.set_local_addresses({ip("10.0.0.5")});
+  t.ingest(a1, client_v1, server, kT0 + 1);
+  t.ingest(p1, server, client_v1, kT0 + 2);
+  auto s = t.snapshot(kT0 + 2);
+  ASSERT_EQ(s.edges.size(), 1u);
+  EXPECT_EQ(s.edges[0].client.workload, "frontend");
+  EXPECT_EQ(s.edges[0].client.go_module, "github.com/acme/frontend@v1.0.0");
+  EXPECT_EQ(s.edges[0].server.workload, "cart");
+  EXPECT_EQ(s.edges[0].server.go_module, "github.com/acme/cart@v2.3.4");
+
+  // The next connection comes from the new version; the server side alone reports it this time.
+  auto p2 = ev(Kind::Open, Role::Passive, "10.0.0.5", 8080, "10.0.0.5", 41001);
+  t.ingest(p2, server, client_v2, kT0 + 3);
+  s = t.snapshot(kT0 + 3);
+  ASSERT_EQ(s.edges.size(), 1u) << "a new module version is the same edge";
+  EXPECT_EQ(s.edges[0].connections, 2u);
+  EXPECT_EQ(s.edges[0].client.pod, "frontend-5f6b7-fghij");
+  EXPECT_EQ(s.edges[0].client.go_module, "github.com/acme/frontend@v1.1.0");
+  EXPECT_EQ(s.edges[0].server.go_module, "github.com/acme/cart@v2.3.4");
+
+  // A process that is not Go (or not in a pod) clears them: the end shows what was seen last, not a mix.
+  auto a3 = ev(Kind::Open, Role::Active, "10.0.0.5", 41002, "10.0.0.5", 8080);
+  auto plain_client = pod_svc("frontend", "", "", "");
+  t.ingest(a3, plain_client, server, kT0 + 4);
+  s = t.snapshot(kT0 + 4);
+  ASSERT_EQ(s.edges.size(), 1u);
+  EXPECT_EQ(s.edges[0].client.workload, "");
+  EXPECT_EQ(s.edges[0].client.go_module, "");
+  EXPECT_EQ(s.edges[0].server.workload, "cart");
 }
 
 // A fresh agent: the client's open arrives before the server's accept, and nothing names 127.0.0.1:8080 yet.
