@@ -62,8 +62,12 @@ std::optional<uint64_t> parse_time(std::string_view s) {
 }
 
 static json end_json(const EdgeEnd& e) {
-  return {{"kind", to_string(e.kind)}, {"service", e.service}, {"namespace", e.ns}, {"pod", e.pod},
-          {"address", e.address}};
+  json j = {{"kind", to_string(e.kind)}, {"service", e.service}, {"namespace", e.ns}, {"pod", e.pod},
+            {"address", e.address}};
+  // Only where known (Kubernetes pods, Go binaries): other ends' documents stay as they were before these fields.
+  if (!e.workload.empty()) j["workload"] = e.workload;
+  if (!e.go_module.empty()) j["go_module"] = e.go_module;
+  return j;
 }
 
 static json edge_json(const EdgeSnapshot& e) {
@@ -221,10 +225,12 @@ class Emitter {
 void emit_end(Emitter& w, const EdgeEnd& e) {
   w.open('{');
   w.key("address").str(e.address);
+  if (!e.go_module.empty()) w.key("go_module").str(e.go_module);
   w.key("kind").str(to_string(e.kind));
   w.key("namespace").str(e.ns);
   w.key("pod").str(e.pod);
   w.key("service").str(e.service);
+  if (!e.workload.empty()) w.key("workload").str(e.workload);
   w.close('}');
 }
 
@@ -432,6 +438,8 @@ struct Reader {
     e.ns = str(obj, path, "namespace", req);
     e.pod = str(obj, path, "pod", req);
     e.address = str(obj, path, "address", req);
+    e.workload = str(obj, path, "workload", false);  // optional in both forms: absent when unknown
+    e.go_module = str(obj, path, "go_module", false);
     return e;
   }
 };
