@@ -19,7 +19,9 @@ class CommResolver : public IdentityResolver {
   }
 };
 
-topology::Endpoint endpoint_of(const identity::ProcessIdentity& p) { return {p.service, p.k8s_namespace, p.pod, p.pid}; }
+topology::Endpoint endpoint_of(const identity::ProcessIdentity& p) {
+  return {p.service, p.k8s_namespace, p.pod, p.pid, p.workload, p.go ? identity::go_main_module(*p.go) : std::string()};
+}
 
 }  // namespace
 
