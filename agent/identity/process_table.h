@@ -34,6 +34,7 @@
 #include "agent/identity/service_name.h"
 #include "agent/identity/workload.h"
 #include "common/result.h"
+#include "common/topology_model.h"
 
 namespace hostscope::identity {
 
@@ -81,6 +82,10 @@ struct ProcessIdentity {
   std::string service;
   ServiceSource service_source = ServiceSource::none;
   std::optional<GoProcessInfo> go;  // set when the executable is a Go binary
+  // `workload` and go_main_module(*go) as topology edge ends show them; null when both are empty. Set with the
+  // service (ProcessTable::decide) and kept while the pair does not change, so the processes a process forks and its
+  // re-reads share one object; events carry this pointer, not copies of the strings.
+  std::shared_ptr<const topology::EndIdentity> end_identity;
   IdentityOrigin origin = IdentityOrigin::scan;
   bool proc_read = false;  // /proc/PID was read for this process (false: event facts only)
 };

@@ -19,8 +19,9 @@ class CommResolver : public IdentityResolver {
   }
 };
 
+// The workload and Go module are the process table's shared EndIdentity: a pointer per event, not two strings.
 topology::Endpoint endpoint_of(const identity::ProcessIdentity& p) {
-  return {p.service, p.k8s_namespace, p.pod, p.pid, p.workload, p.go ? identity::go_main_module(*p.go) : std::string()};
+  return {p.service, p.k8s_namespace, p.pod, p.pid, p.end_identity};
 }
 
 }  // namespace

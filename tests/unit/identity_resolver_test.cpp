@@ -24,6 +24,9 @@ TEST(IdentityResolver, EndpointsCarryWorkloadAndGoModule) {
   owner->pod = "cart-6d4f9b7c8-x7k2p";
   owner->workload = "cart";
   owner->go = go("github.com/acme/cart", "v1.4.2");
+  // As the process table decides it (ProcessTable::decide): one shared object per process.
+  owner->end_identity = std::make_shared<const topology::EndIdentity>(
+      topology::EndIdentity{owner->workload, identity::go_main_module(*owner->go)});
   auto peer = std::make_shared<identity::ProcessIdentity>();
   peer->pid = 200;
   peer->service = "nginx";  // not Go, not in a pod
@@ -38,14 +41,16 @@ TEST(IdentityResolver, EndpointsCarryWorkloadAndGoModule) {
   EXPECT_EQ(local.ns, "shop");
   EXPECT_EQ(local.pod, "cart-6d4f9b7c8-x7k2p");
   EXPECT_EQ(local.pid, 100u);
-  EXPECT_EQ(local.workload, "cart");
-  EXPECT_EQ(local.go_module, "github.com/acme/cart@v1.4.2");
+  // The process's own object, not a copy of its strings.
+  EXPECT_EQ(local.identity, owner->end_identity);
+  ASSERT_TRUE(local.identity);
+  EXPECT_EQ(local.identity->workload, "cart");
+  EXPECT_EQ(local.identity->go_module, "github.com/acme/cart@v1.4.2");
   auto remote = r.peer_endpoint();
   ASSERT_TRUE(remote);
   EXPECT_EQ(remote->service, "nginx");
   EXPECT_EQ(remote->pid, 200u);
-  EXPECT_EQ(remote->workload, "");
-  EXPECT_EQ(remote->go_module, "");
+  EXPECT_FALSE(remote->identity);
 
   // Only the kernel's peer pid, the table not knowing it: an endpoint with the pid alone.
   r.peer = nullptr;
@@ -53,7 +58,7 @@ TEST(IdentityResolver, EndpointsCarryWorkloadAndGoModule) {
   ASSERT_TRUE(remote);
   EXPECT_EQ(remote->pid, 200u);
   EXPECT_EQ(remote->service, "");
-  EXPECT_EQ(remote->go_module, "");
+  EXPECT_FALSE(remote->identity);
 }
 
 }  // namespace

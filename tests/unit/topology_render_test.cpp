@@ -99,8 +99,8 @@ TEST(TopologyJson, RoundTripsASnapshotOfTheLiveStore) {
   e.established = true;
   e.bytes_sent = 42;
   e.connect_latency_ns = 12345;
-  t.ingest(e, Endpoint{kUnicode, "ns", "p", 1, "p-workload", "example.com/m@v0.1.0"}, Endpoint{kQuoted, "ns", "q", 2},
-           kT0);
+  auto ident = std::make_shared<const EndIdentity>(EndIdentity{"p-workload", "example.com/m@v0.1.0"});
+  t.ingest(e, Endpoint{kUnicode, "ns", "p", 1, ident}, Endpoint{kQuoted, "ns", "q", 2}, kT0);
   auto s = t.snapshot(kT0);
   auto back = parse_json(render_json(s));
   ASSERT_TRUE(back) << back.error().str();

@@ -51,9 +51,21 @@ ConnectionEvent closed(ConnectionEvent e, uint64_t sent, uint64_t received, Outc
 
 Endpoint svc(std::string name, std::string ns = "", std::string pod = "") { return Endpoint{name, ns, pod, 42}; }
 
+// The (workload, Go module) pair of a process as the process table builds it: one object per process.
+std::shared_ptr<const EndIdentity> end_identity(std::string workload, std::string go_module) {
+  return std::make_shared<const EndIdentity>(EndIdentity{std::move(workload), std::move(go_module)});
+}
+
 // A process in a pod of a workload, built from a Go module (docs/topology.md: edge ends keep the latest of both).
 Endpoint pod_svc(std::string name, std::string pod, std::string workload, std::string go_module) {
-  return Endpoint{name, "shop", std::move(pod), 42, std::move(workload), std::move(go_module)};
+  return Endpoint{name, "shop", std::move(pod), 42, end_identity(std::move(workload), std::move(go_module))};
+}
+
+// A connection from this node's client to a remote server port, seen once at its close (no open: not active).
+ConnectionEvent remote_close(uint16_t port) {
+  auto e = ev(Kind::Close, Role::Active, "10.0.0.2", 40000, "10.0.0.10", port);
+  e.open_seen = false;
+  return e;
 }
 
 const EdgeSnapshot* find_edge(const TopologySnapshot& s, std::string_view client, std::string_view server,
@@ -241,6 +253,83 @@ TEST(TopologyStore, EdgeEndsKeepTheLatestWorkloadAndGoModule) {
   EXPECT_EQ(s.edges[0].client.workload, "");
   EXPECT_EQ(s.edges[0].client.go_module, "");
   EXPECT_EQ(s.edges[0].server.workload, "cart");
+}
+
+// Edge ends keep no strings of their own for workload and Go module: each distinct pair is interned once in the store
+// (a 2-byte id per edge end), shared by every edge end that shows it, whichever process object it came from, and let
+// go when the last edge showing it goes. The snapshot shows the strings.
+TEST(TopologyStore, EdgesWithTheSameWorkloadAndGoModuleShareOneInternedPair) {
+  TopologyConfig cfg;
+  cfg.edge_idle_timeout_ns = 60 * kSec;
+  Topology t(cfg, kT0);
+  // Two replicas of one Deployment: two processes, two identity objects, one pair.
+  auto replica_a = pod_svc("frontend", "frontend-7c9d8-abcde", "frontend", "github.com/acme/frontend@v1.0.0");
+  auto replica_b = pod_svc("frontend", "frontend-7c9d8-fghij", "frontend", "github.com/acme/frontend@v1.0.0");
+  ASSERT_NE(replica_a.identity, replica_b.identity);
+  t.ingest(remote_close(443), replica_a, std::nullopt, kT0 + 1);
+  t.ingest(remote_close(5432), replica_b, std::nullopt, kT0 + 2);
+  t.ingest(remote_close(5432), replica_a, std::nullopt, kT0 + 3);  // the same pair again: no change
+  EXPECT_EQ(t.edge_count(), 2u);
+  EXPECT_EQ(t.identity_count(), 1u) << "one entry for both edges' client ends";
+  auto s = t.snapshot(kT0 + 3);
+  for (uint16_t port : {443, 5432}) {
+    const auto* e = find_edge(s, "frontend", "external", port);
+    ASSERT_NE(e, nullptr) << port;
+    EXPECT_EQ(e->client.workload, "frontend");
+    EXPECT_EQ(e->client.go_module, "github.com/acme/frontend@v1.0.0");
+    EXPECT_EQ(e->server.workload, "") << "an external server has none";
+    EXPECT_EQ(e->server.go_module, "");
+  }
+  EXPECT_EQ(s.counters.identities_dropped, 0u);
+
+  // One edge moves to the next version: two pairs in use; back again: one.
+  auto v2 = pod_svc("frontend", "frontend-5f6b7-klmno", "frontend", "github.com/acme/frontend@v1.1.0");
+  t.ingest(remote_close(443), v2, std::nullopt, kT0 + 4);
+  EXPECT_EQ(t.identity_count(), 2u);
+  EXPECT_EQ(find_edge(t.snapshot(kT0 + 4), "frontend", "external", 443)->client.go_module,
+            "github.com/acme/frontend@v1.1.0");
+  EXPECT_EQ(find_edge(t.snapshot(kT0 + 4), "frontend", "external", 5432)->client.go_module,
+            "github.com/acme/frontend@v1.0.0");
+  t.ingest(remote_close(5432), v2, std::nullopt, kT0 + 5);
+  EXPECT_EQ(t.identity_count(), 1u) << "v1.0.0's last edge end moved on: its entry is gone";
+
+  // Expired edges let their pairs go.
+  t.tick(kT0 + 5 + 61 * kSec);
+  EXPECT_EQ(t.edge_count(), 0u);
+  EXPECT_EQ(t.identity_count(), 0u);
+}
+
+// The interning table is bounded (max_identities): an end with a new pair while it is full shows none, counted as
+// identities_dropped; a place freed by the last end of a pair is taken by the next new pair.
+TEST(TopologyStore, InternedPairsAreBoundedAndDropsCounted) {
+  TopologyConfig cfg;
+  cfg.max_identities = 2;
+  Topology t(cfg, kT0);
+  t.ingest(remote_close(1), pod_svc("a", "a-0", "a", "example.com/a@v1"), std::nullopt, kT0 + 1);
+  t.ingest(remote_close(2), pod_svc("b", "b-0", "b", ""), std::nullopt, kT0 + 2);
+  t.ingest(remote_close(3), pod_svc("c", "c-0", "", "example.com/c@v1"), std::nullopt, kT0 + 3);
+  EXPECT_EQ(t.identity_count(), 2u);
+  auto s = t.snapshot(kT0 + 3);
+  EXPECT_EQ(s.counters.identities_dropped, 1u);
+  EXPECT_EQ(t.counters().identities_dropped, 1u);
+  const auto* c = find_edge(s, "c", "external", 3);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->client.pod, "c-0");
+  EXPECT_EQ(c->client.go_module, "") << "not kept: the table is full";
+  EXPECT_EQ(find_edge(s, "a", "external", 1)->client.go_module, "example.com/a@v1");
+  EXPECT_EQ(find_edge(s, "b", "external", 2)->client.workload, "b");
+
+  // b's only end moves to another pair: its place goes to that pair at once.
+  t.ingest(remote_close(2), pod_svc("b", "b-1", "b", "example.com/b@v2"), std::nullopt, kT0 + 4);
+  EXPECT_EQ(t.identity_count(), 2u);
+  EXPECT_EQ(t.counters().identities_dropped, 1u);
+  EXPECT_EQ(find_edge(t.snapshot(kT0 + 4), "b", "external", 2)->client.go_module, "example.com/b@v2");
+  // A process with neither frees a place; c's next event takes it.
+  t.ingest(remote_close(1), Endpoint{"a", "shop", "a-1", 42}, std::nullopt, kT0 + 5);
+  EXPECT_EQ(t.identity_count(), 1u);
+  t.ingest(remote_close(3), pod_svc("c", "c-0", "", "example.com/c@v1"), std::nullopt, kT0 + 6);
+  EXPECT_EQ(t.identity_count(), 2u);
+  EXPECT_EQ(find_edge(t.snapshot(kT0 + 6), "c", "external", 3)->client.go_module, "example.com/c@v1");
 }
 
 // A fresh agent: the client's open arrives before the server's accept, and nothing names 127.0.0.1:8080 yet.
