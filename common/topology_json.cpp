@@ -119,7 +119,8 @@ static json counters_json(const TopologyCounters& c) {
           {"anomalies", c.anomalies},
           {"nat_requests", c.nat_requests},
           {"nat_dropped", c.nat_dropped},
-          {"nat_translated", c.nat_translated}};
+          {"nat_translated", c.nat_translated},
+          {"identities_dropped", c.identities_dropped}};
 }
 
 json to_json(const TopologySnapshot& s) {
@@ -301,6 +302,7 @@ void emit_counters(Emitter& w, const TopologyCounters& c) {
   w.key("edges_evicted").num(c.edges_evicted);
   w.key("edges_expired").num(c.edges_expired);
   w.key("events").num(c.events);
+  w.key("identities_dropped").num(c.identities_dropped);
   w.key("nat_dropped").num(c.nat_dropped);
   w.key("nat_requests").num(c.nat_requests);
   w.key("nat_translated").num(c.nat_translated);
@@ -470,6 +472,7 @@ Result<TopologySnapshot> from_json(const json& j, ReadOptions opts) {
     k.nat_requests = r.uint(*c, p, "nat_requests", UINT64_MAX, false);
     k.nat_dropped = r.uint(*c, p, "nat_dropped", UINT64_MAX, false);
     k.nat_translated = r.uint(*c, p, "nat_translated", UINT64_MAX, false);
+    k.identities_dropped = r.uint(*c, p, "identities_dropped", UINT64_MAX, false);
   }
   const json* edges = r.array(j, "$", "edges");
   if (!r.err.empty()) return errorf("topology JSON: {}", r.err);

@@ -74,6 +74,7 @@ TopologySnapshot sample() {
   s.counters.events = 1000;
   s.counters.edges_evicted = 2;
   s.counters.nat_translated = 1;
+  s.counters.identities_dropped = 3;
   canonicalize(s);
   return s;
 }
@@ -110,6 +111,7 @@ TEST(TopologyJson, RoundTripsASnapshotOfTheLiveStore) {
 TEST(TopologyJson, HasTheDocumentedFieldsConsumersRely) {
   auto j = nlohmann::json::parse(render_json(sample()));
   EXPECT_EQ(j["schema"], "hostscope.topology/v1");
+  EXPECT_EQ(j["counters"]["identities_dropped"], 3);
   for (const auto& e : j["edges"]) {
     for (const char* k : {"client", "server", "port", "protocol", "connections", "closed", "failed", "resets", "active",
                           "bytes_sent", "bytes_received", "latency_us", "srtt_us", "retransmits", "first_seen",
