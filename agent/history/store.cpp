@@ -342,7 +342,7 @@ Status Store::migrate(int from) {
     if (auto st = tx.begin(); !st) return st;
     Status step = from == 0 ? db_->exec(kSchema, "create schema") : v == 1 ? migrate_v1() : migrate_v2();
     if (!step) return step;
-    if (auto st = set_meta(kSetMeta, "schema_version", uint64_t(v + 1)); !st) return st;
+    if (auto st = set_meta(kSetMeta, "schema_version", uint64_t(v) + 1); !st) return st;
     if (auto st = tx.commit(); !st) return st;
   }
   // The old tables' pages go back to the file system.
