@@ -62,8 +62,12 @@ std::optional<uint64_t> parse_time(std::string_view s) {
 }
 
 static json end_json(const EdgeEnd& e) {
-  return {{"kind", to_string(e.kind)}, {"service", e.service}, {"namespace", e.ns}, {"pod", e.pod},
-          {"address", e.address}};
+  json j = {{"kind", to_string(e.kind)}, {"service", e.service}, {"namespace", e.ns}, {"pod", e.pod},
+            {"address", e.address}};
+  // Only where known (Kubernetes pods, Go binaries): other ends' documents stay as they were before these fields.
+  if (!e.workload.empty()) j["workload"] = e.workload;
+  if (!e.go_module.empty()) j["go_module"] = e.go_module;
+  return j;
 }
 
 static json edge_json(const EdgeSnapshot& e) {
@@ -115,7 +119,8 @@ static json counters_json(const TopologyCounters& c) {
           {"anomalies", c.anomalies},
           {"nat_requests", c.nat_requests},
           {"nat_dropped", c.nat_dropped},
-          {"nat_translated", c.nat_translated}};
+          {"nat_translated", c.nat_translated},
+          {"identities_dropped", c.identities_dropped}};
 }
 
 json to_json(const TopologySnapshot& s) {
@@ -221,10 +226,12 @@ class Emitter {
 void emit_end(Emitter& w, const EdgeEnd& e) {
   w.open('{');
   w.key("address").str(e.address);
+  if (!e.go_module.empty()) w.key("go_module").str(e.go_module);
   w.key("kind").str(to_string(e.kind));
   w.key("namespace").str(e.ns);
   w.key("pod").str(e.pod);
   w.key("service").str(e.service);
+  if (!e.workload.empty()) w.key("workload").str(e.workload);
   w.close('}');
 }
 
@@ -295,6 +302,7 @@ void emit_counters(Emitter& w, const TopologyCounters& c) {
   w.key("edges_evicted").num(c.edges_evicted);
   w.key("edges_expired").num(c.edges_expired);
   w.key("events").num(c.events);
+  w.key("identities_dropped").num(c.identities_dropped);
   w.key("nat_dropped").num(c.nat_dropped);
   w.key("nat_requests").num(c.nat_requests);
   w.key("nat_translated").num(c.nat_translated);
@@ -432,6 +440,8 @@ struct Reader {
     e.ns = str(obj, path, "namespace", req);
     e.pod = str(obj, path, "pod", req);
     e.address = str(obj, path, "address", req);
+    e.workload = str(obj, path, "workload", false);  // optional in both forms: absent when unknown
+    e.go_module = str(obj, path, "go_module", false);
     return e;
   }
 };
@@ -462,6 +472,7 @@ Result<TopologySnapshot> from_json(const json& j, ReadOptions opts) {
     k.nat_requests = r.uint(*c, p, "nat_requests", UINT64_MAX, false);
     k.nat_dropped = r.uint(*c, p, "nat_dropped", UINT64_MAX, false);
     k.nat_translated = r.uint(*c, p, "nat_translated", UINT64_MAX, false);
+    k.identities_dropped = r.uint(*c, p, "identities_dropped", UINT64_MAX, false);
   }
   const json* edges = r.array(j, "$", "edges");
   if (!r.err.empty()) return errorf("topology JSON: {}", r.err);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,12 +17,25 @@
 
 namespace hostscope::topology {
 
+// What an edge end shows of the process behind it besides its service and pod. Built once per process identity
+// (the process table keeps it, shared by the processes it forks) and passed by pointer: events do not copy it, and
+// the live store interns each distinct pair once (agent/topology/end_identities.h). Empty strings mean unknown.
+struct EndIdentity {
+  std::string workload;   // Kubernetes workload named after the pod ("frontend" for frontend-6d4f9b7c8-x7k2p)
+  std::string go_module;  // Go main module "path@version" (the path alone when the version is "(devel)" or empty)
+  bool operator==(const EndIdentity&) const = default;
+  bool empty() const { return workload.empty() && go_module.empty(); }
+};
+
 // Identity of one local socket owner, filled by the identity resolver. Empty strings mean unknown.
 struct Endpoint {
   std::string service;
   std::string ns;   // Kubernetes namespace
   std::string pod;  // Kubernetes pod
   uint32_t pid = 0;
+  // Workload and Go module, shared with the process table (null: neither known). Brace initializers that stop at
+  // `pid` leave it null (the {} keeps -Wmissing-field-initializers quiet).
+  std::shared_ptr<const EndIdentity> identity{};
 };
 
 enum class NodeKind : uint8_t { Service, Network, External };
@@ -88,6 +102,9 @@ struct EdgeEnd {
   std::string ns;
   std::string pod;      // most recently seen pod
   std::string address;  // most recently seen address (server: where it was reached; client: its address)
+  // Brace initializers that stop at `address` leave these empty (the {} keeps -Wmissing-field-initializers quiet).
+  std::string workload{};   // most recently seen workload (EndIdentity::workload)
+  std::string go_module{};  // most recently seen Go main module "path@version" (EndIdentity::go_module)
   bool operator==(const EdgeEnd&) const = default;
 };
 
@@ -156,6 +173,7 @@ struct TopologyCounters {
   uint64_t nat_requests = 0;         // conntrack lookups queued
   uint64_t nat_dropped = 0;          // lookups not queued (queue full)
   uint64_t nat_translated = 0;       // lookups that found a DNAT
+  uint64_t identities_dropped = 0;   // edge-end workload/Go module pairs not kept because max_identities was reached
   bool operator==(const TopologyCounters&) const = default;
 };
 

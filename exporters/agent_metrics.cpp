@@ -17,6 +17,9 @@ void write_agent_health(Exposition& out, const AgentHealth& h, const std::string
   out.sample("hostscope_tracked_sockets", {}, h.tracked_sockets);
   out.family("hostscope_tracked_connections", "gauge", "Connections tracked by the topology store.");
   out.sample("hostscope_tracked_connections", {}, h.tracked_connections);
+  out.family("hostscope_topology_identities", "gauge",
+             "Edge-end (workload, Go module) pairs the topology store keeps, each once.");
+  out.sample("hostscope_topology_identities", {}, h.topology_identities);
   out.family("hostscope_tracked_processes", "gauge", "Processes in the identity table.");
   out.sample("hostscope_tracked_processes", {}, h.tracked_processes);
   out.family("hostscope_bpf_map_entries", "gauge", "Entries in each BPF map.");

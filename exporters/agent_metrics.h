@@ -27,6 +27,7 @@ struct AgentHealth {
   std::map<std::string, uint64_t> lost_by_source;  // kernel_ring_buffer, kernel_reentry, user_space_queue, ...
   uint64_t tracked_sockets = 0;    // sockets in the kernel socket table
   uint64_t tracked_connections = 0;  // connections the topology store tracks
+  uint64_t topology_identities = 0;  // (workload, Go module) pairs the topology store keeps for edge ends
   uint64_t tracked_processes = 0;  // processes in the identity table
   std::vector<MapUsage> maps;      // BPF map occupancy
   std::map<std::string, uint64_t> identity_hits, identity_misses;  // by cache

@@ -32,6 +32,7 @@ exporters::AgentHealth agent_health(const pipeline::Health& h, const ApiCounters
   if (sink) a.lost_by_source["event_sink"] = sink->stats().lines_dropped;
   a.tracked_sockets = h.socket_table_entries;
   a.tracked_connections = h.tracked_connections;
+  a.topology_identities = h.topology_identities;
   a.tracked_processes = json_u64(h.identity, "processes", "size");
   if (h.socket_table_capacity) a.maps.push_back({"tcp_socks", h.socket_table_entries, h.socket_table_capacity});
   if (h.identity.contains("processes")) {
@@ -46,7 +47,7 @@ exporters::AgentHealth agent_health(const pipeline::Health& h, const ApiCounters
   a.topology = {{"edges_expired", t.edges_expired},         {"edges_evicted", t.edges_evicted},
                 {"connections_evicted", t.connections_evicted}, {"node_overflow", t.node_overflow},
                 {"stitched", t.stitched},                   {"anomalies", t.anomalies},
-                {"nat_dropped", t.nat_dropped}};
+                {"nat_dropped", t.nat_dropped},             {"identities_dropped", t.identities_dropped}};
   if (events) a.events = events->counts();
   return a;
 }

@@ -15,7 +15,8 @@ namespace hostscope::history {
 inline constexpr size_t kLatencyBuckets = topology::kLatencyExportBoundsUs.size() + 1;
 
 // One edge in one interval. The identity is the edge's as the model has it (kind, service, namespace, pod,
-// address of each end, port, protocol, DNAT destination); counts are what happened within the interval.
+// address, workload and Go module of each end, port, protocol, DNAT destination); counts are what happened within the
+// interval.
 struct IntervalRow {
   uint64_t start_ns = 0, end_ns = 0;
   topology::EdgeEnd client, server;
@@ -47,7 +48,7 @@ std::vector<IntervalRow> interval_rows(const topology::TopologySnapshot& prev, c
                                        uint64_t start_ns, uint64_t end_ns);
 
 // Adds `b` (a later or equal interval of the same edge) into `a`: counts and buckets add up, `active`, `srtt_us`
-// and the pod/address attributes are the later row's, first/last seen widen, flags merge by reason.
+// and the pod/address/workload/Go module attributes are the later row's, first/last seen widen, flags merge by reason.
 void merge_row(IntervalRow& a, const IntervalRow& b);
 
 // The edge as the topology model shows it (rows already merged into one).
@@ -55,7 +56,8 @@ topology::EdgeSnapshot to_edge(const IntervalRow& r);
 // Quantile of the stored buckets: the bucket's midpoint (within a factor of two: the buckets are powers of two).
 uint64_t bucket_quantile(const std::array<uint64_t, kLatencyBuckets>& b, double q);
 
-// The edge key as text (node ids, port, protocol): rows of one edge merge under it whatever pod was last seen.
+// The edge key as text (node ids, port, protocol): rows of one edge merge under it whatever pod, workload or Go module
+// version was last seen.
 std::string edge_key(const IntervalRow& r);
 
 }  // namespace hostscope::history

@@ -14,24 +14,26 @@ namespace hostscope::history {
 
 namespace {
 
-// v2 (docs/topology.md, "History"). Edge identities are kept once (`edges`) and referenced by the interval rows;
+// v3 (docs/topology.md, "History"). Edge identities are kept once (`edges`) and referenced by the interval rows;
 // rows are clustered by start time (WITHOUT ROWID, primary key first on start_ns) so the oldest rows fill the first
 // pages and evicting them frees whole pages. A row keeps only numbers, as small as SQLite's variable-size integers
 // allow: its length only when it is not its tier's width (len_ns NULL otherwise), first/last seen relative to its
 // start, the latency buckets that are not zero (pack_latency), anomaly flags (rare) as JSON or NULL.
-// v1 differed in the intervals table only: end_ns, first_seen_ns and last_seen_ns absolute, all 20 latency buckets
-// as 8 bytes each (a 160-byte blob in every row: about 270 bytes a row); migrate_v1() converts it.
+// v2 differed in the edges table only: no workload and Go module per end; migrate_v2() rebuilds the table, keeping ids.
+// v1 also differed in the intervals table: end_ns, first_seen_ns and last_seen_ns absolute, all 20 latency buckets
+// as 8 bytes each (a 160-byte blob in every row: about 270 bytes a row); migrate_v1() converts it to v2.
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS edges(
   id INTEGER PRIMARY KEY,
   client_kind INTEGER NOT NULL, client_service TEXT NOT NULL, client_ns TEXT NOT NULL, client_pod TEXT NOT NULL,
-  client_address TEXT NOT NULL,
+  client_address TEXT NOT NULL, client_workload TEXT NOT NULL, client_go_module TEXT NOT NULL,
   server_kind INTEGER NOT NULL, server_service TEXT NOT NULL, server_ns TEXT NOT NULL, server_pod TEXT NOT NULL,
-  server_address TEXT NOT NULL,
+  server_address TEXT NOT NULL, server_workload TEXT NOT NULL, server_go_module TEXT NOT NULL,
   port INTEGER NOT NULL, protocol INTEGER NOT NULL, dialed TEXT NOT NULL,
-  UNIQUE(client_kind, client_service, client_ns, client_pod, client_address, server_kind, server_service, server_ns,
-         server_pod, server_address, port, protocol, dialed));
+  UNIQUE(client_kind, client_service, client_ns, client_pod, client_address, client_workload, client_go_module,
+         server_kind, server_service, server_ns, server_pod, server_address, server_workload, server_go_module,
+         port, protocol, dialed));
 CREATE TABLE IF NOT EXISTS intervals(
   start_ns INTEGER NOT NULL, tier INTEGER NOT NULL, edge_id INTEGER NOT NULL, len_ns INTEGER,
   connections INTEGER NOT NULL, closed INTEGER NOT NULL,
@@ -56,8 +58,10 @@ static_assert(kTiers[0].width_ns == 60000000000ull && kTiers[1].width_ns == 6000
   "i.resets, i.active, i.bytes_sent, i.bytes_received, i.retransmits, i.srtt_us, i.latency_sum_us, i.latency, "        \
   "i.first_seen_off, i.last_seen_off, i.anomalies, i.edge_id"
 #define HS_EDGE_IDENTITY                                                                                                \
-  "e.client_kind, e.client_service, e.client_ns, e.client_pod, e.client_address, e.server_kind, e.server_service, "    \
-  "e.server_ns, e.server_pod, e.server_address, e.port, e.protocol, e.dialed"
+  "e.client_kind, e.client_service, e.client_ns, e.client_pod, e.client_address, e.client_workload, "                  \
+  "e.client_go_module, e.server_kind, e.server_service, e.server_ns, e.server_pod, e.server_address, "                 \
+  "e.server_workload, e.server_go_module, e.port, e.protocol, e.dialed"
+constexpr int kIdentityColumns = 17;  // in HS_EDGE_IDENTITY: 7 per end, port, protocol, dialed
 #define HS_SELECT_ROWS "SELECT " HS_ROW_NUMBERS ", " HS_EDGE_IDENTITY " FROM intervals i JOIN edges e ON e.id = i.edge_id "
 #define HS_SELECT_NUMBERS "SELECT " HS_ROW_NUMBERS " FROM intervals i "
 #define HS_WHERE_BUCKET "WHERE i.start_ns = ? AND i.tier = ? ORDER BY i.edge_id"
@@ -100,12 +104,14 @@ struct QueryText {
 
 constexpr QueryText kQueryText[kQueries] = {
     {"SELECT id FROM edges WHERE client_kind = ?1 AND client_service = ?2 AND client_ns = ?3 AND client_pod = ?4 AND "
-     "client_address = ?5 AND server_kind = ?6 AND server_service = ?7 AND server_ns = ?8 AND server_pod = ?9 AND "
-     "server_address = ?10 AND port = ?11 AND protocol = ?12 AND dialed = ?13",
+     "client_address = ?5 AND client_workload = ?6 AND client_go_module = ?7 AND server_kind = ?8 AND "
+     "server_service = ?9 AND server_ns = ?10 AND server_pod = ?11 AND server_address = ?12 AND "
+     "server_workload = ?13 AND server_go_module = ?14 AND port = ?15 AND protocol = ?16 AND dialed = ?17",
      "find edge"},
-    {"INSERT INTO edges(client_kind, client_service, client_ns, client_pod, client_address, server_kind, "
-     "server_service, server_ns, server_pod, server_address, port, protocol, dialed) "
-     "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13) RETURNING id",
+    {"INSERT INTO edges(client_kind, client_service, client_ns, client_pod, client_address, client_workload, "
+     "client_go_module, server_kind, server_service, server_ns, server_pod, server_address, server_workload, "
+     "server_go_module, port, protocol, dialed) "
+     "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17) RETURNING id",
      "insert edge"},
     {"INSERT OR REPLACE INTO intervals(start_ns, tier, edge_id, len_ns, connections, closed, failed_refused, "
      "failed_timed_out, failed_other, resets, active, bytes_sent, bytes_received, retransmits, srtt_us, "
@@ -244,6 +250,8 @@ void read_identity(const Stmt& st, int c, IntervalRow& r) {
     end->ns = st.col_text(c++);
     end->pod = st.col_text(c++);
     end->address = st.col_text(c++);
+    end->workload = st.col_text(c++);
+    end->go_module = st.col_text(c++);
   }
   r.port = uint16_t(st.col_u64(c++));
   r.protocol = st.col_i64(c++) == int64_t(topology::Protocol::Udp) ? topology::Protocol::Udp : topology::Protocol::Tcp;
@@ -326,26 +334,25 @@ Result<Store> Store::open(const std::string& path, const StoreOptions& o, bool r
 }
 
 Status Store::migrate(int from) {
-  // One transaction with the version bump: a crash leaves the old version whole.
-  {
+  // A new file gets the current schema at once; an older one goes one version at a time (v1 -> v2 -> v3), each step
+  // one transaction with its version bump: a crash leaves the file whole, at the old version or a later one.
+  const int first = from == 0 ? kSchemaVersion - 1 : from;
+  for (int v = first; v < kSchemaVersion; ++v) {
     Transaction tx(*db_);
     if (auto st = tx.begin(); !st) return st;
-    if (from == 0) {
-      if (auto st = db_->exec(kSchema, "create schema"); !st) return st;
-    } else if (auto st = migrate_v1(); !st) {
-      return st;
-    }
-    if (auto st = set_meta(kSetMeta, "schema_version", uint64_t(kSchemaVersion)); !st) return st;
-
+    Status step = from == 0 ? db_->exec(kSchema, "create schema") : v == 1 ? migrate_v1() : migrate_v2();
+    if (!step) return step;
+    if (auto st = set_meta(kSetMeta, "schema_version", uint64_t(v) + 1); !st) return st;
     if (auto st = tx.commit(); !st) return st;
   }
-  // The v1 table's pages go back to the file system.
+  // The old tables' pages go back to the file system.
   return from == 0 ? Status{} : db_->exec("PRAGMA incremental_vacuum", "incremental vacuum");
 }
 
 Status Store::migrate_v1() {
   if (auto st = db_->exec("ALTER TABLE intervals RENAME TO intervals_v1", "migrate v1: rename intervals"); !st)
     return st;
+  // Creates the intervals table only: v1's edges table is v2's, which migrate_v2() then rebuilds.
   if (auto st = db_->exec(kSchema, "migrate v1: create schema"); !st) return st;
   auto sel = db_->prepare("SELECT start_ns, tier, edge_id, end_ns, connections, closed, failed_refused, "
                           "failed_timed_out, failed_other, resets, active, bytes_sent, bytes_received, retransmits, "
@@ -376,13 +383,32 @@ Status Store::migrate_v1() {
   return add_counter("rows_migrated", n);
 }
 
+Status Store::migrate_v2() {
+  // v3 adds workload and Go module to each end of an edge's identity (and to its UNIQUE key). SQLite cannot change a
+  // table's constraint in place: the table is rebuilt under the same ids, which the interval rows refer to. Known
+  // edges get empty attributes, as edges of ends without a pod or a Go binary have.
+  if (auto st = db_->exec("ALTER TABLE edges RENAME TO edges_v2", "migrate v2: rename edges"); !st) return st;
+  if (auto st = db_->exec(kSchema, "migrate v2: create schema"); !st) return st;
+  if (auto st = db_->exec("INSERT INTO edges(id, client_kind, client_service, client_ns, client_pod, client_address, "
+                          "client_workload, client_go_module, server_kind, server_service, server_ns, server_pod, "
+                          "server_address, server_workload, server_go_module, port, protocol, dialed) "
+                          "SELECT id, client_kind, client_service, client_ns, client_pod, client_address, '', '', "
+                          "server_kind, server_service, server_ns, server_pod, server_address, '', '', port, protocol, "
+                          "dialed FROM edges_v2",
+                          "migrate v2: copy edges");
+      !st)
+    return st;
+  return db_->exec("DROP TABLE edges_v2", "migrate v2: drop the v2 table");
+}
+
 Result<StmtLease> Store::use(size_t q) { return stmts_.get(*db_, q, kQueryText[q].sql, kQueryText[q].what); }
 
 Result<int64_t> Store::edge_id(const IntervalRow& r) {
-  std::string key = fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}",
-                                int(r.client.kind), r.client.service, r.client.ns, r.client.pod, r.client.address,
-                                int(r.server.kind), r.server.service, r.server.ns, r.server.pod, r.server.address,
-                                r.port, int(r.protocol), r.dialed);
+  std::string key;
+  for (const auto* end : {&r.client, &r.server})
+    key += fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f", int(end->kind), end->service, end->ns, end->pod,
+                       end->address, end->workload, end->go_module);
+  key += fmt::format("{}\x1f{}\x1f{}", r.port, int(r.protocol), r.dialed);
   if (auto it = edge_ids_.find(key); it != edge_ids_.end()) return it->second;
   int64_t id = 0;
   // Look it up first: an existing edge costs one index read, not a write.
@@ -391,16 +417,18 @@ Result<int64_t> Store::edge_id(const IntervalRow& r) {
     if (!st) return st.error();
     for (int side = 0; side < 2; ++side) {
       const auto& end = side == 0 ? r.client : r.server;
-      const int c = 1 + side * 5;
+      const int c = 1 + side * 7;
       (*st)->bind(c, int64_t(end.kind));
       (*st)->bind(c + 1, end.service);
       (*st)->bind(c + 2, end.ns);
       (*st)->bind(c + 3, end.pod);
       (*st)->bind(c + 4, end.address);
+      (*st)->bind(c + 5, end.workload);
+      (*st)->bind(c + 6, end.go_module);
     }
-    (*st)->bind(11, int64_t(r.port));
-    (*st)->bind(12, int64_t(r.protocol));
-    (*st)->bind(13, r.dialed);
+    (*st)->bind(15, int64_t(r.port));
+    (*st)->bind(16, int64_t(r.protocol));
+    (*st)->bind(17, r.dialed);
     auto row = (*st)->step();
     if (!row) return row.error();
     if (*row) {
@@ -745,7 +773,7 @@ Result<topology::TopologySnapshot> Store::topology(uint64_t from_ns, uint64_t to
       (*sel)->reset();
     }
   } else {
-    constexpr int kIdColumn = 13;  // after HS_EDGE_IDENTITY
+    constexpr int kIdColumn = kIdentityColumns;  // after HS_EDGE_IDENTITY
     for (;;) {
       auto row = (*sel)->step();
       if (!row) return row.error();

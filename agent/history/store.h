@@ -21,7 +21,7 @@
 
 namespace hostscope::history {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 inline constexpr uint64_t kMinuteNs = 60'000'000'000ull;
 inline constexpr uint64_t kHourNs = 60 * kMinuteNs;
 inline constexpr uint64_t kDayNs = 24 * kHourNs;
@@ -80,7 +80,8 @@ class Store {
   // The kept statement `q` (an index into the table in store.cpp), prepared on first use.
   Result<StmtLease> use(size_t q);
   Status migrate(int from);
-  Status migrate_v1();
+  Status migrate_v1();  // v1 -> v2: compact interval rows
+  Status migrate_v2();  // v2 -> v3: workload and Go module in the edge identity
   Status roll_up(size_t tier, uint64_t now_ns);
   // Merges the rows of `tier` and `tier + 1` in the target interval starting at `bucket` into `tier + 1` rows.
   Status roll_up_bucket(size_t tier, uint64_t bucket, const char* counter);

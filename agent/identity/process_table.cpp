@@ -76,6 +76,12 @@ GoProcessInfo go_info_of(const GoBinaryIdentity& g) {
 
 }  // namespace
 
+std::string go_main_module(const GoProcessInfo& g) {
+  if (g.module.empty()) return "";
+  if (g.module_version.empty() || g.module_version == "(devel)") return g.module;
+  return g.module + "@" + g.module_version;
+}
+
 std::string_view identity_origin_name(IdentityOrigin o) {
   switch (o) {
     case IdentityOrigin::scan: return "scan";
@@ -213,6 +219,13 @@ void ProcessTable::decide(ProcessIdentity& id) const {
   auto d = decide_service(facts, opts_.rules);
   id.service = std::move(d.name);
   id.service_source = d.source;
+  std::string go_module = id.go ? go_main_module(*id.go) : std::string();
+  if (id.workload.empty() && go_module.empty()) {
+    id.end_identity.reset();
+  } else if (!id.end_identity || id.end_identity->workload != id.workload || id.end_identity->go_module != go_module) {
+    id.end_identity =
+        std::make_shared<const topology::EndIdentity>(topology::EndIdentity{id.workload, std::move(go_module)});
+  }
 }
 
 std::optional<ProcessTable::CgroupFacts> ProcessTable::cgroup_facts_locked(uint64_t cgroup_id) const {

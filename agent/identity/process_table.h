@@ -34,6 +34,7 @@
 #include "agent/identity/service_name.h"
 #include "agent/identity/workload.h"
 #include "common/result.h"
+#include "common/topology_model.h"
 
 namespace hostscope::identity {
 
@@ -49,6 +50,11 @@ struct GoProcessInfo {
   std::optional<GoOffsets> offsets;  // for goroutine attribution; nullopt with offsets_error otherwise
   std::string offsets_error;
 };
+
+// The main module as one word, "path@version" ("github.com/acme/cart@v1.4.2"): the path alone when the version is
+// empty or "(devel)" (a local build says nothing a version would); "" when the binary has no main module (built
+// outside module mode). This is what topology edges and the history keep of a Go process (docs/topology.md).
+std::string go_main_module(const GoProcessInfo& g);
 
 // How an entry's fields were learnt.
 enum class IdentityOrigin : uint8_t {
@@ -76,6 +82,10 @@ struct ProcessIdentity {
   std::string service;
   ServiceSource service_source = ServiceSource::none;
   std::optional<GoProcessInfo> go;  // set when the executable is a Go binary
+  // `workload` and go_main_module(*go) as topology edge ends show them; null when both are empty. Set with the
+  // service (ProcessTable::decide) and kept while the pair does not change, so the processes a process forks and its
+  // re-reads share one object; events carry this pointer, not copies of the strings.
+  std::shared_ptr<const topology::EndIdentity> end_identity;
   IdentityOrigin origin = IdentityOrigin::scan;
   bool proc_read = false;  // /proc/PID was read for this process (false: event facts only)
 };

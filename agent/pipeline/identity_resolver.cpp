@@ -19,7 +19,10 @@ class CommResolver : public IdentityResolver {
   }
 };
 
-topology::Endpoint endpoint_of(const identity::ProcessIdentity& p) { return {p.service, p.k8s_namespace, p.pod, p.pid}; }
+// The workload and Go module are the process table's shared EndIdentity: a pointer per event, not two strings.
+topology::Endpoint endpoint_of(const identity::ProcessIdentity& p) {
+  return {p.service, p.k8s_namespace, p.pod, p.pid, p.end_identity};
+}
 
 }  // namespace
 

@@ -80,7 +80,10 @@ nlohmann::json Health::to_json() const {
         {"edges_evicted", topology.edges_evicted},
         {"connections_evicted", topology.connections_evicted},
         {"node_overflow", topology.node_overflow},
-        {"anomalies", topology.anomalies}}},
+        {"anomalies", topology.anomalies},
+        {"identities", topology_identities},
+        {"identities_capacity", topology_identities_capacity},
+        {"identities_dropped", topology.identities_dropped}}},
   };
 }
 
@@ -206,6 +209,9 @@ Health Pipeline::health() const {
   if (topo_) {
     h.topology = topo_->counters();
     h.tracked_connections = topo_->connection_count();
+    h.topology_identities = topo_->identity_count();
+    h.topology_identities_capacity =
+        std::min(opts_.topology_config.max_identities, topology::EndIdentities::kMaxEntries);
   }
   if (tracer_) {
     h.socket_table_capacity = tracer_->socket_table_size();

@@ -50,6 +50,7 @@ struct Health {
   uint64_t subscriber_lines_dropped = 0;
   topology::TopologyCounters topology;
   uint64_t tracked_connections = 0;                            // connections the topology store tracks
+  uint64_t topology_identities = 0, topology_identities_capacity = 0;  // interned edge-end (workload, Go module) pairs
   uint64_t socket_table_entries = 0, socket_table_capacity = 0;  // kernel socket table (BPF map tcp_socks)
   nlohmann::json identity = nlohmann::json::object();
   nlohmann::json to_json() const;

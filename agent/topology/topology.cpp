@@ -57,7 +57,8 @@ size_t Topology::ListenKeyHash::operator()(const ListenKey& k) const noexcept {
   return hash_addr(k.addr) ^ (size_t(k.port) << 32) ^ k.netns;
 }
 
-Topology::Topology(TopologyConfig cfg, uint64_t start_ns) : cfg_(std::move(cfg)), start_ns_(start_ns) {}
+Topology::Topology(TopologyConfig cfg, uint64_t start_ns)
+    : cfg_(std::move(cfg)), start_ns_(start_ns), identities_(cfg_.max_identities) {}
 
 Topology::~Topology() = default;
 
@@ -127,6 +128,8 @@ void Topology::release_node(const NodeKey& k) {
 
 void Topology::remove_edge(std::unordered_map<EdgeKey, EdgeState, EdgeKeyHash>::iterator it) {
   NodeKey c = it->first.client, s = it->first.server;
+  identities_.release(it->second.client_identity);
+  identities_.release(it->second.server_identity);
   edges_.erase(it);
   ++edge_removals_;
   release_node(c);
@@ -423,16 +426,22 @@ void Topology::account(const events::ConnectionEvent& ev, const Endpoint& local,
   e->last_ns = now;
   counters_.anomalies += e->detector.roll(now, cfg_.anomaly, e->flags);
 
+  // The end's pod, workload and Go module as this event names them; compared first so the common case (the same
+  // process again) writes nothing. Workload and Go module are one interned pair, kept once for every edge end.
+  auto keep = [this](std::string& pod, EndIdentities::Id& identity, const Endpoint& ep) {
+    if (pod != ep.pod) pod = ep.pod;
+    identities_.assign(identity, ep.identity);
+  };
   if (active) {
-    if (e->client_pod != local.pod) e->client_pod = local.pod;
+    keep(e->client_pod, e->client_identity, local);
     e->client_addr = ev.saddr;
-    if (peer && e->server_pod != peer->pod) e->server_pod = peer->pod;
+    if (peer) keep(e->server_pod, e->server_identity, *peer);
     if (!e->server_addr_from_server) e->server_addr = ev.daddr;
   } else {
-    if (e->server_pod != local.pod) e->server_pod = local.pod;
+    keep(e->server_pod, e->server_identity, local);
     e->server_addr = ev.saddr;
     e->server_addr_from_server = true;
-    if (peer && e->client_pod != peer->pod) e->client_pod = peer->pod;
+    if (peer) keep(e->client_pod, e->client_identity, *peer);
     e->client_addr = ev.daddr;
   }
 
@@ -586,12 +595,19 @@ void Topology::tick(uint64_t now_ns) {
 }
 
 EdgeSnapshot Topology::snapshot_edge(const EdgeState& e) const {
+  static const EndIdentity kNone;
   EdgeSnapshot s;
   const EdgeKey& k = *e.key;
+  const EndIdentity* ci = identities_.get(e.client_identity);
+  const EndIdentity* si = identities_.get(e.server_identity);
+  if (!ci) ci = &kNone;
+  if (!si) si = &kNone;
   s.client = EdgeEnd{k.client.kind, k.client.name, k.client.ns, e.client_pod,
-                     k.client.kind == NodeKind::External ? k.client.address : format_addr(e.client_addr)};
+                     k.client.kind == NodeKind::External ? k.client.address : format_addr(e.client_addr),
+                     ci->workload, ci->go_module};
   s.server = EdgeEnd{k.server.kind, k.server.name, k.server.ns, e.server_pod,
-                     k.server.kind == NodeKind::External ? k.server.address : format_addr(e.server_addr)};
+                     k.server.kind == NodeKind::External ? k.server.address : format_addr(e.server_addr),
+                     si->workload, si->go_module};
   s.port = k.port;
   s.protocol = k.protocol;
   s.connections = e.connections;
@@ -620,7 +636,7 @@ TopologySnapshot Topology::snapshot(uint64_t now_ns, const SnapshotFilter& f) co
   {
     std::lock_guard lk(mu_);
     s.taken_ns = now_ns;
-    s.counters = counters_;
+    s.counters = counters_locked();
     s.edges.reserve(edges_.size());
     for (const auto& [_, e] : edges_) {
       EdgeSnapshot es = snapshot_edge(e);
@@ -636,9 +652,15 @@ TopologySnapshot Topology::snapshot(uint64_t now_ns, const SnapshotFilter& f) co
   return s;
 }
 
+TopologyCounters Topology::counters_locked() const {
+  TopologyCounters c = counters_;
+  c.identities_dropped = identities_.dropped();
+  return c;
+}
+
 TopologyCounters Topology::counters() const {
   std::lock_guard lk(mu_);
-  return counters_;
+  return counters_locked();
 }
 
 size_t Topology::edge_count() const {
@@ -654,6 +676,11 @@ size_t Topology::node_count() const {
 size_t Topology::connection_count() const {
   std::lock_guard lk(mu_);
   return conns_.size();
+}
+
+size_t Topology::identity_count() const {
+  std::lock_guard lk(mu_);
+  return identities_.size();
 }
 
 }  // namespace hostscope::topology

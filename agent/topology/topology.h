@@ -15,6 +15,7 @@
 
 #include "common/connection.h"
 #include "common/topology_model.h"
+#include "agent/topology/end_identities.h"
 #include "agent/topology/nat.h"
 #include "agent/topology/networks.h"
 #include "agent/topology/stats.h"
@@ -29,6 +30,9 @@ struct TopologyConfig {
   size_t max_listeners = 16384;     // learned listening address:port -> service, to name local servers
   size_t max_known_edges = 65536;   // edge keys remembered after eviction, so "new edge" means never seen
   size_t max_backends_per_edge = 8;  // DNAT backends kept per edge
+  // Distinct (workload, Go module) pairs shown by edge ends, each kept once (at most EndIdentities::kMaxEntries);
+  // beyond it an end with a new pair shows none (`identities_dropped`).
+  size_t max_identities = 4096;
   uint64_t edge_idle_timeout_ns = 600'000'000'000;  // an edge with no traffic and no open connection expires
   uint64_t close_linger_ns = 10'000'000'000;       // how long a closed same-host connection waits for its other side
   // How long a connection to a server that may live on this node (local address or named network) but is not
@@ -74,6 +78,7 @@ class Topology {
   size_t edge_count() const;
   size_t node_count() const;
   size_t connection_count() const;
+  size_t identity_count() const;  // (workload, Go module) pairs edge ends show, each kept once
 
  private:
   struct ConnKey {
@@ -121,9 +126,12 @@ class Topology {
   };
   struct EdgeState {
     const EdgeKey* key = nullptr;  // the key of its entry in edges_ (node-based map: stable), not a second copy
+    // The last identity attributes seen at each end (not part of the key): a rollout changes them, not the edge.
     std::string client_pod, server_pod;
     IpAddr client_addr, server_addr;
     bool server_addr_from_server = false;  // the server's own socket reported it (else: as dialled)
+    // Workload and Go module of each end: ids in identities_ (2 bytes each, in what was padding before them).
+    EndIdentities::Id client_identity = 0, server_identity = 0;
     uint64_t connections = 0, closed = 0, resets = 0, active = 0, c2s = 0, s2c = 0, retransmits = 0;
     std::array<uint64_t, 8> failed{};  // by events::Outcome
     std::unique_ptr<LatencyHistogram> latency;  // allocated on the first sample: passive-only edges have none
@@ -162,6 +170,7 @@ class Topology {
   void remember_edge(const EdgeKey& key, EdgeState& e, uint64_t now);
   void add_failure(EdgeState& e, events::Outcome o);
   EdgeSnapshot snapshot_edge(const EdgeState& e) const;
+  TopologyCounters counters_locked() const;
 
   TopologyConfig cfg_;
   uint64_t start_ns_ = 0;
@@ -177,6 +186,7 @@ class Topology {
   std::deque<size_t> known_order_;
   std::vector<IpAddr> local_addrs_;
   NatWorker* nat_ = nullptr;
+  EndIdentities identities_;  // what edges' client_identity/server_identity name
   TopologyCounters counters_;
 };
 

@@ -17,21 +17,30 @@ inline uint64_t mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+// The Go main module of service `svc` (two in three services are Go binaries), as the identity resolver names it.
+inline std::string go_module(uint64_t svc) {
+  if (svc % 3 == 0) return "";
+  return "github.com/example-org/svc-" + std::to_string(svc) + "@v1." + std::to_string(svc % 7) + "." +
+         std::to_string(svc % 5);
+}
+
 // Edge `e`: a client service of 200, calling one of 50 servers on one of 4 ports, in one of 5 namespaces; every 7th
-// edge calls out to an external address instead. Pod names carry a replica-set hash like Kubernetes'.
+// edge calls out to an external address instead. Pod names carry a replica-set hash like Kubernetes', the workload is
+// the service's name, and two in three services are Go binaries.
 inline void identity(IntervalRow& r, uint64_t e) {
   const uint64_t client = e % 200, server = (e / 200) % 50, ns = e % 5;
   const std::string cns = "team-" + std::to_string(ns);
   r.client = {topology::NodeKind::Service, "svc-" + std::to_string(client), cns,
               "svc-" + std::to_string(client) + "-7d9f8c6b5-" + std::to_string(mix(e) % 100000),
-              "10.244." + std::to_string(client / 250) + "." + std::to_string(client % 250 + 1)};
+              "10.244." + std::to_string(client / 250) + "." + std::to_string(client % 250 + 1),
+              "svc-" + std::to_string(client), go_module(client)};
   if (e % 7 == 6) {
     r.server = {topology::NodeKind::External, "external", "", "",
-                "203.0." + std::to_string((e / 250) % 250) + "." + std::to_string(e % 250 + 1)};
+                "203.0." + std::to_string((e / 250) % 250) + "." + std::to_string(e % 250 + 1), "", ""};
   } else {
     r.server = {topology::NodeKind::Service, "svc-" + std::to_string(server), "team-" + std::to_string(server % 5),
                 "svc-" + std::to_string(server) + "-5c4b7f9d8-" + std::to_string(mix(e + 1) % 100000),
-                "10.244.9." + std::to_string(server + 1)};
+                "10.244.9." + std::to_string(server + 1), "svc-" + std::to_string(server), go_module(server)};
   }
   r.port = std::array<uint16_t, 4>{80, 443, 8080, 5432}[(e / 10000) % 4];  // distinct edges past 10k
   r.protocol = topology::Protocol::Tcp;

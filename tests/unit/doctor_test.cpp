@@ -11,6 +11,8 @@
 #include <set>
 #include <sstream>
 
+#include <fmt/format.h>
+
 #include "agent/cli/doctor/checks.h"
 #include "agent/cli/doctor/probe.h"
 #include "agent/history/store.h"
@@ -336,6 +338,36 @@ TEST(DoctorProbe, HistoryFileHealthyAndDamaged) {
   EXPECT_EQ(ok.history_rows, 1u);
   EXPECT_GT(ok.history_used_bytes, 0u);
   EXPECT_EQ(ok.history_oldest_ns, 1'700'000'000ull * 1'000'000'000ull);
+
+  // A file of an older schema (written before an upgrade) is not broken: the agent migrates it when it next opens
+  // it. Doctor says so (a warning: queries cannot read it until then) and leaves it as it is.
+  auto set_schema = [&](int64_t v) {
+    auto db = history::Db::open(cfg.history.path, false);
+    ASSERT_TRUE(db) << db.error().str();
+    ASSERT_TRUE(db->exec(fmt::format("UPDATE meta SET value = {} WHERE key = 'schema_version'", v), "set schema"));
+  };
+  set_schema(history::kSchemaVersion - 1);
+  NodeFacts older;
+  probe_history(older, cfg);
+  EXPECT_EQ(older.history_error, "");
+  EXPECT_EQ(older.history_older_schema, history::kSchemaVersion - 1);
+  auto c = find(evaluate(older), "history");
+  EXPECT_EQ(c.level, Level::Warn) << c.message;
+  EXPECT_NE(c.message.find("migrates it"), std::string::npos) << c.message;
+  {
+    auto db = history::Db::open(cfg.history.path, true);
+    ASSERT_TRUE(db);
+    auto v = history::schema_version(*db);
+    ASSERT_TRUE(v);
+    EXPECT_EQ(*v, history::kSchemaVersion - 1) << "doctor must not migrate";
+  }
+  // A newer one is refused, as the agent refuses it.
+  set_schema(history::kSchemaVersion + 1);
+  NodeFacts newer;
+  probe_history(newer, cfg);
+  EXPECT_NE(newer.history_error.find("newer"), std::string::npos) << newer.history_error;
+  EXPECT_EQ(newer.history_older_schema, 0);
+  EXPECT_EQ(find(evaluate(newer), "history").level, Level::Fail);
 
   {
     std::ofstream out(cfg.history.path, std::ios::binary | std::ios::trunc);

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <tuple>
 
 #include "agent/history/replay.h"
 #include "agent/history/store.h"
@@ -141,6 +142,67 @@ TEST(HistoryStore, WriteReadRoundTrip) {
   EXPECT_EQ(st->counters.at("intervals_written"), 1u);
   EXPECT_EQ(st->counters.at("last_write_ns"), kT0 + kMinuteNs);
   EXPECT_EQ(st->schema_version, kSchemaVersion);
+}
+
+// Workload and Go module are part of an edge's stored identity (a new module version is a new identity row) and come
+// back in rows and in the topology, where rows of one edge still merge by node ids and the latest row's win.
+TEST(HistoryStore, WorkloadAndGoModuleRoundTrip) {
+  TempDir d;
+  auto s = open_rw(d.file("h.db"));
+  auto a = row("frontend", "cart", 8080, kT0);
+  a.client.workload = "frontend";
+  a.client.go_module = "github.com/acme/frontend@v1.0.0";
+  a.server.workload = "cart";
+  a.server.go_module = "github.com/acme/cart";
+  auto b = row("cart", "redis", 6379, kT0);  // neither: not in a pod, not Go
+  expect_round_trip(s, {a, b});
+  EXPECT_EQ(s.status()->edges, 2u);
+
+  auto next = a;  // the client rolled out v1.1.0 in another pod
+  next.start_ns += kMinuteNs;
+  next.end_ns += kMinuteNs;
+  next.first_seen_ns += kMinuteNs;
+  next.last_seen_ns += kMinuteNs;
+  next.client.pod = "frontend-2";
+  next.client.go_module = "github.com/acme/frontend@v1.1.0";
+  ASSERT_TRUE(s.write({next}, next.end_ns));
+  EXPECT_EQ(s.status()->edges, 3u);
+  auto rows = s.rows(kT0 + kMinuteNs, kT0 + 2 * kMinuteNs);
+  ASSERT_TRUE(rows) << rows.error().str();
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0], next);
+
+  auto snap = s.topology(kT0, kT0 + 2 * kMinuteNs);
+  ASSERT_TRUE(snap) << snap.error().str();
+  ASSERT_EQ(snap->edges.size(), 2u);
+  const auto& e = snap->edges[1].client.service == "frontend" ? snap->edges[1] : snap->edges[0];
+  EXPECT_EQ(e.connections, 20u);
+  EXPECT_EQ(e.client.workload, "frontend");
+  EXPECT_EQ(e.client.go_module, "github.com/acme/frontend@v1.1.0");
+  EXPECT_EQ(e.server.workload, "cart");
+  EXPECT_EQ(e.server.go_module, "github.com/acme/cart");
+  // The JSON form carries them.
+  auto back = topology::from_json(topology::to_json(*snap));
+  ASSERT_TRUE(back) << back.error().str();
+  EXPECT_EQ(*back, *snap);
+
+  // Many edges: the topology reads the identities in one pass over the edges table instead of one by one.
+  std::vector<IntervalRow> many;
+  for (int i = 0; i < 300; ++i) {
+    auto r = row("client" + std::to_string(i), "server", 80, kT0 + 5 * kMinuteNs);
+    r.client.workload = "client" + std::to_string(i);
+    r.client.go_module = "example.com/client" + std::to_string(i) + "@v0." + std::to_string(i) + ".0";
+    many.push_back(r);
+  }
+  ASSERT_TRUE(s.write(many, kT0 + 6 * kMinuteNs));
+  auto wide = s.topology(kT0 + 5 * kMinuteNs, kT0 + 6 * kMinuteNs);
+  ASSERT_TRUE(wide) << wide.error().str();
+  ASSERT_EQ(wide->edges.size(), 300u);
+  for (const auto& w : wide->edges) {
+    EXPECT_EQ(w.client.workload, w.client.service);
+    EXPECT_EQ(w.client.go_module.rfind("example.com/" + w.client.service + "@v0.", 0), 0u) << w.client.go_module;
+    EXPECT_EQ(w.server.pod, "server-pod");
+  }
 }
 
 TEST(HistoryStore, BetweenAddsUpIntervalsAndKeepsTheLatestAttributes) {
@@ -432,7 +494,7 @@ TEST(HistoryStore, V1FileIsMigratedRowForRow) {
     EXPECT_EQ((*rows)[2], b);
     auto st = s.status();
     ASSERT_TRUE(st) << st.error().str();
-    EXPECT_EQ(st->schema_version, 2);
+    EXPECT_EQ(st->schema_version, kSchemaVersion);  // v1 -> v2 -> v3, one step per transaction
     EXPECT_EQ(st->counters.at("rows_migrated"), 3u);
     EXPECT_EQ(st->counters.at("rows_written"), 3u);  // the v1 counters stay
     EXPECT_EQ(st->rows_by_width[10 * kMinuteNs], 1u);
@@ -448,6 +510,153 @@ TEST(HistoryStore, V1FileIsMigratedRowForRow) {
   EXPECT_EQ(sql_int(p, "SELECT count(*) FROM sqlite_master WHERE name = 'intervals_v1'"), 0);
   auto again = Store::open(p, {}, true);  // now readable
   ASSERT_TRUE(again) << again.error().str();
+}
+
+// A v2 file as hostscope wrote it before edges had workload and Go module columns, frozen here like write_v1. Rows
+// are written in v2's compact form; `edges` gives each row's edge id (ids need not be dense: edges come and go).
+void write_v2(const std::string& path, const std::vector<std::tuple<int64_t, int, IntervalRow>>& rows) {
+  sql_exec(path, R"sql(
+PRAGMA auto_vacuum = INCREMENTAL;
+CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO meta VALUES('schema_version', 2), ('rows_written', 4), ('intervals_written', 2), ('max_minute_row_ns', 60000000000);
+CREATE TABLE edges(
+  id INTEGER PRIMARY KEY,
+  client_kind INTEGER NOT NULL, client_service TEXT NOT NULL, client_ns TEXT NOT NULL, client_pod TEXT NOT NULL,
+  client_address TEXT NOT NULL,
+  server_kind INTEGER NOT NULL, server_service TEXT NOT NULL, server_ns TEXT NOT NULL, server_pod TEXT NOT NULL,
+  server_address TEXT NOT NULL,
+  port INTEGER NOT NULL, protocol INTEGER NOT NULL, dialed TEXT NOT NULL,
+  UNIQUE(client_kind, client_service, client_ns, client_pod, client_address, server_kind, server_service, server_ns,
+         server_pod, server_address, port, protocol, dialed));
+CREATE TABLE intervals(
+  start_ns INTEGER NOT NULL, tier INTEGER NOT NULL, edge_id INTEGER NOT NULL, len_ns INTEGER,
+  connections INTEGER NOT NULL, closed INTEGER NOT NULL,
+  failed_refused INTEGER NOT NULL, failed_timed_out INTEGER NOT NULL, failed_other INTEGER NOT NULL,
+  resets INTEGER NOT NULL, active INTEGER NOT NULL, bytes_sent INTEGER NOT NULL, bytes_received INTEGER NOT NULL,
+  retransmits INTEGER NOT NULL, srtt_us INTEGER NOT NULL, latency_sum_us INTEGER NOT NULL, latency BLOB,
+  first_seen_off INTEGER NOT NULL, last_seen_off INTEGER NOT NULL, anomalies TEXT,
+  PRIMARY KEY(start_ns, tier, edge_id)) WITHOUT ROWID;
+)sql");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* e = nullptr;
+  sqlite3_stmt* i = nullptr;
+  sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO edges VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &e, nullptr);
+  sqlite3_prepare_v2(db, "INSERT INTO intervals VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &i, nullptr);
+  ASSERT_TRUE(e && i) << sqlite3_errmsg(db);
+  const uint64_t widths[] = {kMinuteNs, 10 * kMinuteNs, kHourNs};
+  for (const auto& [id, tier, r] : rows) {
+    sqlite3_bind_int64(e, 1, id);
+    int c = 2;
+    for (const auto* end : {&r.client, &r.server}) {
+      sqlite3_bind_int64(e, c++, int64_t(end->kind));
+      for (const auto* t : {&end->service, &end->ns, &end->pod, &end->address})
+        sqlite3_bind_text(e, c++, t->c_str(), -1, SQLITE_TRANSIENT);
+    }
+    sqlite3_bind_int64(e, 12, r.port);
+    sqlite3_bind_int64(e, 13, int64_t(r.protocol));
+    sqlite3_bind_text(e, 14, r.dialed.c_str(), -1, SQLITE_TRANSIENT);
+    ASSERT_EQ(sqlite3_step(e), SQLITE_DONE) << sqlite3_errmsg(db);
+    sqlite3_reset(e);
+    // v2's latency blob: (bucket index, LEB128 count) for each bucket that is not zero; counts here are < 128.
+    std::string lat;
+    for (size_t k = 0; k < kLatencyBuckets; ++k)
+      if (r.latency[k]) {
+        ASSERT_LT(r.latency[k], 128u);
+        lat += char(k);
+        lat += char(r.latency[k]);
+      }
+    c = 1;
+    sqlite3_bind_int64(i, c++, int64_t(r.start_ns));
+    sqlite3_bind_int64(i, c++, tier);
+    sqlite3_bind_int64(i, c++, id);
+    if (r.end_ns - r.start_ns == widths[tier]) sqlite3_bind_null(i, c++);
+    else sqlite3_bind_int64(i, c++, int64_t(r.end_ns - r.start_ns));
+    for (uint64_t v : {r.connections, r.closed, r.failed_refused, r.failed_timed_out, r.failed_other, r.resets, r.active,
+                       r.bytes_sent, r.bytes_received, r.retransmits, uint64_t(r.srtt_us), r.latency_sum_us})
+      sqlite3_bind_int64(i, c++, int64_t(v));
+    if (lat.empty()) sqlite3_bind_null(i, c++);
+    else sqlite3_bind_blob(i, c++, lat.data(), int(lat.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(i, c++, int64_t(r.first_seen_ns - r.start_ns));
+    sqlite3_bind_int64(i, c++, int64_t(r.last_seen_ns - r.start_ns));
+    if (r.anomalies.empty()) sqlite3_bind_null(i, c);
+    else sqlite3_bind_text(i, c, R"([{"reason":"failure_rate","first":5,"last":6,"windows":1,"value":0.5,"baseline":0.01}])", -1, SQLITE_STATIC);
+    ASSERT_EQ(sqlite3_step(i), SQLITE_DONE) << sqlite3_errmsg(db);
+    sqlite3_reset(i);
+  }
+  sqlite3_finalize(e);
+  sqlite3_finalize(i);
+  sqlite3_close(db);
+}
+
+TEST(HistoryStore, V2FileIsMigratedKeepingEdgeIds) {
+  TempDir d;
+  const auto p = d.file("h.db");
+  auto a = row("frontend", "cart", 8080, kT0);
+  a.dialed = "10.96.0.10:80";
+  a.anomalies.push_back({"failure_rate", 5, 6, 1, 0.5, 0.01});
+  auto a2 = row("frontend", "cart", 8080, kT0 + kMinuteNs);
+  a2.dialed = a.dialed;
+  auto b = row("cart", "redis", 6379, kT0);
+  b.end_ns = kT0 + 20'000'000'000;  // partial
+  b.latency = {};
+  b.latency_sum_us = 0;
+  auto c = row("web", "cart", 8080, kT0 - kHourNs, 10 * kMinuteNs);  // a 10-minute row
+  write_v2(p, {{7, 0, a}, {7, 0, a2}, {3, 0, b}, {12, 1, c}});
+
+  auto ro = Store::open(p, {}, true);
+  ASSERT_FALSE(ro);  // a reader never migrates
+  EXPECT_NE(ro.error().str().find("schema version 2"), std::string::npos) << ro.error().str();
+  {
+    auto s = open_rw(p);
+    auto rows = s.rows(kT0 - kHourNs, kT0 + 2 * kMinuteNs);
+    ASSERT_TRUE(rows) << rows.error().str();
+    // Every row as it was, the new fields empty (row() leaves them so), in (start, tier, edge id) order.
+    ASSERT_EQ(rows->size(), 4u);
+    EXPECT_EQ((*rows)[0], c);
+    EXPECT_EQ((*rows)[1], b);
+    EXPECT_EQ((*rows)[2], a);
+    EXPECT_EQ((*rows)[3], a2);
+    auto st = s.status();
+    ASSERT_TRUE(st) << st.error().str();
+    EXPECT_EQ(st->schema_version, kSchemaVersion);
+    EXPECT_EQ(st->edges, 3u);
+    EXPECT_EQ(st->counters.at("rows_written"), 4u);  // the v2 counters stay
+    EXPECT_EQ(st->counters.count("rows_migrated"), 0u) << "rows are not touched: only the edges table is rebuilt";
+    // The migrated file takes new rows of a known edge under its old id; the same edge seen with a Go module is a
+    // new identity.
+    auto later = row("frontend", "cart", 8080, kT0 + 2 * kMinuteNs);
+    later.dialed = a.dialed;
+    ASSERT_TRUE(s.write({later}, kT0 + 3 * kMinuteNs));
+    EXPECT_EQ(s.status()->edges, 3u);
+    later.start_ns += kMinuteNs;
+    later.end_ns += kMinuteNs;
+    later.client.go_module = "github.com/acme/frontend@v1.2.0";
+    ASSERT_TRUE(s.write({later}, kT0 + 4 * kMinuteNs));
+    EXPECT_EQ(s.status()->edges, 4u);
+    auto chk = s.integrity_check();
+    ASSERT_TRUE(chk);
+    EXPECT_EQ(*chk, "ok");
+  }
+  // The ids the rows referred to are the edges' ids still.
+  EXPECT_EQ(sql_int(p, "SELECT id FROM edges WHERE client_service = 'frontend' AND client_go_module = ''"), 7);
+  EXPECT_EQ(sql_int(p, "SELECT id FROM edges WHERE client_service = 'cart'"), 3);
+  EXPECT_EQ(sql_int(p, "SELECT id FROM edges WHERE client_service = 'web'"), 12);
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM intervals WHERE edge_id = 7"), 3);
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM edges WHERE client_workload = '' AND client_go_module = '' AND "
+                       "server_workload = '' AND server_go_module = ''"),
+            3);
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'edges_v%'"), 0);
+  auto again = Store::open(p, {}, true);  // now readable
+  ASSERT_TRUE(again) << again.error().str();
+  auto snap = again->topology(kT0, kT0 + 4 * kMinuteNs);
+  ASSERT_TRUE(snap) << snap.error().str();
+  ASSERT_EQ(snap->edges.size(), 2u);  // frontend -> cart (both identities) and cart -> redis
+  for (const auto& e : snap->edges)
+    if (e.client.service == "frontend") {
+      EXPECT_EQ(e.connections, 40u);
+      EXPECT_EQ(e.client.go_module, "github.com/acme/frontend@v1.2.0");  // the latest row's
+    }
 }
 
 // More minute rows than the bound holds: the oldest are rolled up (to 10 minutes, then to hours) before anything is

@@ -62,6 +62,14 @@ ProcessEvent exec_ev(uint32_t pid, std::string_view filename, uint64_t start_ns,
   e.args = std::string_view("prog\0--flag\0", 12);
   return e;
 }
+ProcessEvent fork_ev(uint32_t pid, uint32_t ppid, uint64_t start_ns) {
+  ProcessEvent e;
+  e.kind = ProcessEvent::Kind::fork;
+  e.pid = pid;
+  e.ppid = ppid;
+  e.start_boottime_ns = start_ns;
+  return e;
+}
 ProcessEvent exit_ev(uint32_t pid, uint64_t start_ns) {
   ProcessEvent e;
   e.kind = ProcessEvent::Kind::exit;
@@ -264,11 +272,7 @@ TEST_F(Fixture, ForkCopiesTheParentAndThreadsAreSkipped) {
   fake_proc(proc, 700, 1, "srv", c_bin, "srv", "0::/system.slice/srv.service\n", 5);
   ProcessTable t(opts());
   ASSERT_TRUE(t.refresh(700));
-  ProcessEvent f;
-  f.kind = ProcessEvent::Kind::fork;
-  f.pid = 701;
-  f.ppid = 700;
-  f.start_boottime_ns = 6 * kTick;
+  ProcessEvent f = fork_ev(701, 700, 6 * kTick);
   t.apply(f);
   auto c = t.lookup(701);
   ASSERT_TRUE(c);
@@ -326,6 +330,33 @@ TEST_F(Fixture, GoOffsetsArePushedForGoProcessesAndRemovedOnExit) {
   EXPECT_FALSE(go_map.count(801));
 }
 
+// What topology edge ends show of a process (workload, Go main module) is one shared object: made when the pair is
+// first decided, kept by re-reads while it does not change and shared with forked children, so the per-event
+// endpoints carry a pointer (docs/topology.md, "Workload and Go module in memory").
+TEST_F(Fixture, EndIdentityIsSharedByForksAndKeptByRereads) {
+  fake_proc(proc, 800, 1, "gosvc", go_bin, "gosvc", "0::/\n", 8);
+  fake_proc(proc, 802, 1, "cprog", c_bin, "cprog", "0::/\n", 9);
+  ProcessTable t(opts());
+  t.scan_proc();
+  auto p = t.lookup(800);
+  ASSERT_TRUE(p && p->end_identity);
+  EXPECT_EQ(p->end_identity->workload, "");  // not in a pod
+  EXPECT_EQ(p->end_identity->go_module, "example.com/svc");  // a "(devel)" build: the path alone
+  auto c = t.lookup(802);
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(c->end_identity) << "neither a workload nor a Go module";
+
+  auto again = t.refresh(800);
+  ASSERT_TRUE(again) << again.error().str();
+  EXPECT_NE(again->get(), p.get()) << "a re-read is a new snapshot";
+  EXPECT_EQ((*again)->end_identity, p->end_identity) << "with the same pair object";
+
+  t.apply(fork_ev(803, 800, 10 * kTick));
+  auto child = t.lookup(803);
+  ASSERT_TRUE(child);
+  EXPECT_EQ(child->end_identity, p->end_identity);
+}
+
 TEST_F(Fixture, SweepFindsProcessesThatExitedWithoutAnEvent) {
   fake_proc(proc, 1000, 1, "a", c_bin, "a", "0::/\n", 1);
   fake_proc(proc, 1001, 1, "b", c_bin, "b", "0::/\n", 1);
@@ -347,6 +378,28 @@ TEST_F(Fixture, PendingWorkIsBounded) {
   auto s = t.stats();
   EXPECT_EQ(s.pending, 3u);
   EXPECT_EQ(s.pending_dropped, 7u);
+}
+
+// The main module as topology edges and the history keep it (docs/topology.md): "path@version".
+TEST(GoMainModule, IsPathAtVersion) {
+  auto go = [](std::string module, std::string version) {
+    GoProcessInfo g;
+    g.version = "go1.22.1";
+    g.path = module + "/cmd/server";
+    g.module = std::move(module);
+    g.module_version = std::move(version);
+    return g;
+  };
+  EXPECT_EQ(go_main_module(go("github.com/acme/cart", "v1.4.2")), "github.com/acme/cart@v1.4.2");
+  EXPECT_EQ(go_main_module(go("github.com/acme/cart", "v0.0.0-20240501120000-abcdef123456")),
+            "github.com/acme/cart@v0.0.0-20240501120000-abcdef123456");
+  // A local build's "(devel)" says nothing a version would; an unknown version is left out.
+  EXPECT_EQ(go_main_module(go("github.com/acme/cart", "(devel)")), "github.com/acme/cart");
+  EXPECT_EQ(go_main_module(go("github.com/acme/cart", "")), "github.com/acme/cart");
+  // Built outside module mode: no main module, only a package path.
+  auto gopath = go("", "");
+  gopath.path = "command-line-arguments";
+  EXPECT_EQ(go_main_module(gopath), "");
 }
 
 }  // namespace

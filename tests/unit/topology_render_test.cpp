@@ -51,7 +51,12 @@ EdgeSnapshot edge(std::string client, std::string ns, std::string server, uint16
 TopologySnapshot sample() {
   TopologySnapshot s;
   s.taken_ns = kT0 + 6 * kSec;
-  s.edges.push_back(edge("frontend", "shop", "cart", 8080));
+  auto k8s = edge("frontend", "shop", "cart", 8080);  // Kubernetes pods running Go binaries
+  k8s.client.workload = "frontend";
+  k8s.client.go_module = "github.com/acme/frontend@v1.4.2";
+  k8s.server.workload = "cart";
+  k8s.server.go_module = "github.com/acme/cart";  // a "(devel)" build: the path alone
+  s.edges.push_back(k8s);
   s.edges.push_back(edge(kQuoted, "ns with space", kUnicode, 443));
   s.edges.push_back(edge(kControl, "", kMarkup, 9000));
   auto nat = edge("frontend", "shop", "external", 80);
@@ -69,6 +74,7 @@ TopologySnapshot sample() {
   s.counters.events = 1000;
   s.counters.edges_evicted = 2;
   s.counters.nat_translated = 1;
+  s.counters.identities_dropped = 3;
   canonicalize(s);
   return s;
 }
@@ -94,7 +100,8 @@ TEST(TopologyJson, RoundTripsASnapshotOfTheLiveStore) {
   e.established = true;
   e.bytes_sent = 42;
   e.connect_latency_ns = 12345;
-  t.ingest(e, Endpoint{kUnicode, "ns", "p", 1}, Endpoint{kQuoted, "ns", "q", 2}, kT0);
+  auto ident = std::make_shared<const EndIdentity>(EndIdentity{"p-workload", "example.com/m@v0.1.0"});
+  t.ingest(e, Endpoint{kUnicode, "ns", "p", 1, ident}, Endpoint{kQuoted, "ns", "q", 2}, kT0);
   auto s = t.snapshot(kT0);
   auto back = parse_json(render_json(s));
   ASSERT_TRUE(back) << back.error().str();
@@ -104,6 +111,7 @@ TEST(TopologyJson, RoundTripsASnapshotOfTheLiveStore) {
 TEST(TopologyJson, HasTheDocumentedFieldsConsumersRely) {
   auto j = nlohmann::json::parse(render_json(sample()));
   EXPECT_EQ(j["schema"], "hostscope.topology/v1");
+  EXPECT_EQ(j["counters"]["identities_dropped"], 3);
   for (const auto& e : j["edges"]) {
     for (const char* k : {"client", "server", "port", "protocol", "connections", "closed", "failed", "resets", "active",
                           "bytes_sent", "bytes_received", "latency_us", "srtt_us", "retransmits", "first_seen",
@@ -113,6 +121,22 @@ TEST(TopologyJson, HasTheDocumentedFieldsConsumersRely) {
     for (const char* k : {"service", "namespace", "pod", "address"}) EXPECT_TRUE(e["server"].contains(k)) << k;
     for (const char* k : {"p50", "p90", "p99"}) EXPECT_TRUE(e["latency_us"].contains(k)) << k;
   }
+  // Workload and Go module are written only where known: other ends' documents are as they were before them.
+  size_t with_identity = 0;
+  for (const auto& e : j["edges"])
+    for (const char* end : {"client", "server"}) {
+      if (e[end].contains("workload") || e[end].contains("go_module")) ++with_identity;
+      else EXPECT_EQ(e[end].size(), 5u) << e[end].dump();
+    }
+  EXPECT_EQ(with_identity, 2u);
+  auto k8s = j["edges"][0];
+  for (const auto& e : j["edges"])
+    if (e["port"] == 8080) k8s = e;
+  ASSERT_EQ(k8s["client"]["service"], "frontend");
+  EXPECT_EQ(k8s["client"]["workload"], "frontend");
+  EXPECT_EQ(k8s["client"]["go_module"], "github.com/acme/frontend@v1.4.2");
+  EXPECT_EQ(k8s["server"]["workload"], "cart");
+  EXPECT_EQ(k8s["server"]["go_module"], "github.com/acme/cart");
   bool found_nat = false;
   for (const auto& e : j["edges"])
     if (e.contains("dialed")) {
@@ -129,6 +153,8 @@ TEST(TopologyJson, WriteJsonStreamsTheSameBytesAsTheDocument) {
   auto s = sample();
   s.edges[0].client.pod = kInvalid;
   s.edges[1].policy = "would-deny";
+  s.edges[1].server.go_module = "example.com/\xe6\x9c\x8d@v1.0.0";  // only one of the two, on one end
+  s.edges[2].client.workload = kQuoted;
   for (const auto& snap : {s, TopologySnapshot{}}) {
     std::string streamed;
     size_t pieces = 0;
@@ -158,6 +184,9 @@ TEST(TopologyJson, RenderJsonWritesTheSameBytesAsTheDocument) {
   s.edges[2].anomalies.push_back({"failure_rate", 1'700'000'000'000'000'001ull, 1'700'000'060'000'000'000ull, 2,
                                   0.123456789, 1e-7});
   s.edges[2].anomalies.push_back({"new_edge", 1, 2, 1, 0, 0});
+  s.edges[2].client.workload = kControl;
+  s.edges[2].server.go_module = kInvalid;
+  s.edges[3].client.go_module = "example.com/m@v0.0.0-20240501120000-abcdef123456";  // without a workload
   s.counters.events = 18446744073709551615ull;
   for (const auto& snap : {s, TopologySnapshot{}})
     for (int indent : {2, 0, 4, -1})
@@ -445,7 +474,10 @@ TEST(TopologyJson, DocumentedExampleParses) {
   ASSERT_EQ(s->edges.size(), 1u);
   const auto& e = s->edges[0];
   EXPECT_EQ(e.client.service, "frontend");
+  EXPECT_EQ(e.client.workload, "frontend");
+  EXPECT_EQ(e.client.go_module, "github.com/acme/frontend@v1.4.2");
   EXPECT_EQ(e.server.address, "10.96.0.10");
+  EXPECT_EQ(e.server.workload, "");
   EXPECT_EQ(e.dialed, "10.96.0.10:80");
   EXPECT_EQ(e.failed.at("refused"), 2u);
   EXPECT_EQ(e.anomalies.at(0).reason, "failure_rate");

@@ -51,6 +51,23 @@ ConnectionEvent closed(ConnectionEvent e, uint64_t sent, uint64_t received, Outc
 
 Endpoint svc(std::string name, std::string ns = "", std::string pod = "") { return Endpoint{name, ns, pod, 42}; }
 
+// The (workload, Go module) pair of a process as the process table builds it: one object per process.
+std::shared_ptr<const EndIdentity> end_identity(std::string workload, std::string go_module) {
+  return std::make_shared<const EndIdentity>(EndIdentity{std::move(workload), std::move(go_module)});
+}
+
+// A process in a pod of a workload, built from a Go module (docs/topology.md: edge ends keep the latest of both).
+Endpoint pod_svc(std::string name, std::string pod, std::string workload, std::string go_module) {
+  return Endpoint{name, "shop", std::move(pod), 42, end_identity(std::move(workload), std::move(go_module))};
+}
+
+// A connection from this node's client to a remote server port, seen once at its close (no open: not active).
+ConnectionEvent remote_close(uint16_t port) {
+  auto e = ev(Kind::Close, Role::Active, "10.0.0.2", 40000, "10.0.0.10", port);
+  e.open_seen = false;
+  return e;
+}
+
 const EdgeSnapshot* find_edge(const TopologySnapshot& s, std::string_view client, std::string_view server,
                               uint16_t port) {
   for (const auto& e : s.edges)
@@ -195,6 +212,124 @@ TEST(TopologyStore, SameHostConnectionIsOneEdgeCountedOnceInAnyOrder) {
     }
   } while (std::next_permutation(order.begin(), order.end()));
   EXPECT_EQ(orders, 6);
+}
+
+// Workload and Go module are attributes of an edge end like its pod: the latest seen, not part of the key, so a new
+// rollout (another pod, another module version) stays the same edge. Both sides of a same-host connection fill in
+// their own end and, with the peer's identity, the other one.
+TEST(TopologyStore, EdgeEndsKeepTheLatestWorkloadAndGoModule) {
+  Topology t({}, kT0);
+  auto client_v1 = pod_svc("frontend", "frontend-7c9d8-abcde", "frontend", "github.com/acme/frontend@v1.0.0");
+  auto client_v2 = pod_svc("frontend", "frontend-5f6b7-fghij", "frontend", "github.com/acme/frontend@v1.1.0");
+  auto server = pod_svc("cart", "cart-0", "cart", "github.com/acme/cart@v2.3.4");
+  auto a1 = ev(Kind::Open, Role::Active, "10.0.0.5", 41000, "10.0.0.5", 8080);
+  auto p1 = ev(Kind::Open, Role::Passive, "10.0.0.5", 8080, "10.0.0.5", 41000);
+  t.set_local_addresses({ip("10.0.0.5")});
+  t.ingest(a1, client_v1, server, kT0 + 1);
+  t.ingest(p1, server, client_v1, kT0 + 2);
+  auto s = t.snapshot(kT0 + 2);
+  ASSERT_EQ(s.edges.size(), 1u);
+  EXPECT_EQ(s.edges[0].client.workload, "frontend");
+  EXPECT_EQ(s.edges[0].client.go_module, "github.com/acme/frontend@v1.0.0");
+  EXPECT_EQ(s.edges[0].server.workload, "cart");
+  EXPECT_EQ(s.edges[0].server.go_module, "github.com/acme/cart@v2.3.4");
+
+  // The next connection comes from the new version; the server side alone reports it this time.
+  auto p2 = ev(Kind::Open, Role::Passive, "10.0.0.5", 8080, "10.0.0.5", 41001);
+  t.ingest(p2, server, client_v2, kT0 + 3);
+  s = t.snapshot(kT0 + 3);
+  ASSERT_EQ(s.edges.size(), 1u) << "a new module version is the same edge";
+  EXPECT_EQ(s.edges[0].connections, 2u);
+  EXPECT_EQ(s.edges[0].client.pod, "frontend-5f6b7-fghij");
+  EXPECT_EQ(s.edges[0].client.go_module, "github.com/acme/frontend@v1.1.0");
+  EXPECT_EQ(s.edges[0].server.go_module, "github.com/acme/cart@v2.3.4");
+
+  // A process that is not Go (or not in a pod) clears them: the end shows what was seen last, not a mix.
+  auto a3 = ev(Kind::Open, Role::Active, "10.0.0.5", 41002, "10.0.0.5", 8080);
+  auto plain_client = pod_svc("frontend", "", "", "");
+  t.ingest(a3, plain_client, server, kT0 + 4);
+  s = t.snapshot(kT0 + 4);
+  ASSERT_EQ(s.edges.size(), 1u);
+  EXPECT_EQ(s.edges[0].client.workload, "");
+  EXPECT_EQ(s.edges[0].client.go_module, "");
+  EXPECT_EQ(s.edges[0].server.workload, "cart");
+}
+
+// Edge ends keep no strings of their own for workload and Go module: each distinct pair is interned once in the store
+// (a 2-byte id per edge end), shared by every edge end that shows it, whichever process object it came from, and let
+// go when the last edge showing it goes. The snapshot shows the strings.
+TEST(TopologyStore, EdgesWithTheSameWorkloadAndGoModuleShareOneInternedPair) {
+  TopologyConfig cfg;
+  cfg.edge_idle_timeout_ns = 60 * kSec;
+  Topology t(cfg, kT0);
+  // Two replicas of one Deployment: two processes, two identity objects, one pair.
+  auto replica_a = pod_svc("frontend", "frontend-7c9d8-abcde", "frontend", "github.com/acme/frontend@v1.0.0");
+  auto replica_b = pod_svc("frontend", "frontend-7c9d8-fghij", "frontend", "github.com/acme/frontend@v1.0.0");
+  ASSERT_NE(replica_a.identity, replica_b.identity);
+  t.ingest(remote_close(443), replica_a, std::nullopt, kT0 + 1);
+  t.ingest(remote_close(5432), replica_b, std::nullopt, kT0 + 2);
+  t.ingest(remote_close(5432), replica_a, std::nullopt, kT0 + 3);  // the same pair again: no change
+  EXPECT_EQ(t.edge_count(), 2u);
+  EXPECT_EQ(t.identity_count(), 1u) << "one entry for both edges' client ends";
+  auto s = t.snapshot(kT0 + 3);
+  for (uint16_t port : {443, 5432}) {
+    const auto* e = find_edge(s, "frontend", "external", port);
+    ASSERT_NE(e, nullptr) << port;
+    EXPECT_EQ(e->client.workload, "frontend");
+    EXPECT_EQ(e->client.go_module, "github.com/acme/frontend@v1.0.0");
+    EXPECT_EQ(e->server.workload, "") << "an external server has none";
+    EXPECT_EQ(e->server.go_module, "");
+  }
+  EXPECT_EQ(s.counters.identities_dropped, 0u);
+
+  // One edge moves to the next version: two pairs in use; back again: one.
+  auto v2 = pod_svc("frontend", "frontend-5f6b7-klmno", "frontend", "github.com/acme/frontend@v1.1.0");
+  t.ingest(remote_close(443), v2, std::nullopt, kT0 + 4);
+  EXPECT_EQ(t.identity_count(), 2u);
+  EXPECT_EQ(find_edge(t.snapshot(kT0 + 4), "frontend", "external", 443)->client.go_module,
+            "github.com/acme/frontend@v1.1.0");
+  EXPECT_EQ(find_edge(t.snapshot(kT0 + 4), "frontend", "external", 5432)->client.go_module,
+            "github.com/acme/frontend@v1.0.0");
+  t.ingest(remote_close(5432), v2, std::nullopt, kT0 + 5);
+  EXPECT_EQ(t.identity_count(), 1u) << "v1.0.0's last edge end moved on: its entry is gone";
+
+  // Expired edges let their pairs go.
+  t.tick(kT0 + 5 + 61 * kSec);
+  EXPECT_EQ(t.edge_count(), 0u);
+  EXPECT_EQ(t.identity_count(), 0u);
+}
+
+// The interning table is bounded (max_identities): an end with a new pair while it is full shows none, counted as
+// identities_dropped; a place freed by the last end of a pair is taken by the next new pair.
+TEST(TopologyStore, InternedPairsAreBoundedAndDropsCounted) {
+  TopologyConfig cfg;
+  cfg.max_identities = 2;
+  Topology t(cfg, kT0);
+  t.ingest(remote_close(1), pod_svc("a", "a-0", "a", "example.com/a@v1"), std::nullopt, kT0 + 1);
+  t.ingest(remote_close(2), pod_svc("b", "b-0", "b", ""), std::nullopt, kT0 + 2);
+  t.ingest(remote_close(3), pod_svc("c", "c-0", "", "example.com/c@v1"), std::nullopt, kT0 + 3);
+  EXPECT_EQ(t.identity_count(), 2u);
+  auto s = t.snapshot(kT0 + 3);
+  EXPECT_EQ(s.counters.identities_dropped, 1u);
+  EXPECT_EQ(t.counters().identities_dropped, 1u);
+  const auto* c = find_edge(s, "c", "external", 3);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->client.pod, "c-0");
+  EXPECT_EQ(c->client.go_module, "") << "not kept: the table is full";
+  EXPECT_EQ(find_edge(s, "a", "external", 1)->client.go_module, "example.com/a@v1");
+  EXPECT_EQ(find_edge(s, "b", "external", 2)->client.workload, "b");
+
+  // b's only end moves to another pair: its place goes to that pair at once.
+  t.ingest(remote_close(2), pod_svc("b", "b-1", "b", "example.com/b@v2"), std::nullopt, kT0 + 4);
+  EXPECT_EQ(t.identity_count(), 2u);
+  EXPECT_EQ(t.counters().identities_dropped, 1u);
+  EXPECT_EQ(find_edge(t.snapshot(kT0 + 4), "b", "external", 2)->client.go_module, "example.com/b@v2");
+  // A process with neither frees a place; c's next event takes it.
+  t.ingest(remote_close(1), Endpoint{"a", "shop", "a-1", 42}, std::nullopt, kT0 + 5);
+  EXPECT_EQ(t.identity_count(), 1u);
+  t.ingest(remote_close(3), pod_svc("c", "c-0", "", "example.com/c@v1"), std::nullopt, kT0 + 6);
+  EXPECT_EQ(t.identity_count(), 2u);
+  EXPECT_EQ(find_edge(t.snapshot(kT0 + 6), "c", "external", 3)->client.go_module, "example.com/c@v1");
 }
 
 // A fresh agent: the client's open arrives before the server's accept, and nothing names 127.0.0.1:8080 yet.

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "agent/history/store.h"
+
 namespace hostscope::doctor {
 
 std::string_view level_name(Level l) {
@@ -287,6 +289,14 @@ void history_checks(const NodeFacts& f, std::vector<Check>& out) {
   if (!f.history_writable) {
     add(out, "history", Level::Fail,
         fmt::format("history file {} (or its directory) is not writable: the agent runs without history", f.history_path));
+    return;
+  }
+  if (f.history_older_schema) {
+    add(out, "history", Level::Warn,
+        fmt::format("history file {} has schema v{} (this hostscope writes v{}): the agent migrates it when it next "
+                    "opens it (restart the agent after an upgrade); until then `topology --at` and `history status` "
+                    "cannot read it",
+                    f.history_path, f.history_older_schema, history::kSchemaVersion));
     return;
   }
   if (f.health && f.health->contains("history") && (*f.health)["history"].is_object() &&

@@ -79,6 +79,7 @@ struct NodeFacts {
   bool history_exists = false;
   bool history_writable = true;  // the file, or before the first write its directory, is writable by root
   std::string history_error;     // the file cannot be opened, has a newer schema or fails PRAGMA integrity_check
+  int history_older_schema = 0;  // the file's schema when it is older than this hostscope's (the agent migrates it)
   uint64_t history_used_bytes = 0, history_max_bytes = 0, history_rows = 0;
   uint64_t history_oldest_ns = 0, history_last_write_ns = 0;
   uint64_t now_ns = 0;  // wall clock when probed

@@ -138,6 +138,14 @@ void probe_history(NodeFacts& f, const daemon::Config& cfg) {
   if (!f.history_exists) return;
   auto store = history::Store::open(f.history_path, {}, true);
   if (!store) {
+    // An older schema (a file from before an upgrade) is not damage: the agent migrates it when it next opens it.
+    if (auto db = history::Db::open(f.history_path, true)) {
+      auto v = history::schema_version(*db);
+      if (v && *v > 0 && *v < history::kSchemaVersion) {
+        f.history_older_schema = *v;
+        return;
+      }
+    }
     f.history_error = store.error().str();
     return;
   }
