@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "policy/analysis.h"
 #include "policy/compiler.h"
 #include "policy/evaluator.h"
 #include "policy/iptables.h"
@@ -101,6 +102,87 @@ struct Row {
 Endpoint local(const std::string& cg) { return {std::nullopt, cg, true}; }
 Endpoint addr(const char* a) { return {IpAddr::parse(a), "", false}; }
 Endpoint local_dst() { return {std::nullopt, "", true}; }
+
+// Issue 19: a `service:` peer with local processes names them. Ingress: the client's cgroups, on OUTPUT, where a local
+// client's packet to a local server is judged (INPUT judges only packets from other hosts and pods). Egress: the
+// ports the server's processes listen on, at an address of this node. Remote clients and other local processes on
+// the same port stay denied; the IR keeps the new matches through its JSON form.
+const char* kLocalPeers = R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: web}
+subject: {service: web}
+default: {egress: deny, ingress: deny}
+ingress:
+  - action: allow
+    peers: [{service: cache}]
+    ports: [80]
+---
+apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: cache}
+subject: {service: cache}
+default: {egress: deny}
+egress:
+  - action: allow
+    peers: [{service: web}]
+    ports: [80, 443]
+)";
+
+TEST(PolicyEvaluator, ServicePeerNamesLocalProcesses) {
+  auto ir = must_compile(kLocalPeers);
+  Endpoint web_proc{std::nullopt, "/web", true}, cache_proc{std::nullopt, "/cache", true};
+  Endpoint web_lo{IpAddr::parse("127.0.0.1"), "/web", true}, cache_lo6{IpAddr::parse("::1"), "/cache", true};
+  Endpoint other_lo{IpAddr::parse("::1"), "/other", true};
+  struct Case {
+    Endpoint from, to;
+    uint16_t port;
+    Verdict want;
+  };
+  std::vector<Case> cases = {
+      {cache_proc, web_proc, 80, Verdict::Allow},
+      {cache_lo6, Endpoint{IpAddr::parse("::1"), "/web", true}, 80, Verdict::Allow},  // IPv6 loopback
+      {cache_proc, web_lo, 80, Verdict::Allow},
+      {cache_proc, web_proc, 443, Verdict::Deny},  // allowed by the rule, but web does not listen there
+      {cache_proc, Endpoint{IpAddr::parse("10.1.0.2"), "", false}, 80, Verdict::Allow},  // web's address: OUTPUT -d
+      {cache_proc, Endpoint{IpAddr::parse("192.0.2.9"), "", false}, 80, Verdict::Deny},  // not local
+      {other_lo, Endpoint{IpAddr::parse("::1"), "/web", true}, 80, Verdict::Deny},       // another local process
+      {Endpoint{IpAddr::parse("127.0.0.1"), "", false}, web_proc, 80, Verdict::Deny},   // unknown local process
+      {Endpoint{IpAddr::parse("192.0.2.9"), "", false}, web_proc, 80, Verdict::Deny},   // remote client, INPUT
+      {Endpoint{IpAddr::parse("192.0.2.9"), "", false}, web_proc, 22, Verdict::Allow},  // failsafe, INPUT
+  };
+  auto json_ir = ir_from_json(ir_to_json(ir));
+  ASSERT_TRUE(json_ir.has_value());
+  for (const auto& c : cases) {
+    auto who = fmt::format("{} -> {}:{}", c.from.local ? "cgroup " + c.from.cgroup : c.from.address->str(),
+                           c.to.local ? "local " + c.to.cgroup : c.to.address->str(), c.port);
+    EXPECT_EQ(evaluate_connection(ir, c.from, c.to, Protocol::Tcp, c.port), c.want) << who;
+    EXPECT_EQ(evaluate_connection(*json_ir, c.from, c.to, Protocol::Tcp, c.port), c.want) << who << " (IR read back from JSON)";
+  }
+  for (const auto* t : {&ir.v4, &ir.v6}) {
+    std::string text;
+    for (const auto& l : render(*t).rules) text += l + "\n";
+    EXPECT_THAT(text, ::testing::HasSubstr("-A HOSTSCOPE-INPUT -p tcp -m addrtype ! --src-type LOCAL -m tcp --dport 80 "));
+    EXPECT_THAT(text, ::testing::HasSubstr("-A HOSTSCOPE-OUTPUT -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 80 "));
+    EXPECT_THAT(text, ::testing::HasSubstr(" -p tcp -m addrtype --src-type LOCAL -m cgroup --path \"/cache\" -m tcp --dport 80 "));
+    EXPECT_THAT(text, ::testing::HasSubstr(" -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 80 -m comment --comment \"hostscope:cache:"));
+  }
+
+  // An egress peer whose local processes listen on nothing matches nothing: lint says so (ingress names them fine).
+  auto report = lint(load_text(R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: web}
+subject: {service: web}
+egress:
+  - action: allow
+    peers: [{service: cache}]
+ingress:
+  - action: allow
+    peers: [{service: cache}]
+)", "t.yaml"), catalogue());
+  ASSERT_EQ(report.diagnostics.size(), 1u);
+  EXPECT_EQ(report.diagnostics[0].str(), "t.yaml:7:23: warning: peer service 'cache' has no known addresses and no known listening ports for "
+                                         "its local processes; this egress peer matches nothing");
+}
 
 TEST(PolicyEvaluator, TruthTableEnforce) {
   auto ir = must_compile(kWeb);

@@ -23,6 +23,7 @@
 #include "policy/compiler.h"
 #include "policy/evaluator.h"
 #include "policy/generate.h"
+#include "policy/iptables.h"
 #include "policy/loader.h"
 #include "support/policy_cli.h"
 
@@ -389,6 +390,89 @@ TEST(PolicyGenerate, LocalServicePeerIsAnAddressWithANoteNamingIt) {
     if (n.kind.rfind("local service allowed by its observed address", 0) == 0) local.push_back(n.text);
   EXPECT_THAT(local, ::testing::Contains(HasSubstr("web -> db port 5432/tcp (egress of web): local service db is allowed as its observed address 127.0.0.1")));
   EXPECT_THAT(local, ::testing::Contains(HasSubstr("(ingress of db): local service web is allowed as its observed address 127.0.0.1")));
+}
+
+// Issue 19: a local service reached over loopback (127.0.0.1, ::1) is named, never written as `cidr: 127.0.0.1` /
+// `cidr: ::1`, which would allow every local process on that port. Egress names the server (its listening ports at a
+// local address), ingress the client (its cgroups, judged on OUTPUT); the set lints cleanly, its tests name the
+// services and pass in audit and enforce mode, and once enforced only the named local processes get through.
+TEST(PolicyGenerate, LocalServicePeersOverLoopbackAreNamedNotAddresses) {
+  std::vector<json> edges = {
+      edge(svc("web", "", "127.0.0.1"), svc("db", "", "127.0.0.1"), 5432, 40),  // IPv4 loopback
+      edge(svc("cron", "", "::1"), svc("web", "", "::1"), 80, 3),                // IPv6 loopback
+      edge(svc("web", "", "::1"), svc("db", "", "::1"), 5432, 2),
+  };
+  auto g = must_generate(topology(edges));
+  for (const auto& f : g.files) {
+    EXPECT_THAT(f.text, ::testing::Not(HasSubstr("127.0.0.1"))) << f.name << ":\n" << f.text;
+    EXPECT_THAT(f.text, ::testing::Not(HasSubstr("::1"))) << f.name << ":\n" << f.text;
+    EXPECT_THAT(f.text, ::testing::Not(HasSubstr("cidr:"))) << f.name << ":\n" << f.text;
+  }
+  const std::string web = file_text(g, "web.yaml"), db = file_text(g, "db.yaml"), cron = file_text(g, "cron.yaml");
+  EXPECT_THAT(web, HasSubstr("egress:\n  # to db: 42 connections\n  - action: allow\n    protocol: tcp\n    ports: [5432]\n"
+                             "    peers:\n      - service: \"db\"\n"));
+  EXPECT_THAT(web, HasSubstr("ingress:\n  # from cron: 3 connections\n  - action: allow\n    protocol: tcp\n    ports: [80]\n"
+                             "    peers:\n      - service: \"cron\"\n"));
+  EXPECT_THAT(db, HasSubstr("    ports: [5432]\n    peers:\n      - service: \"web\"\n"));
+  EXPECT_THAT(cron, HasSubstr("    ports: [80]\n    peers:\n      - service: \"web\"\n"));
+  for (const auto& n : g.notes) EXPECT_EQ(n.kind.find("local service"), std::string::npos) << n.str();
+  EXPECT_THAT(file_text(g, "web.test.yaml"), HasSubstr("  - {from: \"web\", to: \"db\", port: 5432, protocol: tcp, expect: allow}\n"));
+  EXPECT_THAT(file_text(g, "web.test.yaml"), HasSubstr("  - {from: \"cron\", to: \"web\", port: 80, protocol: tcp, expect: allow}\n"));
+  EXPECT_THAT(file_text(g, "db.test.yaml"), HasSubstr("  - {from: \"web\", to: \"db\", port: 5432, protocol: tcp, expect: allow}\n"));
+
+  for (bool enforce : {false, true}) {
+    auto loaded = load_files(g.files, enforce);
+    auto report = lint(loaded, node());
+    EXPECT_TRUE(report.diagnostics.empty()) << diag_text(report.diagnostics) << g.stream();
+    auto results = run_tests(loaded, node());
+    EXPECT_EQ(results.size(), 4u);
+    for (const auto& r : results) EXPECT_TRUE(r.passed) << r.loc.str() << " " << r.case_name << ": " << r.detail;
+  }
+
+  auto c = compile(load_files(g.files, true), node());
+  ASSERT_TRUE(c.ok()) << diag_text(c.diagnostics);
+  const Ir& ir = *c.ir;
+  for (const char* lo : {"127.0.0.1", "::1"}) {
+    SCOPED_TRACE(lo);
+    auto at = [&](const char* cgroup) { return Endpoint{IpAddr::parse(lo), cgroup, true}; };
+    EXPECT_EQ(verdict(ir, at("/system.slice/web.service"), at("/system.slice/db.service"), 5432), Verdict::Allow);
+    EXPECT_EQ(verdict(ir, at("/system.slice/cron.service"), at("/system.slice/web.service"), 80), Verdict::Allow);
+    // Another local process on the same port, also at the loopback address: `cidr: 127.0.0.1` let it through.
+    EXPECT_EQ(verdict(ir, at("/system.slice/other.service"), at("/system.slice/db.service"), 5432), Verdict::Deny);
+    EXPECT_EQ(verdict(ir, at("/system.slice/cron.service"), at("/system.slice/db.service"), 5432), Verdict::Deny);
+    EXPECT_EQ(verdict(ir, Endpoint{IpAddr::parse(lo), "", false}, at("/system.slice/web.service"), 80), Verdict::Deny);
+    // web's egress allows db's listening port at a local address only, not the same port elsewhere.
+    EXPECT_EQ(verdict(ir, at("/system.slice/web.service"), at(""), 5433), Verdict::Deny);
+  }
+  EXPECT_EQ(verdict(ir, Endpoint{std::nullopt, "/system.slice/web.service", true}, Endpoint{IpAddr::parse("192.0.2.5"), "", false}, 5432),
+            Verdict::Deny);
+  // Both families carry the local rules: ingress by the client's cgroup, egress by the server's port at a local address.
+  for (const auto* t : {&ir.v4, &ir.v6}) {
+    std::string text;
+    for (const auto& l : render(*t).rules) text += l + "\n";
+    EXPECT_THAT(text, HasSubstr(" -p tcp -m addrtype --src-type LOCAL -m cgroup --path \"/system.slice/cron.service\" -m tcp --dport 80 "));
+    EXPECT_THAT(text, HasSubstr(" -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 5432 "));
+  }
+}
+
+// A local service whose catalogued listening ports do not include the observed one cannot be named on egress (the
+// name would not match the connection): its observed address is allowed, with a note saying why.
+TEST(PolicyGenerate, LocalServerWithoutTheObservedPortFallsBackToItsAddressWithANote) {
+  auto g = must_generate(topology({edge(svc("web", "", "127.0.0.1"), svc("db", "", "127.0.0.1"), 6432, 5)}));
+  EXPECT_THAT(file_text(g, "web.yaml"), HasSubstr("    ports: [6432]\n    peers:\n      - cidr: \"127.0.0.1\"\n"));
+  EXPECT_THAT(file_text(g, "db.yaml"), HasSubstr("    ports: [6432]\n    peers:\n      - service: \"web\"\n"));
+  std::vector<std::string> local;
+  for (const auto& n : g.notes)
+    if (n.kind.rfind("local service allowed by its observed address", 0) == 0) local.push_back(n.text);
+  EXPECT_THAT(local, ::testing::ElementsAre(HasSubstr("web -> db port 6432/tcp (egress of web): local service db is allowed as its observed "
+                                                      "address 127.0.0.1: port 6432 is not among its catalogued listening ports")));
+  // db's case names web, whose egress allows db only by that address: the evaluator cannot decide it (a comment).
+  EXPECT_THAT(file_text(g, "web.test.yaml"), HasSubstr("  - {from: \"web\", to: \"127.0.0.1\", port: 6432, protocol: tcp, expect: allow}\n"));
+  auto loaded = load_files(g.files, true);
+  EXPECT_TRUE(lint(loaded, node()).diagnostics.empty());
+  auto results = run_tests(loaded, node());
+  EXPECT_EQ(results.size(), 1u);
+  for (const auto& r : results) EXPECT_TRUE(r.passed) << r.case_name << ": " << r.detail;
 }
 
 TEST(PolicyGenerate, NotesAreSummarisedByKindAndCapped) {
