@@ -98,6 +98,9 @@ std::string describe_match(const IrMatch& m) {
   for (auto& p : m.dports) s += p.to_string() + ",";
   s += "|" + m.cgroup + "|" + (m.established ? "est" : "");
   if (m.icmpv6_type) s += fmt::format("|icmpv6 {}", *m.icmpv6_type);
+  if (m.dst_local) s += "|dst-local";
+  if (m.src_local) s += "|src-local";
+  if (m.src_not_local) s += "|src-not-local";
   return s;
 }
 
@@ -191,10 +194,22 @@ class Compiler {
         }
         break;
       case Target::Kind::LocalPort:
+        // A local client's packet takes the loopback path, OUTPUT then INPUT, and only OUTPUT knows its socket's
+        // cgroup: it is judged there, so an ingress rule can name a local client (a `service:` peer with cgroups).
+        // INPUT judges every other client; a local source address on INPUT is a loopback packet (the kernel drops one
+        // arriving from outside as a martian).
         for (auto p : {Protocol::Tcp, Protocol::Udp}) {
           r.match.proto = p;
           r.match.dports = {{t.port, t.port}};
+          r.match.src_not_local = true;
           add(hook(Hook::Input), r);
+        }
+        r.match.src_not_local = false;
+        for (auto p : {Protocol::Tcp, Protocol::Udp}) {
+          r.match.proto = p;
+          r.match.dports = {{t.port, t.port}};
+          r.match.dst_local = true;
+          add(hook(Hook::Output), r);
         }
         break;
     }
@@ -254,7 +269,15 @@ class Compiler {
         if (c.prefix == 0) any = true;
         peers.push_back(c);
       }
-    if (!any && peers.empty()) return;  // nothing in this family can match
+    // Local processes among the peers, in both families: ingress by the clients' cgroups, egress by a local
+    // destination on the ports they listen on (those the rule allows).
+    std::vector<std::string> local_cgroups;
+    std::vector<PortRange> local_ports;
+    if (!any) {
+      if (dir == Direction::Ingress) local_cgroups = rr.local_cgroups;
+      else local_ports = local_port_atoms(rule.ports, rr.local_ports);
+    }
+    if (!any && peers.empty() && local_cgroups.empty() && local_ports.empty()) return;  // nothing in this family can match
     std::vector<std::optional<Cidr>> peer_atoms;
     std::string set;
     if (any) peer_atoms.push_back(std::nullopt);
@@ -274,16 +297,18 @@ class Compiler {
       case Action::Reject: target = p.mode == Mode::Audit ? IrTarget::Audit : IrTarget::Reject; break;
       case Action::Log: target = IrTarget::Log; break;
     }
+    IrRule base;
+    base.target = target;
+    base.owner = p.name;
+    base.mode = p.mode;
+    base.what = fmt::format("{} rule {} ({}){}", to_string(dir), rule.index, to_string(rule.action),
+                            rule.comment.empty() ? "" : ": " + rule.comment);
+    base.loc = rule.loc.str();
+    // Address atoms first, then local processes; rules of one source rule never overlap in what they decide.
     for (const auto& peer : peer_atoms)
       for (auto proto : protos)
         for (const auto& chunk : port_chunks(rule.ports)) {
-          IrRule r;
-          r.target = target;
-          r.owner = p.name;
-          r.mode = p.mode;
-          r.what = fmt::format("{} rule {} ({}){}", to_string(dir), rule.index, to_string(rule.action),
-                               rule.comment.empty() ? "" : ": " + rule.comment);
-          r.loc = rule.loc.str();
+          IrRule r = base;
           r.match.proto = proto;
           r.match.dports = chunk;
           if (dir == Direction::Egress) {
@@ -293,16 +318,57 @@ class Compiler {
             r.match.src = peer;
             r.match.src_set = set;
           }
-          bool audit = target == IrTarget::Audit;
-          add(chain, r);
-          // An audit rule ends this policy chain where the enforce rule would have ended it: nothing after it
-          // (later rules, the audit default) sees or counts the packet again. The count stays on the Audit rule.
-          if (audit) {
-            r.target = IrTarget::Return;
-            r.what += " (audit: ends the chain)";
-            add(chain, r);
-          }
+          add_rule(chain, r);
         }
+    for (const auto& cg : local_cgroups)
+      for (auto proto : protos)
+        for (const auto& chunk : port_chunks(rule.ports)) {
+          IrRule r = base;
+          r.match.proto = proto;
+          r.match.dports = chunk;
+          r.match.cgroup = cg;
+          // Only a locally sent packet carries its sender's socket (on INPUT, early demux may attach the receiver's).
+          r.match.src_local = true;
+          add_rule(chain, r);
+        }
+    if (!local_ports.empty()) {
+      // Listening ports need a protocol to match on: tcp and udp when the rule names none.
+      std::vector<Protocol> port_protos = protos;
+      if (rule.protocol == Protocol::Any) port_protos = {Protocol::Tcp, Protocol::Udp};
+      for (auto proto : port_protos)
+        for (const auto& chunk : port_chunks(local_ports)) {
+          IrRule r = base;
+          r.match.proto = proto;
+          r.match.dports = chunk;
+          r.match.dst_local = true;
+          add_rule(chain, r);
+        }
+    }
+  }
+
+  // Adds a policy rule; an audit rule ends this policy chain where the enforce rule would have ended it: nothing
+  // after it (later rules, the audit default) sees or counts the packet again. The count stays on the Audit rule.
+  void add_rule(IrChain& chain, IrRule r) {
+    bool audit = r.target == IrTarget::Audit;
+    add(chain, r);
+    if (audit) {
+      r.target = IrTarget::Return;
+      r.what += " (audit: ends the chain)";
+      add(chain, std::move(r));
+    }
+  }
+
+  // The ports a local peer listens on that the rule allows (all of them when the rule names no port), as ranges.
+  static std::vector<PortRange> local_port_atoms(const std::vector<PortRange>& rule_ports, const std::vector<uint16_t>& listening) {
+    std::vector<PortRange> out;
+    for (auto port : listening) {  // sorted, unique
+      bool allowed = rule_ports.empty() ||
+                     std::any_of(rule_ports.begin(), rule_ports.end(), [&](const PortRange& r) { return r.contains(port); });
+      if (!allowed) continue;
+      if (!out.empty() && out.back().last + 1 == port) out.back().last = port;
+      else out.push_back({port, port});
+    }
+    return out;
   }
 
   const Analysis& a_;

@@ -34,6 +34,12 @@ struct IrMatch {
   std::vector<PortRange> dports;  // empty = any; requires proto tcp or udp
   std::optional<uint8_t> icmpv6_type;  // requires proto icmpv6
   std::string cgroup;             // cgroup v2 path of the sending socket; empty = any
+  // addrtype: the destination is an address of this node (`--dst-type LOCAL`), the source is (`--src-type LOCAL`) or is
+  // not (`! --src-type LOCAL`). A packet a local process sends to a local process takes the loopback path: OUTPUT,
+  // then INPUT.
+  bool dst_local = false;
+  bool src_local = false;
+  bool src_not_local = false;
   bool established = false;       // conntrack ESTABLISHED,RELATED
   bool operator==(const IrMatch&) const = default;
 };

@@ -69,11 +69,13 @@ TEST(PolicyCompile, GoldenIptablesV4) {
   // Hashes are part of the golden output on purpose: they must be stable across builds.
   EXPECT_EQ(text, R"(-A HOSTSCOPE-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "hostscope:hs.conntrack:dc09dcb9d205" -j RETURN
 -A HOSTSCOPE-INPUT -s 10.1.0.2/32 -m comment --comment "hostscope:hs.dispatch:1f997d009b0a" -j HOSTSCOPE-P-fc686b4e7270e88c
--A HOSTSCOPE-INPUT -p tcp -m tcp --dport 80 -m comment --comment "hostscope:hs.dispatch:eb8c89cfd291" -j HOSTSCOPE-P-5ee697295ee5f165
--A HOSTSCOPE-INPUT -p udp -m udp --dport 80 -m comment --comment "hostscope:hs.dispatch:d815e585f274" -j HOSTSCOPE-P-5ee697295ee5f165
+-A HOSTSCOPE-INPUT -p tcp -m addrtype ! --src-type LOCAL -m tcp --dport 80 -m comment --comment "hostscope:hs.dispatch:c3401b394d14" -j HOSTSCOPE-P-5ee697295ee5f165
+-A HOSTSCOPE-INPUT -p udp -m addrtype ! --src-type LOCAL -m udp --dport 80 -m comment --comment "hostscope:hs.dispatch:88a3c2eee3ea" -j HOSTSCOPE-P-5ee697295ee5f165
 -A HOSTSCOPE-OUTPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "hostscope:hs.conntrack:f763d2e489ad" -j RETURN
 -A HOSTSCOPE-OUTPUT -m cgroup --path "/web" -m comment --comment "hostscope:hs.dispatch:6ec1da6179d8" -j HOSTSCOPE-P-fc686b4e7270e88c
 -A HOSTSCOPE-OUTPUT -d 10.1.0.2/32 -m comment --comment "hostscope:hs.dispatch:275a59437eae" -j HOSTSCOPE-P-5ee697295ee5f165
+-A HOSTSCOPE-OUTPUT -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 80 -m comment --comment "hostscope:hs.dispatch:aa5b2be9dfac" -j HOSTSCOPE-P-5ee697295ee5f165
+-A HOSTSCOPE-OUTPUT -p udp -m addrtype --dst-type LOCAL -m udp --dport 80 -m comment --comment "hostscope:hs.dispatch:393fb916d20f" -j HOSTSCOPE-P-5ee697295ee5f165
 -A HOSTSCOPE-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "hostscope:hs.conntrack:c45d57b39343" -j RETURN
 -A HOSTSCOPE-FORWARD -s 10.1.0.2/32 -m comment --comment "hostscope:hs.dispatch:fe10fa8acc39" -j HOSTSCOPE-P-fc686b4e7270e88c
 -A HOSTSCOPE-FORWARD -d 10.1.0.2/32 -m comment --comment "hostscope:hs.dispatch:529d28b16d66" -j HOSTSCOPE-P-5ee697295ee5f165

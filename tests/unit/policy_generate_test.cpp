@@ -163,7 +163,7 @@ TEST(PolicyGenerate, TestsFailWhenAnObservedEdgeIsNotAllowed) {
   auto full = must_generate(topology(all));
   auto fewer = all;
   fewer.erase(fewer.begin() + 8);  // 198.51.100.7 -> api:8443
-  fewer.erase(fewer.begin());      // web -> db:5432 (cron -> db keeps db's ingress from 127.0.0.1 open)
+  fewer.erase(fewer.begin());      // web -> db:5432 (cron -> db keeps db's ingress open to cron)
   auto partial = must_generate(topology(fewer));
   std::vector<GeneratedFile> files;
   for (const auto& f : partial.files)
@@ -174,7 +174,8 @@ TEST(PolicyGenerate, TestsFailWhenAnObservedEdgeIsNotAllowed) {
   std::vector<std::string> failed;
   for (const auto& r : results)
     if (!r.passed) failed.push_back(r.case_name);
-  EXPECT_THAT(failed, ::testing::UnorderedElementsAre("web -> 127.0.0.1:5432/tcp", "198.51.100.7 -> api:8443/tcp"));
+  // web -> db is caught on both sides: web's egress and db's ingress (which names its local clients, cron only now).
+  EXPECT_THAT(failed, ::testing::UnorderedElementsAre("web -> db:5432/tcp", "web -> db:5432/tcp", "198.51.100.7 -> api:8443/tcp"));
 }
 
 Verdict verdict(const Ir& ir, const Endpoint& from, const Endpoint& to, uint16_t port, Protocol proto = Protocol::Tcp) {
@@ -193,6 +194,8 @@ TEST(PolicyGenerate, EnforcedPoliciesAllowOnlyWhatWasObserved) {
   auto from_ip = [](const char* a) { return Endpoint{IpAddr::parse(a), "", false}; };
 
   EXPECT_EQ(verdict(ir, web_proc, ip("127.0.0.1"), 5432), Verdict::Allow);
+  EXPECT_EQ(verdict(ir, web_proc, db_proc, 5432), Verdict::Allow);
+  EXPECT_EQ(verdict(ir, cron_proc, db_proc, 5432), Verdict::Allow);
   EXPECT_EQ(verdict(ir, web_proc, ip("127.0.0.1"), 5433), Verdict::Deny);  // only ever refused: not allowed
   EXPECT_EQ(verdict(ir, web_proc, ip("93.184.216.34"), 443), Verdict::Allow);
   EXPECT_EQ(verdict(ir, web_proc, ip("93.184.216.35"), 443), Verdict::Deny);
@@ -200,7 +203,7 @@ TEST(PolicyGenerate, EnforcedPoliciesAllowOnlyWhatWasObserved) {
   EXPECT_EQ(verdict(ir, cron_proc, ip("93.184.216.34"), 443), Verdict::Deny);
   // Ingress to the host processes, matched by their listening ports.
   EXPECT_EQ(verdict(ir, from_ip("192.0.2.77"), db_proc, 5432), Verdict::Deny);
-  EXPECT_EQ(verdict(ir, from_ip("127.0.0.1"), db_proc, 5432), Verdict::Allow);
+  EXPECT_EQ(verdict(ir, from_ip("127.0.0.1"), db_proc, 5432), Verdict::Deny);  // a local process that is neither web nor cron
   EXPECT_EQ(verdict(ir, from_ip("192.0.2.77"), web_proc, 80), Verdict::Allow);  // whole office network
   EXPECT_EQ(verdict(ir, from_ip("198.18.0.1"), web_proc, 80), Verdict::Deny);
   EXPECT_EQ(verdict(ir, from_ip("2001:db8::5"), web_proc, 80), Verdict::Allow);
@@ -247,12 +250,11 @@ egress:
       - cidr: "93.184.216.34"
     comment: "observed 3 connections"
   # to db: 40 connections
-  #   note: local service db is allowed as its observed address 127.0.0.1; `service: db` would not match its local processes
   - action: allow
     protocol: tcp
     ports: [5432]
     peers:
-      - cidr: "127.0.0.1"
+      - service: "db"
     comment: "observed 40 connections"
   # to shop/api: 9 connections
   - action: allow
@@ -313,8 +315,10 @@ cases:
   auto cron = file_text(g, "cron.yaml");
   EXPECT_THAT(cron, HasSubstr("  # ingress: not restricted; no listening ports or addresses are known for this service\n"));
   auto web_test = file_text(g, "web.test.yaml");
-  EXPECT_THAT(web_test, HasSubstr("# not checked: the client's local processes have no source address in the reference evaluator"));
-  EXPECT_THAT(web_test, HasSubstr("  - {from: \"web\", to: \"127.0.0.1\", port: 5432, protocol: tcp, expect: allow}\n"));
+  // api's ingress names web by its cgroups, so the evaluator decides web -> api too.
+  EXPECT_THAT(web_test, ::testing::Not(HasSubstr("# not checked:")));
+  EXPECT_THAT(web_test, HasSubstr("  - {from: \"web\", to: \"api\", port: 8443, protocol: tcp, expect: allow}\n"));
+  EXPECT_THAT(web_test, HasSubstr("  - {from: \"web\", to: \"db\", port: 5432, protocol: tcp, expect: allow}\n"));
   auto api = file_text(g, "shop-api.yaml");
   EXPECT_THAT(api, HasSubstr("#   note: dialled 10.96.0.20:80 (DNAT); backends may change\n"));
   EXPECT_THAT(api, HasSubstr("    ports: [8080]\n    peers:\n      - cidr: \"10.244.1.7\"\n      - cidr: \"10.244.1.8\"\n"));
@@ -379,17 +383,6 @@ TEST(PolicyGenerate, AddressesInsideACataloguedNameBecomeTheName) {
   EXPECT_TRUE(report.diagnostics.empty()) << diag_text(report.diagnostics) << web;
   for (const auto& r : run_tests(loaded, ctx)) EXPECT_TRUE(r.passed) << r.case_name << ": " << r.detail;
   ASSERT_EQ(std::count_if(g.notes.begin(), g.notes.end(), [](const Note& n) { return n.kind.find("catalogued network") != std::string::npos; }), 1);
-}
-
-// Item 4 (fallback): a local service's loopback/node address stays an address (`service:` matches only catalogued
-// addresses), with a note of its own kind naming the service.
-TEST(PolicyGenerate, LocalServicePeerIsAnAddressWithANoteNamingIt) {
-  auto g = must_generate(topology(observed_edges()));
-  std::vector<std::string> local;
-  for (const auto& n : g.notes)
-    if (n.kind.rfind("local service allowed by its observed address", 0) == 0) local.push_back(n.text);
-  EXPECT_THAT(local, ::testing::Contains(HasSubstr("web -> db port 5432/tcp (egress of web): local service db is allowed as its observed address 127.0.0.1")));
-  EXPECT_THAT(local, ::testing::Contains(HasSubstr("(ingress of db): local service web is allowed as its observed address 127.0.0.1")));
 }
 
 // Issue 19: a local service reached over loopback (127.0.0.1, ::1) is named, never written as `cidr: 127.0.0.1` /
