@@ -100,7 +100,7 @@ std::string describe_match(const IrMatch& m) {
   if (m.icmpv6_type) s += fmt::format("|icmpv6 {}", *m.icmpv6_type);
   if (m.dst_local) s += "|dst-local";
   if (m.src_local) s += "|src-local";
-  if (m.src_not_local) s += "|src-not-local";
+  if (m.in_not_loopback) s += "|in-not-lo";
   return s;
 }
 
@@ -194,17 +194,19 @@ class Compiler {
         }
         break;
       case Target::Kind::LocalPort:
-        // A local client's packet takes the loopback path, OUTPUT then INPUT, and only OUTPUT knows its socket's
-        // cgroup: it is judged there, so an ingress rule can name a local client (a `service:` peer with cgroups).
-        // INPUT judges every other client; a local source address on INPUT is a loopback packet (the kernel drops one
-        // arriving from outside as a martian).
+        // A local client's packet takes the loopback path, OUTPUT then INPUT on `lo`, and only OUTPUT knows its
+        // socket's cgroup: it is judged there, so an ingress rule can name a local client (a `service:` peer with
+        // cgroups). INPUT judges every packet that did not come over `lo` (`! -i lo`), whatever its source address:
+        // IPv6 delivers a packet from another host with a spoofed source that is one of this node's addresses, so
+        // `! --src-type LOCAL` would let it past the policy. Broadcasts and multicasts a local process loops back to
+        // itself arrive on their real device and stay judged on INPUT, as before.
         for (auto p : {Protocol::Tcp, Protocol::Udp}) {
           r.match.proto = p;
           r.match.dports = {{t.port, t.port}};
-          r.match.src_not_local = true;
+          r.match.in_not_loopback = true;
           add(hook(Hook::Input), r);
         }
-        r.match.src_not_local = false;
+        r.match.in_not_loopback = false;
         for (auto p : {Protocol::Tcp, Protocol::Udp}) {
           r.match.proto = p;
           r.match.dports = {{t.port, t.port}};

@@ -36,7 +36,7 @@ bool cgroup_under(const std::string& path, const std::string& sock) {
 
 bool matches(const IrTable& t, const IrMatch& m, const Packet& p) {
   if (m.established && !p.established) return false;
-  if ((m.dst_local && !p.dst_local) || (m.src_local && !p.src_local) || (m.src_not_local && p.src_local)) return false;
+  if ((m.dst_local && !p.dst_local) || (m.src_local && !p.src_local) || (m.in_not_loopback && p.in_loopback)) return false;
   if (!addr_in(m.src, p.src) || !addr_in(m.dst, p.dst)) return false;
   if (!set_has(t, m.src_set, p.src) || !set_has(t, m.dst_set, p.dst)) return false;
   if (m.proto != Protocol::Any && m.proto != p.proto) return false;
@@ -109,6 +109,7 @@ Verdict evaluate_connection(const Ir& ir, const Endpoint& from, const Endpoint& 
   for (auto h : hooks) {
     Packet hp = p;
     hp.cgroup = h == Hook::Output ? from.cgroup : "";  // the socket cgroup is only known on output
+    hp.in_loopback = h == Hook::Input && p.src_local;  // a locally sent packet arrives on INPUT over `lo`
     auto v = evaluate_hook(t, h, hp, trace);
     if (v == Verdict::Deny) return v;
     audit = audit || v == Verdict::AuditWouldDeny;

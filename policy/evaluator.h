@@ -22,6 +22,7 @@ struct Packet {
   std::string cgroup;  // cgroup v2 path of the sending local process ("" = not local)
   // The source / destination is an address of this node (a local process, or loopback): addrtype LOCAL.
   bool src_local = false, dst_local = false;
+  bool in_loopback = false;  // arrived on the loopback device (INPUT of a locally sent packet)
   bool established = false;
 };
 

@@ -69,8 +69,8 @@ TEST(PolicyCompile, GoldenIptablesV4) {
   // Hashes are part of the golden output on purpose: they must be stable across builds.
   EXPECT_EQ(text, R"(-A HOSTSCOPE-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "hostscope:hs.conntrack:dc09dcb9d205" -j RETURN
 -A HOSTSCOPE-INPUT -s 10.1.0.2/32 -m comment --comment "hostscope:hs.dispatch:1f997d009b0a" -j HOSTSCOPE-P-fc686b4e7270e88c
--A HOSTSCOPE-INPUT -p tcp -m addrtype ! --src-type LOCAL -m tcp --dport 80 -m comment --comment "hostscope:hs.dispatch:c3401b394d14" -j HOSTSCOPE-P-5ee697295ee5f165
--A HOSTSCOPE-INPUT -p udp -m addrtype ! --src-type LOCAL -m udp --dport 80 -m comment --comment "hostscope:hs.dispatch:88a3c2eee3ea" -j HOSTSCOPE-P-5ee697295ee5f165
+-A HOSTSCOPE-INPUT ! -i lo -p tcp -m tcp --dport 80 -m comment --comment "hostscope:hs.dispatch:e507722e5f44" -j HOSTSCOPE-P-5ee697295ee5f165
+-A HOSTSCOPE-INPUT ! -i lo -p udp -m udp --dport 80 -m comment --comment "hostscope:hs.dispatch:f644a66d8c65" -j HOSTSCOPE-P-5ee697295ee5f165
 -A HOSTSCOPE-OUTPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "hostscope:hs.conntrack:f763d2e489ad" -j RETURN
 -A HOSTSCOPE-OUTPUT -m cgroup --path "/web" -m comment --comment "hostscope:hs.dispatch:6ec1da6179d8" -j HOSTSCOPE-P-fc686b4e7270e88c
 -A HOSTSCOPE-OUTPUT -d 10.1.0.2/32 -m comment --comment "hostscope:hs.dispatch:275a59437eae" -j HOSTSCOPE-P-5ee697295ee5f165
@@ -163,7 +163,10 @@ TEST(PolicyEvaluator, ServicePeerNamesLocalProcesses) {
   for (const auto* t : {&ir.v4, &ir.v6}) {
     std::string text;
     for (const auto& l : render(*t).rules) text += l + "\n";
-    EXPECT_THAT(text, ::testing::HasSubstr("-A HOSTSCOPE-INPUT -p tcp -m addrtype ! --src-type LOCAL -m tcp --dport 80 "));
+    // INPUT judges what did not come over `lo`, not "a source that is not local": a spoofed local source from
+    // another host (IPv6 delivers it) must not skip the policy.
+    EXPECT_THAT(text, ::testing::HasSubstr("-A HOSTSCOPE-INPUT ! -i lo -p tcp -m tcp --dport 80 "));
+    EXPECT_THAT(text, ::testing::Not(::testing::HasSubstr("--src-type LOCAL -m tcp --dport 80 -m comment --comment \"hostscope:hs.dispatch")));
     EXPECT_THAT(text, ::testing::HasSubstr("-A HOSTSCOPE-OUTPUT -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 80 "));
     EXPECT_THAT(text, ::testing::HasSubstr(" -p tcp -m addrtype --src-type LOCAL -m cgroup --path \"/cache\" -m tcp --dport 80 "));
     EXPECT_THAT(text, ::testing::HasSubstr(" -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 80 -m comment --comment \"hostscope:cache:"));
