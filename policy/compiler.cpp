@@ -111,6 +111,7 @@ class Compiler {
   IrTable build(Family f) {
     table_ = IrTable{f, {}, {}};
     hashes_.clear();
+    forward_of_.clear();
     for (auto h : {Hook::Input, Hook::Output, Hook::Forward}) {
       table_.chains.push_back({hook_chain(h), {}});
       // IPv6 neighbour discovery and MLD are never policy's to block, whatever `failsafe` says: without
@@ -171,6 +172,33 @@ class Compiler {
     }
   }
 
+  // The chain FORWARD jumps to for subject chain `name`. xt_cgroup is valid on INPUT, OUTPUT and POSTROUTING only:
+  // the kernel refuses the whole restore (both iptables-legacy and iptables-nft) when a chain holding a `-m cgroup`
+  // rule can be reached from FORWARD, which a subject chain shared by an address subject (FORWARD -d/-s pod) and
+  // ingress rules naming local clients by cgroup would be. Such a chain gets a FORWARD copy without its cgroup rules,
+  // "HOSTSCOPE-F-<same 16 hex>": a forwarded packet has no local socket, so those rules never match it there and the
+  // copy decides every forwarded packet exactly as the chain does. Otherwise FORWARD jumps to the chain itself.
+  std::string forward_chain(const std::string& name) {
+    if (auto it = forward_of_.find(name); it != forward_of_.end()) return it->second;
+    const IrChain* c = table_.find(name);
+    std::vector<IrRule> kept;
+    bool has_cgroup = false;
+    if (c)
+      for (const auto& r : c->rules) {
+        if (r.match.cgroup.empty()) kept.push_back(r);
+        else has_cgroup = true;
+      }
+    std::string out = name;
+    if (has_cgroup) {
+      IrChain copy{"HOSTSCOPE-F-" + name.substr(std::string("HOSTSCOPE-P-").size()), {}};
+      for (auto& r : kept) add(copy, std::move(r));
+      out = copy.name;
+      table_.chains.push_back(std::move(copy));
+    }
+    forward_of_[name] = out;
+    return out;
+  }
+
   void dispatch(Direction dir, const Target& t, const std::string& chain, const std::string& first_policy) {
     IrRule r;
     r.target = IrTarget::Jump;
@@ -185,11 +213,11 @@ class Compiler {
       case Target::Kind::Address:
         if (dir == Direction::Egress) {
           r.match.src = t.cidr;
-          add(hook(Hook::Forward), r);
+          add_forward_dispatch(r);
           add(hook(Hook::Input), r);
         } else {
           r.match.dst = t.cidr;
-          add(hook(Hook::Forward), r);
+          add_forward_dispatch(r);
           add(hook(Hook::Output), r);
         }
         break;
@@ -215,6 +243,11 @@ class Compiler {
         }
         break;
     }
+  }
+
+  void add_forward_dispatch(IrRule r) {
+    r.jump = forward_chain(r.jump);
+    add(hook(Hook::Forward), std::move(r));
   }
 
   std::string subject_chain(Family f, Direction dir, const std::vector<const ResolvedPolicy*>& group) {
@@ -377,6 +410,7 @@ class Compiler {
   const CompileOptions& opts_;
   IrTable table_;
   std::set<std::string> hashes_;
+  std::map<std::string, std::string> forward_of_;  // subject chain -> the chain FORWARD jumps to for it
 };
 
 }  // namespace

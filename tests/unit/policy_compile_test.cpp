@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -170,6 +171,35 @@ TEST(PolicyEvaluator, ServicePeerNamesLocalProcesses) {
     EXPECT_THAT(text, ::testing::HasSubstr("-A HOSTSCOPE-OUTPUT -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 80 "));
     EXPECT_THAT(text, ::testing::HasSubstr(" -p tcp -m addrtype --src-type LOCAL -m cgroup --path \"/cache\" -m tcp --dport 80 "));
     EXPECT_THAT(text, ::testing::HasSubstr(" -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 80 -m comment --comment \"hostscope:cache:"));
+  }
+
+  // web also has an address, so its ingress chain is dispatched from FORWARD (-d 10.1.0.2) too. xt_cgroup is not valid
+  // there: the kernel refuses a restore in which a `-m cgroup` rule can be reached from FORWARD. FORWARD jumps to a
+  // copy of the chain without the cgroup rules (they never match a forwarded packet), and decides the same.
+  for (const auto* t : {&ir.v4, &ir.v6}) {
+    SCOPED_TRACE(to_string(t->family));
+    std::vector<std::string> todo = {hook_chain(Hook::Forward)};
+    std::set<std::string> seen;
+    bool copy = false;
+    while (!todo.empty()) {
+      auto name = todo.back();
+      todo.pop_back();
+      if (!seen.insert(name).second) continue;
+      const IrChain* c = t->find(name);
+      ASSERT_NE(c, nullptr) << name;
+      copy = copy || name.rfind("HOSTSCOPE-F-", 0) == 0;
+      for (const auto& r : c->rules) {
+        EXPECT_TRUE(r.match.cgroup.empty()) << name << " (reachable from FORWARD): " << render_rule(name, r, t->family, {});
+        if (r.target == IrTarget::Jump) todo.push_back(r.jump);
+      }
+    }
+    // web's address is IPv4: only that table dispatches web from FORWARD.
+    EXPECT_EQ(copy, t->family == Family::V4) << "web's ingress has cgroup rules: FORWARD must jump to its copy";
+  }
+  for (const char* peer : {"192.0.2.9", "10.1.0.7"}) {
+    Endpoint from{IpAddr::parse(peer), "", false}, to{IpAddr::parse("10.1.0.2"), "", false};
+    EXPECT_EQ(evaluate_connection(ir, from, to, Protocol::Tcp, 80), Verdict::Deny) << peer << " -> web's address, forwarded";
+    EXPECT_EQ(evaluate_connection(ir, from, to, Protocol::Tcp, 22), Verdict::Allow) << peer << " -> web's address, failsafe";
   }
 
   // An egress peer whose local processes listen on nothing matches nothing: lint says so (ingress names them fine).
