@@ -339,45 +339,39 @@ class Compiler {
     base.what = fmt::format("{} rule {} ({}){}", to_string(dir), rule.index, to_string(rule.action),
                             rule.comment.empty() ? "" : ": " + rule.comment);
     base.loc = rule.loc.str();
-    // Address atoms first, then local processes; rules of one source rule never overlap in what they decide.
+    // One rule per protocol and port chunk, `set` adding the peer match. Address atoms first, then local processes;
+    // rules of one source rule never overlap in what they decide.
+    auto emit = [&](const std::vector<Protocol>& ps, const std::vector<PortRange>& ports, const auto& set) {
+      for (auto proto : ps)
+        for (const auto& chunk : port_chunks(ports)) {
+          IrRule r = base;
+          r.match.proto = proto;
+          r.match.dports = chunk;
+          set(r.match);
+          add_rule(chain, r);
+        }
+    };
     for (const auto& peer : peer_atoms)
-      for (auto proto : protos)
-        for (const auto& chunk : port_chunks(rule.ports)) {
-          IrRule r = base;
-          r.match.proto = proto;
-          r.match.dports = chunk;
-          if (dir == Direction::Egress) {
-            r.match.dst = peer;
-            r.match.dst_set = set;
-          } else {
-            r.match.src = peer;
-            r.match.src_set = set;
-          }
-          add_rule(chain, r);
+      emit(protos, rule.ports, [&](IrMatch& m) {
+        if (dir == Direction::Egress) {
+          m.dst = peer;
+          m.dst_set = set;
+        } else {
+          m.src = peer;
+          m.src_set = set;
         }
+      });
+    // Only a locally sent packet carries its sender's socket (on INPUT, early demux may attach the receiver's).
     for (const auto& cg : local_cgroups)
-      for (auto proto : protos)
-        for (const auto& chunk : port_chunks(rule.ports)) {
-          IrRule r = base;
-          r.match.proto = proto;
-          r.match.dports = chunk;
-          r.match.cgroup = cg;
-          // Only a locally sent packet carries its sender's socket (on INPUT, early demux may attach the receiver's).
-          r.match.src_local = true;
-          add_rule(chain, r);
-        }
+      emit(protos, rule.ports, [&](IrMatch& m) {
+        m.cgroup = cg;
+        m.src_local = true;
+      });
     if (!local_ports.empty()) {
       // Listening ports need a protocol to match on: tcp and udp when the rule names none.
       std::vector<Protocol> port_protos = protos;
       if (rule.protocol == Protocol::Any) port_protos = {Protocol::Tcp, Protocol::Udp};
-      for (auto proto : port_protos)
-        for (const auto& chunk : port_chunks(local_ports)) {
-          IrRule r = base;
-          r.match.proto = proto;
-          r.match.dports = chunk;
-          r.match.dst_local = true;
-          add_rule(chain, r);
-        }
+      emit(port_protos, local_ports, [](IrMatch& m) { m.dst_local = true; });
     }
   }
 
