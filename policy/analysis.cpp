@@ -96,6 +96,7 @@ class Analyzer {
 
   std::string unknown_service_hint(const std::string& name) const {
     std::vector<std::string_view> names;
+    names.reserve(ctx_.services.size());
     for (const auto& s : ctx_.services) names.push_back(s.name);
     auto hint = closest_word(name, names);
     return hint.empty() ? "" : fmt::format(" (did you mean '{}'?)", hint);
@@ -217,6 +218,7 @@ class Analyzer {
           auto it = ctx_.networks.find(peer.value);
           if (it == ctx_.networks.end()) {
             std::vector<std::string_view> names;
+            names.reserve(ctx_.networks.size());
             for (const auto& [n, _] : ctx_.networks) names.push_back(n);
             auto hint = closest_word(peer.value, names);
             error(peer.loc, fmt::format("unknown network '{}'{}; named networks come from the agent config (networks:)",
