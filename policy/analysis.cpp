@@ -56,12 +56,22 @@ bool ports_cover(const std::vector<PortRange>& outer, const std::vector<PortRang
   return true;
 }
 
+// xt_cgroup matches a cgroup and everything below it.
+bool cgroup_covers(const std::string& outer, const std::string& inner) {
+  return outer == "/" || inner == outer || (inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 && inner[outer.size()] == '/');
+}
+
 bool peers_cover(const ResolvedRule& outer, const ResolvedRule& inner) {
   if (outer.any_peer) return true;
   if (inner.any_peer) return false;
-  return std::all_of(inner.peers.begin(), inner.peers.end(), [&](const Cidr& c) {
+  bool cidrs = std::all_of(inner.peers.begin(), inner.peers.end(), [&](const Cidr& c) {
     return std::any_of(outer.peers.begin(), outer.peers.end(), [&](const Cidr& o) { return o.contains(c); });
   });
+  bool cgroups = std::all_of(inner.local_cgroups.begin(), inner.local_cgroups.end(), [&](const std::string& c) {
+    return std::any_of(outer.local_cgroups.begin(), outer.local_cgroups.end(), [&](const std::string& o) { return cgroup_covers(o, c); });
+  });
+  bool ports = std::includes(outer.local_ports.begin(), outer.local_ports.end(), inner.local_ports.begin(), inner.local_ports.end());
+  return cidrs && cgroups && ports;
 }
 
 class Analyzer {
@@ -86,6 +96,7 @@ class Analyzer {
 
   std::string unknown_service_hint(const std::string& name) const {
     std::vector<std::string_view> names;
+    names.reserve(ctx_.services.size());
     for (const auto& s : ctx_.services) names.push_back(s.name);
     auto hint = closest_word(name, names);
     return hint.empty() ? "" : fmt::format(" (did you mean '{}'?)", hint);
@@ -166,18 +177,19 @@ class Analyzer {
                                            "for them and the cgroup match only sees packets they send",
                                            p.name));
     }
-    for (const auto& r : p.egress) rp.egress.push_back(resolve_rule(r));
-    for (const auto& r : p.ingress) rp.ingress.push_back(resolve_rule(r));
+    for (const auto& r : p.egress) rp.egress.push_back(resolve_rule(r, Direction::Egress));
+    for (const auto& r : p.ingress) rp.ingress.push_back(resolve_rule(r, Direction::Ingress));
     return rp;
   }
 
-  ResolvedRule resolve_rule(const Rule& r) {
+  ResolvedRule resolve_rule(const Rule& r, Direction dir) {
     ResolvedRule rr;
     rr.rule = &r;
     rr.any_peer = r.any_peer;
     std::vector<Cidr> peers;
     for (const auto& peer : r.peers) {
       size_t before = peers.size();
+      bool local = false;
       switch (peer.kind) {
         case Peer::Kind::Cidr:
           if (peer.cidr) peers.push_back(*peer.cidr);
@@ -190,8 +202,15 @@ class Analyzer {
             break;
           }
           auto a = service_addresses(*s);
-          if (a.empty())
-            warning(peer.loc, fmt::format("peer service '{}' has no known addresses; this peer matches nothing", peer.value));
+          local = resolve_local_peer(*s, peer, dir, rr);
+          if (a.empty() && !local) {
+            if (s->cgroups.empty())
+              warning(peer.loc, fmt::format("peer service '{}' has no known addresses; this peer matches nothing", peer.value));
+            else
+              warning(peer.loc, fmt::format("peer service '{}' has no known addresses and no known listening ports for its local "
+                                            "processes; this egress peer matches nothing",
+                                            peer.value));
+          }
           peers.insert(peers.end(), a.begin(), a.end());
           break;
         }
@@ -199,6 +218,7 @@ class Analyzer {
           auto it = ctx_.networks.find(peer.value);
           if (it == ctx_.networks.end()) {
             std::vector<std::string_view> names;
+            names.reserve(ctx_.networks.size());
             for (const auto& [n, _] : ctx_.networks) names.push_back(n);
             auto hint = closest_word(peer.value, names);
             error(peer.loc, fmt::format("unknown network '{}'{}; named networks come from the agent config (networks:)",
@@ -213,10 +233,37 @@ class Analyzer {
           break;
         }
       }
-      rr.peer_families.push_back(families_of(peers.begin() + before, peers.end()));
+      rr.peer_families.push_back(local ? kV4 | kV6 : families_of(peers.begin() + before, peers.end()));
     }
     rr.peers = minimize(peers);
+    for (auto* v : {&rr.local_cgroups}) {
+      std::sort(v->begin(), v->end());
+      v->erase(std::unique(v->begin(), v->end()), v->end());
+    }
+    std::sort(rr.local_ports.begin(), rr.local_ports.end());
+    rr.local_ports.erase(std::unique(rr.local_ports.begin(), rr.local_ports.end()), rr.local_ports.end());
     return rr;
+  }
+
+  // A `service:` peer with local processes stands for them too (docs/policy.md, "Local services as peers"): as
+  // clients by their cgroups (ingress), as servers by their listening ports at a local address (egress). Returns
+  // whether it stands for any.
+  bool resolve_local_peer(const ServiceInfo& s, const Peer& peer, Direction dir, ResolvedRule& rr) {
+    if (s.cgroups.empty()) return false;
+    if (dir == Direction::Egress) {
+      rr.local_ports.insert(rr.local_ports.end(), s.ports.begin(), s.ports.end());
+      return !s.ports.empty();
+    }
+    bool any = false;
+    for (const auto& cg : s.cgroups) {
+      if (!safe_cgroup_path(cg)) {
+        warning(peer.loc, fmt::format("service '{}' has an unusable cgroup path '{}' in the catalogue; skipped", s.name, cg));
+        continue;
+      }
+      rr.local_cgroups.push_back(cg);
+      any = true;
+    }
+    return any;
   }
 
   static constexpr unsigned kV4 = 1, kV6 = 2;
@@ -246,7 +293,7 @@ class Analyzer {
       for (const auto& rr : rp.rules(dir)) {
         if (rr.any_peer || rr.peers.empty()) continue;
         const Rule& r = *rr.rule;
-        if (families_of(rr.peers.begin(), rr.peers.end()) == other) {
+        if (!rr.has_local() && families_of(rr.peers.begin(), rr.peers.end()) == other) {
           warning(r.loc, fmt::format("{} rule {} of policy '{}' can never match: its peers are all {} and the subject has only {} "
                                      "addresses ({}), so it is enforced in the {} table only",
                                      to_string(dir), r.index, rp.policy->name, family_name(other), family_name(subject), addrs,
@@ -292,6 +339,7 @@ class Analyzer {
           for (uint32_t port = pr.first; port <= pr.last; port++) by_port_[uint16_t(port)].push_back(i);
         return;
       }
+      if (rr.has_local()) local_.push_back(i);
       for (const auto& c : rr.peers) {
         by_peer_[key(c.addr, c.prefix)].push_back(i);
         lengths_[c.addr.family == Family::V4 ? 0 : 1].insert(c.prefix);
@@ -301,7 +349,7 @@ class Analyzer {
     // Earlier rules that might cover `rr`, ascending; everything when no index applies.
     std::vector<size_t> candidates(const ResolvedRule& rr, size_t j) const {
       std::vector<size_t> out;
-      if (!rr.any_peer && rr.peers.empty()) {  // matches nothing: any earlier rule covers it
+      if (rr.matches_nothing()) {  // any earlier rule covers it
         for (size_t i = 0; i < j; i++) out.push_back(i);
         return out;
       }
@@ -312,7 +360,10 @@ class Analyzer {
         if (auto it = by_port_.find(r.ports.front().first); it != by_port_.end())
           out.insert(out.end(), it->second.begin(), it->second.end());
       }
-      if (!rr.any_peer) {
+      // A rule with local peers is covered only by one with local peers too (or any peer); with addresses as well,
+      // the covering rule also has a peer covering the first address, so the address index finds it.
+      if (!rr.any_peer && rr.peers.empty()) out.insert(out.end(), local_.begin(), local_.end());
+      if (!rr.any_peer && !rr.peers.empty()) {
         const Cidr& c = rr.peers.front();
         for (int len : lengths_[c.addr.family == Family::V4 ? 0 : 1]) {
           if (len > c.prefix) break;
@@ -336,7 +387,7 @@ class Analyzer {
       }
       return k;
     }
-    std::vector<size_t> any_port_, wide_;
+    std::vector<size_t> any_port_, wide_, local_;
     std::unordered_map<uint16_t, std::vector<size_t>> by_port_;
     std::unordered_map<std::string, std::vector<size_t>> by_peer_;
     std::set<int> lengths_[2];

@@ -31,6 +31,14 @@ struct ResolvedRule {
   std::vector<Cidr> peers;  // deduplicated; empty with any_peer=false means the rule matches nothing
   // Per entry of rule->peers: the families its addresses are in (bit 1 IPv4, bit 2 IPv6; 0 = none known).
   std::vector<unsigned> peer_families;
+  // Local processes among the peers (a `service:` peer whose catalogue entry has cgroups), in both families. Ingress:
+  // the clients' cgroups (matched on OUTPUT, where a local client's packet to a local server is judged). Egress: the
+  // ports those processes listen on, at an address of this node (no hook sees the receiving socket).
+  std::vector<std::string> local_cgroups;  // sorted, unique
+  std::vector<uint16_t> local_ports;       // sorted, unique
+  bool has_local() const { return !local_cgroups.empty() || !local_ports.empty(); }
+  // The rule can match no packet: peers were given and none resolved to anything.
+  bool matches_nothing() const { return !any_peer && peers.empty() && !has_local(); }
 };
 
 struct ResolvedPolicy {

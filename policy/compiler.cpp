@@ -98,6 +98,9 @@ std::string describe_match(const IrMatch& m) {
   for (auto& p : m.dports) s += p.to_string() + ",";
   s += "|" + m.cgroup + "|" + (m.established ? "est" : "");
   if (m.icmpv6_type) s += fmt::format("|icmpv6 {}", *m.icmpv6_type);
+  if (m.dst_local) s += "|dst-local";
+  if (m.src_local) s += "|src-local";
+  if (m.in_not_loopback) s += "|in-not-lo";
   return s;
 }
 
@@ -108,6 +111,7 @@ class Compiler {
   IrTable build(Family f) {
     table_ = IrTable{f, {}, {}};
     hashes_.clear();
+    forward_of_.clear();
     for (auto h : {Hook::Input, Hook::Output, Hook::Forward}) {
       table_.chains.push_back({hook_chain(h), {}});
       // IPv6 neighbour discovery and MLD are never policy's to block, whatever `failsafe` says: without
@@ -168,6 +172,33 @@ class Compiler {
     }
   }
 
+  // The chain FORWARD jumps to for subject chain `name`. xt_cgroup is valid on INPUT, OUTPUT and POSTROUTING only:
+  // the kernel refuses the whole restore (both iptables-legacy and iptables-nft) when a chain holding a `-m cgroup`
+  // rule can be reached from FORWARD, which a subject chain shared by an address subject (FORWARD -d/-s pod) and
+  // ingress rules naming local clients by cgroup would be. Such a chain gets a FORWARD copy without its cgroup rules,
+  // "HOSTSCOPE-F-<same 16 hex>": a forwarded packet has no local socket, so those rules never match it there and the
+  // copy decides every forwarded packet exactly as the chain does. Otherwise FORWARD jumps to the chain itself.
+  std::string forward_chain(const std::string& name) {
+    if (auto it = forward_of_.find(name); it != forward_of_.end()) return it->second;
+    const IrChain* c = table_.find(name);
+    std::vector<IrRule> kept;
+    bool has_cgroup = false;
+    if (c)
+      for (const auto& r : c->rules) {
+        if (r.match.cgroup.empty()) kept.push_back(r);
+        else has_cgroup = true;
+      }
+    std::string out = name;
+    if (has_cgroup) {
+      IrChain copy{"HOSTSCOPE-F-" + name.substr(std::string("HOSTSCOPE-P-").size()), {}};
+      for (auto& r : kept) add(copy, std::move(r));
+      out = copy.name;
+      table_.chains.push_back(std::move(copy));
+    }
+    forward_of_[name] = out;
+    return out;
+  }
+
   void dispatch(Direction dir, const Target& t, const std::string& chain, const std::string& first_policy) {
     IrRule r;
     r.target = IrTarget::Jump;
@@ -182,22 +213,41 @@ class Compiler {
       case Target::Kind::Address:
         if (dir == Direction::Egress) {
           r.match.src = t.cidr;
-          add(hook(Hook::Forward), r);
+          add_forward_dispatch(r);
           add(hook(Hook::Input), r);
         } else {
           r.match.dst = t.cidr;
-          add(hook(Hook::Forward), r);
+          add_forward_dispatch(r);
           add(hook(Hook::Output), r);
         }
         break;
       case Target::Kind::LocalPort:
+        // A local client's packet takes the loopback path, OUTPUT then INPUT on `lo`, and only OUTPUT knows its
+        // socket's cgroup: it is judged there, so an ingress rule can name a local client (a `service:` peer with
+        // cgroups). INPUT judges every packet that did not come over `lo` (`! -i lo`), whatever its source address:
+        // IPv6 delivers a packet from another host with a spoofed source that is one of this node's addresses, so
+        // `! --src-type LOCAL` would let it past the policy. Broadcasts and multicasts a local process loops back to
+        // itself arrive on their real device and stay judged on INPUT, as before.
         for (auto p : {Protocol::Tcp, Protocol::Udp}) {
           r.match.proto = p;
           r.match.dports = {{t.port, t.port}};
+          r.match.in_not_loopback = true;
           add(hook(Hook::Input), r);
+        }
+        r.match.in_not_loopback = false;
+        for (auto p : {Protocol::Tcp, Protocol::Udp}) {
+          r.match.proto = p;
+          r.match.dports = {{t.port, t.port}};
+          r.match.dst_local = true;
+          add(hook(Hook::Output), r);
         }
         break;
     }
+  }
+
+  void add_forward_dispatch(IrRule r) {
+    r.jump = forward_chain(r.jump);
+    add(hook(Hook::Forward), std::move(r));
   }
 
   std::string subject_chain(Family f, Direction dir, const std::vector<const ResolvedPolicy*>& group) {
@@ -254,7 +304,15 @@ class Compiler {
         if (c.prefix == 0) any = true;
         peers.push_back(c);
       }
-    if (!any && peers.empty()) return;  // nothing in this family can match
+    // Local processes among the peers, in both families: ingress by the clients' cgroups, egress by a local
+    // destination on the ports they listen on (those the rule allows).
+    std::vector<std::string> local_cgroups;
+    std::vector<PortRange> local_ports;
+    if (!any) {
+      if (dir == Direction::Ingress) local_cgroups = rr.local_cgroups;
+      else local_ports = local_port_atoms(rule.ports, rr.local_ports);
+    }
+    if (!any && peers.empty() && local_cgroups.empty() && local_ports.empty()) return;  // nothing in this family can match
     std::vector<std::optional<Cidr>> peer_atoms;
     std::string set;
     if (any) peer_atoms.push_back(std::nullopt);
@@ -274,41 +332,79 @@ class Compiler {
       case Action::Reject: target = p.mode == Mode::Audit ? IrTarget::Audit : IrTarget::Reject; break;
       case Action::Log: target = IrTarget::Log; break;
     }
-    for (const auto& peer : peer_atoms)
-      for (auto proto : protos)
-        for (const auto& chunk : port_chunks(rule.ports)) {
-          IrRule r;
-          r.target = target;
-          r.owner = p.name;
-          r.mode = p.mode;
-          r.what = fmt::format("{} rule {} ({}){}", to_string(dir), rule.index, to_string(rule.action),
-                               rule.comment.empty() ? "" : ": " + rule.comment);
-          r.loc = rule.loc.str();
+    IrRule base;
+    base.target = target;
+    base.owner = p.name;
+    base.mode = p.mode;
+    base.what = fmt::format("{} rule {} ({}){}", to_string(dir), rule.index, to_string(rule.action),
+                            rule.comment.empty() ? "" : ": " + rule.comment);
+    base.loc = rule.loc.str();
+    // One rule per protocol and port chunk, `set` adding the peer match. Address atoms first, then local processes;
+    // rules of one source rule never overlap in what they decide.
+    auto emit = [&](const std::vector<Protocol>& ps, const std::vector<PortRange>& ports, const auto& set) {
+      for (auto proto : ps)
+        for (const auto& chunk : port_chunks(ports)) {
+          IrRule r = base;
           r.match.proto = proto;
           r.match.dports = chunk;
-          if (dir == Direction::Egress) {
-            r.match.dst = peer;
-            r.match.dst_set = set;
-          } else {
-            r.match.src = peer;
-            r.match.src_set = set;
-          }
-          bool audit = target == IrTarget::Audit;
-          add(chain, r);
-          // An audit rule ends this policy chain where the enforce rule would have ended it: nothing after it
-          // (later rules, the audit default) sees or counts the packet again. The count stays on the Audit rule.
-          if (audit) {
-            r.target = IrTarget::Return;
-            r.what += " (audit: ends the chain)";
-            add(chain, r);
-          }
+          set(r.match);
+          add_rule(chain, r);
         }
+    };
+    for (const auto& peer : peer_atoms)
+      emit(protos, rule.ports, [&](IrMatch& m) {
+        if (dir == Direction::Egress) {
+          m.dst = peer;
+          m.dst_set = set;
+        } else {
+          m.src = peer;
+          m.src_set = set;
+        }
+      });
+    // Only a locally sent packet carries its sender's socket (on INPUT, early demux may attach the receiver's).
+    for (const auto& cg : local_cgroups)
+      emit(protos, rule.ports, [&](IrMatch& m) {
+        m.cgroup = cg;
+        m.src_local = true;
+      });
+    if (!local_ports.empty()) {
+      // Listening ports need a protocol to match on: tcp and udp when the rule names none.
+      std::vector<Protocol> port_protos = protos;
+      if (rule.protocol == Protocol::Any) port_protos = {Protocol::Tcp, Protocol::Udp};
+      emit(port_protos, local_ports, [](IrMatch& m) { m.dst_local = true; });
+    }
+  }
+
+  // Adds a policy rule; an audit rule ends this policy chain where the enforce rule would have ended it: nothing
+  // after it (later rules, the audit default) sees or counts the packet again. The count stays on the Audit rule.
+  void add_rule(IrChain& chain, IrRule r) {
+    bool audit = r.target == IrTarget::Audit;
+    add(chain, r);
+    if (audit) {
+      r.target = IrTarget::Return;
+      r.what += " (audit: ends the chain)";
+      add(chain, std::move(r));
+    }
+  }
+
+  // The ports a local peer listens on that the rule allows (all of them when the rule names no port), as ranges.
+  static std::vector<PortRange> local_port_atoms(const std::vector<PortRange>& rule_ports, const std::vector<uint16_t>& listening) {
+    std::vector<PortRange> out;
+    for (auto port : listening) {  // sorted, unique
+      bool allowed = rule_ports.empty() ||
+                     std::any_of(rule_ports.begin(), rule_ports.end(), [&](const PortRange& r) { return r.contains(port); });
+      if (!allowed) continue;
+      if (!out.empty() && out.back().last + 1 == port) out.back().last = port;
+      else out.push_back({port, port});
+    }
+    return out;
   }
 
   const Analysis& a_;
   const CompileOptions& opts_;
   IrTable table_;
   std::set<std::string> hashes_;
+  std::map<std::string, std::string> forward_of_;  // subject chain -> the chain FORWARD jumps to for it
 };
 
 }  // namespace

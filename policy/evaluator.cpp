@@ -36,6 +36,7 @@ bool cgroup_under(const std::string& path, const std::string& sock) {
 
 bool matches(const IrTable& t, const IrMatch& m, const Packet& p) {
   if (m.established && !p.established) return false;
+  if ((m.dst_local && !p.dst_local) || (m.src_local && !p.src_local) || (m.in_not_loopback && p.in_loopback)) return false;
   if (!addr_in(m.src, p.src) || !addr_in(m.dst, p.dst)) return false;
   if (!set_has(t, m.src_set, p.src) || !set_has(t, m.dst_set, p.dst)) return false;
   if (m.proto != Protocol::Any && m.proto != p.proto) return false;
@@ -94,17 +95,21 @@ Verdict evaluate_connection(const Ir& ir, const Endpoint& from, const Endpoint& 
   p.dst = to.address;
   p.proto = proto;
   p.dport = port;
+  // A local endpoint has an address of this node; so has an endpoint at a loopback address (never routed).
+  p.src_local = from.local || (from.address && is_loopback(*from.address));
+  p.dst_local = to.local || (to.address && is_loopback(*to.address));
   // Family follows the addresses; local-to-local without addresses is loopback IPv4.
   Family f = p.dst ? p.dst->family : p.src ? p.src->family : Family::V4;
   const IrTable& t = ir.table(f);
   std::vector<Hook> hooks;
-  if (from.local) hooks.push_back(Hook::Output);
-  if (to.local) hooks.push_back(Hook::Input);
-  if (!from.local && !to.local) hooks.push_back(Hook::Forward);
+  if (p.src_local) hooks.push_back(Hook::Output);
+  if (p.dst_local) hooks.push_back(Hook::Input);
+  if (!p.src_local && !p.dst_local) hooks.push_back(Hook::Forward);
   bool audit = false;
   for (auto h : hooks) {
     Packet hp = p;
     hp.cgroup = h == Hook::Output ? from.cgroup : "";  // the socket cgroup is only known on output
+    hp.in_loopback = h == Hook::Input && p.src_local;  // a locally sent packet arrives on INPUT over `lo`
     auto v = evaluate_hook(t, h, hp, trace);
     if (v == Verdict::Deny) return v;
     audit = audit || v == Verdict::AuditWouldDeny;

@@ -20,6 +20,9 @@ struct Packet {
   uint16_t dport = 0;
   uint8_t icmpv6_type = 0;  // when proto is Icmpv6
   std::string cgroup;  // cgroup v2 path of the sending local process ("" = not local)
+  // The source / destination is an address of this node (a local process, or loopback): addrtype LOCAL.
+  bool src_local = false, dst_local = false;
+  bool in_loopback = false;  // arrived on the loopback device (INPUT of a locally sent packet)
   bool established = false;
 };
 

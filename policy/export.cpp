@@ -80,8 +80,9 @@ bool may_overlap(const ResolvedRule& a, const ResolvedRule& b) {
     if (!shared) return false;
   }
   // An explicit peer list that resolved to nothing matches nothing.
-  if ((!a.any_peer && a.peers.empty()) || (!b.any_peer && b.peers.empty())) return false;
+  if (a.matches_nothing() || b.matches_nothing()) return false;
   if (a.any_peer || b.any_peer) return true;
+  if (a.has_local() && b.has_local()) return true;  // local processes: not compared, assumed to overlap
   return std::any_of(a.peers.begin(), a.peers.end(), [&](const Cidr& x) {
     return std::any_of(b.peers.begin(), b.peers.end(), [&](const Cidr& y) { return x.contains(y) || y.contains(x); });
   });

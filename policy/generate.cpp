@@ -178,7 +178,7 @@ constexpr const char* kNoteLeftOut = "edge left out";
 constexpr const char* kNoteDnat = "DNAT: the backends conntrack reported are allowed, not the dialled address";
 constexpr const char* kNoteUnknownNetwork = "network not in the agent config: only the observed address is allowed";
 constexpr const char* kNoteLocalService =
-    "local service allowed by its observed address (a `service:` peer matches only catalogued addresses, not local processes)";
+    "local service allowed by its observed address (its catalogued listening ports or cgroups do not match the connection)";
 constexpr const char* kNoteUncovered = "service without a catalogued address covering the observed one: the observed address is allowed";
 constexpr const char* kNoteAnyPeer = "no address observed: any peer is allowed on the port";
 constexpr const char* kNoteGrouped = "observed addresses inside one catalogued network or service: the name is allowed";
@@ -188,6 +188,7 @@ struct PeerChoice {
   std::string value;
   // How a PolicyTest names this end ("" = no endpoint the evaluator can use).
   std::string test_endpoint;
+  bool local = false;  // `service:` standing for the local processes of a service (by cgroup or listening port)
   std::string note;  // why the peer is less precise than the observation, if it is
   const char* note_kind = "";
   bool operator<(const PeerChoice& o) const { return std::tie(kind, value) < std::tie(o.kind, o.value); }
@@ -205,20 +206,32 @@ std::vector<Cidr> network_cidrs(const Context& ctx, const std::string& name) {
   return out;
 }
 
-PeerChoice choose_peer(const End& e, const std::string& address, const Context& ctx) {
+// Whether a `service:` peer naming `s` matches its local processes for this edge: as a client (ingress) by their
+// cgroups, as a server (egress) on the ports they listen on (docs/policy.md, "Local services as peers").
+bool names_local_processes(const ServiceInfo& s, bool as_server, uint16_t port) {
+  if (s.cgroups.empty()) return false;
+  if (!as_server) return std::any_of(s.cgroups.begin(), s.cgroups.end(), safe_cgroup_path);
+  return std::find(s.ports.begin(), s.ports.end(), port) != s.ports.end();
+}
+
+// How the edge end `e`, seen at `address`, is named as a peer: as the server of the edge (egress of the client, on
+// `port`) or as its client (ingress of the server).
+PeerChoice choose_peer(const End& e, const std::string& address, const Context& ctx, bool as_server, uint16_t port) {
   PeerChoice p;
   auto ip = IpAddr::parse(address);
   if (e.local_service()) {
     if (const auto* s = ctx.find_service(e.service)) {
       auto cidrs = service_addresses(*s);
-      // By name only when the catalogue's addresses cover what was observed: a host process of
-      // the service connects from the node's address, which `service:` would not allow.
-      if (!cidrs.empty() && (!ip || covered(cidrs, *ip))) {
+      // By name when the catalogue's addresses cover what was observed (a pod), or when the name stands for the
+      // service's local processes: never by a loopback or node address, which every local process shares.
+      bool by_address = !cidrs.empty() && (!ip || covered(cidrs, *ip));
+      if (by_address || names_local_processes(*s, as_server, port)) {
         p.kind = PeerChoice::Kind::Service;
         p.value = e.service;
-        // A service with local processes stands for address-less endpoints in the evaluator too;
-        // test against the observed address instead.
-        p.test_endpoint = s->cgroups.empty() ? e.service : ip ? ip->str() : cidrs.front().addr.str();
+        p.local = !by_address;
+        // A PolicyTest names the service: its local processes are endpoints the evaluator knows (by cgroup, no
+        // address), and so are its catalogued addresses.
+        p.test_endpoint = !by_address || s->cgroups.empty() ? e.service : ip ? ip->str() : cidrs.front().addr.str();
         return p;
       }
     }
@@ -236,10 +249,14 @@ PeerChoice choose_peer(const End& e, const std::string& address, const Context& 
       p.note = fmt::format("network {} is not in the agent config; only the last observed address {} is allowed", shown(e.service), p.value);
       p.note_kind = kNoteUnknownNetwork;
     } else if (const auto* s = e.local_service() ? ctx.find_service(e.service) : nullptr; s && !s->cgroups.empty()) {
-      // A `service:` peer compiles to the service's catalogued addresses only; a local process sends
-      // from and listens on the node's addresses, which no name stands for (docs/policy.md, "Generate").
-      p.note = fmt::format("local service {} is allowed as its observed address {}; `service: {}` would not match its local processes",
-                           e.display(), p.value, shown(e.service));
+      // Egress to a local server is matched by its listening ports; without the observed one in the catalogue,
+      // `service:` would not match this connection (docs/policy.md, "Generate").
+      p.note = as_server ? fmt::format("local service {} is allowed as its observed address {}: port {} is not among its catalogued "
+                                       "listening ports, so `service: {}` would not match it",
+                                       e.display(), p.value, port, shown(e.service))
+                         : fmt::format("local service {} is allowed as its observed address {}: none of its catalogued cgroup paths "
+                                       "is usable, so `service: {}` would not match it",
+                                       e.display(), p.value, shown(e.service));
       p.note_kind = kNoteLocalService;
     } else if (e.local_service()) {
       p.note = fmt::format("service {} has no catalogued address covering {}; the observed address is allowed", e.display(), p.value);
@@ -556,6 +573,12 @@ Result<Generated> generate(const json& topology, const Context& ctx) {
     return s && !service_addresses(*s).empty();
   };
 
+  // Whether the other side's policy names this end's local processes. When it does not, it matches them by an
+  // address, which their cgroup endpoints lack in the evaluator: a case between them cannot be decided, whether the
+  // other side is evaluated at its addresses (policed_address) or, named as a service, at its own cgroups.
+  auto named_locally = [&](const End& e, bool as_server, uint16_t port) {
+    return choose_peer(e, e.address, ctx, as_server, port).local;
+  };
   auto not_catalogued = [](const End& e) {
     return fmt::format("service {} is not in the service catalogue, so the evaluator has nothing to test it with", shown(e.service));
   };
@@ -583,7 +606,7 @@ Result<Generated> generate(const json& topology, const Context& ctx) {
       if (!e.actual.empty()) dests = e.actual;
       else dests.push_back({e.server.address, e.port});
       for (const auto& [addr, port] : dests) {
-        auto c = choose_peer(e.actual.empty() ? e.server : End{"external", "external", "", addr}, addr, ctx);
+        auto c = choose_peer(e.actual.empty() ? e.server : End{"external", "external", "", addr}, addr, ctx, /*as_server=*/true, port);
         if (!e.actual.empty()) {
           c.note = fmt::format("dialled {} (DNAT); backends may change", shown(e.dialed.empty() ? e.server.address : e.dialed));
           c.note_kind = kNoteDnat;
@@ -593,7 +616,7 @@ Result<Generated> generate(const json& topology, const Context& ctx) {
         Case k{e.client.service, c.test_endpoint, port, e.proto, e.connections, ""};
         if (!ctx.find_service(e.client.service)) k.skipped = not_catalogued(e.client);
         else if (c.test_endpoint.empty()) k.skipped = "no single address stands for the peer";
-        else if (has_cgroups(e.client) && policed_address(c.test_endpoint, e.server))
+        else if (has_cgroups(e.client) && !named_locally(e.client, false, port) && (c.local || policed_address(c.test_endpoint, e.server)))
           k.skipped = "the client's local processes have no source address in the reference evaluator, and the server's ingress policy matches sources by address";
         auto [it, fresh] = s.cases.emplace(k, k);
         if (!fresh) it->second.connections = sat_add(it->second.connections, e.connections);
@@ -601,13 +624,13 @@ Result<Generated> generate(const json& topology, const Context& ctx) {
     }
     if (server_local) {
       auto& s = subjects[{e.server.ns, e.server.service}];
-      auto c = choose_peer(e.client, e.client.address, ctx);
+      auto c = choose_peer(e.client, e.client.address, ctx, /*as_server=*/false, e.port);
       add_peer(s.ingress[{e.proto, e.port}], c, e.client, e);
       if (!c.note.empty()) out.notes.push_back({c.note_kind, fmt::format("{} (ingress of {}): {}", what, s.name, c.note)});
       Case k{c.test_endpoint, e.server.service, e.port, e.proto, e.connections, ""};
       if (!ctx.find_service(e.server.service)) k.skipped = not_catalogued(e.server);
       else if (c.test_endpoint.empty()) k.skipped = "no single address stands for the peer";
-      else if (has_cgroups(e.server) && policed_address(c.test_endpoint, e.client))
+      else if (has_cgroups(e.server) && !named_locally(e.server, true, e.port) && (c.local || policed_address(c.test_endpoint, e.client)))
         k.skipped = "the server's local processes have no address in the reference evaluator, and the client's egress policy matches destinations by address";
       auto [it, fresh] = s.cases.emplace(k, k);
       if (!fresh) it->second.connections = sat_add(it->second.connections, e.connections);

@@ -13,11 +13,6 @@
 namespace hostscope::policy {
 namespace {
 
-bool loopback(const IpAddr& a) {
-  static const auto v4 = parse_cidr("127.0.0.0/8").cidr, v6 = parse_cidr("::1/128").cidr;
-  return v4->contains(a) || v6->contains(a);
-}
-
 int severity(Verdict v) { return v == Verdict::Deny ? 2 : v == Verdict::AuditWouldDeny ? 1 : 0; }
 
 const char* verdict_word(Verdict v) { return v == Verdict::Deny ? "denied" : v == Verdict::AuditWouldDeny ? "would-deny" : "allowed"; }
@@ -38,8 +33,9 @@ std::string end_text(const topology::EdgeEnd& e) {
 }  // namespace
 
 // A local process is judged where the kernel judges it: its cgroups on OUTPUT, and on both hooks the address it was
-// observed at (loopback or the node's address; the rules `policy generate` writes for such peers are address rules).
-// Dropping that address made every address rule miss, so loopback edges the kernel allowed were marked denied. An
+// observed at (loopback or the node's address; rules may name such peers by address, as `policy generate` did before
+// it named local services). Dropping that address made every address rule miss, so loopback edges the kernel allowed
+// were marked denied. An
 // observed address the catalogue lists for the service (a pod's) is routed, not local. Without an observed address,
 // every cgroup and address of the service.
 std::vector<Endpoint> edge_endpoints(const topology::EdgeEnd& end, const Context& ctx) {
@@ -62,7 +58,7 @@ std::vector<Endpoint> edge_endpoints(const topology::EdgeEnd& end, const Context
   }
   // Any other end seen on loopback (a process the catalogue does not know, a server a dropped SYN never reached) is
   // local without a cgroup: loopback is never forwarded.
-  if (addr) return {Endpoint{*addr, "", loopback(*addr)}};
+  if (addr) return {Endpoint{*addr, "", is_loopback(*addr)}};
   return {};
 }
 
@@ -72,7 +68,7 @@ EdgeJudgement judge_edge(const Ir& ir, const Context& ctx, const topology::EdgeS
   // The filter table sees the destination after DNAT: the backends conntrack reported, when there are any.
   std::vector<std::pair<std::vector<Endpoint>, uint16_t>> dests;
   for (const auto& a : e.actual)
-    if (auto hp = topology::parse_addr_port(a)) dests.push_back({{Endpoint{hp->first, "", loopback(hp->first)}}, hp->second});
+    if (auto hp = topology::parse_addr_port(a)) dests.push_back({{Endpoint{hp->first, "", is_loopback(hp->first)}}, hp->second});
   if (dests.empty()) dests.push_back({edge_endpoints(e.server, ctx), e.port});
   EdgeJudgement out;
   for (const auto& f : froms)

@@ -82,8 +82,11 @@ std::string render_rule(const std::string& chain, const IrRule& r, Family f, con
   std::string s = "-A " + chain;
   if (m.src) s += " -s " + m.src->str();
   if (m.dst) s += " -d " + m.dst->str();
+  if (m.in_not_loopback) s += " ! -i lo";  // where iptables-save prints it: after -s/-d, before -p
   if (m.proto != Protocol::Any) s += fmt::format(" -p {}", to_string(m.proto));
   if (m.icmpv6_type) s += fmt::format(" -m icmp6 --icmpv6-type {}", *m.icmpv6_type);
+  if (m.src_local) s += " -m addrtype --src-type LOCAL";
+  if (m.dst_local) s += " -m addrtype --dst-type LOCAL";
   if (!m.cgroup.empty()) s += fmt::format(" -m cgroup --path \"{}\"", m.cgroup);
   if (!m.src_set.empty()) s += fmt::format(" -m set --match-set {} src", m.src_set);
   if (!m.dst_set.empty()) s += fmt::format(" -m set --match-set {} dst", m.dst_set);

@@ -34,6 +34,14 @@ struct IrMatch {
   std::vector<PortRange> dports;  // empty = any; requires proto tcp or udp
   std::optional<uint8_t> icmpv6_type;  // requires proto icmpv6
   std::string cgroup;             // cgroup v2 path of the sending socket; empty = any
+  // addrtype: the destination is an address of this node (`--dst-type LOCAL`), the source is (`--src-type LOCAL`).
+  // A packet a local process sends to a local process takes the loopback path: OUTPUT, then INPUT on `lo`.
+  bool dst_local = false;
+  bool src_local = false;
+  // `! -i lo`: the packet did not arrive on the loopback device, i.e. on INPUT it was not sent by this node. Not
+  // `! --src-type LOCAL`: IPv6 (and IPv4 with accept_local) delivers a packet from another host whose source is
+  // spoofed to one of this node's addresses, and it must not escape INPUT. Matches every packet on OUTPUT/FORWARD.
+  bool in_not_loopback = false;
   bool established = false;       // conntrack ESTABLISHED,RELATED
   bool operator==(const IrMatch&) const = default;
 };

@@ -13,14 +13,14 @@ namespace {
 using json = nlohmann::json;
 
 // rule: [src, dst, src_set, dst_set, proto, [[first,last],...], cgroup, established, target, jump, owner, mode, what, hash,
-//        icmpv6 type or -1, loc (each absent in IRs stored before it existed)]
+//        icmpv6 type or -1, loc, dst_local, in_not_loopback, src_local (each absent in IRs stored before it existed)]
 json rule_json(const IrRule& r) {
   json ports = json::array();
   for (const auto& p : r.match.dports) ports.push_back({p.first, p.last});
   const auto& m = r.match;
   return {m.src ? m.src->str() : "", m.dst ? m.dst->str() : "", m.src_set, m.dst_set, int(m.proto), std::move(ports),
           m.cgroup, m.established, int(r.target), r.jump, r.owner, int(r.mode), r.what, r.hash,
-          m.icmpv6_type ? int(*m.icmpv6_type) : -1, r.loc};
+          m.icmpv6_type ? int(*m.icmpv6_type) : -1, r.loc, m.dst_local, m.in_not_loopback, m.src_local};
 }
 
 struct Reader {
@@ -79,6 +79,9 @@ IrRule rule_from(const json& a, const std::string& where) {
     if (t >= 0) x.match.icmpv6_type = uint8_t(t);
   }
   if (a.size() > 15) x.loc = r.get<std::string>(a, 15, "loc");
+  if (a.size() > 16) x.match.dst_local = r.get<bool>(a, 16, "dst_local");
+  if (a.size() > 17) x.match.in_not_loopback = r.get<bool>(a, 17, "in_not_loopback");
+  if (a.size() > 18) x.match.src_local = r.get<bool>(a, 18, "src_local");
   return x;
 }
 

@@ -44,4 +44,9 @@ std::string PortRange::to_string(char sep) const {
   return fmt::format("{}{}{}", first, sep, last);
 }
 
+bool is_loopback(const IpAddr& a) {
+  static const auto v4 = parse_cidr("127.0.0.0/8").cidr, v6 = parse_cidr("::1/128").cidr;
+  return v4->contains(a) || v6->contains(a);
+}
+
 }  // namespace hostscope::policy

@@ -23,6 +23,9 @@ struct SockAddr {
 };
 SockAddr sock_addr(std::string_view addr, uint16_t port);
 
+// 127.0.0.0/8 or ::1: an address of this node that is never routed.
+bool is_loopback(const IpAddr& a);
+
 // Icmpv6 never comes from the language: the compiler uses it for the neighbour discovery rules.
 enum class Protocol { Any, Tcp, Udp, Icmpv6 };
 const char* to_string(Protocol p);

@@ -67,7 +67,9 @@ void enter_netns(const std::string& ns) {
 // Child process: TCP and UDP servers on the given ports; dies with the test.
 // UDP sockets are bound per address (udp_addrs, default any) so a multi-homed server answers from
 // the address it was asked on; otherwise the reply would be a new flow that policy judges on its own.
-pid_t spawn_servers(const std::string& ns, std::vector<uint16_t> ports, std::vector<std::string> udp_addrs = {"0.0.0.0", "::"}) {
+// `tcp` false: UDP servers only (next to TCP listeners on the same ports).
+pid_t spawn_servers(const std::string& ns, std::vector<uint16_t> ports, std::vector<std::string> udp_addrs = {"0.0.0.0", "::"},
+                    bool tcp = true) {
   pid_t pid = fork();
   if (pid != 0) return pid;
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -86,8 +88,10 @@ pid_t spawn_servers(const std::string& ns, std::vector<uint16_t> ports, std::vec
     is_tcp.push_back(type == SOCK_STREAM);
   };
   for (auto port : ports) {
-    open_socket(SOCK_STREAM, "0.0.0.0", port);
-    open_socket(SOCK_STREAM, "::", port);
+    if (tcp) {
+      open_socket(SOCK_STREAM, "0.0.0.0", port);
+      open_socket(SOCK_STREAM, "::", port);
+    }
     for (const auto& a : udp_addrs) open_socket(SOCK_DGRAM, a, port);
   }
   for (;;) {
@@ -257,6 +261,8 @@ class Lab {
 
   const std::string& variant() const { return variant_; }
   std::string state_dir() const { return state_dir_.string(); }
+  // More servers in r (e.g. UDP on the loopback addresses); killed with the lab.
+  void add_servers(pid_t pid) { servers_.push_back(pid); }
 
  private:
   std::string variant_, id_, cg_base_;
@@ -564,6 +570,123 @@ TEST_P(PolicyConformance, ApplyRollbackIsAtomicUnderProbing) {
   EXPECT_EQ(bad, 0u) << "probes that saw neither the old nor the new verdict (of " << probes << ")";
   EXPECT_EQ(backend.status()->generation, 1);
   ASSERT_TRUE(backend.flush());
+}
+
+// Issue 19: a `service:` peer names local processes. A local client connecting over loopback (127.0.0.1, ::1) or to
+// the node's own address is judged on OUTPUT, where its cgroup is known: r's server (service router, port 80) admits
+// local-a and local-b only; local-b may reach only router's listening port at a local address. Loopback traffic no
+// policy covers (port 81, port 22) passes whoever sends it. A pod subject (x) whose ingress names local-a by cgroup is
+// also dispatched from FORWARD, where the kernel refuses `-m cgroup`: the set must apply and judge forwarded
+// traffic as before. A packet from another host whose IPv6 source is spoofed to one of r's own addresses (IPv6
+// delivers it) is still judged on INPUT. Every verdict is also the evaluator's.
+TEST_P(PolicyConformance, LocalServicePeersOverLoopback) {
+  HS_REQUIRE_THAT(missing_privileges());
+  Lab lab(GetParam());
+  auto ctx = lab.context();
+  auto backend = lab.backend();
+  lab.add_servers(spawn_servers(lab.ns("r"), {80, 81}, {"127.0.0.1", "::1"}, /*tcp=*/false));
+  std::string yaml = yaml_header("router-in", "service: router") +
+                     "default: {ingress: deny}\ningress:\n  - action: allow\n    peers: [{service: local-a}, {service: local-b}]\n"
+                     "    ports: [80]\n" +
+                     yaml_header("b-out", "service: local-b") + "default: {egress: deny}\negress:\n  - action: allow\n    peers: [{service: router}]\n" +
+                     yaml_header("x-in", "service: x") +
+                     "default: {ingress: deny}\ningress:\n  - action: allow\n    peers: [{service: local-a}]\n    ports: [80]\n    protocol: tcp\n";
+  auto ir = compile_or_die(yaml, ctx);
+  auto applied = backend.apply(ir);
+  ASSERT_TRUE(applied) << applied.error().str();
+
+  struct Want {
+    std::string from_ns, leaf, cgroup, src, dst;
+    bool local_dst;
+    uint16_t port;
+    Protocol proto;
+    bool allow;
+  };
+  std::vector<Want> wants;
+  for (const char* dst : {"127.0.0.1", "::1", "10.88.1.1", "fd88:1::1"})
+    for (auto proto : {Protocol::Tcp, Protocol::Udp}) {
+      // A local sender's source towards a local address is that address (127.0.0.1, ::1, r's own).
+      const std::string src = dst;
+      wants.push_back({"r", "a", lab.cg("a"), src, dst, true, 80, proto, true});    // router-in names local-a
+      wants.push_back({"r", "b", lab.cg("b"), src, dst, true, 80, proto, true});    // ... and local-b, whose egress names router
+      wants.push_back({"r", "", "/", src, dst, true, 80, proto, false});            // any other local process: router-in denies
+      wants.push_back({"r", "a", lab.cg("a"), src, dst, true, 81, proto, true});    // no policy covers 81
+      wants.push_back({"r", "", "/", src, dst, true, 81, proto, true});
+      wants.push_back({"r", "b", lab.cg("b"), src, dst, true, 81, proto, false});   // b-out: router does not listen on 81
+      wants.push_back({"r", "", "/", src, dst, true, 22, Protocol::Tcp, true});     // failsafe (and not dispatched)
+    }
+  for (bool v6 : {false, true}) {
+    std::string x = v6 ? "fd88:1::2" : "10.88.1.2", r1 = v6 ? "fd88:1::1" : "10.88.1.1";
+    std::string y = v6 ? "fd88:2::2" : "10.88.2.2";
+    for (auto proto : {Protocol::Tcp, Protocol::Udp}) {
+      wants.push_back({"x", "", "", x, r1, true, 80, proto, false});  // a remote client: judged on INPUT, denied
+      wants.push_back({"x", "", "", x, r1, true, 81, proto, true});
+    }
+    wants.push_back({"x", "", "", x, r1, true, 22, Protocol::Tcp, true});                // failsafe
+    wants.push_back({"y", "", "", y, x, false, 80, Protocol::Tcp, false});               // x-in, forwarded
+    wants.push_back({"y", "", "", y, x, false, 81, Protocol::Tcp, false});
+    wants.push_back({"y", "", "", y, x, false, 22, Protocol::Tcp, true});                // failsafe, forwarded
+    wants.push_back({"r", "a", lab.cg("a"), r1, x, false, 80, Protocol::Tcp, true});     // x-in names local-a: OUTPUT -d x
+    wants.push_back({"r", "", "/", r1, x, false, 80, Protocol::Tcp, false});
+    wants.push_back({"r", "b", lab.cg("b"), r1, x, false, 80, Protocol::Tcp, false});    // b-out
+  }
+  lab.flush_neighbours();
+  std::vector<pid_t> pids;
+  for (const auto& w : wants) pids.push_back(spawn_probe(lab.ns(w.from_ns), w.leaf.empty() ? "" : lab.cg_dir(w.leaf), w.dst, w.port, w.proto));
+  for (size_t i = 0; i < wants.size(); ++i) {
+    const auto& w = wants[i];
+    bool got = wait_exit(pids[i]) == 0;
+    bool local_src = w.from_ns == "r";
+    Endpoint from{IpAddr::parse(w.src), local_src ? w.cgroup : "", local_src};
+    Endpoint to{IpAddr::parse(w.dst), "", w.local_dst};
+    auto what = fmt::format("[{}] {}{} -> {}:{}/{}", lab.variant(), w.from_ns, w.leaf.empty() ? "" : "/" + w.leaf, w.dst, w.port, to_string(w.proto));
+    EXPECT_EQ(got, w.allow) << what << ": kernel says " << (got ? "allow" : "deny");
+    EXPECT_EQ(evaluate_connection(ir, from, to, w.proto, w.port) != Verdict::Deny, w.allow) << what << ": evaluator";
+  }
+
+  // x sends UDP to r:80 from r's own address on link 2 (added to x's lo): IPv6 delivers such a packet, and
+  // `! --src-type LOCAL` on INPUT would let it skip router-in. It must reach router-in's default deny.
+  auto drops = [&] {
+    auto st = backend.status();
+    uint64_t n = 0;
+    if (st)
+      for (const auto& c : st->counters)
+        if (c.family == Family::V6 && c.owner == "router-in" && c.target == "DROP") n += c.packets;
+    return n;
+  };
+  must({"ip", "-n", lab.ns("x"), "addr", "add", "fd88:2::1/128", "dev", "lo", "nodad"});
+  uint64_t before = drops();
+  pid_t spoofer = fork();
+  if (spoofer == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    enter_netns(lab.ns("x"));
+    SockAddr from = sock_addr("fd88:2::1", 0), to = sock_addr("fd88:1::1", 80);
+    int s = socket(AF_INET6, SOCK_DGRAM, 0);
+    if (s < 0 || bind(s, from.ptr(), from.len) != 0) _exit(93);
+    for (int k = 0; k < 3; ++k)
+      if (sendto(s, "hi", 2, 0, to.ptr(), to.len) != 2) _exit(94);
+    _exit(0);
+  }
+  ASSERT_EQ(wait_exit(spoofer), 0);
+  uint64_t after = before;
+  for (int tries = 0; tries < 100 && after < before + 3; ++tries) {
+    usleep(20000);
+    after = drops();
+  }
+  EXPECT_EQ(after, before + 3) << "spoofed-source IPv6 packets must be judged (and dropped) on INPUT\n" << backend.status()->raw_text();
+
+  auto st = backend.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_FALSE(st->drift) << st->text();
+  ASSERT_TRUE(backend.flush());
+  for (const char* fam : {"iptables", "ip6tables"}) {
+    auto save = sh({"ip", "netns", "exec", lab.ns("r"), fmt::format("{}-{}-save", fam, lab.variant())});
+    EXPECT_EQ(save.out.find("HOSTSCOPE"), std::string::npos) << save.out;
+    EXPECT_EQ(save.out.find("hostscope"), std::string::npos) << save.out;
+  }
+  // After the flush nothing is judged: the local process router-in denied reaches r's server over loopback again.
+  EXPECT_TRUE(lab.probe_ok("r", "", "127.0.0.1", 80, Protocol::Tcp));
+  EXPECT_TRUE(lab.probe_ok("r", "", "::1", 80, Protocol::Udp));
 }
 
 // Records the input of every iptables-restore the backend runs (and runs it for real).

@@ -8,10 +8,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
 
+#include "policy/analysis.h"
 #include "policy/compiler.h"
 #include "policy/evaluator.h"
 #include "policy/iptables.h"
@@ -68,11 +70,13 @@ TEST(PolicyCompile, GoldenIptablesV4) {
   // Hashes are part of the golden output on purpose: they must be stable across builds.
   EXPECT_EQ(text, R"(-A HOSTSCOPE-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "hostscope:hs.conntrack:dc09dcb9d205" -j RETURN
 -A HOSTSCOPE-INPUT -s 10.1.0.2/32 -m comment --comment "hostscope:hs.dispatch:1f997d009b0a" -j HOSTSCOPE-P-fc686b4e7270e88c
--A HOSTSCOPE-INPUT -p tcp -m tcp --dport 80 -m comment --comment "hostscope:hs.dispatch:eb8c89cfd291" -j HOSTSCOPE-P-5ee697295ee5f165
--A HOSTSCOPE-INPUT -p udp -m udp --dport 80 -m comment --comment "hostscope:hs.dispatch:d815e585f274" -j HOSTSCOPE-P-5ee697295ee5f165
+-A HOSTSCOPE-INPUT ! -i lo -p tcp -m tcp --dport 80 -m comment --comment "hostscope:hs.dispatch:e507722e5f44" -j HOSTSCOPE-P-5ee697295ee5f165
+-A HOSTSCOPE-INPUT ! -i lo -p udp -m udp --dport 80 -m comment --comment "hostscope:hs.dispatch:f644a66d8c65" -j HOSTSCOPE-P-5ee697295ee5f165
 -A HOSTSCOPE-OUTPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "hostscope:hs.conntrack:f763d2e489ad" -j RETURN
 -A HOSTSCOPE-OUTPUT -m cgroup --path "/web" -m comment --comment "hostscope:hs.dispatch:6ec1da6179d8" -j HOSTSCOPE-P-fc686b4e7270e88c
 -A HOSTSCOPE-OUTPUT -d 10.1.0.2/32 -m comment --comment "hostscope:hs.dispatch:275a59437eae" -j HOSTSCOPE-P-5ee697295ee5f165
+-A HOSTSCOPE-OUTPUT -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 80 -m comment --comment "hostscope:hs.dispatch:aa5b2be9dfac" -j HOSTSCOPE-P-5ee697295ee5f165
+-A HOSTSCOPE-OUTPUT -p udp -m addrtype --dst-type LOCAL -m udp --dport 80 -m comment --comment "hostscope:hs.dispatch:393fb916d20f" -j HOSTSCOPE-P-5ee697295ee5f165
 -A HOSTSCOPE-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "hostscope:hs.conntrack:c45d57b39343" -j RETURN
 -A HOSTSCOPE-FORWARD -s 10.1.0.2/32 -m comment --comment "hostscope:hs.dispatch:fe10fa8acc39" -j HOSTSCOPE-P-fc686b4e7270e88c
 -A HOSTSCOPE-FORWARD -d 10.1.0.2/32 -m comment --comment "hostscope:hs.dispatch:529d28b16d66" -j HOSTSCOPE-P-5ee697295ee5f165
@@ -101,6 +105,119 @@ struct Row {
 Endpoint local(const std::string& cg) { return {std::nullopt, cg, true}; }
 Endpoint addr(const char* a) { return {IpAddr::parse(a), "", false}; }
 Endpoint local_dst() { return {std::nullopt, "", true}; }
+
+// Issue 19: a `service:` peer with local processes names them. Ingress: the client's cgroups, on OUTPUT, where a local
+// client's packet to a local server is judged (INPUT judges only packets from other hosts and pods). Egress: the
+// ports the server's processes listen on, at an address of this node. Remote clients and other local processes on
+// the same port stay denied; the IR keeps the new matches through its JSON form.
+const char* kLocalPeers = R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: web}
+subject: {service: web}
+default: {egress: deny, ingress: deny}
+ingress:
+  - action: allow
+    peers: [{service: cache}]
+    ports: [80]
+---
+apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: cache}
+subject: {service: cache}
+default: {egress: deny}
+egress:
+  - action: allow
+    peers: [{service: web}]
+    ports: [80, 443]
+)";
+
+TEST(PolicyEvaluator, ServicePeerNamesLocalProcesses) {
+  auto ir = must_compile(kLocalPeers);
+  Endpoint web_proc{std::nullopt, "/web", true}, cache_proc{std::nullopt, "/cache", true};
+  Endpoint web_lo{IpAddr::parse("127.0.0.1"), "/web", true}, cache_lo6{IpAddr::parse("::1"), "/cache", true};
+  Endpoint other_lo{IpAddr::parse("::1"), "/other", true};
+  struct Case {
+    Endpoint from, to;
+    uint16_t port;
+    Verdict want;
+  };
+  std::vector<Case> cases = {
+      {cache_proc, web_proc, 80, Verdict::Allow},
+      {cache_lo6, Endpoint{IpAddr::parse("::1"), "/web", true}, 80, Verdict::Allow},  // IPv6 loopback
+      {cache_proc, web_lo, 80, Verdict::Allow},
+      {cache_proc, web_proc, 443, Verdict::Deny},  // allowed by the rule, but web does not listen there
+      {cache_proc, Endpoint{IpAddr::parse("10.1.0.2"), "", false}, 80, Verdict::Allow},  // web's address: OUTPUT -d
+      {cache_proc, Endpoint{IpAddr::parse("192.0.2.9"), "", false}, 80, Verdict::Deny},  // not local
+      {other_lo, Endpoint{IpAddr::parse("::1"), "/web", true}, 80, Verdict::Deny},       // another local process
+      {Endpoint{IpAddr::parse("127.0.0.1"), "", false}, web_proc, 80, Verdict::Deny},   // unknown local process
+      {Endpoint{IpAddr::parse("192.0.2.9"), "", false}, web_proc, 80, Verdict::Deny},   // remote client, INPUT
+      {Endpoint{IpAddr::parse("192.0.2.9"), "", false}, web_proc, 22, Verdict::Allow},  // failsafe, INPUT
+  };
+  auto json_ir = ir_from_json(ir_to_json(ir));
+  ASSERT_TRUE(json_ir.has_value());
+  for (const auto& c : cases) {
+    auto who = fmt::format("{} -> {}:{}", c.from.local ? "cgroup " + c.from.cgroup : c.from.address->str(),
+                           c.to.local ? "local " + c.to.cgroup : c.to.address->str(), c.port);
+    EXPECT_EQ(evaluate_connection(ir, c.from, c.to, Protocol::Tcp, c.port), c.want) << who;
+    EXPECT_EQ(evaluate_connection(*json_ir, c.from, c.to, Protocol::Tcp, c.port), c.want) << who << " (IR read back from JSON)";
+  }
+  for (const auto* t : {&ir.v4, &ir.v6}) {
+    std::string text;
+    for (const auto& l : render(*t).rules) text += l + "\n";
+    // INPUT judges what did not come over `lo`, not "a source that is not local": a spoofed local source from
+    // another host (IPv6 delivers it) must not skip the policy.
+    EXPECT_THAT(text, ::testing::HasSubstr("-A HOSTSCOPE-INPUT ! -i lo -p tcp -m tcp --dport 80 "));
+    EXPECT_THAT(text, ::testing::Not(::testing::HasSubstr("--src-type LOCAL -m tcp --dport 80 -m comment --comment \"hostscope:hs.dispatch")));
+    EXPECT_THAT(text, ::testing::HasSubstr("-A HOSTSCOPE-OUTPUT -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 80 "));
+    EXPECT_THAT(text, ::testing::HasSubstr(" -p tcp -m addrtype --src-type LOCAL -m cgroup --path \"/cache\" -m tcp --dport 80 "));
+    EXPECT_THAT(text, ::testing::HasSubstr(" -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 80 -m comment --comment \"hostscope:cache:"));
+  }
+
+  // web also has an address, so its ingress chain is dispatched from FORWARD (-d 10.1.0.2) too. xt_cgroup is not valid
+  // there: the kernel refuses a restore in which a `-m cgroup` rule can be reached from FORWARD. FORWARD jumps to a
+  // copy of the chain without the cgroup rules (they never match a forwarded packet), and decides the same.
+  for (const auto* t : {&ir.v4, &ir.v6}) {
+    SCOPED_TRACE(to_string(t->family));
+    std::vector<std::string> todo = {hook_chain(Hook::Forward)};
+    std::set<std::string> seen;
+    bool copy = false;
+    while (!todo.empty()) {
+      auto name = todo.back();
+      todo.pop_back();
+      if (!seen.insert(name).second) continue;
+      const IrChain* c = t->find(name);
+      ASSERT_NE(c, nullptr) << name;
+      copy = copy || name.rfind("HOSTSCOPE-F-", 0) == 0;
+      for (const auto& r : c->rules) {
+        EXPECT_TRUE(r.match.cgroup.empty()) << name << " (reachable from FORWARD): " << render_rule(name, r, t->family, {});
+        if (r.target == IrTarget::Jump) todo.push_back(r.jump);
+      }
+    }
+    // web's address is IPv4: only that table dispatches web from FORWARD.
+    EXPECT_EQ(copy, t->family == Family::V4) << "web's ingress has cgroup rules: FORWARD must jump to its copy";
+  }
+  for (const char* peer : {"192.0.2.9", "10.1.0.7"}) {
+    Endpoint from{IpAddr::parse(peer), "", false}, to{IpAddr::parse("10.1.0.2"), "", false};
+    EXPECT_EQ(evaluate_connection(ir, from, to, Protocol::Tcp, 80), Verdict::Deny) << peer << " -> web's address, forwarded";
+    EXPECT_EQ(evaluate_connection(ir, from, to, Protocol::Tcp, 22), Verdict::Allow) << peer << " -> web's address, failsafe";
+  }
+
+  // An egress peer whose local processes listen on nothing matches nothing: lint says so (ingress names them fine).
+  auto report = lint(load_text(R"(apiVersion: hostscope.io/v1
+kind: NetworkPolicy
+metadata: {name: web}
+subject: {service: web}
+egress:
+  - action: allow
+    peers: [{service: cache}]
+ingress:
+  - action: allow
+    peers: [{service: cache}]
+)", "t.yaml"), catalogue());
+  ASSERT_EQ(report.diagnostics.size(), 1u);
+  EXPECT_EQ(report.diagnostics[0].str(), "t.yaml:7:23: warning: peer service 'cache' has no known addresses and no known listening ports for "
+                                         "its local processes; this egress peer matches nothing");
+}
 
 TEST(PolicyEvaluator, TruthTableEnforce) {
   auto ir = must_compile(kWeb);

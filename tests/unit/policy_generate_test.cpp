@@ -23,6 +23,7 @@
 #include "policy/compiler.h"
 #include "policy/evaluator.h"
 #include "policy/generate.h"
+#include "policy/iptables.h"
 #include "policy/loader.h"
 #include "support/policy_cli.h"
 
@@ -162,7 +163,7 @@ TEST(PolicyGenerate, TestsFailWhenAnObservedEdgeIsNotAllowed) {
   auto full = must_generate(topology(all));
   auto fewer = all;
   fewer.erase(fewer.begin() + 8);  // 198.51.100.7 -> api:8443
-  fewer.erase(fewer.begin());      // web -> db:5432 (cron -> db keeps db's ingress from 127.0.0.1 open)
+  fewer.erase(fewer.begin());      // web -> db:5432 (cron -> db keeps db's ingress open to cron)
   auto partial = must_generate(topology(fewer));
   std::vector<GeneratedFile> files;
   for (const auto& f : partial.files)
@@ -173,7 +174,8 @@ TEST(PolicyGenerate, TestsFailWhenAnObservedEdgeIsNotAllowed) {
   std::vector<std::string> failed;
   for (const auto& r : results)
     if (!r.passed) failed.push_back(r.case_name);
-  EXPECT_THAT(failed, ::testing::UnorderedElementsAre("web -> 127.0.0.1:5432/tcp", "198.51.100.7 -> api:8443/tcp"));
+  // web -> db is caught on both sides: web's egress and db's ingress (which names its local clients, cron only now).
+  EXPECT_THAT(failed, ::testing::UnorderedElementsAre("web -> db:5432/tcp", "web -> db:5432/tcp", "198.51.100.7 -> api:8443/tcp"));
 }
 
 Verdict verdict(const Ir& ir, const Endpoint& from, const Endpoint& to, uint16_t port, Protocol proto = Protocol::Tcp) {
@@ -192,6 +194,8 @@ TEST(PolicyGenerate, EnforcedPoliciesAllowOnlyWhatWasObserved) {
   auto from_ip = [](const char* a) { return Endpoint{IpAddr::parse(a), "", false}; };
 
   EXPECT_EQ(verdict(ir, web_proc, ip("127.0.0.1"), 5432), Verdict::Allow);
+  EXPECT_EQ(verdict(ir, web_proc, db_proc, 5432), Verdict::Allow);
+  EXPECT_EQ(verdict(ir, cron_proc, db_proc, 5432), Verdict::Allow);
   EXPECT_EQ(verdict(ir, web_proc, ip("127.0.0.1"), 5433), Verdict::Deny);  // only ever refused: not allowed
   EXPECT_EQ(verdict(ir, web_proc, ip("93.184.216.34"), 443), Verdict::Allow);
   EXPECT_EQ(verdict(ir, web_proc, ip("93.184.216.35"), 443), Verdict::Deny);
@@ -199,7 +203,7 @@ TEST(PolicyGenerate, EnforcedPoliciesAllowOnlyWhatWasObserved) {
   EXPECT_EQ(verdict(ir, cron_proc, ip("93.184.216.34"), 443), Verdict::Deny);
   // Ingress to the host processes, matched by their listening ports.
   EXPECT_EQ(verdict(ir, from_ip("192.0.2.77"), db_proc, 5432), Verdict::Deny);
-  EXPECT_EQ(verdict(ir, from_ip("127.0.0.1"), db_proc, 5432), Verdict::Allow);
+  EXPECT_EQ(verdict(ir, from_ip("127.0.0.1"), db_proc, 5432), Verdict::Deny);  // a local process that is neither web nor cron
   EXPECT_EQ(verdict(ir, from_ip("192.0.2.77"), web_proc, 80), Verdict::Allow);  // whole office network
   EXPECT_EQ(verdict(ir, from_ip("198.18.0.1"), web_proc, 80), Verdict::Deny);
   EXPECT_EQ(verdict(ir, from_ip("2001:db8::5"), web_proc, 80), Verdict::Allow);
@@ -246,12 +250,11 @@ egress:
       - cidr: "93.184.216.34"
     comment: "observed 3 connections"
   # to db: 40 connections
-  #   note: local service db is allowed as its observed address 127.0.0.1; `service: db` would not match its local processes
   - action: allow
     protocol: tcp
     ports: [5432]
     peers:
-      - cidr: "127.0.0.1"
+      - service: "db"
     comment: "observed 40 connections"
   # to shop/api: 9 connections
   - action: allow
@@ -312,8 +315,10 @@ cases:
   auto cron = file_text(g, "cron.yaml");
   EXPECT_THAT(cron, HasSubstr("  # ingress: not restricted; no listening ports or addresses are known for this service\n"));
   auto web_test = file_text(g, "web.test.yaml");
-  EXPECT_THAT(web_test, HasSubstr("# not checked: the client's local processes have no source address in the reference evaluator"));
-  EXPECT_THAT(web_test, HasSubstr("  - {from: \"web\", to: \"127.0.0.1\", port: 5432, protocol: tcp, expect: allow}\n"));
+  // api's ingress names web by its cgroups, so the evaluator decides web -> api too.
+  EXPECT_THAT(web_test, ::testing::Not(HasSubstr("# not checked:")));
+  EXPECT_THAT(web_test, HasSubstr("  - {from: \"web\", to: \"api\", port: 8443, protocol: tcp, expect: allow}\n"));
+  EXPECT_THAT(web_test, HasSubstr("  - {from: \"web\", to: \"db\", port: 5432, protocol: tcp, expect: allow}\n"));
   auto api = file_text(g, "shop-api.yaml");
   EXPECT_THAT(api, HasSubstr("#   note: dialled 10.96.0.20:80 (DNAT); backends may change\n"));
   EXPECT_THAT(api, HasSubstr("    ports: [8080]\n    peers:\n      - cidr: \"10.244.1.7\"\n      - cidr: \"10.244.1.8\"\n"));
@@ -380,15 +385,87 @@ TEST(PolicyGenerate, AddressesInsideACataloguedNameBecomeTheName) {
   ASSERT_EQ(std::count_if(g.notes.begin(), g.notes.end(), [](const Note& n) { return n.kind.find("catalogued network") != std::string::npos; }), 1);
 }
 
-// Item 4 (fallback): a local service's loopback/node address stays an address (`service:` matches only catalogued
-// addresses), with a note of its own kind naming the service.
-TEST(PolicyGenerate, LocalServicePeerIsAnAddressWithANoteNamingIt) {
-  auto g = must_generate(topology(observed_edges()));
+// Issue 19: a local service reached over loopback (127.0.0.1, ::1) is named, never written as `cidr: 127.0.0.1` /
+// `cidr: ::1`, which would allow every local process on that port. Egress names the server (its listening ports at a
+// local address), ingress the client (its cgroups, judged on OUTPUT); the set lints cleanly, its tests name the
+// services and pass in audit and enforce mode, and once enforced only the named local processes get through.
+TEST(PolicyGenerate, LocalServicePeersOverLoopbackAreNamedNotAddresses) {
+  std::vector<json> edges = {
+      edge(svc("web", "", "127.0.0.1"), svc("db", "", "127.0.0.1"), 5432, 40),  // IPv4 loopback
+      edge(svc("cron", "", "::1"), svc("web", "", "::1"), 80, 3),                // IPv6 loopback
+      edge(svc("web", "", "::1"), svc("db", "", "::1"), 5432, 2),
+  };
+  auto g = must_generate(topology(edges));
+  for (const auto& f : g.files) {
+    EXPECT_THAT(f.text, ::testing::Not(HasSubstr("127.0.0.1"))) << f.name << ":\n" << f.text;
+    EXPECT_THAT(f.text, ::testing::Not(HasSubstr("::1"))) << f.name << ":\n" << f.text;
+    EXPECT_THAT(f.text, ::testing::Not(HasSubstr("cidr:"))) << f.name << ":\n" << f.text;
+  }
+  const std::string web = file_text(g, "web.yaml"), db = file_text(g, "db.yaml"), cron = file_text(g, "cron.yaml");
+  EXPECT_THAT(web, HasSubstr("egress:\n  # to db: 42 connections\n  - action: allow\n    protocol: tcp\n    ports: [5432]\n"
+                             "    peers:\n      - service: \"db\"\n"));
+  EXPECT_THAT(web, HasSubstr("ingress:\n  # from cron: 3 connections\n  - action: allow\n    protocol: tcp\n    ports: [80]\n"
+                             "    peers:\n      - service: \"cron\"\n"));
+  EXPECT_THAT(db, HasSubstr("    ports: [5432]\n    peers:\n      - service: \"web\"\n"));
+  EXPECT_THAT(cron, HasSubstr("    ports: [80]\n    peers:\n      - service: \"web\"\n"));
+  for (const auto& n : g.notes) EXPECT_EQ(n.kind.find("local service"), std::string::npos) << n.str();
+  EXPECT_THAT(file_text(g, "web.test.yaml"), HasSubstr("  - {from: \"web\", to: \"db\", port: 5432, protocol: tcp, expect: allow}\n"));
+  EXPECT_THAT(file_text(g, "web.test.yaml"), HasSubstr("  - {from: \"cron\", to: \"web\", port: 80, protocol: tcp, expect: allow}\n"));
+  EXPECT_THAT(file_text(g, "db.test.yaml"), HasSubstr("  - {from: \"web\", to: \"db\", port: 5432, protocol: tcp, expect: allow}\n"));
+
+  for (bool enforce : {false, true}) {
+    auto loaded = load_files(g.files, enforce);
+    auto report = lint(loaded, node());
+    EXPECT_TRUE(report.diagnostics.empty()) << diag_text(report.diagnostics) << g.stream();
+    auto results = run_tests(loaded, node());
+    EXPECT_EQ(results.size(), 4u);
+    for (const auto& r : results) EXPECT_TRUE(r.passed) << r.loc.str() << " " << r.case_name << ": " << r.detail;
+  }
+
+  auto c = compile(load_files(g.files, true), node());
+  ASSERT_TRUE(c.ok()) << diag_text(c.diagnostics);
+  const Ir& ir = *c.ir;
+  for (const char* lo : {"127.0.0.1", "::1"}) {
+    SCOPED_TRACE(lo);
+    auto at = [&](const char* cgroup) { return Endpoint{IpAddr::parse(lo), cgroup, true}; };
+    EXPECT_EQ(verdict(ir, at("/system.slice/web.service"), at("/system.slice/db.service"), 5432), Verdict::Allow);
+    EXPECT_EQ(verdict(ir, at("/system.slice/cron.service"), at("/system.slice/web.service"), 80), Verdict::Allow);
+    // Another local process on the same port, also at the loopback address: `cidr: 127.0.0.1` let it through.
+    EXPECT_EQ(verdict(ir, at("/system.slice/other.service"), at("/system.slice/db.service"), 5432), Verdict::Deny);
+    EXPECT_EQ(verdict(ir, at("/system.slice/cron.service"), at("/system.slice/db.service"), 5432), Verdict::Deny);
+    EXPECT_EQ(verdict(ir, Endpoint{IpAddr::parse(lo), "", false}, at("/system.slice/web.service"), 80), Verdict::Deny);
+    // web's egress allows db's listening port at a local address only, not the same port elsewhere.
+    EXPECT_EQ(verdict(ir, at("/system.slice/web.service"), at(""), 5433), Verdict::Deny);
+  }
+  EXPECT_EQ(verdict(ir, Endpoint{std::nullopt, "/system.slice/web.service", true}, Endpoint{IpAddr::parse("192.0.2.5"), "", false}, 5432),
+            Verdict::Deny);
+  // Both families carry the local rules: ingress by the client's cgroup, egress by the server's port at a local address.
+  for (const auto* t : {&ir.v4, &ir.v6}) {
+    std::string text;
+    for (const auto& l : render(*t).rules) text += l + "\n";
+    EXPECT_THAT(text, HasSubstr(" -p tcp -m addrtype --src-type LOCAL -m cgroup --path \"/system.slice/cron.service\" -m tcp --dport 80 "));
+    EXPECT_THAT(text, HasSubstr(" -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 5432 "));
+  }
+}
+
+// A local service whose catalogued listening ports do not include the observed one cannot be named on egress (the
+// name would not match the connection): its observed address is allowed, with a note saying why.
+TEST(PolicyGenerate, LocalServerWithoutTheObservedPortFallsBackToItsAddressWithANote) {
+  auto g = must_generate(topology({edge(svc("web", "", "127.0.0.1"), svc("db", "", "127.0.0.1"), 6432, 5)}));
+  EXPECT_THAT(file_text(g, "web.yaml"), HasSubstr("    ports: [6432]\n    peers:\n      - cidr: \"127.0.0.1\"\n"));
+  EXPECT_THAT(file_text(g, "db.yaml"), HasSubstr("    ports: [6432]\n    peers:\n      - service: \"web\"\n"));
   std::vector<std::string> local;
   for (const auto& n : g.notes)
     if (n.kind.rfind("local service allowed by its observed address", 0) == 0) local.push_back(n.text);
-  EXPECT_THAT(local, ::testing::Contains(HasSubstr("web -> db port 5432/tcp (egress of web): local service db is allowed as its observed address 127.0.0.1")));
-  EXPECT_THAT(local, ::testing::Contains(HasSubstr("(ingress of db): local service web is allowed as its observed address 127.0.0.1")));
+  EXPECT_THAT(local, ::testing::ElementsAre(HasSubstr("web -> db port 6432/tcp (egress of web): local service db is allowed as its observed "
+                                                      "address 127.0.0.1: port 6432 is not among its catalogued listening ports")));
+  // db's case names web, whose egress allows db only by that address: the evaluator cannot decide it (a comment).
+  EXPECT_THAT(file_text(g, "web.test.yaml"), HasSubstr("  - {from: \"web\", to: \"127.0.0.1\", port: 6432, protocol: tcp, expect: allow}\n"));
+  auto loaded = load_files(g.files, true);
+  EXPECT_TRUE(lint(loaded, node()).diagnostics.empty());
+  auto results = run_tests(loaded, node());
+  EXPECT_EQ(results.size(), 1u);
+  for (const auto& r : results) EXPECT_TRUE(r.passed) << r.case_name << ": " << r.detail;
 }
 
 TEST(PolicyGenerate, NotesAreSummarisedByKindAndCapped) {

@@ -125,8 +125,8 @@ TEST(PolicyMarks, EdgeVerdicts) {
   EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("ghost", ""), ext("10.0.0.7"), 5432)), "");
 }
 
-// Local services talking over loopback and the node's address, with the policies `policy generate` writes for them
-// (peers by observed address, since the catalogue knows only cgroups and ports). The kernel sees the addresses on
+// Local services talking over loopback and the node's address, with policies naming them by observed address (as
+// `policy generate` did before it named local services; hand-written sets still may). The kernel sees the addresses on
 // OUTPUT and INPUT, so the marks must too: a local end is its cgroups *at the observed address*. Before the fix the
 // address was dropped, every address rule missed, and every allowed edge was marked "denied".
 TEST(PolicyMarks, LocalServicesKeepTheirObservedAddress) {
@@ -172,10 +172,10 @@ ingress:
   EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("front", "127.0.0.1"), svc("db", "127.0.0.1"), 7002)), "denied");
   EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("db", "10.214.9.1"), svc("cart", "10.214.9.1"), 7001)), "denied");
   // An uncatalogued process over loopback is still local (a loopback packet is never forwarded): cart's ingress
-  // sees it on INPUT and allows 127.0.0.1.
+  // judges it on OUTPUT (a local sender's packet to a local port) and allows 127.0.0.1.
   EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.1"), svc("cart", "127.0.0.1"), 7001)), "");
   EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.2"), svc("cart", "127.0.0.1"), 7001)), "denied");
-  // A server end seen only by address (the SYN never reached it) on loopback is local too: its INPUT is judged.
+  // A server end seen only by address (the SYN never reached it) on loopback is local too: its ingress is judged.
   EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.2"), ext("127.0.0.1"), 7001)), "denied");
   EXPECT_EQ(policy::edge_verdict(ir, ctx, edge(svc("batch", "127.0.0.1"), ext("127.0.0.1"), 7001)), "");
 }
