@@ -56,6 +56,7 @@ struct Config {
     uint32_t max_edges = 20000;
     uint32_t max_nodes = 5000;
     uint32_t idle_expiry_seconds = 600;
+    uint32_t max_identities = 4096;  // interned (workload, Go module) pairs of edge ends (docs/topology.md, "Bounds")
   } topology;
 
   std::map<std::string, std::vector<std::string>> networks;  // name -> CIDRs

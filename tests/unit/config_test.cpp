@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "agent/daemon/agent.h"
 #include "agent/daemon/config.h"
 
 using hostscope::daemon::load_config;
@@ -25,7 +26,7 @@ TEST(Config, FullFileParses) {
   auto c = parse_config(R"(node_name: n1
 kernel: {attach: classic, socket_table_size: 4096, ring_buffer_mb: 16, process_ring_buffer_mb: 2}
 api: {socket: /tmp/x.sock, group: ops, max_request_bytes: 1024, max_clients: 4, stream_queue: 100}
-topology: {max_edges: 100, max_nodes: 50, idle_expiry_seconds: 30}
+topology: {max_edges: 100, max_nodes: 50, idle_expiry_seconds: 30, max_identities: 300}
 networks:
   cluster-pods: [10.244.0.0/16, "fd00:10::/64"]
   dns: 10.96.0.10
@@ -38,6 +39,8 @@ identity: {kubelet_root: /tmp/node, max_processes: 128}
   EXPECT_EQ(c->kernel.process_ring_buffer_mb, 2u);
   EXPECT_EQ(c->api.group, "ops");
   EXPECT_EQ(c->topology.max_edges, 100u);
+  EXPECT_EQ(c->topology.max_identities, 300u);
+  EXPECT_EQ(hostscope::daemon::pipeline_options(*c).topology_config.max_identities, 300u);
   ASSERT_EQ(c->networks.at("cluster-pods").size(), 2u);
   EXPECT_EQ(c->networks.at("dns")[0], "10.96.0.10");
   EXPECT_EQ(c->identity.kubelet_root, "/tmp/node");
@@ -127,6 +130,7 @@ INSTANTIATE_TEST_SUITE_P(
                       IntKey{"events", "max_file_mb", "0", "1048577"}, IntKey{"events", "max_files", "0", "1001"},
                       IntKey{"events", "queue", "15", "16777217"}, IntKey{"topology", "max_edges", "15", "10000001"},
                       IntKey{"topology", "max_nodes", "15", "10000001"}, IntKey{"topology", "idle_expiry_seconds", "0", "2592001"},
+                      IntKey{"topology", "max_identities", "0", "65536"},
                       IntKey{"identity", "max_processes", "63", "4194305"}));
 
 TEST(Config, History) {
