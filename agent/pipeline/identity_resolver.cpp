@@ -20,25 +20,22 @@ class CommResolver : public IdentityResolver {
 };
 
 // The workload and Go module are the process table's shared EndIdentity: a pointer per event, not two strings.
-topology::Endpoint endpoint_of(const identity::ProcessIdentity& p) {
-  return {p.service, p.k8s_namespace, p.pod, p.pid, p.end_identity};
+topology::EndpointRef endpoint_of(const identity::ProcessIdentity& p) {
+  return {p.service, p.k8s_namespace, p.pod, p.pid, p.end_identity ? &p.end_identity : nullptr};
 }
 
 }  // namespace
 
 std::string_view ResolvedEvent::service() const { return owner ? std::string_view(owner->service) : comm; }
 
-topology::Endpoint ResolvedEvent::local_endpoint() const {
+topology::EndpointRef ResolvedEvent::local_endpoint() const {
   if (owner) return endpoint_of(*owner);
-  topology::Endpoint ep;
-  ep.pid = pid;
-  ep.service = std::string(comm);
-  return ep;
+  return {comm, {}, {}, pid, nullptr};
 }
 
-std::optional<topology::Endpoint> ResolvedEvent::peer_endpoint() const {
+std::optional<topology::EndpointRef> ResolvedEvent::peer_endpoint() const {
   if (peer) return endpoint_of(*peer);
-  if (peer_pid) return topology::Endpoint{"", "", "", *peer_pid};
+  if (peer_pid) return topology::EndpointRef{{}, {}, {}, *peer_pid, nullptr};
   return std::nullopt;
 }
 

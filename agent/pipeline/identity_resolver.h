@@ -12,6 +12,7 @@
 #include "agent/identity/process_lookup.h"
 #include "agent/pipeline/process_reader.h"
 #include "common/connection.h"
+#include "agent/topology/topology.h"
 #include "common/topology_model.h"
 
 namespace hostscope::pipeline {
@@ -29,8 +30,9 @@ struct ResolvedEvent {
   std::string_view comm;
 
   std::string_view service() const;  // the owner's service, else its comm, else ""
-  topology::Endpoint local_endpoint() const;
-  std::optional<topology::Endpoint> peer_endpoint() const;
+  // The ends for the topology: views into `owner`/`peer` (and the event's comm), valid as long as this value.
+  topology::EndpointRef local_endpoint() const;
+  std::optional<topology::EndpointRef> peer_endpoint() const;
 };
 
 class IdentityResolver {

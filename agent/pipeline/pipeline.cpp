@@ -169,13 +169,10 @@ void Pipeline::on_batch(std::span<const events::ConnectionEvent> batch) {
   resolver_->begin_batch();
   for (const auto& e : batch) resolved_.push_back(resolver_->resolve(e));
   if (topo_) {
-    // The topology keys edges on endpoints (names copied): built here, only where a topology is kept.
-    endpoints_.clear();
-    endpoints_.reserve(batch.size());
-    for (const auto& r : resolved_) endpoints_.push_back({r.local_endpoint(), r.peer_endpoint()});
+    // The ends are views into resolved_ (the process table's identities, kept alive by it): no names copied.
     items_.clear();
     for (size_t i = 0; i < batch.size(); i++)
-      items_.push_back({&batch[i], &endpoints_[i].first, endpoints_[i].second ? &*endpoints_[i].second : nullptr});
+      items_.push_back({&batch[i], resolved_[i].local_endpoint(), resolved_[i].peer_endpoint()});
     topo_->ingest_batch(items_, now);
     tick(now);
   }

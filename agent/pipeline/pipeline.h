@@ -89,7 +89,6 @@ class Pipeline {
   std::vector<std::string> degraded_;
   std::vector<events::ConnectionEvent> kept_;  // the batch after keep_only
   std::vector<ResolvedEvent> resolved_;
-  std::vector<std::pair<topology::Endpoint, std::optional<topology::Endpoint>>> endpoints_;  // of resolved_, for the topology
   std::vector<topology::IngestItem> items_;
   mutable std::mutex subs_mu_;
   std::map<uint64_t, EventSubscriber> subs_;

@@ -86,8 +86,12 @@ Role Topology::infer_role(const events::ConnectionEvent& ev) const {
   return ev.sport < ev.dport ? Role::Passive : Role::Active;
 }
 
-NodeKey Topology::service_node(const Endpoint& e) const {
-  return NodeKey{NodeKind::Service, e.service.empty() ? "unknown" : e.service, e.ns, ""};
+Endpoint EndpointRef::owned() const {
+  return Endpoint{std::string(service), std::string(ns), std::string(pod), pid, identity ? *identity : nullptr};
+}
+
+NodeKey Topology::service_node(const EndpointRef& e) const {
+  return NodeKey{NodeKind::Service, e.service.empty() ? std::string("unknown") : std::string(e.service), std::string(e.ns), ""};
 }
 
 NodeKey Topology::remote_server_node(const IpAddr& a, uint16_t port, uint32_t netns) const {
@@ -247,6 +251,17 @@ void Topology::learn_listener(const ListenKey& k, const NodeKey& node) {
   listeners_.emplace(k, node);
 }
 
+void Topology::learn_listener(const ListenKey& k, const EndpointRef& local) {
+  // Every passive event names its listener: compared in place, so the common case (learned already) copies nothing.
+  if (auto it = listeners_.find(k); it != listeners_.end()) {
+    const NodeKey& n = it->second;
+    if (n.kind == NodeKind::Service && n.name == (local.service.empty() ? std::string_view("unknown") : local.service) &&
+        n.ns == local.ns && n.address.empty())
+      return;
+  }
+  learn_listener(k, service_node(local));
+}
+
 void Topology::add_failure(EdgeState& e, Outcome o) {
   ++e.failed[size_t(o) & 7];
   e.detector.record_attempt(true);
@@ -254,18 +269,20 @@ void Topology::add_failure(EdgeState& e, Outcome o) {
 
 void Topology::ingest(const events::ConnectionEvent& ev, const Endpoint& local,
                       const std::optional<Endpoint>& local_peer, uint64_t now_ns) {
+  const EndpointRef l(local);
+  std::optional<EndpointRef> p;
+  if (local_peer) p.emplace(*local_peer);
   std::lock_guard lk(mu_);
-  ingest_locked(ev, local, local_peer ? &*local_peer : nullptr, now_ns);
+  ingest_locked(ev, l, p ? &*p : nullptr, now_ns);
 }
 
 void Topology::ingest_batch(std::span<const IngestItem> items, uint64_t now_ns) {
-  static const Endpoint unknown;
   std::lock_guard lk(mu_);
   for (const auto& i : items)
-    if (i.event) ingest_locked(*i.event, i.local ? *i.local : unknown, i.local_peer, now_ns);
+    if (i.event) ingest_locked(*i.event, i.local, i.local_peer ? &*i.local_peer : nullptr, now_ns);
 }
 
-Topology::EventView Topology::view_of(const events::ConnectionEvent& ev, const Endpoint* peer) const {
+Topology::EventView Topology::view_of(const events::ConnectionEvent& ev, const EndpointRef* peer) const {
   EventView v;
   Role role = ev.role == Role::Unknown ? infer_role(ev) : ev.role;
   v.active = role == Role::Active;
@@ -290,14 +307,14 @@ Topology::EventView Topology::view_of(const events::ConnectionEvent& ev, const E
 // The first event of a connection names its edge. An active socket dialling an address where the server may
 // live on this node, with no listener learned there yet, cannot name the server: its passive side (which
 // arrives later, at its first send or receive) can. Such connections wait instead of being fixed as external.
-bool Topology::should_hold(const events::ConnectionEvent& ev, const EventView& v, const Endpoint* peer) const {
+bool Topology::should_hold(const events::ConnectionEvent& ev, const EventView& v, const EndpointRef* peer) const {
   if (!v.active || peer || cfg_.hold_linger_ns == 0) return false;
   if (ev.kind == Kind::Close && !ev.established) return false;  // never established: no passive side will come
   if (listeners_.count(ListenKey{ev.daddr, ev.dport, v.loop ? ev.netns : 0})) return false;
   return is_local_address(ev.daddr) || cfg_.networks.lookup(ev.daddr).has_value();
 }
 
-void Topology::hold(const events::ConnectionEvent& ev, const Endpoint& local, const ConnKey& ck, Conn& conn,
+void Topology::hold(const events::ConnectionEvent& ev, const EndpointRef& local, const ConnKey& ck, Conn& conn,
                     uint64_t now) {
   if (!conn.held) {
     // held_order_ may hold stale keys; bounding it by max_connections keeps it as bounded as conns_.
@@ -313,7 +330,7 @@ void Topology::hold(const events::ConnectionEvent& ev, const Endpoint& local, co
     held_order_.push_back(ck);
   }
   Held& h = *conn.held;
-  h.local = local;
+  h.local = local.owned();
   conn.last_ns = now;
   events::ConnectionEvent copy = ev;
   copy.role = Role::Active;  // replayed later, when learned listeners could make port inference disagree
@@ -327,8 +344,9 @@ void Topology::hold(const events::ConnectionEvent& ev, const Endpoint& local, co
 void Topology::release_held(const ConnKey& ck, Conn& conn, std::optional<NodeKey> server, uint64_t now) {
   std::unique_ptr<Held> held = std::move(conn.held);
   if (!held) return;
+  const EndpointRef local(held->local);
   EdgeKey key;
-  key.client = service_node(held->local);
+  key.client = service_node(local);
   key.port = ck.sport;
   if (server) {
     key.server = std::move(*server);
@@ -339,9 +357,10 @@ void Topology::release_held(const ConnKey& ck, Conn& conn, std::optional<NodeKey
     if (!listeners_.count(lk)) learn_listener(lk, key.server);
   }
   conn.edge = std::move(key);
+  conn.edge_state = nullptr;
   for (const auto& ev : held->events) {
     EventView v = view_of(ev, nullptr);
-    account(ev, held->local, nullptr, v, &conn, edge_for(conn.edge, now), now);
+    account(ev, local, nullptr, v, &conn, edge_for(conn.edge, now), now);
   }
 }
 
@@ -357,7 +376,7 @@ void Topology::release_expired_holds(uint64_t now) {
   }
 }
 
-void Topology::ingest_locked(const events::ConnectionEvent& ev, const Endpoint& local, const Endpoint* peer,
+void Topology::ingest_locked(const events::ConnectionEvent& ev, const EndpointRef& local, const EndpointRef* peer,
                              uint64_t now) {
   ++counters_.events;
   if ((ev.saddr.family != Family::V4 && ev.saddr.family != Family::V6) || ev.daddr.family != ev.saddr.family) {
@@ -366,8 +385,7 @@ void Topology::ingest_locked(const events::ConnectionEvent& ev, const Endpoint& 
   }
   if (!held_order_.empty()) release_expired_holds(now);
   const EventView v = view_of(ev, peer);
-  NodeKey local_node = service_node(local);
-  if (!v.active) learn_listener(ListenKey{ev.saddr, ev.sport, v.loop ? ev.netns : 0}, local_node);
+  if (!v.active) learn_listener(ListenKey{ev.saddr, ev.sport, v.loop ? ev.netns : 0}, local);
 
   auto cit = conns_.find(v.ck);
   Conn* conn = cit == conns_.end() ? nullptr : &cit->second;
@@ -377,7 +395,7 @@ void Topology::ingest_locked(const events::ConnectionEvent& ev, const Endpoint& 
       return;
     }
     // The passive side, or the identity of the peer, names the server now.
-    release_held(v.ck, *conn, v.active ? service_node(*peer) : local_node, now);
+    release_held(v.ck, *conn, service_node(v.active ? *peer : local), now);
   }
   if (!conn && should_hold(ev, v, peer)) {
     conn = new_conn(v.ck, now);
@@ -390,18 +408,24 @@ void Topology::ingest_locked(const events::ConnectionEvent& ev, const Endpoint& 
   EdgeState* e;
   if (conn) {
     // The first side's event fixed the edge; the other side only adds what it alone knows.
-    e = edge_for(conn->edge, now);
+    if (conn->edge_state && conn->edge_gen == edge_removals_) {
+      e = conn->edge_state;
+    } else {
+      e = edge_for(conn->edge, now);
+      conn->edge_state = e;
+      conn->edge_gen = edge_removals_;
+    }
     if (((conn->sides_open | conn->sides_closed) & v.side) == 0) ++counters_.stitched;
     if (v.same_host) conn->same_host = true;  // e.g. the passive side, seen after the active one
   } else {
     EdgeKey key;
     if (v.active) {
-      key.client = local_node;
+      key.client = service_node(local);
       key.server = peer ? service_node(*peer) : remote_server_node(ev.daddr, ev.dport, ev.netns);
       key.port = ev.dport;
     } else {
       key.client = peer ? service_node(*peer) : remote_client_node(ev.daddr);
-      key.server = local_node;
+      key.server = service_node(local);
       key.port = ev.sport;
     }
     e = edge_for(key, now);
@@ -409,7 +433,7 @@ void Topology::ingest_locked(const events::ConnectionEvent& ev, const Endpoint& 
   account(ev, local, peer, v, conn, e, now);
 }
 
-void Topology::account(const events::ConnectionEvent& ev, const Endpoint& local, const Endpoint* peer,
+void Topology::account(const events::ConnectionEvent& ev, const EndpointRef& local, const EndpointRef* peer,
                        const EventView& v, Conn* conn, EdgeState* e, uint64_t now) {
   const bool active = v.active;
   const ConnKey& ck = v.ck;
@@ -428,9 +452,10 @@ void Topology::account(const events::ConnectionEvent& ev, const Endpoint& local,
 
   // The end's pod, workload and Go module as this event names them; compared first so the common case (the same
   // process again) writes nothing. Workload and Go module are one interned pair, kept once for every edge end.
-  auto keep = [this](std::string& pod, EndIdentities::Id& identity, const Endpoint& ep) {
+  auto keep = [this](std::string& pod, EndIdentities::Id& identity, const EndpointRef& ep) {
+    static const std::shared_ptr<const EndIdentity> none;
     if (pod != ep.pod) pod = ep.pod;
-    identities_.assign(identity, ep.identity);
+    identities_.assign(identity, ep.identity ? *ep.identity : none);
   };
   if (active) {
     keep(e->client_pod, e->client_identity, local);
@@ -457,6 +482,8 @@ void Topology::account(const events::ConnectionEvent& ev, const Endpoint& local,
       conn = track();
       if (conn) {
         conn->edge = *e->key;
+        conn->edge_state = e;
+        conn->edge_gen = edge_removals_;
         conn->same_host = v.same_host;
       }
       count_open(conn);
@@ -535,6 +562,8 @@ void Topology::account(const events::ConnectionEvent& ev, const Endpoint& local,
     conn = track();
     if (conn) {
       conn->edge = *e->key;
+      conn->edge_state = e;
+      conn->edge_gen = edge_removals_;
       conn->same_host = true;
       conn->counted_open = true;
       conn->c2s = c2s;

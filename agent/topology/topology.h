@@ -9,6 +9,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -42,11 +43,27 @@ struct TopologyConfig {
   AnomalyConfig anomaly;
 };
 
-// One event with its identities (pointers so a batch does not copy strings). local_peer may be null.
+// An Endpoint without its own copies: views into the identity it was made from (the process table's entry, or
+// the event's comm), valid while that lives; the store copies only what it keeps. A batch names its ends through
+// these, so resolving an event copies no strings.
+struct EndpointRef {
+  std::string_view service, ns, pod;
+  uint32_t pid = 0;
+  const std::shared_ptr<const EndIdentity>* identity = nullptr;  // null: neither workload nor Go module known
+
+  EndpointRef() = default;
+  EndpointRef(std::string_view service, std::string_view ns, std::string_view pod, uint32_t pid,
+              const std::shared_ptr<const EndIdentity>* identity)
+      : service(service), ns(ns), pod(pod), pid(pid), identity(identity) {}
+  explicit EndpointRef(const Endpoint& e) : service(e.service), ns(e.ns), pod(e.pod), pid(e.pid), identity(&e.identity) {}
+  Endpoint owned() const;
+};
+
+// One event with its identities. `local_peer` is set when the other end is on this node too.
 struct IngestItem {
   const events::ConnectionEvent* event = nullptr;
-  const Endpoint* local = nullptr;
-  const Endpoint* local_peer = nullptr;
+  EndpointRef local;
+  std::optional<EndpointRef> local_peer;
 };
 
 class Topology {
@@ -90,6 +107,7 @@ class Topology {
   struct ConnKeyHash {
     size_t operator()(const ConnKey& k) const noexcept;
   };
+  struct EdgeState;
   static constexpr size_t kMaxHeldEvents = 2;  // an open and a close; a repeated kind replaces the earlier one
   // Events of a connection whose server is not known yet: the edge is named when its passive side (or the
   // peer's identity) arrives, or from what is known when hold_linger passes.
@@ -100,6 +118,10 @@ class Topology {
   };
   struct Conn {
     EdgeKey edge;  // unset while `held`
+    // edges_' entry for `edge`, valid while edge_removals_ still equals `edge_gen` (the map's nodes do not move):
+    // a connection's later events skip hashing the key's names.
+    EdgeState* edge_state = nullptr;
+    uint64_t edge_gen = 0;
     uint64_t c2s = 0, s2c = 0;  // bytes already added to the edge (the max over both sides' reports)
     uint64_t last_ns = 0;
     uint64_t linger_until_ns = 0;  // set once closed while the other side may still report
@@ -143,19 +165,19 @@ class Topology {
     std::vector<AnomalyFlag> flags;
   };
 
-  void ingest_locked(const events::ConnectionEvent& ev, const Endpoint& local, const Endpoint* peer, uint64_t now);
-  EventView view_of(const events::ConnectionEvent& ev, const Endpoint* peer) const;
+  void ingest_locked(const events::ConnectionEvent& ev, const EndpointRef& local, const EndpointRef* peer, uint64_t now);
+  EventView view_of(const events::ConnectionEvent& ev, const EndpointRef* peer) const;
   // Adds one event to its edge `e` (and to its tracked connection, when there is one).
-  void account(const events::ConnectionEvent& ev, const Endpoint& local, const Endpoint* peer, const EventView& v,
+  void account(const events::ConnectionEvent& ev, const EndpointRef& local, const EndpointRef* peer, const EventView& v,
                Conn* conn, EdgeState* e, uint64_t now);
-  bool should_hold(const events::ConnectionEvent& ev, const EventView& v, const Endpoint* peer) const;
-  void hold(const events::ConnectionEvent& ev, const Endpoint& local, const ConnKey& ck, Conn& conn, uint64_t now);
+  bool should_hold(const events::ConnectionEvent& ev, const EventView& v, const EndpointRef* peer) const;
+  void hold(const events::ConnectionEvent& ev, const EndpointRef& local, const ConnKey& ck, Conn& conn, uint64_t now);
   // Names the held connection's edge (`server`, or from what is known now when nullopt) and replays its events.
   void release_held(const ConnKey& ck, Conn& conn, std::optional<NodeKey> server, uint64_t now);
   void release_expired_holds(uint64_t now);
   events::Role infer_role(const events::ConnectionEvent& ev) const;
   bool is_local_address(const IpAddr& a) const;
-  NodeKey service_node(const Endpoint& e) const;
+  NodeKey service_node(const EndpointRef& e) const;
   NodeKey remote_server_node(const IpAddr& a, uint16_t port, uint32_t netns) const;
   NodeKey remote_client_node(const IpAddr& a) const;
   NodeKey admit_node(NodeKey k, uint64_t now);
@@ -167,6 +189,7 @@ class Topology {
   Conn* new_conn(const ConnKey& k, uint64_t now);
   void evict_conns(uint64_t now);
   void learn_listener(const ListenKey& k, const NodeKey& node);
+  void learn_listener(const ListenKey& k, const EndpointRef& local);  // names it service_node(local)
   void remember_edge(const EdgeKey& key, EdgeState& e, uint64_t now);
   void add_failure(EdgeState& e, events::Outcome o);
   EdgeSnapshot snapshot_edge(const EdgeState& e) const;

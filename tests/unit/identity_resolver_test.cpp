@@ -41,16 +41,19 @@ TEST(IdentityResolver, EndpointsCarryWorkloadAndGoModule) {
   EXPECT_EQ(local.ns, "shop");
   EXPECT_EQ(local.pod, "cart-6d4f9b7c8-x7k2p");
   EXPECT_EQ(local.pid, 100u);
-  // The process's own object, not a copy of its strings.
-  EXPECT_EQ(local.identity, owner->end_identity);
-  ASSERT_TRUE(local.identity);
-  EXPECT_EQ(local.identity->workload, "cart");
-  EXPECT_EQ(local.identity->go_module, "github.com/acme/cart@v1.4.2");
+  // Views into the process's own entry and its shared object: no copies of its strings.
+  EXPECT_EQ(local.service.data(), owner->service.data());
+  EXPECT_EQ(local.pod.data(), owner->pod.data());
+  ASSERT_NE(local.identity, nullptr);
+  EXPECT_EQ(*local.identity, owner->end_identity);
+  EXPECT_EQ((*local.identity)->workload, "cart");
+  EXPECT_EQ((*local.identity)->go_module, "github.com/acme/cart@v1.4.2");
+  EXPECT_EQ(local.owned().identity, owner->end_identity);
   auto remote = r.peer_endpoint();
   ASSERT_TRUE(remote);
   EXPECT_EQ(remote->service, "nginx");
   EXPECT_EQ(remote->pid, 200u);
-  EXPECT_FALSE(remote->identity);
+  EXPECT_EQ(remote->identity, nullptr);
 
   // Only the kernel's peer pid, the table not knowing it: an endpoint with the pid alone.
   r.peer = nullptr;
@@ -58,7 +61,7 @@ TEST(IdentityResolver, EndpointsCarryWorkloadAndGoModule) {
   ASSERT_TRUE(remote);
   EXPECT_EQ(remote->pid, 200u);
   EXPECT_EQ(remote->service, "");
-  EXPECT_FALSE(remote->identity);
+  EXPECT_EQ(remote->identity, nullptr);
 }
 
 }  // namespace

@@ -678,6 +678,31 @@ TEST(TopologyStore, EdgeLimitEvictsAndCounts) {
   EXPECT_NE(find_edge(s, "scanner", "external", 100), nullptr);
 }
 
+// A tracked connection remembers its edge between events; when that edge is evicted while the connection is open,
+// its later events must land on the edge named again, not on the evicted one.
+TEST(TopologyStore, OpenConnectionOutlivesItsEvictedEdge) {
+  TopologyConfig cfg;
+  cfg.max_edges = 16;
+  Topology t(cfg, kT0);
+  auto open = ev(Kind::Open, Role::Active, "10.0.0.2", 41000, "10.0.0.99", 5432);
+  t.ingest(open, svc("app"), std::nullopt, kT0);
+  t.ingest(closed(open, 10, 20), svc("app"), std::nullopt, kT0 + 1);  // a second event uses the remembered edge
+  t.ingest(open = ev(Kind::Open, Role::Active, "10.0.0.2", 41001, "10.0.0.99", 5432), svc("app"), std::nullopt, kT0 + 2);
+  for (uint16_t p = 1; p <= 100; ++p) {
+    auto e = ev(Kind::Close, Role::Active, "10.0.0.2", 40000, "10.0.0.10", p);
+    e.open_seen = false;
+    t.ingest(e, svc("scanner"), std::nullopt, kT0 + 10 + p);
+  }
+  ASSERT_EQ(find_edge(t.snapshot(kT0 + 200), "app", "external", 5432), nullptr) << "the app's edge was not evicted";
+  t.ingest(closed(open, 100, 200), svc("app"), std::nullopt, kT0 + 300);
+  auto s = t.snapshot(kT0 + 300);
+  const auto* e = find_edge(s, "app", "external", 5432);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->closed, 1u);
+  EXPECT_EQ(e->bytes_sent, 100u);
+  EXPECT_EQ(e->bytes_received, 200u);
+}
+
 TEST(TopologyStore, RemoteNodeLimitFoldsIntoOverflowNode) {
   TopologyConfig cfg;
   cfg.max_remote_nodes = 8;
