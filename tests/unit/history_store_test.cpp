@@ -848,7 +848,11 @@ TEST(HistoryStore, TenMinuteSummariesAddUpExactlyLikeTheMinuteRows) {
   // 24 h later the first two buckets roll up into 10-minute rows: their summaries go with their minute rows, and the
   // counters count the minute rows only. Bucket [40, 50) has closed meanwhile: it is summarized.
   const int64_t first_two = sql_int(p, "SELECT count(*) FROM intervals WHERE start_ns < " + std::to_string(kT0 + 20 * M));
+  const auto minutes_of_first_two = sum_of_rows(s, kT0, kT0 + 20 * M);
   ASSERT_TRUE(s.maintain(kT0 + 20 * M + kDayNs + 1));
+  // The 10-minute rows the roll-up wrote (copied from the summaries) add up to what the minute rows did.
+  EXPECT_TRUE(sum_of_rows(s, kT0, kT0 + 20 * M) == minutes_of_first_two);
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM intervals WHERE tier = 0 AND start_ns < " + std::to_string(kT0 + 20 * M)), 0);
   st = s.status();
   ASSERT_TRUE(st);
   EXPECT_EQ(st->counters.at("rows_rolled_up"), uint64_t(first_two));
