@@ -22,10 +22,11 @@ namespace {
 // start, the latency buckets that are not zero (pack_latency), anomaly flags (rare) as JSON or NULL.
 // Summaries: the rows of a closed 10-minute bucket of the recent minutes added up per edge (`summaries`, in the same
 // form as `intervals`, without its tier), for the buckets listed in `summarized`; Store::topology reads a bucket that
-// lies wholly inside its window from them. Derived data: whatever changes a bucket's rows drops its summary. A
-// summary is also the bucket's roll-up into 10-minute rows, copied when that comes, unless the bucket held an hour row
-// (roll_up_sources NULL; else the minute rows the roll-up counts).
-// v3 differed in lacking the tables summaries and summarized (and the meta key summarized_until); migrate() adds them.
+// lies wholly inside its window from them. Derived data: whatever changes a bucket's rows drops its summary. Only a
+// bucket of minute rows alone is summarized, so its summary is also its roll-up into a 10-minute row, copied when
+// that comes (roll_up_sources: the minute rows the roll-up counts).
+// v3 differed in lacking the tables summaries and summarized (and the meta key summarized_until_ns); migrate() adds
+// them.
 // v2 differed in the edges table only: no workload and Go module per end; migrate_v2() rebuilds the table, keeping ids.
 // v1 also differed in the intervals table: end_ns, first_seen_ns and last_seen_ns absolute, all 20 latency buckets
 // as 8 bytes each (a 160-byte blob in every row: about 270 bytes a row); migrate_v1() converts it to v2.
@@ -126,7 +127,7 @@ enum Query : size_t {
   kOldestRow,
   kReadMark,
   kRollUpSummary,
-  kCountHourRows,
+  kCountCoarseRows,
   kQueries
 };
 
@@ -199,7 +200,7 @@ constexpr QueryText kQueryText[kQueries] = {
      "active, bytes_sent, bytes_received, retransmits, srtt_us, latency_sum_us, latency, first_seen_off, last_seen_off, "
      "anomalies FROM summaries WHERE start_ns = ?",
      "roll up a summarized bucket"},
-    {"SELECT count(*) FROM intervals WHERE start_ns >= ? AND start_ns < ? AND tier >= 2", "count hour rows"},
+    {"SELECT count(*) FROM intervals WHERE start_ns >= ? AND start_ns < ? AND tier >= 1", "count coarse rows"},
 };
 #undef HS_SELECT_ROWS
 #undef HS_SELECT_NUMBERS
@@ -222,7 +223,7 @@ constexpr const char* kMaxMinuteRow = "max_minute_row_ns";
 // Summaries (the schema's comment): buckets starting before this (meta) have been considered; a write of an earlier
 // minute lowers it again. A bucket is summarized when its summary has at most half as many rows as the bucket (the
 // edges were in two of its minutes or more on average): a sparser bucket would cost as many rows again for little.
-constexpr const char* kSummarizedUntil = "summarized_until";
+constexpr const char* kSummarizedUntil = "summarized_until_ns";  // a time: `history status` does not list it
 constexpr uint64_t kSummaryNs = kTiers[1].width_ns;
 // Buckets summarized per maintain() at most: a backlog (a migrated v3 file, a day of minutes) is worked off over
 // several calls instead of holding the writer for all of it at once.
@@ -634,7 +635,7 @@ Status Store::roll_up_bucket(size_t tier, uint64_t bucket, const char* counter) 
   Transaction tx(*db_);
   if (auto st = tx.begin(); !st) return st;
   if (tier == 0) {
-    // A summarized bucket without hour rows: its summary is what the merge below would write (the same rows, added
+    // A summarized bucket (minute rows only): its summary is what the merge below would write (the same rows, added
     // up in the same order, stored alike), so it is copied instead of reading the minute rows again.
     std::optional<uint64_t> sources;
     {
@@ -690,8 +691,9 @@ Status Store::roll_up_bucket(size_t tier, uint64_t bucket, const char* counter) 
     r.end_ns = bucket + width;
     if (auto st = insert_row(edge, tier + 1, r); !st) return st;
   }
-  // The rows just rolled up were what the interval's summaries added up: a read now takes the coarser rows.
-  if (auto st = drop_summaries(bucket, bucket + width); !st) return st;
+  // The rows of the bucket where the new row starts changed: its summary goes (a read now takes the coarser rows). The
+  // other buckets of an hour lost 10-minute rows only, and a bucket with those has no summary (summarize_bucket()).
+  if (auto st = drop_summaries(bucket, bucket + kSummaryNs); !st) return st;
   if (auto st = add_counter(counter, sources); !st) return st;
   if (auto st = tx.commit(); !st) return st;
   if (tier + 1 < kLastTier) floor_[tier + 1] = std::min(floor_[tier + 1], bucket);
@@ -836,7 +838,7 @@ Status Store::summarize(uint64_t now_ns) {
       }
       bucket = (*next)->col_u64(0) / kSummaryNs * kSummaryNs;
     }
-    if (auto st = summarize_bucket(bucket); !st) return st;  // saves bucket + kSummaryNs as summarized_until
+    if (auto st = summarize_bucket(bucket); !st) return st;  // saves bucket + kSummaryNs as summarized_until_ns
     *until = bucket + kSummaryNs;
   }
   return {};
@@ -845,38 +847,41 @@ Status Store::summarize(uint64_t now_ns) {
 Status Store::summarize_bucket(uint64_t bucket) {
   Transaction tx(*db_);
   if (auto st = tx.begin(); !st) return st;
-  // Every row starting in the bucket, whatever its tier, in the order a read adds them up.
+  // Minute rows alone: a bucket holding a coarser row (the clock went back onto rolled-up time) is left as it is, so
+  // a summarized bucket changes only by a write into it or its own roll-up.
+  uint64_t coarse = 0;
+  {
+    auto count = use(kCountCoarseRows);
+    if (!count) return count.error();
+    (*count)->bind_u64(1, bucket).bind_u64(2, bucket + kSummaryNs);
+    auto row = (*count)->step();
+    if (!row) return row.error();
+    if (*row) coarse = (*count)->col_u64(0);
+  }
+  // The bucket's rows in the order a read adds them up.
   std::map<int64_t, IntervalRow> merged;
   uint64_t rows = 0, sources = 0;  // sources: rows shorter than the bucket, as roll_up_bucket() counts them
-  if (auto st = read_rows(kReadRowsNumbers,
-                          [&](Stmt& q) { q.bind_u64(1, bucket).bind_u64(2, bucket + kSummaryNs).bind_u64(3, bucket); },
-                          false,
-                          [&](IntervalRow&& r, int64_t edge) {
-                            ++rows;
-                            if (r.end_ns - r.start_ns < kSummaryNs) ++sources;
-                            auto [it, fresh] = merged.try_emplace(edge, std::move(r));
-                            if (!fresh) merge_row(it->second, r);
-                          });
-      !st)
-    return st;
+  if (coarse == 0)
+    if (auto st = read_rows(
+            kReadRowsNumbers,
+            [&](Stmt& q) { q.bind_u64(1, bucket).bind_u64(2, bucket + kSummaryNs).bind_u64(3, bucket); }, false,
+            [&](IntervalRow&& r, int64_t edge) {
+              ++rows;
+              if (r.end_ns - r.start_ns < kSummaryNs) ++sources;
+              auto [it, fresh] = merged.try_emplace(edge, std::move(r));
+              if (!fresh) merge_row(it->second, r);
+            });
+        !st)
+      return st;
   if (!merged.empty() && merged.size() * 2 <= rows) {
     for (auto& [edge, r] : merged) {
       r.start_ns = bucket;
       r.end_ns = bucket + kSummaryNs;
       if (auto st = insert_row(edge, 1, r, true); !st) return st;
     }
-    auto hours = use(kCountHourRows);
-    if (!hours) return hours.error();
-    (*hours)->bind_u64(1, bucket).bind_u64(2, bucket + kSummaryNs);
-    auto counted = (*hours)->step();
-    if (!counted) return counted.error();
-    const bool roll_up = *counted && (*hours)->col_i64(0) == 0;
     auto mark = use(kMarkSummarized);
     if (!mark) return mark.error();
-    (*mark)->bind_u64(1, bucket);
-    if (roll_up) (*mark)->bind_u64(2, sources);
-    else (*mark)->bind_null(2);
-    if (auto st = (*mark)->run(); !st) return st;
+    if (auto st = (*mark)->bind_u64(1, bucket).bind_u64(2, sources).run(); !st) return st;
   }
   if (auto st = set_meta(kSetMeta, kSummarizedUntil, bucket + kSummaryNs); !st) return st;
   return tx.commit();

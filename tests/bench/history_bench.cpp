@@ -117,7 +117,9 @@ void write_cost(const Args& a, const std::string& path, uint64_t t0, uint64_t ma
   fmt::print("| every edge every minute: {} edges × {} min, max_bytes {} MiB | {:.1f} ms | {:.1f} ms | {:.1f} ms | "
              "{:.1f} ms (p95 {:.1f}) | {:.2f}% | {:.0f} B |\n",
              a.edges, a.full_minutes, max_bytes >> 20, median(delta_ms), median(write_ms), median(maintain_ms), median(cpu),
-             pct(cpu, 0.95), median(cpu) / 600.0, double(st->used_bytes) / double(std::max<uint64_t>(1, st->rows)));
+             pct(cpu, 0.95), median(cpu) / 600.0,
+             // Summary rows are rows in the file too (schema 4).
+             double(st->used_bytes) / double(std::max<uint64_t>(1, st->rows + st->summary_rows)));
 }
 
 struct Built {
@@ -237,7 +239,8 @@ int main(int argc, char** argv) {
   fmt::print("| rows: 1 min / 10 min / 1 h | {} / {} / {} ({:.0f} B a row in use) |\n", st.rows_by_width.count(kMinuteNs) ? st.rows_by_width.at(kMinuteNs) : 0,
              st.rows_by_width.count(10 * kMinuteNs) ? st.rows_by_width.at(10 * kMinuteNs) : 0,
              st.rows_by_width.count(kHourNs) ? st.rows_by_width.at(kHourNs) : 0,
-             double(st.used_bytes) / double(std::max<uint64_t>(1, st.rows)));
+             double(st.used_bytes) / double(std::max<uint64_t>(1, st.rows + st.summary_rows)));
+  fmt::print("| summary rows (10-minute buckets of recent minutes, schema 4) | {} |\n", st.summary_rows);
   fmt::print("| span kept | {} to {} ({:.1f} days) |\n", rfc3339(st.oldest_ns), rfc3339(st.newest_ns),
              double(st.newest_ns - st.oldest_ns) / double(kDayNs));
   std::string counters;

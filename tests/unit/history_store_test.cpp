@@ -879,11 +879,11 @@ TEST(HistoryStore, SparseBucketsAreNotSummarized) {
   }
   // 20 rows in 11 edges per bucket: more than half as many summary rows as minute rows.
   EXPECT_EQ(sql_int(p, "SELECT count(*) FROM summaries"), 0);
-  EXPECT_EQ(sql_int(p, "SELECT value FROM meta WHERE key = 'summarized_until'"), int64_t(kT0 + 20 * kMinuteNs));
+  EXPECT_EQ(sql_int(p, "SELECT value FROM meta WHERE key = 'summarized_until_ns'"), int64_t(kT0 + 20 * kMinuteNs));
   expect_sum_of_rows(s, kT0, kT0 + 21 * kMinuteNs);
 }
 
-// v3 is v4 without the summaries (the tables summaries and summarized, the meta key summarized_until): a v3 file is
+// v3 is v4 without the summaries (the tables summaries and summarized, the meta key summarized_until_ns): a v3 file is
 // a v4 file with them dropped and its version set back. Migrated, it keeps every row and counter; its closed buckets
 // are summarized by the maintenance that follows, a few per call.
 TEST(HistoryStore, V3FileIsMigratedAndSummarizedAfterwards) {
@@ -895,7 +895,7 @@ TEST(HistoryStore, V3FileIsMigratedAndSummarizedAfterwards) {
     for (uint64_t m = 0; m < minutes; ++m)
       ASSERT_TRUE(s.write(dense_minute(kT0 + m * kMinuteNs, edges, m, kT0), kT0 + (m + 1) * kMinuteNs));
   }
-  sql_exec(p, "DROP TABLE summaries; DROP TABLE summarized; DELETE FROM meta WHERE key = 'summarized_until';"
+  sql_exec(p, "DROP TABLE summaries; DROP TABLE summarized; DELETE FROM meta WHERE key = 'summarized_until_ns';"
               "UPDATE meta SET value = 3 WHERE key = 'schema_version'");
   const int64_t rows = sql_int(p, "SELECT count(*) FROM intervals");
   ASSERT_EQ(rows, int64_t(minutes * edges - 30));
