@@ -58,6 +58,7 @@ int run_status(const HistoryOptions& o) {
       auto by = nlohmann::json::object();
       for (auto [w, n] : st->rows_by_width) by[width_name(w)] = n;
       j["rows_by_interval"] = by;
+      j["summary_rows"] = st->summary_rows;
       j["counters"] = st->counters;
     } else {
       j["error"] = st.error().str();
@@ -76,6 +77,7 @@ int run_status(const HistoryOptions& o) {
     std::string by;
     for (auto [w, n] : st->rows_by_width) by += fmt::format("{}{} x {}", by.empty() ? "" : ", ", n, width_name(w));
     fmt::print("rows:        {} ({}), {} edges\n", st->rows, by.empty() ? "none" : by, st->edges);
+    fmt::print("summaries:   {} rows (recent minutes added up per 10 minutes)\n", st->summary_rows);
     fmt::print("last write:  {}\n", when(st->counters["last_write_ns"]));
     // Every counter the file holds (rows_rolled_up_early and rows_migrated came with schema 2), by name; times (_ns)
     // are not counters.

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -14,11 +15,18 @@ namespace hostscope::history {
 
 namespace {
 
-// v3 (docs/topology.md, "History"). Edge identities are kept once (`edges`) and referenced by the interval rows;
+// v4 (docs/topology.md, "History"). Edge identities are kept once (`edges`) and referenced by the interval rows;
 // rows are clustered by start time (WITHOUT ROWID, primary key first on start_ns) so the oldest rows fill the first
 // pages and evicting them frees whole pages. A row keeps only numbers, as small as SQLite's variable-size integers
 // allow: its length only when it is not its tier's width (len_ns NULL otherwise), first/last seen relative to its
 // start, the latency buckets that are not zero (pack_latency), anomaly flags (rare) as JSON or NULL.
+// Summaries: the rows of a closed 10-minute bucket of the recent minutes added up per edge (`summaries`, in the same
+// form as `intervals`, without its tier), for the buckets listed in `summarized`; Store::topology reads a bucket that
+// lies wholly inside its window from them. Derived data: whatever changes a bucket's rows drops its summary. Only a
+// bucket of minute rows alone is summarized, so its summary is also its roll-up into a 10-minute row, copied when
+// that comes (roll_up_sources: the minute rows the roll-up counts).
+// v3 differed in lacking the tables summaries and summarized (and the meta key summarized_until_ns); migrate() adds
+// them.
 // v2 differed in the edges table only: no workload and Go module per end; migrate_v2() rebuilds the table, keeping ids.
 // v1 also differed in the intervals table: end_ns, first_seen_ns and last_seen_ns absolute, all 20 latency buckets
 // as 8 bytes each (a 160-byte blob in every row: about 270 bytes a row); migrate_v1() converts it to v2.
@@ -42,6 +50,15 @@ CREATE TABLE IF NOT EXISTS intervals(
   retransmits INTEGER NOT NULL, srtt_us INTEGER NOT NULL, latency_sum_us INTEGER NOT NULL, latency BLOB,
   first_seen_off INTEGER NOT NULL, last_seen_off INTEGER NOT NULL, anomalies TEXT,
   PRIMARY KEY(start_ns, tier, edge_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS summaries(
+  start_ns INTEGER NOT NULL, edge_id INTEGER NOT NULL, len_ns INTEGER,
+  connections INTEGER NOT NULL, closed INTEGER NOT NULL,
+  failed_refused INTEGER NOT NULL, failed_timed_out INTEGER NOT NULL, failed_other INTEGER NOT NULL,
+  resets INTEGER NOT NULL, active INTEGER NOT NULL, bytes_sent INTEGER NOT NULL, bytes_received INTEGER NOT NULL,
+  retransmits INTEGER NOT NULL, srtt_us INTEGER NOT NULL, latency_sum_us INTEGER NOT NULL, latency BLOB,
+  first_seen_off INTEGER NOT NULL, last_seen_off INTEGER NOT NULL, anomalies TEXT,
+  PRIMARY KEY(start_ns, edge_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS summarized(start_ns INTEGER PRIMARY KEY, roll_up_sources INTEGER);
 )sql";
 
 // A row's end in SQL (`t` is the table's alias with its dot): the tier widths of kTiers.
@@ -53,8 +70,9 @@ static_assert(kTiers[0].width_ns == 60000000000ull && kTiers[1].width_ns == 6000
 
 // An interval row's numbers and its edge id, then the edge's identity, in the order read_row() and read_identity()
 // take them. HS_SELECT_ROWS reads both, HS_SELECT_NUMBERS the numbers only; queries add their WHERE.
-#define HS_ROW_NUMBERS                                                                                                  \
-  "i.start_ns, i.tier, i.len_ns, i.connections, i.closed, i.failed_refused, i.failed_timed_out, i.failed_other, "      \
+#define HS_ROW_NUMBERS "i.start_ns, i.tier, " HS_ROW_AFTER_TIER
+#define HS_ROW_AFTER_TIER                                                                                               \
+  "i.len_ns, i.connections, i.closed, i.failed_refused, i.failed_timed_out, i.failed_other, "      \
   "i.resets, i.active, i.bytes_sent, i.bytes_received, i.retransmits, i.srtt_us, i.latency_sum_us, i.latency, "        \
   "i.first_seen_off, i.last_seen_off, i.anomalies, i.edge_id"
 #define HS_EDGE_IDENTITY                                                                                                \
@@ -64,6 +82,11 @@ static_assert(kTiers[0].width_ns == 60000000000ull && kTiers[1].width_ns == 6000
 constexpr int kIdentityColumns = 17;  // in HS_EDGE_IDENTITY: 7 per end, port, protocol, dialed
 #define HS_SELECT_ROWS "SELECT " HS_ROW_NUMBERS ", " HS_EDGE_IDENTITY " FROM intervals i JOIN edges e ON e.id = i.edge_id "
 #define HS_SELECT_NUMBERS "SELECT " HS_ROW_NUMBERS " FROM intervals i "
+// A summary row reads as a 10-minute row (tier 1).
+#define HS_SELECT_SUMMARY_ROWS                                                                                          \
+  "SELECT i.start_ns, 1, " HS_ROW_AFTER_TIER ", " HS_EDGE_IDENTITY " FROM summaries i JOIN edges e ON e.id = i.edge_id "
+#define HS_SELECT_SUMMARY_NUMBERS "SELECT i.start_ns, 1, " HS_ROW_AFTER_TIER " FROM summaries i "
+#define HS_WHERE_SUMMARY "WHERE i.start_ns = ? ORDER BY i.edge_id"
 #define HS_WHERE_BUCKET "WHERE i.start_ns = ? AND i.tier = ? ORDER BY i.edge_id"
 #define HS_WHERE_RANGE                                                                                                  \
   "WHERE i.start_ns >= ? AND i.start_ns < ? AND " HS_END_NS("i.") " > ? ORDER BY i.start_ns, i.tier, i.edge_id"
@@ -94,6 +117,17 @@ enum Query : size_t {
   kPageCount,
   kFreelistCount,
   kPageSize,
+  kInsertSummary,
+  kReadSummary,
+  kReadSummaryNumbers,
+  kMarkSummarized,
+  kReadSummarized,
+  kDropSummaries,
+  kDropSummarized,
+  kOldestRow,
+  kReadMark,
+  kRollUpSummary,
+  kCountCoarseRows,
   kQueries
 };
 
@@ -145,13 +179,39 @@ constexpr QueryText kQueryText[kQueries] = {
     {"PRAGMA page_count", "read page_count"},
     {"PRAGMA freelist_count", "read freelist_count"},
     {"PRAGMA page_size", "read page_size"},
+    // insert_row()'s parameters; ?2 (the tier) is not stored.
+    {"INSERT OR REPLACE INTO summaries(start_ns, edge_id, len_ns, connections, closed, failed_refused, "
+     "failed_timed_out, failed_other, resets, active, bytes_sent, bytes_received, retransmits, srtt_us, "
+     "latency_sum_us, latency, first_seen_off, last_seen_off, anomalies) "
+     "VALUES(?1,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
+     "insert summary"},
+    {HS_SELECT_SUMMARY_ROWS HS_WHERE_SUMMARY, "read summaries"},
+    {HS_SELECT_SUMMARY_NUMBERS HS_WHERE_SUMMARY, "read summaries"},
+    {"INSERT OR REPLACE INTO summarized(start_ns, roll_up_sources) VALUES(?, ?)", "mark a bucket summarized"},
+    {"SELECT start_ns FROM summarized WHERE start_ns >= ? AND start_ns <= ? ORDER BY start_ns", "read summarized buckets"},
+    {"DELETE FROM summaries WHERE start_ns >= ? AND start_ns < ?", "drop summaries"},
+    {"DELETE FROM summarized WHERE start_ns >= ? AND start_ns < ?", "drop summaries"},
+    {"SELECT min(start_ns) FROM intervals", "find the oldest row"},
+    {"SELECT roll_up_sources FROM summarized WHERE start_ns = ?", "read a summarized bucket"},
+    {"INSERT OR REPLACE INTO intervals(start_ns, tier, edge_id, len_ns, connections, closed, failed_refused, "
+     "failed_timed_out, failed_other, resets, active, bytes_sent, bytes_received, retransmits, srtt_us, "
+     "latency_sum_us, latency, first_seen_off, last_seen_off, anomalies) "
+     "SELECT start_ns, 1, edge_id, len_ns, connections, closed, failed_refused, failed_timed_out, failed_other, resets, "
+     "active, bytes_sent, bytes_received, retransmits, srtt_us, latency_sum_us, latency, first_seen_off, last_seen_off, "
+     "anomalies FROM summaries WHERE start_ns = ?",
+     "roll up a summarized bucket"},
+    {"SELECT count(*) FROM intervals WHERE start_ns >= ? AND start_ns < ? AND tier >= 1", "count coarse rows"},
 };
 #undef HS_SELECT_ROWS
 #undef HS_SELECT_NUMBERS
 #undef HS_WHERE_BUCKET
 #undef HS_WHERE_RANGE
 #undef HS_ROW_NUMBERS
+#undef HS_ROW_AFTER_TIER
 #undef HS_EDGE_IDENTITY
+#undef HS_SELECT_SUMMARY_ROWS
+#undef HS_SELECT_SUMMARY_NUMBERS
+#undef HS_WHERE_SUMMARY
 
 // Upper bound of Store::edge_ids_ (about 150 bytes an entry): twice the topology's default max_edges.
 constexpr size_t kEdgeIdCacheMax = 40000;
@@ -159,6 +219,15 @@ constexpr size_t kEdgeIdCacheMax = 40000;
 // The longest minute row written (meta): a minute row overlapping T starts after T - this. Longer than a minute only
 // when the recorder was late (a stalled or suspended node).
 constexpr const char* kMaxMinuteRow = "max_minute_row_ns";
+
+// Summaries (the schema's comment): buckets starting before this (meta) have been considered; a write of an earlier
+// minute lowers it again. A bucket is summarized when its summary has at most half as many rows as the bucket (the
+// edges were in two of its minutes or more on average): a sparser bucket would cost as many rows again for little.
+constexpr const char* kSummarizedUntil = "summarized_until_ns";  // a time: `history status` does not list it
+constexpr uint64_t kSummaryNs = kTiers[1].width_ns;
+// Buckets summarized per maintain() at most: a backlog (a migrated v3 file, a day of minutes) is worked off over
+// several calls instead of holding the writer for all of it at once.
+constexpr int kSummarizeAtMost = 6;
 
 // The buckets that are not zero, each as its index (one byte) and its count (LEB128); empty when all are zero.
 std::string pack_latency(const std::array<uint64_t, kLatencyBuckets>& b) {
@@ -334,13 +403,16 @@ Result<Store> Store::open(const std::string& path, const StoreOptions& o, bool r
 }
 
 Status Store::migrate(int from) {
-  // A new file gets the current schema at once; an older one goes one version at a time (v1 -> v2 -> v3), each step
+  // A new file gets the current schema at once; an older one goes one version at a time (v1 -> v2 -> v3 -> v4), each step
   // one transaction with its version bump: a crash leaves the file whole, at the old version or a later one.
   const int first = from == 0 ? kSchemaVersion - 1 : from;
   for (int v = first; v < kSchemaVersion; ++v) {
     Transaction tx(*db_);
     if (auto st = tx.begin(); !st) return st;
-    Status step = from == 0 ? db_->exec(kSchema, "create schema") : v == 1 ? migrate_v1() : migrate_v2();
+    Status step = from == 0 ? db_->exec(kSchema, "create schema")
+                  : v == 1  ? migrate_v1()
+                  : v == 2  ? migrate_v2()
+                            : migrate_v3();
     if (!step) return step;
     if (auto st = set_meta(kSetMeta, "schema_version", uint64_t(v) + 1); !st) return st;
     if (auto st = tx.commit(); !st) return st;
@@ -401,6 +473,12 @@ Status Store::migrate_v2() {
   return db_->exec("DROP TABLE edges_v2", "migrate v2: drop the v2 table");
 }
 
+Status Store::migrate_v3() {
+  // v4 adds the summary tables, empty: maintain() summarizes the closed buckets of the minute rows there are, a few
+  // per call (kSummarizeAtMost); until then reads add up the minute rows, as v3 did.
+  return db_->exec(kSchema, "migrate v3: create the summary tables");
+}
+
 Result<StmtLease> Store::use(size_t q) { return stmts_.get(*db_, q, kQueryText[q].sql, kQueryText[q].what); }
 
 Result<int64_t> Store::edge_id(const IntervalRow& r) {
@@ -442,8 +520,8 @@ Result<int64_t> Store::edge_id(const IntervalRow& r) {
   return id;
 }
 
-Status Store::insert_row(int64_t edge, size_t tier, const IntervalRow& r) {
-  auto st = use(kInsertRow);
+Status Store::insert_row(int64_t edge, size_t tier, const IntervalRow& r, bool summary) {
+  auto st = use(summary ? kInsertSummary : kInsertRow);
   if (!st) return st.error();
   (*st)->bind_u64(1, r.start_ns);
   (*st)->bind(2, int64_t(tier));
@@ -490,9 +568,22 @@ Status Store::write(const std::vector<IntervalRow>& rows, uint64_t now_ns) {
     order.emplace_back(*id, &r);
   }
   std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  uint64_t earliest = UINT64_MAX;
   for (const auto& [id, r] : order) {
     if (auto st = insert_row(id, 0, *r); !st) return forget(st);
     floor_[0] = std::min(floor_[0], r->start_ns);
+    earliest = std::min(earliest, r->start_ns);
+  }
+  // A minute of a bucket already considered (written late, or the clock went back): that bucket's summary and the
+  // later ones go, and the next maintenance considers them again.
+  if (earliest != UINT64_MAX) {
+    auto until = read_meta(kSummarizedUntil);
+    if (!until) return forget(until.error());
+    if (earliest < *until) {
+      const uint64_t bucket = earliest / kSummaryNs * kSummaryNs;
+      if (auto st = drop_summaries(bucket, UINT64_MAX); !st) return forget(st);
+      if (auto st = set_meta(kSetMeta, kSummarizedUntil, bucket); !st) return forget(st);
+    }
   }
   if (auto st = add_counter("rows_written", rows.size()); !st) return forget(st);
   if (auto st = add_counter("intervals_written", 1); !st) return forget(st);
@@ -543,6 +634,34 @@ Status Store::roll_up_bucket(size_t tier, uint64_t bucket, const char* counter) 
   const uint64_t width = kTiers[tier + 1].width_ns;
   Transaction tx(*db_);
   if (auto st = tx.begin(); !st) return st;
+  if (tier == 0) {
+    // A summarized bucket (minute rows only): its summary is what the merge below would write (the same rows, added
+    // up in the same order, stored alike), so it is copied instead of reading the minute rows again.
+    std::optional<uint64_t> sources;
+    {
+      auto mark = use(kReadMark);
+      if (!mark) return mark.error();
+      (*mark)->bind_u64(1, bucket);
+      auto row = (*mark)->step();
+      if (!row) return row.error();
+      if (*row && !(*mark)->col_null(0)) sources = (*mark)->col_u64(0);
+    }
+    if (sources) {
+      auto del = use(kDeleteRollUp);
+      if (!del) return del.error();
+      if (auto st = (*del)->bind_u64(1, bucket).bind_u64(2, bucket + width).bind(3, int64_t(0)).bind(4, int64_t(1)).run();
+          !st)
+        return st;
+      auto copy = use(kRollUpSummary);
+      if (!copy) return copy.error();
+      if (auto st = (*copy)->bind_u64(1, bucket).run(); !st) return st;
+      if (auto st = drop_summaries(bucket, bucket + width); !st) return st;
+      if (auto st = add_counter(counter, *sources); !st) return st;
+      if (auto st = tx.commit(); !st) return st;
+      floor_[1] = std::min(floor_[1], bucket);
+      return {};
+    }
+  }
   std::map<int64_t, IntervalRow> merged;
   uint64_t sources = 0;
   {
@@ -572,6 +691,9 @@ Status Store::roll_up_bucket(size_t tier, uint64_t bucket, const char* counter) 
     r.end_ns = bucket + width;
     if (auto st = insert_row(edge, tier + 1, r); !st) return st;
   }
+  // The rows of the bucket where the new row starts changed: its summary goes (a read now takes the coarser rows). The
+  // other buckets of an hour lost 10-minute rows only, and a bucket with those has no summary (summarize_bucket()).
+  if (auto st = drop_summaries(bucket, bucket + kSummaryNs); !st) return st;
   if (auto st = add_counter(counter, sources); !st) return st;
   if (auto st = tx.commit(); !st) return st;
   if (tier + 1 < kLastTier) floor_[tier + 1] = std::min(floor_[tier + 1], bucket);
@@ -591,6 +713,8 @@ Status Store::evict_age(uint64_t now_ns) {
   if (auto n = db_->changes(); n > 0) {
     evicted_ = true;
     if (auto st = add_counter("rows_evicted_age", uint64_t(n)); !st) return st;
+    // A bucket starting before the cut-off may have lost rows.
+    if (auto st = drop_summaries(0, cutoff); !st) return st;
   }
   return tx.commit();
 }
@@ -659,9 +783,108 @@ Status Store::evict_size(uint64_t now_ns) {
     }
     evicted_ = true;
     if (auto st = add_counter("rows_evicted_size", uint64_t(db_->changes())); !st) return st;
+    // The oldest rows went, the last of them perhaps only some of one start's: every bucket up to the oldest start
+    // left (all of them when no row is left) may have lost rows.
+    uint64_t left = UINT64_MAX - 1;
+    {
+      auto oldest = use(kOldestRow);
+      if (!oldest) return oldest.error();
+      auto row = (*oldest)->step();
+      if (!row) return row.error();
+      if (*row && !(*oldest)->col_null(0)) left = (*oldest)->col_u64(0);
+    }
+    if (auto st = drop_summaries(0, left + 1); !st) return st;
     if (auto st = tx.commit(); !st) return st;
   }
   return db_->exec("PRAGMA incremental_vacuum", "incremental vacuum");
+}
+
+Result<uint64_t> Store::read_meta(const char* name) {
+  auto meta = use(kReadMeta);
+  if (!meta) return meta.error();
+  (*meta)->bind(1, std::string_view(name));
+  auto row = (*meta)->step();
+  if (!row) return row.error();
+  return *row ? (*meta)->col_u64(0) : 0;
+}
+
+Status Store::drop_summaries(uint64_t from_ns, uint64_t to_ns) {
+  for (size_t q : {kDropSummaries, kDropSummarized}) {
+    auto del = use(q);
+    if (!del) return del.error();
+    if (auto st = (*del)->bind_u64(1, from_ns).bind_u64(2, to_ns).run(); !st) return st;
+  }
+  return {};
+}
+
+Status Store::summarize(uint64_t now_ns) {
+  auto until = read_meta(kSummarizedUntil);
+  if (!until) return until.error();
+  // Buckets that have ended by now; a minute of one written later drops its summary again (write()).
+  const uint64_t limit = now_ns / kSummaryNs * kSummaryNs;
+  for (int n = 0; n < kSummarizeAtMost && *until < limit; ++n) {
+    uint64_t bucket = 0;
+    {
+      // The next bucket with minute rows: coarser rows are summaries already.
+      auto next = use(kFindRollUp);
+      if (!next) return next.error();
+      (*next)->bind(1, int64_t(0)).bind_u64(2, *until).bind_u64(3, limit);
+      auto has = (*next)->step();
+      if (!has) return has.error();
+      if (!*has || (*next)->col_null(0)) {
+        // No minute rows up to the limit: saved below, one small write.
+        *until = limit;
+        return set_meta(kSetMeta, kSummarizedUntil, limit);
+      }
+      bucket = (*next)->col_u64(0) / kSummaryNs * kSummaryNs;
+    }
+    if (auto st = summarize_bucket(bucket); !st) return st;  // saves bucket + kSummaryNs as summarized_until_ns
+    *until = bucket + kSummaryNs;
+  }
+  return {};
+}
+
+Status Store::summarize_bucket(uint64_t bucket) {
+  Transaction tx(*db_);
+  if (auto st = tx.begin(); !st) return st;
+  // Minute rows alone: a bucket holding a coarser row (the clock went back onto rolled-up time) is left as it is, so
+  // a summarized bucket changes only by a write into it or its own roll-up.
+  uint64_t coarse = 0;
+  {
+    auto count = use(kCountCoarseRows);
+    if (!count) return count.error();
+    (*count)->bind_u64(1, bucket).bind_u64(2, bucket + kSummaryNs);
+    auto row = (*count)->step();
+    if (!row) return row.error();
+    if (*row) coarse = (*count)->col_u64(0);
+  }
+  // The bucket's rows in the order a read adds them up.
+  std::map<int64_t, IntervalRow> merged;
+  uint64_t rows = 0, sources = 0;  // sources: rows shorter than the bucket, as roll_up_bucket() counts them
+  if (coarse == 0)
+    if (auto st = read_rows(
+            kReadRowsNumbers,
+            [&](Stmt& q) { q.bind_u64(1, bucket).bind_u64(2, bucket + kSummaryNs).bind_u64(3, bucket); }, false,
+            [&](IntervalRow&& r, int64_t edge) {
+              ++rows;
+              if (r.end_ns - r.start_ns < kSummaryNs) ++sources;
+              auto [it, fresh] = merged.try_emplace(edge, std::move(r));
+              if (!fresh) merge_row(it->second, r);
+            });
+        !st)
+      return st;
+  if (!merged.empty() && merged.size() * 2 <= rows) {
+    for (auto& [edge, r] : merged) {
+      r.start_ns = bucket;
+      r.end_ns = bucket + kSummaryNs;
+      if (auto st = insert_row(edge, 1, r, true); !st) return st;
+    }
+    auto mark = use(kMarkSummarized);
+    if (!mark) return mark.error();
+    if (auto st = (*mark)->bind_u64(1, bucket).bind_u64(2, sources).run(); !st) return st;
+  }
+  if (auto st = set_meta(kSetMeta, kSummarizedUntil, bucket + kSummaryNs); !st) return st;
+  return tx.commit();
 }
 
 Status Store::delete_unreferenced_edges() {
@@ -678,6 +901,8 @@ Status Store::maintain(uint64_t now_ns) {
   if (auto st = evict_age(now_ns); !st) return st;
   for (size_t t = 0; t + 1 < std::size(kTiers); ++t)
     if (auto st = roll_up(t, now_ns); !st) return st;
+  // Before the size bound: the summaries' pages count toward it.
+  if (auto st = summarize(now_ns); !st) return st;
   if (auto st = evict_size(now_ns); !st) return st;
   // Edges no row refers to any more, after evictions: a scan of every row, so at most once an hour.
   if (!evicted_ || now_ns < last_edge_gc_ns_ + kHourNs) return {};
@@ -699,7 +924,7 @@ Status Store::read_rows(size_t q, const std::function<void(Stmt&)>& bind, bool i
   }
 }
 
-Status Store::scan(uint64_t from_ns, uint64_t to_ns, bool identity, const RowFn& take) {
+Status Store::scan(uint64_t from_ns, uint64_t to_ns, bool identity, bool summaries, const RowFn& take) {
   uint64_t longest = kMinuteNs;
   {
     auto meta = use(kReadMeta);
@@ -722,13 +947,40 @@ Status Store::scan(uint64_t from_ns, uint64_t to_ns, bool identity, const RowFn&
                             [&](Stmt& q) { q.bind_u64(1, start).bind(2, int64_t(tier)); }, identity, take);
         !st)
       return st;
-  return read_rows(identity ? kReadRows : kReadRowsNumbers,
-                   [&](Stmt& q) { q.bind_u64(1, lo).bind_u64(2, to_ns).bind_u64(3, from_ns); }, identity, take);
+  // Summarized buckets wholly inside the window are read as their summaries (a row per edge instead of one per edge
+  // and minute); the rows around them in ranges, as before. Every row is taken once: by its start, in a range or in
+  // its bucket's summary (which adds up exactly the rows starting in the bucket, all of which overlap the window).
+  std::vector<uint64_t> buckets;
+  if (summaries && to_ns > from_ns && to_ns - from_ns >= kSummaryNs) {
+    auto sel = use(kReadSummarized);
+    if (!sel) return sel.error();
+    (*sel)->bind_u64(1, (from_ns + kSummaryNs - 1) / kSummaryNs * kSummaryNs).bind_u64(2, to_ns - kSummaryNs);
+    for (;;) {
+      auto row = (*sel)->step();
+      if (!row) return row.error();
+      if (!*row) break;
+      buckets.push_back((*sel)->col_u64(0));
+    }
+  }
+  uint64_t cur = lo;
+  auto range = [&](uint64_t end) {
+    return read_rows(identity ? kReadRows : kReadRowsNumbers,
+                     [&](Stmt& q) { q.bind_u64(1, cur).bind_u64(2, end).bind_u64(3, from_ns); }, identity, take);
+  };
+  for (uint64_t b : buckets) {
+    if (auto st = range(b); !st) return st;
+    if (auto st = read_rows(identity ? kReadSummary : kReadSummaryNumbers, [&](Stmt& q) { q.bind_u64(1, b); },
+                            identity, take);
+        !st)
+      return st;
+    cur = b + kSummaryNs;
+  }
+  return range(to_ns);
 }
 
 Result<std::vector<IntervalRow>> Store::rows(uint64_t from_ns, uint64_t to_ns) {
   std::vector<IntervalRow> out;
-  if (auto st = scan(from_ns, to_ns, true, [&](IntervalRow&& r, int64_t) { out.push_back(std::move(r)); }); !st)
+  if (auto st = scan(from_ns, to_ns, true, false, [&](IntervalRow&& r, int64_t) { out.push_back(std::move(r)); }); !st)
     return st.error();
   return out;
 }
@@ -743,7 +995,7 @@ Result<topology::TopologySnapshot> Store::topology(uint64_t from_ns, uint64_t to
   };
   std::unordered_map<int64_t, PerId> by_id;
   uint64_t pos = 0;
-  if (auto st = scan(from_ns, to_ns, false,
+  if (auto st = scan(from_ns, to_ns, false, true,
                      [&](IntervalRow&& r, int64_t edge) {
                        if (auto it = by_id.find(edge); it != by_id.end()) {
                          merge_row(it->second.r, r);
@@ -834,6 +1086,9 @@ Result<StoreStatus> Store::status() {
     s.oldest_ns = s.oldest_ns ? std::min(s.oldest_ns, lo) : lo;
     s.newest_ns = std::max(s.newest_ns, hi);
   }
+  auto summaries = db_->query_int("SELECT count(*) FROM summaries", "count summary rows");
+  if (!summaries) return summaries.error();
+  s.summary_rows = uint64_t(*summaries);
   auto edges = db_->query_int("SELECT count(*) FROM edges", "count edges");
   if (!edges) return edges.error();
   s.edges = uint64_t(*edges);

@@ -2,7 +2,8 @@
 // The topology history on the node (docs/topology.md, "History"): one SQLite file in WAL mode holding, per edge and
 // interval, what the live topology counted. Minute rows roll up into 10-minute rows after 24 h and those into 1-hour
 // rows after 7 days; rows older than the retention go, and when the file's used pages exceed max_bytes the oldest
-// rows go first. Both evictions are counted in the file itself, so `hostscope history status` shows them.
+// rows go first. Closed 10-minute buckets of the minute rows are also kept added up per edge (summaries, written by
+// maintain() and dropped with the rows they add up), so a long window reads a row per edge and 10 minutes. Both evictions are counted in the file itself, so `hostscope history status` shows them.
 // Times are passed in (ns since the epoch, UTC) so tests run on a fake clock.
 #include <array>
 #include <cstdint>
@@ -21,7 +22,7 @@
 
 namespace hostscope::history {
 
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 inline constexpr uint64_t kMinuteNs = 60'000'000'000ull;
 inline constexpr uint64_t kHourNs = 60 * kMinuteNs;
 inline constexpr uint64_t kDayNs = 24 * kHourNs;
@@ -47,6 +48,7 @@ struct StoreStatus {
   uint64_t used_bytes = 0;  // pages in use (what max_bytes bounds)
   uint64_t rows = 0;
   std::map<uint64_t, uint64_t> rows_by_width;  // interval width (ns) -> rows
+  uint64_t summary_rows = 0;                   // 10-minute summaries of recent minutes (not in `rows`)
   uint64_t edges = 0;                          // distinct edge identities referenced
   uint64_t oldest_ns = 0, newest_ns = 0;       // start of the oldest row, end of the newest
   std::map<std::string, uint64_t> counters;    // rows_written, rows_evicted_age, ..., last_write_ns
@@ -65,9 +67,10 @@ class Store {
   // Adds to a counter kept in the file (the writer's dropped intervals).
   Status add_counter(const std::string& name, uint64_t delta);
 
-  // Rows overlapping [from_ns, to_ns), oldest first.
+  // Rows overlapping [from_ns, to_ns), oldest first: the rows as stored (minute rows where there are, no summaries).
   Result<std::vector<IntervalRow>> rows(uint64_t from_ns, uint64_t to_ns);
-  // The topology of [from_ns, to_ns): every edge with rows there, added up, in the model the live path produces.
+  // The topology of [from_ns, to_ns): every edge with rows there, added up, in the model the live path produces. A
+  // summarized bucket wholly inside the window is read as its summaries, which add up to the same.
   Result<topology::TopologySnapshot> topology(uint64_t from_ns, uint64_t to_ns);
   Result<StoreStatus> status();
   // PRAGMA integrity_check: "ok" or what SQLite found.
@@ -82,12 +85,20 @@ class Store {
   Status migrate(int from);
   Status migrate_v1();  // v1 -> v2: compact interval rows
   Status migrate_v2();  // v2 -> v3: workload and Go module in the edge identity
+  Status migrate_v3();  // v3 -> v4: summaries of closed 10-minute buckets
   Status roll_up(size_t tier, uint64_t now_ns);
   // Merges the rows of `tier` and `tier + 1` in the target interval starting at `bucket` into `tier + 1` rows.
   Status roll_up_bucket(size_t tier, uint64_t bucket, const char* counter);
   // The size bound's first resort: rolls up the target interval of the oldest row finer than the last tier, when
   // that interval has ended; false when there is none.
   Result<bool> roll_up_early(uint64_t now_ns);
+  // Summarizes the next closed 10-minute buckets of minute rows (kSummarizeAtMost per call), one transaction each.
+  Status summarize(uint64_t now_ns);
+  Status summarize_bucket(uint64_t bucket);
+  // Drops the summaries of the buckets starting in [from_ns, to_ns) (in the caller's transaction).
+  Status drop_summaries(uint64_t from_ns, uint64_t to_ns);
+  // A meta value, 0 when absent.
+  Result<uint64_t> read_meta(const char* name);
   Status delete_unreferenced_edges();
   Status evict_age(uint64_t now_ns);
   Status evict_size(uint64_t now_ns);
@@ -97,12 +108,14 @@ class Store {
   // have numbers only (HS_SELECT_NUMBERS).
   using RowFn = std::function<void(IntervalRow&&, int64_t)>;
   Status read_rows(size_t q, const std::function<void(Stmt&)>& bind, bool identity, const RowFn& take);
-  // The rows overlapping [from_ns, to_ns), oldest first (start, tier, edge id).
-  Status scan(uint64_t from_ns, uint64_t to_ns, bool identity, const RowFn& take);
+  // The rows overlapping [from_ns, to_ns), oldest first (start, tier, edge id); with `summaries` a summarized bucket
+  // inside the window comes as its summary rows (one per edge, in edge-id order) instead of its rows.
+  Status scan(uint64_t from_ns, uint64_t to_ns, bool identity, bool summaries, const RowFn& take);
   Status set_meta(size_t q, const std::string& name, uint64_t value);
   Result<std::string> check(const char* pragma);
   Result<int64_t> edge_id(const IntervalRow& r);
-  Status insert_row(int64_t edge, size_t tier, const IntervalRow& r);
+  // Into `intervals`, or with `summary` into `summaries` (tier 1's width).
+  Status insert_row(int64_t edge, size_t tier, const IntervalRow& r, bool summary = false);
 
   std::unique_ptr<Db> db_;  // on the heap: the kept statements point at it, and a Store moves
   StoreOptions opts_;

@@ -5,11 +5,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <tuple>
+
+#include <fmt/format.h>
 
 #include "agent/history/replay.h"
 #include "agent/history/store.h"
@@ -96,6 +100,51 @@ void expect_round_trip(Store& s, const std::vector<IntervalRow>& rows) {
   auto back = s.rows(kT0, kT0 + kMinuteNs);
   ASSERT_TRUE(back) << back.error().str();
   EXPECT_EQ(*back, rows);
+}
+
+// The topology of [from, to) added up from the stored rows themselves (Store::rows: minute rows where they are, never
+// the 10-minute summaries), the way Store::topology adds them up: per stored identity in the rows' order, then the
+// identities of one edge key in the order of their latest rows.
+topology::TopologySnapshot sum_of_rows(Store& s, uint64_t from, uint64_t to) {
+  auto rows = s.rows(from, to);
+  EXPECT_TRUE(rows) << rows.error().str();
+  struct PerIdentity {
+    IntervalRow r;
+    size_t last = 0;
+  };
+  std::map<std::string, PerIdentity> by_identity;
+  size_t pos = 0;
+  for (auto& r : *rows) {
+    const std::string id = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", edge_key(r), r.client.pod,
+                                       r.client.address, r.client.workload, r.client.go_module, r.client.service,
+                                       r.server.pod, r.server.address, r.server.workload, r.server.go_module,
+                                       r.server.service, r.dialed, int(r.client.kind) * 10 + int(r.server.kind));
+    auto [it, fresh] = by_identity.try_emplace(id, PerIdentity{r, pos});
+    if (!fresh) merge_row(it->second.r, r);
+    it->second.last = pos++;
+  }
+  std::vector<std::pair<size_t, IntervalRow*>> order;
+  for (auto& [_, p] : by_identity) order.emplace_back(p.last, &p.r);
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::map<std::string, IntervalRow> by_edge;
+  for (const auto& [_, r] : order) {
+    auto [it, fresh] = by_edge.try_emplace(edge_key(*r), *r);
+    if (!fresh) merge_row(it->second, *r);
+  }
+  topology::TopologySnapshot snap;
+  snap.taken_ns = to;
+  for (const auto& [_, r] : by_edge) snap.edges.push_back(to_edge(r));
+  topology::canonicalize(snap);
+  return snap;
+}
+
+// Store::topology of [from, to) is exactly the sum of the stored rows, whatever it read (summaries or minute rows).
+void expect_sum_of_rows(Store& s, uint64_t from, uint64_t to) {
+  auto got = s.topology(from, to);
+  ASSERT_TRUE(got) << got.error().str();
+  const auto want = sum_of_rows(s, from, to);
+  EXPECT_EQ(got->edges.size(), want.edges.size()) << "[+" << (from - kT0) / kMinuteNs << "m, +" << (to - kT0) / kMinuteNs << "m)";
+  EXPECT_TRUE(*got == want) << "[+" << (from - kT0) / kMinuteNs << "m, +" << (to - kT0) / kMinuteNs << "m)";
 }
 
 TEST(HistoryStore, WriteReadRoundTrip) {
@@ -689,6 +738,10 @@ TEST(HistoryStore, SizeBoundRollsUpBeforeItEvicts) {
   ASSERT_TRUE(all) << all.error().str();
   ASSERT_EQ(all->edges.size(), edges);
   for (const auto& e : all->edges) EXPECT_EQ(e.connections, 10 * minutes);
+  // The recent buckets' summaries count toward the bound and add up as their minute rows do.
+  EXPECT_GT(sql_int(d.file("h.db"), "SELECT count(*) FROM summaries"), 0);
+  expect_sum_of_rows(s, kT0, kT0 + minutes * kMinuteNs);
+  expect_sum_of_rows(s, kT0 + (minutes - 95) * kMinuteNs, kT0 + (minutes - 5) * kMinuteNs);
   // The newest minute at minute resolution, the oldest hour in one row per edge.
   auto last = s.rows(kT0 + (minutes - 1) * kMinuteNs, kT0 + minutes * kMinuteNs);
   ASSERT_TRUE(last);
@@ -709,6 +762,162 @@ TEST(HistoryStore, SizeBoundRollsUpBeforeItEvicts) {
   EXPECT_GT(st->counters.at("rows_evicted_size"), 0u);
   EXPECT_EQ(st->newest_ns, kT0 + minutes * kMinuteNs);
   EXPECT_GT(st->oldest_ns, kT0);
+  // No summary is left of a bucket that lost rows.
+  EXPECT_EQ(sql_int(d.file("h.db"), "SELECT count(*) FROM summaries WHERE start_ns <= (SELECT min(start_ns) FROM intervals)"),
+            0);
+  expect_sum_of_rows(small, kT0, kT0 + minutes * kMinuteNs);
+}
+
+// Dense minutes (every edge in almost every minute) starting and ending off the 10-minute boundaries, on a fake clock:
+// closed 10-minute buckets get summary rows (docs/topology.md, "History"), and a window read through them gives
+// exactly what adding up its minute rows gives: counts, bytes, latency buckets, failures, first/last seen, the
+// latest attributes, flags. Minutes written again into a summarized bucket, and the roll-up at 24 h, drop its
+// summary.
+std::vector<IntervalRow> dense_minute(uint64_t start, uint64_t edges, uint64_t m, uint64_t t0) {
+  std::vector<IntervalRow> rows;
+  for (uint64_t e = 0; e < edges; ++e) {
+    if (e == 5 && m % 3 == 1) continue;  // an edge missing in some minutes
+    auto r = synth::row(e, start, kMinuteNs);
+    if (e == 2 && m >= 20) r.client.pod = "svc-2-new";  // a new identity of the same edge key, mid-bucket
+    if (e == 4 && m >= 8) r.dialed = "10.96.0.4:80";
+    if (e == 3 && m >= 9 && m < 30)  // one flag raised and extended minute by minute
+      r.anomalies.push_back({"failure_rate", t0 + 9 * kMinuteNs, start + 30'000'000'000, uint32_t(m - 8),
+                             0.01 * double(m), 0.01});
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+TEST(HistoryStore, TenMinuteSummariesAddUpExactlyLikeTheMinuteRows) {
+  TempDir d;
+  const auto p = d.file("h.db");
+  auto s = open_rw(p);
+  const uint64_t edges = 12, minutes = 45, t0 = kT0 + 3 * kMinuteNs;  // minutes 3..47 past an hour boundary
+  for (uint64_t m = 0; m < minutes; ++m) {
+    const uint64_t start = t0 + m * kMinuteNs;
+    ASSERT_TRUE(s.write(dense_minute(start, edges, m, t0), start + kMinuteNs));
+    ASSERT_TRUE(s.maintain(start + kMinuteNs));
+  }
+  // Buckets [0, 10) (minutes 3..9), [10, 20), [20, 30) and [30, 40) have closed; [40, 50) has not.
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM summarized"), 4);
+  EXPECT_EQ(sql_int(p, "SELECT min(start_ns) FROM summarized"), int64_t(kT0));
+  // One per edge identity and bucket: edge 4 has two in [10, 20) (a new DNAT destination), edge 2 two in [20, 30).
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM summaries"), 4 * int64_t(edges) + 2);
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM intervals"), int64_t(minutes * edges - 15));  // the minute rows stay
+  auto st = s.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_EQ(st->summary_rows, 4 * edges + 2);
+  EXPECT_EQ(st->rows, minutes * edges - 15);
+  const uint64_t M = kMinuteNs;
+  const std::vector<std::pair<uint64_t, uint64_t>> windows = {
+      {kT0, kT0 + 48 * M},           {kT0 + 5 * M, kT0 + 45 * M}, {kT0 + 10 * M, kT0 + 40 * M},
+      {kT0 + 2 * M, kT0 + 21 * M},   {kT0 + 35 * M, kT0 + 48 * M}, {kT0 + 15 * M, kT0 + 15 * M + 1},
+      {kT0 + 9 * M, kT0 + 31 * M},   {kT0 + 20 * M, kT0 + 30 * M}, {kT0 + 19 * M + 1, kT0 + 40 * M - 1},
+      {kT0 - kHourNs, kT0 + kDayNs},
+  };
+  for (const auto& [from, to] : windows) expect_sum_of_rows(s, from, to);
+  // The same through a read-only store, as the CLI reads it.
+  {
+    auto ro = Store::open(p, {}, true);
+    ASSERT_TRUE(ro) << ro.error().str();
+    for (const auto& [from, to] : windows) expect_sum_of_rows(*ro, from, to);
+  }
+  // A summary is used: the whole of [10, 40) is three summary rows per edge identity.
+  {
+    auto all = s.topology(kT0 + 10 * M, kT0 + 40 * M);
+    ASSERT_TRUE(all);
+    uint64_t connections = 0, want = 0;
+    for (const auto& e : all->edges) connections += e.connections;
+    for (uint64_t m = 7; m < 37; ++m)
+      for (const auto& r : dense_minute(t0 + m * M, edges, m, t0)) want += r.connections;
+    EXPECT_EQ(connections, want);
+  }
+
+  // Late minutes written into a summarized bucket (a queued interval, a clock set back): its summary and the later
+  // ones go, and come back with the next maintenance, exact again.
+  auto late = dense_minute(kT0 + 15 * M, edges, 12, t0);
+  for (auto& r : late) r.connections += 1000;
+  ASSERT_TRUE(s.write(late, kT0 + 48 * M));
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM summarized"), 1);
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM summaries WHERE start_ns >= " + std::to_string(kT0 + 10 * M)), 0);
+  for (const auto& [from, to] : windows) expect_sum_of_rows(s, from, to);
+  ASSERT_TRUE(s.maintain(kT0 + 48 * M));
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM summarized"), 4);
+  for (const auto& [from, to] : windows) expect_sum_of_rows(s, from, to);
+
+  // 24 h later the first two buckets roll up into 10-minute rows: their summaries go with their minute rows, and the
+  // counters count the minute rows only. Bucket [40, 50) has closed meanwhile: it is summarized.
+  const int64_t first_two = sql_int(p, "SELECT count(*) FROM intervals WHERE start_ns < " + std::to_string(kT0 + 20 * M));
+  const auto minutes_of_first_two = sum_of_rows(s, kT0, kT0 + 20 * M);
+  ASSERT_TRUE(s.maintain(kT0 + 20 * M + kDayNs + 1));
+  // The 10-minute rows the roll-up wrote (copied from the summaries) add up to what the minute rows did.
+  EXPECT_TRUE(sum_of_rows(s, kT0, kT0 + 20 * M) == minutes_of_first_two);
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM intervals WHERE tier = 0 AND start_ns < " + std::to_string(kT0 + 20 * M)), 0);
+  st = s.status();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->counters.at("rows_rolled_up"), uint64_t(first_two));
+  EXPECT_EQ(st->rows_by_width[10 * kMinuteNs], 2 * edges + 1);  // edge 4's two identities in [10, 20)
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM summarized"), 3);
+  EXPECT_EQ(sql_int(p, "SELECT min(start_ns) FROM summaries"), int64_t(kT0 + 20 * M));
+  for (const auto& [from, to] : windows) expect_sum_of_rows(s, from, to);
+  auto chk = s.integrity_check();
+  ASSERT_TRUE(chk);
+  EXPECT_EQ(*chk, "ok");
+}
+
+// Sparse buckets are not summarized: when a bucket's edges have about one row each, a summary would cost as much as
+// the minute rows and save nothing.
+TEST(HistoryStore, SparseBucketsAreNotSummarized) {
+  TempDir d;
+  const auto p = d.file("h.db");
+  auto s = open_rw(p);
+  for (uint64_t m = 0; m < 21; ++m) {
+    // A different edge every minute (pod churn), and one edge every minute.
+    ASSERT_TRUE(s.write({row("c" + std::to_string(m), "s", 80, kT0 + m * kMinuteNs), row("a", "b", 80, kT0 + m * kMinuteNs)},
+                        kT0 + (m + 1) * kMinuteNs));
+    ASSERT_TRUE(s.maintain(kT0 + (m + 1) * kMinuteNs));
+  }
+  // 20 rows in 11 edges per bucket: more than half as many summary rows as minute rows.
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM summaries"), 0);
+  EXPECT_EQ(sql_int(p, "SELECT value FROM meta WHERE key = 'summarized_until_ns'"), int64_t(kT0 + 20 * kMinuteNs));
+  expect_sum_of_rows(s, kT0, kT0 + 21 * kMinuteNs);
+}
+
+// v3 is v4 without the summaries (the tables summaries and summarized, the meta key summarized_until_ns): a v3 file is
+// a v4 file with them dropped and its version set back. Migrated, it keeps every row and counter; its closed buckets
+// are summarized by the maintenance that follows, a few per call.
+TEST(HistoryStore, V3FileIsMigratedAndSummarizedAfterwards) {
+  TempDir d;
+  const auto p = d.file("h.db");
+  const uint64_t edges = 8, minutes = 90;
+  {
+    auto s = open_rw(p);
+    for (uint64_t m = 0; m < minutes; ++m)
+      ASSERT_TRUE(s.write(dense_minute(kT0 + m * kMinuteNs, edges, m, kT0), kT0 + (m + 1) * kMinuteNs));
+  }
+  sql_exec(p, "DROP TABLE summaries; DROP TABLE summarized; DELETE FROM meta WHERE key = 'summarized_until_ns';"
+              "UPDATE meta SET value = 3 WHERE key = 'schema_version'");
+  const int64_t rows = sql_int(p, "SELECT count(*) FROM intervals");
+  ASSERT_EQ(rows, int64_t(minutes * edges - 30));
+  auto ro = Store::open(p, {}, true);
+  ASSERT_FALSE(ro);  // a reader never migrates
+  EXPECT_NE(ro.error().str().find("schema version 3"), std::string::npos) << ro.error().str();
+  auto s = open_rw(p);
+  auto st = s.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_EQ(st->schema_version, 4);
+  EXPECT_EQ(st->rows, uint64_t(rows));
+  EXPECT_EQ(st->summary_rows, 0u);
+  EXPECT_EQ(st->counters.at("rows_written"), uint64_t(rows));
+  expect_sum_of_rows(s, kT0, kT0 + minutes * kMinuteNs);
+  // Nine closed buckets: six the first maintenance, the rest the next.
+  ASSERT_TRUE(s.maintain(kT0 + minutes * kMinuteNs));
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM summarized"), 6);
+  ASSERT_TRUE(s.maintain(kT0 + minutes * kMinuteNs));
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM summarized"), 9);
+  EXPECT_EQ(sql_int(p, "SELECT count(*) FROM intervals"), rows);
+  for (uint64_t from : {kT0, kT0 + 7 * kMinuteNs, kT0 + 30 * kMinuteNs})
+    expect_sum_of_rows(s, from, from + kHourNs);
 }
 
 TEST(HistoryStore, NewerSchemaIsRefusedAndLeftUntouched) {
