@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -14,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "policy/analysis.h"
+#include "policy/command.h"
 #include "policy/compiler.h"
 #include "policy/evaluator.h"
 #include "policy/iptables.h"
@@ -847,6 +850,54 @@ TEST(PolicyBackend, HalfDoneSwitchIsUndoneByTheNextCommand) {
   auto again = b.apply(must_compile(y2));
   ASSERT_TRUE(again) << again.error().str();
   EXPECT_EQ(again->generation, 2);
+}
+
+
+// The runner that starts iptables-restore & co.: stdin and both outputs through pipes (larger than a pipe buffer both
+// ways at once), exit codes, a tool that cannot be started.
+TEST(ProcessRunner, PipesExitCodesAndMissingTools) {
+  auto run = make_process_runner();
+  std::string big;
+  for (int i = 0; i < 100000; ++i) big += fmt::format("line {}\n", i);
+  auto cat = run->run({"sh", "-c", "tee /dev/stderr"}, big);
+  EXPECT_EQ(cat.exit_code, 0);
+  EXPECT_EQ(cat.out, big);
+  EXPECT_EQ(cat.err, big);
+  EXPECT_EQ(run->run({"sh", "-c", "exit 3"}, "").exit_code, 3);
+  auto missing = run->run({"hs-no-such-tool-here"}, "");
+  EXPECT_EQ(missing.exit_code, 127);
+  EXPECT_THAT(missing.err, ::testing::HasSubstr("exec failed"));
+}
+
+// A tool does not outlive the process that started it (PR_SET_PDEATHSIG): an iptables-restore that finished after a
+// kill -9 of hostscope could commit rules after the next command has put the previous generation back.
+TEST(ProcessRunner, ToolDiesWithTheProcessThatStartedIt) {
+  TempDir dir;
+  auto pidfile = dir.path + "/pid";
+  pid_t caller = fork();
+  ASSERT_GE(caller, 0);
+  if (caller == 0) {
+    make_process_runner()->run({"sh", "-c", fmt::format("echo $$ > {0}.tmp && mv {0}.tmp {0} && exec sleep 600", pidfile)}, "");
+    _exit(0);
+  }
+  pid_t tool = 0;
+  for (int i = 0; i < 3000 && tool == 0; ++i) {  // a hang guard, not a timing assertion
+    std::ifstream(pidfile) >> tool;
+    if (tool == 0) usleep(10000);
+  }
+  ASSERT_GT(tool, 0);
+  kill(caller, SIGKILL);
+  waitpid(caller, nullptr, 0);
+  // Gone, or a zombie waiting for init to reap it.
+  auto alive = [&] {
+    std::ifstream stat(fmt::format("/proc/{}/stat", tool));
+    std::string pid, comm, state;
+    if (!(stat >> pid >> comm >> state)) return false;
+    return comm == "(sleep)" && state != "Z" && state != "X";
+  };
+  for (int i = 0; i < 3000 && alive(); ++i) usleep(10000);
+  EXPECT_FALSE(alive()) << "pid " << tool;
+  if (alive()) kill(tool, SIGKILL);
 }
 
 }  // namespace
