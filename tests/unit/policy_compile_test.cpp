@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "policy/analysis.h"
 #include "policy/command.h"
@@ -852,6 +853,22 @@ TEST(PolicyBackend, HalfDoneSwitchIsUndoneByTheNextCommand) {
   EXPECT_EQ(again->generation, 2);
 }
 
+
+// The stored IR is written without building JSON values first; it is the same document, byte for byte.
+TEST(PolicyIrJson, TextIsTheJsonDump) {
+  for (const std::string& y : {std::string(kWeb), web_with_log(5433)}) {
+    auto ir = must_compile(y);
+    EXPECT_EQ(ir_to_text(ir), ir_to_json(ir).dump());
+    ir.v4.sets.push_back(IrSet{"hs-0123456789abcdef", Family::V4, {*parse_cidr("10.0.0.0/8").cidr, *parse_cidr("192.0.2.1/32").cidr}});
+    ir.v6.sets.push_back(IrSet{"hs-fedcba9876543210", Family::V6, {}});
+    ir.v4.chains.front().rules.front().what = "quote \" backslash \\ tab \t newline \n bell \x07 del \x7f é → 😀";
+    ir.policy_modes["other"] = Mode::Audit;
+    EXPECT_EQ(ir_to_text(ir), ir_to_json(ir).dump());
+    auto back = ir_from_json(nlohmann::json::parse(ir_to_text(ir)));
+    ASSERT_TRUE(back) << back.error().str();
+    EXPECT_EQ(ir_to_json(*back), ir_to_json(ir));
+  }
+}
 
 // The runner that starts iptables-restore & co.: stdin and both outputs through pipes (larger than a pipe buffer both
 // ways at once), exit codes, a tool that cannot be started.
