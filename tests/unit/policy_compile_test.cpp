@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <sstream>
@@ -868,6 +869,88 @@ TEST(PolicyIrJson, TextIsTheJsonDump) {
     ASSERT_TRUE(back) << back.error().str();
     EXPECT_EQ(ir_to_json(*back), ir_to_json(ir));
   }
+}
+
+// The rule index is stored in its own file (gen-N.index, a line per rule); a generation stored before that, with the
+// index as a JSON object in gen-N.json, still reads: status names the same rules.
+TEST(PolicyBackend, GenerationWithTheIndexInItsJsonStillReads) {
+  FakeNode node;
+  ASSERT_TRUE(node.b.apply(must_compile(web_with_log(5432))));
+  auto want = node.b.status();
+  ASSERT_TRUE(want) << want.error().str();
+  ASSERT_TRUE(std::filesystem::exists(node.dir.path + "/gen-1.index"));
+  // Rewrite generation 1 the way older versions stored it.
+  std::ifstream in(node.dir.path + "/gen-1.json");
+  auto j = nlohmann::json::parse(in);
+  nlohmann::json index = nlohmann::json::object();
+  for (const auto& c : want->counters)
+    index[c.tag] = {{"chain", c.chain}, {"owner", c.owner}, {"what", c.what}, {"target", c.target}, {"mode", c.mode}, {"loc", c.loc}};
+  j.erase("rule_index");
+  j["index"] = index;
+  std::ofstream(node.dir.path + "/gen-1.json") << j.dump();
+  std::filesystem::remove(node.dir.path + "/gen-1.index");
+  IptablesBackend cold(FakeNode::options(node.dir.path), node.fake);  // nothing kept in memory
+  auto st = cold.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_FALSE(st->drift);
+  EXPECT_EQ(st->text(), want->text());
+  // It stays usable: a change on top of it, and rollback to it.
+  ASSERT_TRUE(cold.apply(must_compile(web_with_log(5433))));
+  auto rb = cold.rollback();
+  ASSERT_TRUE(rb) << rb.error().str();
+  EXPECT_EQ(cold.status()->text(), want->text());
+}
+
+// gen-N.index is input like any other file of the state directory: a damaged one is an error naming the file and the
+// line, and a rollback to that generation changes nothing.
+TEST(PolicyBackend, DamagedRuleIndexIsAnErrorAndNothingIsApplied) {
+  for (std::string damage : {"truncated", "bad escape", "fields", "count", "twice", "header"}) {
+    SCOPED_TRACE(damage);
+    OneRuleChange c;
+    auto& node = c.node;
+    ASSERT_TRUE(node.b.apply(c.ir2));
+    auto path = node.dir.path + "/gen-1.index";
+    std::ifstream in(path);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto second = text.find('\n') + 1;  // the first rule's line
+    auto line = text.substr(second, text.find('\n', second) + 1 - second);
+    if (damage == "truncated") text.resize(text.size() - 3);
+    if (damage == "bad escape") text.insert(second + 3, "\\q");
+    if (damage == "fields") text.insert(second + 3, "\t");
+    if (damage == "count") {
+      auto nl = text.find('\n');
+      text.replace(24, nl - 24, std::to_string(std::stoul(text.substr(24, nl - 24)) + 1));
+    }
+    if (damage == "twice") text.insert(second, line);
+    if (damage == "header") text.replace(0, 9, "something");
+    std::ofstream(path + ".new") << text;  // replaced, as every writer of the state directory does
+    std::filesystem::rename(path + ".new", path);
+    auto tables = node.fake->tables;
+    auto rb = node.b.rollback();
+    ASSERT_FALSE(rb);
+    EXPECT_THAT(rb.error().str(), ::testing::HasSubstr("gen-1.index line "));
+    EXPECT_EQ(node.fake->tables, tables);
+    EXPECT_EQ(node.b.status()->generation, 2);
+  }
+}
+
+// A generation kept in memory is used only while its files are unchanged: another process (here another backend on
+// the same directory) that rewrites them is seen.
+TEST(PolicyBackend, GenerationChangedByAnotherProcessIsReadAgain) {
+  FakeNode node;
+  auto ir = must_compile(kWeb);
+  ASSERT_TRUE(node.b.apply(ir));
+  ASSERT_EQ(node.b.status()->source_hash, ir.source_hash);
+  IptablesBackend other(FakeNode::options(node.dir.path), node.fake);
+  auto commented = must_compile(std::string("# reviewed\n") + kWeb);
+  auto a = other.apply(commented);  // the same rules: generation 1 stays, with the new source hash
+  ASSERT_TRUE(a) << a.error().str();
+  ASSERT_TRUE(a->unchanged);
+  EXPECT_EQ(node.b.status()->source_hash, commented.source_hash);
+  // A rule removed by hand, repaired by the other backend: its read-back is what the first one compares with.
+  node.remove_rule("iptables", "HOSTSCOPE-INPUT", 1);
+  ASSERT_TRUE(other.apply(commented));
+  EXPECT_FALSE(node.b.status()->drift);
 }
 
 // The runner that starts iptables-restore & co.: stdin and both outputs through pipes (larger than a pipe buffer both
