@@ -89,6 +89,7 @@ class ProcessRunner : public CommandRunner {
       return r;
     }
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     SpawnArgs sa{args.data(), in[0], out[1], err[1], getpid(), {}};
