@@ -19,7 +19,8 @@ class CommandRunner {
   virtual CommandResult run(const std::vector<std::string>& argv, const std::string& input) = 0;
 };
 
-// fork/exec with pipes; output capped at 256 MiB per stream.
+// Starts the tool with a vfork-style clone (no page-table copy), PR_SET_PDEATHSIG SIGKILL, pipes for stdin/stdout/
+// stderr; output capped at 256 MiB per stream.
 std::shared_ptr<CommandRunner> make_process_runner();
 
 std::string join_command(const std::vector<std::string>& argv);

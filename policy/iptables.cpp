@@ -3,14 +3,20 @@
 #include "policy/state_file.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <mutex>
 #include <regex>
 #include <set>
 #include <sstream>
+#include <string_view>
+#include <unordered_set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -32,24 +38,24 @@ std::string ports_arg(const std::vector<PortRange>& ports) {
   return s;
 }
 
-// Extracts the value of `--comment` from a rule line (quoted or bare).
-std::string comment_of(const std::string& line) {
+// Extracts the value of `--comment` from a rule line (quoted or bare): a view into `line`.
+std::string_view comment_of(std::string_view line) {
   auto pos = line.find("--comment ");
-  if (pos == std::string::npos) return "";
+  if (pos == std::string_view::npos) return {};
   pos += 10;
   if (pos < line.size() && line[pos] == '"') {
     auto end = line.find('"', pos + 1);
-    return end == std::string::npos ? "" : line.substr(pos + 1, end - pos - 1);
+    return end == std::string_view::npos ? std::string_view{} : line.substr(pos + 1, end - pos - 1);
   }
   auto end = line.find(' ', pos);
-  return line.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+  return line.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
 }
 
-std::string chain_of(const std::string& line) {
-  // "-A CHAIN ..." / "-I CHAIN ..."
-  if (line.size() < 4) return "";
+// "-A CHAIN ..." -> CHAIN, a view into `line`.
+std::string_view chain_view(std::string_view line) {
+  if (line.size() < 4) return {};
   auto end = line.find(' ', 3);
-  return line.substr(3, end == std::string::npos ? std::string::npos : end - 3);
+  return line.substr(3, end == std::string_view::npos ? std::string_view::npos : end - 3);
 }
 
 std::string jump_target(const std::string& line) {
@@ -59,7 +65,7 @@ std::string jump_target(const std::string& line) {
   return line.substr(pos + 4, end == std::string::npos ? std::string::npos : end - pos - 4);
 }
 
-bool is_our_chain(const std::string& c) { return c.rfind(kChainPrefix, 0) == 0; }
+bool is_our_chain(std::string_view c) { return c.substr(0, std::string_view(kChainPrefix).size()) == kChainPrefix; }
 
 bool is_our_set(const std::string& n) {
   static const std::regex re("^hs-[0-9a-f]{16}(-t)?$");
@@ -160,10 +166,12 @@ std::vector<SavedRule> SavedTable::jumps_to_us() const {
 
 SavedTable parse_save(const std::string& text) {
   SavedTable t;
-  std::istringstream in(text);
-  std::string line;
   bool in_filter = false;
-  while (std::getline(in, line)) {
+  std::string_view all = text;
+  for (size_t pos = 0; pos < all.size();) {
+    auto eol = all.find('\n', pos);
+    std::string_view line = all.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
+    pos = eol == std::string_view::npos ? all.size() : eol + 1;
     if (line.empty() || line[0] == '#') continue;
     if (line[0] == '*') {
       in_filter = line == "*filter";
@@ -175,25 +183,25 @@ SavedTable parse_save(const std::string& text) {
       continue;
     }
     if (line[0] == ':') {
-      t.chains.push_back(line.substr(1, line.find(' ') - 1));
+      t.chains.emplace_back(line.substr(1, line.find(' ') - 1));
       continue;
     }
     SavedRule r;
     if (line[0] == '[') {
+      auto sp = line.find("] ");
+      if (sp == std::string_view::npos) continue;
       unsigned long long p = 0, b = 0;
-      if (std::sscanf(line.c_str(), "[%llu:%llu]", &p, &b) == 2) {
+      if (std::sscanf(std::string(line.substr(0, sp + 1)).c_str(), "[%llu:%llu]", &p, &b) == 2) {
         r.packets = p;
         r.bytes = b;
       }
-      auto sp = line.find("] ");
-      if (sp == std::string::npos) continue;
       line = line.substr(sp + 2);
     }
-    if (line.rfind("-A ", 0) != 0) continue;
-    r.chain = chain_of(line);
+    if (line.substr(0, 3) != "-A ") continue;
+    r.chain = chain_view(line);
     r.line = line;
     auto c = comment_of(line);
-    if (c.rfind("hostscope:", 0) == 0) r.tag = c;
+    if (c.substr(0, 10) == "hostscope:") r.tag = c;
     t.rules.push_back(std::move(r));
   }
   return t;
@@ -201,13 +209,16 @@ SavedTable parse_save(const std::string& text) {
 
 Plan make_plan(const SavedTable& installed, const RenderedTable& next) {
   Plan plan;
-  std::map<std::string, std::vector<std::string>> old_lines, new_lines;
+  // Views into `installed` and `next`, which outlive them: a 10k-rule plan copies only the lines it lists.
+  using Views = std::vector<std::string_view>;
+  std::map<std::string_view, Views> old_lines, new_lines;
   for (const auto& r : installed.rules)
     if (is_our_chain(r.chain)) old_lines[r.chain].push_back(r.line);
-  for (const auto& l : next.rules) new_lines[chain_of(l)].push_back(l);
-  auto tags = [](const std::vector<std::string>& v) {
-    std::set<std::string> s;
-    for (const auto& l : v) s.insert(comment_of(l));
+  for (const auto& l : next.rules) new_lines[chain_view(l)].push_back(l);
+  auto tags = [](const Views& v) {
+    std::unordered_set<std::string_view> s;
+    s.reserve(v.size());
+    for (auto l : v) s.insert(comment_of(l));
     return s;
   };
   auto installed_chains = installed.our_chains();
@@ -221,20 +232,22 @@ Plan make_plan(const SavedTable& installed, const RenderedTable& next) {
     bool was = std::find(installed_chains.begin(), installed_chains.end(), chain) != installed_chains.end();
     bool will = std::find(next.chains.begin(), next.chains.end(), chain) != next.chains.end();
     d.state = !was ? ChainDiff::State::Created : !will ? ChainDiff::State::Deleted : ChainDiff::State::Changed;
-    auto old_tags = tags(old_lines[chain]);
-    auto new_tags = tags(new_lines[chain]);
-    for (const auto& l : old_lines[chain]) {
+    const auto& olds = old_lines[chain];
+    const auto& news = new_lines[chain];
+    auto old_tags = tags(olds);
+    auto new_tags = tags(news);
+    for (auto l : olds) {
       auto c = comment_of(l);
-      if (c.rfind("hostscope:", 0) != 0 || !new_tags.count(c)) d.removed.push_back(l);
+      if (c.substr(0, 10) != "hostscope:" || !new_tags.count(c)) d.removed.emplace_back(l);
     }
-    for (const auto& l : new_lines[chain])
-      if (!old_tags.count(comment_of(l))) d.added.push_back(l);
+    for (auto l : news)
+      if (!old_tags.count(comment_of(l))) d.added.emplace_back(l);
     if (d.state != ChainDiff::State::Changed || !d.added.empty() || !d.removed.empty()) plan.chains.push_back(std::move(d));
   }
+  auto jumps = installed.jumps_to_us();
   for (auto h : kHooks) {
     bool present = false;
-    for (const auto& j : installed.jumps_to_us())
-      present = present || (j.chain == builtin_chain(h) && jump_target(j.line) == hook_chain(h));
+    for (const auto& j : jumps) present = present || (j.chain == builtin_chain(h) && jump_target(j.line) == hook_chain(h));
     if (!present) plan.jumps_to_add.push_back(fmt::format("{} {} -> {}", to_string(next.family), builtin_chain(h), hook_chain(h)));
   }
   return plan;
@@ -364,18 +377,37 @@ std::string BackendStatus::raw_text() const {
 // ---------------------------------------------------------------------------------------------
 // Backend
 
+namespace {
+
+// What `status` shows for a rule tag.
+struct RuleInfo {
+  std::string chain, owner, what, target, mode, loc;
+};
+using RuleIndex = std::map<std::string, RuleInfo, std::less<>>;  // tag -> rule
+using Lines = std::vector<std::string>;
+
+}  // namespace
+
+// The heavy parts (rule lines, index, lines read back) are immutable and shared: a copy (from the cache of generations,
+// for a reinstall) copies no rule; an install replaces the lines read back as a whole.
 struct IptablesBackend::Generation {
   int number = 0;
   int parent = 0;  // the generation that was in force when this one was applied (rollback target)
   std::string created, source_hash;
   std::map<std::string, std::string> modes;
-  RenderedTable v4, v6;
-  json index = json::object();  // tag -> rule description
-  std::vector<std::string> observed_v4, observed_v6;  // our chains as read back after install
+  std::shared_ptr<const RenderedTable> v4 = std::make_shared<const RenderedTable>(), v6 = v4;
+  std::shared_ptr<const RuleIndex> index = std::make_shared<const RuleIndex>();
+  std::shared_ptr<const Lines> observed_v4 = std::make_shared<const Lines>(), observed_v6 = observed_v4;  // our chains as read back after install
   bool ipv6 = true;  // installed into ip6tables too (IptablesOptions::ipv6 when it was applied)
-  const RenderedTable& table(Family f) const { return f == Family::V4 ? v4 : v6; }
-  std::vector<std::string>& observed(Family f) { return f == Family::V4 ? observed_v4 : observed_v6; }
-  const std::vector<std::string>& observed(Family f) const { return f == Family::V4 ? observed_v4 : observed_v6; }
+  const RenderedTable& table(Family f) const { return f == Family::V4 ? *v4 : *v6; }
+  const Lines& observed(Family f) const { return f == Family::V4 ? *observed_v4 : *observed_v6; }
+  void set_observed(Family f, Lines l) { (f == Family::V4 ? observed_v4 : observed_v6) = std::make_shared<const Lines>(std::move(l)); }
+  size_t rules(bool with_v6) const { return v4->rules.size() + (with_v6 ? v6->rules.size() : 0); }
+  std::vector<std::string> set_names() const {
+    auto v = v4->set_names;
+    v.insert(v.end(), v6->set_names.begin(), v6->set_names.end());
+    return v;
+  }
 };
 
 namespace {
@@ -404,7 +436,7 @@ std::vector<std::string> observe(const SavedTable& t) {
 }  // namespace
 
 IptablesBackend::IptablesBackend(IptablesOptions o, std::shared_ptr<CommandRunner> runner)
-    : o_(std::move(o)), run_(runner ? std::move(runner) : make_process_runner()) {}
+    : o_(std::move(o)), run_(runner ? std::move(runner) : make_process_runner()), cache_(std::make_shared<GenerationCache>()) {}
 
 std::vector<Family> IptablesBackend::families() const {
   if (o_.ipv6) return {Family::V4, Family::V6};
@@ -421,9 +453,10 @@ std::vector<std::string> IptablesBackend::cmd(Family f, const char* tool) const 
   return v;
 }
 
-Result<SavedTable> IptablesBackend::save(Family f) {
+Result<SavedTable> IptablesBackend::save(Family f, bool counters) {
   auto argv = cmd(f, "save");
-  argv.insert(argv.end(), {"-c", "-t", "filter"});
+  if (counters) argv.push_back("-c");
+  argv.insert(argv.end(), {"-t", "filter"});
   auto r = run_->run(argv, "");
   if (!r.ok()) return Error{fmt::format("{} failed (exit {}): {}", join_command(argv), r.exit_code, r.err)};
   return parse_save(r.out);
@@ -434,16 +467,10 @@ namespace {
 // Rule lines grouped by chain, in order (views into lines that outlive the map).
 using ByChain = std::map<std::string_view, std::vector<std::string_view>>;
 
-std::string_view chain_view(std::string_view line) {
-  if (line.size() < 4) return {};
-  auto end = line.find(' ', 3);
-  return line.substr(3, end == std::string_view::npos ? std::string_view::npos : end - 3);
-}
-
 ByChain by_chain(const std::vector<std::string>& lines) {
   ByChain m;
   for (const auto& l : lines)
-    if (auto c = chain_view(l); is_our_chain(std::string(c))) m[c].push_back(l);
+    if (auto c = chain_view(l); is_our_chain(c)) m[c].push_back(l);
   return m;
 }
 
@@ -458,7 +485,7 @@ void learn_forms(const std::vector<std::string>& rendered, const std::vector<std
     auto it = seen.find(chain);
     if (it == seen.end() || it->second.size() != lines.size()) continue;
     for (size_t i = 0; i < lines.size(); ++i)
-      if (lines[i] != it->second[i] && comment_of(std::string(lines[i])) == comment_of(std::string(it->second[i])))
+      if (lines[i] != it->second[i] && comment_of(lines[i]) == comment_of(it->second[i]))
         forms.emplace(lines[i], it->second[i]);
   }
 }
@@ -484,7 +511,7 @@ std::string verify_kept(const SavedTable& after, const RenderedTable& next, cons
       return fmt::format("chain {}: {} rules instead of {}", k.chain, lines.size(), k.rendered.size());
     for (size_t i = 0; i < lines.size(); ++i) {
       bool fixed = i < k.prefix || i >= lines.size() - k.suffix;
-      if (fixed ? lines[i] != k.expected[i] : comment_of(std::string(lines[i])) != comment_of(std::string(k.rendered[i])))
+      if (fixed ? lines[i] != k.expected[i] : comment_of(lines[i]) != comment_of(k.rendered[i]))
         return fmt::format("chain {}: rule {} reads {}", k.chain, i + 1, lines[i]);
     }
   }
@@ -605,7 +632,7 @@ Status IptablesBackend::install_family(Generation& g, Family f, Plan* plan, cons
       return install_family(g, f, nullptr, nullptr, true);
     }
   }
-  g.observed(f) = observe(*after);
+  g.set_observed(f, observe(*after));
   return {};
 }
 
@@ -657,25 +684,12 @@ bool same_rules(const RenderedTable& a, const RenderedTable& b) {
 }
 
 // Two rule indexes describe the same rules. Rule positions (loc) are left out: a comment that shifts lines keeps the
-// generation. Compared in place: copying a 10k-rule index costs more than the rest of a no-op apply.
-bool same_index(const json& a, const json& b) {
-  if (a.size() != b.size()) return false;
-  for (auto x = a.begin(), y = b.begin(); x != a.end(); ++x, ++y) {  // objects iterate in key order
-    if (x.key() != y.key()) return false;
-    if (!x->is_object() || !y->is_object()) {
-      if (*x != *y) return false;
-      continue;
-    }
-    size_t fields = 0;
-    for (auto f = x->begin(); f != x->end(); ++f) {
-      if (f.key() == "loc") continue;
-      auto other = y->find(f.key());
-      if (other == y->end() || *other != *f) return false;
-      ++fields;
-    }
-    if (fields != y->size() - y->count("loc")) return false;
-  }
-  return true;
+// generation.
+bool same_index(const RuleIndex& a, const RuleIndex& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
+    const RuleInfo &p = x.second, &q = y.second;
+    return x.first == y.first && p.chain == q.chain && p.owner == q.owner && p.what == q.what && p.target == q.target && p.mode == q.mode;
+  });
 }
 
 }  // namespace
@@ -683,12 +697,12 @@ bool same_index(const json& a, const json& b) {
 Result<ApplyReport> IptablesBackend::keep_current(Generation& in_force, const Ir& ir) {
   ApplyReport rep;
   rep.generation = in_force.number;
-  rep.rules = in_force.v4.rules.size() + (o_.ipv6 ? in_force.v6.rules.size() : 0);
+  rep.rules = in_force.rules(o_.ipv6);
   rep.unchanged = true;
   if (in_force.source_hash != ir.source_hash) {  // e.g. only YAML comments changed: status names the new source
     in_force.source_hash = ir.source_hash;
-    if (auto r = store_generation(in_force); !r) return r.error();
-    if (auto r = store_ir(o_.state_dir, in_force.number, ir); !r) return r.error();
+    if (auto r = write_files_atomic(generation_texts(in_force, &ir)); !r) return r.error();
+    stored(in_force);
   }
   auto st = status();
   if (!st) return st.error();
@@ -712,33 +726,32 @@ Result<ApplyReport> IptablesBackend::apply(const Ir& ir) {
   g.source_hash = ir.source_hash;
   g.ipv6 = o_.ipv6;
   for (const auto& [p, m] : ir.policy_modes) g.modes[p] = to_string(m);
-  g.v4 = render(ir.v4, o_.render);
-  g.v6 = render(ir.v6, o_.render);
+  g.v4 = std::make_shared<const RenderedTable>(render(ir.v4, o_.render));
+  g.v6 = std::make_shared<const RenderedTable>(render(ir.v6, o_.render));
+  auto index = std::make_shared<RuleIndex>();
   for (const IrTable* t : {&ir.v4, &ir.v6})
     for (const auto& c : t->chains)
       for (const auto& r : c.rules)
-        g.index[r.tag()] = {{"chain", c.name}, {"owner", r.owner}, {"what", r.what}, {"target", to_string(r.target)},
-                            {"mode", to_string(r.mode)}, {"loc", r.loc}};
+        (*index)[r.tag()] = RuleInfo{c.name, r.owner, r.what, to_string(r.target), to_string(r.mode), r.loc};
+  g.index = std::move(index);
   std::optional<Generation> in_force;
   if (g.parent > 0) {
     // Nothing to change: keep the generation (no new one per no-op apply or reconcile pass).
     if (auto l = load_generation(g.parent)) in_force = std::move(*l);
-    if (in_force && in_force->ipv6 == g.ipv6 && in_force->modes == g.modes && same_rules(in_force->v4, g.v4) &&
-        same_rules(in_force->v6, g.v6) && same_index(in_force->index, g.index)) {
+    if (in_force && in_force->ipv6 == g.ipv6 && in_force->modes == g.modes && same_rules(*in_force->v4, *g.v4) &&
+        same_rules(*in_force->v6, *g.v6) && same_index(*in_force->index, *g.index)) {
       if (in_force->source_hash != ir.source_hash) in_force->index = g.index;  // status names the new positions
       return keep_current(*in_force, ir);
     }
   }
   ApplyReport rep;
   rep.generation = g.number;
-  rep.rules = g.v4.rules.size() + (o_.ipv6 ? g.v6.rules.size() : 0);
+  rep.rules = g.rules(o_.ipv6);
   auto plan = transition(&g, &ir, in_force ? &*in_force : nullptr);
   if (!plan) return plan.error();
   rep.plan = std::move(*plan);
   prune(g.number, g.parent);
-  auto keep = g.v4.set_names;
-  keep.insert(keep.end(), g.v6.set_names.begin(), g.v6.set_names.end());
-  destroy_stale_sets(keep);
+  destroy_stale_sets(g.set_names());
   return rep;
 }
 
@@ -771,16 +784,14 @@ Result<ApplyReport> IptablesBackend::reinstall_locked(int target) {
   if (!g) return g.error();
   ApplyReport rep;
   rep.generation = target;
-  rep.rules = g->v4.rules.size() + (o_.ipv6 ? g->v6.rules.size() : 0);
+  rep.rules = g->rules(o_.ipv6);
   std::optional<Generation> in_force;  // what the kernel holds, when it is another generation: its chains get edited
   if (int cur = current(); cur > 0 && cur != target)
     if (auto l = load_generation(cur)) in_force = std::move(*l);
   auto plan = transition(&*g, nullptr, in_force ? &*in_force : nullptr);
   if (!plan) return plan.error();
   rep.plan = std::move(*plan);
-  auto keep = g->v4.set_names;
-  keep.insert(keep.end(), g->v6.set_names.begin(), g->v6.set_names.end());
-  destroy_stale_sets(keep);
+  destroy_stale_sets(g->set_names());
   return rep;
 }
 
@@ -797,7 +808,7 @@ Result<BackendStatus> IptablesBackend::status() {
     st.modes = g->modes;
   }
   for (auto f : families()) {
-    auto saved = save(f);
+    auto saved = save(f, true);
     if (!saved) return saved.error();
     for (const auto& r : saved->rules) {
       if (!is_our_chain(r.chain) || r.tag.empty()) continue;
@@ -807,13 +818,15 @@ Result<BackendStatus> IptablesBackend::status() {
       c.tag = r.tag;
       c.packets = r.packets;
       c.bytes = r.bytes;
-      if (g && g->index.contains(r.tag)) {
-        const auto& i = g->index[r.tag];
-        c.owner = i.value("owner", "");
-        c.what = i.value("what", "");
-        c.target = i.value("target", "");
-        c.mode = i.value("mode", "");
-        c.loc = i.value("loc", "");
+      const RuleInfo* i = nullptr;
+      if (g)
+        if (auto it = g->index->find(r.tag); it != g->index->end()) i = &it->second;
+      if (i) {
+        c.owner = i->owner;
+        c.what = i->what;
+        c.target = i->target;
+        c.mode = i->mode;
+        c.loc = i->loc;
       } else {
         c.what = "(not in the applied generation)";
       }
@@ -821,7 +834,8 @@ Result<BackendStatus> IptablesBackend::status() {
       st.counters.push_back(std::move(c));
     }
     auto now = observe(*saved);
-    std::vector<std::string> expected = g ? g->observed(f) : std::vector<std::string>{};
+    static const Lines kNone;
+    const Lines& expected = g ? g->observed(f) : kNone;
     if (now != expected) {
       st.drift = true;
       std::set<std::string> a(now.begin(), now.end()), b(expected.begin(), expected.end());
@@ -895,35 +909,209 @@ int IptablesBackend::current() const { return current_generation(o_.state_dir); 
 
 Status IptablesBackend::set_current(int n) const { return write_file_atomic(fs::path(o_.state_dir) / "current", fmt::format("{}\n", n)); }
 
-Status IptablesBackend::store_generation(Generation& g) const {
-  std::error_code ec;
-  fs::create_directories(o_.state_dir, ec);
-  if (ec) return Error{fmt::format("policy state directory {} create failed: {}", o_.state_dir, ec.message())};
-  json j = {{"generation", g.number}, {"parent", g.parent}, {"created", g.created}, {"source_hash", g.source_hash}, {"modes", g.modes},
-            {"ipv4", table_json(g.v4)}, {"ipv6", table_json(g.v6)}, {"index", nullptr}, {"ipv6_installed", g.ipv6}};
-  // The index is the largest part (an object per rule): moved in and back out instead of copied.
-  j["index"] = std::move(g.index);
-  std::string text = j.dump();
-  g.index = std::move(j["index"]);
-  if (auto r = write_file_atomic(fs::path(o_.state_dir) / fmt::format("gen-{}.json", g.number), text); !r) return r;
-  return store_observed(g);
+namespace {
+
+fs::path generation_path(const std::string& dir, int n) { return fs::path(dir) / fmt::format("gen-{}.json", n); }
+fs::path observed_path(const std::string& dir, int n) { return fs::path(dir) / fmt::format("gen-{}.observed", n); }
+std::string index_name(int n) { return fmt::format("gen-{}.index", n); }
+constexpr const char* kObservedHeader = "hostscope observed rules v1";
+constexpr std::string_view kIndexHeader = "hostscope rule index v1 ";
+constexpr size_t kMaxStateFile = 512u << 20;  // far above a 100k-rule generation; more is not ours
+
+// The rule index as text: "<header><count>\n" then one line per rule, its 7 fields (tag, chain, owner, what, target,
+// mode, loc) separated by tabs; a backslash, tab, newline or carriage return inside a field is escaped (\\ \t \n \r).
+// A 10k-rule index is written on every apply: a line is a few appends, where a JSON object per rule cost most of it.
+void escape_field(std::string& out, std::string_view f) {
+  for (char c : f) {
+    switch (c) {
+      case '\\': out += "\\\\"; break;
+      case '\t': out += "\\t"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      default: out += c;
+    }
+  }
 }
 
-namespace {
-fs::path observed_path(const std::string& dir, int n) { return fs::path(dir) / fmt::format("gen-{}.observed", n); }
-constexpr const char* kObservedHeader = "hostscope observed rules v1";
+std::string index_text(const RuleIndex& index) {
+  std::string out = fmt::format("{}{}\n", kIndexHeader, index.size());
+  for (const auto& [tag, r] : index) {
+    size_t i = 0;
+    for (const std::string* f : {&tag, &r.chain, &r.owner, &r.what, &r.target, &r.mode, &r.loc}) {
+      if (i++) out += '\t';
+      escape_field(out, *f);
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+bool unescape_field(std::string_view in, std::string& out) {
+  out.clear();
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '\\') {
+      out += in[i];
+      continue;
+    }
+    if (++i == in.size()) return false;
+    switch (in[i]) {
+      case '\\': out += '\\'; break;
+      case 't': out += '\t'; break;
+      case 'n': out += '\n'; break;
+      case 'r': out += '\r'; break;
+      default: return false;
+    }
+  }
+  return true;
+}
+
+// The state directory is not trusted to hold what we wrote: anything but a well-formed index is an error naming the line.
+Result<RuleIndex> parse_index(std::string_view text, const std::string& name) {
+  auto bad = [&](size_t line, std::string_view what) { return Error{fmt::format("policy rule index {} line {}: {}", name, line, what)}; };
+  auto eol = text.find('\n');
+  if (eol == std::string_view::npos || text.substr(0, kIndexHeader.size()) != kIndexHeader) return bad(1, "not a hostscope rule index v1");
+  auto count_text = text.substr(kIndexHeader.size(), eol - kIndexHeader.size());
+  size_t count = 0;
+  if (count_text.empty() || count_text.size() > 9 || count_text.find_first_not_of("0123456789") != std::string_view::npos)
+    return bad(1, "bad rule count");
+  for (char c : count_text) count = count * 10 + static_cast<size_t>(c - '0');
+  RuleIndex index;
+  size_t line = 1, pos = eol + 1;
+  std::string fields[7];
+  while (pos < text.size()) {
+    ++line;
+    eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) return bad(line, "no newline at the end (cut short)");
+    auto l = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    size_t n = 0, start = 0;
+    for (;;) {
+      auto tab = l.find('\t', start);
+      if (n == 7) return bad(line, "more than 7 fields");
+      if (!unescape_field(l.substr(start, tab == std::string_view::npos ? std::string_view::npos : tab - start), fields[n++]))
+        return bad(line, "bad escape");
+      if (tab == std::string_view::npos) break;
+      start = tab + 1;
+    }
+    if (n != 7) return bad(line, "fewer than 7 fields");
+    if (fields[0].empty()) return bad(line, "empty rule tag");
+    if (index.size() == count) return bad(line, fmt::format("more rules than the {} announced", count));
+    auto [it, fresh] = index.try_emplace(std::move(fields[0]), RuleInfo{std::move(fields[1]), std::move(fields[2]), std::move(fields[3]),
+                                                                        std::move(fields[4]), std::move(fields[5]), std::move(fields[6])});
+    if (!fresh) return bad(line, "rule tag listed twice: " + it->first);
+  }
+  if (index.size() != count) return bad(line, fmt::format("{} rules instead of the {} announced (cut short)", index.size(), count));
+  return index;
+}
+
+Result<std::string> read_state_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) return Error{fmt::format("policy state file {} open failed", p.string())};
+  std::string text;
+  char buf[1 << 16];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    text.append(buf, static_cast<size_t>(in.gcount()));
+    if (text.size() > kMaxStateFile) return Error{fmt::format("policy state file {} is larger than {} bytes", p.string(), kMaxStateFile)};
+  }
+  if (in.bad()) return Error{fmt::format("policy state file {} read failed", p.string())};
+  return text;
+}
+
+// Generations before the rule index had its own file kept it in the JSON, an object per rule tag.
+RuleIndex index_from_json(const json& j) {
+  RuleIndex index;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const json& i = it.value();
+    index[it.key()] = RuleInfo{i.value("chain", ""), i.value("owner", ""), i.value("what", ""), i.value("target", ""),
+                               i.value("mode", ""), i.value("loc", "")};
+  }
+  return index;
+}
+
 }  // namespace
+
+// Who stored a generation's files last, so a generation kept in memory is used only while its files are exactly what
+// it was read from or written to (another hostscope process may change them; files are only ever replaced by rename).
+struct IptablesBackend::FileSig {
+  bool exists = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = 0;
+  timespec mtime{}, ctime{};
+  bool operator==(const FileSig& o) const {
+    return exists == o.exists && dev == o.dev && ino == o.ino && size == o.size && mtime.tv_sec == o.mtime.tv_sec &&
+           mtime.tv_nsec == o.mtime.tv_nsec && ctime.tv_sec == o.ctime.tv_sec && ctime.tv_nsec == o.ctime.tv_nsec;
+  }
+};
+
+struct IptablesBackend::GenerationCache {
+  struct Entry {
+    std::array<FileSig, 3> files;  // gen-N.json, gen-N.index, gen-N.observed
+    Generation g;
+  };
+  std::mutex mu;  // the agent's API thread reads status while the reconciler applies
+  std::map<int, Entry> entries;
+};
+
+namespace {
+constexpr size_t kCachedGenerations = 3;  // the one in force, its parent (rollback) and the one being applied
+}  // namespace
+
+std::array<IptablesBackend::FileSig, 3> IptablesBackend::generation_files(int n) const {
+  std::array<FileSig, 3> sigs;
+  fs::path paths[3] = {generation_path(o_.state_dir, n), fs::path(o_.state_dir) / index_name(n), observed_path(o_.state_dir, n)};
+  for (size_t i = 0; i < 3; ++i) {
+    struct stat st {};
+    if (::stat(paths[i].c_str(), &st) != 0) continue;
+    sigs[i] = FileSig{true, st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
+  }
+  return sigs;
+}
+
+void IptablesBackend::remember(const Generation& g, const std::array<FileSig, 3>& files) const {
+  std::lock_guard l(cache_->mu);
+  cache_->entries[g.number] = GenerationCache::Entry{files, g};
+  while (cache_->entries.size() > kCachedGenerations) {
+    auto oldest = cache_->entries.begin();
+    if (oldest->first == g.number) ++oldest;
+    cache_->entries.erase(oldest);
+  }
+}
+
+std::vector<std::pair<fs::path, std::string>> IptablesBackend::generation_texts(const Generation& g, const Ir* ir) const {
+  std::vector<std::pair<fs::path, std::string>> files;
+  // The index before the JSON that names it.
+  files.emplace_back(fs::path(o_.state_dir) / index_name(g.number), index_text(*g.index));
+  json j = {{"generation", g.number}, {"parent", g.parent},          {"created", g.created},           {"source_hash", g.source_hash},
+            {"modes", g.modes},       {"ipv4", table_json(*g.v4)}, {"ipv6", table_json(*g.v6)}, {"rule_index", index_name(g.number)},
+            {"ipv6_installed", g.ipv6}};
+  files.emplace_back(generation_path(o_.state_dir, g.number), j.dump());
+  if (ir) files.emplace_back(ir_path(o_.state_dir, g.number), ir_to_text(*ir));
+  return files;
+}
+
+void IptablesBackend::stored(const Generation& g) const {
+  // gen-N.observed is written after each install of g (store_observed), not with the generation: a new generation has
+  // read nothing back yet (a file left by an earlier generation N that was undone must not stand for it), and a kept
+  // one has not been installed again.
+  std::error_code ec;
+  if (g.observed(Family::V4).empty() && g.observed(Family::V6).empty()) fs::remove(observed_path(o_.state_dir, g.number), ec);
+  remember(g, generation_files(g.number));
+}
 
 // What the kernel read back after the install, beside the generation as plain lines: stored after every install
 // without writing (and escaping) the whole generation's JSON again. "<header>\nipv6_installed <0|1>\nipv4 <count>\n
 // <lines>ipv6 <count>\n<lines>"; rule lines never hold a newline.
-Status IptablesBackend::store_observed(const Generation& g) const {
+Status IptablesBackend::store_observed(const Generation& g, bool sync_dir) const {
   std::string text = fmt::format("{}\nipv6_installed {}\n", kObservedHeader, g.ipv6 ? 1 : 0);
   for (auto f : {Family::V4, Family::V6}) {
     text += fmt::format("{} {}\n", to_string(f), g.observed(f).size());
     for (const auto& l : g.observed(f)) (text += l) += '\n';
   }
-  return write_file_atomic(observed_path(o_.state_dir, g.number), text);
+  if (auto r = write_file_atomic(observed_path(o_.state_dir, g.number), text, sync_dir); !r) return r;
+  remember(g, generation_files(g.number));
+  return {};
 }
 
 // Generations stored before the sidecar existed keep their read-back rules in the JSON: then there is no sidecar.
@@ -933,42 +1121,60 @@ void IptablesBackend::load_observed(Generation& g) const {
   if (!in || !std::getline(in, line) || line != kObservedHeader) return;
   int ipv6 = 1;
   if (!std::getline(in, line) || std::sscanf(line.c_str(), "ipv6_installed %d", &ipv6) != 1) return;
-  std::vector<std::string> lines[2];
+  Lines lines[2];
   for (auto& v : lines) {
     size_t n = 0;
     if (!std::getline(in, line) || std::sscanf(line.c_str(), "%*s %zu", &n) != 1) return;
-    v.reserve(n);
+    v.reserve(std::min<size_t>(n, 1u << 20));
     for (size_t i = 0; i < n && std::getline(in, line); ++i) v.push_back(line);
     if (v.size() != n) return;  // cut short: cannot happen with atomic writes; then the JSON's copy (if any) stays
   }
   g.ipv6 = ipv6 != 0;
-  g.observed_v4 = std::move(lines[0]);
-  g.observed_v6 = std::move(lines[1]);
+  g.set_observed(Family::V4, std::move(lines[0]));
+  g.set_observed(Family::V6, std::move(lines[1]));
 }
 
+// The generation kept in memory when its files have not changed since (an apply reads the one in force, a rollback its
+// parent: a 10k-rule generation takes longer to parse than to install); else read from disk, as untrusted input.
 Result<IptablesBackend::Generation> IptablesBackend::load_generation(int n) const {
-  auto path = fs::path(o_.state_dir) / fmt::format("gen-{}.json", n);
-  std::ifstream f(path);
-  if (!f) return Error{fmt::format("policy generation {} open failed", path.string())};
+  auto files = generation_files(n);  // before reading: a file replaced meanwhile is read again next time
+  {
+    std::lock_guard l(cache_->mu);
+    if (auto it = cache_->entries.find(n); it != cache_->entries.end() && it->second.files == files) return it->second.g;
+  }
+  auto path = generation_path(o_.state_dir, n);
+  auto text = read_state_file(path);
+  if (!text) return Error{fmt::format("policy generation {} open failed", path.string())};
+  Generation g;
   try {
-    json j = json::parse(f);
-    Generation g;
+    json j = json::parse(*text);
     g.number = j.at("generation").get<int>();
+    if (g.number != n) return Error{fmt::format("policy generation {} names generation {}", path.string(), g.number)};
     g.parent = j.value("parent", 0);
     g.created = j.value("created", "");
     g.source_hash = j.value("source_hash", "");
     g.modes = j.value("modes", std::map<std::string, std::string>{});
-    g.v4 = table_from(j.at("ipv4"), Family::V4);
-    g.v6 = table_from(j.at("ipv6"), Family::V6);
-    g.index = j.value("index", json::object());
-    g.observed_v4 = j.value("observed_ipv4", std::vector<std::string>{});
-    g.observed_v6 = j.value("observed_ipv6", std::vector<std::string>{});
+    g.v4 = std::make_shared<const RenderedTable>(table_from(j.at("ipv4"), Family::V4));
+    g.v6 = std::make_shared<const RenderedTable>(table_from(j.at("ipv6"), Family::V6));
+    if (j.contains("index")) g.index = std::make_shared<const RuleIndex>(index_from_json(j.at("index")));
+    if (j.contains("observed_ipv4")) g.set_observed(Family::V4, j.at("observed_ipv4").get<Lines>());
+    if (j.contains("observed_ipv6")) g.set_observed(Family::V6, j.at("observed_ipv6").get<Lines>());
     g.ipv6 = j.value("ipv6_installed", true);
-    load_observed(g);
-    return g;
+    if (j.contains("rule_index")) {
+      auto name = j.at("rule_index").get<std::string>();
+      if (name != index_name(n)) return Error{fmt::format("policy generation {}: rule index {} is not {}", path.string(), name, index_name(n))};
+      auto index_file = read_state_file(fs::path(o_.state_dir) / name);
+      if (!index_file) return index_file.error();
+      auto index = parse_index(*index_file, (fs::path(o_.state_dir) / name).string());
+      if (!index) return index.error();
+      g.index = std::make_shared<const RuleIndex>(std::move(*index));
+    }
   } catch (const json::exception& e) {
     return Error{fmt::format("policy generation {} parse failed: {}", path.string(), e.what())};
   }
+  load_observed(g);
+  remember(g, files);
+  return g;
 }
 
 // ---- crash consistency: <state_dir>/pending names the switch in progress (docs/policy.md, "After a crash")
@@ -1005,7 +1211,8 @@ std::optional<IptablesBackend::Pending> IptablesBackend::read_pending() const {
 
 void IptablesBackend::forget(int n) const {
   std::error_code ec;
-  fs::remove(fs::path(o_.state_dir) / fmt::format("gen-{}.json", n), ec);
+  fs::remove(generation_path(o_.state_dir, n), ec);
+  fs::remove(fs::path(o_.state_dir) / index_name(n), ec);
   fs::remove(ir_path(o_.state_dir, n), ec);
   fs::remove(observed_path(o_.state_dir, n), ec);
 }
@@ -1015,16 +1222,18 @@ Result<Plan> IptablesBackend::transition(Generation* g, const Ir* ir, const Gene
   int target = g ? g->number : 0;
   auto pending = pending_path(o_.state_dir);
   json intent = {{"generation", target}, {"previous", prev}, {"new", ir != nullptr}};
-  if (auto r = write_file_atomic(pending, intent.dump() + "\n"); !r) return r.error();
-  if (ir) {  // the new generation is on disk before the kernel is touched
-    Status stored = store_generation(*g);
-    if (stored) stored = store_ir(o_.state_dir, target, *ir);
-    if (!stored) {
-      forget(target);
-      (void)remove_file_durable(pending);
-      return stored.error();
-    }
+  // The marker first, then a new generation's files: all on disk before the kernel is touched.
+  std::vector<std::pair<fs::path, std::string>> files{{pending, intent.dump() + "\n"}};
+  if (ir) {
+    auto texts = generation_texts(*g, ir);
+    std::move(texts.begin(), texts.end(), std::back_inserter(files));
   }
+  if (auto r = write_files_atomic(files); !r) {
+    if (ir) forget(target);
+    (void)remove_file_durable(pending);
+    return r.error();
+  }
+  if (ir) stored(*g);
   crash_point("intent");
   Plan plan;
   bool reverted = true;
@@ -1039,7 +1248,8 @@ Result<Plan> IptablesBackend::transition(Generation* g, const Ir* ir, const Gene
   }
   if (g) {
     g->ipv6 = o_.ipv6;
-    if (auto r = store_observed(*g); !r) return r.error();
+    // Durable with `current` below (one fsync of the directory for both): `pending` stays until then.
+    if (auto r = store_observed(*g, false); !r) return r.error();
     crash_point("stored");
   }
   // The commit point: once `current` names the target, a crash finishes the switch instead of undoing it.
@@ -1061,9 +1271,8 @@ Status IptablesBackend::settle(int n) {
   std::vector<std::string> keep;
   if (g) {
     g->ipv6 = o_.ipv6;
-    if (auto r = store_observed(*g); !r) return r;
-    keep = g->v4.set_names;
-    keep.insert(keep.end(), g->v6.set_names.begin(), g->v6.set_names.end());
+    if (auto r = store_observed(*g, false); !r) return r;  // durable with `current`, below
+    keep = g->set_names();
   }
   if (auto r = set_current(n); !r) return r;
   destroy_stale_sets(keep);

@@ -3,7 +3,9 @@
 // `iptables-restore --noflush` per table and family. It only ever touches chains named
 // HOSTSCOPE-*, the jump rules to them it installs (tagged "hostscope:jump") and ipsets named
 // hs-<16 hex>.
+#include <array>
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -154,9 +156,12 @@ class IptablesBackend {
  private:
   struct Generation;
   struct Pending;
+  struct FileSig;
+  struct GenerationCache;
   std::vector<Family> families() const;
   std::vector<std::string> cmd(Family f, const char* tool) const;
-  Result<SavedTable> save(Family f);
+  // `counters`: with packet and byte counters (iptables-save -c; status), which installing does not need.
+  Result<SavedTable> save(Family f, bool counters = false);
   Result<ApplyReport> keep_current(Generation& in_force, const Ir& ir);
   Result<ApplyReport> reinstall_locked(int n);
   // Puts every family on `g` (nullptr: no rules of ours) and records what each reads back in g->observed. When one
@@ -176,10 +181,16 @@ class IptablesBackend {
   std::optional<Pending> read_pending() const;
   void crash_point(const std::string& step) const;
   void forget(int n) const;  // removes the files of generation n
-  Result<Generation> load_generation(int n) const;
-  Status store_generation(Generation& g) const;  // borrows g.index while writing (no copy); stores observed too
-  Status store_observed(const Generation& g) const;  // <state_dir>/gen-<N>.observed: the rules read back, ipv6_installed
+  Result<Generation> load_generation(int n) const;  // from memory while its files are unchanged
+  // <state_dir>/gen-<N>.index (the rule index), gen-<N>.json (tables, modes) and, with `ir`, gen-<N>.ir.json, to be
+  // written together (write_files_atomic); then stored(g).
+  std::vector<std::pair<std::filesystem::path, std::string>> generation_texts(const Generation& g, const Ir* ir) const;
+  void stored(const Generation& g) const;
+  // <state_dir>/gen-<N>.observed: the rules read back, ipv6_installed.
+  Status store_observed(const Generation& g, bool sync_dir = true) const;
   void load_observed(Generation& g) const;
+  std::array<FileSig, 3> generation_files(int n) const;
+  void remember(const Generation& g, const std::array<FileSig, 3>& files) const;
   std::vector<int> generations() const;
   int current() const;
   Status set_current(int n) const;
@@ -188,6 +199,7 @@ class IptablesBackend {
 
   IptablesOptions o_;
   std::shared_ptr<CommandRunner> run_;
+  std::shared_ptr<GenerationCache> cache_;  // generations recently read or stored (copies of a backend share it)
 };
 
 }  // namespace hostscope::policy

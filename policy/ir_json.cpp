@@ -1,6 +1,8 @@
 #include "policy/ir_json.h"
 
 #include <filesystem>
+#include <iterator>
+#include <string_view>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -128,7 +130,130 @@ IrTable table_from(const json& j, Family f, const std::string& where) {
   return t;
 }
 
+// ---- the same document as ir_to_json(ir).dump(), written directly: a 10k-rule IR is stored on every apply, and building
+// it as JSON values first (19 per rule) cost more than the rest of a one-rule change.
+
+// Appends `s` as a JSON string the way nlohmann's dump() does (UTF-8 kept, control characters escaped); false when `s`
+// is not valid UTF-8 (dump() throws then: the caller falls back to it).
+bool put_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {  // a whole UTF-8 sequence, validated
+      size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+      if (n == 0 || c > 0xF4 || i + n > s.size()) return false;
+      uint32_t cp = c & (0xFF >> (n + 1));
+      for (size_t k = 1; k < n; ++k) {
+        auto cc = static_cast<unsigned char>(s[i + k]);
+        if ((cc & 0xC0) != 0x80) return false;
+        cp = (cp << 6) | (cc & 0x3F);
+      }
+      if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+      out.append(s.substr(i, n));
+      i += n - 1;
+      continue;
+    }
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
+        else out += static_cast<char>(c);
+    }
+  }
+  out += '"';
+  return true;
+}
+
+bool put_rule(std::string& out, const IrRule& r) {
+  const auto& m = r.match;
+  bool ok = true;
+  auto str = [&](std::string_view v) {
+    ok = put_string(out, v) && ok;
+    out += ',';
+  };
+  auto boolean = [&](bool v, char sep) {
+    out += v ? "true" : "false";
+    out += sep;
+  };
+  out += '[';
+  str(m.src ? m.src->str() : "");
+  str(m.dst ? m.dst->str() : "");
+  str(m.src_set);
+  str(m.dst_set);
+  fmt::format_to(std::back_inserter(out), "{},[", int(m.proto));
+  for (size_t i = 0; i < m.dports.size(); ++i) fmt::format_to(std::back_inserter(out), "{}[{},{}]", i ? "," : "", m.dports[i].first, m.dports[i].last);
+  out += "],";
+  str(m.cgroup);
+  boolean(m.established, ',');
+  fmt::format_to(std::back_inserter(out), "{},", int(r.target));
+  str(r.jump);
+  str(r.owner);
+  fmt::format_to(std::back_inserter(out), "{},", int(r.mode));
+  str(r.what);
+  str(r.hash);
+  fmt::format_to(std::back_inserter(out), "{},", m.icmpv6_type ? int(*m.icmpv6_type) : -1);
+  str(r.loc);
+  boolean(m.dst_local, ',');
+  boolean(m.in_not_loopback, ',');
+  boolean(m.src_local, ']');
+  return ok;
+}
+
+bool put_table(std::string& out, const IrTable& t) {
+  bool ok = true;
+  out += "{\"chains\":[";
+  for (size_t i = 0; i < t.chains.size(); ++i) {
+    out += i ? ",{\"name\":" : "{\"name\":";
+    ok = put_string(out, t.chains[i].name) && ok;
+    out += ",\"rules\":[";
+    for (size_t k = 0; k < t.chains[i].rules.size(); ++k) {
+      if (k) out += ',';
+      ok = put_rule(out, t.chains[i].rules[k]) && ok;
+    }
+    out += "]}";
+  }
+  out += "],\"sets\":[";
+  for (size_t i = 0; i < t.sets.size(); ++i) {
+    out += i ? ",{\"members\":[" : "{\"members\":[";
+    for (size_t k = 0; k < t.sets[i].members.size(); ++k) {
+      if (k) out += ',';
+      ok = put_string(out, t.sets[i].members[k].str()) && ok;
+    }
+    out += "],\"name\":";
+    ok = put_string(out, t.sets[i].name) && ok;
+    out += '}';
+  }
+  out += "]}";
+  return ok;
+}
+
 }  // namespace
+
+std::string ir_to_text(const Ir& ir) {
+  std::string out = "{\"ipv4\":";
+  bool ok = put_table(out, ir.v4);
+  out += ",\"ipv6\":";
+  ok = put_table(out, ir.v6) && ok;
+  out += ",\"modes\":{";
+  bool first = true;
+  for (const auto& [p, m] : ir.policy_modes) {  // a std::map: in key order, as a JSON object dumps
+    if (!first) out += ',';
+    first = false;
+    ok = put_string(out, p) && ok;
+    out += ':';
+    ok = put_string(out, to_string(m)) && ok;
+  }
+  out += "},\"schema\":\"hostscope.ir/v1\",\"source_hash\":";
+  ok = put_string(out, ir.source_hash) && ok;
+  out += '}';
+  return ok ? out : ir_to_json(ir).dump();
+}
 
 json ir_to_json(const Ir& ir) {
   json modes = json::object();
@@ -158,7 +283,7 @@ std::string ir_path(const std::string& state_dir, int generation) {
 }
 
 Status store_ir(const std::string& state_dir, int generation, const Ir& ir) {
-  return write_file_atomic(ir_path(state_dir, generation), ir_to_json(ir).dump());
+  return write_file_atomic(ir_path(state_dir, generation), ir_to_text(ir));
 }
 
 Result<Ir> load_ir(const std::string& state_dir, int generation) {

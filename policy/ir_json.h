@@ -13,6 +13,8 @@
 namespace hostscope::policy {
 
 nlohmann::json ir_to_json(const Ir& ir);
+// ir_to_json(ir).dump(), byte for byte, written without building the JSON values (what store_ir writes).
+std::string ir_to_text(const Ir& ir);
 Result<Ir> ir_from_json(const nlohmann::json& j);  // names the first malformed member
 
 // <state_dir>/gen-<generation>.ir.json

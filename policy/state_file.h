@@ -4,12 +4,20 @@
 // torn file. One process at a time changes the directory (and the rules it describes): StateLock.
 #include <filesystem>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/result.h"
 
 namespace hostscope::policy {
 
-Status write_file_atomic(const std::filesystem::path& p, const std::string& text);
+// `sync_dir` false: the rename becomes durable with the next fsync of the directory (a caller that makes one before
+// anything relies on the file; each fsync costs a journal commit, ~5 ms on the test machines' disks).
+Status write_file_atomic(const std::filesystem::path& p, const std::string& text, bool sync_dir = true);
+// Several files, each replaced atomically as above, with fewer journal commits: every <name>.tmp is written, then all
+// are fsynced, renamed in the order given, and the directory (of each) fsynced once. After a crash each file is old
+// or new, and (on journalled file systems, which commit renames in order) a file is new only if those before it are.
+Status write_files_atomic(const std::vector<std::pair<std::filesystem::path, std::string>>& files);
 // Removes `p` (absent is fine) and makes the removal durable (fsync of the directory).
 Status remove_file_durable(const std::filesystem::path& p);
 

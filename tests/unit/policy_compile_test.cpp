@@ -3,17 +3,22 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "policy/analysis.h"
+#include "policy/command.h"
 #include "policy/compiler.h"
 #include "policy/evaluator.h"
 #include "policy/iptables.h"
@@ -847,6 +852,152 @@ TEST(PolicyBackend, HalfDoneSwitchIsUndoneByTheNextCommand) {
   auto again = b.apply(must_compile(y2));
   ASSERT_TRUE(again) << again.error().str();
   EXPECT_EQ(again->generation, 2);
+}
+
+
+// The stored IR is written without building JSON values first; it is the same document, byte for byte.
+TEST(PolicyIrJson, TextIsTheJsonDump) {
+  for (const std::string& y : {std::string(kWeb), web_with_log(5433)}) {
+    auto ir = must_compile(y);
+    EXPECT_EQ(ir_to_text(ir), ir_to_json(ir).dump());
+    ir.v4.sets.push_back(IrSet{"hs-0123456789abcdef", Family::V4, {*parse_cidr("10.0.0.0/8").cidr, *parse_cidr("192.0.2.1/32").cidr}});
+    ir.v6.sets.push_back(IrSet{"hs-fedcba9876543210", Family::V6, {}});
+    ir.v4.chains.front().rules.front().what = "quote \" backslash \\ tab \t newline \n bell \x07 del \x7f é → 😀";
+    ir.policy_modes["other"] = Mode::Audit;
+    EXPECT_EQ(ir_to_text(ir), ir_to_json(ir).dump());
+    auto back = ir_from_json(nlohmann::json::parse(ir_to_text(ir)));
+    ASSERT_TRUE(back) << back.error().str();
+    EXPECT_EQ(ir_to_json(*back), ir_to_json(ir));
+  }
+}
+
+// The rule index is stored in its own file (gen-N.index, a line per rule); a generation stored before that, with the
+// index as a JSON object in gen-N.json, still reads: status names the same rules.
+TEST(PolicyBackend, GenerationWithTheIndexInItsJsonStillReads) {
+  FakeNode node;
+  ASSERT_TRUE(node.b.apply(must_compile(web_with_log(5432))));
+  auto want = node.b.status();
+  ASSERT_TRUE(want) << want.error().str();
+  ASSERT_TRUE(std::filesystem::exists(node.dir.path + "/gen-1.index"));
+  // Rewrite generation 1 the way older versions stored it.
+  std::ifstream in(node.dir.path + "/gen-1.json");
+  auto j = nlohmann::json::parse(in);
+  nlohmann::json index = nlohmann::json::object();
+  for (const auto& c : want->counters)
+    index[c.tag] = {{"chain", c.chain}, {"owner", c.owner}, {"what", c.what}, {"target", c.target}, {"mode", c.mode}, {"loc", c.loc}};
+  j.erase("rule_index");
+  j["index"] = index;
+  std::ofstream(node.dir.path + "/gen-1.json") << j.dump();
+  std::filesystem::remove(node.dir.path + "/gen-1.index");
+  IptablesBackend cold(FakeNode::options(node.dir.path), node.fake);  // nothing kept in memory
+  auto st = cold.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_FALSE(st->drift);
+  EXPECT_EQ(st->text(), want->text());
+  // It stays usable: a change on top of it, and rollback to it.
+  ASSERT_TRUE(cold.apply(must_compile(web_with_log(5433))));
+  auto rb = cold.rollback();
+  ASSERT_TRUE(rb) << rb.error().str();
+  EXPECT_EQ(cold.status()->text(), want->text());
+}
+
+// gen-N.index is input like any other file of the state directory: a damaged one is an error naming the file and the
+// line, and a rollback to that generation changes nothing.
+TEST(PolicyBackend, DamagedRuleIndexIsAnErrorAndNothingIsApplied) {
+  for (std::string damage : {"truncated", "bad escape", "fields", "count", "twice", "header"}) {
+    SCOPED_TRACE(damage);
+    OneRuleChange c;
+    auto& node = c.node;
+    ASSERT_TRUE(node.b.apply(c.ir2));
+    auto path = node.dir.path + "/gen-1.index";
+    std::ifstream in(path);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto second = text.find('\n') + 1;  // the first rule's line
+    auto line = text.substr(second, text.find('\n', second) + 1 - second);
+    if (damage == "truncated") text.resize(text.size() - 3);
+    if (damage == "bad escape") text.insert(second + 3, "\\q");
+    if (damage == "fields") text.insert(second + 3, "\t");
+    if (damage == "count") {
+      auto nl = text.find('\n');
+      text.replace(24, nl - 24, std::to_string(std::stoul(text.substr(24, nl - 24)) + 1));
+    }
+    if (damage == "twice") text.insert(second, line);
+    if (damage == "header") text.replace(0, 9, "something");
+    std::ofstream(path + ".new") << text;  // replaced, as every writer of the state directory does
+    std::filesystem::rename(path + ".new", path);
+    auto tables = node.fake->tables;
+    auto rb = node.b.rollback();
+    ASSERT_FALSE(rb);
+    EXPECT_THAT(rb.error().str(), ::testing::HasSubstr("gen-1.index line "));
+    EXPECT_EQ(node.fake->tables, tables);
+    EXPECT_EQ(node.b.status()->generation, 2);
+  }
+}
+
+// A generation kept in memory is used only while its files are unchanged: another process (here another backend on
+// the same directory) that rewrites them is seen.
+TEST(PolicyBackend, GenerationChangedByAnotherProcessIsReadAgain) {
+  FakeNode node;
+  auto ir = must_compile(kWeb);
+  ASSERT_TRUE(node.b.apply(ir));
+  ASSERT_EQ(node.b.status()->source_hash, ir.source_hash);
+  IptablesBackend other(FakeNode::options(node.dir.path), node.fake);
+  auto commented = must_compile(std::string("# reviewed\n") + kWeb);
+  auto a = other.apply(commented);  // the same rules: generation 1 stays, with the new source hash
+  ASSERT_TRUE(a) << a.error().str();
+  ASSERT_TRUE(a->unchanged);
+  EXPECT_EQ(node.b.status()->source_hash, commented.source_hash);
+  // A rule removed by hand, repaired by the other backend: its read-back is what the first one compares with.
+  node.remove_rule("iptables", "HOSTSCOPE-INPUT", 1);
+  ASSERT_TRUE(other.apply(commented));
+  EXPECT_FALSE(node.b.status()->drift);
+}
+
+// The runner that starts iptables-restore & co.: stdin and both outputs through pipes (larger than a pipe buffer both
+// ways at once), exit codes, a tool that cannot be started.
+TEST(ProcessRunner, PipesExitCodesAndMissingTools) {
+  auto run = make_process_runner();
+  std::string big;
+  for (int i = 0; i < 100000; ++i) big += fmt::format("line {}\n", i);
+  auto cat = run->run({"sh", "-c", "tee /dev/stderr"}, big);
+  EXPECT_EQ(cat.exit_code, 0);
+  EXPECT_EQ(cat.out, big);
+  EXPECT_EQ(cat.err, big);
+  EXPECT_EQ(run->run({"sh", "-c", "exit 3"}, "").exit_code, 3);
+  auto missing = run->run({"hs-no-such-tool-here"}, "");
+  EXPECT_EQ(missing.exit_code, 127);
+  EXPECT_THAT(missing.err, ::testing::HasSubstr("exec failed"));
+}
+
+// A tool does not outlive the process that started it (PR_SET_PDEATHSIG): an iptables-restore that finished after a
+// kill -9 of hostscope could commit rules after the next command has put the previous generation back.
+TEST(ProcessRunner, ToolDiesWithTheProcessThatStartedIt) {
+  TempDir dir;
+  auto pidfile = dir.path + "/pid";
+  pid_t caller = fork();
+  ASSERT_GE(caller, 0);
+  if (caller == 0) {
+    make_process_runner()->run({"sh", "-c", fmt::format("echo $$ > {0}.tmp && mv {0}.tmp {0} && exec sleep 600", pidfile)}, "");
+    _exit(0);
+  }
+  pid_t tool = 0;
+  for (int i = 0; i < 3000 && tool == 0; ++i) {  // a hang guard, not a timing assertion
+    std::ifstream(pidfile) >> tool;
+    if (tool == 0) usleep(10000);
+  }
+  ASSERT_GT(tool, 0);
+  kill(caller, SIGKILL);
+  waitpid(caller, nullptr, 0);
+  // Gone, or a zombie waiting for init to reap it.
+  auto alive = [&] {
+    std::ifstream stat(fmt::format("/proc/{}/stat", tool));
+    std::string pid, comm, state;
+    if (!(stat >> pid >> comm >> state)) return false;
+    return comm == "(sleep)" && state != "Z" && state != "X";
+  };
+  for (int i = 0; i < 3000 && alive(); ++i) usleep(10000);
+  EXPECT_FALSE(alive()) << "pid " << tool;
+  if (alive()) kill(tool, SIGKILL);
 }
 
 }  // namespace
