@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian package hostscope needs to build, test and benchmark, then configures and builds.
 # Idempotent: packages already present are skipped by apt, the build directory is reused.
-# Usage: scripts/setup.sh [--no-build]   (env: BUILD_DIR, default ./build; BUILD_TYPE, default RelWithDebInfo)
+# Usage: scripts/setup.sh [--no-build]   (env: BUILD_DIR, default ./build; BUILD_TYPE, default RelWithDebInfo;
+#        BUILD_TARGET, default all; CMAKE_ARGS, extra configure arguments)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,4 +43,4 @@ fi
 BUILD_DIR=${BUILD_DIR:-build}
 BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" ${CMAKE_ARGS:-}
-cmake --build "$BUILD_DIR" -j"$(nproc)"
+cmake --build "$BUILD_DIR" -j"$(nproc)" ${BUILD_TARGET:+--target "$BUILD_TARGET"}
