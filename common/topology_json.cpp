@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "common/json_escape.h"
 #include "common/json_nesting.h"
 
 namespace hostscope::topology {
@@ -139,8 +140,8 @@ namespace {
 
 // Writes the document's bytes directly, the way nlohmann's dump(indent) lays them out (keys in sorted order, which
 // the callers below keep by hand; "{}"/"[]" when empty; ": " after a key only when indented), without building a
-// json tree. Strings that are plain printable ASCII are written as they are; anything else (escapes, UTF-8, invalid
-// bytes) goes through nlohmann's own escaping so the bytes stay identical to dump().
+// json tree. Strings are escaped as dump() escapes them (json_text::Bytes::Utf8); invalid UTF-8 goes through
+// nlohmann's own replacement so the bytes stay identical to dump().
 class Emitter {
  public:
   Emitter(int indent, const std::function<bool(std::string_view)>& out) : indent_(indent), out_(out) {}
@@ -183,19 +184,8 @@ class Emitter {
 
  private:
   void put_string(std::string_view v) {
-    bool plain = true;
-    for (char c : v)
-      if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
-        plain = false;
-        break;
-      }
-    if (plain) {
-      buf_ += '"';
-      buf_ += v;
-      buf_ += '"';
-    } else {
+    if (!json_text::append_quoted(buf_, v, json_text::Bytes::Utf8))
       buf_ += json(std::string(v)).dump(-1, ' ', false, json::error_handler_t::replace);
-    }
   }
   void newline(int depth) {
     if (indent_ < 0) return;

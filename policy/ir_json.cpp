@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "common/json_escape.h"
 #include "policy/state_file.h"
 
 namespace hostscope::policy {
@@ -133,42 +134,9 @@ IrTable table_from(const json& j, Family f, const std::string& where) {
 // ---- the same document as ir_to_json(ir).dump(), written directly: a 10k-rule IR is stored on every apply, and building
 // it as JSON values first (19 per rule) cost more than the rest of a one-rule change.
 
-// Appends `s` as a JSON string the way nlohmann's dump() does (UTF-8 kept, control characters escaped); false when `s`
-// is not valid UTF-8 (dump() throws then: the caller falls back to it).
-bool put_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (size_t i = 0; i < s.size(); ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x80) {  // a whole UTF-8 sequence, validated
-      size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
-      if (n == 0 || c > 0xF4 || i + n > s.size()) return false;
-      uint32_t cp = c & (0xFF >> (n + 1));
-      for (size_t k = 1; k < n; ++k) {
-        auto cc = static_cast<unsigned char>(s[i + k]);
-        if ((cc & 0xC0) != 0x80) return false;
-        cp = (cp << 6) | (cc & 0x3F);
-      }
-      if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-      out.append(s.substr(i, n));
-      i += n - 1;
-      continue;
-    }
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out += static_cast<char>(c);
-    }
-  }
-  out += '"';
-  return true;
-}
+// Appends `s` as a JSON string the way nlohmann's dump() does; false when `s` is not valid UTF-8 (dump() throws
+// then: the caller falls back to it).
+bool put_string(std::string& out, std::string_view s) { return json_text::append_quoted(out, s, json_text::Bytes::Utf8); }
 
 bool put_rule(std::string& out, const IrRule& r) {
   const auto& m = r.match;

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_escape.h"
+
 namespace hostscope::events {
 
 // RFC 3339 UTC with nanoseconds (30 bytes until the year 9999). The "YYYY-MM-DDTHH:MM:SS." part is computed once
@@ -87,26 +89,10 @@ char* put_uint(char* p, uint64_t v) {
   return end;
 }
 
-// Worst case of put_escaped: every byte as \u00XX.
-constexpr size_t kEscapedMax = 6;
+// Worst case of an escaped byte (json_text::Bytes::Ascii: comm and paths are bytes, not UTF-8).
+constexpr size_t kEscapedMax = json_text::kMaxPerByte;
 
-char* put_escaped(char* p, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  for (unsigned char c : s) {
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      *p++ = char(c);
-    } else if (c == '"' || c == '\\') {
-      *p++ = '\\';
-      *p++ = char(c);
-    } else if (c < 0x20 || c >= 0x7f) {
-      // comm and paths are bytes, not UTF-8: escape everything outside printable ASCII so the line stays valid JSON.
-      p = put(p, "\\u00");
-      *p++ = hex[c >> 4];
-      *p++ = hex[c & 15];
-    }
-  }
-  return p;
-}
+char* put_escaped(char* p, std::string_view s) { return json_text::put_escaped(p, s, json_text::Bytes::Ascii); }
 
 // duration_ms with three decimals, the bytes of fmt's "{:.3f}" of double(ns) / 1e6. Below 2^43 ns (~2.4 h) the
 // double quotient is within 1e-9 ms of the exact one, so rounding the integer microseconds gives the same digits
