@@ -63,9 +63,10 @@ RulesByOwner by_owner(const Ir* ir) {
   return out;
 }
 
-// Peers (by direction) and port boundaries named by the rules of policy `name` and by hostscope's own rules.
+// Peers (by direction) and port boundaries named by the rules of policy `name` and by hostscope's own rules, and the
+// cgroups of local peers its ingress rules name (a local sender is matched by its cgroup).
 void collect_atoms(const RulesByOwner& rules, const std::string& name, Direction dir, std::vector<Cidr>& peers,
-                   std::set<uint32_t>& ports) {
+                   std::set<uint32_t>& ports, std::set<std::string>& peer_cgroups) {
   const std::string dir_prefix = std::string(to_string(dir)) + " ";
   for (const auto& [owner, list] : rules) {
     const bool own = owner == name;
@@ -79,6 +80,7 @@ void collect_atoms(const RulesByOwner& rules, const std::string& name, Direction
       const auto& cidr = dir == Direction::Egress ? r->match.dst : r->match.src;
       const auto& set = dir == Direction::Egress ? r->match.dst_set : r->match.src_set;
       if (cidr) peers.push_back(*cidr);
+      if (dir == Direction::Ingress && !r->match.cgroup.empty()) peer_cgroups.insert(r->match.cgroup);
       if (!set.empty())
         if (const IrSet* s = t->find_set(set)) peers.insert(peers.end(), s->members.begin(), s->members.end());
     }
@@ -94,6 +96,26 @@ std::string peer_label(const IpAddr& a, const std::vector<Cidr>& peers, const Co
     for (const auto& sc : service_addresses(s))
       if (sc == *best) return fmt::format("service {} ({})", s.name, best->str());
   return best->str();
+}
+
+// A representative peer: an address, or local processes (at a loopback address) of one cgroup or of any.
+struct Probe {
+  Endpoint ep;
+  std::string key;
+  bool local = false;
+  std::string cgroup;
+};
+
+// A cgroup below none that a rule can name except "/": local processes the rules do not name.
+constexpr std::string_view kOtherCgroup = "/.hostscope-diff-other";
+
+std::string local_peer_label(Direction dir, const std::string& cgroup, const Context& ctx) {
+  if (dir == Direction::Egress) return "local processes";
+  if (cgroup == kOtherCgroup) return "other local processes";
+  for (const auto& s : ctx.services)
+    if (std::find(s.cgroups.begin(), s.cgroups.end(), cgroup) != s.cgroups.end())
+      return fmt::format("local processes in cgroup {} (service {})", cgroup, s.name);
+  return "local processes in cgroup " + cgroup;
 }
 
 struct Eval {
@@ -159,13 +181,14 @@ DiffResult semantic_diff(const DiffSide& before, const DiffSide& after, const Co
       if (ends.empty()) continue;
       std::vector<Cidr> peers;
       std::set<uint32_t> points{1};
-      collect_atoms(rules_before, name, dir, peers, points);
-      collect_atoms(rules_after, name, dir, peers, points);
+      std::set<std::string> peer_cgroups;
+      collect_atoms(rules_before, name, dir, peers, points, peer_cgroups);
+      collect_atoms(rules_after, name, dir, peers, points, peer_cgroups);
       auto peer_atoms = std::make_shared<const std::vector<Cidr>>(peers);
-      std::vector<IpAddr> probes;
+      std::vector<Probe> probes;
       std::set<std::string> probe_keys;
       auto add_probe = [&](const IpAddr& a) {
-        if (probe_keys.insert(a.str()).second) probes.push_back(a);
+        if (probe_keys.insert(a.str()).second) probes.push_back({Endpoint{a, "", false}, a.str(), false, ""});
       };
       for (const auto& c : peers) {
         add_probe(c.addr);
@@ -173,6 +196,13 @@ DiffResult semantic_diff(const DiffSide& before, const DiffSide& after, const Co
       }
       add_probe(*IpAddr::parse("192.0.2.1"));
       add_probe(*IpAddr::parse("2001:db8::1"));
+      // Local processes as peers: egress reaches them whatever their cgroup (INPUT cannot see it); ingress from them
+      // is told apart by the sender's cgroup, so one class per cgroup the rules name and one for the rest.
+      if (dir == Direction::Ingress) peer_cgroups.insert(std::string(kOtherCgroup));
+      else peer_cgroups = {""};
+      for (const char* lo : {"127.0.0.1", "::1"})
+        for (const auto& cg : peer_cgroups)
+          probes.push_back({Endpoint{*IpAddr::parse(lo), cg, true}, fmt::format("local:{}:{}", lo, cg), true, cg});
       std::vector<PortRange> atoms;
       for (auto it = points.begin(); it != points.end() && *it <= 65535; ++it) {
         auto next = std::next(it);
@@ -182,8 +212,8 @@ DiffResult semantic_diff(const DiffSide& before, const DiffSide& after, const Co
 
       for (const auto& end : ends)
         for (const auto& probe : probes) {
-          if (end.ep.address && end.ep.address->family != probe.family) continue;
-          const Endpoint peer{probe, "", false};
+          if (end.ep.address && end.ep.address->family != probe.ep.address->family) continue;
+          const Endpoint& peer = probe.ep;
           const Endpoint& from = dir == Direction::Egress ? end.ep : peer;
           const Endpoint& to = dir == Direction::Egress ? peer : end.ep;
           for (auto proto : {Protocol::Tcp, Protocol::Udp}) {
@@ -191,7 +221,7 @@ DiffResult semantic_diff(const DiffSide& before, const DiffSide& after, const Co
             for (const auto& atom : atoms) {
               if (end.only_port && !atom.contains(*end.only_port)) continue;
               const uint16_t port = end.only_port ? *end.only_port : atom.first;
-              auto key = fmt::format("{}|{}|{}|{}|{}", int(dir), end.label, probe.str(), int(proto), atom.first);
+              auto key = fmt::format("{}|{}|{}|{}|{}", int(dir), end.label, probe.key, int(proto), atom.first);
               if (!seen.insert(key).second) {
                 open = nullptr;
                 continue;
@@ -218,8 +248,10 @@ DiffResult semantic_diff(const DiffSide& before, const DiffSide& after, const Co
               c.subject = name;
               c.direction = dir;
               c.endpoint = end.label;
-              c.peer = peer_label(probe, peers, ctx);
-              c.peer_address = probe.str();
+              c.peer = probe.local ? local_peer_label(dir, probe.cgroup, ctx) : peer_label(*probe.ep.address, peers, ctx);
+              c.peer_address = probe.ep.address->str();
+              c.peer_local = probe.local;
+              c.peer_cgroup = probe.cgroup;
               c.protocol = proto;
               c.ports = shown;
               c.before = b.v;
@@ -235,8 +267,10 @@ DiffResult semantic_diff(const DiffSide& before, const DiffSide& after, const Co
     }
 done:
   std::stable_sort(out.changes.begin(), out.changes.end(), [](const VerdictChange& x, const VerdictChange& y) {
-    return std::make_tuple(!x.newly_denied(), x.subject, int(x.direction), x.endpoint, x.peer_address, int(x.protocol), x.ports.first) <
-           std::make_tuple(!y.newly_denied(), y.subject, int(y.direction), y.endpoint, y.peer_address, int(y.protocol), y.ports.first);
+    return std::make_tuple(!x.newly_denied(), x.subject, int(x.direction), x.endpoint, x.peer_local, x.peer_address, x.peer_cgroup,
+                           int(x.protocol), x.ports.first) <
+           std::make_tuple(!y.newly_denied(), y.subject, int(y.direction), y.endpoint, y.peer_local, y.peer_address, y.peer_cgroup,
+                           int(y.protocol), y.ports.first);
   });
   return out;
 }
@@ -245,6 +279,7 @@ bool VerdictChange::covers(const IpAddr& peer, Protocol proto, uint16_t port) co
   if (proto != protocol || !ports.contains(port)) return false;
   auto rep = IpAddr::parse(peer_address);
   if (!rep || rep->family != peer.family) return false;
+  if (peer_local) return is_loopback(peer);
   if (!atoms) return true;
   return std::all_of(atoms->begin(), atoms->end(), [&](const Cidr& c) { return c.contains(peer) == c.contains(*rep); });
 }
@@ -357,6 +392,10 @@ nlohmann::json diff_json(const DiffResult& d, const DiffImpact* impact) {
                        {"newly_denied", c.newly_denied()},
                        {"decided_before", c.decided_before},
                        {"decided_after", c.decided_after}});
+    if (c.peer_local) {
+      changes.back()["peer_local"] = true;
+      changes.back()["peer_cgroup"] = c.peer_cgroup;
+    }
     if (impact) {
       nlohmann::json observed = nlohmann::json::array();
       for (size_t i : impact->per_change[k]) observed.push_back(edge_json(i));

@@ -32,6 +32,10 @@ struct VerdictChange {
   std::string endpoint;  // the subject end: "cgroup /a", "address 10.0.0.5", "local port 80"
   std::string peer;      // "10.0.0.0/8", "service db (10.0.0.5/32)", or "any other address"
   std::string peer_address;  // the representative evaluated
+  // A class of local processes as the peer (at a loopback address, as the kernel sees a local peer): for egress any
+  // local process, for ingress the local processes of one cgroup the rules name (peer_cgroup), or of none of them.
+  bool peer_local = false;
+  std::string peer_cgroup;
   Protocol protocol = Protocol::Tcp;
   PortRange ports;
   Verdict before = Verdict::Allow, after = Verdict::Allow;
@@ -40,7 +44,8 @@ struct VerdictChange {
   // same of them contain it as contain peer_address (shared by the changes of one subject and direction).
   std::shared_ptr<const std::vector<Cidr>> atoms;
   bool newly_denied() const { return before != Verdict::Deny && after == Verdict::Deny; }
-  // Whether a connection to (egress) or from (ingress) `peer` on `port` falls in this class's piece and ports.
+  // Whether a connection to (egress) or from (ingress) `peer` on `port` falls in this class's piece and ports. A local
+  // class covers loopback peers (their cgroup is not known here: the caller matches verdicts and deciding rules).
   bool covers(const IpAddr& peer, Protocol proto, uint16_t port) const;
 };
 

@@ -25,8 +25,8 @@ struct Side {
   LoadResult loaded;
   Analysis analysis;
   CompileResult compiled;
-  explicit Side(const std::string& yaml)
-      : loaded(load_text(yaml, "web.yaml")), analysis(analyze(loaded.set, catalogue())), compiled(compile(loaded, catalogue())) {
+  explicit Side(const std::string& yaml, const Context& ctx = catalogue())
+      : loaded(load_text(yaml, "web.yaml")), analysis(analyze(loaded.set, ctx)), compiled(compile(loaded, ctx)) {
     std::string diags;
     for (const auto& d : compiled.diagnostics) diags += d.str() + "\n";
     EXPECT_TRUE(compiled.ok()) << diags;
@@ -197,6 +197,66 @@ TEST(PolicyDiff, ImpactEdgeOutsideEveryClassIsListedApart) {
   EXPECT_NE(diff_text(d, &impact).find("  in no listed class: service:/web (10.0.0.1) -> service:/db (10.1.0.3) port 5432/tcp"),
             std::string::npos)
       << diff_text(d, &impact);
+}
+
+// Local processes as peers (issue 19): a `service:` peer that is only local processes (cgroups, listening ports, no
+// routed address) is a class of its own. Before, the diff cut the peer space by addresses only and listed nothing.
+Context local_catalogue() {
+  Context c;
+  c.services.push_back({"web", {"/web"}, {}, {}, "", "", "", ""});
+  c.services.push_back({"cache", {"/cache"}, {}, {6379}, "", "", "", ""});
+  c.services.push_back({"api", {"/api"}, {}, {8080}, "", "", "", ""});
+  return c;
+}
+
+// A side compiled against the catalogue with local services.
+struct LocalSide : Side {
+  explicit LocalSide(const std::string& yaml) : Side(yaml, local_catalogue()) {}
+};
+
+std::string policy(const std::string& name, const std::string& subject, const std::string& dir, const std::string& peer,
+                   const std::string& port) {
+  return "apiVersion: hostscope.io/v1\nkind: NetworkPolicy\nmetadata: {name: " + name + "}\nsubject: {service: " +
+         subject + "}\ndefault: {" + dir + ": deny}\n" + dir + ":\n  - action: allow\n    peers: [{service: " + peer +
+         "}]\n    ports: [" + port + "]\n";
+}
+
+TEST(PolicyDiff, LocalServicePeerOfEgressIsAClass) {
+  LocalSide a(policy("web", "web", "egress", "cache", "6379")), b(policy("web", "web", "egress", "api", "8080"));
+  auto d = semantic_diff(a.side(), b.side(), local_catalogue());
+  const VerdictChange* lost = nullptr;
+  for (const auto& c : d.changes)
+    if (c.direction == Direction::Egress && c.peer_local && c.protocol == Protocol::Tcp && c.ports.contains(6379)) lost = &c;
+  ASSERT_NE(lost, nullptr) << diff_text(d);
+  EXPECT_EQ(lost->before, Verdict::Allow);
+  EXPECT_EQ(lost->after, Verdict::Deny);
+  EXPECT_EQ(lost->endpoint, "cgroup /web");
+  EXPECT_EQ(lost->peer, "local processes") << diff_text(d);
+  EXPECT_NE(diff_text(d).find("NEWLY DENIED web egress: cgroup /web -> local processes tcp/6379: allow -> deny"), std::string::npos)
+      << diff_text(d);
+}
+
+TEST(PolicyDiff, LocalServicePeerOfIngressIsAClassPerCgroup) {
+  LocalSide a(policy("api", "api", "ingress", "web", "8080")), b(policy("api", "api", "ingress", "cache", "8080"));
+  auto d = semantic_diff(a.side(), b.side(), local_catalogue());
+  const VerdictChange *from_web = nullptr, *from_cache = nullptr;
+  for (const auto& c : d.changes) {
+    if (c.direction != Direction::Ingress || !c.peer_local || c.protocol != Protocol::Tcp || !c.ports.contains(8080)) continue;
+    if (c.peer_cgroup == "/web") from_web = &c;
+    if (c.peer_cgroup == "/cache") from_cache = &c;
+  }
+  ASSERT_NE(from_web, nullptr) << diff_text(d);
+  EXPECT_EQ(from_web->before, Verdict::Allow);
+  EXPECT_EQ(from_web->after, Verdict::Deny);
+  EXPECT_EQ(from_web->peer, "local processes in cgroup /web (service web)");
+  ASSERT_NE(from_cache, nullptr) << diff_text(d);
+  EXPECT_EQ(from_cache->before, Verdict::Deny);
+  EXPECT_EQ(from_cache->after, Verdict::Allow);
+  auto j = diff_json(d);
+  bool named = false;
+  for (const auto& c : j["changes"])
+    named |= c.value("peer_cgroup", "") == "/web" && c.value("peer_local", false);
+  EXPECT_TRUE(named) << j.dump(2);
 }
 
 }  // namespace
