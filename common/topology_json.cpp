@@ -68,6 +68,7 @@ static json end_json(const EdgeEnd& e) {
   // Only where known (Kubernetes pods, Go binaries): other ends' documents stay as they were before these fields.
   if (!e.workload.empty()) j["workload"] = e.workload;
   if (!e.go_module.empty()) j["go_module"] = e.go_module;
+  if (e.exact_address) j["exact_address"] = true;  // per-address network ends only (topology.network_ends)
   return j;
 }
 
@@ -175,6 +176,10 @@ class Emitter {
     before_value();
     put_string(v);
   }
+  void boolean(bool v) {
+    before_value();
+    buf_ += v ? "true" : "false";
+  }
   // Hands what was written so far to `out`; false once `out` said stop.
   bool flush() {
     if (ok_ && !buf_.empty()) ok_ = out_(buf_);
@@ -216,6 +221,7 @@ class Emitter {
 void emit_end(Emitter& w, const EdgeEnd& e) {
   w.open('{');
   w.key("address").str(e.address);
+  if (e.exact_address) w.key("exact_address").boolean(true);
   if (!e.go_module.empty()) w.key("go_module").str(e.go_module);
   w.key("kind").str(to_string(e.kind));
   w.key("namespace").str(e.ns);
@@ -432,6 +438,10 @@ struct Reader {
     e.address = str(obj, path, "address", req);
     e.workload = str(obj, path, "workload", false);  // optional in both forms: absent when unknown
     e.go_module = str(obj, path, "go_module", false);
+    if (const json* x = field(obj, path, "exact_address", false)) {  // optional: absent when false
+      if (x->is_boolean()) e.exact_address = x->get<bool>();
+      else err = fmt::format("{}.exact_address: expected true or false", path);
+    }
     return e;
   }
 };

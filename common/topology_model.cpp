@@ -85,14 +85,15 @@ bool is_loopback(const IpAddr& a) {
 
 std::string NodeKey::id() const {
   switch (kind) {
-    case NodeKind::Network: return "network:" + name;
+    case NodeKind::Network: return address.empty() ? "network:" + name : "network:" + name + "@" + address;
     case NodeKind::External: return "external:" + address;
     default: return "service:" + ns + "/" + name;
   }
 }
 
 std::string node_id(const EdgeEnd& e) {
-  NodeKey k{e.kind, e.service, e.kind == NodeKind::Service ? e.ns : "", e.kind == NodeKind::External ? e.address : ""};
+  NodeKey k{e.kind, e.service, e.kind == NodeKind::Service ? e.ns : "",
+            e.kind == NodeKind::External || e.exact_address ? e.address : ""};
   return k.id();
 }
 
@@ -167,7 +168,7 @@ void canonicalize(TopologySnapshot& s) {
         it->second.kind = end->kind;
         it->second.service = end->service;
         it->second.ns = end->kind == NodeKind::Service ? end->ns : "";
-        it->second.address = end->kind == NodeKind::External ? end->address : "";
+        it->second.address = end->kind == NodeKind::External || end->exact_address ? end->address : "";
       }
     }
   }

@@ -58,14 +58,16 @@ std::string format_addr_port(const IpAddr& a, uint16_t port);  // 1.2.3.4:80, [:
 std::optional<std::pair<IpAddr, uint16_t>> parse_addr_port(std::string_view s);
 bool is_loopback(const IpAddr& a);
 
-// The name of a node. `address` is set only for external nodes (one node per remote address, bounded).
+// The name of a node. `address` is set only for external nodes and, with `topology.network_ends: address`, for
+// network nodes (one node per remote address, bounded).
 struct NodeKey {
   NodeKind kind = NodeKind::Service;
   std::string name;  // service name, network name, or "external"
   std::string ns;    // services only
   std::string address;
   bool operator==(const NodeKey&) const = default;
-  std::string id() const;  // stable text id: "service:ns/name", "network:name", "external:1.2.3.4"
+  // Stable text id: "service:ns/name", "network:name", "network:name@10.244.1.5" (per address), "external:1.2.3.4".
+  std::string id() const;
 };
 
 struct EdgeKey {
@@ -105,6 +107,9 @@ struct EdgeEnd {
   // Brace initializers that stop at `address` leave these empty (the {} keeps -Wmissing-field-initializers quiet).
   std::string workload{};   // most recently seen workload (EndIdentity::workload)
   std::string go_module{};  // most recently seen Go main module "path@version" (EndIdentity::go_module)
+  // A network end keyed by its address (`topology.network_ends: address`): `address` is this end's own, part of its
+  // node id, not the most recently seen. External ends' addresses are always their own.
+  bool exact_address{};
   bool operator==(const EdgeEnd&) const = default;
 };
 

@@ -12,11 +12,17 @@ std::string end_name(const topology::EdgeEnd& e) {
   return e.service;
 }
 
+std::string end_address(const topology::EdgeEnd& e) {
+  if (e.kind == topology::NodeKind::External) return e.address == "*" ? std::string() : e.address;  // "*": overflow
+  return e.exact_address ? e.address : std::string();
+}
+
 namespace {
 
-// The label set of an edge. Two store edges can map to one label set (a service and a network with the same
-// name); their counts are summed so no series is written twice.
-using SeriesKey = std::tuple<std::string, std::string, std::string, std::string, uint16_t>;
+// The label set of an edge: src service, namespace, address, dst service, namespace, address, port. Two store edges
+// can map to one label set (a service and a network with the same name); their counts are summed so no series is
+// written twice. The addresses are part of it: two addresses of one network never share a series.
+using SeriesKey = std::tuple<std::string, std::string, std::string, std::string, std::string, std::string, uint16_t>;
 
 struct Row {
   uint64_t first_seen_ns = UINT64_MAX;
@@ -74,7 +80,9 @@ TopologyExportStats write_topology(Exposition& out, const topology::TopologySnap
                                    uint64_t max_series) {
   std::map<SeriesKey, Row> rows;
   for (auto& e : snap.edges)
-    rows[{end_name(e.client), e.client.ns, end_name(e.server), e.server.ns, e.port}].add(e);
+    rows[{end_name(e.client), e.client.ns, end_address(e.client), end_name(e.server), e.server.ns, end_address(e.server),
+          e.port}]
+        .add(e);
 
   // Oldest edges first: under the cap, the series that already exist keep being exported.
   std::vector<std::pair<const SeriesKey*, const Row*>> order;
@@ -98,11 +106,11 @@ TopologyExportStats write_topology(Exposition& out, const topology::TopologySnap
 
   std::vector<std::string> ports;
   ports.reserve(kept.size());
-  for (auto& [k, r] : kept) ports.push_back(std::to_string(std::get<4>(*k)));
+  for (auto& [k, r] : kept) ports.push_back(std::to_string(std::get<6>(*k)));
   auto labels = [&](size_t i) {
     auto& k = *kept[i].first;
-    return Labels{{"src_service", std::get<0>(k)}, {"src_namespace", std::get<1>(k)},
-                  {"dst_service", std::get<2>(k)}, {"dst_namespace", std::get<3>(k)},
+    return Labels{{"src_service", std::get<0>(k)}, {"src_namespace", std::get<1>(k)}, {"src_address", std::get<2>(k)},
+                  {"dst_service", std::get<3>(k)}, {"dst_namespace", std::get<4>(k)}, {"dst_address", std::get<5>(k)},
                   {"dst_port", ports[i]},          {"node", node}};
   };
   for (auto& f : kFamilies) {

@@ -1,5 +1,5 @@
 #pragma once
-// Topology series from a snapshot: one label set per edge (src/dst service and namespace, the server's
+// Topology series from a snapshot: one label set per edge (src/dst service, namespace and address, the server's
 // listening port, node). Built at scrape time: an edge that expired from the store is absent from the snapshot,
 // so its series disappear. The number of series is capped; edges beyond the cap are refused whole (oldest
 // edges are kept, so a series once exported keeps its continuity) and counted.
@@ -24,5 +24,8 @@ TopologyExportStats write_topology(Exposition& out, const topology::TopologySnap
 
 // The node label of an edge end: service or network name, the remote address for external nodes.
 std::string end_name(const topology::EdgeEnd& e);
+// The address label of an edge end: its own address (external ends; network ends keyed by address, EdgeEnd::
+// exact_address); empty where only the most recently seen one is known (service ends, network ends by network).
+std::string end_address(const topology::EdgeEnd& e);
 
 }  // namespace hostscope::exporters

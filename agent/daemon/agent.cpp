@@ -28,6 +28,7 @@ pipeline::PipelineOptions pipeline_options(const Config& cfg) {
   o.topology_config.max_edges = cfg.topology.max_edges;
   o.topology_config.max_nodes = cfg.topology.max_nodes;
   o.topology_config.max_identities = cfg.topology.max_identities;
+  o.topology_config.network_ends = cfg.topology.network_ends;
   o.topology_config.edge_idle_timeout_ns = uint64_t(cfg.topology.idle_expiry_seconds) * 1'000'000'000ull;
   if (auto nm = topology::NetworkMap::build(cfg.networks)) o.topology_config.networks = std::move(*nm);
   else spdlog::error("networks: {}", nm.error().str());  // parse_config already validated every CIDR

@@ -232,11 +232,16 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
     ck.integer(a, "request_timeout_ms", c.api.request_timeout_ms, 100, 60000, "api");
     ck.integer(a, "max_snapshots", c.api.max_snapshots, 1, 64, "api");
   }
-  if (auto t = root["topology"]; t && ck.map(t, "topology", {"max_edges", "max_nodes", "idle_expiry_seconds", "max_identities", "anomalies"})) {
+  if (auto t = root["topology"]; t && ck.map(t, "topology", {"max_edges", "max_nodes", "idle_expiry_seconds", "max_identities",
+                                                                      "network_ends", "anomalies"})) {
     ck.integer(t, "max_edges", c.topology.max_edges, 16, 10'000'000, "topology");
     ck.integer(t, "max_nodes", c.topology.max_nodes, 16, 10'000'000, "topology");
     ck.integer(t, "idle_expiry_seconds", c.topology.idle_expiry_seconds, 1, 30 * 86400, "topology");
     ck.integer(t, "max_identities", c.topology.max_identities, 1, 65535, "topology");
+    std::string ends = "network";
+    ck.get(t, "network_ends", ends, "topology");
+    if (auto m = topology::parse_network_ends(ends)) c.topology.network_ends = *m;
+    else ck.error(t["network_ends"], fmt::format("topology.network_ends must be one of {}", topology::kNetworkEndsNames));
   }
   if (auto n = root["networks"]; n) {
     if (!n.IsMap()) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "agent/bpf/tcp_tracer.h"
+#include "agent/topology/networks.h"
 #include "common/result.h"
 #include "policy/reconcile_config.h"
 
@@ -57,6 +58,8 @@ struct Config {
     uint32_t max_nodes = 5000;
     uint32_t idle_expiry_seconds = 600;
     uint32_t max_identities = 4096;  // interned (workload, Go module) pairs of edge ends (docs/topology.md, "Bounds")
+    // A remote end in a named network: one node per network, or per (network, address) (docs/topology.md).
+    topology::NetworkEnds network_ends = topology::NetworkEnds::Network;
   } topology;
 
   std::map<std::string, std::vector<std::string>> networks;  // name -> CIDRs

@@ -305,7 +305,14 @@ int read_counts(const Stmt& st, int c, IntervalRow& r) {
   return c;
 }
 
+// The kind columns hold the NodeKind, plus kExactAddressKind for a per-address network end (EdgeEnd::exact_address,
+// topology.network_ends: address): such an end is another edge than its network's, and keeps its address its own.
+constexpr int64_t kExactAddressKind = 0x100;
+
+int64_t kind_column(const topology::EdgeEnd& e) { return int64_t(e.kind) | (e.exact_address ? kExactAddressKind : 0); }
+
 topology::NodeKind kind_of(int64_t v) {
+  v &= ~kExactAddressKind;
   return v == int64_t(topology::NodeKind::Network)    ? topology::NodeKind::Network
          : v == int64_t(topology::NodeKind::External) ? topology::NodeKind::External
                                                       : topology::NodeKind::Service;
@@ -314,7 +321,9 @@ topology::NodeKind kind_of(int64_t v) {
 // The edge identity from column `c` on (HS_EDGE_IDENTITY).
 void read_identity(const Stmt& st, int c, IntervalRow& r) {
   for (auto* end : {&r.client, &r.server}) {
-    end->kind = kind_of(st.col_i64(c++));
+    const int64_t kind = st.col_i64(c++);
+    end->kind = kind_of(kind);
+    end->exact_address = end->kind == topology::NodeKind::Network && (kind & kExactAddressKind) != 0;
     end->service = st.col_text(c++);
     end->ns = st.col_text(c++);
     end->pod = st.col_text(c++);
@@ -484,7 +493,7 @@ Result<StmtLease> Store::use(size_t q) { return stmts_.get(*db_, q, kQueryText[q
 Result<int64_t> Store::edge_id(const IntervalRow& r) {
   std::string key;
   for (const auto* end : {&r.client, &r.server})
-    key += fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f", int(end->kind), end->service, end->ns, end->pod,
+    key += fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f", kind_column(*end), end->service, end->ns, end->pod,
                        end->address, end->workload, end->go_module);
   key += fmt::format("{}\x1f{}\x1f{}", r.port, int(r.protocol), r.dialed);
   if (auto it = edge_ids_.find(key); it != edge_ids_.end()) return it->second;
@@ -496,7 +505,7 @@ Result<int64_t> Store::edge_id(const IntervalRow& r) {
     for (int side = 0; side < 2; ++side) {
       const auto& end = side == 0 ? r.client : r.server;
       const int c = 1 + side * 7;
-      (*st)->bind(c, int64_t(end.kind));
+      (*st)->bind(c, kind_column(end));
       (*st)->bind(c + 1, end.service);
       (*st)->bind(c + 2, end.ns);
       (*st)->bind(c + 3, end.pod);

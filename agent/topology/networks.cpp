@@ -22,6 +22,12 @@ Result<NetworkMap> NetworkMap::build(const std::map<std::string, std::vector<std
   return m;
 }
 
+std::optional<NetworkEnds> parse_network_ends(std::string_view s) {
+  if (s == "network") return NetworkEnds::Network;
+  if (s == "address") return NetworkEnds::Address;
+  return std::nullopt;
+}
+
 std::optional<std::string_view> NetworkMap::lookup(const IpAddr& a) const {
   for (const auto& e : entries_)
     if (e.cidr.contains(a)) return std::string_view(e.name);

@@ -1,6 +1,7 @@
 #pragma once
 // Named networks from the agent config (`networks: {cluster-pods: [10.244.0.0/16, fd00::/8]}`): a remote
 // address is named after the network with the longest matching prefix.
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -11,6 +12,12 @@
 #include "common/result.h"
 
 namespace hostscope::topology {
+
+// How a remote end inside a named network is keyed (agent config `topology.network_ends`, docs/topology.md "Naming
+// the remote end"): one node per network, or one per (network, address) so the address the edge used is exact.
+enum class NetworkEnds : uint8_t { Network, Address };
+inline constexpr const char* kNetworkEndsNames = "network, address";
+std::optional<NetworkEnds> parse_network_ends(std::string_view s);
 
 class NetworkMap {
  public:

@@ -215,7 +215,8 @@ std::string format_us(uint64_t us) {
 
 std::string display_name(const EdgeEnd& e) {
   switch (e.kind) {
-    case NodeKind::Network: return "network:" + text_quote(e.service);
+    case NodeKind::Network:  // a per-address end (topology.network_ends: address) shows its address: its own row
+      return "network:" + text_quote(e.service) + (e.exact_address ? "@" + text_quote(e.address) : "");
     case NodeKind::External: return "external:" + text_quote(e.address);
     default: return e.ns.empty() ? text_quote(e.service) : text_quote(e.ns) + "/" + text_quote(e.service);
   }
@@ -285,7 +286,7 @@ std::string render_dot(const TopologySnapshot& s) {
     std::string label, shape = "box";
     switch (n.kind) {
       case NodeKind::Network:
-        label = n.service + "\n(network)";
+        label = n.service + (n.address.empty() ? "" : "\n" + n.address) + "\n(network)";
         shape = "ellipse";
         break;
       case NodeKind::External:
@@ -319,7 +320,7 @@ std::string render_mermaid(const TopologySnapshot& s) {
     ids[n.id] = i;
     std::string label;
     switch (n.kind) {
-      case NodeKind::Network: label = n.service + " (network)"; break;
+      case NodeKind::Network: label = n.service + (n.address.empty() ? "" : " " + n.address) + " (network)"; break;
       case NodeKind::External: label = n.service + " " + n.address; break;
       default: label = n.ns.empty() ? n.service : n.ns + "/" + n.service;
     }

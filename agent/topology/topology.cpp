@@ -45,6 +45,12 @@ size_t hash_addr(const IpAddr& a) {
 // traffic is still counted.
 NodeKey overflow_node() { return NodeKey{NodeKind::External, "external", "", "*"}; }
 
+// A node of one remote address (external, or a named network's in `network_ends: address`): bounded by
+// max_remote_nodes.
+bool is_remote_node(const NodeKey& k) {
+  return k.kind == NodeKind::External ? !(k == overflow_node()) : k.kind == NodeKind::Network && !k.address.empty();
+}
+
 }  // namespace
 
 size_t Topology::ConnKeyHash::operator()(const ConnKey& k) const noexcept {
@@ -101,20 +107,26 @@ NodeKey Topology::remote_server_node(const IpAddr& a, uint16_t port, uint32_t ne
 }
 
 NodeKey Topology::remote_client_node(const IpAddr& a) const {
-  if (auto name = cfg_.networks.lookup(a)) return NodeKey{NodeKind::Network, std::string(*name), "", ""};
+  if (auto name = cfg_.networks.lookup(a))
+    return NodeKey{NodeKind::Network, std::string(*name), "",
+                   cfg_.network_ends == NetworkEnds::Address ? format_addr(a) : std::string()};
   return NodeKey{NodeKind::External, "external", "", format_addr(a)};
 }
 
 NodeKey Topology::admit_node(NodeKey k, uint64_t now) {
   if (nodes_.count(k)) return k;
-  if (k.kind == NodeKind::External && remote_nodes_ >= cfg_.max_remote_nodes) {
+  bool folded = false;
+  if (is_remote_node(k) && remote_nodes_ >= cfg_.max_remote_nodes) {
     ++counters_.node_overflow;
-    return overflow_node();
+    if (k.kind != NodeKind::Network) return overflow_node();
+    k.address.clear();  // a per-address network end folds into its network's node
+    if (nodes_.count(k)) return k;
+    folded = true;
   }
   if (nodes_.size() >= cfg_.max_nodes) {
     sweep_edges(now);
     if (nodes_.size() >= cfg_.max_nodes) {
-      ++counters_.node_overflow;
+      if (!folded) ++counters_.node_overflow;
       return overflow_node();
     }
   }
@@ -125,7 +137,7 @@ void Topology::release_node(const NodeKey& k) {
   auto it = nodes_.find(k);
   if (it == nodes_.end()) return;
   if (--it->second == 0) {
-    if (k.kind == NodeKind::External && !(k == overflow_node())) --remote_nodes_;
+    if (is_remote_node(k)) --remote_nodes_;
     nodes_.erase(it);
   }
 }
@@ -195,7 +207,7 @@ Topology::EdgeState* Topology::edge_for(const EdgeKey& wanted, uint64_t now) {
   for (const NodeKey* n : {&key.client, &key.server}) {
     auto [it, fresh] = nodes_.try_emplace(*n, 0);
     ++it->second;
-    if (fresh && n->kind == NodeKind::External && !(*n == overflow_node())) ++remote_nodes_;
+    if (fresh && is_remote_node(*n)) ++remote_nodes_;
   }
   auto [it, _] = edges_.try_emplace(key);
   EdgeState& e = it->second;
@@ -631,12 +643,13 @@ EdgeSnapshot Topology::snapshot_edge(const EdgeState& e) const {
   const EndIdentity* si = identities_.get(e.server_identity);
   if (!ci) ci = &kNone;
   if (!si) si = &kNone;
+  // A node keyed by its address (external, or a per-address network end) shows that address; others the last seen.
   s.client = EdgeEnd{k.client.kind, k.client.name, k.client.ns, e.client_pod,
-                     k.client.kind == NodeKind::External ? k.client.address : format_addr(e.client_addr),
-                     ci->workload, ci->go_module};
+                     k.client.address.empty() ? format_addr(e.client_addr) : k.client.address,
+                     ci->workload, ci->go_module, k.client.kind == NodeKind::Network && !k.client.address.empty()};
   s.server = EdgeEnd{k.server.kind, k.server.name, k.server.ns, e.server_pod,
-                     k.server.kind == NodeKind::External ? k.server.address : format_addr(e.server_addr),
-                     si->workload, si->go_module};
+                     k.server.address.empty() ? format_addr(e.server_addr) : k.server.address,
+                     si->workload, si->go_module, k.server.kind == NodeKind::Network && !k.server.address.empty()};
   s.port = k.port;
   s.protocol = k.protocol;
   s.connections = e.connections;

@@ -40,6 +40,9 @@ struct TopologyConfig {
   // known yet waits for its passive side before it is attributed; 0 attributes at once (docs/topology.md, 2).
   uint64_t hold_linger_ns = 2'000'000'000;
   NetworkMap networks;
+  // Address: a remote end in a named network is keyed by (network, address), so each address is its own node (counted
+  // with the external ones against max_remote_nodes) and its EdgeEnd::address is exact; Network: one node per network.
+  NetworkEnds network_ends = NetworkEnds::Network;
   AnomalyConfig anomaly;
 };
 

@@ -126,8 +126,10 @@ TEST_F(MetricsAgent, ScrapeShowsExactEdgeCountersAndEventFileHasTheWorkload) {
     EXPECT_EQ(web.wait(), 3) << "connect to a closed port must be refused";
   }
 
+  // Both ends are services: no address labels (only an end's own address is exported, docs/metrics.md).
   const std::map<std::string, std::string> edge{{"src_service", "mx-web"}, {"src_namespace", ""},
-                                                {"dst_service", "mx-cart"}, {"dst_namespace", ""},
+                                                {"src_address", ""},         {"dst_service", "mx-cart"},
+                                                {"dst_namespace", ""},       {"dst_address", ""},
                                                 {"dst_port", std::to_string(port)}, {"node", "mx-node"}};
   const std::map<std::string, std::string> refused{
       {"src_service", "mx-web"}, {"dst_port", std::to_string(kClosedPort)}, {"reason", "refused"}, {"node", "mx-node"}};

@@ -19,6 +19,7 @@ TEST(Config, EmptyFileGivesDefaults) {
   EXPECT_EQ(c->kernel.socket_table_size, 65536u);
   EXPECT_EQ(c->api.socket, "/run/hostscope/hostscope.sock");
   EXPECT_EQ(c->api.max_request_bytes, 65536u);
+  EXPECT_EQ(c->topology.network_ends, hostscope::topology::NetworkEnds::Network);
   EXPECT_FALSE(c->node_name.empty());
 }
 
@@ -26,7 +27,7 @@ TEST(Config, FullFileParses) {
   auto c = parse_config(R"(node_name: n1
 kernel: {attach: classic, socket_table_size: 4096, ring_buffer_mb: 16, process_ring_buffer_mb: 2}
 api: {socket: /tmp/x.sock, group: ops, max_request_bytes: 1024, max_clients: 4, stream_queue: 100}
-topology: {max_edges: 100, max_nodes: 50, idle_expiry_seconds: 30, max_identities: 300}
+topology: {max_edges: 100, max_nodes: 50, idle_expiry_seconds: 30, max_identities: 300, network_ends: address}
 networks:
   cluster-pods: [10.244.0.0/16, "fd00:10::/64"]
   dns: 10.96.0.10
@@ -41,6 +42,9 @@ identity: {kubelet_root: /tmp/node, max_processes: 128}
   EXPECT_EQ(c->topology.max_edges, 100u);
   EXPECT_EQ(c->topology.max_identities, 300u);
   EXPECT_EQ(hostscope::daemon::pipeline_options(*c).topology_config.max_identities, 300u);
+  EXPECT_EQ(c->topology.network_ends, hostscope::topology::NetworkEnds::Address);
+  EXPECT_EQ(hostscope::daemon::pipeline_options(*c).topology_config.network_ends,
+            hostscope::topology::NetworkEnds::Address);
   ASSERT_EQ(c->networks.at("cluster-pods").size(), 2u);
   EXPECT_EQ(c->networks.at("dns")[0], "10.96.0.10");
   EXPECT_EQ(c->identity.kubelet_root, "/tmp/node");
@@ -78,6 +82,9 @@ INSTANTIATE_TEST_SUITE_P(
     All, ConfigErrors,
     ::testing::Values(BadCase{"api:\n  sokcet: /x\n", "cfg.yaml:2:3", "unknown key 'sokcet' in api"},
                       BadCase{"kernel: {attach: kprobe}\n", "cfg.yaml:1:18", "kernel.attach must be one of"},
+                      BadCase{"topology: {network_ends: pod}\n", "cfg.yaml:1:26",
+                              "topology.network_ends must be one of network, address"},
+                      BadCase{"topology:\n  network_ends: [address]\n", "cfg.yaml:2:17", "topology.network_ends"},
                       BadCase{"kernel:\n  ring_buffer_mb: 3\n", "cfg.yaml:2:19", "power of two"},
                       BadCase{"kernel:\n  process_ring_buffer_mb: 6\n", "cfg.yaml:2:27",
                               "kernel.process_ring_buffer_mb must be a power of two"},

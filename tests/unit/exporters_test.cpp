@@ -110,7 +110,8 @@ size_t count_lines(const std::string& text, const std::string& prefix) {
 }
 
 const std::string kEdge =
-    R"({src_service="web",src_namespace="shop",dst_service="93.184.216.34",dst_namespace="",dst_port="443",node="n1"})";
+    R"({src_service="web",src_namespace="shop",src_address="",dst_service="93.184.216.34",dst_namespace="",)"
+    R"(dst_address="93.184.216.34",dst_port="443",node="n1"})";
 
 TEST(Exporters, TopologyCountersLabelsAndHistogramFromTheStore) {
   topology::Topology t({}, kT0);
@@ -146,6 +147,43 @@ TEST(Exporters, TopologyCountersLabelsAndHistogramFromTheStore) {
   // No ephemeral client port anywhere.
   EXPECT_EQ(s.find("40000"), std::string::npos);
   EXPECT_EQ(s.find("50000"), std::string::npos);
+}
+
+// src_address/dst_address: an end's own address (external ends; network ends with `topology.network_ends: address`),
+// so the cluster view can join it with hostscope_endpoint_info; empty where the store only knows the most recently
+// seen one (service ends, network ends keyed by network), which would name the wrong peer.
+std::string network_edge(const std::string& src_address, const std::string& dst_address) {
+  return R"({src_service="web",src_namespace="shop",src_address=")" + src_address +
+         R"(",dst_service="cluster-pods",dst_namespace="",dst_address=")" + dst_address +
+         R"(",dst_port="80",node="n1"})";
+}
+
+std::string two_pods_exposition(topology::NetworkEnds mode) {
+  topology::TopologyConfig cfg;
+  cfg.networks = *topology::NetworkMap::build({{"cluster-pods", {"10.244.0.0/16"}}});
+  cfg.network_ends = mode;
+  cfg.hold_linger_ns = 0;
+  topology::Topology t(cfg, kT0);
+  connections(t, "10.244.1.5", 80, 2, 100, 50, kT0);
+  connections(t, "10.244.2.6", 80, 3, 100, 50, kT0, 41000);
+  Exposition out;
+  write_topology(out, snap(t, kT0), "n1", 100000);
+  return out.text();
+}
+
+TEST(Exporters, NetworkEndsByAddressAreOneSeriesPerAddressWithTheAddressLabel) {
+  const auto s = two_pods_exposition(topology::NetworkEnds::Address);
+  EXPECT_EQ(value_of(s, "hostscope_connections_opened_total" + network_edge("", "10.244.1.5")), 2) << s;
+  EXPECT_EQ(value_of(s, "hostscope_connections_opened_total" + network_edge("", "10.244.2.6")), 3);
+  EXPECT_EQ(value_of(s, "hostscope_connection_sent_bytes_total" + network_edge("", "10.244.2.6")), 300);
+  EXPECT_EQ(count_lines(s, "hostscope_connections_opened_total{"), 2u);
+}
+
+TEST(Exporters, NetworkEndsByNetworkHaveNoAddressLabelValue) {
+  const auto s = two_pods_exposition(topology::NetworkEnds::Network);
+  EXPECT_EQ(value_of(s, "hostscope_connections_opened_total" + network_edge("", "")), 5) << s;
+  EXPECT_EQ(count_lines(s, "hostscope_connections_opened_total{"), 1u);
+  EXPECT_EQ(s.find("10.244."), std::string::npos) << "the most recently seen address is not exported";
 }
 
 TEST(Exporters, ExpiredEdgesLeaveTheExposition) {

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -252,6 +253,30 @@ TEST(HistoryStore, WorkloadAndGoModuleRoundTrip) {
     EXPECT_EQ(w.client.go_module.rfind("example.com/" + w.client.service + "@v0.", 0), 0u) << w.client.go_module;
     EXPECT_EQ(w.server.pod, "server-pod");
   }
+}
+
+// Network ends keyed by address (topology.network_ends: address) are edges of their own in history as they are live:
+// two addresses of one network, and the network's own end (an agent that ran with `network` before), never merge.
+TEST(HistoryStore, PerAddressNetworkEndsStayApart) {
+  TempDir d;
+  auto s = open_rw(d.file("h.db"));
+  auto to = [](const char* address, bool exact) {
+    auto r = row("frontend", "cluster-pods", 80, kT0);
+    r.server = {topology::NodeKind::Network, "cluster-pods", "", "", address};
+    r.server.exact_address = exact;
+    return r;
+  };
+  expect_round_trip(s, {to("10.244.1.5", true), to("10.244.2.6", true), to("10.244.2.6", false)});
+  auto snap = s.topology(kT0, kT0 + kMinuteNs);
+  ASSERT_TRUE(snap) << snap.error().str();
+  ASSERT_EQ(snap->edges.size(), 3u);
+  std::set<std::string> ids;
+  for (const auto& e : snap->edges) {
+    EXPECT_EQ(e.connections, 10u) << topology::node_id(e.server);
+    ids.insert(topology::node_id(e.server));
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{"network:cluster-pods", "network:cluster-pods@10.244.1.5",
+                                        "network:cluster-pods@10.244.2.6"}));
 }
 
 TEST(HistoryStore, BetweenAddsUpIntervalsAndKeepsTheLatestAttributes) {

@@ -170,6 +170,13 @@ TEST(KubernetesInstaller, ManifestIsWellFormed) {
   // The package version the installer asks for is the project's.
   auto version = sh("sed -n 's/^project(hostscope VERSION \\([0-9.]*\\).*/\\1/p' " + src() + "/CMakeLists.txt");
   EXPECT_EQ(docs[1]["data"]["VERSION"].as<std::string>() + "\n", version.out);
+  // The agent config the installer writes is valid, and keys network ends by address: the cluster view joins nodes'
+  // series through the pod addresses (issue 20).
+  auto cfg = daemon::parse_config(docs[1]["data"]["config.yaml"].as<std::string>(), "installer config.yaml");
+  ASSERT_TRUE(cfg) << cfg.error().str();
+  EXPECT_EQ(cfg->topology.network_ends, topology::NetworkEnds::Address);
+  EXPECT_EQ(cfg->metrics.listen, "0.0.0.0:9477");
+  EXPECT_TRUE(cfg->networks.count("cluster-pods"));
   char dir[] = "/tmp/hs-k8s-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
   std::ofstream(std::string(dir) + "/install.sh") << docs[1]["data"]["install.sh"].as<std::string>();

@@ -195,6 +195,54 @@ TEST(TopologyJson, RenderJsonWritesTheSameBytesAsTheDocument) {
           << "indent " << indent << " edges " << snap.edges.size();
 }
 
+// Network ends keyed by address (topology.network_ends: address): each address is its own node in every rendering
+// and keeps exact_address through the JSON both ways; a network end keyed by network stays one node.
+TEST(TopologyJson, PerAddressNetworkEndsStayApartInEveryRendering) {
+  TopologySnapshot s;
+  s.taken_ns = kT0;
+  for (const char* address : {"10.244.3.3", "10.244.4.4"}) {
+    auto e = edge("frontend", "shop", "cluster-pods", 53);
+    e.server = EdgeEnd{NodeKind::Network, "cluster-pods", "", "", address};
+    e.server.exact_address = true;
+    s.edges.push_back(e);
+  }
+  auto by_network = edge("frontend", "shop", "corp", 53);
+  by_network.server = EdgeEnd{NodeKind::Network, "corp", "", "", "10.9.9.9"};  // most recently seen: not exact
+  s.edges.push_back(by_network);
+  canonicalize(s);
+  ASSERT_EQ(s.nodes.size(), 4u);  // in id order: the two addresses, corp, frontend
+  EXPECT_EQ(s.nodes[0].id, "network:cluster-pods@10.244.3.3");
+  EXPECT_EQ(s.nodes[0].address, "10.244.3.3");
+  EXPECT_EQ(s.nodes[1].id, "network:cluster-pods@10.244.4.4");
+  EXPECT_EQ(s.nodes[2].id, "network:corp");
+  EXPECT_EQ(s.nodes[2].address, "");
+
+  std::string text = render_json(s);
+  EXPECT_EQ(text, to_json(s).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  EXPECT_NE(text.find("\"exact_address\": true"), std::string::npos) << text;
+  auto back = parse_json(text);
+  ASSERT_TRUE(back) << back.error().str();
+  EXPECT_EQ(*back, s);
+  EXPECT_TRUE(back->edges[0].server.exact_address);
+  EXPECT_FALSE(back->edges[2].server.exact_address);
+  auto bad = text;
+  bad.replace(bad.find("\"exact_address\": true"), 21, "\"exact_address\": 1");
+  auto refused = parse_json(bad);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().str().find("server.exact_address: expected true or false"), std::string::npos)
+      << refused.error().str();
+
+  std::string table = render_table(s);
+  EXPECT_NE(table.find("network:cluster-pods@10.244.3.3"), std::string::npos) << table;
+  EXPECT_NE(table.find("network:cluster-pods@10.244.4.4"), std::string::npos) << table;
+  EXPECT_EQ(table.find("network:corp@"), std::string::npos) << table;
+  std::string dot = render_dot(s);
+  EXPECT_NE(dot.find("\"network:cluster-pods@10.244.4.4\" [label=\"cluster-pods\\n10.244.4.4\\n(network)\""),
+            std::string::npos)
+      << dot;
+  EXPECT_NE(render_mermaid(s).find("cluster-pods 10.244.3.3 (network)"), std::string::npos);
+}
+
 TEST(TopologyJson, InvalidUtf8IsReplacedNotFatal) {
   auto s = sample();
   s.edges[0].client.pod = kInvalid;

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
+#include <map>
 #include <random>
 
 #include "agent/topology/topology.h"
@@ -615,6 +616,119 @@ TEST(TopologyStore, NamedNetworksLongestPrefixWinsV4AndV6) {
     EXPECT_EQ(e->server.kind, NodeKind::Network);
   }
   EXPECT_EQ(find_edge(s, "x", "cluster-pods", 80)->connections, 2u);
+}
+
+// topology.network_ends: with `address`, an end inside a named network is its own node per address, still of kind
+// Network and named after the network, and its address is the one the edge used (not the most recently seen).
+TopologySnapshot two_addresses_of_one_network(NetworkEnds mode) {
+  TopologyConfig cfg;
+  cfg.networks = *NetworkMap::build({{"cluster-pods", {"10.244.0.0/16"}}});
+  cfg.network_ends = mode;
+  cfg.hold_linger_ns = 0;  // naming only: held connections are tested on their own
+  Topology t(cfg, kT0);
+  auto conn = [&](const ConnectionEvent& open, uint64_t sent, uint64_t received, uint64_t at) {
+    t.ingest(open, svc("web"), {}, at);
+    t.ingest(closed(open, sent, received), svc("web"), {}, at);
+  };
+  conn(ev(Kind::Open, Role::Active, "10.1.0.2", 40000, "10.244.1.5", 80), 10, 20, kT0);
+  conn(ev(Kind::Open, Role::Active, "10.1.0.2", 40001, "10.244.2.6", 80), 30, 40, kT0 + 1);
+  conn(ev(Kind::Open, Role::Passive, "10.1.0.2", 8080, "10.244.3.7", 50000), 5, 6, kT0 + 2);
+  return t.snapshot(kT0 + 2);
+}
+
+TEST(TopologyStore, NetworkEndsNetworkMergesAddressesOfANetwork) {
+  auto s = two_addresses_of_one_network(NetworkEnds::Network);
+  ASSERT_EQ(s.edges.size(), 2u);
+  const auto* e = find_edge(s, "web", "cluster-pods", 80);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->connections, 2u);
+  EXPECT_EQ(e->bytes_sent, 40u);
+  EXPECT_EQ(e->server.address, "10.244.2.6") << "the most recently seen";
+  EXPECT_FALSE(e->server.exact_address);
+  EXPECT_EQ(node_id(e->server), "network:cluster-pods");
+  EXPECT_EQ(s.nodes.size(), 2u);  // web, cluster-pods
+}
+
+TEST(TopologyStore, NetworkEndsAddressKeepsOneEdgePerAddress) {
+  auto s = two_addresses_of_one_network(NetworkEnds::Address);
+  ASSERT_EQ(s.edges.size(), 3u);
+  std::map<std::string, const EdgeSnapshot*> to_server;
+  for (const auto& e : s.edges) {
+    const EdgeEnd& remote = e.server.service == "web" ? e.client : e.server;
+    EXPECT_EQ(remote.kind, NodeKind::Network);
+    EXPECT_EQ(remote.service, "cluster-pods");
+    EXPECT_TRUE(remote.exact_address);
+    EXPECT_EQ(node_id(remote), "network:cluster-pods@" + remote.address);
+    if (e.client.service == "web") to_server[e.server.address] = &e;
+  }
+  ASSERT_EQ(to_server.size(), 2u);
+  ASSERT_TRUE(to_server.count("10.244.1.5"));
+  ASSERT_TRUE(to_server.count("10.244.2.6"));
+  EXPECT_EQ(to_server["10.244.1.5"]->connections, 1u);
+  EXPECT_EQ(to_server["10.244.1.5"]->bytes_sent, 10u);
+  EXPECT_EQ(to_server["10.244.2.6"]->bytes_sent, 30u);
+  const auto* in = find_edge(s, "cluster-pods", "web", 8080);
+  ASSERT_NE(in, nullptr);
+  EXPECT_EQ(in->client.address, "10.244.3.7");
+  EXPECT_FALSE(in->server.exact_address) << "a service end's address is the most recently seen";
+  EXPECT_EQ(s.nodes.size(), 4u);  // web and three addresses
+}
+
+// Held connections (docs/topology.md, 2) behave the same: the passive side names the server; an unanswered hold is
+// attributed after hold_linger to the network end of the address it dialled.
+TEST(TopologyStore, NetworkEndsAddressHeldConnectionsAreNamedAsBefore) {
+  TopologyConfig cfg;
+  cfg.networks = *NetworkMap::build({{"pods", {"10.213.0.0/16"}}});
+  cfg.network_ends = NetworkEnds::Address;
+  Topology t(cfg, kT0);
+  t.set_local_addresses({ip("10.213.9.1")});
+  auto a1 = ev(Kind::Open, Role::Active, "10.213.9.1", 40000, "10.213.9.2", 7000, 1);
+  auto p1 = ev(Kind::Open, Role::Passive, "10.213.9.2", 7000, "10.213.9.1", 40000, 2);
+  t.ingest(a1, svc("web"), std::nullopt, kT0);
+  EXPECT_EQ(t.snapshot(kT0).edges.size(), 0u) << "held";
+  t.ingest(p1, svc("db"), std::nullopt, kT0 + 1);
+  t.ingest(closed(a1, 5, 6), svc("web"), std::nullopt, kT0 + 2);
+  t.ingest(closed(p1, 6, 5), svc("db"), std::nullopt, kT0 + 3);
+  auto a2 = ev(Kind::Open, Role::Active, "10.213.9.1", 40001, "10.213.7.7", 7001, 1);
+  t.ingest(a2, svc("web"), std::nullopt, kT0 + 4);
+  t.tick(kT0 + 4 + cfg.hold_linger_ns);
+  auto s = t.snapshot(kT0 + 4 + cfg.hold_linger_ns);
+  ASSERT_EQ(s.edges.size(), 2u);
+  const auto* db = find_edge(s, "web", "db", 7000);
+  ASSERT_NE(db, nullptr);
+  EXPECT_EQ(db->connections, 1u);
+  EXPECT_EQ(db->closed, 1u);
+  EXPECT_EQ(db->bytes_sent, 5u);
+  const auto* unanswered = find_edge(s, "web", "pods", 7001);
+  ASSERT_NE(unanswered, nullptr);
+  EXPECT_EQ(unanswered->connections, 1u);
+  EXPECT_EQ(unanswered->server.address, "10.213.7.7");
+  EXPECT_TRUE(unanswered->server.exact_address);
+}
+
+// Per-address network ends count against max_remote_nodes with the external ones; beyond it they fold into their
+// network's own node, whose address is not exact.
+TEST(TopologyStore, NetworkEndsAddressAreBoundedByTheRemoteNodeLimit) {
+  TopologyConfig cfg;
+  cfg.networks = *NetworkMap::build({{"pods", {"10.244.0.0/16"}}});
+  cfg.network_ends = NetworkEnds::Address;
+  cfg.max_remote_nodes = 8;
+  cfg.hold_linger_ns = 0;
+  Topology t(cfg, kT0);
+  for (int i = 0; i < 50; ++i) {
+    std::string addr = "10.244.0." + std::to_string(i + 1);
+    auto e = ev(Kind::Close, Role::Active, "10.0.0.2", 40000, addr.c_str(), 443);
+    e.open_seen = false;
+    t.ingest(e, svc("crawler"), std::nullopt, kT0);
+  }
+  auto s = t.snapshot(kT0);
+  EXPECT_EQ(s.edges.size(), 9u);  // 8 addresses + the network
+  EXPECT_EQ(s.counters.node_overflow, 42u);
+  auto folded = std::find_if(s.edges.begin(), s.edges.end(), [](auto& e) { return !e.server.exact_address; });
+  ASSERT_NE(folded, s.edges.end());
+  EXPECT_EQ(folded->server.service, "pods");
+  EXPECT_EQ(folded->connections, 42u);
+  EXPECT_EQ(node_id(folded->server), "network:pods");
 }
 
 TEST(TopologyStore, NetworkMapRejectsBadCidrsWithNames) {
