@@ -9,16 +9,7 @@ out=$(mktemp)
 ./build/hs_bench_agent --hostscope ./build/hostscope --config tests/bench/agent-bench.yaml \
   --latency-n "$n" --churn-n "$churn" --edges "$edges" --markdown "$out"
 cmd="scripts/bench-agent.sh $n $churn $edges"
-section=$(printf '<!-- agent -->\nCommand: `%s` (%s, %s, kernel %s, %s cores)\n\n%s\n<!-- /agent -->' \
-  "$cmd" "$(date -u +%Y-%m-%d)" "$(git describe --always --dirty 2>/dev/null || echo unknown)" "$(uname -r)" "$(nproc)" "$(cat "$out")")
-python3 - "$section" <<'PY'
-import re, sys
-section = sys.argv[1]
-p = 'docs/benchmarks.md'
-s = open(p).read()
-pat = re.compile(r'<!-- agent -->.*?<!-- /agent -->', re.S)
-s = pat.sub(lambda m: section, s) if pat.search(s) else s + '\n' + section + '\n'
-open(p, 'w').write(s)
-PY
+printf 'Command: `%s` (%s, %s, kernel %s, %s cores)\n\n%s\n' "$cmd" "$(date -u +%Y-%m-%d)" \
+  "$(git describe --always --dirty 2>/dev/null || echo unknown)" "$(uname -r)" "$(nproc)" "$(cat "$out")" |
+  python3 scripts/bench-section.py agent
 rm -f "$out"
-echo "updated docs/benchmarks.md (agent)"

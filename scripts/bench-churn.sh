@@ -21,16 +21,7 @@ fi
 out=$(mktemp)
 ./build/hs_bench_churn --hostscope "$agent" --rounds "$rounds" --seconds "$seconds" --agent-args "$args" --markdown "$out"
 cmd="scripts/bench-churn.sh $mode $rounds $seconds"
-section=$(printf '<!-- churn:%s -->\nCommand: `%s` (%s, %s, kernel %s, %s cores)\n\n%s\n<!-- /churn:%s -->' \
-  "$mode" "$cmd" "$(date -u +%Y-%m-%d)" "$(git describe --always --dirty 2>/dev/null || echo unknown)" "$(uname -r)" "$(nproc)" "$(cat "$out")" "$mode")
-python3 - "$mode" "$section" <<'PY'
-import re, sys
-mode, section = sys.argv[1], sys.argv[2]
-p = 'docs/benchmarks.md'
-s = open(p).read()
-pat = re.compile(r'<!-- churn:%s -->.*?<!-- /churn:%s -->' % (mode, mode), re.S)
-s = pat.sub(lambda m: section, s) if pat.search(s) else s + '\n' + section + '\n'
-open(p, 'w').write(s)
-PY
+printf 'Command: `%s` (%s, %s, kernel %s, %s cores)\n\n%s\n' "$cmd" "$(date -u +%Y-%m-%d)" \
+  "$(git describe --always --dirty 2>/dev/null || echo unknown)" "$(uname -r)" "$(nproc)" "$(cat "$out")" |
+  python3 scripts/bench-section.py "churn:$mode"
 rm -f "$out"
-echo "updated docs/benchmarks.md ($mode)"

@@ -12,20 +12,12 @@ md=$(mktemp); trap 'rm -f "$md"' EXIT
 cat "$md"
 cmd="scripts/bench-impact.sh $rounds $edges"
 stamp="$(date -u +%Y-%m-%d), $(git describe --always --dirty 2>/dev/null || echo unknown), kernel $(uname -r), $(nproc) cores"
-python3 - "$cmd" "$stamp" "$md" <<'PY'
-import re, sys
-cmd, stamp, body = sys.argv[1], sys.argv[2], open(sys.argv[3]).read()
-head = ('## `policy plan --impact` over observed edges\n\nTarget: 10k observed edges judged in under 1 s.\n\n')
-notes = ('\nEach service has one enforce-mode policy (egress default deny, allow rules to /32 peers on distinct ports); the '
-         'planned set moves the first port of every policy. Three quarters of the edges go to an allowed peer and port, '
-         'a quarter somewhere no rule allows (denied on both sides, so not a change). Judging is the reference '
-         'evaluator run on every edge against both generations (the part that grows with traffic); load + lint + '
-         'compile of both sets is what `plan` costs without `--impact`. Median over the rounds, in one process.\n')
-section = '<!-- policy-impact -->\n%sCommand: `%s` (%s)\n\n%s%s<!-- /policy-impact -->' % (head, cmd, stamp, body, notes)
-p = 'docs/benchmarks.md'
-s = open(p).read()
-pat = re.compile(r'<!-- policy-impact -->.*?<!-- /policy-impact -->', re.S)
-s = pat.sub(lambda m: section, s) if pat.search(s) else s.rstrip('\n') + '\n\n' + section + '\n'
-open(p, 'w').write(s)
-PY
-echo "updated docs/benchmarks.md (policy-impact)"
+{ printf '## `policy plan --impact` over observed edges\n\nTarget: 10k observed edges judged in under 1 s.\n\n'
+  printf 'Command: `%s` (%s)\n\n' "$cmd" "$stamp"; cat "$md"
+  echo
+  echo 'Each service has one enforce-mode policy (egress default deny, allow rules to /32 peers on distinct ports); the' \
+    'planned set moves the first port of every policy. Three quarters of the edges go to an allowed peer and port,' \
+    'a quarter somewhere no rule allows (denied on both sides, so not a change). Judging is the reference' \
+    'evaluator run on every edge against both generations (the part that grows with traffic); load + lint +' \
+    'compile of both sets is what `plan` costs without `--impact`. Median over the rounds, in one process.'
+} | python3 scripts/bench-section.py policy-impact

@@ -15,21 +15,7 @@ trap 'rm -f "$apply_md" "$rate_md"' EXIT
   --naive-budget "$budget" --markdown-apply "$apply_md" --markdown-rate "$rate_md"
 cmd="scripts/bench-policy.sh $rounds $rate_rounds $rate_seconds $budget"
 stamp="$(date -u +%Y-%m-%d), $(git describe --always --dirty 2>/dev/null || echo unknown), kernel $(uname -r), $(nproc) cores, $(iptables-legacy --version)"
-python3 - "$cmd" "$stamp" "$apply_md" "$rate_md" <<'PY'
-import re, sys
-cmd, stamp, apply_md, rate_md = sys.argv[1], sys.argv[2], open(sys.argv[3]).read(), open(sys.argv[4]).read()
-sections = {
-    'policy-apply': ('## Policy apply time: hostscope vs iptables -A per rule vs iptables-restore\n\n'
-                     'Target: 10k rules applied in under 1 s.\n\n', apply_md),
-    'policy-rate': ('## Connection rate with 10 vs 10k policy rules in the path\n\n'
-                    'Target: at 10k rules, at least 95% of the rate at 10.\n\n', rate_md),
-}
-p = 'docs/benchmarks.md'
-s = open(p).read()
-for key, (head, body) in sections.items():
-    section = '<!-- %s -->\n%sCommand: `%s` (%s)\n\n%s<!-- /%s -->' % (key, head, cmd, stamp, body, key)
-    pat = re.compile(r'<!-- %s -->.*?<!-- /%s -->' % (key, key), re.S)
-    s = pat.sub(lambda m: section, s) if pat.search(s) else s.rstrip('\n') + '\n\n' + section + '\n'
-open(p, 'w').write(s)
-PY
-echo "updated docs/benchmarks.md (policy-apply, policy-rate)"
+{ printf '## Policy apply time: hostscope vs iptables -A per rule vs iptables-restore\n\nTarget: 10k rules applied in under 1 s.\n\n'
+  printf 'Command: `%s` (%s)\n\n' "$cmd" "$stamp"; cat "$apply_md"; } | python3 scripts/bench-section.py policy-apply
+{ printf '## Connection rate with 10 vs 10k policy rules in the path\n\nTarget: at 10k rules, at least 95%% of the rate at 10.\n\n'
+  printf 'Command: `%s` (%s)\n\n' "$cmd" "$stamp"; cat "$rate_md"; } | python3 scripts/bench-section.py policy-rate
