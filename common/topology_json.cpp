@@ -103,6 +103,15 @@ static json edge_json(const EdgeSnapshot& e) {
   if (!e.dialed.empty()) j["dialed"] = e.dialed;
   if (!e.actual.empty()) j["actual"] = e.actual;
   if (!e.policy.empty()) j["policy"] = e.policy;
+  if (e.address_reused) j["address_reused"] = true;
+  if (!e.observed_by.empty()) {
+    json obs = json::array();
+    for (const auto& o : e.observed_by)
+      obs.push_back({{"node", o.node}, {"side", o.side}, {"counted", o.counted}, {"connections", o.connections},
+                     {"failed", o.failed}, {"resets", o.resets}, {"active", o.active}, {"bytes_sent", o.bytes_sent},
+                     {"bytes_received", o.bytes_received}});
+    j["observed_by"] = obs;
+  }
   return j;
 }
 
@@ -168,6 +177,10 @@ class Emitter {
     before_value();
     buf_ += fmt::format_int(v).str();
   }
+  void boolean(bool v) {
+    before_value();
+    buf_ += v ? "true" : "false";
+  }
   void num(double v) {
     before_value();
     buf_ += json(v).dump();
@@ -175,10 +188,6 @@ class Emitter {
   void str(std::string_view v) {
     before_value();
     put_string(v);
-  }
-  void boolean(bool v) {
-    before_value();
-    buf_ += v ? "true" : "false";
   }
   // Hands what was written so far to `out`; false once `out` said stop.
   bool flush() {
@@ -239,6 +248,7 @@ void emit_edge(Emitter& w, const EdgeSnapshot& e) {
     for (const auto& a : e.actual) w.str(a);
     w.close(']');
   }
+  if (e.address_reused) w.key("address_reused").boolean(true);
   w.key("anomalies").open('[');
   for (const auto& a : e.anomalies) {
     w.open('{');
@@ -269,6 +279,23 @@ void emit_edge(Emitter& w, const EdgeSnapshot& e) {
   w.key("p99").num(e.latency.p99_us);
   w.key("samples").num(e.latency.samples);
   w.close('}');
+  if (!e.observed_by.empty()) {
+    w.key("observed_by").open('[');
+    for (const auto& o : e.observed_by) {
+      w.open('{');
+      w.key("active").num(o.active);
+      w.key("bytes_received").num(o.bytes_received);
+      w.key("bytes_sent").num(o.bytes_sent);
+      w.key("connections").num(o.connections);
+      w.key("counted").boolean(o.counted);
+      w.key("failed").num(o.failed);
+      w.key("node").str(o.node);
+      w.key("resets").num(o.resets);
+      w.key("side").str(o.side);
+      w.close('}');
+    }
+    w.close(']');
+  }
   if (!e.policy.empty()) w.key("policy").str(e.policy);
   w.key("port").num(uint64_t(e.port));
   w.key("protocol").str(to_string(e.protocol));
@@ -543,6 +570,36 @@ Result<TopologySnapshot> from_json(const json& j, ReadOptions opts) {
         f.value = r.num(aj, ap, "value");
         f.baseline = r.num(aj, ap, "baseline");
         e.anomalies.push_back(std::move(f));
+      }
+    }
+    if (const json* reused = r.field(ej, p, "address_reused", false)) {
+      if (!reused->is_boolean()) r.err = fmt::format("{}.address_reused: expected true or false", p);
+      else e.address_reused = reused->get<bool>();
+    }
+    if (const json* ob = r.array(ej, p, "observed_by", false)) {
+      for (size_t k = 0; k < ob->size() && r.err.empty(); ++k) {
+        const json& oj = (*ob)[k];
+        std::string op = fmt::format("{}.observed_by[{}]", p, k);
+        if (!oj.is_object()) {
+          r.err = op + ": expected an object";
+          break;
+        }
+        NodeObservation o;
+        o.node = r.str(oj, op, "node");
+        o.side = r.str(oj, op, "side");
+        if (r.err.empty() && o.side != "client" && o.side != "server" && o.side != "both")
+          r.err = fmt::format("{}.side: unknown side '{}' (client, server, both)", op, o.side);
+        if (const json* c = r.field(oj, op, "counted", true); c && !c->is_boolean())
+          r.err = fmt::format("{}.counted: expected true or false", op);
+        else if (c)
+          o.counted = c->get<bool>();
+        o.connections = r.uint(oj, op, "connections");
+        o.failed = r.uint(oj, op, "failed");
+        o.resets = r.uint(oj, op, "resets");
+        o.active = r.uint(oj, op, "active");
+        o.bytes_sent = r.uint(oj, op, "bytes_sent");
+        o.bytes_received = r.uint(oj, op, "bytes_received");
+        e.observed_by.push_back(std::move(o));
       }
     }
     if (!r.err.empty()) return errorf("topology JSON: {}", r.err);

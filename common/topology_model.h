@@ -126,6 +126,17 @@ inline constexpr std::array<uint64_t, 19> kLatencyExportBoundsUs = {
     16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288,
     1048576, 2097152, 4194304};
 
+// The cluster view (`topology --cluster`, agent/cluster): what one node's agent counted for an edge. Both ends of a
+// cross-node connection are observed, by the client's node and by the server's; only one side is counted
+// (docs/kubernetes.md "Cluster view").
+struct NodeObservation {
+  std::string node;  // the agent's `node` label
+  std::string side;  // "client" (the client end is on this node), "server", or "both" (same node)
+  bool counted = false;  // its counts are the edge's
+  uint64_t connections = 0, failed = 0, resets = 0, active = 0, bytes_sent = 0, bytes_received = 0;
+  bool operator==(const NodeObservation&) const = default;
+};
+
 struct EdgeSnapshot {
   EdgeEnd client;
   EdgeEnd server;
@@ -152,6 +163,10 @@ struct EdgeSnapshot {
   // the sum of all samples (us). Filled only when SnapshotFilter::latency_buckets asks; not in the JSON form.
   std::vector<uint64_t> latency_buckets;
   uint64_t latency_sum_us = 0;
+  // Cluster view only (empty/false on one node's topology): the per-node breakdown, and whether an end's address
+  // belonged to another pod earlier in the window (named by its most recent owner).
+  std::vector<NodeObservation> observed_by{};
+  bool address_reused = false;
   bool operator==(const EdgeSnapshot&) const = default;
 
   uint64_t failed_total() const;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <thread>
 
+#include "agent/cli/cluster_source.h"
 #include "agent/cli/commands.h"
 #include "agent/cli/signals.h"
 #include "agent/cli/source.h"
@@ -29,9 +30,15 @@ struct TopOptions {
   uint64_t iterations = 0;  // 0: until quit
   // --replay A [--until B] [--step D]: the history stepped through instead of the live topology.
   std::string replay, until = "now", step = "1m", history;
+  ClusterOptions cluster{false, "", "", "2m"};  // --cluster: rates from Prometheus rate() over cluster.rate_window
 };
 
 Result<std::unique_ptr<SnapshotSource>> top_source(const TopOptions& o) {
+  if (o.cluster.cluster) {
+    auto s = open_cluster_source(o.cluster);
+    if (!s) return s.error();
+    return std::unique_ptr<SnapshotSource>(std::move(*s));
+  }
   if (o.replay.empty()) return open_source(o.source);
   const uint64_t now = clock_ns(CLOCK_REALTIME);
   auto from = parse_time_arg(o.replay, now);
@@ -55,6 +62,7 @@ SortKey sort_key(const std::string& s) {
 
 std::string status_line(const nlohmann::json& h, const std::string& src) {
   if (h.contains("history")) return "source: " + src;  // a replay: no hooks or counters of a live agent
+  if (h.value("source", "") == "prometheus") return fmt::format("source: {} | nodes: {}", src, h.value("nodes", 0));
   auto k = h.value("kernel", nlohmann::json::object());
   uint64_t lost = k.value("lost_ringbuf", uint64_t(0)) + k.value("lost_reentry", uint64_t(0));
   auto t = h.value("topology", nlohmann::json::object());
@@ -63,9 +71,22 @@ std::string status_line(const nlohmann::json& h, const std::string& src) {
                      t.value("edges_evicted", uint64_t(0)), h.value("degraded", nlohmann::json::array()).size());
 }
 
+// The cluster source's rates (Prometheus rate()); empty for the other sources, whose rates are differences.
+RateLookup source_rates(SnapshotSource& src) {
+  auto* c = dynamic_cast<ClusterSource*>(&src);
+  if (!c) return {};
+  return [c](const topology::EdgeSnapshot& e, double& conn_per_s, double& bytes_per_s) {
+    auto it = c->rates().find({topology::node_id(e.client), topology::node_id(e.server), e.port});
+    if (it == c->rates().end()) return;
+    conn_per_s = it->second.open_per_s;
+    bytes_per_s = it->second.bytes_per_s;
+  };
+}
+
 // Plain periodic snapshots for pipes and logs.
 int run_plain(SnapshotSource& src, const TopOptions& o) {
   TopQuery q{sort_key(o.sort), o.filter};
+  const RateLookup rates = source_rates(src);
   std::optional<topology::TopologySnapshot> prev;
   uint64_t n = 0;
   for (;;) {
@@ -74,7 +95,7 @@ int run_plain(SnapshotSource& src, const TopOptions& o) {
       spdlog::error("{}", snap.error().str());
       return 1;
     }
-    auto rows = build_rows(prev ? &*prev : nullptr, *snap, q);
+    auto rows = build_rows(prev ? &*prev : nullptr, *snap, q, rates);
     auto h = src.health();
     fmt::memory_buffer b;
     events::append_rfc3339(b, snap->taken_ns ? snap->taken_ns : clock_ns(CLOCK_REALTIME));
@@ -109,6 +130,7 @@ int run_curses(SnapshotSource& src, const TopOptions& o) {
   curs_set(0);
   timeout(100);
   TopQuery q{sort_key(o.sort), o.filter};
+  const RateLookup rates = source_rates(src);
   std::optional<topology::TopologySnapshot> prev, cur;
   std::string status, error;
   bool paused = false, help = false, editing = false;
@@ -137,7 +159,7 @@ int run_curses(SnapshotSource& src, const TopOptions& o) {
     if (help) {
       for (int i = 0; i < int(std::size(kHelp)) && i < rows_n; i++) mvaddstr(i, 0, kHelp[i]);
     } else {
-      auto rows = cur ? build_rows(prev ? &*prev : nullptr, *cur, q) : std::vector<TopRow>{};
+      auto rows = cur ? build_rows(prev ? &*prev : nullptr, *cur, q, rates) : std::vector<TopRow>{};
       std::string title = fmt::format("hostscope top | {} edges | sort: {} | filter: {}{} | h help, q quit", rows.size(),
                                       to_string(q.sort), q.filter.empty() ? "-" : q.filter, paused ? " | PAUSED" : "");
       attron(A_BOLD);
@@ -208,7 +230,23 @@ void register_top(CLI::App& app, const GlobalOptions& g, int& exit_code) {
   cmd->add_option("--step", o->step, "With --replay: history shown per refresh")->capture_default_str();
   cmd->add_option("--history", o->history, "With --replay: history file (default: history.path of --config)");
   add_source_options(cmd, o->source);
-  cmd->callback([o, &exit_code] {
+  add_cluster_options(cmd, o->cluster);
+  cmd->add_option("--window", o->cluster.window, "With --cluster: the window the counts cover (default 1h)");
+  cmd->add_option("--rate-window", o->cluster.rate_window, "With --cluster: the rate() window of the rates")
+      ->capture_default_str();
+  cmd->callback([o, cmd, &exit_code] {
+    // A refresh is a dozen Prometheus queries, and Prometheus has new samples once per scrape interval.
+    if (o->cluster.cluster && cmd->count("--interval") == 0) o->interval_s = 10;
+    if (!o->cluster.cluster && !o->cluster.prometheus.empty()) {
+      spdlog::error("--prometheus is read only with --cluster");
+      exit_code = 2;
+      return;
+    }
+    if (o->cluster.cluster && !o->replay.empty()) {
+      spdlog::error("--cluster reads Prometheus; it does not go with --replay");
+      exit_code = 2;
+      return;
+    }
     block_shutdown_signals();
     auto src = top_source(*o);
     if (!src) {

@@ -21,7 +21,7 @@ std::string_view to_string(SortKey k) {
 
 
 std::vector<TopRow> build_rows(const topology::TopologySnapshot* prev, const topology::TopologySnapshot& cur,
-                               const TopQuery& q) {
+                               const TopQuery& q, const RateLookup& rates) {
   using Key = std::tuple<std::string, std::string, uint16_t>;
   std::map<Key, const topology::EdgeSnapshot*> before;
   double dt = 0;
@@ -47,7 +47,9 @@ std::vector<TopRow> build_rows(const topology::TopologySnapshot* prev, const top
     r.p50_us = e.latency.p50_us;
     r.p99_us = e.latency.p99_us;
     r.srtt_us = e.srtt_us;
-    if (dt > 0) {
+    if (rates) {
+      rates(e, r.conn_per_s, r.bytes_per_s);
+    } else if (dt > 0) {
       auto it = before.find({topology::node_id(e.client), topology::node_id(e.server), e.port});
       uint64_t c0 = 0, b0 = 0;
       if (it != before.end()) {
@@ -61,6 +63,7 @@ std::vector<TopRow> build_rows(const topology::TopologySnapshot* prev, const top
     for (auto& a : e.anomalies) r.flags += (r.flags.empty() ? "" : ",") + a.reason;
     if (!e.dialed.empty()) r.flags += (r.flags.empty() ? "" : ",") + std::string("dnat:") + e.dialed;
     if (!e.policy.empty()) r.flags += (r.flags.empty() ? "" : ",") + std::string("policy:") + e.policy;
+    if (e.address_reused) r.flags += (r.flags.empty() ? "" : ",") + std::string("address-reused");
     rows.push_back(std::move(r));
   }
   auto key = [&](const TopRow& r) -> double {
@@ -96,6 +99,7 @@ std::string header_line(size_t width) {
 std::vector<std::string> format_rows(const std::vector<TopRow>& rows, size_t width) {
   size_t name_w = width > 100 ? (width - 76) / 2 : 12;
   std::vector<std::string> out;
+  out.reserve(rows.size());
   for (auto& r : rows)
     out.push_back(fmt::format("{:<{}} {:<{}} {:>5} {:>8.1f} {:>8} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {}",
                               fit(r.client, name_w), name_w, fit(r.server, name_w), name_w, r.port, r.conn_per_s,

@@ -1,6 +1,7 @@
 #pragma once
 // The model behind `hostscope top`: rows computed from two successive topology snapshots (rates), sorted and
 // filtered. Pure functions, so the view logic is unit-tested without a terminal.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,8 +28,11 @@ struct TopQuery {
   std::string filter;  // substring of client or server (service or namespace), or an exact port number
 };
 
+// Rates an edge already has (top --cluster: Prometheus rate()), instead of the difference from `prev`.
+using RateLookup = std::function<void(const topology::EdgeSnapshot& e, double& conn_per_s, double& bytes_per_s)>;
+
 std::vector<TopRow> build_rows(const topology::TopologySnapshot* prev, const topology::TopologySnapshot& cur,
-                               const TopQuery& q);
+                               const TopQuery& q, const RateLookup& rates = {});
 std::string human_bytes(double b);
 // Plain-text table (used when stdout is not a terminal, and by the full-screen view's body).
 std::vector<std::string> format_rows(const std::vector<TopRow>& rows, size_t width);

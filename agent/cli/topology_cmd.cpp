@@ -1,6 +1,7 @@
 // `hostscope topology`: a snapshot of the node's service topology in table, tree, json, dot or mermaid form.
 #include <unistd.h>
 
+#include "agent/cli/cluster_source.h"
 #include "agent/cli/commands.h"
 #include "agent/cli/signals.h"
 #include "agent/cli/source.h"
@@ -22,7 +23,10 @@ struct TopologyOptions {
   std::string service, ns;
   uint16_t port = 0;
   double since_s = 0;
-  double window_s = 5;  // embedded mode: how long to watch before the first snapshot
+  // Embedded mode: how long to watch before the first snapshot (seconds; default 5). --cluster: the window the
+  // counts cover (a duration; default 1h).
+  std::string window;
+  ClusterOptions cluster;
   bool watch = false;
   double interval_s = 2;
   // History (agent/history): --at T is the stored interval containing T, --between A B everything in [A, B).
@@ -136,19 +140,45 @@ int run_diff(const DiffCliOptions& o) {
   return fwrite(out.data(), 1, out.size(), stdout) == out.size() ? 0 : 1;
 }
 
+// Embedded mode's --window: seconds (5, 0.5) or a duration (30s, 2m).
+std::optional<double> embedded_window_s(const std::string& w) {
+  if (w.empty()) return 5.0;
+  if (auto d = parse_duration_ns(w)) return double(*d) / 1e9;
+  char* end = nullptr;
+  double v = std::strtod(w.c_str(), &end);
+  if (end != w.c_str() + w.size() || !(v >= 0 && v <= 86400)) return std::nullopt;
+  return v;
+}
+
+Result<std::unique_ptr<SnapshotSource>> topology_source(const TopologyOptions& o, bool past) {
+  if (o.cluster.cluster) {
+    ClusterOptions c = o.cluster;
+    c.window = o.window;
+    auto s = open_cluster_source(std::move(c));
+    if (!s) return s.error();
+    return std::unique_ptr<SnapshotSource>(std::move(*s));
+  }
+  return past ? history_source(o) : open_source(o.source);
+}
+
 int run_topology(const TopologyOptions& o) {
   auto fmt_kind = topology::format_from_string(o.output);
   block_shutdown_signals();
   const bool past = !o.at.empty() || !o.between.empty();
-  auto src = past ? history_source(o) : open_source(o.source);
+  auto window_s = o.cluster.cluster ? std::optional<double>(0) : embedded_window_s(o.window);
+  if (!window_s) {
+    spdlog::error("--window {}: expected seconds (5, 0.5) or a duration like 30s", o.window);
+    return 2;
+  }
+  auto src = topology_source(o, past);
   if (!src) {
     spdlog::error("{}", src.error().str());
     return 1;
   }
   if ((*src)->embedded()) {
     // Nothing was watching before this command started: observe for a while first.
-    spdlog::info("no agent running: watching for {:.1f}s in-process", o.window_s);
-    auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.window_s);
+    spdlog::info("no agent running: watching for {:.1f}s in-process", *window_s);
+    auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(*window_s);
     if (wait_for_shutdown([&] { return std::chrono::steady_clock::now() >= until; }) != 0) return 0;
   }
   bool away = false;  // --watch: the agent stopped answering; we keep retrying
@@ -197,8 +227,10 @@ void register_topology(CLI::App& app, const GlobalOptions& g, int& exit_code) {
   cmd->add_option("--since", o->since_s, "Only edges seen in the last N seconds");
   cmd->add_flag("--watch", o->watch, "Print a new snapshot every --interval seconds");
   cmd->add_option("--interval", o->interval_s, "Seconds between snapshots with --watch")->capture_default_str();
-  cmd->add_option("--window", o->window_s, "Embedded mode (no agent): seconds to observe before the snapshot")
-      ->capture_default_str();
+  cmd->add_option("--window", o->window,
+                  "Embedded mode (no agent): seconds to observe before the snapshot (default 5); --cluster: the window "
+                  "the counts cover, e.g. 15m, 1h, 1d (default 1h)");
+  add_cluster_options(cmd, o->cluster);
   auto* at = cmd->add_option("--at", o->at,
                               "The topology stored for the interval containing TIME (now, -15m, -2h, -7d or RFC 3339 "
                               "UTC) from the history file");
@@ -238,6 +270,16 @@ void register_topology(CLI::App& app, const GlobalOptions& g, int& exit_code) {
 
   cmd->callback([o, diff, &exit_code] {
     if (diff->parsed()) return;
+    if (o->cluster.cluster && (!o->at.empty() || !o->between.empty() || o->source.embedded_only)) {
+      spdlog::error("--cluster reads Prometheus; it does not go with --at, --between or --embedded");
+      exit_code = 2;
+      return;
+    }
+    if (!o->cluster.cluster && !o->cluster.prometheus.empty()) {
+      spdlog::error("--prometheus is read only with --cluster");
+      exit_code = 2;
+      return;
+    }
     if ((!o->at.empty() || !o->between.empty()) && o->watch) {
       spdlog::error("--watch shows the live topology; it does not go with --at or --between");
       exit_code = 2;

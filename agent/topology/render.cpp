@@ -108,6 +108,8 @@ std::string flags(const EdgeSnapshot& e) {
   std::string out;
   for (const auto& r : reasons) out += (out.empty() ? "!" : ",") + r;
   if (!e.policy.empty()) out += (out.empty() ? "" : " ") + std::string("policy:") + e.policy;
+  // Cluster view: an end's address had another owner earlier in the window (named by its latest one).
+  if (e.address_reused) out += (out.empty() ? "" : " ") + std::string("address-reused");
   return out;
 }
 
@@ -270,7 +272,7 @@ std::string render_tree(const TopologySnapshot& s) {
         bool last = i + 1 == list.size();
         out += fmt::format("    {} {} {} {}{}{}\n", last ? "└─" : "├─", incoming ? "←" : "→",
                            display_name(incoming ? e.client : e.server), port_proto(e),
-                           "  " + edge_summary(e), e.anomalies.empty() && e.policy.empty() ? "" : "  " + flags(e));
+                           "  " + edge_summary(e), flags(e).empty() ? "" : "  " + flags(e));
       }
     };
     branch("called by:", callers, true);

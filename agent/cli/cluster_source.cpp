@@ -1,0 +1,51 @@
+#include "agent/cli/cluster_source.h"
+
+#include <chrono>
+#include <set>
+
+#include "agent/util/clock.h"
+#include "agent/util/logging.h"
+#include "common/time_arg.h"
+
+namespace hostscope::cli {
+
+void add_cluster_options(CLI::App* cmd, ClusterOptions& o) {
+  cmd->add_flag("--cluster", o.cluster,
+                "The whole cluster's topology from a Prometheus scraping every node's agent (needs --prometheus)");
+  cmd->add_option("--prometheus", o.prometheus, "With --cluster: the Prometheus URL, http://host:port[/path]");
+}
+
+Result<nlohmann::json> ClusterSource::health() {
+  return nlohmann::json{{"source", "prometheus"}, {"url", prom_.url()}, {"window", o_.window}, {"nodes", nodes_}};
+}
+
+Result<topology::TopologySnapshot> ClusterSource::snapshot(const topology::SnapshotFilter& f) {
+  const uint64_t now = clock_ns(CLOCK_REALTIME);
+  std::vector<std::string> warnings;
+  auto series = cluster::collect(prom_, {o_.window, o_.rate_window, double(now) / 1e9}, warnings);
+  if (!series) return series.error();
+  for (const auto& w : warnings) spdlog::warn("{}", w);
+  std::set<std::string> nodes;
+  for (const auto& e : series->edges) nodes.insert(e.node);
+  for (const auto& e : series->endpoints) nodes.insert(e.node);
+  nodes_ = std::max(nodes.size(), series->versions.size());
+  const auto t0 = std::chrono::steady_clock::now();
+  auto t = cluster::join(*series, now);
+  spdlog::debug("cluster: {} series joined into {} edges in {:.0f} ms", series->edges.size(), t.snapshot.edges.size(),
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  rates_ = std::move(t.rates);
+  return topology::filter(std::move(t.snapshot), f);
+}
+
+Result<std::unique_ptr<ClusterSource>> open_cluster_source(ClusterOptions o) {
+  if (o.prometheus.empty()) return errorf("--cluster needs --prometheus URL (the Prometheus scraping the agents)");
+  if (o.window.empty()) o.window = "1h";
+  if (!parse_duration_ns(o.window)) return errorf("--window {}: expected a duration like 15m, 1h or 1d", o.window);
+  if (!o.rate_window.empty() && !parse_duration_ns(o.rate_window))
+    return errorf("--rate-window {}: expected a duration like 1m or 5m", o.rate_window);
+  auto prom = cluster::Prometheus::open(o.prometheus);
+  if (!prom) return prom.error();
+  return std::make_unique<ClusterSource>(std::move(*prom), std::move(o));
+}
+
+}  // namespace hostscope::cli

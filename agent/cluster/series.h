@@ -1,0 +1,74 @@
+#pragma once
+// What the cluster view reads from Prometheus, as plain values: every agent's topology series (one per edge and
+// node) and its local endpoints (hostscope_endpoint_info), plus each node's agent version. collect() runs the
+// queries; join.h turns these into one topology. Pure data, so the join is tested on fixtures.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "agent/cluster/prometheus.h"
+#include "common/result.h"
+
+namespace hostscope::cluster {
+
+// One end of a series as its labels give it. `address` is the exact remote address: the `*_address` label, else
+// `*_service` when it parses as an IP address (external ends of agents without the address labels); empty for a
+// service end and a merged network end. Addresses are in canonical text form (IpAddr::str()).
+struct EndLabels {
+  std::string service, ns, address;
+};
+
+struct Counts {
+  double opened = 0, closed = 0, resets = 0, active = 0, sent = 0, received = 0, retransmits = 0;
+  std::map<std::string, double> failed;  // by reason
+  double open_rate = 0, byte_rate = 0;   // per second (rate() over the rate window); top --cluster only
+};
+
+struct EdgeSeries {
+  std::string node;  // the agent that counted it
+  EndLabels src, dst;
+  uint16_t port = 0;
+  Counts counts;
+};
+
+struct EndpointInfo {
+  std::string address;  // canonical text form
+  std::string service, ns, workload, pod, node;
+  bool current = false;  // present at the query time (else only earlier in the window)
+};
+
+struct ClusterSeries {
+  std::vector<EdgeSeries> edges;
+  std::vector<EndpointInfo> endpoints;
+  std::map<std::string, std::string> versions;  // node -> hostscope_build_info{version}
+};
+
+struct CollectOptions {
+  std::string window = "1h";       // counts over this window (a Prometheus duration: 30s, 15m, 1h, 1d)
+  std::string rate_window;         // "": no rates; else open_rate/byte_rate by rate() over it
+  double time_s = 0;               // evaluation time (seconds since the epoch)
+};
+
+// Turns query results into series, checking every label the join needs ("series ... from node N (hostscope V)
+// lacks label L"). `kind` picks the metric: the families below.
+struct RawResults {
+  std::map<std::string, std::vector<Sample>> counters;  // family name (e.g. "hostscope_connections_opened_total")
+  std::vector<Sample> active;
+  std::vector<Sample> open_rate, byte_rate;
+  std::vector<Sample> endpoints_window, endpoints_now;
+  std::vector<Sample> build_info;
+};
+Result<ClusterSeries> assemble(const RawResults& raw, const std::string& what);
+
+// The PromQL collect() sends, public for the docs and tests.
+std::string counter_query(const std::string& family, const std::string& window);
+
+// Runs every query at o.time_s and assembles the result. An empty result is an error naming the URL and window.
+// Warnings (nodes on different agent versions) go to `warnings`.
+Result<ClusterSeries> collect(const Prometheus& prom, const CollectOptions& o, std::vector<std::string>& warnings);
+
+// The counter families read (hostscope_connections_failed_total carries `reason`).
+extern const std::vector<std::string> kCounterFamilies;
+
+}  // namespace hostscope::cluster
