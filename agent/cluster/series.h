@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "agent/cluster/prometheus.h"
@@ -51,7 +52,29 @@ struct CollectOptions {
 };
 
 // Turns query results into series, checking every label the join needs ("series ... from node N (hostscope V)
-// lacks label L"). `kind` picks the metric: the families below.
+// lacks label L"). Fed one query's result at a time, so collect() keeps only the series (one copy of their labels)
+// and not every reply: build info first (its versions name nodes in errors), then any order.
+class Assembler {
+ public:
+  Assembler(std::string what, const std::vector<Sample>& build_info);
+  // A counter family's counts over the window (hostscope_connections_failed_total carries `reason`).
+  Status counter(const std::string& family, const std::vector<Sample>& v);
+  Status gauge(const std::vector<Sample>& v, const char* family, double Counts::*field);
+  // Endpoint info present now, and over the window (every owner it had).
+  Status endpoints(const std::vector<Sample>& now, const std::vector<Sample>& window);
+  ClusterSeries take() { return std::move(out_); }
+
+ private:
+  using SeriesId = std::tuple<std::string, std::string, std::string, std::string, std::string, std::string,
+                              std::string, uint16_t>;
+  Result<EdgeSeries*> series_for(const Sample& s, const char* family);
+  Result<std::string> need(const Sample& s, const char* family, const char* name) const;
+  std::string what_;
+  ClusterSeries out_;
+  std::map<SeriesId, size_t> by_id_;
+};
+
+// Every result at once (the unit tests' fixtures): the Assembler over them.
 struct RawResults {
   std::map<std::string, std::vector<Sample>> counters;  // family name (e.g. "hostscope_connections_opened_total")
   std::vector<Sample> active;
@@ -61,8 +84,15 @@ struct RawResults {
 };
 Result<ClusterSeries> assemble(const RawResults& raw, const std::string& what);
 
-// The PromQL collect() sends, public for the docs and tests.
-std::string counter_query(const std::string& family, const std::string& window);
+// The exact count of a counter over the window from its value at the end (`last_over_time(M[W])`, so an edge that
+// stopped inside the window still counts) and at the start (`M offset W`), series matched on their labels without
+// `__name__`: end - start, or end when the series was not there at the start (an edge born inside the window) or
+// went down (a counter reset: agent restart, edge expiry). PromQL's `(last_over_time(M[W]) - M offset W) >= 0 or
+// last_over_time(M[W])` answers the same but costs Prometheus about twice as much; increase() would extrapolate
+// and drop the first sample of a series born inside the window.
+std::vector<Sample> window_delta(std::vector<Sample> end, const std::vector<Sample>& start);
+std::string end_query(const std::string& family, const std::string& window);
+std::string start_query(const std::string& family, const std::string& window);
 
 // Runs every query at o.time_s and assembles the result. An empty result is an error naming the URL and window.
 // Warnings (nodes on different agent versions) go to `warnings`.

@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!samples) return 0;
   // The same series as edges, endpoints and build info: whatever labels they carry, assembly checks them.
   RawResults raw;
-  raw.counters["hostscope_connections_opened_total"] = *samples;
+  raw.counters["hostscope_connections_opened_total"] = window_delta(*samples, *samples);
   raw.counters["hostscope_connections_failed_total"] = *samples;
   raw.active = *samples;
   raw.endpoints_now = *samples;

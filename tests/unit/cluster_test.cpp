@@ -304,8 +304,25 @@ TEST(ClusterSeries, MissingLabelsAreAnErrorNamingNodeVersionAndLabel) {
   EXPECT_FALSE(assemble(r, "p"));
 }
 
-TEST(ClusterSeries, CounterQueryIsTheExactDeltaOverTheWindow) {
-  EXPECT_EQ(counter_query("m", "1h"), "(last_over_time(m[1h]) - m offset 1h) >= 0 or last_over_time(m[1h])");
+// The count over the window from the values at its end and start, as `(last_over_time(M[W]) - M offset W) >= 0 or
+// last_over_time(M[W])` would answer.
+TEST(ClusterSeries, WindowDeltaIsTheExactCountOverTheWindow) {
+  EXPECT_EQ(end_query("m", "1h"), "last_over_time(m[1h])");
+  EXPECT_EQ(start_query("m", "1h"), "m offset 1h");
+  auto at = [](const std::string& edge, double v, bool named) {
+    std::map<std::string, std::string> l{{"node", "a"}, {"src_service", edge}};
+    if (named) l["__name__"] = "m";  // last_over_time may drop the name; the offset selector keeps it
+    return sample(std::move(l), v);
+  };
+  auto d = window_delta({at("steady", 50, false), at("born-inside", 7, false), at("reset", 3, false),
+                         at("idle", 20, false)},
+                        {at("steady", 30, true), at("reset", 40, true), at("idle", 20, true), at("gone", 9, true)});
+  ASSERT_EQ(d.size(), 4u) << "only series with a value in the window";
+  EXPECT_EQ(d[0].value, 20);  // 50 - 30
+  EXPECT_EQ(d[1].value, 7);   // not there at the start: all of it
+  EXPECT_EQ(d[2].value, 3);   // went down: restarted inside the window, counts from 0
+  EXPECT_EQ(d[3].value, 0);   // nothing new
+  EXPECT_EQ(d[0].labels.at("src_service"), "steady");
 }
 
 // ---- Prometheus replies --------------------------------------------------------------------------------------
