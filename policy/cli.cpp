@@ -28,6 +28,7 @@
 #include "policy/live_check.h"
 #include "policy/loader.h"
 #include "policy/reconciler.h"
+#include "policy/state_file.h"
 
 namespace hostscope::policy {
 namespace {
@@ -44,6 +45,9 @@ struct Options {
   std::function<Context()> provider;
   HistoryReader history;
   std::string history_file, since;  // --history FILE, --since D
+  ClusterReader cluster;
+  bool from_cluster = false;                              // generate --cluster
+  std::string prometheus, cluster_window = "1h", context_out;  // --prometheus URL, --window W, --context-out FILE
 };
 
 [[noreturn]] void fail(int code, const std::string& msg) {
@@ -207,10 +211,12 @@ std::string reconcile_text(const ReconcileStatus& r) {
 
 void register_policy_command(CLI::App& app) { register_policy_command(app, {}); }
 
-void register_policy_command(CLI::App& app, std::function<Context()> provider, HistoryReader history) {
+void register_policy_command(CLI::App& app, std::function<Context()> provider, HistoryReader history,
+                             ClusterReader cluster) {
   auto o = std::make_shared<Options>();
   o->provider = std::move(provider);
   o->history = std::move(history);
+  o->cluster = std::move(cluster);
   auto add_since = [o](CLI::App* c, const std::string& with) {
     c->add_option("--since", o->since,
                   with + "the edges observed within this window (30m, 24h, 7d): from the node's topology history when "
@@ -466,9 +472,43 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider, H
   gen_cmd->add_flag("--force", o->force, "Overwrite existing files in the output directory");
   add_since(gen_cmd, "");
   gen_cmd->add_option("--notes-file", o->notes_file, "Write every note in full here (stderr gets one line per kind, at most 200 lines)");
+  auto* cluster_flag = gen_cmd->add_flag(
+      "--cluster", o->from_cluster,
+      "From the whole cluster's observed traffic, read from a Prometheus scraping every node's agent (--prometheus); "
+      "peers on other nodes are named by their endpoint info");
+  cluster_flag->excludes(from_opt);
+  gen_cmd->add_option("--prometheus", o->prometheus, "With --cluster: the Prometheus URL, http://host:port[/path]");
+  gen_cmd->add_option("--window", o->cluster_window, "With --cluster: the traffic of this window (15m, 1h, 1d)")
+      ->capture_default_str();
+  gen_cmd->add_option("--context-out", o->context_out,
+                      "With --cluster: write the other nodes' services the policies name (context JSON) here, for "
+                      "the nodes' policy.context");
   gen_cmd->callback([o] {
-    auto topo = o->since.empty() ? observed_topology(*o) : topology::to_json(observed_edges(*o));
-    auto g = generate(topo, context(*o));
+    nlohmann::json topo;
+    Context ctx;
+    if (o->from_cluster) {
+      if (!o->since.empty()) fail(2, "--cluster reads its window from Prometheus (--window); it does not go with --since");
+      if (o->prometheus.empty()) fail(2, "--cluster needs --prometheus URL (the Prometheus scraping the agents)");
+      if (!o->cluster) fail(2, "--cluster: this build has no cluster view");
+      auto view = o->cluster(o->prometheus, o->cluster_window);
+      if (!view) fail(1, view.error().str());
+      topo = topology::to_json(view->topology);
+      ctx = merge_context(context(*o), Context{view->services, {}});
+      if (!o->context_out.empty()) {
+        if (auto w = write_file_atomic(o->context_out, context_to_json(Context{view->services, {}}).dump(2) + "\n"); !w)
+          fail(1, fmt::format("--context-out {}: {}", o->context_out, w.error().str()));
+      }
+      std::cerr << fmt::format("{} services named by the cluster's endpoint info{}\n", view->services.size(),
+                               o->context_out.empty()
+                                   ? ": the nodes that apply these policies need the other nodes' ones in their "
+                                     "catalogue (policy.context; --context-out FILE writes them)"
+                                   : ", written to " + o->context_out + " (the nodes' policy.context)");
+    } else {
+      if (!o->prometheus.empty()) fail(2, "--prometheus is read only with --cluster");
+      topo = o->since.empty() ? observed_topology(*o) : topology::to_json(observed_edges(*o));
+      ctx = context(*o);
+    }
+    auto g = generate(topo, ctx);
     if (!g) fail(1, g.error().str());
     if (!o->notes_file.empty()) {
       std::ofstream f(o->notes_file, std::ios::binary | std::ios::trunc);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -22,7 +23,15 @@ namespace hostscope::policy {
 // edges of the agent's live topology last seen within the window and says so.
 using HistoryReader =
     std::function<Result<topology::TopologySnapshot>(const std::string& file, uint64_t from_ns, uint64_t to_ns)>;
-void register_policy_command(CLI::App& app, std::function<Context()> context, HistoryReader history = {});
+// `generate --cluster`: the cluster's topology as a Prometheus scraping every node's agent has it over `window`
+// (agent/cluster), and the services its endpoint info names with their addresses (on every node).
+struct ClusterObservation {
+  topology::TopologySnapshot topology;
+  std::vector<ServiceInfo> services;
+};
+using ClusterReader = std::function<Result<ClusterObservation>(const std::string& prometheus_url, const std::string& window)>;
+void register_policy_command(CLI::App& app, std::function<Context()> context, HistoryReader history = {},
+                             ClusterReader cluster = {});
 void register_policy_command(CLI::App& app);
 
 }  // namespace hostscope::policy

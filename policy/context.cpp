@@ -31,6 +31,15 @@ Context context_from_json(const nlohmann::json& j) {
   return c;
 }
 
+nlohmann::json context_to_json(const Context& c) {
+  nlohmann::json services = nlohmann::json::array();
+  for (const auto& s : c.services)
+    services.push_back({{"name", s.name}, {"cgroups", s.cgroups}, {"addresses", s.addresses}, {"ports", s.ports},
+                        {"go_module", s.go_module}, {"namespace", s.k8s_namespace}, {"workload", s.workload},
+                        {"exe", s.exe}});
+  return {{"services", services}, {"networks", c.networks}};
+}
+
 Result<Context> load_context_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return Error{fmt::format("policy context file {} open failed: {}", path, std::strerror(errno))};
@@ -72,6 +81,7 @@ Context merge_context(Context seen, const Context& file) {
 
 std::string context_hash(const Context& c) {
   std::vector<const ServiceInfo*> services;
+  services.reserve(c.services.size());
   for (const auto& s : c.services) services.push_back(&s);
   std::sort(services.begin(), services.end(), [](const ServiceInfo* a, const ServiceInfo* b) { return a->name < b->name; });
   Hasher h;
@@ -85,6 +95,7 @@ std::string context_hash(const Context& c) {
     list(s->cgroups);
     list(s->addresses);
     std::vector<std::string> ports;
+    ports.reserve(s->ports.size());
     for (auto p : s->ports) ports.push_back(std::to_string(p));
     list(ports);
   }

@@ -43,6 +43,8 @@ namespace hostscope::policy {
 //   "go_module":"","namespace":"","workload":"","exe":""}], "networks":{"office":["192.0.2.0/24"]}}
 // Throws nlohmann::json::exception on a malformed document.
 Context context_from_json(const nlohmann::json& j);
+// The same document from a catalogue (what `policy generate --cluster --context-out` writes).
+nlohmann::json context_to_json(const Context& c);
 
 // A stable hash (16 hex digits) of everything in the catalogue a policy set can depend on: every service's name,
 // cgroups, addresses, ports and attributes, and the named networks; independent of the order services are listed in.

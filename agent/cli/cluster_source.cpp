@@ -1,6 +1,8 @@
 #include "agent/cli/cluster_source.h"
 
 #include <chrono>
+#include <algorithm>
+#include <map>
 #include <set>
 
 #include "agent/util/clock.h"
@@ -35,6 +37,28 @@ Result<topology::TopologySnapshot> ClusterSource::snapshot(const topology::Snaps
                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   rates_ = std::move(t.rates);
   return topology::filter(std::move(t.snapshot), f);
+}
+
+Result<policy::ClusterObservation> cluster_observation(const std::string& prometheus_url, const std::string& window) {
+  if (!parse_duration_ns(window)) return errorf("--window {}: expected a duration like 15m, 1h or 1d", window);
+  auto prom = cluster::Prometheus::open(prometheus_url);
+  if (!prom) return prom.error();
+  const uint64_t now = clock_ns(CLOCK_REALTIME);
+  std::vector<std::string> warnings;
+  auto series = cluster::collect(*prom, {window, "", double(now) / 1e9}, warnings);
+  if (!series) return series.error();
+  for (const auto& w : warnings) spdlog::warn("{}", w);
+  policy::ClusterObservation out;
+  std::map<std::string, size_t> by_name;
+  for (const auto& e : series->endpoints) {
+    if (!e.current || e.service.empty()) continue;  // a node's own address, or an owner that left
+    auto [it, fresh] = by_name.emplace(e.service, out.services.size());
+    if (fresh) out.services.push_back(policy::ServiceInfo{e.service, {}, {}, {}, "", e.ns, e.workload, ""});
+    auto& addrs = out.services[it->second].addresses;
+    if (std::find(addrs.begin(), addrs.end(), e.address) == addrs.end()) addrs.push_back(e.address);
+  }
+  out.topology = cluster::join(*series, now).snapshot;
+  return out;
 }
 
 Result<std::unique_ptr<ClusterSource>> open_cluster_source(ClusterOptions o) {

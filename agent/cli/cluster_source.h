@@ -8,6 +8,7 @@
 
 #include "agent/cli/source.h"
 #include "agent/cluster/join.h"
+#include "policy/cli.h"
 
 namespace hostscope::cli {
 
@@ -37,6 +38,11 @@ class ClusterSource : public SnapshotSource {
   std::map<cluster::RateKey, cluster::EdgeRates> rates_;
   size_t nodes_ = 0;
 };
+
+// `policy generate --cluster`: the joined topology over `window` and the services endpoint info names now, each with
+// every address it holds on any node (services are keyed by name in the policy catalogue: one name in several
+// namespaces is one service).
+Result<policy::ClusterObservation> cluster_observation(const std::string& prometheus_url, const std::string& window);
 
 // Checks the options (--prometheus given, windows are durations like 30s, 15m, 1h, 1d) and opens the source.
 Result<std::unique_ptr<ClusterSource>> open_cluster_source(ClusterOptions o);

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "agent/cli/cluster_source.h"
 #include "agent/cli/commands.h"
 #include "agent/cli/policy_context.h"
 #include "agent/daemon/agent.h"
@@ -87,7 +88,7 @@ void register_policy(CLI::App& app) {
       throw CLI::RuntimeError(2);
     }
     return ctx;
-  }, read_history);
+  }, read_history, cluster_observation);
 }
 
 }  // namespace hostscope::cli

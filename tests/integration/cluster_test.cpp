@@ -15,6 +15,7 @@
 #include <sched.h>
 
 #include <fstream>
+#include <regex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -199,6 +200,32 @@ TEST_F(ClusterView, CrossNodeConnectionsAreOneEdgeNamedOnBothEndsAndCountedOnce)
   auto table = in_node(hostscope_bin() + " topology --cluster --prometheus " + prom_url() + " 2>/dev/null");
   ASSERT_EQ(table.status, 0) << table.out;
   EXPECT_NE(table.out.find("shop/cl-api"), std::string::npos) << table.out;
+
+  // policy generate --cluster: cl-web's egress names the service on the other node by its endpoint info (not its
+  // address), and the other nodes' services are written out for the nodes' catalogues.
+  const auto gen_dir = node_->dir() / "generated";
+  const auto ctx_file = node_->dir() / "cluster-context.json";
+  auto gen = in_node(hostscope_bin() + " policy generate --cluster --prometheus " + prom_url() + " --context-out " +
+                     ctx_file.string() + " -o " + gen_dir.string() + " 2>&1");
+  ASSERT_EQ(gen.status, 0) << gen.out;
+  std::string policies;
+  for (const auto& f : fs::directory_iterator(gen_dir)) {
+    std::ifstream in(f.path());
+    policies += std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  EXPECT_TRUE(std::regex_search(policies, std::regex("- service: \"?cl-api\"?\n"))) << policies;
+  EXPECT_FALSE(std::regex_search(policies, std::regex("cidr: \"?10\\.96\\.0\\.20"))) << policies;
+  std::ifstream ctx_in(ctx_file);
+  json ctx = json::parse(ctx_in, nullptr, false);
+  ASSERT_FALSE(ctx.is_discarded()) << gen.out;
+  bool named = false;
+  for (const auto& svc : ctx["services"])
+    named = named || (svc["name"] == "cl-api" && svc["namespace"] == "shop" &&
+                      svc["addresses"] == json::array({kRemote}));
+  EXPECT_TRUE(named) << ctx.dump();
+  auto usage = in_node(hostscope_bin() + " policy generate --cluster 2>&1");
+  EXPECT_EQ(usage.status, 2) << usage.out;
+  EXPECT_NE(usage.out.find("--prometheus"), std::string::npos) << usage.out;
 }
 
 TEST(ClusterViewErrors, UnreachablePrometheusIsAClearError) {
