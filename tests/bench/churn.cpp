@@ -14,6 +14,11 @@
 // host's noise moves much less than the throughput ratio. A last run with BPF statistics on (BPF_ENABLE_STATS,
 // not part of the throughput comparison) sums the run time of the agent's BPF programs: the kernel-side cost per
 // connection, paid by the workload's own threads.
+//
+//   hs_bench_churn --hostscope BIN --programs [--seconds 5] [--agent-args ARGS]
+//
+// Only that cost run (no throughput rounds), reported per program: one line `program NAME RUNS RUN_TIME_NS` each,
+// then `connections N` (scripts/bench-bpf-programs.sh compares builds with it).
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <fcntl.h>
@@ -33,6 +38,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -53,6 +59,7 @@ struct Options {
   int clients = 2;
   std::string markdown;
   double stable_pct = 5;
+  bool programs = false;
 };
 
 // Busy CPU time of the whole machine, in seconds: user + nice + system + irq + softirq of every CPU (/proc/stat).
@@ -87,10 +94,14 @@ Phase run_churn(const Options& o) {
   return p;
 }
 
-// Total run time (ns) of the loaded hostscope BPF programs (found by name; only one agent runs at a time during
-// the benchmark). Needs BPF statistics enabled.
-uint64_t agent_bpf_run_ns() {
-  uint64_t total = 0;
+struct ProgRuns {
+  uint64_t runs = 0, ns = 0;
+};
+
+// Runs and run time (ns) of each loaded hostscope BPF program, by name (only one agent runs at a time during the
+// benchmark). Needs BPF statistics enabled.
+std::map<std::string, ProgRuns> agent_bpf_programs() {
+  std::map<std::string, ProgRuns> out;
   for (__u32 id = 0; bpf_prog_get_next_id(id, &id) == 0;) {
     int fd = bpf_prog_get_fd_by_id(id);
     if (fd < 0) continue;
@@ -98,11 +109,21 @@ uint64_t agent_bpf_run_ns() {
     __u32 len = sizeof(info);
     if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
       std::string name = info.name;
-      // Every hostscope program is named btf_<hook> or tp_<hook> (bpf/*.bpf.c).
-      if (name.rfind("btf_", 0) == 0 || name.rfind("tp_", 0) == 0) total += info.run_time_ns;
+      // Every hostscope program is named btf_<hook>, tp_<hook> or fexit_<function> (bpf/*.bpf.c).
+      if (name.rfind("btf_", 0) == 0 || name.rfind("tp_", 0) == 0 || name.rfind("fexit_", 0) == 0) {
+        out[name].runs += info.run_cnt;
+        out[name].ns += info.run_time_ns;
+      }
     }
     close(fd);
   }
+  return out;
+}
+
+// Total run time (ns) of the loaded hostscope BPF programs.
+uint64_t agent_bpf_run_ns() {
+  uint64_t total = 0;
+  for (const auto& [name, r] : agent_bpf_programs()) total += r.ns;
   return total;
 }
 
@@ -205,6 +226,29 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+// --programs: one run with the agent and BPF statistics on; each program's runs and run time over the workload.
+int cost_by_program(const Options& o) {
+  run_churn(Options{o.hostscope, o.agent_args, 1, 1, o.clients, ""});  // warm-up
+  int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  if (stats_fd < 0) {
+    fprintf(stderr, "BPF statistics unavailable: %s\n", strerror(errno));
+    return 1;
+  }
+  Agent a = start_agent(o);
+  auto before = agent_bpf_programs();
+  double w = run_churn(o).conn_per_s;
+  auto after = agent_bpf_programs();
+  stop_agent(a);
+  close(stats_fd);
+  for (const auto& [name, r] : after) {
+    const ProgRuns b = before.count(name) ? before.at(name) : ProgRuns{};
+    printf("program %s %lu %lu\n", name.c_str(), static_cast<unsigned long>(r.runs - b.runs),
+           static_cast<unsigned long>(r.ns - b.ns));
+  }
+  printf("connections %.0f\n", w * o.seconds);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -219,8 +263,9 @@ int main(int argc, char** argv) {
     else if (a == "--markdown") o.markdown = next();
     else if (a == "--agent-args") o.agent_args = next();
     else if (a == "--stable-pct") o.stable_pct = std::stod(next());
+    else if (a == "--programs") o.programs = true;
     else {
-      fprintf(stderr, "usage: hs_bench_churn --hostscope PATH [--rounds N] [--seconds S] [--clients N] [--markdown FILE] [--agent-args ARGS] [--stable-pct P]\n");
+      fprintf(stderr, "usage: hs_bench_churn --hostscope PATH [--rounds N] [--seconds S] [--clients N] [--markdown FILE] [--agent-args ARGS] [--stable-pct P] [--programs]\n");
       return 2;
     }
   }
@@ -228,6 +273,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "--hostscope is required\n");
     return 2;
   }
+  if (o.programs) return cost_by_program(o);
   std::vector<double> base, with, ratios, cost_ratios, stable_ratios;
   std::vector<std::string> round_rows;  // per-round lines for the markdown (the baseline here is bimodal)
   AgentStats total;
