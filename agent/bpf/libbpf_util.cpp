@@ -84,9 +84,14 @@ std::optional<bool> KernelHooks::classic_tracepoint(std::string_view category, s
 }
 
 static int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
-  char buf[1024];
-  int n = vsnprintf(buf, sizeof(buf), fmt, args);
-  if (n > 0 && buf[std::min<int>(n, sizeof(buf) - 1) - 1] == '\n') buf[std::min<int>(n, sizeof(buf) - 1) - 1] = 0;
+  // Whole messages: a verifier log comes as one message of many lines, and its end says why a load failed.
+  va_list again;
+  va_copy(again, args);
+  const int n = vsnprintf(nullptr, 0, fmt, args);
+  std::string buf(n > 0 ? size_t(n) : 0, '\0');
+  if (n > 0) vsnprintf(buf.data(), buf.size() + 1, fmt, again);
+  va_end(again);
+  while (!buf.empty() && buf.back() == '\n') buf.pop_back();
   // libbpf warns about things we handle ourselves (a probe that falls back); keep those at debug too, our own
   // message says what degrades.
   spdlog::debug("libbpf: {}", buf);
