@@ -22,7 +22,7 @@ Result<nlohmann::json> ClusterSource::health() {
 }
 
 Result<topology::TopologySnapshot> ClusterSource::snapshot(const topology::SnapshotFilter& f) {
-  const uint64_t now = clock_ns(CLOCK_REALTIME);
+  const uint64_t now = at_ns_ ? at_ns_ : clock_ns(CLOCK_REALTIME);
   std::vector<std::string> warnings;
   auto series = cluster::collect(prom_, {o_.window, o_.rate_window, double(now) / 1e9}, warnings);
   if (!series) return series.error();
@@ -67,9 +67,15 @@ Result<std::unique_ptr<ClusterSource>> open_cluster_source(ClusterOptions o) {
   if (!parse_duration_ns(o.window)) return errorf("--window {}: expected a duration like 15m, 1h or 1d", o.window);
   if (!o.rate_window.empty() && !parse_duration_ns(o.rate_window))
     return errorf("--rate-window {}: expected a duration like 1m or 5m", o.rate_window);
+  uint64_t at_ns = 0;
+  if (!o.at.empty()) {
+    auto t = parse_time_arg(o.at, clock_ns(CLOCK_REALTIME));
+    if (!t) return errorf("--at: {}", t.error().str());
+    at_ns = *t;
+  }
   auto prom = cluster::Prometheus::open(o.prometheus);
   if (!prom) return prom.error();
-  return std::make_unique<ClusterSource>(std::move(*prom), std::move(o));
+  return std::make_unique<ClusterSource>(std::move(*prom), std::move(o), at_ns);
 }
 
 }  // namespace hostscope::cli

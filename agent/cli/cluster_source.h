@@ -17,6 +17,7 @@ struct ClusterOptions {
   std::string prometheus;   // http://host:port[/path]
   std::string window;       // counts over this window ("" = 1h)
   std::string rate_window;  // top --cluster: rate() window ("" = no rates)
+  std::string at;           // topology --cluster --at: the window ends at this time (as parse_time_arg); "" = now
 };
 
 // --cluster, --prometheus; `window` is registered by the command (topology's --window also serves embedded mode).
@@ -24,10 +25,14 @@ void add_cluster_options(CLI::App* cmd, ClusterOptions& o);
 
 class ClusterSource : public SnapshotSource {
  public:
-  ClusterSource(cluster::Prometheus prom, ClusterOptions o) : prom_(std::move(prom)), o_(std::move(o)) {}
+  // at_ns: the time the window ends (ns since the epoch); 0 = the time of each snapshot.
+  ClusterSource(cluster::Prometheus prom, ClusterOptions o, uint64_t at_ns = 0)
+      : prom_(std::move(prom)), o_(std::move(o)), at_ns_(at_ns) {}
   Result<topology::TopologySnapshot> snapshot(const topology::SnapshotFilter& f) override;
   Result<nlohmann::json> health() override;
-  std::string describe() const override { return "prometheus " + prom_.url() + " (window " + o_.window + ")"; }
+  std::string describe() const override {
+    return "prometheus " + prom_.url() + " (window " + o_.window + (o_.at.empty() ? "" : " ending at " + o_.at) + ")";
+  }
   bool embedded() const override { return false; }
   // Rates of the last snapshot's edges (empty without a rate window).
   const std::map<cluster::RateKey, cluster::EdgeRates>& rates() const { return rates_; }
@@ -36,6 +41,7 @@ class ClusterSource : public SnapshotSource {
   cluster::Prometheus prom_;
   ClusterOptions o_;
   std::map<cluster::RateKey, cluster::EdgeRates> rates_;
+  uint64_t at_ns_ = 0;
   size_t nodes_ = 0;
 };
 
@@ -44,7 +50,8 @@ class ClusterSource : public SnapshotSource {
 // namespaces is one service).
 Result<policy::ClusterObservation> cluster_observation(const std::string& prometheus_url, const std::string& window);
 
-// Checks the options (--prometheus given, windows are durations like 30s, 15m, 1h, 1d) and opens the source.
+// Checks the options (--prometheus given, windows are durations like 30s, 15m, 1h, 1d, --at a time) and opens the
+// source.
 Result<std::unique_ptr<ClusterSource>> open_cluster_source(ClusterOptions o);
 
 }  // namespace hostscope::cli

@@ -154,6 +154,7 @@ Result<std::unique_ptr<SnapshotSource>> topology_source(const TopologyOptions& o
   if (o.cluster.cluster) {
     ClusterOptions c = o.cluster;
     c.window = o.window;
+    c.at = o.at;
     auto s = open_cluster_source(std::move(c));
     if (!s) return s.error();
     return std::unique_ptr<SnapshotSource>(std::move(*s));
@@ -233,7 +234,7 @@ void register_topology(CLI::App& app, const GlobalOptions& g, int& exit_code) {
   add_cluster_options(cmd, o->cluster);
   auto* at = cmd->add_option("--at", o->at,
                               "The topology stored for the interval containing TIME (now, -15m, -2h, -7d or RFC 3339 "
-                              "UTC) from the history file");
+                              "UTC) from the history file; with --cluster: the counts over the window ending at TIME");
   auto* between = cmd->add_option("--between", o->between, "The stored topology added up over [A, B) (times as --at)")
                       ->expected(2)
                       ->type_name("A B");
@@ -270,8 +271,9 @@ void register_topology(CLI::App& app, const GlobalOptions& g, int& exit_code) {
 
   cmd->callback([o, diff, &exit_code] {
     if (diff->parsed()) return;
-    if (o->cluster.cluster && (!o->at.empty() || !o->between.empty() || o->source.embedded_only)) {
-      spdlog::error("--cluster reads Prometheus; it does not go with --at, --between or --embedded");
+    if (o->cluster.cluster && (!o->between.empty() || o->source.embedded_only)) {
+      spdlog::error("--cluster reads Prometheus; it does not go with --between or --embedded (--at: the window ends "
+                    "then)");
       exit_code = 2;
       return;
     }

@@ -9,8 +9,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <mutex>
+#include <set>
 #include <thread>
 
+#include "agent/cli/cluster_source.h"
 #include "agent/cluster/join.h"
 #include "agent/cluster/prometheus.h"
 #include "agent/cluster/series.h"
@@ -458,6 +461,34 @@ TEST_F(FakeProm, DifferentAgentVersionsAreAWarning) {
   ASSERT_TRUE(s) << s.error().str();
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_NE(warnings[0].find("a=0.1.0, b=0.2.0"), std::string::npos) << warnings[0];
+}
+
+// `topology --cluster --at TIME`: every query is evaluated at TIME, the end of the window; a bad time is refused
+// before anything is sent.
+TEST_F(FakeProm, ClusterAtEvaluatesEveryQueryAtThatTime) {
+  std::mutex m;
+  std::set<std::string> times;
+  srv_.Get("/api/v1/query", [&](const httplib::Request& req, httplib::Response& res) {
+    {
+      std::lock_guard lock(m);
+      times.insert(req.get_param_value("time"));
+    }
+    std::string result = "[]";
+    if (req.get_param_value("query").find("hostscope_build_info") != std::string::npos)
+      result = R"([{"metric":{"node":"a","version":"0.1.0"},"value":[1,"1"]}])";
+    res.set_content(R"({"status":"success","data":{"resultType":"vector","result":)" + result + "}}", "application/json");
+  });
+  cli::ClusterOptions o{true, url(), "1h", "", "2026-01-02T03:04:05Z"};
+  auto src = cli::open_cluster_source(o);
+  ASSERT_TRUE(src) << src.error().str();
+  auto snap = (*src)->snapshot({});
+  ASSERT_TRUE(snap) << snap.error().str();
+  EXPECT_EQ(times, (std::set<std::string>{"1767323045.000"}));
+  EXPECT_NE((*src)->describe().find("ending at 2026-01-02T03:04:05Z"), std::string::npos) << (*src)->describe();
+  o.at = "last tuesday";
+  auto bad = cli::open_cluster_source(o);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().str().rfind("--at: ", 0), 0u) << bad.error().str();
 }
 
 TEST(PromClient, UnreachablePrometheusIsAClearError) {
