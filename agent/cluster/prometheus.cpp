@@ -1,6 +1,7 @@
 #include "agent/cluster/prometheus.h"
 
 #include <cmath>
+#include <optional>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -16,14 +17,192 @@ using json = nlohmann::json;
 constexpr int kMaxReplyDepth = 8;  // data.result[i].metric / .value nest 4 deep
 
 // Prometheus writes sample values as strings: "1", "0.5", "NaN", "+Inf".
-bool parse_value(const json& v, double& out) {
-  if (!v.is_string()) return false;
-  const std::string& s = v.get_ref<const std::string&>();
+bool parse_value(const std::string& s, double& out) {
   if (s.empty() || s.size() > 64) return false;
   char* end = nullptr;
   out = std::strtod(s.c_str(), &end);
   return end == s.c_str() + s.size() && std::isfinite(out);
 }
+
+// Reads a /api/v1/query reply as it streams through nlohmann's SAX parser, building the samples directly: no JSON
+// document of the whole reply is held (a 100,000-series reply is ~20 MB of text and several times that as a
+// document). It only records what it saw; parse_query_reply judges the reply at the end, in the order a document
+// would be checked, so the errors do not depend on the order of the keys.
+class ReplyReader : public nlohmann::json_sax<json> {
+ public:
+  explicit ReplyReader(size_t max_series) : max_series_(max_series) {}
+
+  bool null() override { return scalar(Scalar::Other); }
+  bool boolean(bool) override { return scalar(Scalar::Other); }
+  bool number_integer(number_integer_t) override { return scalar(Scalar::Number); }
+  bool number_unsigned(number_unsigned_t) override { return scalar(Scalar::Number); }
+  bool number_float(number_float_t, const string_t&) override { return scalar(Scalar::Number); }
+  bool binary(binary_t&) override { return scalar(Scalar::Other); }
+  bool string(string_t& v) override { return scalar(Scalar::String, &v); }
+  bool start_object(std::size_t) override { return open(true); }
+  bool start_array(std::size_t) override { return open(false); }
+  bool end_object() override { return close(); }
+  bool end_array() override { return close(); }
+  bool key(string_t& k) override {
+    if (stack_.back().ctx == Ctx::Metric) {
+      label_ = std::move(k);
+      if (++labels_ > kMaxLabels) element_error("metric: too many labels");
+    } else {
+      stack_.back().key = std::move(k);
+    }
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+
+  // What the reply held.
+  bool root_is_object = false;
+  std::optional<std::string> status, error_type, error_text;  // set when present as strings
+  enum class Part { Missing, Bad, Ok } data = Part::Missing, result = Part::Missing;
+  std::optional<std::string> result_type;
+  size_t series = 0;                    // elements of data.result
+  std::string first_element_error;      // "data.result[i]: why" of the first bad element
+  std::vector<Sample> samples;          // the good elements, up to max_series
+
+ private:
+  enum class Ctx { Top, Data, Result, Element, Metric, Value, Skip };
+  enum class Scalar { String, Number, Other };
+  struct Frame {
+    Ctx ctx;
+    std::string key;  // the key whose value comes next (Top, Data, Element)
+  };
+
+  void element_error(const char* why) {
+    if (element_ok_ && first_element_error.empty()) first_element_error = fmt::format("data.result[{}]: {}", series - 1, why);
+    element_ok_ = false;
+  }
+
+  bool open(bool object) {
+    if (stack_.empty()) {
+      root_is_object = object;
+      stack_.push_back({object ? Ctx::Top : Ctx::Skip, {}});
+      return true;
+    }
+    Frame& parent = stack_.back();
+    Ctx ctx = Ctx::Skip;
+    switch (parent.ctx) {
+      case Ctx::Top:
+        if (parent.key == "data") {
+          data = object ? Part::Ok : Part::Bad;
+          if (object) ctx = Ctx::Data;
+        }
+        break;
+      case Ctx::Data:
+        if (parent.key == "result") {
+          result = object ? Part::Bad : Part::Ok;
+          if (!object) ctx = Ctx::Result;
+        }
+        break;
+      case Ctx::Result:
+        begin_element();
+        if (object) ctx = Ctx::Element;
+        else element_error("expected an object");
+        break;
+      case Ctx::Element:
+        if (parent.key == "metric") {
+          has_metric_ = object;
+          if (object) ctx = Ctx::Metric;
+        } else if (parent.key == "value") {
+          has_value_ = !object;
+          value_index_ = 0;
+          value_ok_ = !object;
+          if (!object) ctx = Ctx::Value;
+        }
+        break;
+      case Ctx::Metric:
+        element_error("metric: a label value is not a string");
+        break;
+      case Ctx::Value:
+        value_ok_ = false;
+        ++value_index_;
+        break;
+      case Ctx::Skip:
+        break;
+    }
+    stack_.push_back({ctx, {}});
+    return true;
+  }
+
+  bool close() {
+    Ctx ctx = stack_.back().ctx;
+    stack_.pop_back();
+    if (ctx == Ctx::Element) end_element();
+    if (ctx == Ctx::Value && value_index_ != 2) value_ok_ = false;
+    return true;
+  }
+
+  bool scalar(Scalar kind, string_t* v = nullptr) {
+    if (stack_.empty()) return true;  // a bare scalar: root_is_object stays false
+    Frame& f = stack_.back();
+    switch (f.ctx) {
+      case Ctx::Top:
+        if (f.key == "status") {
+          if (kind == Scalar::String) status = std::move(*v);
+        } else if (f.key == "errorType" && kind == Scalar::String) {
+          error_type = v->substr(0, 1000);
+        } else if (f.key == "error" && kind == Scalar::String) {
+          error_text = v->substr(0, 1000);
+        } else if (f.key == "data") {
+          data = Part::Bad;
+        }
+        break;
+      case Ctx::Data:
+        if (f.key == "resultType" && kind == Scalar::String) result_type = std::move(*v);
+        else if (f.key == "result") result = Part::Bad;
+        break;
+      case Ctx::Result:
+        begin_element();
+        element_error("expected an object");
+        break;
+      case Ctx::Element:
+        if (f.key == "metric") {
+          has_metric_ = false;
+        } else if (f.key == "value") {
+          has_value_ = true;
+          value_ok_ = false;
+        }
+        break;
+      case Ctx::Metric:
+        if (kind != Scalar::String) element_error("metric: a label value is not a string");
+        else if (element_ok_ && samples.size() < max_series_) sample_.labels.emplace(std::move(label_), std::move(*v));
+        break;
+      case Ctx::Value:
+        if (value_index_ == 0) value_ok_ = value_ok_ && kind == Scalar::Number;
+        else if (value_index_ == 1) value_ok_ = value_ok_ && kind == Scalar::String && parse_value(*v, sample_.value);
+        else value_ok_ = false;
+        ++value_index_;
+        break;
+      case Ctx::Skip:
+        break;
+    }
+    return true;
+  }
+
+  void begin_element() {
+    ++series;
+    element_ok_ = true;
+    has_metric_ = has_value_ = value_ok_ = false;
+    labels_ = 0;
+    sample_ = Sample{};
+  }
+  void end_element() {
+    if (!has_metric_) element_error("metric: missing or not an object");
+    if (!has_value_ || !value_ok_) element_error("value: expected [time, \"finite number\"]");
+    if (element_ok_ && samples.size() < max_series_) samples.push_back(std::move(sample_));
+  }
+
+  size_t max_series_;
+  std::vector<Frame> stack_;
+  Sample sample_;
+  std::string label_;
+  size_t labels_ = 0;
+  bool element_ok_ = false, has_metric_ = false, has_value_ = false, value_ok_ = false;
+  int value_index_ = 0;
+};
 
 }  // namespace
 
@@ -33,53 +212,27 @@ Result<std::vector<Sample>> parse_query_reply(std::string_view body, int http_st
     return errorf("{}: reply of {} bytes is over the {} byte limit", what, body.size(), limits.max_bytes);
   if (!json_nesting_within(body, kMaxReplyDepth))
     return errorf("{}: reply nested deeper than {} levels: not a Prometheus API reply", what, kMaxReplyDepth);
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
+  ReplyReader r(limits.max_series);
+  bool parsed = json::sax_parse(body, &r);
+  if (!parsed || !r.root_is_object) {
     if (http_status != 200) return errorf("{}: HTTP {}: {}", what, http_status, std::string(body.substr(0, 200)));
     return errorf("{}: the reply is not a JSON object: not a Prometheus API reply", what);
   }
-  auto status = j.find("status");
-  if (status == j.end() || !status->is_string())
+  if (!r.status)
     return errorf("{}: HTTP {}: the reply has no status: not a Prometheus API reply", what, http_status);
-  if (*status == "error") {
-    auto text = [&](const char* k) {
-      auto it = j.find(k);
-      return it != j.end() && it->is_string() ? it->get<std::string>().substr(0, 1000) : std::string("?");
-    };
-    return errorf("{}: Prometheus error ({}): {}", what, text("errorType"), text("error"));
-  }
-  if (*status != "success") return errorf("{}: HTTP {}: unknown status in the reply", what, http_status);
+  if (*r.status == "error")
+    return errorf("{}: Prometheus error ({}): {}", what, r.error_type.value_or("?"), r.error_text.value_or("?"));
+  if (*r.status != "success") return errorf("{}: HTTP {}: unknown status in the reply", what, http_status);
   if (http_status != 200) return errorf("{}: HTTP {} with a success reply", what, http_status);
-  auto data = j.find("data");
-  if (data == j.end() || !data->is_object()) return errorf("{}: data: missing or not an object", what);
-  auto type = data->find("resultType");
-  if (type == data->end() || !type->is_string()) return errorf("{}: data.resultType: missing", what);
-  if (*type != "vector") return errorf("{}: data.resultType is '{}', expected an instant vector", what, type->get<std::string>());
-  auto result = data->find("result");
-  if (result == data->end() || !result->is_array()) return errorf("{}: data.result: missing or not an array", what);
-  if (result->size() > limits.max_series)
-    return errorf("{}: {} series is over the limit of {}", what, result->size(), limits.max_series);
-  std::vector<Sample> out;
-  out.reserve(result->size());
-  for (size_t i = 0; i < result->size(); ++i) {
-    const json& r = (*result)[i];
-    auto bad = [&](const char* why) { return errorf("{}: data.result[{}]: {}", what, i, why); };
-    if (!r.is_object()) return bad("expected an object");
-    auto metric = r.find("metric");
-    if (metric == r.end() || !metric->is_object()) return bad("metric: missing or not an object");
-    if (metric->size() > kMaxLabels) return bad("metric: too many labels");
-    Sample s;
-    for (auto it = metric->begin(); it != metric->end(); ++it) {
-      if (!it.value().is_string()) return bad("metric: a label value is not a string");
-      s.labels.emplace(it.key(), it.value().get<std::string>());
-    }
-    auto value = r.find("value");
-    if (value == r.end() || !value->is_array() || value->size() != 2 || !(*value)[0].is_number() ||
-        !parse_value((*value)[1], s.value))
-      return bad("value: expected [time, \"finite number\"]");
-    out.push_back(std::move(s));
-  }
-  return out;
+  if (r.data != ReplyReader::Part::Ok) return errorf("{}: data: missing or not an object", what);
+  if (!r.result_type) return errorf("{}: data.resultType: missing", what);
+  if (*r.result_type != "vector")
+    return errorf("{}: data.resultType is '{}', expected an instant vector", what, *r.result_type);
+  if (r.result != ReplyReader::Part::Ok) return errorf("{}: data.result: missing or not an array", what);
+  if (r.series > limits.max_series)
+    return errorf("{}: {} series is over the limit of {}", what, r.series, limits.max_series);
+  if (!r.first_element_error.empty()) return errorf("{}: {}", what, r.first_element_error);
+  return std::move(r.samples);
 }
 
 Result<PromUrl> parse_prom_url(const std::string& url) {

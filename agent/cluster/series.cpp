@@ -1,7 +1,10 @@
 #include "agent/cluster/series.h"
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
+#include <deque>
+#include <functional>
 #include <future>
 #include <set>
 #include <tuple>
@@ -28,18 +31,36 @@ std::string start_query(const std::string& family, const std::string& window) {
   return fmt::format("{} offset {}", family, window);
 }
 
+namespace {
+
+// Appends "<size>:<text>": keys built of such fields are equal only when every field is.
+void append_field(std::string& key, const std::string& text) {
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, text.size());
+  key.append(digits, end);
+  key += ':';
+  key += text;
+}
+
+// A series' label set without __name__, as one string (the match of window_delta).
+std::string label_set_key(const Sample& s) {
+  std::string k;
+  for (const auto& [n, v] : s.labels)
+    if (n != "__name__") {
+      append_field(k, n);
+      append_field(k, v);
+    }
+  return k;
+}
+
+}  // namespace
+
 std::vector<Sample> window_delta(std::vector<Sample> end, const std::vector<Sample>& start) {
-  auto key = [](const Sample& s) {
-    std::string k;
-    for (const auto& [n, v] : s.labels)
-      if (n != "__name__") k += fmt::format("{}:{}{}:{}", n.size(), n, v.size(), v);  // lengths: no two sets alike
-    return k;
-  };
   std::unordered_map<std::string, double> at_start;
   at_start.reserve(start.size());
-  for (const auto& s : start) at_start.emplace(key(s), s.value);
+  for (const auto& s : start) at_start.emplace(label_set_key(s), s.value);
   for (auto& e : end)
-    if (auto it = at_start.find(key(e)); it != at_start.end() && e.value >= it->second) e.value -= it->second;
+    if (auto it = at_start.find(label_set_key(e)); it != at_start.end() && e.value >= it->second) e.value -= it->second;
   return end;
 }
 
@@ -89,6 +110,17 @@ Result<std::string> Assembler::need(const Sample& s, const char* family, const c
 
 // The series of a topology sample: everything but the metric name and `reason`, plus the node.
 Result<EdgeSeries*> Assembler::series_for(const Sample& s, const char* family) {
+  // Every family repeats the same label values for an edge: once a series is known by them, its labels were checked
+  // and its addresses made canonical, so a later sample with the same values is that series.
+  static const char* const kIdentity[] = {"node",          "src_service", "src_namespace", "src_address",
+                                          "dst_service",   "dst_namespace", "dst_address", "dst_port"};
+  std::string raw;
+  for (const char* name : kIdentity) {
+    const auto* v = label(s, name);
+    raw += v ? '+' : '-';  // absent and empty stay apart
+    append_field(raw, v ? *v : std::string());
+  }
+  if (auto hit = by_raw_.find(raw); hit != by_raw_.end()) return &out_.edges[hit->second];
   auto node = need(s, family, "node");
   if (!node) return node.error();
   auto src = need(s, family, "src_service");
@@ -111,6 +143,7 @@ Result<EdgeSeries*> Assembler::series_for(const Sample& s, const char* family) {
   SeriesId id{e.node, e.src.service, e.src.ns, e.src.address, e.dst.service, e.dst.ns, e.dst.address, e.port};
   auto [it, fresh] = by_id_.emplace(id, out_.edges.size());
   if (fresh) out_.edges.push_back(std::move(e));
+  by_raw_.emplace(std::move(raw), it->second);
   return &out_.edges[it->second];
 }
 
@@ -188,6 +221,37 @@ Result<ClusterSeries> assemble(const RawResults& raw, const std::string& what) {
   return a.take();
 }
 
+namespace {
+
+// The queries of collect(), in the order they are used, run `depth` at a time ahead of the one being used: while
+// this process parses and assembles one reply, Prometheus is already evaluating the next ones, and at most `depth`
+// replies wait in memory. A future still running when this is destroyed (an early error return) is waited for.
+class QueryPipeline {
+ public:
+  using Reply = Result<std::vector<Sample>>;
+  QueryPipeline(std::vector<std::string> queries, size_t depth, std::function<Reply(const std::string&)> run)
+      : queries_(std::move(queries)), depth_(depth), run_(std::move(run)) {}
+  Reply next() {
+    top_up();
+    auto reply = inflight_.front().get();
+    inflight_.pop_front();
+    top_up();
+    return reply;
+  }
+
+ private:
+  void top_up() {
+    while (inflight_.size() < depth_ && next_ < queries_.size())
+      inflight_.push_back(std::async(std::launch::async, run_, queries_[next_++]));
+  }
+  std::vector<std::string> queries_;
+  size_t depth_, next_ = 0;
+  std::function<Reply(const std::string&)> run_;
+  std::deque<std::future<Reply>> inflight_;
+};
+
+}  // namespace
+
 Result<ClusterSeries> collect(const Prometheus& prom, const CollectOptions& o, std::vector<std::string>& warnings) {
   auto run = [&](const std::string& q) -> Result<std::vector<Sample>> {
     const auto t0 = std::chrono::steady_clock::now();
@@ -198,47 +262,55 @@ Result<ClusterSeries> collect(const Prometheus& prom, const CollectOptions& o, s
     return r;
   };
   const std::string& w = o.window;
-  auto build_info = run(fmt::format("last_over_time(hostscope_build_info[{}])", w));
+  const std::string opened_rate = fmt::format("rate(hostscope_connections_opened_total[{}])", o.rate_window);
+  const std::string byte_rate = fmt::format(
+      "rate(hostscope_connection_sent_bytes_total[{0}]) + rate(hostscope_connection_received_bytes_total[{0}])",
+      o.rate_window);
+  std::vector<std::string> queries = {fmt::format("last_over_time(hostscope_build_info[{}])", w),
+                                      "hostscope_endpoint_info",
+                                      fmt::format("max_over_time(hostscope_endpoint_info[{}])", w)};
+  for (const auto& f : kCounterFamilies) {
+    queries.push_back(start_query(f, w));
+    queries.push_back(end_query(f, w));
+  }
+  queries.push_back("hostscope_connections_active");
+  if (!o.rate_window.empty()) {
+    queries.push_back(opened_rate);
+    queries.push_back(byte_rate);
+  }
+  // Two at a time: a family's start and end are evaluated together (Prometheus on two cores), and the next family's
+  // while this one is assembled; so at most two replies wait besides the one in use.
+  QueryPipeline pipeline(std::move(queries), 2, run);
+
+  auto build_info = pipeline.next();
   if (!build_info) return build_info.error();
   Assembler a(fmt::format("Prometheus {}", prom.url()), *build_info);
   bool any = !build_info->empty();
   {
-    auto now = run("hostscope_endpoint_info");
+    auto now = pipeline.next();
     if (!now) return now.error();
-    auto window = run(fmt::format("max_over_time(hostscope_endpoint_info[{}])", w));
+    auto window = pipeline.next();
     if (!window) return window.error();
     any = any || !now->empty() || !window->empty();
     if (auto st = a.endpoints(*now, *window); !st) return st.error();
   }
-  // One family at a time, so only its replies are in memory; its start and end in parallel (Prometheus evaluates
-  // them on two cores).
   for (const auto& f : kCounterFamilies) {
-    auto start = std::async(std::launch::async, [&] { return run(start_query(f, w)); });
-    auto end = run(end_query(f, w));
-    auto begun = start.get();
+    auto begun = pipeline.next();
+    auto end = pipeline.next();
     if (!end) return end.error();
     if (!begun) return begun.error();
     any = any || !end->empty();
     if (auto st = a.counter(f, window_delta(std::move(*end), *begun)); !st) return st.error();
   }
-  auto gauge = [&](const std::string& q, const char* family, double Counts::*field) -> Status {
-    auto v = run(q);
+  auto gauge = [&](const char* family, double Counts::*field) -> Status {
+    auto v = pipeline.next();
     if (!v) return v.error();
     return a.gauge(*v, family, field);
   };
-  if (auto st = gauge("hostscope_connections_active", "hostscope_connections_active", &Counts::active); !st)
-    return st.error();
+  if (auto st = gauge("hostscope_connections_active", &Counts::active); !st) return st.error();
   if (!o.rate_window.empty()) {
-    if (auto st = gauge(fmt::format("rate(hostscope_connections_opened_total[{}])", o.rate_window),
-                        "hostscope_connections_opened_total", &Counts::open_rate);
-        !st)
-      return st.error();
-    if (auto st = gauge(fmt::format("rate(hostscope_connection_sent_bytes_total[{0}]) + "
-                                    "rate(hostscope_connection_received_bytes_total[{0}])",
-                                    o.rate_window),
-                        "hostscope_connection_sent_bytes_total", &Counts::byte_rate);
-        !st)
-      return st.error();
+    if (auto st = gauge("hostscope_connections_opened_total", &Counts::open_rate); !st) return st.error();
+    if (auto st = gauge("hostscope_connection_sent_bytes_total", &Counts::byte_rate); !st) return st.error();
   }
   if (!any)
     return errorf("no hostscope series in Prometheus at {} over the last {}: is it scraping the agents?", prom.url(), w);

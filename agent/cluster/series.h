@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "agent/cluster/prometheus.h"
@@ -72,6 +73,7 @@ class Assembler {
   std::string what_;
   ClusterSeries out_;
   std::map<SeriesId, size_t> by_id_;
+  std::unordered_map<std::string, size_t> by_raw_;  // the identity labels as sent -> index in out_.edges
 };
 
 // Every result at once (the unit tests' fixtures): the Assembler over them.

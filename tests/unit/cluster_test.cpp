@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -343,6 +344,46 @@ TEST(PromReply, ParsesAnInstantVector) {
   EXPECT_EQ((*r)[1].value, 0.25);
 }
 
+// The reply is read as it streams (no document of it is kept): the keys may come in any order, and what the parser
+// does not know (warnings, stats, new fields) is skipped however deeply it nests.
+TEST(PromReply, ReadsKeysInAnyOrderAndSkipsWhatItDoesNotKnow) {
+  auto r = parse_query_reply(
+      R"({"data":{"result":[{"value":[1700000000,"7"],"extra":{"a":[1,{"b":2}]},"metric":{"node":"a","job":"x"}}],
+                  "stats":{"timings":{"evalTotalTime":0.5}},"resultType":"vector"},
+          "warnings":["w",{"x":[]}],"status":"success"})",
+      200, "q");
+  ASSERT_TRUE(r) << r.error().str();
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].value, 7);
+  EXPECT_EQ((*r)[0].labels, (std::map<std::string, std::string>{{"node", "a"}, {"job", "x"}}));
+  auto err = [](std::string_view body) {
+    auto r = parse_query_reply(body, 200, "q");
+    return r ? std::string("(parsed)") : r.error().str();
+  };
+  // A matrix whose elements come before its type is refused for being a matrix, not for its elements.
+  EXPECT_NE(err(R"({"status":"success","data":{"result":[{"metric":{},"values":[[1,"1"]]}],"resultType":"matrix"}})")
+                .find("expected an instant vector"),
+            std::string::npos);
+  // The first bad element is named, whatever follows it.
+  auto e = err(R"({"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]},
+                 {"metric":{"a":{"nested":"x"}},"value":[1,"1"]},{"metric":[],"value":[1,"1"]}]}})");
+  EXPECT_NE(e.find("data.result[1]: metric: a label value is not a string"), std::string::npos) << e;
+  EXPECT_NE(err(R"({"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1",2]}]}})")
+                .find("data.result[0]: value"),
+            std::string::npos);
+  EXPECT_NE(err(R"({"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":["1","1"]}]}})")
+                .find("data.result[0]: value"),
+            std::string::npos);
+  EXPECT_NE(err(R"({"status":"success","data":{"resultType":"vector","result":[3]}})").find("data.result[0]: expected an object"),
+            std::string::npos);
+  EXPECT_NE(err(R"({"status":"success","data":{"resultType":"vector","result":{}}})").find("data.result: missing"),
+            std::string::npos);
+  EXPECT_NE(err(R"({"status":"success","data":[]})").find("data: missing"), std::string::npos);
+  EXPECT_NE(err(R"({"status":1})").find("no status"), std::string::npos);
+  EXPECT_NE(err(R"({"status":"success","data":{"resultType":"vector","result":[]}} trailing)").find("not a JSON object"),
+            std::string::npos);
+}
+
 TEST(PromReply, RefusesWhatIsNotAGoodReply) {
   auto err = [](std::string_view body, int status = 200, PromLimits l = {}) {
     auto r = parse_query_reply(body, status, "Prometheus http://p query 'x'", l);
@@ -461,6 +502,62 @@ TEST_F(FakeProm, DifferentAgentVersionsAreAWarning) {
   ASSERT_TRUE(s) << s.error().str();
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_NE(warnings[0].find("a=0.1.0, b=0.2.0"), std::string::npos) << warnings[0];
+}
+
+// collect() sends its queries in order, two at a time ahead of their use (a family's start and end are evaluated
+// together, and at most two replies wait in memory), and a failing query ends the collection with its error.
+TEST_F(FakeProm, QueriesRunTwoAtATimeAndAFailureEndsTheCollection) {
+  std::mutex m;
+  std::condition_variable cv;
+  int inflight = 0, peak = 0;
+  std::vector<std::string> seen;
+  bool pair_together = false;  // the first family's start waited for its end to arrive
+  std::string fail;            // a query answered with a Prometheus error
+  srv_.Get("/api/v1/query", [&](const httplib::Request& req, httplib::Response& res) {
+    const std::string q = req.get_param_value("query");
+    {
+      std::unique_lock lock(m);
+      seen.push_back(q);
+      peak = std::max(peak, ++inflight);
+      cv.notify_all();
+      if (q == start_query(kCounterFamilies[0], "1h"))
+        pair_together = cv.wait_for(lock, std::chrono::seconds(10), [&] {
+          return std::find(seen.begin(), seen.end(), end_query(kCounterFamilies[0], "1h")) != seen.end();
+        });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // time for a third query to arrive, were one sent
+    {
+      std::lock_guard lock(m);
+      --inflight;
+    }
+    if (q == fail) {
+      res.status = 400;
+      res.set_content(R"({"status":"error","errorType":"bad_data","error":"planted"})", "application/json");
+      return;
+    }
+    res.set_content(R"({"status":"success","data":{"resultType":"vector","result":[]}})", "application/json");
+  });
+  auto p = Prometheus::open(url());
+  ASSERT_TRUE(p);
+  std::vector<std::string> warnings;
+  auto s = collect(*p, {"1h", "5m", 1}, warnings);
+  ASSERT_FALSE(s);  // every result is empty
+  EXPECT_NE(s.error().str().find("no hostscope series"), std::string::npos) << s.error().str();
+  EXPECT_EQ(seen.size(), 3 + 2 * kCounterFamilies.size() + 3) << "build info, endpoints, counters, active, rates";
+  EXPECT_LE(peak, 2);
+  EXPECT_TRUE(pair_together) << "a family's start and end were not evaluated together";
+  ASSERT_GE(seen.size(), 2u);
+  EXPECT_EQ((std::set<std::string>{seen[0], seen[1]}),
+            (std::set<std::string>{"last_over_time(hostscope_build_info[1h])", "hostscope_endpoint_info"}))
+      << "the first two queries, sent together";
+
+  seen.clear();
+  fail = end_query("hostscope_connections_closed_total", "1h");
+  s = collect(*p, {"1h", "5m", 1}, warnings);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().str().find("planted"), std::string::npos) << s.error().str();
+  EXPECT_NE(s.error().str().find(fail), std::string::npos) << s.error().str();
+  EXPECT_LE(seen.size(), 3 + 2 * 2 + 2u) << "queries past the failure's next two were sent";
 }
 
 // `topology --cluster --at TIME`: every query is evaluated at TIME, the end of the window; a bad time is refused
