@@ -39,9 +39,19 @@ Result<topology::TopologySnapshot> ClusterSource::snapshot(const topology::Snaps
   return topology::filter(std::move(t.snapshot), f);
 }
 
-Result<policy::ClusterObservation> cluster_observation(const std::string& prometheus_url, const std::string& window) {
+namespace {
+
+// What every cluster command checks first: a Prometheus URL, and a window that is a duration.
+Result<cluster::Prometheus> open_prometheus(const std::string& url, const std::string& window) {
+  if (url.empty()) return errorf("--cluster needs --prometheus URL (the Prometheus scraping the agents)");
   if (!parse_duration_ns(window)) return errorf("--window {}: expected a duration like 15m, 1h or 1d", window);
-  auto prom = cluster::Prometheus::open(prometheus_url);
+  return cluster::Prometheus::open(url);
+}
+
+}  // namespace
+
+Result<policy::ClusterObservation> cluster_observation(const std::string& prometheus_url, const std::string& window) {
+  auto prom = open_prometheus(prometheus_url, window);
   if (!prom) return prom.error();
   const uint64_t now = clock_ns(CLOCK_REALTIME);
   std::vector<std::string> warnings;
@@ -62,9 +72,9 @@ Result<policy::ClusterObservation> cluster_observation(const std::string& promet
 }
 
 Result<std::unique_ptr<ClusterSource>> open_cluster_source(ClusterOptions o) {
-  if (o.prometheus.empty()) return errorf("--cluster needs --prometheus URL (the Prometheus scraping the agents)");
   if (o.window.empty()) o.window = "1h";
-  if (!parse_duration_ns(o.window)) return errorf("--window {}: expected a duration like 15m, 1h or 1d", o.window);
+  auto prom = open_prometheus(o.prometheus, o.window);
+  if (!prom) return prom.error();
   if (!o.rate_window.empty() && !parse_duration_ns(o.rate_window))
     return errorf("--rate-window {}: expected a duration like 1m or 5m", o.rate_window);
   uint64_t at_ns = 0;
@@ -73,8 +83,6 @@ Result<std::unique_ptr<ClusterSource>> open_cluster_source(ClusterOptions o) {
     if (!t) return errorf("--at: {}", t.error().str());
     at_ns = *t;
   }
-  auto prom = cluster::Prometheus::open(o.prometheus);
-  if (!prom) return prom.error();
   return std::make_unique<ClusterSource>(std::move(*prom), std::move(o), at_ns);
 }
 
