@@ -168,7 +168,8 @@ class ReplyReader : public nlohmann::json_sax<json> {
         break;
       case Ctx::Metric:
         if (kind != Scalar::String) element_error("metric: a label value is not a string");
-        else if (element_ok_ && samples.size() < max_series_) sample_.labels.emplace(std::move(label_), std::move(*v));
+        else if (element_ok_ && samples.size() < max_series_ && label_ != "__name__")
+          sample_.labels.emplace(std::move(label_), std::move(*v));
         break;
       case Ctx::Value:
         if (value_index_ == 0) value_ok_ = value_ok_ && kind == Scalar::Number;

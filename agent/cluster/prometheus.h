@@ -23,7 +23,8 @@ struct PromLimits {
   int read_timeout_s = 60;
 };
 
-// One series of an instant vector: its labels (with __name__ when Prometheus kept it) and its value.
+// One series of an instant vector: its labels and its value. `__name__` is left out when a reply is read (every
+// caller knows the family it asked for; a hundred thousand copies of the name are megabytes).
 struct Sample {
   std::map<std::string, std::string> labels;
   double value = 0;

@@ -55,10 +55,18 @@ std::string label_set_key(const Sample& s) {
 
 }  // namespace
 
-std::vector<Sample> window_delta(std::vector<Sample> end, const std::vector<Sample>& start) {
-  std::unordered_map<std::string, double> at_start;
+StartValues start_values(const std::vector<Sample>& start) {
+  StartValues at_start;
   at_start.reserve(start.size());
   for (const auto& s : start) at_start.emplace(label_set_key(s), s.value);
+  return at_start;
+}
+
+std::vector<Sample> window_delta(std::vector<Sample> end, const std::vector<Sample>& start) {
+  return window_delta(std::move(end), start_values(start));
+}
+
+std::vector<Sample> window_delta(std::vector<Sample> end, const StartValues& at_start) {
   for (auto& e : end)
     if (auto it = at_start.find(label_set_key(e)); it != at_start.end() && e.value >= it->second) e.value -= it->second;
   return end;
@@ -295,12 +303,16 @@ Result<ClusterSeries> collect(const Prometheus& prom, const CollectOptions& o, s
     if (auto st = a.endpoints(*now, *window); !st) return st.error();
   }
   for (const auto& f : kCounterFamilies) {
-    auto begun = pipeline.next();
+    StartValues at_start;
+    {
+      auto begun = pipeline.next();
+      if (!begun) return begun.error();
+      at_start = start_values(*begun);
+    }  // the start reply is dropped here, before the end one is taken
     auto end = pipeline.next();
     if (!end) return end.error();
-    if (!begun) return begun.error();
     any = any || !end->empty();
-    if (auto st = a.counter(f, window_delta(std::move(*end), *begun)); !st) return st.error();
+    if (auto st = a.counter(f, window_delta(std::move(*end), at_start)); !st) return st.error();
   }
   auto gauge = [&](const char* family, double Counts::*field) -> Status {
     auto v = pipeline.next();

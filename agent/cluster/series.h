@@ -93,6 +93,11 @@ Result<ClusterSeries> assemble(const RawResults& raw, const std::string& what);
 // last_over_time(M[W])` answers the same but costs Prometheus about twice as much; increase() would extrapolate
 // and drop the first sample of a series born inside the window.
 std::vector<Sample> window_delta(std::vector<Sample> end, const std::vector<Sample>& start);
+// The same in two steps, so the start reply can be dropped before the end one is read: its values by label set, and
+// the delta against them.
+using StartValues = std::unordered_map<std::string, double>;
+StartValues start_values(const std::vector<Sample>& start);
+std::vector<Sample> window_delta(std::vector<Sample> end, const StartValues& at_start);
 std::string end_query(const std::string& family, const std::string& window);
 std::string start_query(const std::string& family, const std::string& window);
 

@@ -339,7 +339,7 @@ TEST(PromReply, ParsesAnInstantVector) {
       200, "q");
   ASSERT_TRUE(r) << r.error().str();
   ASSERT_EQ(r->size(), 2u);
-  EXPECT_EQ((*r)[0].labels.at("node"), "a");
+  EXPECT_EQ((*r)[0].labels, (std::map<std::string, std::string>{{"node", "a"}})) << "__name__ is not kept";
   EXPECT_EQ((*r)[0].value, 3);
   EXPECT_EQ((*r)[1].value, 0.25);
 }
