@@ -270,10 +270,6 @@ Result<ClusterSeries> collect(const Prometheus& prom, const CollectOptions& o, s
     return r;
   };
   const std::string& w = o.window;
-  const std::string opened_rate = fmt::format("rate(hostscope_connections_opened_total[{}])", o.rate_window);
-  const std::string byte_rate = fmt::format(
-      "rate(hostscope_connection_sent_bytes_total[{0}]) + rate(hostscope_connection_received_bytes_total[{0}])",
-      o.rate_window);
   std::vector<std::string> queries = {fmt::format("last_over_time(hostscope_build_info[{}])", w),
                                       "hostscope_endpoint_info",
                                       fmt::format("max_over_time(hostscope_endpoint_info[{}])", w)};
@@ -283,8 +279,10 @@ Result<ClusterSeries> collect(const Prometheus& prom, const CollectOptions& o, s
   }
   queries.push_back("hostscope_connections_active");
   if (!o.rate_window.empty()) {
-    queries.push_back(opened_rate);
-    queries.push_back(byte_rate);
+    queries.push_back(fmt::format("rate(hostscope_connections_opened_total[{}])", o.rate_window));
+    queries.push_back(fmt::format(
+        "rate(hostscope_connection_sent_bytes_total[{0}]) + rate(hostscope_connection_received_bytes_total[{0}])",
+        o.rate_window));
   }
   // Two at a time: a family's start and end are evaluated together (Prometheus on two cores), and the next family's
   // while this one is assembled; so at most two replies wait besides the one in use.
