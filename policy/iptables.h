@@ -25,6 +25,14 @@ namespace hostscope::policy {
 struct RenderOptions {
   int log_nflog_group = 100;    // `action: log`
   int audit_nflog_group = -1;   // audit would-deny rules also NFLOG here when >= 0 (counters always)
+  // At least this many consecutive rules that differ only in one peer address and one tcp or udp port (same chain,
+  // policy, mode, verdict, protocol, peer side) are installed as one rule matching an ipset `hash:net,port`; 0 = never.
+  size_t fold_min = 8;
+};
+
+// What `status` shows for a rendered rule that no IR rule carries the tag of: a run of rules installed as one.
+struct FoldedRule {
+  std::string tag, chain, owner, what, target, mode, loc;
 };
 
 // Our part of one family's filter table, as rule lines "-A CHAIN ...".
@@ -34,8 +42,22 @@ struct RenderedTable {
   std::vector<std::string> rules;
   std::string ipsets;               // `ipset restore` input (create + swap), may be empty
   std::vector<std::string> set_names;
+  std::vector<FoldedRule> folded;  // not stored with a generation: the rule index records them
+  // The hash:net,port sets of folded runs: name -> hash of its members. Stored with a generation (FoldSlots).
+  std::map<std::string, std::string> fold_sets;
 };
-RenderedTable render(const IrTable& t, const RenderOptions& o = {});
+
+// A folded run's set keeps its name from one generation to the next while the run keeps its place (chain, policy,
+// mode, verdict, protocol, peer side, and which such run of the chain it is): the name is that place's hash and a slot
+// letter, a or b. With the sets of the generation in force, a set whose members change takes the other slot, so the
+// rules in force keep matching the old members until the new rules replace them in one iptables-restore; with
+// `in_place`, it keeps its slot and name, for a change of members alone that the backend makes on the live set
+// (IptablesBackend::install_family).
+struct FoldSlots {
+  std::map<std::string, std::string> in_force;  // fold_sets of the generation in force
+  bool in_place = false;
+};
+RenderedTable render(const IrTable& t, const RenderOptions& o = {}, const FoldSlots* slots = nullptr);
 std::string render_rule(const std::string& chain, const IrRule& r, Family f, const RenderOptions& o);
 
 // Parsed `iptables-save -c -t filter` output.
@@ -65,7 +87,8 @@ struct ChainDiff {
 struct Plan {
   std::vector<ChainDiff> chains;
   std::vector<std::string> jumps_to_add;  // "ipv4 INPUT -> HOSTSCOPE-INPUT"
-  bool empty() const { return chains.empty() && jumps_to_add.empty(); }
+  std::vector<std::string> sets_changed;  // "ipv4 hs-... : +1 -1 members" (a change of members made on the live set)
+  bool empty() const { return chains.empty() && jumps_to_add.empty() && sets_changed.empty(); }
   std::string text() const;
 };
 Plan make_plan(const SavedTable& installed, const RenderedTable& next);
@@ -163,6 +186,9 @@ class IptablesBackend {
   // `counters`: with packet and byte counters (iptables-save -c; status), which installing does not need.
   Result<SavedTable> save(Family f, bool counters = false);
   Result<ApplyReport> keep_current(Generation& in_force, const Ir& ir);
+  // g.v4/g.v6 from `ir`, folded sets in their slots against `in_force` (FoldSlots): kept when only the members of one
+  // set per family change (install_family makes that on the live set), else a changed set takes its other slot.
+  void render_tables(Generation& g, const Ir& ir, const Generation* in_force) const;
   Result<ApplyReport> reinstall_locked(int n);
   // Puts every family on `g` (nullptr: no rules of ours) and records what each reads back in g->observed. When one
   // fails, the families already switched go back to generation `back` (0: none; -1: leave them); `reverted` says

@@ -251,12 +251,12 @@ class Lab {
     return c;
   }
 
-  IptablesBackend backend() const {
+  IptablesBackend backend(std::shared_ptr<CommandRunner> runner = nullptr) const {
     IptablesOptions o;
     o.variant = variant_;
     o.command_prefix = {"ip", "netns", "exec", ns("r")};
     o.state_dir = state_dir_.string();
-    return IptablesBackend(o);
+    return IptablesBackend(o, std::move(runner));
   }
 
   const std::string& variant() const { return variant_; }
@@ -363,6 +363,22 @@ void check_matrix(Lab& lab, const Ir& ir, const std::string& what, const Ir* sto
   }
 }
 
+struct PeerPort {
+  std::string v4, v6;
+  uint16_t port;
+};
+
+// Rules of `action`, each one peer (an IPv4 and an IPv6 address) and one tcp port: `lab` first, then padding to
+// documentation addresses so that each family has a run of at least RenderOptions::fold_min.
+std::string one_peer_one_port_rules(const char* action, std::vector<PeerPort> lab) {
+  for (uint16_t i = 1; lab.size() < 10; ++i) lab.push_back({fmt::format("192.0.2.{}", i), fmt::format("2001:db8::{:x}", i), uint16_t(1000 + i)});
+  std::string y;
+  for (const auto& p : lab)
+    y += fmt::format("  - action: {}\n    peers: [{{cidr: {}/32}}, {{cidr: '{}/128'}}]\n    ports: [{}]\n    protocol: tcp\n", action,
+                     p.v4, p.v6, p.port);
+  return y;
+}
+
 class PolicyConformance : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(PolicyConformance, MatrixMatchesEvaluator) {
@@ -395,6 +411,15 @@ TEST_P(PolicyConformance, MatrixMatchesEvaluator) {
            "default: {egress: deny}\negress:\n  - action: allow\n    peers: [{service: y}]\n    ports: [80]\n    protocol: tcp\n" +
            yaml_header("y-out", "service: y") + "failsafe: false\ndefault: {egress: reject}\negress:\n  - action: allow\n    ports: [81]\n" +
            yaml_header("z-in", "service: z") + "default: {ingress: deny}\ningress:\n  - action: allow\n    ports: [80]\n"},
+      // Runs of one-peer-one-port rules are one hash:net,port set rule each (RenderOptions::fold_min): x's egress run
+      // (deny) matches by destination and port, z's ingress run (reject) by source and port, in both families.
+      {"folded runs: x egress deny, z ingress reject", yaml_header("x-out", "service: x") + "egress:\n" +
+                                                         one_peer_one_port_rules("deny", {{"10.88.2.2", "fd88:2::2", 80},
+                                                                                          {"10.88.3.2", "fd88:3::2", 81},
+                                                                                          {"10.88.1.1", "fd88:1::1", 80}}) +
+                                                         yaml_header("z-in", "service: z") + "ingress:\n" +
+                                                         one_peer_one_port_rules("reject", {{"10.88.1.2", "fd88:1::2", 81},
+                                                                                            {"10.88.2.2", "fd88:2::2", 80}})},
   };
   for (const auto& [what, yaml] : sets) {
     SCOPED_TRACE(what);
@@ -403,6 +428,13 @@ TEST_P(PolicyConformance, MatrixMatchesEvaluator) {
     ASSERT_TRUE(r) << r.error().str();
     auto stored = load_ir(lab.state_dir(), current_generation(lab.state_dir()));
     ASSERT_TRUE(stored) << stored.error().str();
+    if (what.rfind("folded", 0) == 0)
+      for (Family f : {Family::V4, Family::V6}) {
+        auto rendered = render(ir.table(f));
+        EXPECT_EQ(rendered.folded.size(), 2u) << rendered.ipsets;  // the test checks what it means to
+        auto sets_in_kernel = sh({"ip", "netns", "exec", lab.ns("r"), "ipset", "list", "-t"});
+        EXPECT_NE(sets_in_kernel.out.find("hash:net,port"), std::string::npos) << sets_in_kernel.out;
+      }
     check_matrix(lab, ir, what, &*stored);
     auto st = backend.status();
     ASSERT_TRUE(st) << st.error().str();
@@ -813,6 +845,49 @@ TEST_P(PolicyConformance, OneRuleChangeInstallsExactlyTheNewSet) {
   ASSERT_TRUE(reference.flush());
   fs::remove_all(state);
   fs::remove_all(fresh_state);
+}
+
+// A one-rule change inside a folded run is made on the live set in the kernel (no iptables-restore), real traffic
+// follows it at once in both families, `status` sees no drift, and rollback puts the old member back the same way.
+TEST_P(PolicyConformance, FoldedOneRuleChangeIsMadeOnTheLiveSet) {
+  HS_REQUIRE_THAT(missing_privileges());
+  Lab lab(GetParam());
+  auto ctx = lab.context();
+  auto rec = std::make_shared<RecordingRunner>();
+  auto backend = lab.backend(rec);
+  auto policy = [&](uint16_t port) {
+    return "apiVersion: hostscope.io/v1\nkind: PolicyTest\nmetadata: {name: none}\ncases: []\n" + yaml_header("x-out", "service: x") +
+           "failsafe: false\negress:\n" + one_peer_one_port_rules("deny", {{"10.88.2.2", "fd88:2::2", port}});
+  };
+  auto verdicts = [&] {
+    std::string v;
+    for (const char* dst : {"10.88.2.2", "fd88:2::2"})
+      for (uint16_t port : {80, 81}) v += fmt::format("{}:{}={} ", dst, port, lab.probe_ok("x", "", dst, port, Protocol::Tcp) ? "allow" : "deny");
+    return v;
+  };
+  auto first = compile_or_die(policy(80), ctx);
+  ASSERT_TRUE(backend.apply(first));
+  EXPECT_EQ(render(first.v4).folded.size(), 1u);
+  EXPECT_EQ(verdicts(), "10.88.2.2:80=deny 10.88.2.2:81=allow fd88:2::2:80=deny fd88:2::2:81=allow ");
+
+  rec->restores.clear();
+  auto a2 = backend.apply(compile_or_die(policy(81), ctx));
+  ASSERT_TRUE(a2) << a2.error().str();
+  EXPECT_TRUE(rec->restores.empty()) << rec->restores[0];
+  EXPECT_EQ(a2->plan.sets_changed.size(), 2u) << a2->plan.text();
+  EXPECT_EQ(verdicts(), "10.88.2.2:80=allow 10.88.2.2:81=deny fd88:2::2:80=allow fd88:2::2:81=deny ");
+  auto st = backend.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_FALSE(st->drift) << st->text();
+  EXPECT_EQ(st->generation, 2);
+
+  auto rb = backend.rollback();
+  ASSERT_TRUE(rb) << rb.error().str();
+  EXPECT_TRUE(rec->restores.empty());
+  EXPECT_EQ(verdicts(), "10.88.2.2:80=deny 10.88.2.2:81=allow fd88:2::2:80=deny fd88:2::2:81=allow ");
+  EXPECT_FALSE(backend.status()->drift);
+  ASSERT_TRUE(backend.flush());
+  EXPECT_EQ(sh({"ip", "netns", "exec", lab.ns("r"), "ipset", "list", "-n"}).out, "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, PolicyConformance, ::testing::Values("nft", "legacy"));

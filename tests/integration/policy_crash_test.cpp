@@ -72,12 +72,17 @@ class PolicyCrash : public ::testing::TestWithParam<std::string> {
     return sh(ns.exec(fmt::format("{}-{}-save -t filter", family, GetParam()))).out;
   }
 
-  // Which set (1, 2; 0 = none) each family holds; -1 when a family holds rules of both or an incomplete set.
+  // Which set (1, 2; 0 = none) each family holds; -1 when a family holds rules of both or an incomplete set. A run of
+  // rules folded into an ipset counts by the members of the set its rule matches.
   int kernel_set(const char* family, size_t n) const {
-    std::regex port("--dport ([12])[0-9]{4}");
+    std::regex port("(--dport |,tcp:)([12])[0-9]{4}"), set_ref("--match-set (\\S+) ");
     size_t count[3] = {0, 0, 0};
     auto text = save(family);
-    for (std::sregex_iterator it(text.begin(), text.end(), port), end; it != end; ++it) count[std::stoi((*it)[1])]++;
+    std::string members;
+    for (std::sregex_iterator it(text.begin(), text.end(), set_ref), end; it != end; ++it)
+      members += sh(ns.exec("ipset list " + (*it)[1].str())).out;
+    text += members;
+    for (std::sregex_iterator it(text.begin(), text.end(), port), end; it != end; ++it) count[std::stoi((*it)[2])]++;
     if (count[1] && count[2]) return -1;
     for (int t : {1, 2})
       if (count[t]) return count[t] == n ? t : -1;
@@ -105,8 +110,11 @@ class PolicyCrash : public ::testing::TestWithParam<std::string> {
     auto g = nlohmann::json::parse(f, nullptr, false);
     EXPECT_TRUE(g.is_object() && g.contains("ipv4") && g.contains("ipv6")) << what << ": gen-" << gen << ".json";
     if (!g.is_object() || !g.contains("ipv4") || !g.contains("ipv6")) return -1;
-    std::string rules = g["ipv4"]["rules"].dump() + g["ipv6"]["rules"].dump();
-    int named = rules.find("--dport 10000") != std::string::npos ? 1 : rules.find("--dport 20000") != std::string::npos ? 2 : 0;
+    std::string rules = g["ipv4"]["rules"].dump() + g["ipv6"]["rules"].dump() + g["ipv4"]["ipsets"].dump();
+    auto names = [&](int tag) {  // a rule's port, or a member of a folded run's set (protocol by number)
+      return rules.find(fmt::format("--dport {}0000", tag)) != std::string::npos || rules.find(fmt::format(",6:{}0000\\n", tag)) != std::string::npos;
+    };
+    int named = names(1) ? 1 : names(2) ? 2 : 0;
     EXPECT_EQ(named, v4) << what << ": status names generation " << gen << " (set " << named << "), the kernel holds set " << v4;
     return v4;
   }

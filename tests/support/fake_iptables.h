@@ -19,6 +19,7 @@ class FakeIptables : public CommandRunner {
  public:
   std::map<std::string, std::string> tables;  // "iptables" / "ip6tables" -> saved text
   std::vector<std::string> restores;
+  std::vector<std::string> ipset_restores;  // inputs of `ipset restore`
   bool fail_restore = false;
   int restores_left = -1;  // >= 0: that many more restores succeed, then every one fails
   // Runs before each restore: someone else changing the table between the backend's save and its restore.
@@ -28,7 +29,10 @@ class FakeIptables : public CommandRunner {
   CommandResult run(const std::vector<std::string>& argv, const std::string& input) override {
     std::string bin = argv[0];
     std::string fam = bin.rfind("ip6tables", 0) == 0 ? "ip6tables" : "iptables";
-    if (bin == "ipset") return {0, "", ""};
+    if (bin == "ipset") {
+      if (argv.back() == "restore") ipset_restores.push_back(input);
+      return {0, "", ""};
+    }
     if (bin.find("-save") != std::string::npos) return {0, reword_nflog ? reworded(tables[fam]) : tables[fam], ""};
     if (bin.find("-restore") != std::string::npos) {
       restores.push_back(input);

@@ -339,6 +339,92 @@ TEST(PolicyEvaluator, IpsetsForLargePeerListsAndIpv6) {
   for (const auto& l : r6.rules) EXPECT_EQ(l.find("192.0.2"), std::string::npos);
 }
 
+// `n` egress rules of `action`, each one address and one tcp port (rule i: 10.9.<i/250>.<i%250+1>, port 1000+i), and
+// as many IPv6 ones (fd00:9::<i+1>); `allow_at`: an allow rule to 10.8.0.1:80 put before rule `allow_at` (-1: none).
+std::string many_rules(size_t n, const char* action, int allow_at = -1) {
+  std::string y = "apiVersion: hostscope.io/v1\nkind: NetworkPolicy\nmetadata: {name: many}\nsubject: {service: web}\n"
+                  "default: {egress: allow, ingress: allow}\nfailsafe: false\negress:\n";
+  for (size_t i = 0; i < n; ++i) {
+    if (int(i) == allow_at) y += "  - action: allow\n    peers: [{cidr: 10.8.0.1/32}]\n    ports: [80]\n    protocol: tcp\n";
+    y += fmt::format("  - action: {}\n    peers: [{{cidr: 10.9.{}.{}/32}}, {{cidr: 'fd00:9::{:x}/128'}}]\n    ports: [{}]\n    protocol: tcp\n",
+                     action, i / 250, i % 250 + 1, i + 1, 1000 + i);
+  }
+  return y;
+}
+
+std::vector<std::string> chain_lines(const RenderedTable& r, const std::string& chain_prefix) {
+  std::vector<std::string> out;
+  for (const auto& l : r.rules)
+    if (l.rfind("-A " + chain_prefix, 0) == 0) out.push_back(l);
+  return out;
+}
+
+// A run of rules that differ only in one peer and one port is one rule matching a hash:net,port set: iptables walks
+// one rule instead of thousands. The IR (and so the evaluator, plan --impact and diff) keeps every rule.
+TEST(PolicyCompile, RunsOfOnePeerOnePortRulesAreOneSetRule) {
+  auto ir = must_compile(many_rules(20, "deny"));
+  size_t ir_rules = 0;
+  for (const auto& c : ir.v4.chains)
+    if (c.name.rfind("HOSTSCOPE-P-", 0) == 0) ir_rules += c.rules.size();
+  EXPECT_EQ(ir_rules, 20u);  // the IR is unchanged
+  auto r = render(ir.v4);
+  auto chain = chain_lines(r, "HOSTSCOPE-P-");
+  ASSERT_EQ(chain.size(), 1u) << ::testing::PrintToString(r.rules);
+  ASSERT_EQ(r.set_names.size(), 1u);
+  const std::string set = r.set_names[0];
+  EXPECT_THAT(chain[0], ::testing::HasSubstr(" -p tcp -m set --match-set " + set + " dst,dst -m comment"));
+  EXPECT_THAT(chain[0], ::testing::EndsWith("-j DROP"));
+  EXPECT_THAT(r.ipsets, ::testing::HasSubstr("create " + set + " hash:net,port family inet hashsize 1024 maxelem 65536\n"));
+  EXPECT_THAT(r.ipsets, ::testing::HasSubstr("add " + set + "-t 10.9.0.1/32,6:1000\n"));
+  EXPECT_THAT(r.ipsets, ::testing::HasSubstr("add " + set + "-t 10.9.0.20/32,6:1019\n"));
+  EXPECT_THAT(r.ipsets, ::testing::HasSubstr("swap " + set + "-t " + set + "\n"));
+  // status names the run: its size, the set, the first and last rule, the first rule's file:line.
+  ASSERT_EQ(r.folded.size(), 1u);
+  EXPECT_EQ(r.folded[0].owner, "many");
+  EXPECT_EQ(r.folded[0].target, "DROP");
+  EXPECT_EQ(r.folded[0].loc, "t.yaml:8:5");
+  EXPECT_EQ(r.folded[0].what, "egress rule 1 (deny) to egress rule 20 (deny): 20 rules in one ipset");
+  EXPECT_THAT(chain[0], ::testing::HasSubstr("\"" + r.folded[0].tag + "\""));
+  // IPv6: its own set, addresses with their prefix.
+  auto r6 = render(ir.v6);
+  ASSERT_EQ(chain_lines(r6, "HOSTSCOPE-P-").size(), 1u);
+  EXPECT_THAT(r6.ipsets, ::testing::HasSubstr("hash:net,port family inet6"));
+  EXPECT_THAT(r6.ipsets, ::testing::HasSubstr("-t fd00:9::1/128,6:1000\n"));
+  // Off: every rule is its own line, as before.
+  RenderOptions off;
+  off.fold_min = 0;
+  EXPECT_EQ(chain_lines(render(ir.v4, off), "HOSTSCOPE-P-").size(), 20u);
+  EXPECT_TRUE(render(ir.v4, off).set_names.empty());
+}
+
+// Order matters only between rules of different verdicts: a rule in between ends the run, and a run shorter than
+// fold_min stays rules. Reject keeps its tcp-reset; an ingress run matches the set by source address.
+TEST(PolicyCompile, FoldingKeepsRuleOrderAcrossVerdicts) {
+  auto ir = must_compile(many_rules(20, "reject", 12));  // 12 rules, allow, 8 rules
+  auto r = render(ir.v4);
+  auto chain = chain_lines(r, "HOSTSCOPE-P-");
+  ASSERT_EQ(chain.size(), 3u) << ::testing::PrintToString(chain);
+  EXPECT_THAT(chain[0], ::testing::HasSubstr("--match-set"));
+  EXPECT_THAT(chain[0], ::testing::EndsWith("-j REJECT --reject-with tcp-reset"));
+  EXPECT_THAT(chain[1], ::testing::HasSubstr("-d 10.8.0.1/32 -p tcp -m tcp --dport 80"));
+  EXPECT_THAT(chain[1], ::testing::EndsWith("-j RETURN"));
+  EXPECT_THAT(chain[2], ::testing::HasSubstr("--match-set"));
+  EXPECT_EQ(r.set_names.size(), 2u);
+  // Below the threshold: plain rules.
+  RenderOptions high;
+  high.fold_min = 9;
+  EXPECT_EQ(chain_lines(render(ir.v4, high), "HOSTSCOPE-P-").size(), 1u + 1u + 8u);
+
+  std::string in = many_rules(10, "deny");
+  for (size_t at; (at = in.find("egress")) != std::string::npos;) in.replace(at, 6, "ingress");
+  const std::string both_ingress = "default: {ingress: allow, ingress: allow}";
+  in.replace(in.find(both_ingress), both_ingress.size(), "default: {egress: allow, ingress: allow}");
+  auto ir_in = must_compile(in);
+  auto ri = chain_lines(render(ir_in.v4), "HOSTSCOPE-P-");
+  ASSERT_EQ(ri.size(), 1u) << ::testing::PrintToString(ri);
+  EXPECT_THAT(ri[0], ::testing::HasSubstr(" src,dst -m comment"));
+}
+
 // IPv6 neighbour discovery and MLD are accepted first in every IPv6 hook chain, also for a subject with
 // default deny both ways and failsafe off; other ICMPv6 is still policy's.
 TEST(PolicyEvaluator, Ipv6NeighbourDiscoveryAlwaysOpen) {
@@ -602,6 +688,96 @@ struct FakeNode {
     t.erase(begin, t.find('\n', pos) + 1 - begin);
   }
 };
+
+// The backend's rule index knows the folded rule, so status shows it with its policy and file:line.
+TEST(PolicyBackend, StatusNamesAFoldedRun) {
+  FakeNode node;
+  auto& fake = node.fake;
+  auto& b = node.b;
+  auto a = b.apply(must_compile(many_rules(10, "deny")));
+  ASSERT_TRUE(a) << a.error().str();
+  auto st = b.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_FALSE(st->drift) << st->text();
+  EXPECT_THAT(st->text(), ::testing::HasSubstr("t.yaml:8:5"));
+  EXPECT_THAT(st->text(), ::testing::HasSubstr("egress rule 1 (deny) to egress rule 10 (deny): 10 rules in one ipset"));
+  auto j = st->policies_json("many");
+  ASSERT_EQ(j.size(), 1u);
+  ASSERT_EQ(j[0]["rules"].size(), 1u) << j.dump();  // both families' sets: one row per run, like one rule
+  EXPECT_EQ(j[0]["rules"][0]["target"], "DROP");
+}
+
+// A one-rule change inside a folded run changes the members of its set alone: made on the live set (added before
+// removed), with no iptables-restore; rollback the same way back. A change that also moves rules gives a changed set
+// its other slot, so the rules in force match the old members until one restore switches them.
+TEST(PolicyBackend, AChangeOfMembersAloneIsMadeOnTheLiveSet) {
+  FakeNode node;
+  auto& fake = node.fake;
+  auto& b = node.b;
+  const std::string first = many_rules(20, "deny");
+  auto a1 = b.apply(must_compile(first));
+  ASSERT_TRUE(a1) << a1.error().str();
+  const auto r1 = render(must_compile(first).v4);
+  ASSERT_EQ(r1.fold_sets.size(), 1u);
+  const std::string set = r1.fold_sets.begin()->first;
+  EXPECT_EQ(set.back(), 'a');
+
+  std::string second = first;
+  second.replace(second.find("ports: [1000]"), 13, "ports: [1500]");
+  auto planned = b.plan(must_compile(second));  // plan says what apply does
+  ASSERT_TRUE(planned) << planned.error().str();
+  EXPECT_TRUE(planned->chains.empty()) << planned->text();
+  EXPECT_EQ(planned->sets_changed.size(), 2u) << planned->text();
+  fake->restores.clear();
+  fake->ipset_restores.clear();
+  auto a2 = b.apply(must_compile(second));
+  ASSERT_TRUE(a2) << a2.error().str();
+  EXPECT_EQ(a2->generation, 2);
+  EXPECT_TRUE(fake->restores.empty()) << fake->restores[0];  // no iptables-restore in either family
+  ASSERT_EQ(fake->ipset_restores.size(), 2u);
+  EXPECT_EQ(fake->ipset_restores[0], "add " + set + " 10.9.0.1/32,6:1500\ndel " + set + " 10.9.0.1/32,6:1000\n");
+  EXPECT_THAT(fake->ipset_restores[1], ::testing::StartsWith("add hs-"));
+  EXPECT_THAT(a2->plan.text(), ::testing::HasSubstr("set members changed in place: ipv4 " + set + ": +1 -1 members"));
+  auto st = b.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_EQ(st->generation, 2);
+  EXPECT_FALSE(st->drift) << st->text();
+
+  // A range member is the entries the kernel holds for it: widening 1001 to 1001-1003 adds two entries and removes
+  // none (deleting the old member would delete port 1001, which the new range still holds).
+  std::string widened = second;
+  widened.replace(widened.find("ports: [1001]"), 13, "ports: [\"1001-1003\"]");
+  fake->ipset_restores.clear();
+  auto aw = b.apply(must_compile(widened));
+  ASSERT_TRUE(aw) << aw.error().str();
+  ASSERT_EQ(fake->ipset_restores.size(), 2u);
+  EXPECT_EQ(fake->ipset_restores[0], "add " + set + " 10.9.0.2/32,6:1002\nadd " + set + " 10.9.0.2/32,6:1003\n");
+  auto back = b.rollback();  // to the second set: removes exactly those two
+  ASSERT_TRUE(back) << back.error().str();
+  EXPECT_EQ(fake->ipset_restores[2], "del " + set + " 10.9.0.2/32,6:1002\ndel " + set + " 10.9.0.2/32,6:1003\n");
+
+  fake->ipset_restores.clear();
+  auto rb = b.rollback();
+  ASSERT_TRUE(rb) << rb.error().str();
+  EXPECT_TRUE(fake->restores.empty());
+  ASSERT_EQ(fake->ipset_restores.size(), 2u);
+  EXPECT_EQ(fake->ipset_restores[0], "add " + set + " 10.9.0.1/32,6:1000\ndel " + set + " 10.9.0.1/32,6:1500\n");
+  EXPECT_FALSE(b.status()->drift);
+
+  // An allow rule in the middle splits the run: the rules change, and the first run's set (members changed) takes
+  // slot b, filled under its new name before the restore that points the rule at it.
+  fake->ipset_restores.clear();
+  auto a3 = b.apply(must_compile(many_rules(20, "deny", 12)));
+  ASSERT_TRUE(a3) << a3.error().str();
+  EXPECT_EQ(fake->restores.size(), 1u);  // the allow rule is IPv4 only: the IPv6 table stays as it is
+  std::string moved = set;
+  moved.back() = 'b';
+  ASSERT_FALSE(fake->ipset_restores.empty());
+  EXPECT_THAT(fake->ipset_restores[0], ::testing::HasSubstr("swap " + moved + "-t " + moved + "\n"));
+  EXPECT_THAT(fake->tables["iptables"], ::testing::HasSubstr("--match-set " + moved + " dst,dst"));
+  EXPECT_THAT(fake->tables["iptables"], ::testing::Not(::testing::HasSubstr("--match-set " + set + " ")));
+  EXPECT_FALSE(b.status()->drift);
+}
 
 // A node with web_with_log(5432) applied; ir2 changes one rule per family.
 struct OneRuleChange {
