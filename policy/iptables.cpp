@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <deque>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -506,6 +507,10 @@ struct IptablesBackend::Generation {
   std::shared_ptr<const RuleIndex> index = std::make_shared<const RuleIndex>();
   std::shared_ptr<const Lines> observed_v4 = std::make_shared<const Lines>(), observed_v6 = observed_v4;  // our chains as read back after install
   bool ipv6 = true;  // installed into ip6tables too (IptablesOptions::ipv6 when it was applied)
+  // Not stored: members_delta() against generation `delta_from` per family (v4, v6), as render_tables() found it.
+  int delta_from = -1;
+  std::array<std::optional<std::string>, 2> delta;
+  std::array<std::string, 2> delta_what;
   const RenderedTable& table(Family f) const { return f == Family::V4 ? *v4 : *v6; }
   const Lines& observed(Family f) const { return f == Family::V4 ? *observed_v4 : *observed_v6; }
   void set_observed(Family f, Lines l) { (f == Family::V4 ? observed_v4 : observed_v6) = std::make_shared<const Lines>(std::move(l)); }
@@ -626,27 +631,32 @@ std::string verify_kept(const SavedTable& after, const RenderedTable& next, cons
   return "";
 }
 
-// Members of each set in an `ipset restore` text of render(): "add NAME-t MEMBER" lines, a port range
-// ("ADDR,6:80-85") as the entries the kernel holds for it, one per port, so that removing one member never removes an
-// entry another member (an overlapping range) still holds.
-std::map<std::string, std::set<std::string>> set_members(const std::string& ipsets) {
-  std::map<std::string, std::set<std::string>> out;
-  std::istringstream in(ipsets);
-  for (std::string l; std::getline(in, l);) {
-    if (l.rfind("add ", 0) != 0) continue;
-    auto sp = l.find(' ', 4);
-    if (sp == std::string::npos || sp < 6 || l.compare(sp - 2, 2, "-t") != 0) continue;
-    auto& members = out[l.substr(4, sp - 6)];
-    std::string m = l.substr(sp + 1);
+// Members of set `name` in an `ipset restore` text of render() ("add NAME-t MEMBER" lines), sorted, a port range
+// ("ADDR,6:80-85") as the entries the kernel holds for it, one per port (kept in `expanded`), so that removing one
+// member never removes an entry another member (an overlapping range) still holds.
+std::vector<std::string_view> set_members(std::string_view ipsets, const std::string& name, std::deque<std::string>& expanded) {
+  std::vector<std::string_view> out;
+  const std::string prefix = "add " + name + "-t ";
+  for (size_t at = ipsets.find(prefix); at != std::string_view::npos; at = ipsets.find(prefix, at)) {
+    if (at > 0 && ipsets[at - 1] != '\n') {
+      ++at;
+      continue;
+    }
+    size_t end = ipsets.find('\n', at);
+    std::string_view m = ipsets.substr(at + prefix.size(), (end == std::string_view::npos ? ipsets.size() : end) - at - prefix.size());
+    at = end;
     auto colon = m.rfind(':'), dash = m.rfind('-'), comma = m.rfind(',');
     unsigned first = 0, last = 0;
-    if (comma != std::string::npos && colon != std::string::npos && colon > comma && dash != std::string::npos && dash > colon &&
-        std::sscanf(m.c_str() + colon + 1, "%u-%u", &first, &last) == 2 && first <= last && last <= 65535) {
-      for (unsigned p = first; p <= last; ++p) members.insert(fmt::format("{}{}", m.substr(0, colon + 1), p));
+    if (comma != std::string_view::npos && colon != std::string_view::npos && colon > comma && dash != std::string_view::npos &&
+        dash > colon && std::sscanf(std::string(m.substr(colon + 1)).c_str(), "%u-%u", &first, &last) == 2 && first <= last &&
+        last <= 65535) {
+      for (unsigned p = first; p <= last; ++p) out.emplace_back(expanded.emplace_back(fmt::format("{}{}", m.substr(0, colon + 1), p)));
     } else {
-      members.insert(std::move(m));
+      out.push_back(m);
     }
   }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 
@@ -654,38 +664,34 @@ std::map<std::string, std::set<std::string>> set_members(const std::string& ipse
 // live set, the members added first and then the ones removed, so that each packet meets at every moment either the
 // old or the new membership of that set and, the rules being the same, the old or the new verdict. nullopt when
 // anything else differs, or when as many members change as the set holds (then the set takes its other slot, and one
-// iptables-restore switches the rules over).
+// iptables-restore switches the rules over). The set that changes is found by the members hashes (fold_sets): the
+// other sets are named by their members.
 // `what`: "hs-...: +N -M members" when a set changes.
 std::optional<std::string> members_delta(const RenderedTable& before, const RenderedTable& next, std::string* what = nullptr) {
   if (before.chains != next.chains || before.rules != next.rules || before.set_names != next.set_names) return std::nullopt;
   if (before.ipsets == next.ipsets) return std::string();
-  auto old_members = set_members(before.ipsets), new_members = set_members(next.ipsets);
   std::string changed;
-  for (const auto& name : next.set_names) {
-    if (old_members[name] == new_members[name]) continue;
-    if (!changed.empty() || !next.fold_sets.count(name)) return std::nullopt;
+  for (const auto& [name, hash] : next.fold_sets) {
+    auto it = before.fold_sets.find(name);
+    if (it == before.fold_sets.end()) return std::nullopt;  // a generation stored without its members hashes
+    if (it->second == hash) continue;
+    if (!changed.empty()) return std::nullopt;
     changed = name;
   }
-  std::string adds, dels;
-  size_t added = 0, removed = 0;
-  if (!changed.empty()) {
-    const auto &o = old_members[changed], &n = new_members[changed];
-    for (const auto& m : n)
-      if (!o.count(m)) {
-        adds += fmt::format("add {} {}\n", changed, m);
-        ++added;
-      }
-    for (const auto& m : o)
-      if (!n.count(m)) {
-        dels += fmt::format("del {} {}\n", changed, m);
-        ++removed;
-      }
-    // A large change goes through a fresh set (swapped in whole) and one restore instead: the mixed membership above
-    // would last as long as the edit.
-    if (added + removed >= n.size()) return std::nullopt;
-    if (what) *what = fmt::format("{}: +{} -{} members", changed, added, removed);
-  }
-  return adds + dels;
+  if (changed.empty()) return std::nullopt;  // the texts differ, but not in a folded set's members
+  std::deque<std::string> expanded;
+  auto o = set_members(before.ipsets, changed, expanded), n = set_members(next.ipsets, changed, expanded);
+  std::vector<std::string_view> added, removed;
+  std::set_difference(n.begin(), n.end(), o.begin(), o.end(), std::back_inserter(added));
+  std::set_difference(o.begin(), o.end(), n.begin(), n.end(), std::back_inserter(removed));
+  // A large change goes through a fresh set (swapped in whole) and one restore instead: the mixed membership would
+  // last as long as the edit.
+  if (added.size() + removed.size() >= n.size()) return std::nullopt;
+  std::string text;
+  for (auto m : added) text += fmt::format("add {} {}\n", changed, m);
+  for (auto m : removed) text += fmt::format("del {} {}\n", changed, m);
+  if (what) *what = fmt::format("{}: +{} -{} members", changed, added.size(), removed.size());
+  return text;
 }
 
 // "-A CHAIN spec" as "-R CHAIN n spec" / "-I CHAIN n spec".
@@ -703,8 +709,9 @@ Status IptablesBackend::install_family(Generation& g, Family f, Plan* plan, cons
   // The rules stay and the kernel holds them exactly as the generation in force left them: only the members of (at
   // most) one folded set change, on the live set. No iptables-restore, no read back: the rules read now are the record.
   if (!full && in_force && (f == Family::V4 || in_force->ipv6)) {
-    std::string what;
-    auto delta = members_delta(in_force->table(f), next, &what);
+    const size_t k = f == Family::V4 ? 0 : 1;
+    std::string what = g.delta_what[k];
+    auto delta = g.delta_from == in_force->number ? g.delta[k] : members_delta(in_force->table(f), next, &what);
     if (delta && observe(*saved) == in_force->observed(f)) {
       if (!delta->empty()) {
         auto argv = o_.command_prefix;
@@ -858,8 +865,15 @@ void IptablesBackend::render_tables(Generation& g, const Ir& ir, const Generatio
     g.v6 = std::make_shared<const RenderedTable>(render(ir.v6, o_.render, &v6));
   };
   render_both(true);
-  if (in_force && !(in_force->ipv6 == o_.ipv6 && members_delta(*in_force->v4, *g.v4) && members_delta(*in_force->v6, *g.v6)))
-    render_both(false);
+  g.delta_from = -1;
+  if (!in_force) return;
+  g.delta[0] = members_delta(*in_force->v4, *g.v4, &g.delta_what[0]);
+  g.delta[1] = members_delta(*in_force->v6, *g.v6, &g.delta_what[1]);
+  if (in_force->ipv6 == o_.ipv6 && g.delta[0] && g.delta[1]) {
+    g.delta_from = in_force->number;
+    return;
+  }
+  render_both(false);
 }
 
 Result<Plan> IptablesBackend::plan(const Ir& ir) {
@@ -876,10 +890,9 @@ Result<Plan> IptablesBackend::plan(const Ir& ir) {
     auto p = make_plan(*saved, g.table(f));
     plan.chains.insert(plan.chains.end(), p.chains.begin(), p.chains.end());
     plan.jumps_to_add.insert(plan.jumps_to_add.end(), p.jumps_to_add.begin(), p.jumps_to_add.end());
-    std::string what;
-    if (in_force && (f == Family::V4 || in_force->ipv6))
-      if (auto d = members_delta(in_force->table(f), g.table(f), &what); d && !d->empty())
-        plan.sets_changed.push_back(fmt::format("{} {}", to_string(f), what));
+    const size_t k = f == Family::V4 ? 0 : 1;
+    if (in_force && g.delta_from == in_force->number && (f == Family::V4 || in_force->ipv6) && !g.delta[k]->empty())
+      plan.sets_changed.push_back(fmt::format("{} {}", to_string(f), g.delta_what[k]));
   }
   return plan;
 }
@@ -1281,7 +1294,8 @@ std::array<IptablesBackend::FileSig, 3> IptablesBackend::generation_files(int n)
 
 void IptablesBackend::remember(const Generation& g, const std::array<FileSig, 3>& files) const {
   std::lock_guard l(cache_->mu);
-  cache_->entries[g.number] = GenerationCache::Entry{files, g};
+  auto& e = cache_->entries[g.number] = GenerationCache::Entry{files, g};
+  e.g.delta_from = -1;  // what apply found against the generation then in force is not kept
   while (cache_->entries.size() > kCachedGenerations) {
     auto oldest = cache_->entries.begin();
     if (oldest->first == g.number) ++oldest;
