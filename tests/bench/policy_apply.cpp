@@ -180,14 +180,22 @@ class TimingRunner : public CommandRunner {
   CommandResult run(const std::vector<std::string>& argv, const std::string& input) override {
     auto t0 = Clock::now();
     auto r = runner()->run(argv, input);
-    seconds += seconds_since(t0);
+    double took = seconds_since(t0);
+    seconds += took;
+    // "ip netns exec NS tool ..." -> "tool arg": what each kind of command costs (printed to stderr per step).
+    size_t at = argv.size() > 4 && argv[0] == "ip" ? 4 : 0;
+    log += fmt::format(" {}{}={:.1f}ms", argv[at], argv.size() > at + 1 ? " " + argv[at + 1] : "", took * 1000);
     return r;
   }
   double seconds = 0;
+  std::string log;
 };
 
-IptablesBackend backend(const Netns& ns, const std::string& state_dir, std::shared_ptr<CommandRunner> run = nullptr) {
+// `fold_min`: RenderOptions::fold_min (0: every rule its own iptables rule, as before folding existed).
+IptablesBackend backend(const Netns& ns, const std::string& state_dir, std::shared_ptr<CommandRunner> run = nullptr,
+                        size_t fold_min = RenderOptions{}.fold_min) {
   IptablesOptions o;
+  o.render.fold_min = fold_min;
   o.variant = "legacy";
   o.command_prefix = {"ip", "netns", "exec", ns.name()};
   o.state_dir = state_dir;
@@ -396,8 +404,11 @@ int main(int argc, char** argv) {
     double compile_s = 0;
     Ir ir = compile_or_die(rules_policy(n), &compile_s);
     Ir changed = compile_or_die(rules_policy(n, 65000));
-    auto rendered = render(ir.v4);
-    std::vector<double> hs, hs_tools, rs, change, rollback;
+    // The other methods install one iptables rule per policy rule, as a person writing them would.
+    RenderOptions unfolded;
+    unfolded.fold_min = 0;
+    auto rendered = render(ir.v4, unfolded);
+    std::vector<double> hs, hs_tools, rs, change, change_tools, rollback;
     size_t installed = 0;
     for (int r = 0; r < o.rounds; ++r) {
       {
@@ -409,12 +420,17 @@ int main(int argc, char** argv) {
         auto rep = b.apply(ir);
         hs.push_back(seconds_since(t0));
         hs_tools.push_back(timing->seconds);
+        timing->log.clear();
         if (!rep) die("hostscope apply failed: " + rep.error().str());
         installed = rep->rules;
         // The same set with one rule's port changed, then back to the first generation.
         t0 = Clock::now();
+        double tools_before = timing->seconds;
         if (auto c = b.apply(changed); !c) die("hostscope one-rule change failed: " + c.error().str());
         change.push_back(seconds_since(t0));
+        change_tools.push_back(timing->seconds - tools_before);
+        fprintf(stderr, "one-rule change, %zu rules, tools:%s\n", n, timing->log.c_str());
+        timing->log.clear();
         t0 = Clock::now();
         if (auto rb = b.rollback(); !rb) die("hostscope rollback failed: " + rb.error().str());
         rollback.push_back(seconds_since(t0));
@@ -440,18 +456,21 @@ int main(int argc, char** argv) {
                                             naive.total, fmt_s(o.naive_budget))
                               : fmt_s(naive.seconds);
     auto row = fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", n, installed, fmt_s(compile_s), fmt_s(median(hs)),
-                           fmt_s(median(hs_tools)), fmt_s(median(change)), fmt_s(median(rollback)), naive_s, fmt_s(median(rs)));
+                           fmt_s(median(hs_tools)),
+                           fmt::format("{} (tools {})", fmt_s(median(change)), fmt_s(median(change_tools))), fmt_s(median(rollback)), naive_s, fmt_s(median(rs)));
     printf("%s", row.c_str());
     fflush(stdout);
     apply_md += row;
   }
   apply_md += fmt::format(
       "\nEach N-rule set is one policy (subject cgroup `/`) with N `deny` rules, each one destination /32 and one tcp "
-      "port, plus hostscope's fixed rules (conntrack, dispatch, failsafes, jumps): the same rule lines are used by all "
-      "three methods. Every command runs as `ip netns exec NS ...` in a fresh namespace; hostscope's apply includes its "
+      "port, plus hostscope's fixed rules (conntrack, dispatch, failsafes, jumps). The two other methods install one "
+      "iptables rule per policy rule (hostscope's rule lines with folding off); hostscope installs its own rendering, in "
+      "which a run of such rules is one rule matching a `hash:net,port` set (\"iptables rules installed\"). Every command runs as `ip netns exec NS ...` in a fresh namespace; hostscope's apply includes its "
       "`iptables-save` before and after, the `iptables-restore --noflush` and storing the generation; compile (load, "
       "lint, compile) is measured separately. The one-rule change applies the same set with the first rule's port changed "
-      "over the first generation; rollback then re-applies the first generation. Medians over {} rounds; the naive "
+      "over the first generation (\"tools\": the part spent in ipset and iptables commands); rollback then re-applies "
+      "the first generation. Medians over {} rounds; the naive "
       "method runs once{}.\n",
       o.rounds,
       any_extrapolated ? fmt::format(" and stops after {} s, the remaining commands extrapolated from a least-squares fit "
@@ -467,6 +486,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<Netns> ns;
     std::vector<double> rates;
     std::unique_ptr<TempDir> state;
+    int vs = -1;  // the configuration with 10 rules this one is compared with ("10k vs 10")
   };
   std::vector<Config> configs;
   if (o.only == "apply") o.rate_rounds = 0;
@@ -478,20 +498,28 @@ int main(int argc, char** argv) {
     must(c.ns->exec({"iptables-legacy-restore", "-w", "--noflush"}), s);
     return c;
   };
-  auto compiled = [&](size_t n) {
-    Config c{fmt::format("hostscope, 1 rule with {} peers", n), std::make_unique<Netns>(), {}, std::make_unique<TempDir>()};
-    auto ir = compile_or_die(peers_policy(n));
-    auto b = backend(*c.ns, c.state->path);
+  auto compiled = [&](std::string label, const std::string& yaml, size_t fold_min) {
+    Config c{std::move(label), std::make_unique<Netns>(), {}, std::make_unique<TempDir>()};
+    auto ir = compile_or_die(yaml);
+    auto b = backend(*c.ns, c.state->path, nullptr, fold_min);
     auto rep = b.apply(ir);
     if (!rep) die("hostscope apply failed: " + rep.error().str());
     return c;
   };
+  const size_t fold = RenderOptions{}.fold_min;
   if (o.rate_rounds > 0) {
     configs.push_back({"no rules", std::make_unique<Netns>(), {}, nullptr});
     configs.push_back(linear(10));
     configs.push_back(linear(10000));
-    configs.push_back(compiled(10));
-    configs.push_back(compiled(10000));
+    configs.back().vs = 1;
+    configs.push_back(compiled("hostscope, 1 rule with 10 peers", peers_policy(10), fold));
+    configs.push_back(compiled("hostscope, 1 rule with 10000 peers", peers_policy(10000), fold));
+    configs.back().vs = 3;
+    configs.push_back(compiled("hostscope, 10 rules (one peer and port each)", rules_policy(10), fold));
+    configs.push_back(compiled("hostscope, 10000 rules (one peer and port each)", rules_policy(10000), fold));
+    configs.back().vs = 5;
+    configs.push_back(compiled("hostscope, 10000 rules, not folded into a set", rules_policy(10000), 0));
+    configs.back().vs = 5;
   }
   for (int r = 0; r < o.rate_rounds; ++r)
     for (auto& c : configs) {
@@ -502,7 +530,7 @@ int main(int argc, char** argv) {
   std::string rate_md = "| rules in the path | conn/s (median) | min–max over rounds | vs no rules | 10k vs 10 |\n| --- | --- | --- | --- | --- |\n";
   for (size_t i = 0; i < configs.size(); ++i) {
     double m = median(configs[i].rates);
-    std::string vs10 = (i == 2 || i == 4) ? fmt::format("{:.1f}%", 100 * m / median(configs[i - 1].rates)) : "";
+    std::string vs10 = configs[i].vs >= 0 ? fmt::format("{:.1f}%", 100 * m / median(configs[size_t(configs[i].vs)].rates)) : "";
     auto [lo, hi] = std::minmax_element(configs[i].rates.begin(), configs[i].rates.end());
     rate_md += fmt::format("| {} | {:.0f} | {:.0f}–{:.0f} | {:.1f}% | {} |\n", configs[i].label, m, *lo, *hi, 100 * m / base, vs10);
   }
@@ -511,7 +539,10 @@ int main(int argc, char** argv) {
       "server threads), {} rounds × {} s, configurations alternated within each round. The linear chain is jumped to from "
       "OUTPUT and every packet walks all its rules; hostscope's chains return established traffic first and match the "
       "peers of one rule in an ipset (`hash:net`), so only the first packet of a connection pays for the policy, at a "
-      "cost that does not depend on the number of peers. iptables-legacy for both. The machine is shared with other "
+      "cost that does not depend on the number of peers. The N-rule rows are the apply benchmark's policy (each rule one "
+      "destination /32 and one tcp port): runs of such rules are installed as one rule matching a `hash:net,port` set "
+      "(`RenderOptions::fold_min`); the \"not folded\" row installs each as its own rule, as hostscope did before. "
+      "iptables-legacy for all. The machine is shared with other "
       "work (2 cores), so rounds vary; compare the medians measured side by side.\n",
       o.clients, o.clients, o.rate_rounds, o.rate_seconds);
   printf("%s", rate_md.c_str());
