@@ -366,6 +366,7 @@ void check_matrix(Lab& lab, const Ir& ir, const std::string& what, const Ir* sto
 struct PeerPort {
   std::string v4, v6;
   uint16_t port;
+  uint16_t port2 = 0;  // a second port in the same rule (a list folds as one member per port)
 };
 
 // Rules of `action`, each one peer (an IPv4 and an IPv6 address) and one tcp port: `lab` first, then padding to
@@ -374,8 +375,8 @@ std::string one_peer_one_port_rules(const char* action, std::vector<PeerPort> la
   for (uint16_t i = 1; lab.size() < 10; ++i) lab.push_back({fmt::format("192.0.2.{}", i), fmt::format("2001:db8::{:x}", i), uint16_t(1000 + i)});
   std::string y;
   for (const auto& p : lab)
-    y += fmt::format("  - action: {}\n    peers: [{{cidr: {}/32}}, {{cidr: '{}/128'}}]\n    ports: [{}]\n    protocol: tcp\n", action,
-                     p.v4, p.v6, p.port);
+    y += fmt::format("  - action: {}\n    peers: [{{cidr: {}/32}}, {{cidr: '{}/128'}}]\n    ports: [{}{}]\n    protocol: tcp\n", action,
+                     p.v4, p.v6, p.port, p.port2 ? fmt::format(", {}", p.port2) : "");
   return y;
 }
 
@@ -418,7 +419,7 @@ TEST_P(PolicyConformance, MatrixMatchesEvaluator) {
                                                                                           {"10.88.3.2", "fd88:3::2", 81},
                                                                                           {"10.88.1.1", "fd88:1::1", 80}}) +
                                                          yaml_header("z-in", "service: z") + "ingress:\n" +
-                                                         one_peer_one_port_rules("reject", {{"10.88.1.2", "fd88:1::2", 81},
+                                                         one_peer_one_port_rules("reject", {{"10.88.1.2", "fd88:1::2", 80, 81},
                                                                                             {"10.88.2.2", "fd88:2::2", 80}})},
   };
   for (const auto& [what, yaml] : sets) {

@@ -397,6 +397,22 @@ TEST(PolicyCompile, RunsOfOnePeerOnePortRulesAreOneSetRule) {
   EXPECT_TRUE(render(ir.v4, off).set_names.empty());
 }
 
+// A rule with a list of ports (policy generate groups a peer's ports) folds too: one member per port or range.
+TEST(PolicyCompile, RulesWithAFewPortsFoldAsOneMemberPerPort) {
+  std::string y = many_rules(10, "allow");
+  y.replace(y.find("ports: [1000]"), 13, "ports: [1000, 2000, \"3000-3010\"]");
+  auto ir = must_compile(y);
+  auto r = render(ir.v4);
+  ASSERT_EQ(chain_lines(r, "HOSTSCOPE-P-").size(), 1u) << ::testing::PrintToString(r.rules);
+  const std::string set = r.set_names.at(0);
+  for (const char* m : {"10.9.0.1/32,6:1000\n", "10.9.0.1/32,6:2000\n", "10.9.0.1/32,6:3000-3010\n", "10.9.0.2/32,6:1001\n"})
+    EXPECT_THAT(r.ipsets, ::testing::HasSubstr("add " + set + "-t " + m));
+  // More than 64 ports in one rule: that rule is not folded, and it ends the run (9 + 1 rules: 9 fold, 1 plain).
+  y.replace(y.find("\"3000-3010\""), 11, "\"3000-3100\"");
+  auto wide = chain_lines(render(must_compile(y).v4), "HOSTSCOPE-P-");
+  EXPECT_EQ(wide.size(), 2u) << ::testing::PrintToString(wide);
+}
+
 // Order matters only between rules of different verdicts: a rule in between ends the run, and a run shorter than
 // fold_min stays rules. Reject keeps its tcp-reset; an ingress run matches the set by source address.
 TEST(PolicyCompile, FoldingKeepsRuleOrderAcrossVerdicts) {
