@@ -225,6 +225,15 @@ std::string render_rule(const std::string& chain, const IrRule& r, Family f, con
   return render_line(chain, r, f, o, {});
 }
 
+size_t rules_stood_for(std::string_view what) {
+  constexpr std::string_view suffix = " rules in one ipset";  // render_fold()'s words
+  if (what.size() <= suffix.size() || what.substr(what.size() - suffix.size()) != suffix) return 1;
+  auto colon = what.rfind(": ");
+  size_t n = 0;
+  if (colon == std::string_view::npos || std::sscanf(std::string(what.substr(colon + 2)).c_str(), "%zu", &n) != 1 || n == 0) return 1;
+  return n;
+}
+
 RenderedTable render(const IrTable& t, const RenderOptions& o, const FoldSlots* slots) {
   RenderedTable out;
   out.family = t.family;
@@ -898,7 +907,11 @@ Result<Plan> IptablesBackend::plan(const Ir& ir) {
     const size_t k = f == Family::V4 ? 0 : 1;
     if (in_force && g.delta_from == in_force->number && (f == Family::V4 || in_force->ipv6) && !g.delta[k]->empty())
       plan.sets_changed.push_back(fmt::format("{} {}", to_string(f), g.delta_what[k]));
+    for (const auto& fr : g.table(f).folded) plan.rules_per_tag[fr.tag] = rules_stood_for(fr.what);
   }
+  if (in_force)
+    for (const auto& [tag, info] : *in_force->index)
+      if (size_t n = rules_stood_for(info.what); n > 1) plan.rules_per_tag[tag] = n;
   return plan;
 }
 
@@ -1571,15 +1584,32 @@ bool policy_owned(std::string_view tag_or_line) {
 
 size_t policy_rules_in_force(const BackendStatus& st) {
   size_t n = 0;
-  for (const auto& c : st.counters) n += policy_owned(c.tag);
+  for (const auto& c : st.counters)
+    if (policy_owned(c.tag)) n += rules_stood_for(c.what);
   return n;
 }
 
 std::string mass_removal(const Plan& plan, size_t installed, const std::vector<std::pair<std::string, SourceLoc>>& unselected,
                          size_t policies, const std::string& prefix) {
+  // Per policy: the rules its removed lines stand for, less those its added lines stand for (a folded run moved to a
+  // new set, rules folded that were installed one by one, a rule rewritten: replaced, not removed).
+  std::map<std::string, std::pair<size_t, size_t>> by_owner;  // owner -> removed, added
+  auto count = [&](std::string_view line, bool removed) {
+    if (!policy_owned(line)) return;
+    auto at = line.find("hostscope:");
+    auto tag = line.substr(at, line.find('"', at) - at);
+    auto it = plan.rules_per_tag.find(std::string(tag));
+    size_t n = it == plan.rules_per_tag.end() ? 1 : it->second;
+    auto owner = tag.substr(10, tag.rfind(':') - 10);
+    auto& [r, a] = by_owner[std::string(owner)];
+    (removed ? r : a) += n;
+  };
+  for (const auto& d : plan.chains) {
+    for (const auto& line : d.removed) count(line, true);
+    for (const auto& line : d.added) count(line, false);
+  }
   size_t removed = 0;
-  for (const auto& d : plan.chains)
-    for (const auto& line : d.removed) removed += policy_owned(line);
+  for (const auto& [owner, ra] : by_owner) removed += ra.first > ra.second ? ra.first - ra.second : 0;
   if (unselected.empty() || installed == 0 || removed * 2 <= installed) return "";
   std::string names;
   for (size_t i = 0; i < unselected.size() && i < 5; i++) {

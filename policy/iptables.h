@@ -34,6 +34,8 @@ struct RenderOptions {
 struct FoldedRule {
   std::string tag, chain, owner, what, target, mode, loc;
 };
+// The policy rules a rule of ours stands for, from its `what`: n for a folded run ("...: n rules in one ipset"), else 1.
+size_t rules_stood_for(std::string_view what);
 
 // Our part of one family's filter table, as rule lines "-A CHAIN ...".
 struct RenderedTable {
@@ -88,12 +90,14 @@ struct Plan {
   std::vector<ChainDiff> chains;
   std::vector<std::string> jumps_to_add;  // "ipv4 INPUT -> HOSTSCOPE-INPUT"
   std::vector<std::string> sets_changed;  // "ipv4 hs-... : +1 -1 members" (a change of members made on the live set)
+  std::map<std::string, size_t> rules_per_tag;  // a folded rule's tag (in force or planned) -> rules_stood_for()
   bool empty() const { return chains.empty() && jumps_to_add.empty() && sets_changed.empty(); }
   std::string text() const;
 };
 Plan make_plan(const SavedTable& installed, const RenderedTable& next);
 
 // "" unless the plan removes more than half of the `installed` rules in force while some policies select nothing
+// (counted as policy rules: a folded rule as the rules it stands for, and net of the rules the plan adds)
 // on this node (`unselected`: CompileResult::unselected; `prefix` is put before their file names). Then a message
 // naming those policies with file:line: far more often a catalogue that lacks their services (no policy.context, a
 // service not started) than the intent. The reconciler refuses such a set at step `select`, `policy apply` unless

@@ -795,6 +795,38 @@ TEST(PolicyBackend, AChangeOfMembersAloneIsMadeOnTheLiveSet) {
   EXPECT_FALSE(b.status()->drift);
 }
 
+// The mass-removal guard counts a folded rule as the rules it stands for, and a rule replaced in the same plan as
+// not removed: splitting a folded run (its set takes the other slot) or folding rules that were installed one by one
+// removes nothing, even with a policy that selects nothing on this node.
+TEST(PolicyBackend, MassRemovalCountsTheRulesAFoldedRuleStandsFor) {
+  const std::vector<std::pair<std::string, SourceLoc>> unselected = {{"ghost", SourceLoc{"ghost.yaml", 1, 1}}};
+  FakeNode node;
+  ASSERT_TRUE(node.b.apply(must_compile(many_rules(20, "deny"))));
+  auto st = node.b.status();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_EQ(policy_rules_in_force(*st), 40u);  // 20 rules in each family, one set rule each
+  auto split = node.b.plan(must_compile(many_rules(20, "deny", 12)));
+  ASSERT_TRUE(split) << split.error().str();
+  ASSERT_FALSE(split->chains.empty());
+  EXPECT_EQ(mass_removal(*split, policy_rules_in_force(*st), unselected, 2), "") << split->text();
+
+  FakeNode one_by_one;
+  IptablesOptions o = FakeNode::options(one_by_one.dir.path);
+  o.render.fold_min = 0;
+  IptablesBackend unfolded(o, one_by_one.fake);
+  ASSERT_TRUE(unfolded.apply(must_compile(many_rules(20, "deny"))));
+  auto before = unfolded.status();
+  ASSERT_TRUE(before) << before.error().str();
+  EXPECT_EQ(policy_rules_in_force(*before), 40u);
+  auto folding = one_by_one.b.plan(must_compile(many_rules(20, "deny")));  // the same state dir, folding on
+  ASSERT_TRUE(folding) << folding.error().str();
+  EXPECT_EQ(mass_removal(*folding, policy_rules_in_force(*before), unselected, 2), "") << folding->text();
+  // A real mass removal is still one: the run gone.
+  auto gone = node.b.plan(must_compile(many_rules(2, "deny")));
+  ASSERT_TRUE(gone) << gone.error().str();
+  EXPECT_NE(mass_removal(*gone, policy_rules_in_force(*st), unselected, 2), "") << gone->text();
+}
+
 // A node with web_with_log(5432) applied; ir2 changes one rule per family.
 struct OneRuleChange {
   FakeNode node;
