@@ -404,8 +404,8 @@ void register_policy_command(CLI::App& app, std::function<Context()> provider, H
     auto r = b.apply(ir);
     if (!r) fail(1, "policy apply failed; the previous generation stays in force: " + r.error().str());
     if (r->drift_repaired) std::cout << r->plan.text() << fmt::format("drift repaired: generation {} installed again\n", r->generation);
-    if (r->unchanged) std::cout << fmt::format("no change: generation {} ({} rules) stays in force\n", r->generation, r->rules);
-    else std::cout << r->plan.text() << fmt::format("applied generation {} ({} rules)\n", r->generation, r->rules);
+    if (r->unchanged) std::cout << fmt::format("no change: generation {} ({} iptables rules) stays in force\n", r->generation, r->rules);
+    else std::cout << r->plan.text() << fmt::format("applied generation {} ({} iptables rules)\n", r->generation, r->rules);
   });
 
   auto* rollback_cmd = policy->add_subcommand("rollback", "Re-apply the previous generation");

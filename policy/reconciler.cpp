@@ -386,7 +386,7 @@ PassResult Reconciler::attempt() {
     message = fmt::format("no change: generation {} kept", rep->generation);
     spdlog::info("policy: commit {} changes no rule; generation {} stays in force", short_id(commit), rep->generation);
   } else {
-    spdlog::info("policy: applied commit {} as generation {} ({} rules, {} chains changed, {} PolicyTest cases passed)", short_id(commit),
+    spdlog::info("policy: applied commit {} as generation {} ({} iptables rules, {} chains changed, {} PolicyTest cases passed)", short_id(commit),
                  rep->generation, rep->rules, rep->plan.chains.size(), ncases);
   }
   std::lock_guard l(st_mu_);
