@@ -13,7 +13,8 @@ enum hs_counter {
   HS_CNT_GOID_READ_FAIL = 5,  /* reading a goroutine id from a Go thread failed */
   HS_CNT_PROC_TABLE_FULL = 6, /* process table insert failed */
   HS_CNT_PEER_EVICTED = 7,    /* a connection waiting for its local peer lost its peer-table entry (LRU full) */
-  HS_CNT_MAX = 8,
+  HS_CNT_EDGE_TABLE_FULL = 8, /* a connection whose edge found no room in tcp_edges (sent as events instead) */
+  HS_CNT_MAX = 9,
 };
 
 #endif

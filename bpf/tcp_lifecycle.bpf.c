@@ -18,6 +18,7 @@
 #include "lib/common.bpf.h"
 #include "lib/core_fixes.bpf.h"
 #include "lib/goroutine.bpf.h"
+#include "edge_agg.h"
 #include "tcp_lifecycle.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -33,6 +34,12 @@ const volatile bool emit_opens = true;
 /* Stitch local peers: each end of a connection between two sockets of this node learns the other's owner
  * (peer_pid), so identity needs no open events to name the peer. */
 const volatile bool stitch_peers = false;
+/* Count every connection in its edge's entry of tcp_edges (docs/aggregation.md). */
+const volatile bool aggregate_edges = false;
+/* With aggregate_edges: also send each connection's events. The agent clears it while no consumer wants each
+ * connection (it is read at every use, so the switch takes effect at once). A connection whose edge finds no room
+ * in tcp_edges is sent whatever this says, and counted in HS_CNT_EDGE_TABLE_FULL: never a silent loss. */
+volatile bool events_wanted = true;
 
 /* Per-socket state while a connection lives. Bounded LRU: a full table evicts the oldest socket, whose
  * close is then reported as untracked (counted in HS_CNT_CLOSE_UNTRACKED). Size set by the agent. */
@@ -99,6 +106,19 @@ struct {
   __type(value, struct peer_val);
 } tcp_peers SEC(".maps");
 
+/* Per-edge counters (aggregate_edges). A plain hash: the kernel never evicts from it, so a count once made stays
+ * until the agent takes the entry out; an edge that finds the table full is sent as events instead. Size set by
+ * the agent (1 entry when aggregation is off). */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 16384);
+  __type(key, struct hs_edge_key);
+  __type(value, struct hs_edge_counts);
+} tcp_edges SEC(".maps");
+
+/* The first value of a new edge (too big for the BPF stack). */
+const struct hs_edge_counts hs_edge_zero = {};
+
 /* A socket's addresses and ports, read once per use. */
 struct sock_tuple {
   __u8 saddr[16];
@@ -122,10 +142,17 @@ static __always_inline void sock__record_owner(struct sock_info* si) {
 }
 
 static __always_inline void sock__read_tuple(struct sock* sk, struct sock_tuple* e, const bool direct) {
-  e->family = HS_RD(direct, sk, __sk_common.skc_family);
+  /* The family is kept as a constant per path (2 or 10) that the compiler cannot trace back to the value read.
+   * Otherwise it tests the raw value again where a caller tests e->family, and on the IPv4 path the verifier, whose
+   * ranges cannot say "not 10", also walks the IPv6 side and finds registers only that side loaded ("R4 !read_ok"
+   * at load). */
+  const bool v6 = HS_RD(direct, sk, __sk_common.skc_family) == AF_INET6;
+  __u16 family = v6 ? AF_INET6 : AF_INET;
+  barrier_var(family);
+  e->family = family;
   e->sport = HS_RD(direct, sk, __sk_common.skc_num);
   e->dport = bpf_ntohs(HS_RD(direct, sk, __sk_common.skc_dport));
-  if (e->family == AF_INET6) {
+  if (v6) {
     if (direct) {
       __u64* s = (__u64*)e->saddr;
       __u64* d = (__u64*)e->daddr;
@@ -223,6 +250,99 @@ static __always_inline void peer__closing(const struct sock_info* si, const stru
   else counter__inc(HS_CNT_PEER_EVICTED);
 }
 
+/* What a close reports, read once for the event and the edge. */
+struct close_figures {
+  __u64 bytes_sent;
+  __u64 bytes_received;
+  __u32 srtt_us;
+  __u32 retransmits;
+  __u32 sk_err;
+  __u8 flags;
+  __u8 outcome;
+  __u8 pad[2];
+};
+
+/* The edge of `t`, owned by `si` (NULL: a socket hostscope did not see open). Addresses normalised as peer__key
+ * does them; the server's port is the remote one for an active socket, the local one for a passive socket, and
+ * the lower of the two when the direction is unknown (ephemeral ports are the high ones). */
+static __always_inline void edge__key(const struct sock_tuple* t, const struct sock_info* si, struct hs_edge_key* k) {
+  struct peer_key pk;
+  peer__key(t, &pk, false);
+  __builtin_memset(k, 0, sizeof(*k));
+  __builtin_memcpy(k->laddr, pk.saddr, sizeof(k->laddr));
+  __builtin_memcpy(k->raddr, pk.daddr, sizeof(k->raddr));
+  k->family = pk.family;
+  k->netns = pk.netns;
+  if (si) {
+    k->pid = si->pid;
+    k->cgroup_id = si->cgroup_id;
+    k->role = si->role;
+    if (si->role == HS_ROLE_PASSIVE && (si->flags & HS_F_PEER)) k->peer_pid = si->peer_pid;
+  }
+  if (k->role == HS_ROLE_ACTIVE) k->port = t->dport;
+  else if (k->role == HS_ROLE_PASSIVE) k->port = t->sport;
+  else k->port = t->sport < t->dport ? t->sport : t->dport;
+}
+
+/* The counters of `k`, created at zero when new; NULL (counted) when the table is full. */
+static __always_inline struct hs_edge_counts* edge__counts(const struct hs_edge_key* k) {
+  struct hs_edge_counts* c = bpf_map_lookup_elem(&tcp_edges, k);
+  if (c) return c;
+  /* -EEXIST: another CPU created it meanwhile; the lookup below finds it. */
+  bpf_map_update_elem(&tcp_edges, k, &hs_edge_zero, BPF_NOEXIST);
+  c = bpf_map_lookup_elem(&tcp_edges, k);
+  if (!c) counter__inc(HS_CNT_EDGE_TABLE_FULL);
+  return c;
+}
+
+/* log2 bucket of a latency in microseconds (HS_EDGE_LAT_BUCKETS). */
+static __always_inline __u32 edge__latency_bucket(__u64 us) {
+  __u32 b = 0;
+  if (us >= 1ULL << 32) return HS_EDGE_LAT_BUCKETS - 1;
+  if (us >= 1 << 16) { b += 16; us >>= 16; }
+  if (us >= 1 << 8) { b += 8; us >>= 8; }
+  if (us >= 1 << 4) { b += 4; us >>= 4; }
+  if (us >= 1 << 2) { b += 2; us >>= 2; }
+  if (us >= 1 << 1) { b += 1; us >>= 1; }
+  b += us; /* us is now 0 or 1: bucket 0 for 0 us, else floor(log2)+1 */
+  return b < HS_EDGE_LAT_BUCKETS - 1 ? b : HS_EDGE_LAT_BUCKETS - 1;
+}
+
+/* Counts the open of `si` (established, owner known) in its edge. Returns 0 when the table had no room. Not
+ * inlined: its key lives in its own stack frame. */
+static __noinline int edge__count_open(const struct sock_tuple* t, const struct sock_info* si, __u64 now) {
+  struct hs_edge_key k;
+  edge__key(t, si, &k);
+  struct hs_edge_counts* c = edge__counts(&k);
+  if (!c) return 0;
+  __sync_fetch_and_add(&c->opens, 1);
+  if (si->role == HS_ROLE_ACTIVE && si->established_ts_ns >= si->open_ts_ns && si->open_ts_ns) {
+    __u64 ns = si->established_ts_ns - si->open_ts_ns;
+    __sync_fetch_and_add(&c->latency_sum_ns, ns);
+    __u32 b = edge__latency_bucket(ns / 1000);
+    if (b < HS_EDGE_LAT_BUCKETS) __sync_fetch_and_add(&c->latency_log2_us[b], 1);
+  }
+  c->last_ns = now;
+  return 1;
+}
+
+/* Counts the close of a connection in its edge; 0 when the table had no room. */
+static __noinline int edge__count_close(const struct sock_tuple* t, const struct sock_info* si,
+                                        const struct close_figures* f, __u64 now) {
+  struct hs_edge_key k;
+  edge__key(t, si, &k);
+  struct hs_edge_counts* c = edge__counts(&k);
+  if (!c) return 0;
+  __sync_fetch_and_add(&c->closes, 1);
+  __u32 o = f->outcome;
+  if (o < HS_EDGE_OUTCOMES) __sync_fetch_and_add(&c->outcomes[o], 1);
+  __sync_fetch_and_add(&c->bytes_sent, f->bytes_sent);
+  __sync_fetch_and_add(&c->bytes_received, f->bytes_received);
+  __sync_fetch_and_add(&c->retransmits, f->retransmits);
+  c->last_ns = now;
+  return 1;
+}
+
 static __always_inline void event__fill_from_info(struct hs_tcp_event* e, const struct sock_info* si) {
   e->sock_id = si->id;
   e->open_ts_ns = si->open_ts_ns;
@@ -251,10 +371,11 @@ static __always_inline void event__emit_open(const struct sock_tuple* t, const s
 /* The connection is established and its owner known (active: ESTABLISHED; passive: its owner's first act). */
 static __always_inline void sock__connected(struct sock* sk, __u64 key, struct sock_info* si, __u64 now,
                                             const bool direct) {
-  if (!emit_opens && !stitch_peers) return;
+  if (!emit_opens && !stitch_peers && !aggregate_edges) return;
   struct sock_tuple t;
   sock__read_tuple(sk, &t, direct);
   if (stitch_peers) peer__meet(key, si, &t, now);
+  if (aggregate_edges && edge__count_open(&t, si, now) && !events_wanted) return;
   if (emit_opens) event__emit_open(&t, si, now);
 }
 
@@ -275,24 +396,12 @@ static __always_inline __u8 close__outcome(__u8 flags, __u32 sk_err, int oldstat
   return HS_OUT_FAILED;
 }
 
-static __always_inline void event__emit_close(struct sock* sk, const struct sock_info* si, int oldstate, __u64 now,
-                                              const bool direct) {
-  struct sock_tuple t;
-  sock__read_tuple(sk, &t, direct);
-  if (!t.sport && si) t.sport = si->sport;
-  if (stitch_peers && si && si->peer_waiting && !(si->flags & HS_F_PEER)) peer__closing(si, &t, now);
-  struct hs_tcp_event* e = rb__reserve(&tcp_events, sizeof(*e));
-  if (!e) return;
-  __builtin_memset(e, 0, sizeof(*e));
-  e->ts_ns = now;
-  e->kind = HS_EV_CLOSE;
-  if (si) {
-    event__fill_from_info(e, si);
-  } else {
-    /* Opened before we started (or evicted): report what the socket itself still knows. */
-    e->flags = oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV ? HS_F_ESTABLISHED : 0;
-  }
-  event__set_tuple(e, &t);
+/* What the close of `sk` reports. */
+static __always_inline void close__read(struct sock* sk, const struct sock_info* si, int oldstate,
+                                        struct close_figures* f, const bool direct) {
+  __builtin_memset(f, 0, sizeof(*f));
+  /* Without `si` the socket opened before we started (or was evicted): report what the socket itself knows. */
+  f->flags = si ? si->flags : (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV ? HS_F_ESTABLISHED : 0);
   /* bytes_acked and bytes_received count sequence space: the active side's SYN is acked (counted once
    * established), our FIN counts once acked, and the peer's FIN counts once received (SOCK_DONE). Report
    * payload bytes only, so N bytes written by the application show as N. */
@@ -301,17 +410,42 @@ static __always_inline void event__emit_close(struct sock* sk, const struct sock
   if (tp) {
     __u64 acked = HS_RD(direct, tp, bytes_acked);
     __u64 received = HS_RD(direct, tp, bytes_received);
-    if (e->role == HS_ROLE_ACTIVE && (e->flags & HS_F_ESTABLISHED) && acked) acked--;
-    if ((e->flags & HS_F_FIN_SENT) && acked && HS_RD(direct, tp, snd_una) == HS_RD(direct, tp, write_seq)) acked--;
+    if (si && si->role == HS_ROLE_ACTIVE && (f->flags & HS_F_ESTABLISHED) && acked) acked--;
+    if ((f->flags & HS_F_FIN_SENT) && acked && HS_RD(direct, tp, snd_una) == HS_RD(direct, tp, write_seq)) acked--;
     if ((HS_RD(direct, sk, __sk_common.skc_flags) & (1UL << SOCK_DONE)) && received) received--;
-    e->bytes_sent = acked;
-    e->bytes_received = received;
-    e->srtt_us = HS_RD(direct, tp, srtt_us) >> 3;
-    e->retransmits = HS_RD(direct, tp, total_retrans);
+    f->bytes_sent = acked;
+    f->bytes_received = received;
+    f->srtt_us = HS_RD(direct, tp, srtt_us) >> 3;
+    f->retransmits = HS_RD(direct, tp, total_retrans);
   }
-  e->sk_err = HS_RD(direct, sk, sk_err);
+  f->sk_err = HS_RD(direct, sk, sk_err);
+  f->outcome = close__outcome(f->flags, f->sk_err, oldstate);
+}
+
+static __always_inline void event__emit_close(struct sock* sk, const struct sock_info* si, int oldstate, __u64 now,
+                                              const bool direct) {
+  struct sock_tuple t;
+  sock__read_tuple(sk, &t, direct);
+  if (!t.sport && si) t.sport = si->sport;
+  if (stitch_peers && si && si->peer_waiting && !(si->flags & HS_F_PEER)) peer__closing(si, &t, now);
+  struct close_figures f;
+  close__read(sk, si, oldstate, &f, direct);
+  if (aggregate_edges && edge__count_close(&t, si, &f, now) && !events_wanted) return;
+  struct hs_tcp_event* e = rb__reserve(&tcp_events, sizeof(*e));
+  if (!e) return;
+  __builtin_memset(e, 0, sizeof(*e));
+  e->ts_ns = now;
+  e->kind = HS_EV_CLOSE;
+  if (si) event__fill_from_info(e, si);
+  e->flags = f.flags;
+  event__set_tuple(e, &t);
+  e->bytes_sent = f.bytes_sent;
+  e->bytes_received = f.bytes_received;
+  e->srtt_us = f.srtt_us;
+  e->retransmits = f.retransmits;
+  e->sk_err = f.sk_err;
   e->oldstate = oldstate;
-  e->outcome = close__outcome(e->flags, e->sk_err, oldstate);
+  e->outcome = f.outcome;
   rb__submit(&tcp_events, e);
 }
 

@@ -26,6 +26,10 @@ void write_agent_health(Exposition& out, const AgentHealth& h, const std::string
   for (auto& m : h.maps) out.sample("hostscope_bpf_map_entries", Labels{{"map", m.name}}, m.entries);
   out.family("hostscope_bpf_map_capacity", "gauge", "Maximum entries of each BPF map.");
   for (auto& m : h.maps) out.sample("hostscope_bpf_map_capacity", Labels{{"map", m.name}}, m.capacity);
+  out.family("hostscope_edge_table_overflow_total", "counter",
+             "Connection opens and closes the kernel edge table (tcp_edges) had no room for; each was sent as an event "
+             "instead, so none is lost.");
+  out.sample("hostscope_edge_table_overflow_total", {}, h.edge_table_overflow);
   out.family("hostscope_identity_cache_hits_total", "counter", "Identity cache lookups answered, by cache.");
   for (auto& [c, n] : h.identity_hits) out.sample("hostscope_identity_cache_hits_total", Labels{{"cache", c}}, n);
   out.family("hostscope_identity_cache_misses_total", "counter", "Identity cache lookups not answered, by cache.");

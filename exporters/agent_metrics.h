@@ -30,6 +30,7 @@ struct AgentHealth {
   uint64_t topology_identities = 0;  // (workload, Go module) pairs the topology store keeps for edge ends
   uint64_t tracked_processes = 0;  // processes in the identity table
   std::vector<MapUsage> maps;      // BPF map occupancy
+  uint64_t edge_table_overflow = 0;  // connection opens/closes the kernel edge table had no room for (sent as events)
   std::map<std::string, uint64_t> identity_hits, identity_misses;  // by cache
   std::map<std::string, uint64_t> topology;  // store counters (edges_expired, edges_evicted, ...)
   std::vector<EventCount> events;  // non-zero counts, in the order written (agent/daemon/event_counter.h)

@@ -4,7 +4,9 @@
 # (hs_bench_churn --programs), and reports per program its runs per connection, run time per run and per
 # connection (medians over rounds). Statistics add two clock reads to every run, so absolute figures are inflated
 # by about the same amount for every build; compare the builds within one run.
-# Usage: scripts/bench-bpf-programs.sh ROUNDS SECONDS LABEL=BINARY [LABEL=BINARY...] [-- MARKER]
+# Usage: scripts/bench-bpf-programs.sh ROUNDS SECONDS LABEL=BINARY[,CONFIG] [LABEL=BINARY[,CONFIG]...] [-- MARKER]
+#   CONFIG (optional): the daemon's configuration for that build (default tests/bench/agent-bench.yaml), so one
+#   binary can run as several variants.
 #   MARKER (optional): write the table into docs/benchmarks.md between <!-- MARKER --> markers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,9 +22,10 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for ((r = 1; r <= rounds; r++)); do
   for b in "${builds[@]}"; do
-    label=${b%%=*}; bin=${b#*=}
+    label=${b%%=*}; bin=${b#*=}; config=tests/bench/agent-bench.yaml
+    if [[ $bin == *,* ]]; then config=${bin#*,}; bin=${bin%%,*}; fi
     ./build/hs_bench_churn --hostscope "$bin" --programs --seconds "$seconds" \
-      --agent-args "agent --config tests/bench/agent-bench.yaml" > "$out/$label.$r"
+      --agent-args "agent --config $config" > "$out/$label.$r"
     echo "round $r $label: $(tail -1 "$out/$label.$r")" >&2
   done
 done

@@ -1,5 +1,7 @@
 #include "agent/bpf/tcp_tracer.h"
 
+#include <bpf/bpf.h>
+
 #include "agent/bpf/libbpf_util.h"
 #include "agent/util/logging.h"
 #include "agent/util/mounts.h"
@@ -103,12 +105,17 @@ Result<std::unique_ptr<TcpTracer::Impl>> try_mode(const TcpTracerOptions& o, Att
   bpf_program__set_autoload(s->progs.fexit_inet_csk_accept, with_accept);
   s->rodata->emit_opens = o.emit_opens;
   s->rodata->stitch_peers = o.stitch_peers;
+  s->rodata->aggregate_edges = o.edge_table_size > 0;
+  s->data->events_wanted = o.events_wanted;
   s->rodata->hs_wakeup_bytes = o.wakeup_bytes;
   if (int err = bpf_map__set_max_entries(s->maps.tcp_socks, o.socket_table_size))
     return errorf_errno(err, "map tcp_socks resize to {}", o.socket_table_size);
   const uint32_t peers_size = o.stitch_peers ? o.socket_table_size : 1;  // unused without stitching
   if (int err = bpf_map__set_max_entries(s->maps.tcp_peers, peers_size))
     return errorf_errno(err, "map tcp_peers resize to {}", peers_size);
+  const uint32_t edges_size = std::max(o.edge_table_size, 1u);  // unused without aggregation
+  if (int err = bpf_map__set_max_entries(s->maps.tcp_edges, edges_size))
+    return errorf_errno(err, "map tcp_edges resize to {}", edges_size);
   if (int err = bpf_map__set_max_entries(s->maps.tcp_events, o.ring_bytes))
     return errorf_errno(err, "ring buffer tcp_events resize to {}", o.ring_bytes);
   if (auto st = s.load("tcp_lifecycle"); !st) return st.error();
@@ -200,6 +207,7 @@ Result<std::unique_ptr<TcpTracer>> TcpTracer::start(const TcpTracerOptions& opts
     if (!st) return st.error();
   }
   t->table_size_ = opts.socket_table_size;
+  t->edge_table_size_ = opts.edge_table_size;
   for (auto& d : t->degraded_) spdlog::warn("degraded: {}", d);
   spdlog::info("tcp_lifecycle attached with {} hooks", to_string(t->mode_));
   return t;
@@ -208,6 +216,7 @@ Result<std::unique_ptr<TcpTracer>> TcpTracer::start(const TcpTracerOptions& opts
 int TcpTracer::events_fd() const { return bpf_map__fd(impl_->skel->maps.tcp_events); }
 int TcpTracer::go_procs_fd() const { return bpf_map__fd(impl_->skel->maps.go_procs); }
 int TcpTracer::socket_table_fd() const { return bpf_map__fd(impl_->skel->maps.tcp_socks); }
+int TcpTracer::edge_table_fd() const { return bpf_map__fd(impl_->skel->maps.tcp_edges); }
 
 KernelCounters TcpTracer::counters() const {
   auto v = read_percpu_counters(bpf_map__fd(impl_->skel->maps.counters), HS_CNT_MAX);
@@ -219,8 +228,41 @@ KernelCounters TcpTracer::counters() const {
   c.passive_owner_unknown = v[HS_CNT_PASSIVE_NO_OWNER];
   c.peer_evicted = v[HS_CNT_PEER_EVICTED];
   c.goid_read_failed = v[HS_CNT_GOID_READ_FAIL];
+  c.edge_table_full = v[HS_CNT_EDGE_TABLE_FULL];
   c.prog_recursion_misses = prog_recursion_misses(impl_->skel->obj);
   return c;
+}
+
+static_assert(sizeof(hs_edge_key) == 56 && sizeof(hs_edge_counts) == (15 + HS_EDGE_LAT_BUCKETS) * 8,
+              "bpf/edge_agg.h layout");
+
+void TcpTracer::set_events_wanted(bool wanted) {
+  // .data is mmapped: the programs read it at every use.
+  __atomic_store_n(&impl_->skel->data->events_wanted, wanted, __ATOMIC_RELAXED);
+}
+
+Result<std::vector<KernelEdge>> TcpTracer::read_edges() const {
+  std::vector<KernelEdge> out;
+  if (!edge_table_size_) return out;
+  const int fd = bpf_map__fd(impl_->skel->maps.tcp_edges);
+  // Batches of up to 1024 entries; the kernel walks the table by bucket, `batch` is its cursor.
+  constexpr uint32_t kBatch = 1024;
+  std::vector<hs_edge_key> keys(kBatch);
+  std::vector<hs_edge_counts> values(kBatch);
+  uint64_t cursor = 0;
+  bool first = true;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  for (;;) {
+    uint32_t n = kBatch;
+    int err = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &cursor, keys.data(), values.data(), &n, &opts);
+    first = false;
+    const bool done = err && errno == ENOENT;  // the last batch (possibly with entries)
+    if (err && !done) return errorf_errno(errno, "map tcp_edges batch lookup");
+    for (uint32_t i = 0; i < n; i++) out.push_back({keys[i], values[i]});
+    if (done) break;
+    if (out.size() > edge_table_size_) return make_error("map tcp_edges batch lookup: more entries than its size");
+  }
+  return out;
 }
 
 }  // namespace hostscope::bpf

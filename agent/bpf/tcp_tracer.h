@@ -8,6 +8,9 @@
 #include <vector>
 
 #include "common/result.h"
+#include <linux/types.h>
+
+#include "edge_agg.h"
 
 namespace hostscope::bpf {
 
@@ -33,12 +36,23 @@ struct TcpTracerOptions {
   uint64_t wakeup_bytes = 0;             // wake the reader when this much is queued (0: never; it polls)
   bool emit_opens = true;                // emit open events (close events are always emitted)
   bool stitch_peers = false;             // name the local peer's owner on events (peer_pid), in the kernel
+  // tcp_edges entries: count every connection per edge in the kernel (docs/aggregation.md); 0 leaves it off.
+  uint32_t edge_table_size = 0;
+  // With edge_table_size: send per-connection events too (switchable at run time, set_events_wanted).
+  bool events_wanted = true;
+};
+
+// One entry of the kernel's edge table: its key and what it counted since it was created.
+struct KernelEdge {
+  hs_edge_key key{};
+  hs_edge_counts counts{};
 };
 
 struct KernelCounters {
   uint64_t ringbuf_dropped = 0, events = 0, socket_table_full = 0, close_untracked = 0, passive_owner_unknown = 0,
            goid_read_failed = 0;
   uint64_t peer_evicted = 0;  // connections waiting for a local peer whose peer-table entry was evicted (LRU full)
+  uint64_t edge_table_full = 0;  // connections whose edge found no room in tcp_edges (sent as events instead)
   uint64_t prog_recursion_misses = 0;  // invocations the kernel skipped because the program was already running on that CPU
 };
 
@@ -52,12 +66,19 @@ class TcpTracer {
   int events_fd() const;
   int go_procs_fd() const;
   int socket_table_fd() const;
+  int edge_table_fd() const;
   AttachMode mode() const { return mode_; }  // the state-change hook's mode
   const std::vector<HookChoice>& hooks() const { return hooks_; }
   // Human-readable notes on what is degraded on this kernel (empty when everything is on).
   const std::vector<std::string>& degraded() const { return degraded_; }
   KernelCounters counters() const;
   uint32_t socket_table_size() const { return table_size_; }
+
+  // The kernel edge table (edge_table_size > 0): its capacity (0 when off), every entry (batch lookups), and the
+  // switch for per-connection events of connections counted there.
+  uint32_t edge_table_size() const { return edge_table_size_; }
+  Result<std::vector<KernelEdge>> read_edges() const;
+  void set_events_wanted(bool wanted);
 
   struct Impl;  // the skeleton and its links
 
@@ -68,6 +89,7 @@ class TcpTracer {
   std::vector<std::string> degraded_;
   std::vector<HookChoice> hooks_;
   uint32_t table_size_ = 0;
+  uint32_t edge_table_size_ = 0;
 };
 
 }  // namespace hostscope::bpf

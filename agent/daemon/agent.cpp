@@ -24,6 +24,7 @@ pipeline::PipelineOptions pipeline_options(const Config& cfg) {
   pipeline::PipelineOptions o;
   o.attach = cfg.kernel.attach;
   o.socket_table_size = cfg.kernel.socket_table_size;
+  o.edge_table_size = cfg.kernel.edge_table_size;
   o.ring_bytes = cfg.kernel.ring_buffer_mb << 20;
   o.topology_config.max_edges = cfg.topology.max_edges;
   o.topology_config.max_nodes = cfg.topology.max_nodes;

@@ -193,12 +193,16 @@ Result<Config> parse_config(const std::string& text, const std::string& name) {
 
   ck.get(root, "node_name", c.node_name, "config");
   if (auto k = root["kernel"];
-      k && ck.map(k, "kernel", {"attach", "socket_table_size", "ring_buffer_mb", "process_ring_buffer_mb"})) {
+      k && ck.map(k, "kernel", {"attach", "socket_table_size", "edge_table_size", "ring_buffer_mb",
+                                  "process_ring_buffer_mb"})) {
     std::string attach = "auto";
     ck.get(k, "attach", attach, "kernel");
     if (auto m = bpf::parse_attach_mode(attach)) c.kernel.attach = *m;
     else if (k["attach"]) ck.error(k["attach"], fmt::format("kernel.attach must be one of {}", bpf::kAttachModeNames));
     ck.integer(k, "socket_table_size", c.kernel.socket_table_size, 1024, 4u << 20, "kernel");
+    ck.integer(k, "edge_table_size", c.kernel.edge_table_size, 0, 1u << 20, "kernel");
+    if (c.kernel.edge_table_size && c.kernel.edge_table_size < 1024)
+      ck.error(k["edge_table_size"], "kernel.edge_table_size must be 0 (off) or from 1024 to 1048576");
     for (auto [key, mb] : {std::pair{"ring_buffer_mb", &c.kernel.ring_buffer_mb},
                            std::pair{"process_ring_buffer_mb", &c.kernel.process_ring_buffer_mb}}) {
       ck.integer(k, key, *mb, 1, 1024, "kernel");

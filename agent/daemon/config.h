@@ -26,6 +26,9 @@ struct Config {
   struct Kernel {
     bpf::AttachMode attach = bpf::AttachMode::Auto;  // auto | btf | classic (bpf::parse_attach_mode)
     uint32_t socket_table_size = 65536;
+    // tcp_edges entries: per-edge counters kept in the kernel (docs/aggregation.md). 0: off (the default until the
+    // daemon reads its topology from them).
+    uint32_t edge_table_size = 0;
     uint32_t ring_buffer_mb = 8;
     uint32_t process_ring_buffer_mb = 4;  // exec/fork/exit events; smaller rings lost exec events in a go build burst
   } kernel;

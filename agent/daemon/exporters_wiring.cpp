@@ -35,6 +35,8 @@ exporters::AgentHealth agent_health(const pipeline::Health& h, const ApiCounters
   a.topology_identities = h.topology_identities;
   a.tracked_processes = json_u64(h.identity, "processes", "size");
   if (h.socket_table_capacity) a.maps.push_back({"tcp_socks", h.socket_table_entries, h.socket_table_capacity});
+  if (h.edge_table_capacity) a.maps.push_back({"tcp_edges", h.edge_table_entries, h.edge_table_capacity});
+  a.edge_table_overflow = h.kernel.edge_table_full;
   if (h.identity.contains("processes")) {
     a.identity_hits["processes"] = json_u64(h.identity, "processes", "hits");
     a.identity_misses["processes"] = json_u64(h.identity, "processes", "misses");

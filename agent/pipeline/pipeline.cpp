@@ -66,11 +66,14 @@ nlohmann::json Health::to_json() const {
         {"close_untracked", kernel.close_untracked},
         {"passive_owner_unknown", kernel.passive_owner_unknown},
         {"peer_evicted", kernel.peer_evicted},
-        {"goid_read_failed", kernel.goid_read_failed}}},
+        {"goid_read_failed", kernel.goid_read_failed},
+        {"edge_table_full", kernel.edge_table_full}}},
       {"identity", identity},
       {"subscribers", subscribers},
       {"tracked_connections", tracked_connections},
       {"socket_table", {{"entries", socket_table_entries}, {"capacity", socket_table_capacity}}},
+      {"edge_table",
+       {{"entries", edge_table_entries}, {"capacity", edge_table_capacity}, {"overflow", kernel.edge_table_full}}},
       {"subscriber_lines_dropped", subscriber_lines_dropped},
       {"topology",
        {{"events", topology.events},
@@ -102,6 +105,7 @@ Status Pipeline::start() {
   bpf::TcpTracerOptions o;
   o.mode = opts_.attach;
   o.socket_table_size = opts_.socket_table_size;
+  o.edge_table_size = opts_.edge_table_size;
   o.ring_bytes = opts_.ring_bytes;
   o.emit_opens = opts_.emit_opens || opts_.topology;  // the topology counts active connections and asks conntrack at open
   o.stitch_peers = opts_.identity;  // local peers are stitched in the kernel, so identity needs no open events
@@ -123,6 +127,10 @@ Status Pipeline::start() {
                        c.prog_recursion_misses - last_kernel_.prog_recursion_misses);
         if (c.socket_table_full > last_kernel_.socket_table_full)
           spdlog::warn("socket table full: {} connections not tracked", c.socket_table_full - last_kernel_.socket_table_full);
+        if (c.edge_table_full > last_kernel_.edge_table_full)
+          spdlog::warn("kernel edge table full: {} connection opens or closes sent as events instead (raise "
+                       "kernel.edge_table_size)",
+                       c.edge_table_full - last_kernel_.edge_table_full);
         last_kernel_ = c;
       });
   return reader_->start();
@@ -214,11 +222,14 @@ Health Pipeline::health() const {
     h.socket_table_capacity = tracer_->socket_table_size();
     std::lock_guard lk(sockets_mu_);
     auto now = std::chrono::steady_clock::now();
+    h.edge_table_capacity = tracer_->edge_table_size();
     if (sockets_counted_at_ == std::chrono::steady_clock::time_point{} || now - sockets_counted_at_ >= std::chrono::seconds(1)) {
       sockets_counted_ = count_map_entries(tracer_->socket_table_fd(), h.socket_table_capacity);
+      edges_counted_ = h.edge_table_capacity ? count_map_entries(tracer_->edge_table_fd(), h.edge_table_capacity) : 0;
       sockets_counted_at_ = now;
     }
     h.socket_table_entries = sockets_counted_;
+    h.edge_table_entries = edges_counted_;
   }
   h.identity = resolver_->health_json();
   std::lock_guard lk(subs_mu_);

@@ -27,6 +27,7 @@ namespace hostscope::pipeline {
 struct PipelineOptions {
   bpf::AttachMode attach = bpf::AttachMode::Auto;
   uint32_t socket_table_size = 65536;
+  uint32_t edge_table_size = 0;  // kernel per-edge counters (tcp_edges); 0: off
   uint32_t ring_bytes = 8u << 20;
   // The topology store (and conntrack lookups for DNAT'd destinations). Off: events flow to the subscribers only.
   bool topology = true;
@@ -52,6 +53,7 @@ struct Health {
   uint64_t tracked_connections = 0;                            // connections the topology store tracks
   uint64_t topology_identities = 0, topology_identities_capacity = 0;  // interned edge-end (workload, Go module) pairs
   uint64_t socket_table_entries = 0, socket_table_capacity = 0;  // kernel socket table (BPF map tcp_socks)
+  uint64_t edge_table_entries = 0, edge_table_capacity = 0;      // kernel edge table (tcp_edges); capacity 0: off
   nlohmann::json identity = nlohmann::json::object();
   nlohmann::json to_json() const;
 };
@@ -102,6 +104,7 @@ class Pipeline {
   mutable std::mutex sockets_mu_;
   mutable std::chrono::steady_clock::time_point sockets_counted_at_{};
   mutable uint64_t sockets_counted_ = 0;
+  mutable uint64_t edges_counted_ = 0;  // entries of the kernel edge table, counted with the sockets
 };
 
 // The identity fields of an event line (views into `r`).

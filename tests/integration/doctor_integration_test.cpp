@@ -81,9 +81,23 @@ TEST_F(DoctorTest, BadConfigFailsWithItsPosition) {
 }
 
 TEST_F(DoctorTest, RunningAgentIsHealthyAndExitCodeFollowsVerdicts) {
+  std::ofstream(config_) << "api:\n  socket: " << sock_ << "\nkernel:\n  edge_table_size: 1024\n";
   Child agent({bin(), "agent", "--config", config_});
   ASSERT_TRUE(eventually([&] { return api::daemon_running(sock_); }, std::chrono::seconds(30)));
-  auto d = doctor("-c " + config_);
+  // A refused connect counts in the kernel edge table; the agent counts its entries once a second.
+  EXPECT_NE(sh("bash -c 'exec 3<>/dev/tcp/127.0.0.1/1' 2>/dev/null").status, 0);
+  auto edge_table_message = [](const Doctor& r) {
+    for (const auto& c : r.json["checks"])
+      if (c["name"] == "agent edge table") return c["message"].get<std::string>();
+    return std::string();
+  };
+  Doctor d;
+  EXPECT_TRUE(eventually([&] {
+    d = doctor("-c " + config_);
+    auto msg = edge_table_message(d);
+    return msg.find("of 1024 entries") != std::string::npos && msg.find(": 0 of") == std::string::npos;
+  }, std::chrono::seconds(10))) << edge_table_message(d);
+  EXPECT_EQ(d.status_of["agent edge table"], "ok") << d.json.dump(2);
   EXPECT_EQ(d.status_of["agent"], "ok") << d.json.dump(2);
   EXPECT_EQ(d.status_of["agent events"], "ok") << d.json.dump(2);
   // The agent reports each hook it attached, and it is what doctor predicted for this kernel.

@@ -85,7 +85,8 @@ class MetricsAgent : public ::testing::Test {
     // A fresh namespace: port 9477 is free there whatever the host runs.
     node_ = std::make_unique<TopologyNode>(
         std::vector<std::string>{"mx-web", "mx-cart"},
-        "node_name: mx-node\nmetrics:\n  listen: 127.0.0.1:9477\n  max_series: 100000\nevents:\n  output: file\n"
+        "node_name: mx-node\nkernel:\n  edge_table_size: 4096\nmetrics:\n  listen: 127.0.0.1:9477\n  max_series: 100000\n"
+        "events:\n  output: file\n"
         "  file: " + (events_dir_ / "events.jsonl").string() + "\n  max_file_mb: 64\n");
     HS_REQUIRE_SETUP(node_->error().empty(), node_->error());
     HS_REQUIRE_SETUP(sh("ip netns exec " + node_->netns().name() + " ip link set lo up").status == 0, "lo up");
@@ -170,6 +171,14 @@ TEST_F(MetricsAgent, ScrapeShowsExactEdgeCountersAndEventFileHasTheWorkload) {
   EXPECT_GE(sum(m, "hostscope_events_total", {{"type", "close"}, {"outcome", "refused"}}), kRefused);
   EXPECT_GE(sum(m, "hostscope_lost_events_total", {{"source", "kernel_ring_buffer"}}), 0);
   EXPECT_GE(sum(m, "hostscope_bpf_map_capacity", {{"map", "tcp_socks"}}), 1024);
+  // The kernel edge table (kernel.edge_table_size): its size, and entries for the workload's edges; no overflow.
+  EXPECT_EQ(sum(m, "hostscope_bpf_map_capacity", {{"map", "tcp_edges"}}), 4096);
+  // The agent counts the table's entries at most once a second: scrape again until the count has caught up.
+  EXPECT_TRUE(eventually([&] {
+    auto r = scrape();
+    return r.status == 0 && sum(parse_exposition(r.out), "hostscope_bpf_map_entries", {{"map", "tcp_edges"}}) >= 2;
+  }, std::chrono::seconds(5)));
+  EXPECT_EQ(sum(m, "hostscope_edge_table_overflow_total", {}), 0);
   EXPECT_EQ(sum(m, "hostscope_event_sink_dropped_total", {}), 0);
   // Endpoint info: the node's own addresses (its host namespace's, as /proc/1/net/fib_trie shows them), with no
   // service, named by this node.

@@ -9,9 +9,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <bit>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <set>
+
+#include <fmt/ranges.h>
 
 #include "agent/bpf/libbpf_util.h"
 #include "support/event_collector.h"
@@ -555,6 +559,233 @@ TEST(TcpLifecycle, ThousandsOfConcurrentConnectionsNoneMissing) {
                         std::to_string(server.port) + " )' | awk '{print $1}' | sort | uniq -c").out;
   }
   EXPECT_EQ(col.tracer().counters().ringbuf_dropped, 0u);
+}
+
+// ---- kernel edge aggregation (tcp_edges, docs/aggregation.md) ----
+
+// The edge a connection event counts in, as bpf/tcp_lifecycle.bpf.c keys it.
+hs_edge_key edge_key_of(const ConnectionEvent& e) {
+  hs_edge_key k{};
+  std::memcpy(k.laddr, e.saddr.bytes.data(), 16);
+  std::memcpy(k.raddr, e.daddr.bytes.data(), 16);
+  k.family = e.saddr.is_v6() ? 6 : 4;
+  k.role = uint8_t(e.role);
+  k.pid = e.pid;
+  k.cgroup_id = e.cgroup_id;
+  if (e.role == Role::Passive && e.peer_pid) k.peer_pid = *e.peer_pid;
+  auto loopback = [](const IpAddr& a) { return a.is_v4() ? a.bytes[0] == 127 : a == *IpAddr::parse("::1"); };
+  if (loopback(e.saddr) && loopback(e.daddr)) k.netns = e.netns;
+  k.port = e.role == Role::Active ? e.dport : e.role == Role::Passive ? e.sport : std::min(e.sport, e.dport);
+  return k;
+}
+
+std::string edge_str(const hs_edge_key& k) {
+  IpAddr l{k.family == 6 ? Family::V6 : Family::V4, {}}, r = l;
+  std::memcpy(l.bytes.data(), k.laddr, 16);
+  std::memcpy(r.bytes.data(), k.raddr, 16);
+  return fmt::format("{} {} -> {} port {} pid {} cgroup {} peer {} netns {}", events::to_string(Role(k.role)),
+                     l.str(), r.str(), k.port, k.pid, k.cgroup_id, k.peer_pid, k.netns);
+}
+
+uint32_t latency_bucket(uint64_t us) {
+  uint32_t b = us ? uint32_t(std::bit_width(us)) : 0;  // floor(log2)+1
+  return std::min<uint32_t>(b, HS_EDGE_LAT_BUCKETS - 1);
+}
+
+// What the events of the connections on `ports` (server ports) add up to, per edge.
+std::map<std::string, hs_edge_counts> edges_from_events(const std::vector<ConnectionEvent>& evs, const std::set<int>& ports) {
+  std::map<std::string, hs_edge_counts> out;
+  for (const auto& e : evs) {
+    auto k = edge_key_of(e);
+    if (!ports.count(k.port)) continue;
+    auto& c = out[edge_str(k)];
+    if (e.kind == Kind::Open) {
+      c.opens++;
+      if (e.connect_latency_ns) {
+        c.latency_sum_ns += *e.connect_latency_ns;
+        c.latency_log2_us[latency_bucket(*e.connect_latency_ns / 1000)]++;
+      }
+    } else {
+      c.closes++;
+      c.outcomes[size_t(e.outcome)]++;
+      c.bytes_sent += e.bytes_sent;
+      c.bytes_received += e.bytes_received;
+      c.retransmits += e.retransmits;
+    }
+  }
+  return out;
+}
+
+std::map<std::string, hs_edge_counts> edges_from_kernel(const std::vector<bpf::KernelEdge>& edges, const std::set<int>& ports) {
+  std::map<std::string, hs_edge_counts> out;
+  for (const auto& e : edges)
+    if (ports.count(e.key.port)) {
+      auto c = e.counts;
+      c.last_ns = 0;  // when, not what
+      out[edge_str(e.key)] = c;
+    }
+  return out;
+}
+
+std::string counts_str(const hs_edge_counts& c) {
+  std::string s = fmt::format("opens {} closes {} sent {} received {} retrans {} latency_sum {} outcomes", c.opens,
+                              c.closes, c.bytes_sent, c.bytes_received, c.retransmits, c.latency_sum_ns);
+  for (auto o : c.outcomes) s += fmt::format(" {}", o);
+  s += " latency_log2_us";
+  for (auto b : c.latency_log2_us) s += fmt::format(" {}", b);
+  return s;
+}
+
+void expect_same_edges(const std::map<std::string, hs_edge_counts>& kernel,
+                       const std::map<std::string, hs_edge_counts>& events) {
+  for (const auto& [k, c] : events) {
+    auto it = kernel.find(k);
+    if (it == kernel.end()) {
+      ADD_FAILURE() << "edge not in the kernel table: " << k << "\n  events: " << counts_str(c);
+      continue;
+    }
+    EXPECT_EQ(counts_str(it->second), counts_str(c)) << k;
+  }
+  for (const auto& [k, c] : kernel)
+    if (!events.count(k)) ADD_FAILURE() << "kernel edge without events: " << k << "\n  kernel: " << counts_str(c);
+}
+
+// The same known workload, counted both ways: every edge's kernel figures equal what its events add up to. IPv4
+// and IPv6, several connections per edge with known sizes, a one-way transfer, refused connects, resets, local
+// peers stitched (the daemon's settings) and a connection still open.
+TEST(TcpLifecycle, AggregatedEdgesAgreeWithTheEvents) {
+  HS_START_COLLECTOR(col, {.emit_opens = true, .stitch_peers = true, .edge_table_size = 4096});
+  std::set<int> ports = {1};
+  size_t closes = 0;
+  auto exchange = [&](const std::string& addr, uint64_t bytes, int conns, bool linger0) {
+    auto server = start_server(addr, bytes, conns, linger0);
+    ASSERT_GT(server.port, 0);
+    ports.insert(server.port);
+    for (int i = 0; i < conns; i++) {
+      auto client = run_client(addr, server.port, bytes, linger0 ? std::vector<std::string>{"linger0"} : std::vector<std::string>{});
+      ASSERT_EQ(client.status, 0) << client.error;
+    }
+    ASSERT_EQ(server.child->wait(), 0);
+    closes += 2 * size_t(conns);
+  };
+  exchange("127.0.0.1", 1000, 3, false);
+  exchange("::1", 70000, 2, false);
+  exchange("127.0.0.1", 64, 1, true);  // the client resets
+  for (const char* addr : {"127.0.0.1", "::1"}) {
+    EXPECT_EQ(run_client(addr, 1, 0).status, 3);  // refused
+    closes++;
+  }
+  // A child process connects to `l` and reads until the server's FIN; the accepted end writes `data` (its owner's
+  // first send names it where it is not named at accept). Returns the child and the accepted socket (-1: failed).
+  auto serve = [&](Listener& l, std::string_view data) {
+    ports.insert(l.port);
+    auto child = connect_from_child(l.port, ChildEnd::wait_for_fin);
+    int fd = child.port > 0 ? accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC) : -1;
+    if (fd >= 0 && write(fd, data.data(), data.size()) != ssize_t(data.size())) {
+      close(fd);
+      fd = -1;
+    }
+    return std::pair{child, fd};
+  };
+  Listener one_way, kept_open;
+  ASSERT_GT(one_way.port, 0);
+  ASSERT_GT(kept_open.port, 0);
+  {  // One way only: the server writes 5 bytes and closes; the client only reads.
+    auto [reader, c] = serve(one_way, "hello");
+    ASSERT_GE(c, 0);
+    close(c);
+    int status = 0;
+    waitpid(reader.pid, &status, 0);
+    closes += 2;
+  }
+  // A connection that stays open: counted as opened on both ends, not closed.
+  auto [child, s] = serve(kept_open, "x");
+  ASSERT_GE(s, 0);
+  auto on_ports = [&](const ConnectionEvent& e) { return ports.count(edge_key_of(e).port) > 0; };
+  auto closed = col.wait_for(closes, [&](const ConnectionEvent& e) { return e.kind == Kind::Close && on_ports(e); });
+  ASSERT_EQ(closed.size(), closes);
+  ASSERT_EQ(col.wait_for(1, open_of(kept_open.port, child.port)).size() +
+                col.wait_for(1, open_of(child.port, kept_open.port)).size(),
+            2u);
+
+  auto kernel = col.tracer().read_edges();
+  ASSERT_TRUE(kernel) << kernel.error().str();
+  auto want = edges_from_events(col.matching(on_ports), ports);
+  // Each client is its own process, so each connection is its own pair of edges (the server's end is keyed on its
+  // stitched local client): 6 + 4 + 2 for the exchanges, 2 refused clients, 2 for the one-way connection, 2 ends
+  // of the open connection.
+  EXPECT_EQ(want.size(), 18u);
+  expect_same_edges(edges_from_kernel(*kernel, ports), want);
+  EXPECT_EQ(col.tracer().counters().edge_table_full, 0u);
+  close(s);
+  int status = 0;
+  waitpid(child.pid, &status, 0);
+}
+
+// Per-connection events off: a connection is sent only when its edge finds no room in the table (counted), and
+// never both counted and sent; switched back on at run time, events flow again.
+TEST(TcpLifecycle, WithEventsOffOnlyWhatTheEdgeTableCannotHoldIsSent) {
+  HS_START_COLLECTOR(col, {.emit_opens = true, .stitch_peers = true, .edge_table_size = 2, .events_wanted = false});
+  std::set<int> ports;
+  std::vector<Peer> servers;
+  for (const char* addr : {"127.0.0.1", "::1", "127.0.0.1"}) {
+    auto server = start_server(addr, 100, 3);
+    ASSERT_GT(server.port, 0);
+    ports.insert(server.port);
+    for (int i = 0; i < 2; i++) ASSERT_EQ(run_client(addr, server.port, 100).status, 0);
+    servers.push_back(std::move(server));
+  }
+  // 3 servers x 2 ends: 6 edges, 12 connection ends, in a table of 2.
+  auto on_ports = [&](const ConnectionEvent& e) { return ports.count(edge_key_of(e).port) > 0; };
+  auto sent_closes = [&] { return col.matching([&](const ConnectionEvent& e) { return e.kind == Kind::Close && on_ports(e); }); };
+  std::map<std::string, hs_edge_counts> kernel;
+  size_t counted = 0;
+  eventually([&] {
+    auto k = col.tracer().read_edges();
+    if (!k) return false;
+    kernel = edges_from_kernel(*k, ports);
+    counted = 0;
+    for (auto& [key, c] : kernel) counted += c.closes;
+    return counted + sent_closes().size() == 12;
+  });
+  auto sent = edges_from_events(col.matching(on_ports), ports);
+  EXPECT_EQ(counted + sent_closes().size(), 12u) << "every connection end is counted or sent";
+  EXPECT_LE(kernel.size(), 2u);
+  EXPECT_GE(sent.size(), 4u);
+  for (auto& [key, c] : sent) EXPECT_FALSE(kernel.count(key)) << "counted and sent: " << key;
+  EXPECT_GE(col.tracer().counters().edge_table_full, 8u);  // at least 4 edges x 2 connections x (open + close)
+
+  // Events wanted again: the next connection of a counted edge is counted and sent.
+  col.tracer().set_events_wanted(true);
+  auto& srv = servers.front();
+  auto client = run_client("127.0.0.1", srv.port, 100);
+  ASSERT_EQ(client.status, 0) << client.error;
+  EXPECT_EQ(srv.child->wait(), 0);
+  EXPECT_EQ(col.wait_for(1, close_of(client.ports.at(0), srv.port)).size(), 1u);
+  EXPECT_EQ(col.wait_for(1, close_of(srv.port, client.ports.at(0))).size(), 1u);
+}
+
+// Every combination of the tracer's switches loads and attaches on this kernel, with the BTF-typed hooks where the
+// kernel has them: the verifier rejected one combination only (stitch_peers), twice, and the tracer's fallback to
+// classic tracepoints hid it.
+TEST(TcpLifecycle, EveryOptionCombinationLoads) {
+  HS_REQUIRE_ROOT();
+  const bool btf_state_hook = bpf::KernelHooks().btf_tracepoint("inet_sock_set_state");
+  for (int bits = 0; bits < 16; bits++) {
+    bpf::TcpTracerOptions o;
+    o.emit_opens = bits & 1;
+    o.stitch_peers = bits & 2;
+    o.edge_table_size = (bits & 4) ? 1024 : 0;
+    o.mode = (bits & 8) ? bpf::AttachMode::Classic : bpf::AttachMode::Auto;
+    auto t = bpf::TcpTracer::start(o);
+    std::string what = fmt::format("emit_opens {} stitch_peers {} edges {} mode {}", o.emit_opens, o.stitch_peers,
+                                   o.edge_table_size, bpf::to_string(o.mode));
+    ASSERT_TRUE(t) << what << ": " << t.error().str();
+    // Auto must not have fallen back to classic tracepoints where the kernel has the BTF-typed one (a verifier
+    // rejection of the tp_btf programs shows up as exactly that fallback).
+    if (o.mode == bpf::AttachMode::Auto && btf_state_hook)
+      EXPECT_EQ((*t)->mode(), bpf::AttachMode::Btf) << what << ": " << fmt::format("{}", fmt::join((*t)->degraded(), "; "));
+  }
 }
 
 }  // namespace

@@ -17,6 +17,7 @@ TEST(Config, EmptyFileGivesDefaults) {
   ASSERT_TRUE(c) << c.error().str();
   EXPECT_EQ(c->kernel.attach, hostscope::bpf::AttachMode::Auto);
   EXPECT_EQ(c->kernel.socket_table_size, 65536u);
+  EXPECT_EQ(c->kernel.edge_table_size, 0u);  // kernel aggregation off
   EXPECT_EQ(c->api.socket, "/run/hostscope/hostscope.sock");
   EXPECT_EQ(c->api.max_request_bytes, 65536u);
   EXPECT_EQ(c->topology.network_ends, hostscope::topology::NetworkEnds::Network);
@@ -25,7 +26,7 @@ TEST(Config, EmptyFileGivesDefaults) {
 
 TEST(Config, FullFileParses) {
   auto c = parse_config(R"(node_name: n1
-kernel: {attach: classic, socket_table_size: 4096, ring_buffer_mb: 16, process_ring_buffer_mb: 2}
+kernel: {attach: classic, socket_table_size: 4096, edge_table_size: 2048, ring_buffer_mb: 16, process_ring_buffer_mb: 2}
 api: {socket: /tmp/x.sock, group: ops, max_request_bytes: 1024, max_clients: 4, stream_queue: 100}
 topology: {max_edges: 100, max_nodes: 50, idle_expiry_seconds: 30, max_identities: 300, network_ends: address}
 networks:
@@ -37,6 +38,7 @@ identity: {kubelet_root: /tmp/node, max_processes: 128}
   EXPECT_EQ(c->node_name, "n1");
   EXPECT_EQ(c->kernel.attach, hostscope::bpf::AttachMode::Classic);
   EXPECT_EQ(c->kernel.ring_buffer_mb, 16u);
+  EXPECT_EQ(c->kernel.edge_table_size, 2048u);
   EXPECT_EQ(c->kernel.process_ring_buffer_mb, 2u);
   EXPECT_EQ(c->api.group, "ops");
   EXPECT_EQ(c->topology.max_edges, 100u);
@@ -89,6 +91,8 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"kernel:\n  process_ring_buffer_mb: 6\n", "cfg.yaml:2:27",
                               "kernel.process_ring_buffer_mb must be a power of two"},
                       BadCase{"kernel:\n  socket_table_size: lots\n", "cfg.yaml:2:22", "kernel.socket_table_size must be an integer from"},
+                      BadCase{"kernel:\n  edge_table_size: 100\n", "cfg.yaml:2:20",
+                              "kernel.edge_table_size must be 0 (off) or from 1024 to 1048576"},
                       BadCase{"api: {max_clients: 0}\n", "cfg.yaml:1:20", "api.max_clients must be an integer from 1 to 1024"},
                       BadCase{"networks:\n  pods: [10.244.0.0/33]\n", "cfg.yaml:2:10", "networks.pods"},
                       BadCase{"networks:\n  pods: 10.0.0.1/8\n", "cfg.yaml:2:9", "networks.pods"},
@@ -131,6 +135,7 @@ TEST_P(ConfigIntegers, OutOfRangeNegativeAndHugeAreRejected) {
 INSTANTIATE_TEST_SUITE_P(
     All, ConfigIntegers,
     ::testing::Values(IntKey{"kernel", "socket_table_size", "1023", "4194305"}, IntKey{"kernel", "ring_buffer_mb", "0", "2048"},
+                      IntKey{"kernel", "edge_table_size", "", "1048577"},
                       IntKey{"kernel", "process_ring_buffer_mb", "0", "2048"},
                       IntKey{"api", "max_request_bytes", "255", "1048577"}, IntKey{"api", "max_clients", "0", "1025"},
                       IntKey{"api", "stream_queue", "15", "1048577"}, IntKey{"metrics", "max_series", "", "10000001"},

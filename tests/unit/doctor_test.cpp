@@ -184,6 +184,26 @@ TEST(DoctorVerdicts, GroupAndDaemon) {
   EXPECT_EQ(render_json(cs)["exit_code"], 1);
 }
 
+// The kernel edge table as the agent reports it: off, in use, nearly full, overflowed.
+TEST(DoctorChecks, EdgeTableOccupancyAndOverflow) {
+  auto f = healthy();
+  (*f.health)["edge_table"] = {{"entries", 0}, {"capacity", 0}, {"overflow", 0}};
+  auto c = find(evaluate(f), "agent edge table");
+  EXPECT_EQ(c.level, Level::Ok);
+  EXPECT_NE(c.message.find("off"), std::string::npos) << c.message;
+  (*f.health)["edge_table"] = {{"entries", 12}, {"capacity", 1024}, {"overflow", 0}};
+  c = find(evaluate(f), "agent edge table");
+  EXPECT_EQ(c.level, Level::Ok);
+  EXPECT_NE(c.message.find("12 of 1024"), std::string::npos) << c.message;
+  (*f.health)["edge_table"]["entries"] = 1000;
+  EXPECT_EQ(find(evaluate(f), "agent edge table").level, Level::Warn);
+  (*f.health)["edge_table"] = {{"entries", 1024}, {"capacity", 1024}, {"overflow", 5}};
+  c = find(evaluate(f), "agent edge table");
+  EXPECT_EQ(c.level, Level::Warn);
+  EXPECT_NE(c.message.find("5 connection opens or closes"), std::string::npos) << c.message;
+  EXPECT_NE(c.message.find("kernel.edge_table_size"), std::string::npos) << c.message;
+}
+
 // Debian 12's 6.1 kernel has every hook as tp_btf except sock_send_length/sock_recv_length (added in 6.3), which
 // exist neither as BTF types nor as classic tracepoints: those two are off, everything else stays tp_btf.
 TEST(DoctorHooks, PredictsEachHookOnItsOwnLikeTheAgent) {

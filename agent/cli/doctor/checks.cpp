@@ -208,6 +208,29 @@ void config_and_kube_checks(const NodeFacts& f, std::vector<Check>& out) {
                     f.kubelet_root));
 }
 
+// The kernel edge table (kernel.edge_table_size) as the agent's health reply shows it: off, its occupancy, and the
+// connections it had no room for (sent as events instead; nothing lost, but the table should be larger).
+void add_edge_table_check(std::vector<Check>& out, const nlohmann::json& h) {
+  if (!h.contains("edge_table") || !h["edge_table"].is_object()) return;  // an agent from before the table
+  const auto& t = h["edge_table"];
+  const uint64_t cap = t.value("capacity", uint64_t{0}), n = t.value("entries", uint64_t{0}),
+                 overflow = t.value("overflow", uint64_t{0});
+  if (!cap) {
+    add(out, "agent edge table", Level::Ok, "kernel edge aggregation is off (kernel.edge_table_size: 0)");
+    return;
+  }
+  std::string usage = fmt::format("kernel edge table: {} of {} entries", n, cap);
+  if (overflow)
+    add(out, "agent edge table", Level::Warn,
+        fmt::format("{}; {} connection opens or closes found no room and were sent as events instead: raise "
+                    "kernel.edge_table_size",
+                    usage, overflow));
+  else if (n * 10 >= cap * 9)
+    add(out, "agent edge table", Level::Warn, fmt::format("{} (90% or more): raise kernel.edge_table_size", usage));
+  else
+    add(out, "agent edge table", Level::Ok, usage + ", none overflowed");
+}
+
 void socket_checks(const NodeFacts& f, std::vector<Check>& out) {
   if (!f.group_exists)
     add(out, "group", Level::Warn,
@@ -243,6 +266,7 @@ void socket_checks(const NodeFacts& f, std::vector<Check>& out) {
                     lost, num("kernel", "lost_ringbuf"), num("kernel", "lost_reentry")));
   else
     add(out, "agent events", Level::Ok, "the agent has lost no events");
+  add_edge_table_check(out, h);
   if (h.contains("degraded") && h["degraded"].is_array())
     for (const auto& d : h["degraded"])
       if (d.is_string()) add(out, "agent degraded", Level::Warn, d.get<std::string>());
