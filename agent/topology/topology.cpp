@@ -267,6 +267,9 @@ void Topology::learn_listener(const ListenKey& k, const EndpointRef& local) {
   // Every passive event names its listener: compared in place, so the common case (learned already) copies nothing.
   if (auto it = listeners_.find(k); it != listeners_.end()) {
     const NodeKey& n = it->second;
+    // An ownerless passive event (a connection nobody accepted: its server died with it in the accept queue) says
+    // nothing about who listens there; it must not turn a named listener into "unknown".
+    if (local.service.empty() && n.kind == NodeKind::Service) return;
     if (n.kind == NodeKind::Service && n.name == (local.service.empty() ? std::string_view("unknown") : local.service) &&
         n.ns == local.ns && n.address.empty())
       return;

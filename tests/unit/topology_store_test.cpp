@@ -579,6 +579,27 @@ TEST(TopologyStore, ListenerLearnedFromPassiveSideNamesLaterClients) {
   EXPECT_NE(find_edge(s, "scraper", "metrics", 9000), nullptr);
 }
 
+// A server process dies: the connections still in its accept queue close with no owner. Those ownerless passive
+// closes must not rename its learned listener to "unknown", or the refused connects that follow land on a new
+// edge (with no baseline, so the failure burst is never flagged) instead of the edge that was steady.
+TEST(TopologyStore, OwnerlessPassiveCloseKeepsTheListenersName) {
+  Topology t({}, kT0);
+  auto p = ev(Kind::Open, Role::Passive, "10.231.7.2", 8088, "10.231.7.1", 40000);
+  t.ingest(p, svc("api"), std::nullopt, kT0);
+  auto orphan = closed(ev(Kind::Close, Role::Passive, "10.231.7.2", 8088, "10.231.7.1", 40001), 0, 0,
+                       Outcome::ResetSent);
+  t.ingest(orphan, Endpoint{}, std::nullopt, kT0);  // no owner: nobody accepted it
+  auto refused = ev(Kind::Close, Role::Active, "10.231.7.1", 40002, "10.231.7.2", 8088);
+  refused.established = false;
+  refused.outcome = Outcome::Refused;
+  t.ingest(refused, svc("web"), std::nullopt, kT0);
+  auto s = t.snapshot(kT0);
+  auto* e = find_edge(s, "web", "api", 8088);
+  ASSERT_NE(e, nullptr) << "the refused connect is on web -> api";
+  EXPECT_EQ(e->failed.at("refused"), 1u);
+  EXPECT_EQ(find_edge(s, "web", "unknown", 8088), nullptr);
+}
+
 TEST(TopologyStore, UnknownRoleIsInferredFromPorts) {
   Topology t({}, kT0);
   auto e = ev(Kind::Close, Role::Unknown, "10.0.0.5", 22, "198.51.100.1", 53000);
