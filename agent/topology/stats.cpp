@@ -122,31 +122,46 @@ bool merge_flag(std::vector<AnomalyFlag>& flags, AnomalyFlag f, uint64_t window_
   return true;
 }
 
-uint32_t AnomalyDetector::roll(uint64_t now_ns, const AnomalyConfig& cfg, std::vector<AnomalyFlag>& flags) {
-  if (cfg.window_ns == 0) return 0;
-  uint64_t idx = now_ns / cfg.window_ns;
-  if (idx <= window_) return 0;
+uint32_t AnomalyDetector::judge(const AnomalyConfig& cfg, std::vector<AnomalyFlag>& flags, bool closing) {
   uint32_t raised = 0;
-  uint64_t end_ns = (window_ + 1) * cfg.window_ns;
+  // Flags name the window they were raised in by its end, also when raised before it ended.
+  const uint64_t end_ns = (window_ + 1) * cfg.window_ns;
   if (cfg.enabled && attempts_ >= cfg.min_samples) {
     double rate = double(failures_) / double(attempts_);
-    if (fail_.n >= cfg.baseline_windows &&
-        rate > fail_.mean + std::max(cfg.k * fail_.dev, cfg.failure_rate_min_delta))
+    if (!fail_flagged_ && fail_.n >= cfg.baseline_windows &&
+        rate > fail_.mean + std::max(cfg.k * fail_.dev, cfg.failure_rate_min_delta)) {
       raised += merge_flag(flags, AnomalyFlag{"failure_rate", end_ns, end_ns, 1, rate, fail_.mean}, cfg.window_ns,
                            cfg.max_flags_per_edge);
-    fail_.add(rate, cfg.alpha);
+      fail_flagged_ = true;
+    }
+    if (closing) fail_.add(rate, cfg.alpha);
   }
   if (cfg.enabled && lat_n_ >= cfg.min_samples) {
     double mean = lat_sum_ / double(lat_n_);
-    if (lat_.n >= cfg.baseline_windows && mean > lat_.mean + cfg.k * lat_.dev &&
-        mean >= lat_.mean * cfg.latency_min_ratio)
+    if (!lat_flagged_ && lat_.n >= cfg.baseline_windows && mean > lat_.mean + cfg.k * lat_.dev &&
+        mean >= lat_.mean * cfg.latency_min_ratio) {
       raised += merge_flag(flags, AnomalyFlag{"connect_latency", end_ns, end_ns, 1, mean, lat_.mean}, cfg.window_ns,
                            cfg.max_flags_per_edge);
-    lat_.add(mean, cfg.alpha);
+      lat_flagged_ = true;
+    }
+    if (closing) lat_.add(mean, cfg.alpha);
   }
-  window_ = idx;
-  attempts_ = failures_ = lat_n_ = 0;
-  lat_sum_ = 0;
+  return raised;
+}
+
+uint32_t AnomalyDetector::roll(uint64_t now_ns, const AnomalyConfig& cfg, std::vector<AnomalyFlag>& flags) {
+  if (cfg.window_ns == 0) return 0;
+  uint64_t idx = now_ns / cfg.window_ns;
+  uint32_t raised = 0;
+  if (idx > window_) {
+    raised += judge(cfg, flags, true);
+    window_ = idx;
+    attempts_ = failures_ = lat_n_ = 0;
+    lat_sum_ = 0;
+    fail_flagged_ = lat_flagged_ = false;
+  }
+  // The window so far: cheap until it has min_samples, and once it has raised both reasons.
+  if (attempts_ >= cfg.min_samples || lat_n_ >= cfg.min_samples) raised += judge(cfg, flags, false);
   return raised;
 }
 

@@ -72,11 +72,16 @@ class AnomalyDetector {
     ++lat_n_;
     lat_sum_ += us;
   }
-  // Closes the current window if `now_ns` is past it, judging it against the baseline; raised flags are merged
-  // into `flags`. Returns the number of new flags. Call before recording samples taken at `now_ns`.
+  // Closes the current window if `now_ns` is past it, judging it against the baseline, then judges the new
+  // window as far as it has come: a window that already has min_samples and is past the threshold is flagged at
+  // once, not when it ends (a burst of failures shows within its first min_samples attempts). Raised flags are
+  // merged into `flags`; a window raises each reason at most once. Returns the number of new flags. Call before
+  // recording samples taken at `now_ns`.
   uint32_t roll(uint64_t now_ns, const AnomalyConfig& cfg, std::vector<AnomalyFlag>& flags);
 
  private:
+  // Judges the current window's samples so far (`closing`: the window is complete, so the baselines learn it).
+  uint32_t judge(const AnomalyConfig& cfg, std::vector<AnomalyFlag>& flags, bool closing);
   struct Baseline {
     double mean = 0, dev = 0;
     uint32_t n = 0;
@@ -85,6 +90,7 @@ class AnomalyDetector {
   uint64_t window_ = 0;  // index of the window being filled
   uint32_t attempts_ = 0, failures_ = 0, lat_n_ = 0;
   double lat_sum_ = 0;
+  bool fail_flagged_ = false, lat_flagged_ = false;  // this window raised that reason already
   Baseline fail_, lat_;
 };
 

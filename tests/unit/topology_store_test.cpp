@@ -1045,8 +1045,9 @@ TEST(TopologyAnomaly, FailureRateJumpIsFlaggedWithinAWindow) {
   auto after = d.flags();
   auto it = std::find_if(after.begin(), after.end(), [](auto& f) { return f.reason == "failure_rate"; });
   ASSERT_NE(it, after.end());
-  EXPECT_EQ(it->first_ns, jump_end) << "flagged at the end of the window that jumped";
-  EXPECT_DOUBLE_EQ(it->value, 0.5);
+  EXPECT_EQ(it->first_ns, jump_end) << "named by the end of the window that jumped";
+  // Raised as soon as the window had min_samples attempts past the threshold: its first 20, all refused.
+  EXPECT_DOUBLE_EQ(it->value, 1.0);
   EXPECT_LT(it->baseline, 0.05);
   EXPECT_GE(t.counters().anomalies, 1u);
   // A second bad window directly after extends the same flag instead of adding one.
@@ -1054,6 +1055,51 @@ TEST(TopologyAnomaly, FailureRateJumpIsFlaggedWithinAWindow) {
   auto again = d.flags();
   EXPECT_EQ(std::count_if(again.begin(), again.end(), [](auto& f) { return f.reason == "failure_rate"; }), 1);
   EXPECT_EQ(std::find_if(again.begin(), again.end(), [](auto& f) { return f.reason == "failure_rate"; })->windows, 2u);
+}
+
+// Issue 18: a failure burst is flagged within its first min_samples attempts, not when its window ends. The server
+// dies 0.9 s into a window: the rest of that window is not enough (5 of 45 failed), the next one is flagged at its
+// 20th attempt, 0.2 s in, long before it ends.
+TEST(TopologyAnomaly, FailureBurstIsFlaggedBeforeItsWindowEnds) {
+  TopologyConfig cfg;
+  cfg.anomaly = fast_anomaly();
+  Topology t(cfg, kT0);
+  Driver d{t};
+  for (int w = 0; w < 8; ++w) d.window(50, 0, 500);
+  auto failure_flags = [&](uint64_t at) {
+    auto f = t.snapshot(at).edges.at(0).anomalies;
+    return std::count_if(f.begin(), f.end(), [](auto& x) { return x.reason == "failure_rate"; });
+  };
+  uint16_t port = 40000;
+  auto attempt = [&](uint64_t at, bool refused) {
+    auto e = ev(Kind::Open, Role::Active, "10.0.0.2", ++port, "10.0.0.10", 80);
+    if (refused) {
+      e = ev(Kind::Close, Role::Active, "10.0.0.2", port, "10.0.0.10", 80);
+      e.established = false;
+      e.outcome = Outcome::Refused;
+    } else {
+      e.connect_latency_ns = 500'000;
+    }
+    t.ingest(e, svc("client"), {}, at);
+    if (!refused) t.ingest(closed(e, 1, 1), svc("client"), {}, at);
+  };
+  // Every 10 ms: healthy for 0.9 s, then refused.
+  const uint64_t start = d.now, step = kSec / 100;
+  uint64_t at = start;
+  for (int i = 0; i < 90; ++i, at += step) attempt(at, false);
+  for (int i = 0; i < 10; ++i, at += step) attempt(at, true);
+  EXPECT_EQ(failure_flags(at), 0) << "10 of 100 failed in the first window: under the threshold";
+  // The next window: the 20th refused attempt is judged at the 21st event, 0.2 s in.
+  for (int i = 0; i < 21; ++i, at += step) attempt(at, true);
+  EXPECT_LT(at, start + 2 * kSec) << "still inside the second window";
+  EXPECT_EQ(failure_flags(at), 1) << "flagged 0.3 s after the burst started, before the window ended";
+  auto f = t.snapshot(at).edges.at(0).anomalies;
+  auto it = std::find_if(f.begin(), f.end(), [](auto& x) { return x.reason == "failure_rate"; });
+  EXPECT_EQ(it->first_ns, start + 2 * kSec);
+  // The rest of the window and its end raise nothing more.
+  for (int i = 0; i < 50; ++i, at += step) attempt(at, true);
+  t.tick(start + 2 * kSec);
+  EXPECT_EQ(failure_flags(start + 2 * kSec), 1);
 }
 
 TEST(TopologyAnomaly, LatencyJumpIsFlagged) {
