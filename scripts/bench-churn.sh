@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Loopback connection churn with and without hostscope, side by side; writes the result into docs/benchmarks.md
 # between the markers for the given agent mode.
-# Usage: scripts/bench-churn.sh [connections|no-identity|daemon|syscall-tracepoint|tcplife] [rounds] [seconds]
+# Usage: scripts/bench-churn.sh [connections|no-identity|daemon|daemon-edges|syscall-tracepoint|tcplife] [rounds] [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-connections}; rounds=${2:-5}; seconds=${3:-5}
@@ -10,6 +10,7 @@ case "$mode" in
   connections) args="connections -o json" ;;
   no-identity) args="connections -o json --no-identity" ;;
   daemon) args="agent --config tests/bench/agent-bench.yaml" ;;
+  daemon-edges) args="agent --config tests/bench/agent-bench-edges.yaml" ;;  # the kernel edge table on
   syscall-tracepoint) agent=tests/bench/syscall-tracepoint-only.sh; args="" ;;  # control: no hostscope at all
   tcplife) agent=tests/bench/tcplife.sh; args="" ;;  # reference: libbpf-tools' tcplife
   *) echo "unknown mode $mode" >&2; exit 2 ;;
