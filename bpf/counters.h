@@ -14,7 +14,8 @@ enum hs_counter {
   HS_CNT_PROC_TABLE_FULL = 6, /* process table insert failed */
   HS_CNT_PEER_EVICTED = 7,    /* a connection waiting for its local peer lost its peer-table entry (LRU full) */
   HS_CNT_EDGE_TABLE_FULL = 8, /* a connection whose edge found no room in tcp_edges (sent as events instead) */
-  HS_CNT_MAX = 9,
+  HS_CNT_EDGE_CREATED = 9,    /* entries created in tcp_edges: its occupancy, as nothing deletes them yet */
+  HS_CNT_MAX = 10,
 };
 
 #endif

@@ -288,8 +288,9 @@ static __always_inline void edge__key(const struct sock_tuple* t, const struct s
 static __always_inline struct hs_edge_counts* edge__counts(const struct hs_edge_key* k) {
   struct hs_edge_counts* c = bpf_map_lookup_elem(&tcp_edges, k);
   if (c) return c;
-  /* -EEXIST: another CPU created it meanwhile; the lookup below finds it. */
-  bpf_map_update_elem(&tcp_edges, k, &hs_edge_zero, BPF_NOEXIST);
+  /* -EEXIST: another CPU created it meanwhile; the lookup below finds it. Only the call that created the entry
+   * counts it, so the agent knows the occupancy without walking the table. */
+  if (!bpf_map_update_elem(&tcp_edges, k, &hs_edge_zero, BPF_NOEXIST)) counter__inc(HS_CNT_EDGE_CREATED);
   c = bpf_map_lookup_elem(&tcp_edges, k);
   if (!c) counter__inc(HS_CNT_EDGE_TABLE_FULL);
   return c;

@@ -216,7 +216,6 @@ Result<std::unique_ptr<TcpTracer>> TcpTracer::start(const TcpTracerOptions& opts
 int TcpTracer::events_fd() const { return bpf_map__fd(impl_->skel->maps.tcp_events); }
 int TcpTracer::go_procs_fd() const { return bpf_map__fd(impl_->skel->maps.go_procs); }
 int TcpTracer::socket_table_fd() const { return bpf_map__fd(impl_->skel->maps.tcp_socks); }
-int TcpTracer::edge_table_fd() const { return bpf_map__fd(impl_->skel->maps.tcp_edges); }
 
 KernelCounters TcpTracer::counters() const {
   auto v = read_percpu_counters(bpf_map__fd(impl_->skel->maps.counters), HS_CNT_MAX);
@@ -229,6 +228,7 @@ KernelCounters TcpTracer::counters() const {
   c.peer_evicted = v[HS_CNT_PEER_EVICTED];
   c.goid_read_failed = v[HS_CNT_GOID_READ_FAIL];
   c.edge_table_full = v[HS_CNT_EDGE_TABLE_FULL];
+  c.edges_created = v[HS_CNT_EDGE_CREATED];
   c.prog_recursion_misses = prog_recursion_misses(impl_->skel->obj);
   return c;
 }

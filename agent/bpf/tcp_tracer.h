@@ -53,6 +53,7 @@ struct KernelCounters {
            goid_read_failed = 0;
   uint64_t peer_evicted = 0;  // connections waiting for a local peer whose peer-table entry was evicted (LRU full)
   uint64_t edge_table_full = 0;  // connections whose edge found no room in tcp_edges (sent as events instead)
+  uint64_t edges_created = 0;    // tcp_edges entries created (its occupancy: nothing deletes them yet)
   uint64_t prog_recursion_misses = 0;  // invocations the kernel skipped because the program was already running on that CPU
 };
 
@@ -66,7 +67,6 @@ class TcpTracer {
   int events_fd() const;
   int go_procs_fd() const;
   int socket_table_fd() const;
-  int edge_table_fd() const;
   AttachMode mode() const { return mode_; }  // the state-change hook's mode
   const std::vector<HookChoice>& hooks() const { return hooks_; }
   // Human-readable notes on what is degraded on this kernel (empty when everything is on).

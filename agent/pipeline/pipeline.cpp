@@ -222,14 +222,15 @@ Health Pipeline::health() const {
     h.socket_table_capacity = tracer_->socket_table_size();
     std::lock_guard lk(sockets_mu_);
     auto now = std::chrono::steady_clock::now();
+    // Entries are counted in the kernel as they are created (walking a table of up to 1M keys once a second
+    // would cost a core); nothing deletes them yet.
     h.edge_table_capacity = tracer_->edge_table_size();
+    h.edge_table_entries = std::min<uint64_t>(h.kernel.edges_created, h.edge_table_capacity);
     if (sockets_counted_at_ == std::chrono::steady_clock::time_point{} || now - sockets_counted_at_ >= std::chrono::seconds(1)) {
       sockets_counted_ = count_map_entries(tracer_->socket_table_fd(), h.socket_table_capacity);
-      edges_counted_ = h.edge_table_capacity ? count_map_entries(tracer_->edge_table_fd(), h.edge_table_capacity) : 0;
       sockets_counted_at_ = now;
     }
     h.socket_table_entries = sockets_counted_;
-    h.edge_table_entries = edges_counted_;
   }
   h.identity = resolver_->health_json();
   std::lock_guard lk(subs_mu_);

@@ -104,7 +104,6 @@ class Pipeline {
   mutable std::mutex sockets_mu_;
   mutable std::chrono::steady_clock::time_point sockets_counted_at_{};
   mutable uint64_t sockets_counted_ = 0;
-  mutable uint64_t edges_counted_ = 0;  // entries of the kernel edge table, counted with the sockets
 };
 
 // The identity fields of an event line (views into `r`).

@@ -173,7 +173,7 @@ TEST_F(MetricsAgent, ScrapeShowsExactEdgeCountersAndEventFileHasTheWorkload) {
   EXPECT_GE(sum(m, "hostscope_bpf_map_capacity", {{"map", "tcp_socks"}}), 1024);
   // The kernel edge table (kernel.edge_table_size): its size, and entries for the workload's edges; no overflow.
   EXPECT_EQ(sum(m, "hostscope_bpf_map_capacity", {{"map", "tcp_edges"}}), 4096);
-  // The agent counts the table's entries at most once a second: scrape again until the count has caught up.
+  // The reader delivers events before the scrape sees them; scrape again until the table's count has caught up.
   EXPECT_TRUE(eventually([&] {
     auto r = scrape();
     return r.status == 0 && sum(parse_exposition(r.out), "hostscope_bpf_map_entries", {{"map", "tcp_edges"}}) >= 2;

@@ -708,8 +708,12 @@ TEST(TcpLifecycle, AggregatedEdgesAgreeWithTheEvents) {
                 col.wait_for(1, open_of(child.port, kept_open.port)).size(),
             2u);
 
+  // The kernel counts the entries it creates (the table's occupancy in health): as many as a read finds.
+  const uint64_t created_before = col.tracer().counters().edges_created;
   auto kernel = col.tracer().read_edges();
   ASSERT_TRUE(kernel) << kernel.error().str();
+  EXPECT_GE(kernel->size(), created_before);
+  EXPECT_LE(kernel->size(), col.tracer().counters().edges_created);
   auto want = edges_from_events(col.matching(on_ports), ports);
   // Each client is its own process, so each connection is its own pair of edges (the server's end is keyed on its
   // stitched local client): 6 + 4 + 2 for the exchanges, 2 refused clients, 2 for the one-way connection, 2 ends
