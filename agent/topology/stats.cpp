@@ -123,6 +123,10 @@ bool merge_flag(std::vector<AnomalyFlag>& flags, AnomalyFlag f, uint64_t window_
 }
 
 uint32_t AnomalyDetector::judge(const AnomalyConfig& cfg, std::vector<AnomalyFlag>& flags, bool closing) {
+  // A window being filled (this runs for every event) can only raise a reason not raised yet, against a trusted
+  // baseline: leave at once when there is none.
+  if (!closing && (fail_flagged_ || fail_.n < cfg.baseline_windows) && (lat_flagged_ || lat_.n < cfg.baseline_windows))
+    return 0;
   uint32_t raised = 0;
   // Flags name the window they were raised in by its end, also when raised before it ended.
   const uint64_t end_ns = (window_ + 1) * cfg.window_ns;

@@ -1013,19 +1013,21 @@ struct Driver {
   Topology& t;
   uint64_t now = kT0;
   uint16_t port = 30000;
-  void window(int attempts, int failures, uint64_t latency_us) {
-    for (int i = 0; i < attempts; ++i) {
-      auto e = ev(Kind::Open, Role::Active, "10.0.0.2", ++port, "10.0.0.10", 80);
-      if (i < failures) {
-        e = ev(Kind::Close, Role::Active, "10.0.0.2", port, "10.0.0.10", 80);
-        e.established = false;
-        e.outcome = Outcome::Refused;
-      } else {
-        e.connect_latency_ns = latency_us * 1000;
-      }
-      t.ingest(e, svc("client"), {}, now + uint64_t(i) * (kSec / 100));
-      if (i >= failures) t.ingest(closed(e, 1, 1), svc("client"), {}, now + uint64_t(i) * (kSec / 100));
+  // One connect at `at`: refused, or established with `latency_us` and closed.
+  void attempt(uint64_t at, bool refused, uint64_t latency_us) {
+    auto e = ev(Kind::Open, Role::Active, "10.0.0.2", ++port, "10.0.0.10", 80);
+    if (refused) {
+      e = ev(Kind::Close, Role::Active, "10.0.0.2", port, "10.0.0.10", 80);
+      e.established = false;
+      e.outcome = Outcome::Refused;
+    } else {
+      e.connect_latency_ns = latency_us * 1000;
     }
+    t.ingest(e, svc("client"), {}, at);
+    if (!refused) t.ingest(closed(e, 1, 1), svc("client"), {}, at);
+  }
+  void window(int attempts, int failures, uint64_t latency_us) {
+    for (int i = 0; i < attempts; ++i) attempt(now + uint64_t(i) * (kSec / 100), i < failures, latency_us);
     now += kSec;
     t.tick(now);
   }
@@ -1070,19 +1072,7 @@ TEST(TopologyAnomaly, FailureBurstIsFlaggedBeforeItsWindowEnds) {
     auto f = t.snapshot(at).edges.at(0).anomalies;
     return std::count_if(f.begin(), f.end(), [](auto& x) { return x.reason == "failure_rate"; });
   };
-  uint16_t port = 40000;
-  auto attempt = [&](uint64_t at, bool refused) {
-    auto e = ev(Kind::Open, Role::Active, "10.0.0.2", ++port, "10.0.0.10", 80);
-    if (refused) {
-      e = ev(Kind::Close, Role::Active, "10.0.0.2", port, "10.0.0.10", 80);
-      e.established = false;
-      e.outcome = Outcome::Refused;
-    } else {
-      e.connect_latency_ns = 500'000;
-    }
-    t.ingest(e, svc("client"), {}, at);
-    if (!refused) t.ingest(closed(e, 1, 1), svc("client"), {}, at);
-  };
+  auto attempt = [&](uint64_t at, bool refused) { d.attempt(at, refused, 500); };
   // Every 10 ms: healthy for 0.9 s, then refused.
   const uint64_t start = d.now, step = kSec / 100;
   uint64_t at = start;
